@@ -1,0 +1,251 @@
+//! Blob reads and writes of the local store.
+//!
+//! The synchronous methods are what snapshotting uses from its worker
+//! threads; the [`BlobStore`] impl wraps them for async callers.
+//!
+//! A file is read exactly once on the way in: its bytes are hashed and
+//! written to a temp file as they are read, and the temp file is renamed to
+//! the digest's name at the end. Large files overlap hashing with writing on
+//! a second thread, so adding a file costs about as much as hashing it.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use async_trait::async_trait;
+use cairn_digest::{Digest, Hasher};
+
+use super::FsStore;
+use crate::blob::{read_error, BlobReader, BlobStore, VerifyingReader};
+use crate::error::{Result, StoreError};
+
+/// Files at least this large are copied with hashing and writing overlapped.
+const PIPELINE_THRESHOLD: u64 = 8 << 20;
+const CHUNK: usize = 1 << 20;
+/// Chunks in flight between the hashing and the writing thread (memory bound).
+const CHUNKS_IN_FLIGHT: usize = 8;
+
+impl FsStore {
+    /// Whether the blob is present with the right size. (Content is checked
+    /// on every read; a size check here catches truncation for free.)
+    pub fn has_sync(&self, digest: &Digest) -> bool {
+        std::fs::metadata(self.blob_path(digest)).is_ok_and(|m| m.len() == digest.size())
+    }
+
+    /// Opens a blob for reading, unverified; `None` if absent.
+    pub fn open_blob(&self, digest: &Digest) -> Result<Option<File>> {
+        let path = self.blob_path(digest);
+        match File::open(&path) {
+            Ok(f) => Ok(Some(f)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StoreError::io("opening", path, e)),
+        }
+    }
+
+    /// Stores bytes held in memory.
+    pub fn put_bytes_sync(&self, bytes: &[u8]) -> Result<Digest> {
+        let digest = Digest::of(bytes);
+        if !self.has_sync(&digest) {
+            self.write_new(&digest, |file, path| {
+                file.write_all(bytes)
+                    .map_err(|e| StoreError::io("writing", path, e))
+            })?;
+        }
+        Ok(digest)
+    }
+
+    /// Stores a file's content, reading it once; returns its digest.
+    pub fn put_file(&self, source: &Path) -> Result<Digest> {
+        let mut src = File::open(source).map_err(|e| StoreError::io("opening", source, e))?;
+        let len = src
+            .metadata()
+            .map_err(|e| StoreError::io("reading metadata of", source, e))?
+            .len();
+        let tmp = self.tmp_path();
+        let mut out = create_tmp(&tmp)?;
+        let copied = if len >= PIPELINE_THRESHOLD {
+            copy_pipelined(&mut src, &mut out, source, &tmp)
+        } else {
+            copy_hashing(&mut src, &mut out, source, &tmp, len)
+        };
+        let digest = match copied {
+            Ok(d) => d,
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e);
+            }
+        };
+        drop(out);
+        self.commit_tmp(&tmp, &digest)?;
+        Ok(digest)
+    }
+
+    /// Writes a blob whose digest is known into a temp file, then renames.
+    fn write_new(
+        &self,
+        digest: &Digest,
+        fill: impl FnOnce(&mut File, &Path) -> Result<()>,
+    ) -> Result<()> {
+        let tmp = self.tmp_path();
+        let mut file = create_tmp(&tmp)?;
+        if let Err(e) = fill(&mut file, &tmp) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+        drop(file);
+        self.commit_tmp(&tmp, digest)
+    }
+
+    /// Renames a complete temp file to its digest's name (or drops it if an
+    /// intact copy is already there: another writer won the race).
+    fn commit_tmp(&self, tmp: &Path, digest: &Digest) -> Result<()> {
+        if self.has_sync(digest) {
+            let _ = std::fs::remove_file(tmp);
+            return Ok(());
+        }
+        let dest = self.blob_path(digest);
+        std::fs::rename(tmp, &dest).map_err(|e| {
+            let _ = std::fs::remove_file(tmp);
+            StoreError::io("renaming into", &dest, e)
+        })
+    }
+}
+
+fn create_tmp(path: &Path) -> Result<File> {
+    // Read-only from birth: the open descriptor can still write.
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o444)
+        .open(path)
+        .map_err(|e| StoreError::io("creating", path, e))
+}
+
+fn copy_hashing(
+    src: &mut File,
+    out: &mut File,
+    source: &Path,
+    tmp: &Path,
+    len: u64,
+) -> Result<Digest> {
+    let mut hasher = Hasher::new();
+    let mut buf = vec![0u8; (len as usize).clamp(1, CHUNK) + 1];
+    loop {
+        let n = read_some(src, &mut buf, source)?;
+        if n == 0 {
+            return Ok(hasher.finish());
+        }
+        hasher.update(&buf[..n]);
+        out.write_all(&buf[..n])
+            .map_err(|e| StoreError::io("writing", tmp, e))?;
+    }
+}
+
+fn copy_pipelined(src: &mut File, out: &mut File, source: &Path, tmp: &Path) -> Result<Digest> {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(CHUNKS_IN_FLIGHT);
+    let (back_tx, back_rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    std::thread::scope(|scope| {
+        let writer = scope.spawn(move || -> io::Result<()> {
+            for chunk in rx {
+                out.write_all(&chunk)?;
+                let _ = back_tx.send(chunk);
+            }
+            Ok(())
+        });
+        let mut hasher = Hasher::new();
+        let read_result = loop {
+            let mut buf = back_rx.try_recv().unwrap_or_else(|_| vec![0u8; CHUNK]);
+            buf.resize(CHUNK, 0);
+            let n = match read_some(src, &mut buf, source) {
+                Ok(n) => n,
+                Err(e) => break Err(e),
+            };
+            if n == 0 {
+                break Ok(());
+            }
+            buf.truncate(n);
+            hasher.update(&buf);
+            if tx.send(buf).is_err() {
+                break Ok(()); // the writer failed; its error is reported below
+            }
+        };
+        drop(tx);
+        let written = writer.join().expect("writer thread panicked");
+        read_result?;
+        written.map_err(|e| StoreError::io("writing", tmp, e))?;
+        Ok(hasher.finish())
+    })
+}
+
+fn read_some(src: &mut File, buf: &mut [u8], path: &Path) -> Result<usize> {
+    loop {
+        match src.read(buf) {
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(StoreError::io("reading", path, e)),
+        }
+    }
+}
+
+#[async_trait]
+impl BlobStore for FsStore {
+    async fn has_many(&self, digests: &[Digest]) -> Result<Vec<bool>> {
+        Ok(digests.iter().map(|d| self.has_sync(d)).collect())
+    }
+
+    async fn get(&self, digest: &Digest) -> Result<Option<BlobReader>> {
+        Ok(self.open_blob(digest)?.map(|f| {
+            let file = tokio::fs::File::from_std(f);
+            Box::pin(VerifyingReader::new(file, *digest)) as BlobReader
+        }))
+    }
+
+    async fn put(&self, digest: &Digest, data: BlobReader) -> Result<()> {
+        if self.has_sync(digest) {
+            return Ok(());
+        }
+        let tmp = self.tmp_path();
+        let file = create_tmp(&tmp)?;
+        let mut out = tokio::fs::File::from_std(file);
+        let mut verified = VerifyingReader::new(data, *digest);
+        let copied = tokio::io::copy(&mut verified, &mut out).await;
+        let flushed = match copied {
+            Ok(_) => tokio::io::AsyncWriteExt::flush(&mut out).await,
+            Err(e) => Err(e),
+        };
+        drop(out);
+        if let Err(e) = flushed {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(match e.kind() {
+                io::ErrorKind::InvalidData => read_error(digest, e),
+                _ => StoreError::io("writing", &tmp, e),
+            });
+        }
+        self.commit_tmp(&tmp, digest)
+    }
+
+    async fn flush(&self) -> Result<()> {
+        self.sync()
+    }
+}
+
+impl FsStore {
+    /// Reads a whole blob, verified; `None` if absent.
+    pub fn read_blob_sync(&self, digest: &Digest) -> Result<Option<Vec<u8>>> {
+        let Some(mut f) = self.open_blob(digest)? else {
+            return Ok(None);
+        };
+        let mut bytes = Vec::with_capacity(digest.size() as usize);
+        f.read_to_end(&mut bytes)
+            .map_err(|e| StoreError::io("reading", self.blob_path(digest), e))?;
+        let actual = Digest::of(&bytes);
+        if actual != *digest {
+            return Err(StoreError::Corrupt {
+                expected: *digest,
+                actual,
+            });
+        }
+        Ok(Some(bytes))
+    }
+}

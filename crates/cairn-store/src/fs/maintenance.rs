@@ -1,0 +1,119 @@
+//! Whole-store maintenance of the local store: re-hashing every blob, and
+//! listing and deleting blobs for garbage collection.
+
+use std::path::Path;
+use std::time::SystemTime;
+
+use cairn_digest::{Digest, DigestRef, Hasher};
+use rayon::prelude::*;
+
+use super::FsStore;
+use crate::error::{Result, StoreError};
+
+/// A blob file as found on disk.
+#[derive(Debug, Clone)]
+pub struct BlobInfo {
+    /// The digest its name and size claim.
+    pub digest: Digest,
+    /// When it was last written.
+    pub modified: SystemTime,
+}
+
+/// What [`FsStore::verify_all`] found.
+#[derive(Debug, Default)]
+pub struct VerifyReport {
+    /// Blobs checked.
+    pub checked: u64,
+    /// Bytes hashed.
+    pub bytes: u64,
+    /// Blobs whose bytes do not match their name, with what they hash to.
+    pub corrupt: Vec<(Digest, Digest)>,
+}
+
+impl FsStore {
+    /// Every blob file, with the digest its name and current size claim.
+    pub fn list_blobs(&self) -> Result<Vec<BlobInfo>> {
+        let blobs = self.root.join("blobs");
+        let shards: Vec<_> = (0..=255u8)
+            .map(|b| blobs.join(format!("{b:02x}")))
+            .collect();
+        let lists: Vec<Result<Vec<BlobInfo>>> = shards.par_iter().map(|d| list_shard(d)).collect();
+        let mut all = Vec::new();
+        for list in lists {
+            all.extend(list?);
+        }
+        Ok(all)
+    }
+
+    /// Re-hashes every blob in parallel; `progress` is called with the bytes
+    /// of each blob checked.
+    pub fn verify_all(&self, progress: &(dyn Fn(u64) + Sync)) -> Result<VerifyReport> {
+        let blobs = self.list_blobs()?;
+        let results: Vec<Result<Option<(Digest, Digest)>>> = blobs
+            .par_iter()
+            .map(|b| {
+                let actual = hash_file(&self.blob_path(&b.digest))?;
+                progress(b.digest.size());
+                Ok((actual != b.digest).then_some((b.digest, actual)))
+            })
+            .collect();
+        let mut report = VerifyReport::default();
+        for (b, r) in blobs.iter().zip(results) {
+            report.checked += 1;
+            report.bytes += b.digest.size();
+            if let Some(bad) = r? {
+                report.corrupt.push(bad);
+            }
+        }
+        report.corrupt.sort();
+        Ok(report)
+    }
+
+    /// Deletes one blob (garbage collection only).
+    pub fn delete_blob(&self, digest: &Digest) -> Result<()> {
+        let path = self.blob_path(digest);
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(StoreError::io("deleting", path, e)),
+        }
+    }
+}
+
+fn list_shard(dir: &Path) -> Result<Vec<BlobInfo>> {
+    let mut out = Vec::new();
+    let entries = std::fs::read_dir(dir).map_err(|e| StoreError::io("listing", dir, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| StoreError::io("listing", dir, e))?;
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        let Ok(r) = format!("sha256:{name}").parse::<DigestRef>() else {
+            continue; // not a blob file: left alone
+        };
+        let meta = entry
+            .metadata()
+            .map_err(|e| StoreError::io("reading metadata of", entry.path(), e))?;
+        out.push(BlobInfo {
+            digest: r.with_size(meta.len()),
+            modified: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+        });
+    }
+    Ok(out)
+}
+
+fn hash_file(path: &Path) -> Result<Digest> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).map_err(|e| StoreError::io("opening", path, e))?;
+    let mut hasher = Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f
+            .read(&mut buf)
+            .map_err(|e| StoreError::io("reading", path, e))?;
+        if n == 0 {
+            return Ok(hasher.finish());
+        }
+        hasher.update(&buf[..n]);
+    }
+}

@@ -1,0 +1,123 @@
+//! The local-directory store, cairn's embedded default.
+//!
+//! Layout under the root (documented in docs/ARCHITECTURE.md too):
+//!
+//! ```text
+//! cairn-store          marker file: "cairn-store 1"
+//! blobs/ab/abcd…       one read-only file per blob, named by its hex hash
+//! refs/<name>          one file per ref: "v<version>\n" then the value
+//! refs/<name>.lock     flock(2) target serializing writers of that ref
+//! tmp/                 blobs and refs being written, renamed into place
+//! cache/               derived data (stat caches, executable copies);
+//!                      deleting it loses nothing
+//! ```
+//!
+//! Blobs are written to `tmp/` and renamed into place, so a crash never
+//! leaves a partial blob under its final name; a blob damaged anyway (a
+//! crash before the data reached the disk) fails verification on read and
+//! is treated as missing by `put`. Durability is batched: [`FsStore::sync`]
+//! (`syncfs(2)`) runs before any ref is written and before a command reports
+//! success, instead of one `fsync` per blob.
+
+mod blobs;
+mod maintenance;
+mod refs;
+mod watch;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use cairn_digest::Digest;
+
+use crate::error::{Result, StoreError};
+
+pub use maintenance::{BlobInfo, VerifyReport};
+
+const MARKER: &str = "cairn-store";
+const MARKER_CONTENT: &str = "cairn-store 1\n";
+
+/// A store in a local directory.
+#[derive(Debug)]
+pub struct FsStore {
+    root: PathBuf,
+    tmp_counter: AtomicU64,
+}
+
+impl FsStore {
+    /// Opens the store at `root`, creating it if the directory is absent or
+    /// empty. Refuses a non-empty directory that is not a store.
+    pub fn open(root: impl Into<PathBuf>) -> Result<Self> {
+        let root: PathBuf = root.into();
+        let marker = root.join(MARKER);
+        match std::fs::read_to_string(&marker) {
+            Ok(text) if text == MARKER_CONTENT => {}
+            Ok(_) => {
+                return Err(StoreError::Malformed {
+                    what: format!("store marker {}", marker.display()),
+                    reason: "unknown layout version".into(),
+                })
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Self::create(&root)?,
+            Err(e) => return Err(StoreError::io("reading", marker, e)),
+        }
+        Ok(Self {
+            root,
+            tmp_counter: AtomicU64::new(0),
+        })
+    }
+
+    fn create(root: &Path) -> Result<()> {
+        if let Ok(mut entries) = std::fs::read_dir(root) {
+            if entries.next().is_some() {
+                return Err(StoreError::Malformed {
+                    what: format!("store directory {}", root.display()),
+                    reason: "not empty and not a cairn store".into(),
+                });
+            }
+        }
+        for dir in ["refs", "tmp", "cache"] {
+            mkdir_all(&root.join(dir))?;
+        }
+        for byte in 0..=255u8 {
+            mkdir_all(&root.join("blobs").join(format!("{byte:02x}")))?;
+        }
+        let marker = root.join(MARKER);
+        std::fs::write(&marker, MARKER_CONTENT).map_err(|e| StoreError::io("writing", &marker, e))
+    }
+
+    /// The store's root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where derived, disposable data may be kept.
+    pub fn cache_dir(&self) -> PathBuf {
+        self.root.join("cache")
+    }
+
+    /// The file holding a blob (which may not exist).
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+        let hex = digest.hex();
+        self.root.join("blobs").join(&hex[..2]).join(hex)
+    }
+
+    /// A fresh path in `tmp/`, unique across processes and threads.
+    pub(crate) fn tmp_path(&self) -> PathBuf {
+        let n = self.tmp_counter.fetch_add(1, Ordering::Relaxed);
+        let tid = rustix::thread::gettid().as_raw_nonzero();
+        self.root
+            .join("tmp")
+            .join(format!("{}-{tid}-{n}", std::process::id()))
+    }
+
+    /// Makes everything written so far durable (`syncfs(2)`).
+    pub fn sync(&self) -> Result<()> {
+        let dir = std::fs::File::open(&self.root)
+            .map_err(|e| StoreError::io("opening", &self.root, e))?;
+        rustix::fs::syncfs(&dir).map_err(|e| StoreError::io("syncing", &self.root, e.into()))
+    }
+}
+
+fn mkdir_all(path: &Path) -> Result<()> {
+    std::fs::create_dir_all(path).map_err(|e| StoreError::io("creating", path, e))
+}

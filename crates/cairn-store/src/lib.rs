@@ -1,0 +1,67 @@
+//! cairn's content-addressed store.
+//!
+//! Two primitives, on every backend: immutable **blobs** named by their
+//! digest ([`BlobStore`]), and small mutable **refs** that change only by
+//! compare-and-swap ([`RefStore`]). Everything cairn keeps — sources,
+//! toolchains, build outputs, releases, channel statements, fleet records —
+//! is one or the other.
+//!
+//! The traits are small on purpose: verification is built into reads
+//! ([`VerifyingReader`]), and features such as caching or metrics wrap a
+//! store rather than widen the traits. Every backend must pass the shared
+//! [`conformance`] suite.
+//!
+//! Backends: [`MemoryStore`] (tests, simulation) and [`FsStore`] (a local
+//! directory, the embedded default); a URL picks one ([`open`]).
+
+pub mod blob;
+pub mod conformance;
+pub mod error;
+pub mod fs;
+pub mod memory;
+pub mod reach;
+pub mod refs;
+mod url;
+
+pub use blob::{BlobReader, BlobStore, BlobStoreExt, VerifyingReader};
+pub use error::{Result, StoreError};
+pub use fs::FsStore;
+pub use memory::MemoryStore;
+pub use refs::{RefEvent, RefName, RefStore, RefWatch, Version, Versioned};
+pub use url::{default_location, open, StoreUrl};
+
+use std::sync::Arc;
+
+/// An opened store: its blobs and its refs, and the local directory behind
+/// them when there is one (for operations only a local store can do fast).
+#[derive(Clone, Debug)]
+pub struct Store {
+    /// The blobs.
+    pub blobs: Arc<dyn BlobStore>,
+    /// The refs.
+    pub refs: Arc<dyn RefStore>,
+    /// The local directory store, if that is the backend.
+    pub local: Option<Arc<FsStore>>,
+}
+
+impl Store {
+    /// A store backed by a local directory.
+    pub fn local(fs: FsStore) -> Self {
+        let fs = Arc::new(fs);
+        Self {
+            blobs: fs.clone(),
+            refs: fs.clone(),
+            local: Some(fs),
+        }
+    }
+
+    /// A store held in memory.
+    pub fn memory() -> Self {
+        let m = Arc::new(MemoryStore::new());
+        Self {
+            blobs: m.clone(),
+            refs: m,
+            local: None,
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! Every backend against the shared conformance suite, and the local
+//! store's own guarantees (layout, atomicity, corruption handling).
+
+use std::sync::Arc;
+
+use cairn_digest::Digest;
+use cairn_store::{
+    conformance, BlobStore, BlobStoreExt, FsStore, MemoryStore, RefName, RefStore, StoreError,
+};
+
+#[tokio::test]
+async fn memory_store_conforms() {
+    let m = MemoryStore::new();
+    conformance::blobs(&m).await;
+    conformance::refs(&m).await;
+    conformance::watch(&m).await;
+}
+
+#[tokio::test]
+async fn fs_store_conforms() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = FsStore::open(dir.path().join("store")).unwrap();
+    conformance::blobs(&fs).await;
+    conformance::refs(&fs).await;
+    conformance::watch(&fs).await;
+}
+
+#[test]
+fn fs_store_refuses_a_foreign_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("precious.txt"), "x").unwrap();
+    let err = FsStore::open(dir.path()).unwrap_err().to_string();
+    assert!(err.contains("not empty and not a cairn store"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("precious.txt")).unwrap(),
+        "x"
+    );
+}
+
+#[tokio::test]
+async fn blobs_are_read_only_and_leave_no_temp_files() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let fs = FsStore::open(dir.path()).unwrap();
+    let big = vec![7u8; 9 << 20]; // takes the pipelined path
+    let src = dir.path().join("big-src");
+    std::fs::write(&src, &big).unwrap();
+    let d = fs.put_file(&src).unwrap();
+    assert_eq!(d, Digest::of(&big));
+    let small = fs.put_bytes_sync(b"small").unwrap();
+    for digest in [d, small] {
+        let mode = std::fs::metadata(fs.blob_path(&digest))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o444, "blob {digest} is writable");
+    }
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+        0
+    );
+}
+
+#[tokio::test]
+async fn corrupt_and_truncated_blobs_are_caught_on_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = FsStore::open(dir.path()).unwrap();
+    let flipped = fs.put_bytes_sync(b"bit flip victim").unwrap();
+    let truncated = fs.put_bytes_sync(b"truncation victim").unwrap();
+    overwrite(&fs.blob_path(&flipped), b"bit flip victiM");
+    overwrite(&fs.blob_path(&truncated), b"truncation");
+
+    let err = fs.get_bytes(&flipped).await.unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+    // Truncation shows in the size: the store treats the blob as missing,
+    // and a put repairs it.
+    assert!(!fs.has(&truncated).await.unwrap());
+    fs.put_bytes(b"truncation victim".to_vec()).await.unwrap();
+    assert_eq!(
+        fs.get_bytes(&truncated).await.unwrap(),
+        b"truncation victim"
+    );
+
+    let report = fs.verify_all(&|_| {}).unwrap();
+    assert_eq!(report.checked, 2);
+    assert_eq!(report.corrupt.len(), 1);
+    assert_eq!(report.corrupt[0].0, flipped);
+}
+
+#[tokio::test]
+async fn concurrent_compare_and_swap_has_exactly_one_winner() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = Arc::new(FsStore::open(dir.path()).unwrap());
+    let name = RefName::new("race/one").unwrap();
+    let v0 = fs
+        .compare_and_swap(&name, None, b"start".to_vec())
+        .await
+        .unwrap();
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let (fs, name, v0) = (fs.clone(), name.clone(), v0.clone());
+            tokio::spawn(async move {
+                fs.compare_and_swap(&name, Some(&v0), format!("writer {i}").into_bytes())
+                    .await
+            })
+        })
+        .collect();
+    let mut wins = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => wins += 1,
+            Err(StoreError::Conflict { .. }) => {}
+            Err(e) => panic!("unexpected error {e}"),
+        }
+    }
+    assert_eq!(wins, 1);
+}
+
+#[tokio::test]
+async fn malformed_ref_file_is_reported_not_trusted() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = FsStore::open(dir.path()).unwrap();
+    std::fs::write(dir.path().join("refs/broken"), "no version line").unwrap();
+    let err = RefStore::get(&fs, &RefName::new("broken").unwrap())
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("missing its version line"),
+        "{err}"
+    );
+}
+
+fn overwrite(path: &std::path::Path, bytes: &[u8]) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::write(path, bytes).unwrap();
+}
