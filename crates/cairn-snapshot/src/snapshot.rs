@@ -1,0 +1,318 @@
+//! Snapshotting a local file or directory into the store.
+//!
+//! Three phases: walk the directory (names and kinds only), store every
+//! file in parallel (one `lstat` each, and a read only when the stat cache
+//! misses), then encode directories deepest first so each parent knows its
+//! children's digests.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use cairn_digest::Digest;
+use cairn_store::FsStore;
+use cairn_tree::{encode_directory, validate_name, DirectoryBuilder};
+use ignore::gitignore::{Gitignore, GitignoreBuilder};
+use rayon::prelude::*;
+
+use crate::error::SnapshotError;
+use crate::stat_cache::{FileStamp, StatCache};
+use crate::Progress;
+
+/// How to snapshot.
+#[derive(Debug, Default, Clone)]
+pub struct SnapshotOptions {
+    /// Gitignore-style patterns of paths to leave out.
+    pub exclude: Vec<String>,
+    /// Also honour `.gitignore` files found in the tree.
+    pub gitignore: bool,
+}
+
+/// What a snapshot stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Added {
+    /// The tree's (or, for a single file, the blob's) digest.
+    pub digest: Digest,
+    /// Whether `digest` names a tree (else a file blob).
+    pub is_tree: bool,
+    /// Files in the snapshot.
+    pub files: u64,
+    /// Their total size.
+    pub bytes: u64,
+    /// Files whose content had to be read (stat cache misses).
+    pub files_read: u64,
+}
+
+#[derive(Debug)]
+enum Kind {
+    File,
+    Dir,
+    Symlink,
+}
+
+struct Entry {
+    rel: String,
+    kind: Kind,
+}
+
+/// Snapshots `path` into `store`.
+pub fn snapshot(
+    store: &FsStore,
+    path: &Path,
+    options: &SnapshotOptions,
+    progress: &dyn Progress,
+) -> Result<Added, SnapshotError> {
+    let start = start_ns();
+    let meta =
+        std::fs::symlink_metadata(path).map_err(|e| SnapshotError::io("reading", path, e))?;
+    if meta.is_file() {
+        let digest = store.put_file(path)?;
+        progress.advance(1, digest.size());
+        return Ok(Added {
+            digest,
+            is_tree: false,
+            files: 1,
+            bytes: digest.size(),
+            files_read: 1,
+        });
+    }
+    if !meta.is_dir() {
+        return Err(unsupported(path, &meta.file_type()));
+    }
+    let root = std::fs::canonicalize(path).map_err(|e| SnapshotError::io("resolving", path, e))?;
+    let entries = walk(&root, options)?;
+    let mut cache = StatCache::load(&store.cache_dir(), &root);
+    let files = store_files(store, &root, &entries, &cache, progress)?;
+    let digest = encode_directories(store, &root, &entries, &files)?;
+    let stats = Added {
+        digest,
+        is_tree: true,
+        files: files.len() as u64,
+        bytes: files.values().map(|f| f.digest.size()).sum(),
+        files_read: files.values().filter(|f| f.was_read).count() as u64,
+    };
+    cache.save(
+        files
+            .into_iter()
+            .filter_map(|(rel, f)| (!f.stamp.is_racy(start)).then_some((rel, f.stamp, f.digest))),
+    );
+    Ok(stats)
+}
+
+fn start_ns() -> i128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i128)
+        .unwrap_or(0)
+}
+
+fn walk(root: &Path, options: &SnapshotOptions) -> Result<Vec<Entry>, SnapshotError> {
+    let excludes = exclude_matcher(root, &options.exclude)?;
+    let walker = ignore::WalkBuilder::new(root)
+        .standard_filters(false)
+        .git_ignore(options.gitignore)
+        .require_git(false)
+        .follow_links(false)
+        .filter_entry(move |e| {
+            let is_dir = e.file_type().is_some_and(|t| t.is_dir());
+            !excludes.matched(e.path(), is_dir).is_ignore()
+        })
+        .build();
+    let mut entries = Vec::new();
+    for item in walker {
+        let item = item.map_err(|e| walk_error(root, e))?;
+        if item.depth() == 0 {
+            continue;
+        }
+        let path = item.path();
+        let rel = relative(root, path)?;
+        let file_type = item.file_type().expect("only stdin has no file type");
+        let kind = if file_type.is_dir() {
+            Kind::Dir
+        } else if file_type.is_file() {
+            Kind::File
+        } else if file_type.is_symlink() {
+            Kind::Symlink
+        } else {
+            return Err(unsupported(path, &file_type));
+        };
+        entries.push(Entry { rel, kind });
+    }
+    Ok(entries)
+}
+
+fn exclude_matcher(root: &Path, patterns: &[String]) -> Result<Gitignore, SnapshotError> {
+    let mut builder = GitignoreBuilder::new(root);
+    for p in patterns {
+        builder
+            .add_line(None, p)
+            .map_err(|e| SnapshotError::BadPattern {
+                pattern: p.clone(),
+                reason: e.to_string(),
+            })?;
+    }
+    builder.build().map_err(|e| SnapshotError::BadPattern {
+        pattern: patterns.join(" "),
+        reason: e.to_string(),
+    })
+}
+
+fn walk_error(root: &Path, e: ignore::Error) -> SnapshotError {
+    let path = match &e {
+        ignore::Error::WithPath { path, .. } => path.clone(),
+        _ => root.to_path_buf(),
+    };
+    let io = e
+        .into_io_error()
+        .unwrap_or_else(|| std::io::Error::other("walk failed"));
+    SnapshotError::io("reading", path, io)
+}
+
+fn relative(root: &Path, path: &Path) -> Result<String, SnapshotError> {
+    let rel = path
+        .strip_prefix(root)
+        .expect("walked paths are under the root");
+    let text = rel.to_str().ok_or_else(|| SnapshotError::BadName {
+        path: path.to_path_buf(),
+        reason: "name is not valid UTF-8".into(),
+    })?;
+    Ok(text.to_string())
+}
+
+fn unsupported(path: &Path, t: &std::fs::FileType) -> SnapshotError {
+    use std::os::unix::fs::FileTypeExt;
+    let kind = if t.is_socket() {
+        "socket"
+    } else if t.is_fifo() {
+        "FIFO"
+    } else {
+        "device"
+    };
+    SnapshotError::Unsupported {
+        path: path.to_path_buf(),
+        kind,
+    }
+}
+
+struct StoredFile {
+    digest: Digest,
+    stamp: FileStamp,
+    was_read: bool,
+}
+
+fn store_files(
+    store: &FsStore,
+    root: &Path,
+    entries: &[Entry],
+    cache: &StatCache,
+    progress: &dyn Progress,
+) -> Result<BTreeMap<String, StoredFile>, SnapshotError> {
+    let read = AtomicU64::new(0);
+    let stored: Result<Vec<(String, StoredFile)>, SnapshotError> = entries
+        .par_iter()
+        .filter(|e| matches!(e.kind, Kind::File))
+        .map(|e| {
+            let path = root.join(&e.rel);
+            let meta = std::fs::symlink_metadata(&path)
+                .map_err(|err| SnapshotError::io("reading", &path, err))?;
+            let stamp = FileStamp::of(&meta);
+            let cached = cache.lookup(&e.rel, &stamp).filter(|d| store.has_sync(d));
+            let (digest, was_read) = match cached {
+                Some(d) => (d, false),
+                None => {
+                    read.fetch_add(1, Ordering::Relaxed);
+                    (store.put_file(&path)?, true)
+                }
+            };
+            progress.advance(1, digest.size());
+            Ok((
+                e.rel.clone(),
+                StoredFile {
+                    digest,
+                    stamp,
+                    was_read,
+                },
+            ))
+        })
+        .collect();
+    Ok(stored?.into_iter().collect())
+}
+
+/// Encodes every directory, deepest first; returns the root's digest.
+fn encode_directories(
+    store: &FsStore,
+    root: &Path,
+    entries: &[Entry],
+    files: &BTreeMap<String, StoredFile>,
+) -> Result<Digest, SnapshotError> {
+    let mut builders: BTreeMap<&str, DirectoryBuilder> = BTreeMap::new();
+    builders.insert("", DirectoryBuilder::new());
+    for e in entries.iter().filter(|e| matches!(e.kind, Kind::Dir)) {
+        builders.insert(&e.rel, DirectoryBuilder::new());
+    }
+    for e in entries {
+        let (parent, name) = split_parent(&e.rel);
+        check_name(root, &e.rel, name)?;
+        let builder = builders
+            .get_mut(parent)
+            .expect("parents are walked before children");
+        match e.kind {
+            Kind::File => {
+                let f = &files[&e.rel];
+                builder.file(name, f.digest, f.stamp.executable());
+            }
+            Kind::Symlink => {
+                let path = root.join(&e.rel);
+                let target = std::fs::read_link(&path)
+                    .map_err(|err| SnapshotError::io("reading link", &path, err))?;
+                let target = target.to_str().ok_or_else(|| SnapshotError::BadName {
+                    path: path.clone(),
+                    reason: "symlink target is not valid UTF-8".into(),
+                })?;
+                builder.symlink(name, target);
+            }
+            Kind::Dir => {}
+        }
+    }
+    // Deepest first: a directory's path sorts after its parent's, so walk
+    // in reverse order of depth.
+    let mut dirs: Vec<&str> = builders.keys().copied().collect();
+    dirs.sort_by_key(|d| std::cmp::Reverse(depth(d)));
+    for dir in dirs {
+        let builder = builders.remove(dir).expect("each directory once");
+        let encoded = builder.build().map_err(|source| SnapshotError::BadName {
+            path: root.join(dir),
+            reason: source.to_string(),
+        })?;
+        let digest = store.put_bytes_sync(&encode_directory(&encoded))?;
+        if dir.is_empty() {
+            return Ok(digest);
+        }
+        let (parent, name) = split_parent(dir);
+        builders
+            .get_mut(parent)
+            .expect("parent still pending")
+            .directory(name, digest);
+    }
+    unreachable!("the root directory is always encoded last")
+}
+
+fn check_name(root: &Path, rel: &str, name: &str) -> Result<(), SnapshotError> {
+    validate_name(name).map_err(|e| SnapshotError::BadName {
+        path: root.join(rel),
+        reason: e.to_string(),
+    })
+}
+
+fn split_parent(rel: &str) -> (&str, &str) {
+    rel.rsplit_once('/').unwrap_or(("", rel))
+}
+
+fn depth(rel: &str) -> usize {
+    if rel.is_empty() {
+        0
+    } else {
+        rel.matches('/').count() + 1
+    }
+}
