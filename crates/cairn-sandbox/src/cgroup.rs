@@ -1,0 +1,192 @@
+//! A per-step cgroup (v1 hierarchies): memory and process limits, OOM
+//! detection, and a race-free "kill everything" via the freezer.
+//!
+//! Why cgroups and not `RLIMIT_AS`/`RLIMIT_NPROC`: `RLIMIT_AS` counts
+//! address space, not memory, and turns an overrun into a failed `malloc`
+//! the parent cannot tell apart from any other failure; `RLIMIT_NPROC` is
+//! per user and not enforced for the host's root. A memory cgroup counts
+//! what the step really uses (tmpfs pages included), kills it when it
+//! overruns and records that in `memory.oom_control`, so the outcome can say
+//! [`crate::Termination::MemoryExceeded`].
+//!
+//! The sandbox's outer process joins the cgroups itself (writing "0" to the
+//! `cgroup.procs` files the parent opened) before it forks, so no process of
+//! the step ever runs outside them. Only cgroup v1 (`/sys/fs/cgroup/memory`,
+//! `pids`, `freezer`) is implemented; on a pure cgroup v2 host a plan with a
+//! memory or process limit is refused rather than silently unlimited.
+
+use std::fs::{self, File, OpenOptions};
+use std::os::unix::io::{AsRawFd, RawFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::error::SandboxError;
+use crate::plan::Limits;
+
+const ROOT: &str = "/sys/fs/cgroup";
+/// Processes of the sandbox machinery counted by `pids.max` besides the step.
+const HELPER_PROCESSES: u64 = 2;
+
+/// The step's cgroups, removed by [`Cgroup::remove`].
+#[derive(Debug)]
+pub(crate) struct Cgroup {
+    dirs: Vec<PathBuf>,
+    procs: Vec<File>,
+    memory: Option<PathBuf>,
+    freezer: Option<PathBuf>,
+}
+
+fn write(path: &Path, value: &str) -> Result<(), SandboxError> {
+    fs::write(path, value).map_err(|source| SandboxError::Cgroup {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+impl Cgroup {
+    /// Creates the cgroups `limits` need, plus a freezer one if available.
+    pub(crate) fn create(limits: &Limits) -> Result<Cgroup, SandboxError> {
+        static SEQ: AtomicU64 = AtomicU64::new(0);
+        let name = format!(
+            "cairn-sandbox-{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut cg = Cgroup {
+            dirs: vec![],
+            procs: vec![],
+            memory: None,
+            freezer: None,
+        };
+        let wanted = [
+            ("memory", limits.memory_bytes.is_some()),
+            ("pids", limits.max_processes.is_some()),
+            ("freezer", false),
+        ];
+        for (controller, required) in wanted {
+            let dir = Path::new(ROOT).join(controller).join(&name);
+            if let Err(source) = fs::create_dir(&dir) {
+                if required {
+                    cg.remove();
+                    return Err(SandboxError::Cgroup { path: dir, source });
+                }
+                tracing::debug!(path = %dir.display(), %source, "cgroup not available");
+                continue;
+            }
+            cg.dirs.push(dir.clone());
+            match controller {
+                "memory" => cg.memory = Some(dir.clone()),
+                "freezer" => cg.freezer = Some(dir.clone()),
+                _ => {}
+            }
+            let procs = dir.join("cgroup.procs");
+            let file = OpenOptions::new().write(true).open(&procs);
+            match file {
+                Ok(f) => cg.procs.push(f),
+                Err(source) => {
+                    cg.remove();
+                    return Err(SandboxError::Cgroup {
+                        path: procs,
+                        source,
+                    });
+                }
+            }
+        }
+        if let Err(e) = cg.set_limits(limits) {
+            cg.remove();
+            return Err(e);
+        }
+        Ok(cg)
+    }
+
+    fn set_limits(&self, limits: &Limits) -> Result<(), SandboxError> {
+        if let (Some(dir), Some(bytes)) = (&self.memory, limits.memory_bytes) {
+            write(&dir.join("memory.limit_in_bytes"), &bytes.to_string())?;
+            // Absent without swap accounting; then there is nothing to limit.
+            let memsw = dir.join("memory.memsw.limit_in_bytes");
+            if memsw.exists() {
+                write(&memsw, &bytes.to_string())?;
+            }
+        }
+        if let Some(n) = limits.max_processes {
+            let dir = Path::new(ROOT).join("pids").join(self.name());
+            write(&dir.join("pids.max"), &(n + HELPER_PROCESSES).to_string())?;
+        }
+        Ok(())
+    }
+
+    fn name(&self) -> &std::ffi::OsStr {
+        self.dirs[0].file_name().expect("cgroup dirs have names")
+    }
+
+    /// Raw fds of the `cgroup.procs` files, for the child to join.
+    pub(crate) fn procs_fds(&self) -> Vec<RawFd> {
+        self.procs.iter().map(AsRawFd::as_raw_fd).collect()
+    }
+
+    /// How many times the kernel OOM-killed a process of this cgroup.
+    pub(crate) fn oom_kills(&self) -> u64 {
+        let Some(dir) = &self.memory else { return 0 };
+        let text = fs::read_to_string(dir.join("memory.oom_control")).unwrap_or_default();
+        text.lines()
+            .find_map(|l| l.strip_prefix("oom_kill "))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    fn pids(&self) -> Vec<i32> {
+        let mut pids: Vec<i32> = self
+            .dirs
+            .iter()
+            .filter_map(|d| fs::read_to_string(d.join("cgroup.procs")).ok())
+            .flat_map(|t| {
+                t.lines()
+                    .filter_map(|l| l.trim().parse().ok())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        pids.sort_unstable();
+        pids.dedup();
+        pids
+    }
+
+    /// SIGKILLs every process still in the cgroup. With a freezer the set is
+    /// frozen first, so no pid can exit and be reused while we signal it.
+    pub(crate) fn kill_all(&self) {
+        let Some(freezer) = &self.freezer else { return };
+        let state = freezer.join("freezer.state");
+        if fs::write(&state, "FROZEN").is_err() {
+            return;
+        }
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while fs::read_to_string(&state).is_ok_and(|s| s.trim() != "FROZEN")
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        for pid in self.pids() {
+            if let Some(pid) = rustix::process::Pid::from_raw(pid) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+            }
+        }
+        let _ = fs::write(&state, "THAWED");
+    }
+
+    /// Kills leftovers, waits for the cgroups to empty, and removes them.
+    pub(crate) fn remove(&self) {
+        if !self.pids().is_empty() {
+            self.kill_all();
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for dir in self.dirs.iter().rev() {
+            while let Err(e) = fs::remove_dir(dir) {
+                if Instant::now() > deadline {
+                    tracing::warn!(path = %dir.display(), error = %e, "cannot remove cgroup");
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+}

@@ -1,0 +1,75 @@
+//! Run one build step hermetically in Linux namespaces.
+//!
+//! The crate knows nothing about stores or recipes: the caller hands it a
+//! [`Plan`] — host directories already materialized, the command, the
+//! complete environment, limits — and [`run`] executes it and reports an
+//! [`Outcome`]. The plan is pure data (validated by [`Plan::validate`]
+//! without I/O); everything else is the executor.
+//!
+//! # What the step sees
+//!
+//! * New user, mount, pid, net, ipc, uts and cgroup namespaces. Inside, the
+//!   step runs as uid/gid [`SANDBOX_ID`] (1000), mapped to the invoking
+//!   user outside; it has no capabilities and `no_new_privs` is set.
+//! * A root filesystem made only of the plan's mounts on a fresh tmpfs
+//!   (remounted read-only after setup); inputs are bound read-only, nosuid,
+//!   nodev, recursively; a `writable` mount is a private copy in the scratch
+//!   dir, discarded afterwards. `/out` is `out_dir`, read-write; `/tmp` a
+//!   private tmpfs; `/proc` a fresh procfs of the new pid namespace; `/dev`
+//!   a tmpfs holding only `null zero full random urandom` (bound from the
+//!   host) and the `fd stdin stdout stderr` symlinks. No tty, no pts.
+//! * Only a loopback interface, up. Host TCP ports and host abstract unix
+//!   sockets are unreachable (the latter is Nix's CVE-2024-27297).
+//! * Exactly `plan.env`; stdin `/dev/null`; stdout/stderr what the caller
+//!   passed (logs stream live); no other fd of the parent.
+//! * Hostname `plan.hostname`.
+//!
+//! # Limits and teardown
+//!
+//! Memory and process count are limited with a per-step cgroup (v1 here;
+//! see `cgroup.rs` for why not `RLIMIT_AS`), and an OOM kill is
+//! reported as [`Termination::MemoryExceeded`]. Open files, CPU seconds and
+//! file size are rlimits. The wall-clock timeout kills the sandbox's outer
+//! process; its child, pid 1 of the namespace, dies with it
+//! (`PR_SET_PDEATHSIG`), and when pid 1 dies the kernel kills every process
+//! in the namespace. The cgroup's freezer is then used to kill anything
+//! left. Normal exits end the same way: when the step's main process exits,
+//! pid 1 reports its status and exits, so a backgrounded `sleep 1000 &`
+//! never outlives the step.
+//!
+//! # Design choice: direct syscalls, not `hakoniwa`
+//!
+//! `hakoniwa` (evaluated at 1.x) is a capable container library, but it
+//! limits resources only through cgroup v2 via systemd, pulls in
+//! `libseccomp` (a C library) and `pasta` for networking, and its process
+//! structure and error reporting are its own. Our needs are narrow and
+//! security-critical, so the crate calls the kernel directly through `libc`
+//! in a few hundred auditable lines:
+//!
+//! * `run` spawns a `std::process::Command` whose `pre_exec` hook
+//!   (`child.rs`) never returns to std: it uses only
+//!   async-signal-safe raw syscalls on data precomputed by the parent
+//!   (`script.rs`) — no allocation after `fork`, which is what
+//!   makes forking a multi-threaded Rust program sound — and forks twice
+//!   more (pid-1 reaper, then the step) with a raw `clone` that skips
+//!   glibc's atfork handlers. No re-exec of the caller's binary is needed,
+//!   so the crate works from any program, tests included.
+//! * Mounts use `open_tree`/`mount_setattr`/`move_mount` on fds obtained by
+//!   walking the new root with `O_NOFOLLOW` (`mounts.rs`), so
+//!   symlinks inside inputs cannot redirect mount points to the host.
+//!   Requires Linux ≥ 5.12.
+//! * Setup failures travel back on a pipe as `(stage, index, errno)` and
+//!   become [`SandboxError::Setup`] naming the operation.
+
+mod cgroup;
+mod child;
+mod error;
+mod exec;
+mod mounts;
+mod plan;
+mod prepare;
+mod script;
+
+pub use error::SandboxError;
+pub use exec::{run, Outcome, Termination};
+pub use plan::{Limits, Mount, Plan, PlanError, RESERVED, SANDBOX_ID};

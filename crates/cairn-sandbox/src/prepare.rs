@@ -1,0 +1,141 @@
+//! Host-side preparation before spawning: check sources, make private
+//! copies of writable mounts, list the entries of a mount at `/`.
+//!
+//! A mount at `/` is not bound as the root itself: the root is always a
+//! fresh tmpfs (so the sandbox can create `/out`, `/tmp`, `/dev`, `/proc`
+//! and mount points without touching the input), and each top-level entry
+//! of the `/` input is bound (directories, files) or recreated (symlinks)
+//! on it. Entries named like the reserved paths are hidden by them.
+
+use std::ffi::OsString;
+use std::fs;
+use std::io;
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+
+use crate::error::SandboxError;
+use crate::plan::{Mount, Plan, RESERVED};
+use crate::script::Source;
+
+/// A top-level entry of the `/` mount: name, source, symlink target if any.
+pub(crate) type RootEntry = (OsString, Source, Option<PathBuf>);
+
+fn scratch_err(path: &Path) -> impl FnOnce(io::Error) -> SandboxError + '_ {
+    move |source| SandboxError::Scratch {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Resolves every mount to a host source (copying writable ones into
+/// `scratch`); returns the root entries and the other mounts, parents first.
+pub(crate) fn sources(
+    plan: &Plan,
+    scratch: &Path,
+) -> Result<(Vec<RootEntry>, Vec<Source>), SandboxError> {
+    let meta = fs::metadata(&plan.out_dir).map_err(|source| SandboxError::Source {
+        path: plan.out_dir.clone(),
+        target: "/out".into(),
+        source,
+    })?;
+    if !meta.is_dir() {
+        return Err(SandboxError::Source {
+            path: plan.out_dir.clone(),
+            target: "/out".into(),
+            source: io::Error::from(io::ErrorKind::NotADirectory),
+        });
+    }
+    let mut root = vec![];
+    let mut others = vec![];
+    for (i, m) in plan.mounts_in_order().into_iter().enumerate() {
+        let src = source(m, scratch, i)?;
+        if m.target == Path::new("/") {
+            root = root_entries(&src)?;
+        } else {
+            others.push(src);
+        }
+    }
+    Ok((root, others))
+}
+
+fn source(m: &Mount, scratch: &Path, i: usize) -> Result<Source, SandboxError> {
+    let err = |source| SandboxError::Source {
+        path: m.source.clone(),
+        target: m.target.clone(),
+        source,
+    };
+    let meta = fs::metadata(&m.source).map_err(err)?;
+    let host = if m.writable {
+        let copy = scratch.join(format!("copy-{i}"));
+        // Follow a symlinked source itself, like the read-only bind does.
+        let from = fs::canonicalize(&m.source).map_err(err)?;
+        copy_tree(&from, &copy)?;
+        copy
+    } else {
+        m.source.clone()
+    };
+    Ok(Source {
+        target: m.target.clone(),
+        host,
+        is_dir: meta.is_dir(),
+        writable: m.writable,
+    })
+}
+
+fn root_entries(root: &Source) -> Result<Vec<RootEntry>, SandboxError> {
+    let err = |source| SandboxError::Source {
+        path: root.host.clone(),
+        target: "/".into(),
+        source,
+    };
+    let mut entries = vec![];
+    for e in fs::read_dir(&root.host).map_err(err)? {
+        let e = e.map_err(err)?;
+        let name = e.file_name();
+        if RESERVED
+            .iter()
+            .any(|r| Path::new(r) == Path::new("/").join(&name))
+        {
+            continue;
+        }
+        let ty = e.file_type().map_err(err)?;
+        let host = e.path();
+        let link = if ty.is_symlink() {
+            Some(fs::read_link(&host).map_err(err)?)
+        } else if ty.is_dir() || ty.is_file() {
+            None
+        } else {
+            continue;
+        };
+        let src = Source {
+            target: Path::new("/").join(&name),
+            host,
+            is_dir: ty.is_dir(),
+            writable: root.writable,
+        };
+        entries.push((name, src, link));
+    }
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(entries)
+}
+
+/// Copies a file or directory tree, keeping symlinks as symlinks and
+/// permission bits; other special files are skipped.
+fn copy_tree(from: &Path, to: &Path) -> Result<(), SandboxError> {
+    let meta = fs::symlink_metadata(from).map_err(scratch_err(from))?;
+    let ty = meta.file_type();
+    if ty.is_symlink() {
+        let target = fs::read_link(from).map_err(scratch_err(from))?;
+        symlink(target, to).map_err(scratch_err(to))?;
+    } else if ty.is_dir() {
+        fs::create_dir(to).map_err(scratch_err(to))?;
+        for e in fs::read_dir(from).map_err(scratch_err(from))? {
+            let e = e.map_err(scratch_err(from))?;
+            copy_tree(&e.path(), &to.join(e.file_name()))?;
+        }
+        fs::set_permissions(to, meta.permissions()).map_err(scratch_err(to))?;
+    } else if ty.is_file() {
+        fs::copy(from, to).map_err(scratch_err(to))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,423 @@
+//! Security tests: every test runs a real sandbox (busybox as the root
+//! filesystem) and shows that an attempt to reach outside it fails.
+//!
+//! Prerequisites: Linux with user namespaces, `/bin/busybox` static
+//! (`apt-get install busybox-static`), root for the cgroup tests. Missing
+//! prerequisites make tests fail, never skip.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use cairn_sandbox::{run, Limits, Mount, Outcome, Plan, Termination};
+use tempfile::TempDir;
+
+const BUSYBOX: &str = "/bin/busybox";
+const APPLETS: &[&str] = &[
+    "sh", "cat", "ls", "echo", "sleep", "wget", "nc", "id", "hostname", "env", "ps", "head", "tr",
+    "touch", "seq", "test", "stat", "pidof", "mkdir", "rm", "readlink", "grep", "wc", "nslookup",
+    "true", "false", "dd",
+];
+
+/// A scratch area: a busybox rootfs, an out dir, log files.
+struct Fixture {
+    dir: TempDir,
+}
+
+struct Ran {
+    outcome: Outcome,
+    stdout: String,
+    stderr: String,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("rootfs/bin");
+        fs::create_dir_all(&bin).unwrap();
+        fs::copy(BUSYBOX, bin.join("busybox")).expect("busybox-static must be installed");
+        for a in APPLETS {
+            std::os::unix::fs::symlink("busybox", bin.join(a)).unwrap();
+        }
+        fs::create_dir(dir.path().join("out")).unwrap();
+        Fixture { dir }
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+
+    fn plan(&self, script: &str) -> Plan {
+        Plan {
+            mounts: vec![Mount {
+                target: "/".into(),
+                source: self.path("rootfs"),
+                writable: false,
+            }],
+            out_dir: self.path("out"),
+            argv: vec!["sh".into(), "-c".into(), script.into()],
+            env: BTreeMap::from([("PATH".into(), "/bin".into())]),
+            workdir: "/work".into(),
+            hostname: "cairn".into(),
+            timeout: Duration::from_secs(10),
+            limits: Limits::default(),
+        }
+    }
+
+    fn run(&self, plan: &Plan) -> Ran {
+        let (o, e) = (self.path("stdout.log"), self.path("stderr.log"));
+        let outcome = run(plan, File::create(&o).unwrap(), File::create(&e).unwrap())
+            .expect("sandbox must start");
+        Ran {
+            outcome,
+            stdout: fs::read_to_string(o).unwrap(),
+            stderr: fs::read_to_string(e).unwrap(),
+        }
+    }
+
+    fn sh(&self, script: &str) -> Ran {
+        self.run(&self.plan(script))
+    }
+
+    fn sh_plan(&self, plan: &Plan) -> Ran {
+        self.run(plan)
+    }
+}
+
+#[track_caller]
+fn assert_exit(r: &Ran, code: i32) {
+    assert_eq!(
+        r.outcome.status,
+        Termination::Exited(code),
+        "stdout:\n{}\nstderr:\n{}",
+        r.stdout,
+        r.stderr
+    );
+}
+
+#[test]
+fn writes_out_and_propagates_exit_code() {
+    let f = Fixture::new();
+    let r = f.sh("echo hello > /out/greeting; echo to-stdout; echo to-stderr >&2; exit 3");
+    assert_exit(&r, 3);
+    assert_eq!(
+        fs::read_to_string(f.path("out/greeting")).unwrap(),
+        "hello\n"
+    );
+    assert_eq!(r.stdout, "to-stdout\n");
+    assert_eq!(r.stderr, "to-stderr\n");
+}
+
+#[test]
+fn host_files_are_invisible() {
+    let f = Fixture::new();
+    // Stands for the store: a host dir next to the inputs, never mounted.
+    fs::create_dir(f.path("store")).unwrap();
+    fs::write(f.path("store/secret"), "s3cret").unwrap();
+    let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+    let script = format!(
+        "cat /etc/hostname; cat {store}; ls {home}; ls {tmp}; echo done",
+        store = f.path("store/secret").display(),
+        tmp = f.path("").display(),
+    );
+    let r = f.sh(&script);
+    assert_exit(&r, 0);
+    assert_eq!(r.stdout, "done\n", "stderr: {}", r.stderr);
+    assert!(!r.stderr.contains("s3cret"));
+    assert_eq!(
+        r.stderr.matches("No such file or directory").count(),
+        4,
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn writes_outside_out_and_tmp_fail_and_writable_copies_stay_private() {
+    let f = Fixture::new();
+    fs::create_dir(f.path("data")).unwrap();
+    fs::write(f.path("data/file"), "original").unwrap();
+    let mut plan = f.plan(
+        "for p in /x /bin/x /work/x /dev/x /proc/x /ro/x; do touch $p 2>/dev/null && echo WROTE $p; done; \
+         echo changed > /ro/file || echo ro-refused; \
+         echo changed > /data/file && touch /data/new && cat /data/file; \
+         touch /tmp/ok /out/ok && echo tmp-and-out-ok",
+    );
+    plan.mounts.push(Mount {
+        target: "/data".into(),
+        source: f.path("data"),
+        writable: true,
+    });
+    plan.mounts.push(Mount {
+        target: "/ro".into(),
+        source: f.path("data"),
+        writable: false,
+    });
+    let r = f.sh_plan(&plan);
+    assert_exit(&r, 0);
+    assert_eq!(
+        r.stdout, "ro-refused\nchanged\ntmp-and-out-ok\n",
+        "stderr: {}",
+        r.stderr
+    );
+    assert_eq!(fs::read_to_string(f.path("data/file")).unwrap(), "original");
+    assert!(!f.path("data/new").exists());
+    assert!(f.path("out/ok").exists());
+    assert!(!f.path("rootfs/x").exists() && !f.path("rootfs/bin/x").exists());
+}
+
+#[test]
+fn network_is_loopback_only() {
+    let f = Fixture::new();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let script = format!(
+        "echo hi | nc -w 2 127.0.0.1 {port} && echo HOST-REACHED; \
+         wget -q -T 2 -O - http://127.0.0.1:{port}/ && echo HOST-REACHED; \
+         wget -q -T 2 -O - http://example.com/ && echo NAME-RESOLVED; \
+         nslookup example.com >/dev/null 2>&1 && echo NAME-RESOLVED; \
+         ip -o link | grep -c 'LOOPBACK,UP'; ip -o link | wc -l"
+    );
+    let r = f.sh(&script);
+    assert_exit(&r, 0);
+    // Exactly one interface, `lo`, and it is up.
+    assert_eq!(r.stdout.trim(), "1\n1", "stderr: {}", r.stderr);
+    assert!(
+        listener.accept().is_err(),
+        "the host listener got a connection"
+    );
+}
+
+#[test]
+fn proc_shows_only_sandbox_processes() {
+    let f = Fixture::new();
+    let r = f.sh("ls /proc | grep -c '^[0-9]'; ls /proc");
+    assert_exit(&r, 0);
+    let mut lines = r.stdout.lines();
+    let count: usize = lines.next().unwrap().parse().unwrap();
+    // pid 1 (the sandbox's reaper), sh, ls, grep: a handful at most.
+    assert!(count <= 5, "{}", r.stdout);
+    let host_pid = std::process::id().to_string();
+    assert!(
+        !lines.any(|l| l == host_pid),
+        "host pid visible: {}",
+        r.stdout
+    );
+}
+
+#[test]
+fn environment_is_exactly_the_plan() {
+    // Edition 2021: not `unsafe`; no other test reads this variable.
+    std::env::set_var("AWS_SECRET_ACCESS_KEY", "fake");
+    let f = Fixture::new();
+    let mut plan = f.plan("");
+    plan.argv = vec!["env".into()];
+    plan.env.insert("FOO".into(), "bar".into());
+    let r = f.sh_plan(&plan);
+    assert_exit(&r, 0);
+    assert_eq!(r.stdout, "FOO=bar\nPATH=/bin\n");
+    // Pid 1 of the sandbox is a fork of this process: its environ (ours)
+    // must be unreadable.
+    let r = f.sh("cat /proc/1/environ");
+    assert_exit(&r, 1);
+    assert!(!r.stdout.contains("AWS"), "{}", r.stdout);
+}
+
+fn host_processes_with(marker: &str) -> Vec<String> {
+    let mut found = vec![];
+    for e in fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(cmd) = fs::read(e.path().join("cmdline")) {
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            if cmd.contains(marker) {
+                found.push(cmd);
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn background_processes_die_with_the_step() {
+    let f = Fixture::new();
+    let r = f.sh("sleep 1000.123 & sleep 0.2; pidof sleep >/dev/null && echo running");
+    assert_exit(&r, 0);
+    assert_eq!(r.stdout, "running\n", "the sleep must have been running");
+    assert_eq!(host_processes_with("1000.123"), Vec::<String>::new());
+}
+
+#[test]
+fn symlinks_in_inputs_resolve_inside_the_sandbox() {
+    let f = Fixture::new();
+    fs::create_dir(f.path("src")).unwrap();
+    std::os::unix::fs::symlink("/etc/hostname", f.path("src/abs")).unwrap();
+    std::os::unix::fs::symlink("../../../../../../etc/hostname", f.path("src/rel")).unwrap();
+    std::os::unix::fs::symlink("/etc", f.path("src/etc")).unwrap();
+    let mut plan = f.plan("cat /src/abs; cat /src/rel; ls /src/etc/; echo done");
+    plan.mounts.push(Mount {
+        target: "/src".into(),
+        source: f.path("src"),
+        writable: false,
+    });
+    let r = f.sh_plan(&plan);
+    assert_exit(&r, 0);
+    assert_eq!(r.stdout, "done\n", "stderr: {}", r.stderr);
+
+    // A mount point through a symlink must not create or mount anything on
+    // the host: setup is refused.
+    let marker = "cairn-sandbox-escape-test";
+    plan.mounts.push(Mount {
+        target: format!("/src/etc/{marker}").into(),
+        source: f.path("src"),
+        writable: false,
+    });
+    let err = run(
+        &plan,
+        File::create(f.path("o")).unwrap(),
+        File::create(f.path("e")).unwrap(),
+    )
+    .expect_err("mounting through a symlink must fail");
+    assert!(err.to_string().contains("/src/etc"), "{err}");
+    assert!(!Path::new("/etc").join(marker).exists());
+}
+
+#[test]
+fn identity_hostname_and_dev() {
+    let f = Fixture::new();
+    let r =
+        f.sh("hostname; id -u; id -g; ls -a /dev | tr '\\n' ' '; test -e /dev/tty || echo no-tty");
+    assert_exit(&r, 0);
+    assert_eq!(
+        r.stdout,
+        "cairn\n1000\n1000\n. .. fd full null random stderr stdin stdout urandom zero no-tty\n",
+        "stderr: {}",
+        r.stderr
+    );
+}
+
+#[test]
+fn parent_fds_do_not_leak() {
+    let f = Fixture::new();
+    let file = File::open(BUSYBOX).unwrap();
+    // dup() without CLOEXEC: the kind of fd that would leak through exec.
+    let _leak = rustix::io::dup(&file).unwrap();
+    let mut plan = f.plan("");
+    plan.argv = ["ls", "-l", "/proc/self/fd"].map(String::from).to_vec();
+    let r = f.sh_plan(&plan);
+    assert_exit(&r, 0);
+    let fds: Vec<&str> = r.stdout.lines().filter(|l| l.starts_with('l')).collect();
+    // 0, 1, 2 and the directory `ls` itself is reading.
+    assert_eq!(fds.len(), 4, "{}", r.stdout);
+    assert!(!r.stdout.contains("busybox"), "{}", r.stdout);
+}
+
+#[test]
+fn timeout_kills_the_whole_tree() {
+    let f = Fixture::new();
+    let mut plan = f.plan("sleep 100.456 & sleep 100.456");
+    plan.timeout = Duration::from_secs(1);
+    let r = f.sh_plan(&plan);
+    assert_eq!(r.outcome.status, Termination::TimedOut);
+    assert!(
+        r.outcome.duration < Duration::from_secs(4),
+        "{:?}",
+        r.outcome
+    );
+    assert_eq!(host_processes_with("100.456"), Vec::<String>::new());
+}
+
+#[test]
+fn memory_limit_is_enforced_and_reported() {
+    let f = Fixture::new();
+    let mut plan = f.plan("x=$(head -c 300000000 /dev/zero | tr '\\0' a); echo survived");
+    plan.limits.memory_bytes = Some(64 << 20);
+    let r = f.sh_plan(&plan);
+    assert_eq!(
+        r.outcome.status,
+        Termination::MemoryExceeded,
+        "stdout: {}",
+        r.stdout
+    );
+}
+
+#[test]
+fn process_limit_is_enforced() {
+    let f = Fixture::new();
+    let mut plan = f.plan("for i in $(seq 20); do sleep 5 & done; echo all-started");
+    plan.limits.max_processes = Some(8);
+    let r = f.sh_plan(&plan);
+    assert!(!r.outcome.status.success(), "{:?}", r.outcome);
+    assert!(r.stderr.contains("can't fork"), "stderr: {}", r.stderr);
+    assert!(!r.stdout.contains("all-started"));
+}
+
+const PROBE_ENV: &str = "CAIRN_SANDBOX_PROBE_ABSTRACT";
+
+/// Not a test on its own: when run inside a sandbox with `PROBE_ENV` set, it
+/// tries to connect to that abstract unix socket and exits 0 (connected),
+/// 1 (connection refused: the name does not exist here) or 2 (other error).
+#[test]
+fn probe_abstract_connect() {
+    use std::os::linux::net::SocketAddrExt;
+    let Ok(name) = std::env::var(PROBE_ENV) else {
+        return;
+    };
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+    let code = match std::os::unix::net::UnixStream::connect_addr(&addr) {
+        Ok(_) => 0,
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => 1,
+        Err(e) => {
+            eprintln!("probe: {e}");
+            2
+        }
+    };
+    std::process::exit(code);
+}
+
+#[test]
+fn host_abstract_unix_sockets_are_unreachable() {
+    use std::os::linux::net::SocketAddrExt;
+    let f = Fixture::new();
+    let name = format!("cairn-sandbox-test-{}", std::process::id());
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+    let _listener = std::os::unix::net::UnixListener::bind_addr(&addr).unwrap();
+    // Control: the name is reachable from the host.
+    std::os::unix::net::UnixStream::connect_addr(&addr).expect("host can connect");
+
+    // 1. The kernel's list of unix sockets in the sandbox's net namespace.
+    let r = f.sh("cat /proc/net/unix");
+    assert_exit(&r, 0);
+    assert!(r.stdout.starts_with("Num"), "{}", r.stdout);
+    assert!(!r.stdout.contains(&name), "{}", r.stdout);
+
+    // 2. A real connect(2) by this test binary run inside the sandbox, with
+    // the host's libraries mounted read-only so it can start.
+    let exe = std::env::current_exe().unwrap();
+    let mut plan = f.plan("");
+    for dir in ["/usr", "/lib", "/lib64"] {
+        if Path::new(dir).exists() {
+            plan.mounts.push(Mount {
+                target: dir.into(),
+                source: dir.into(),
+                writable: false,
+            });
+        }
+    }
+    plan.mounts.push(Mount {
+        target: "/probe".into(),
+        source: exe,
+        writable: false,
+    });
+    plan.argv = [
+        "/probe",
+        "--exact",
+        "probe_abstract_connect",
+        "--test-threads=1",
+    ]
+    .map(String::from)
+    .to_vec();
+    plan.env.insert(PROBE_ENV.into(), name);
+    let r = f.sh_plan(&plan);
+    assert_exit(&r, 1);
+}
