@@ -18,6 +18,7 @@ pub mod blob;
 pub mod conformance;
 pub mod error;
 pub mod fs;
+pub mod gc;
 pub mod memory;
 pub mod reach;
 pub mod refs;

@@ -12,6 +12,7 @@
 
 use std::collections::HashSet;
 
+use base64::Engine as _;
 use cairn_digest::Digest;
 use cairn_tree::proto::{self, Action, ActionResult};
 use prost::Message;
@@ -122,8 +123,10 @@ fn json_edges(value: &serde_json::Value, out: &mut Vec<(Digest, Kind)>) {
             // A DSSE envelope: the signed document is base64 inside it.
             if let (Some(Value::String(p)), Some(_)) = (map.get("payload"), map.get("payloadType"))
             {
-                if let Some(inner) =
-                    base64_decode(p).and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+                if let Some(inner) = base64::engine::general_purpose::STANDARD
+                    .decode(p)
+                    .ok()
+                    .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
                 {
                     json_edges(&inner, out);
                 }
@@ -137,21 +140,4 @@ fn json_edges(value: &serde_json::Value, out: &mut Vec<(Digest, Kind)>) {
 
 fn digest_of(d: &Option<proto::Digest>) -> Option<Digest> {
     d.as_ref().and_then(|d| Digest::try_from(d).ok())
-}
-
-/// Standard base64 with padding, as DSSE writes it.
-fn base64_decode(text: &str) -> Option<Vec<u8>> {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = Vec::with_capacity(text.len() * 3 / 4);
-    let (mut acc, mut bits) = (0u32, 0u32);
-    for c in text.bytes().filter(|&c| c != b'=') {
-        let v = ALPHABET.iter().position(|&a| a == c)? as u32;
-        acc = (acc << 6) | v;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-        }
-    }
-    Some(out)
 }

@@ -1,0 +1,54 @@
+//! One module per command; each turns parsed arguments into library calls
+//! and a rendered result.
+
+mod store;
+
+use anyhow::{bail, Context, Result};
+use cairn_digest::{Digest, DigestRef};
+use cairn_store::{FsStore, Store};
+
+use crate::cli::{Cli, Command, Global};
+
+/// Runs a command; returns the process exit code.
+pub async fn run(cli: Cli) -> Result<i32> {
+    match cli.command {
+        Command::Store(cmd) => store::run(&cli.global, cmd).await,
+    }
+}
+
+/// Opens the store named by `--store` / `CAIRN_STORE`, or the default one.
+pub fn open_store(global: &Global) -> Result<Store> {
+    let url = match &global.store {
+        Some(url) => url.clone(),
+        None => cairn_store::default_location()
+            .to_string_lossy()
+            .into_owned(),
+    };
+    cairn_store::open(&url).with_context(|| format!("opening store {url}"))
+}
+
+/// The local directory behind a store, for commands that need one.
+pub fn local<'a>(store: &'a Store, command: &str) -> Result<&'a FsStore> {
+    match &store.local {
+        Some(fs) => Ok(fs),
+        None => bail!("`cairn {command}` works on a local store; give --store a path"),
+    }
+}
+
+/// Parses a digest argument; a bare `sha256:<hex>` gets its size from the
+/// local store.
+pub fn parse_digest(store: &Store, text: &str) -> Result<Digest> {
+    let r: DigestRef = text.parse()?;
+    if let Some(size) = r.size {
+        return Ok(r.with_size(size));
+    }
+    let Some(fs) = &store.local else {
+        bail!("digest {text} has no size; write it as sha256:<hex>/<size> for a remote store");
+    };
+    let probe = r.with_size(0);
+    let path = fs.blob_path(&probe);
+    match std::fs::metadata(&path) {
+        Ok(m) => Ok(r.with_size(m.len())),
+        Err(_) => bail!("blob {text} is not in the store"),
+    }
+}

@@ -1,0 +1,99 @@
+//! `cairn store ls DIGEST`: a tree's entries, one per line.
+
+use anyhow::Result;
+use cairn_digest::Digest;
+use cairn_snapshot::load_tree;
+use cairn_store::Store;
+use serde::Serialize;
+
+use crate::cli::Global;
+use crate::output::emit;
+
+#[derive(Serialize)]
+struct Entry {
+    path: String,
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    digest: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    size: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    target: Option<String>,
+}
+
+pub async fn run(global: &Global, store: &Store, text: &str, recursive: bool) -> Result<i32> {
+    let fs = super::super::local(store, "store ls")?;
+    let digest = super::super::parse_digest(store, text)?;
+    let tree = load_tree(fs, &digest)?;
+    let mut entries = Vec::new();
+    tree.walk(|dir_path, depth, dir| {
+        if depth > 1 || (depth == 1 && !recursive) {
+            return;
+        }
+        let join = |name: &str| {
+            if dir_path.is_empty() {
+                name.to_string()
+            } else {
+                format!("{dir_path}/{name}")
+            }
+        };
+        for d in &dir.directories {
+            entries.push(Entry {
+                path: join(&d.name),
+                kind: "dir",
+                digest: reapi(&d.digest),
+                size: None,
+                target: None,
+            });
+        }
+        for f in &dir.files {
+            let kind = if f.is_executable { "exec" } else { "file" };
+            let d = reapi(&f.digest);
+            let size = f.digest.as_ref().map(|d| d.size_bytes as u64);
+            entries.push(Entry {
+                path: join(&f.name),
+                kind,
+                digest: d,
+                size,
+                target: None,
+            });
+        }
+        for s in &dir.symlinks {
+            entries.push(Entry {
+                path: join(&s.name),
+                kind: "link",
+                digest: None,
+                size: None,
+                target: Some(s.target.clone()),
+            });
+        }
+    });
+    if !recursive {
+        entries.retain(|e| !e.path.contains('/'));
+    }
+    entries.sort_by(|a, b| a.path.cmp(&b.path));
+    emit(global.json, &entries, |entries| {
+        entries
+            .iter()
+            .map(|e| match (&e.target, &e.digest) {
+                (Some(t), _) => format!("link  {:>10}  {} -> {t}", "", e.path),
+                (None, Some(d)) => format!(
+                    "{:<4}  {:>10}  {}  {}",
+                    e.kind,
+                    e.size.map(|s| s.to_string()).unwrap_or_default(),
+                    e.path,
+                    d
+                ),
+                (None, None) => format!("{:<4}  {:>10}  {}", e.kind, "", e.path),
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    Ok(0)
+}
+
+fn reapi(d: &Option<cairn_tree::proto::Digest>) -> Option<String> {
+    d.as_ref()
+        .and_then(|d| Digest::try_from(d).ok())
+        .map(|d| d.to_string())
+}
