@@ -40,6 +40,38 @@ pub enum Command {
     /// Work with the content-addressed store directly.
     #[command(subcommand)]
     Store(StoreCommand),
+    /// Read and compare-and-swap refs (plumbing).
+    #[command(subcommand)]
+    Ref(RefCommand),
+}
+
+/// `cairn ref …`
+#[derive(Debug, Subcommand)]
+pub enum RefCommand {
+    /// Print a ref's value (exit 1 if it does not exist).
+    Get {
+        /// The ref's name, e.g. channels/hello/prod.
+        name: String,
+    },
+    /// List refs whose names start with PREFIX.
+    List {
+        /// The prefix ("" for all).
+        #[arg(default_value = "")]
+        prefix: String,
+    },
+    /// Set a ref to VALUE if it is still at the expected version.
+    Set {
+        /// The ref's name.
+        name: String,
+        /// The new value.
+        value: String,
+        /// The version the ref must be at (as printed by `cairn ref get --json`).
+        #[arg(long, conflicts_with = "create")]
+        expect: Option<String>,
+        /// The ref must not exist yet.
+        #[arg(long)]
+        create: bool,
+    },
 }
 
 /// `cairn store …`

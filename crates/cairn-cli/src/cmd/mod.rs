@@ -1,6 +1,7 @@
 //! One module per command; each turns parsed arguments into library calls
 //! and a rendered result.
 
+mod refs;
 mod store;
 
 use anyhow::{bail, Context, Result};
@@ -13,6 +14,7 @@ use crate::cli::{Cli, Command, Global};
 pub async fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Store(cmd) => store::run(&cli.global, cmd).await,
+        Command::Ref(cmd) => refs::run(&cli.global, cmd).await,
     }
 }
 
