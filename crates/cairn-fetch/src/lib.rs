@@ -1,0 +1,18 @@
+//! Bringing bytes from outside into a build, safely.
+//!
+//! A fixed-output input names a URL and the digest its bytes must have.
+//! [`fetch`] streams those bytes to a temporary file beside the destination
+//! while hashing them, and only renames it into place when the digest
+//! matches: a mismatch leaves nothing behind. [`unpack`] then turns a
+//! fetched archive (`.tar`, `.tar.gz`, `.tar.zst`, recognised by their magic
+//! bytes) into a directory, refusing any entry that could write outside it.
+//!
+//! This crate does I/O at the edge of the build; the digests it checks come
+//! from the recipe (`cairn-recipe`), and the directory it fills is
+//! snapshotted into a tree by the build.
+
+mod fetch;
+mod unpack;
+
+pub use fetch::{fetch, FetchError};
+pub use unpack::{unpack, UnpackError};

@@ -1,0 +1,159 @@
+//! `fetch` from `file://` and from a tiny HTTP server on loopback; a wrong
+//! digest or size leaves nothing behind.
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::Path;
+use std::thread;
+
+use cairn_digest::{Digest, DigestRef};
+use cairn_fetch::{fetch, FetchError};
+
+const BLOB: &[u8] = b"vendored bytes, pinned by digest\n";
+const OTHER: &[u8] = b"not the bytes you declared\n";
+
+fn entries(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+fn file_url(dir: &Path, bytes: &[u8]) -> String {
+    let src = dir.join("src.bin");
+    std::fs::write(&src, bytes).unwrap();
+    format!("file://{}", src.display())
+}
+
+#[tokio::test]
+async fn file_fetch_ok() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = file_url(dir.path(), BLOB);
+    let dest = dir.path().join("out.bin");
+    let got = fetch(&url, Digest::of(BLOB).into(), &dest).await.unwrap();
+    assert_eq!(got, Digest::of(BLOB));
+    assert_eq!(std::fs::read(&dest).unwrap(), BLOB);
+    assert_eq!(entries(dir.path()), ["out.bin", "src.bin"]);
+}
+
+#[tokio::test]
+async fn bare_hash_without_size_is_enough() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = file_url(dir.path(), BLOB);
+    let bare: DigestRef = Digest::of(BLOB).to_string().parse().unwrap();
+    let got = fetch(&url, bare, &dir.path().join("out.bin"))
+        .await
+        .unwrap();
+    assert_eq!(got.size(), BLOB.len() as u64);
+}
+
+#[tokio::test]
+async fn mismatch_keeps_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = file_url(dir.path(), OTHER);
+    let dest = dir.path().join("out.bin");
+    let err = fetch(&url, Digest::of(BLOB).into(), &dest)
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, FetchError::Mismatch { .. }), "{text}");
+    let expected = format!(
+        "expected {:#} got {:#}",
+        Digest::of(BLOB),
+        Digest::of(OTHER)
+    );
+    assert!(text.contains(&expected) && text.contains(&url), "{text}");
+    assert_eq!(entries(dir.path()), ["src.bin"]);
+}
+
+#[tokio::test]
+async fn longer_than_declared_stops_early() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = file_url(dir.path(), BLOB);
+    let short = DigestRef {
+        size: Some(4),
+        ..Digest::of(BLOB).into()
+    };
+    let err = fetch(&url, short, &dir.path().join("out.bin"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, FetchError::TooLong { size: 4, .. }), "{err}");
+    assert_eq!(entries(dir.path()), ["src.bin"]);
+}
+
+#[tokio::test]
+async fn missing_file_and_bad_scheme() {
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("out.bin");
+    let err = fetch("file:///nonexistent/cairn", Digest::of(BLOB).into(), &dest)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("/nonexistent/cairn"), "{err}");
+    let err = fetch("ftp://example.org/x", Digest::of(BLOB).into(), &dest)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, FetchError::UnsupportedUrl { .. }), "{err}");
+    assert!(entries(dir.path()).is_empty());
+}
+
+/// Serves one request on loopback with `status` and `body`; returns the URL.
+fn serve_once(status: &'static str, body: &'static [u8]) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut request = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !request.ends_with(b"\r\n\r\n") {
+            let n = conn.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            request.extend_from_slice(&buf[..n]);
+        }
+        let head = format!(
+            "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        conn.write_all(head.as_bytes()).unwrap();
+        conn.write_all(body).unwrap();
+    });
+    format!("http://{addr}/vendor.tar")
+}
+
+#[tokio::test]
+async fn http_fetch_ok() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = serve_once("200 OK", BLOB);
+    let dest = dir.path().join("vendor.tar");
+    let got = fetch(&url, Digest::of(BLOB).into(), &dest).await.unwrap();
+    assert_eq!(got, Digest::of(BLOB));
+    assert_eq!(std::fs::read(&dest).unwrap(), BLOB);
+}
+
+#[tokio::test]
+async fn http_error_status_keeps_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = serve_once("404 Not Found", b"no");
+    let err = fetch(&url, Digest::of(BLOB).into(), &dir.path().join("v"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, FetchError::Http { .. }) && err.to_string().contains(&url),
+        "{err}"
+    );
+    assert!(entries(dir.path()).is_empty());
+}
+
+#[tokio::test]
+async fn http_mismatch_keeps_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = serve_once("200 OK", OTHER);
+    let err = fetch(&url, Digest::of(BLOB).into(), &dir.path().join("v"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, FetchError::Mismatch { .. }), "{err}");
+    assert!(entries(dir.path()).is_empty());
+}

@@ -1,0 +1,221 @@
+//! Converting `[release]` and `[deploy]`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use toml::Spanned;
+
+use crate::error::{ErrorKind, RecipeError, Source};
+use crate::model::{
+    Deploy, Gate, HealthCheck, Probe, Release, RunSpec, Step, Stop, Strategy, SIGNALS,
+};
+use crate::name::{Name, StepName};
+use crate::wire::{DeployWire, GateWire, HealthWire, ReleaseWire, StopWire, StrategyWire};
+
+/// Converts `[release]`, checking the step exists and the health socket is
+/// declared.
+pub(crate) fn convert(
+    src: &Source<'_>,
+    wire: Spanned<ReleaseWire>,
+    steps: &BTreeMap<StepName, Step>,
+) -> Result<Release, RecipeError> {
+    let w = wire.into_inner();
+    let step = Name::new(w.step.get_ref()).filter(|n| steps.contains_key(n));
+    let step = step.ok_or_else(|| {
+        let kind = ErrorKind::UndefinedStep {
+            context: "[release]".into(),
+            step: w.step.get_ref().clone(),
+        };
+        src.error(w.step.span(), kind)
+    })?;
+    let mut sockets = Vec::new();
+    for s in &w.run.sockets {
+        let n = super::name(src, "socket", s)?;
+        if sockets.contains(&n) {
+            let msg = format!("socket `{n}` is declared twice");
+            return Err(src.error(s.span(), ErrorKind::Invalid(msg)));
+        }
+        sockets.push(n);
+    }
+    let health = w.run.health.map(|h| health(src, h, &sockets)).transpose()?;
+    let run = RunSpec {
+        command: super::argv(src, "[release.run] `command`", w.run.command)?,
+        sockets,
+        health,
+        stop: stop(src, w.run.stop)?,
+        env: super::env(src, w.run.env, &[])?,
+    };
+    Ok(Release { step, run })
+}
+
+fn health(
+    src: &Source<'_>,
+    wire: Spanned<HealthWire>,
+    sockets: &[Name],
+) -> Result<HealthCheck, RecipeError> {
+    let span = wire.span();
+    let w = wire.into_inner();
+    let invalid = |msg: &str| src.error(span.clone(), ErrorKind::Invalid(msg.into()));
+    let forms = [w.http.is_some(), w.tcp.is_some(), w.exec.is_some()];
+    if forms.iter().filter(|f| **f).count() != 1 {
+        return Err(invalid(
+            "health check must have exactly one of `http`, `tcp` or `exec`",
+        ));
+    }
+    let probe = match (w.http, w.tcp, w.exec) {
+        (Some(path), _, _) if path.starts_with('/') => {
+            let s = w.socket.ok_or_else(|| {
+                invalid("health check `http = \"/path\"` needs `socket = \"NAME\"`")
+            })?;
+            let socket = sockets.iter().find(|n| n.as_str() == s.get_ref()).cloned();
+            let socket = socket.ok_or_else(|| {
+                let kind = ErrorKind::UnknownSocket {
+                    socket: s.get_ref().clone(),
+                    sockets: sockets.iter().map(|n| n.to_string()).collect(),
+                };
+                src.error(s.span(), kind)
+            })?;
+            Probe::SocketHttp { socket, path }
+        }
+        _ if w.socket.is_some() => {
+            return Err(invalid("`socket` is only allowed with `http = \"/path\"`"))
+        }
+        (Some(url), _, _) => {
+            super::check_url(&url, &["http://"]).map_err(|m| invalid(&m))?;
+            Probe::Http(url)
+        }
+        (_, Some(addr), _) => Probe::Tcp(addr),
+        (_, _, Some(argv)) if argv.is_empty() => {
+            return Err(invalid("health check `exec` must not be empty"))
+        }
+        (_, _, Some(argv)) => Probe::Exec(argv),
+        (None, None, None) => unreachable!("exactly one form checked above"),
+    };
+    Ok(HealthCheck {
+        probe,
+        interval: w.interval.map_or(Duration::from_secs(1), |d| d.0),
+        deadline: w.deadline.map_or(Duration::from_secs(30), |d| d.0),
+        bake: w.bake.map_or(Duration::ZERO, |d| d.0),
+    })
+}
+
+fn stop(src: &Source<'_>, wire: Option<StopWire>) -> Result<Stop, RecipeError> {
+    let (signal, grace) = wire.map_or((None, None), |w| (w.signal, w.grace));
+    let signal = match signal {
+        None => "TERM".to_owned(),
+        Some(s) => {
+            let bare = s.get_ref().strip_prefix("SIG").unwrap_or(s.get_ref());
+            if !SIGNALS.contains(&bare) {
+                let msg = format!(
+                    "unknown stop signal {:?}, expected one of {SIGNALS:?}",
+                    s.get_ref()
+                );
+                return Err(src.error(s.span(), ErrorKind::Invalid(msg)));
+            }
+            bare.to_owned()
+        }
+    };
+    Ok(Stop {
+        signal,
+        grace: grace.map_or(Duration::from_secs(10), |d| d.0),
+    })
+}
+
+/// Converts `[deploy]`.
+pub(crate) fn deploy(src: &Source<'_>, wire: Spanned<DeployWire>) -> Result<Deploy, RecipeError> {
+    let w = wire.into_inner();
+    let max_unavailable = match w.max_unavailable {
+        Some(m) if *m.get_ref() == 0 => {
+            return Err(src.error(
+                m.span(),
+                ErrorKind::Invalid("`max_unavailable` must be at least 1".into()),
+            ))
+        }
+        Some(m) => m.into_inner(),
+        None => 1,
+    };
+    let strategy = match (w.strategy.unwrap_or(StrategyWire::Rolling), w.canary) {
+        (StrategyWire::Canary, c) => {
+            let (count, bake) = c.map_or((None, None), |c| {
+                let c = c.into_inner();
+                (c.count, c.bake)
+            });
+            Strategy::Canary {
+                count: count.unwrap_or(1).max(1),
+                bake: bake.map_or(Duration::from_secs(300), |d| d.0),
+            }
+        }
+        (_, Some(c)) => {
+            let msg = "`canary` settings need `strategy = \"canary\"`";
+            return Err(src.error(c.span(), ErrorKind::Invalid(msg.into())));
+        }
+        (StrategyWire::AtOnce, None) => Strategy::AtOnce,
+        (StrategyWire::Rolling, None) => Strategy::Rolling,
+    };
+    let gates = w
+        .gates
+        .into_iter()
+        .map(|g| gate(src, g))
+        .collect::<Result<_, _>>()?;
+    Ok(Deploy {
+        strategy,
+        max_unavailable,
+        gates,
+    })
+}
+
+fn gate(src: &Source<'_>, wire: Spanned<GateWire>) -> Result<Gate, RecipeError> {
+    let span = wire.span();
+    let w = wire.into_inner();
+    let invalid = |msg: String| src.error(span.clone(), ErrorKind::Invalid(msg));
+    let forms = [w.fleet.is_some(), w.freeze.is_some(), w.check.is_some()];
+    if forms.iter().filter(|f| **f).count() != 1 {
+        return Err(invalid(
+            "a gate must have exactly one of `fleet`, `freeze` or `check`".into(),
+        ));
+    }
+    if w.fleet.is_none() && w.release.is_some() {
+        return Err(invalid(
+            "`release` is only allowed in a `fleet` gate".into(),
+        ));
+    }
+    if w.check.is_none() && w.timeout.is_some() {
+        return Err(invalid(
+            "`timeout` is only allowed in a `check` gate".into(),
+        ));
+    }
+    if let Some(fleet) = w.fleet {
+        let parts = fleet
+            .split_once('/')
+            .and_then(|(a, b)| Some((Name::new(a)?, Name::new(b)?)));
+        let (service, set) = parts
+            .ok_or_else(|| invalid(format!("gate fleet {fleet:?} must be \"service/set\"")))?;
+        let release = w.release.map(|r| super::digest(src, &r)).transpose()?;
+        return Ok(Gate::Fleet {
+            service,
+            set,
+            release,
+        });
+    }
+    if let Some(f) = w.freeze {
+        if f.from.offset.is_none()
+            || f.until.offset.is_none()
+            || f.from.date.is_none()
+            || f.until.date.is_none()
+        {
+            return Err(invalid(
+                "freeze times need a date, a time and an offset, e.g. 2025-12-20T00:00:00Z".into(),
+            ));
+        }
+        let (from, until) = (f.from.to_string(), f.until.to_string());
+        return Ok(Gate::Freeze { from, until });
+    }
+    let command = w.check.unwrap_or_default();
+    if command.is_empty() {
+        return Err(invalid("gate `check` must not be empty".into()));
+    }
+    Ok(Gate::Check {
+        command,
+        timeout: w.timeout.map_or(Duration::from_secs(60), |d| d.0),
+    })
+}

@@ -1,0 +1,198 @@
+//! The literal shape of `cairn.toml`, as `serde` reads it.
+//!
+//! These types mirror the file one to one and reject unknown keys. They are
+//! deliberately loose where a table is "one of" several forms (an input is a
+//! path, a tree or a fetch; a health check is http, tcp or exec): an untagged
+//! enum would turn a typo into "data did not match any variant", so instead
+//! every form's keys are optional here and `convert` checks that exactly one
+//! form is present, pointing at the table. Values that later checks must
+//! locate are kept [`Spanned`].
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::units::{ByteSize, HumanDuration};
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RecipeWire {
+    pub service: ServiceWire,
+    #[serde(default)]
+    pub inputs: BTreeMap<String, Spanned<InputWire>>,
+    #[serde(default)]
+    pub steps: BTreeMap<String, Spanned<StepWire>>,
+    pub release: Option<Spanned<ReleaseWire>>,
+    pub deploy: Option<Spanned<DeployWire>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ServiceWire {
+    pub name: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct InputWire {
+    pub path: Option<String>,
+    pub exclude: Option<Vec<String>>,
+    pub gitignore: Option<bool>,
+    pub tree: Option<Spanned<String>>,
+    pub url: Option<String>,
+    pub digest: Option<Spanned<String>>,
+    pub unpack: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct StepWire {
+    #[serde(default)]
+    pub mounts: BTreeMap<String, Spanned<MountWire>>,
+    pub workdir: Option<Spanned<String>>,
+    pub run: Spanned<Vec<String>>,
+    pub env: Option<Spanned<BTreeMap<String, String>>>,
+    pub timeout: Option<HumanDuration>,
+    #[serde(default)]
+    pub limits: LimitsWire,
+    #[serde(default)]
+    pub outputs: Vec<Spanned<String>>,
+}
+
+/// `"src"`, `"steps.build"` or `{ input = "src", writable = true }`.
+#[derive(Debug)]
+pub(crate) struct MountWire {
+    pub input: String,
+    pub writable: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MountTable {
+    input: String,
+    #[serde(default)]
+    writable: bool,
+}
+
+impl<'de> Deserialize<'de> for MountWire {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(MountVisitor)
+    }
+}
+
+struct MountVisitor;
+
+impl<'de> Visitor<'de> for MountVisitor {
+    type Value = MountWire;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an input name, \"steps.NAME\", or { input = \"...\", writable = true }")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<MountWire, E> {
+        Ok(MountWire {
+            input: v.to_owned(),
+            writable: false,
+        })
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<MountWire, A::Error> {
+        let t = MountTable::deserialize(de::value::MapAccessDeserializer::new(map))?;
+        Ok(MountWire {
+            input: t.input,
+            writable: t.writable,
+        })
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LimitsWire {
+    pub memory: Option<ByteSize>,
+    pub processes: Option<u32>,
+    pub open_files: Option<u32>,
+    pub tmp: Option<ByteSize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ReleaseWire {
+    pub step: Spanned<String>,
+    pub run: RunWire,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RunWire {
+    pub command: Spanned<Vec<String>>,
+    #[serde(default)]
+    pub sockets: Vec<Spanned<String>>,
+    pub health: Option<Spanned<HealthWire>>,
+    pub stop: Option<StopWire>,
+    pub env: Option<Spanned<BTreeMap<String, String>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct HealthWire {
+    pub http: Option<String>,
+    pub socket: Option<Spanned<String>>,
+    pub tcp: Option<String>,
+    pub exec: Option<Vec<String>>,
+    pub interval: Option<HumanDuration>,
+    pub deadline: Option<HumanDuration>,
+    pub bake: Option<HumanDuration>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct StopWire {
+    pub signal: Option<Spanned<String>>,
+    pub grace: Option<HumanDuration>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DeployWire {
+    pub strategy: Option<StrategyWire>,
+    pub max_unavailable: Option<Spanned<u32>>,
+    pub canary: Option<Spanned<CanaryWire>>,
+    #[serde(default)]
+    pub gates: Vec<Spanned<GateWire>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum StrategyWire {
+    AtOnce,
+    Rolling,
+    Canary,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CanaryWire {
+    pub count: Option<u32>,
+    pub bake: Option<HumanDuration>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct GateWire {
+    pub fleet: Option<String>,
+    pub release: Option<Spanned<String>>,
+    pub freeze: Option<FreezeWire>,
+    pub check: Option<Vec<String>>,
+    pub timeout: Option<HumanDuration>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FreezeWire {
+    pub from: toml::value::Datetime,
+    pub until: toml::value::Datetime,
+}
