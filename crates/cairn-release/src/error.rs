@@ -1,0 +1,48 @@
+//! Errors of release and channel operations, naming the digest or ref.
+
+use cairn_digest::Digest;
+use cairn_store::StoreError;
+
+/// What went wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum ReleaseError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A digest that names no release.
+    #[error("{0} is not a release: {1}")]
+    NotARelease(Digest, String),
+    /// A release document without its signed envelope.
+    #[error("release {0} has no signed envelope in the store (ref {1})")]
+    Unsigned(Digest, String),
+    /// A document or envelope in the store that does not parse.
+    #[error("{what} is malformed: {reason}")]
+    Malformed {
+        /// What.
+        what: String,
+        /// Why.
+        reason: String,
+    },
+    /// Nothing has been promoted to the channel.
+    #[error("channel {service}/{channel} has no statement yet")]
+    EmptyChannel {
+        /// The service.
+        service: String,
+        /// The channel.
+        channel: String,
+    },
+    /// No earlier release to roll back to.
+    #[error("channel {service}/{channel} has no earlier release to roll back to")]
+    NothingToRollBackTo {
+        /// The service.
+        service: String,
+        /// The channel.
+        channel: String,
+    },
+    /// A name that cannot be a service or channel.
+    #[error(transparent)]
+    Document(#[from] cairn_trust::DocumentError),
+    /// Promotion kept losing races.
+    #[error("gave up promoting to {0} after {1} concurrent updates")]
+    Contended(String, u32),
+}

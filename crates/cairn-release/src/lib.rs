@@ -1,0 +1,33 @@
+//! Releases and channels as they live in the store.
+//!
+//! A signed document is kept twice over: its payload as a blob, so that its
+//! digest (the payload digest, see `cairn_trust`) resolves to verified
+//! content in any store; and its DSSE envelope, with the signatures, in a
+//! ref:
+//!
+//! ```text
+//! releases/<service>/<payload hex>   the release envelope (written once)
+//! channels/<service>/<channel>       the latest channel statement envelope
+//! ```
+//!
+//! Promotion is a compare-and-swap on the channel ref; a writer that loses
+//! the race re-reads and retries on the fresh value, so two promotions can
+//! never overwrite each other and sequence numbers never repeat. A channel
+//! that needs several signatures holds its newest statement with whatever
+//! signatures it has; verifiers refuse it until the threshold is met
+//! (`cairn channel sign` adds one), and keep running what they accepted
+//! before.
+//!
+//! This crate does not verify trust: that is `cairn_trust::verify`, which
+//! every consumer calls with its own policy.
+
+mod channel;
+mod error;
+mod release;
+
+pub use channel::{
+    channel_ref, cosign, current, history, promote, rollback_target, Current, HistoryEntry,
+    DEFAULT_EXPIRY,
+};
+pub use error::ReleaseError;
+pub use release::{load_release, publish_release, release_ref, LoadedRelease};
