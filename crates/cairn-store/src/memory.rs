@@ -143,7 +143,7 @@ impl RefStore for MemoryStore {
         let stream = broadcast_stream(self.events.subscribe())
             .filter_map(move |name| {
                 let keep = name.as_str().starts_with(&prefix);
-                async move { keep.then(|| Ok(RefEvent { name })) }
+                async move { keep.then_some(Ok(RefEvent { name })) }
             })
             .boxed();
         Ok(Some(stream))

@@ -4,9 +4,7 @@
 use std::sync::Arc;
 
 use cairn_digest::Digest;
-use cairn_store::{
-    conformance, BlobStore, BlobStoreExt, FsStore, MemoryStore, RefName, RefStore, StoreError,
-};
+use cairn_store::{conformance, BlobStoreExt, FsStore, MemoryStore, RefName, RefStore, StoreError};
 
 #[tokio::test]
 async fn memory_store_conforms() {
