@@ -136,6 +136,8 @@ impl<R: AsyncRead + Unpin> AsyncRead for VerifyingReader<R> {
         if new.is_empty() || too_long {
             let actual = self.hasher.take().expect("checked above").finish();
             if actual != expected {
+                // An error must not come with bytes (AsyncRead's contract).
+                buf.set_filled(before);
                 let m = Mismatch { expected, actual };
                 return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, m)));
             }

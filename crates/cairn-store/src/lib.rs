@@ -19,9 +19,11 @@ pub mod conformance;
 pub mod error;
 pub mod fs;
 pub mod gc;
+pub mod http;
 pub mod memory;
 pub mod reach;
 pub mod refs;
+pub mod s3;
 mod url;
 
 pub use blob::{BlobReader, BlobStore, BlobStoreExt, VerifyingReader};
@@ -29,7 +31,7 @@ pub use error::{Result, StoreError};
 pub use fs::FsStore;
 pub use memory::MemoryStore;
 pub use refs::{RefEvent, RefName, RefStore, RefWatch, Version, Versioned};
-pub use url::{default_location, open, StoreUrl};
+pub use url::{default_location, open, open_async, open_with_token, StoreUrl};
 
 use std::sync::Arc;
 

@@ -22,10 +22,11 @@ use crate::error::{Result, StoreError};
 use crate::refs::RefStore;
 
 /// Blobs larger than this are never parsed for references (they are data).
-const MAX_SCANNED_BLOB: u64 = 8 << 20;
+pub const MAX_SCANNED_BLOB: u64 = 8 << 20;
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Kind {
+/// What a blob is known to be, which decides how its edges are found.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
+pub enum Kind {
     /// A `Directory` message: follow its entries.
     Tree,
     /// A file's content: nothing to follow.
@@ -54,12 +55,19 @@ pub async fn reachable(blobs: &dyn BlobStore, refs: &dyn RefStore) -> Result<Has
             Err(StoreError::NotFound(_) | StoreError::Corrupt { .. }) => continue,
             Err(e) => return Err(e),
         };
-        match kind {
-            Kind::Tree => queue.extend(directory_edges(&bytes).unwrap_or_default()),
-            _ => queue.extend(references_in_value(&bytes)),
-        }
+        queue.extend(edges(&bytes, kind));
     }
     Ok(live)
+}
+
+/// The blobs one blob of `kind` names directly (empty for a leaf), as used
+/// by garbage collection and by copying a closure between stores.
+pub fn edges(bytes: &[u8], kind: Kind) -> Vec<(Digest, Kind)> {
+    match kind {
+        Kind::Leaf => Vec::new(),
+        Kind::Tree => directory_edges(bytes).unwrap_or_default(),
+        Kind::Unknown => references_in_value(bytes),
+    }
 }
 
 /// Edges out of a ref value or a blob of unknown type.

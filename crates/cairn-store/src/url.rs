@@ -56,10 +56,27 @@ pub fn default_location() -> PathBuf {
 pub fn open(url: &str) -> Result<Store> {
     match StoreUrl::parse(url)? {
         StoreUrl::Local(path) => Ok(Store::local(FsStore::open(path)?)),
-        StoreUrl::S3(_) | StoreUrl::Http(_) => Err(StoreError::BadUrl {
-            url: url.into(),
-            reason: "this build of cairn has no remote store backends yet; use a local path".into(),
-        }),
+        StoreUrl::S3(url) => Ok(crate::s3::S3Store::new(&url)?.into_store()),
+        StoreUrl::Http(url) => Ok(crate::http::HttpStore::new(&url, None)?.into_store()),
+    }
+}
+
+/// Opens the store a URL names; a `cairn server` (`http(s)://`) is sent
+/// `token` as its bearer token. Other backends ignore the token.
+pub fn open_with_token(url: &str, token: Option<String>) -> Result<Store> {
+    match StoreUrl::parse(url)? {
+        StoreUrl::Http(url) => Ok(crate::http::HttpStore::new(&url, token)?.into_store()),
+        _ => open(url),
+    }
+}
+
+/// Opens the store a URL names and checks that the server behind a remote
+/// URL is reachable and able to keep refs safe (for S3: conditional writes),
+/// so that a misconfigured store fails here rather than on first use.
+pub async fn open_async(url: &str) -> Result<Store> {
+    match StoreUrl::parse(url)? {
+        StoreUrl::S3(url) => Ok(crate::s3::S3Store::connect(&url).await?.into_store()),
+        _ => open(url),
     }
 }
 

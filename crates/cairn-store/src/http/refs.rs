@@ -1,0 +1,142 @@
+//! Refs over `/v1/refs/…`: versions travel as ETags, compare-and-swap as
+//! `If-Match` / `If-None-Match: *`, and a lost race comes back as 412,
+//! which becomes [`StoreError::Conflict`].
+
+use async_trait::async_trait;
+use reqwest::{header, Method, Response, StatusCode};
+use tracing::instrument;
+
+use super::{is_not_found, HttpStore, BACKEND};
+use crate::error::{Result, StoreError};
+use crate::refs::{check_ref_size, RefName, RefStore, RefWatch, Version, Versioned};
+
+#[derive(serde::Deserialize)]
+struct RefList {
+    refs: Vec<String>,
+}
+
+fn ref_path(name: &RefName) -> String {
+    // Ref names are `[A-Za-z0-9._-/]`: nothing to escape.
+    format!("/v1/refs/{name}")
+}
+
+fn quoted(version: &Version) -> String {
+    format!("\"{version}\"")
+}
+
+impl HttpStore {
+    fn version_of(&self, response: &Response, what: &str) -> Result<Version> {
+        response
+            .headers()
+            .get(header::ETAG)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|t| t.strip_prefix('"')?.strip_suffix('"'))
+            .map(|t| Version(t.to_string()))
+            .ok_or_else(|| StoreError::Backend {
+                backend: BACKEND,
+                message: format!("{what} at {}: answer has no ETag", self.base),
+            })
+    }
+
+    fn lost_race(name: &RefName, expected: Option<&Version>) -> StoreError {
+        StoreError::Conflict {
+            name: name.to_string(),
+            expected: expected.map_or("absent".into(), |v| v.0.clone()),
+            found: "another version".into(),
+        }
+    }
+
+    /// Lists refs under `prefix` (also used by the watch after a reset).
+    pub(super) async fn list_refs(&self, prefix: &str) -> Result<Vec<RefName>> {
+        let what = format!("listing refs under {prefix:?}");
+        let rb = self
+            .request(Method::GET, "/v1/refs")
+            .query(&[("prefix", prefix)]);
+        let response = self.send(rb, &what).await?;
+        if !response.status().is_success() {
+            return Err(self.failure(&what, response).await);
+        }
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| self.transport(&what, &e))?;
+        let list: RefList = serde_json::from_slice(&bytes).map_err(|e| StoreError::Backend {
+            backend: BACKEND,
+            message: format!("{what} at {}: malformed answer: {e}", self.base),
+        })?;
+        list.refs.into_iter().map(RefName::new).collect()
+    }
+}
+
+#[async_trait]
+impl RefStore for HttpStore {
+    #[instrument(skip_all, fields(name = %name))]
+    async fn get(&self, name: &RefName) -> Result<Option<Versioned>> {
+        let what = format!("reading ref {name}");
+        let response = self
+            .send(self.request(Method::GET, &ref_path(name)), &what)
+            .await?;
+        if is_not_found(response.status()) {
+            return Ok(None);
+        }
+        if !response.status().is_success() {
+            return Err(self.failure(&what, response).await);
+        }
+        let version = self.version_of(&response, &what)?;
+        let value = response
+            .bytes()
+            .await
+            .map_err(|e| self.transport(&what, &e))?;
+        Ok(Some(Versioned {
+            value: value.to_vec(),
+            version,
+        }))
+    }
+
+    #[instrument(skip_all, fields(prefix = %prefix))]
+    async fn list(&self, prefix: &str) -> Result<Vec<RefName>> {
+        self.list_refs(prefix).await
+    }
+
+    #[instrument(skip_all, fields(name = %name))]
+    async fn compare_and_swap(
+        &self,
+        name: &RefName,
+        expected: Option<&Version>,
+        value: Vec<u8>,
+    ) -> Result<Version> {
+        check_ref_size(name, &value)?;
+        let what = format!("writing ref {name}");
+        let rb = self.request(Method::PUT, &ref_path(name)).body(value);
+        let rb = match expected {
+            Some(v) => rb.header(header::IF_MATCH, quoted(v)),
+            None => rb.header(header::IF_NONE_MATCH, "*"),
+        };
+        let response = self.send(rb, &what).await?;
+        match response.status() {
+            StatusCode::PRECONDITION_FAILED => Err(Self::lost_race(name, expected)),
+            s if s.is_success() => self.version_of(&response, &what),
+            _ => Err(self.failure(&what, response).await),
+        }
+    }
+
+    #[instrument(skip_all, fields(name = %name))]
+    async fn delete(&self, name: &RefName, expected: &Version) -> Result<()> {
+        let what = format!("deleting ref {name}");
+        let rb = self
+            .request(Method::DELETE, &ref_path(name))
+            .header(header::IF_MATCH, quoted(expected));
+        let response = self.send(rb, &what).await?;
+        match response.status() {
+            StatusCode::PRECONDITION_FAILED => Err(Self::lost_race(name, Some(expected))),
+            s if s.is_success() => Ok(()),
+            _ => Err(self.failure(&what, response).await),
+        }
+    }
+
+    async fn watch(&self, prefix: &str) -> Result<Option<RefWatch>> {
+        super::watch::watch(self.clone(), prefix.to_string())
+            .await
+            .map(Some)
+    }
+}

@@ -1,0 +1,145 @@
+//! Refs in S3: one object per ref at `refs/<name>`, versioned by ETag.
+//!
+//! Compare-and-swap is a conditional PUT: `If-None-Match: *` to create,
+//! `If-Match: <etag>` to replace. S3's ETag of a simple PUT is the MD5 of
+//! the body, so writing A, then B, then A again would bring back A's
+//! version and let a writer holding that stale version win. Each object
+//! therefore starts with a 16-byte random nonce ([`NONCE_LEN`]) before the
+//! value, which makes every write's ETag new.
+//!
+//! `delete` is *not* linearizable: S3 has no conditional DELETE on every
+//! server, so it reads the current ETag, compares, then deletes. A write
+//! landing between the two is lost. Callers delete only refs nobody else
+//! is writing (retired fleet members, expired cache entries).
+//!
+//! S3 cannot push changes, so [`RefStore::watch`] returns `None` and
+//! callers poll.
+
+use async_trait::async_trait;
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::{PutMode, PutOptions, UpdateVersion};
+
+use super::S3Store;
+use crate::error::{Result, StoreError};
+use crate::refs::{check_ref_size, conflict, RefName, RefStore, Version, Versioned};
+
+/// Random bytes before each ref's value (see the module docs).
+pub const NONCE_LEN: usize = 16;
+
+fn ref_path(name: &RefName) -> Path {
+    Path::from(format!("refs/{name}"))
+}
+
+impl S3Store {
+    fn malformed(&self, name: &RefName, reason: &str) -> StoreError {
+        StoreError::Malformed {
+            what: format!("ref {name} in {}", self.url),
+            reason: reason.into(),
+        }
+    }
+
+    async fn etag(&self, name: &RefName) -> Result<Option<Version>> {
+        match self.objects.head(&ref_path(name)).await {
+            Ok(meta) => Ok(Some(self.version_of(name, meta.e_tag)?)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.backend(format!("HEAD ref {name}: {e}"))),
+        }
+    }
+
+    fn version_of(&self, name: &RefName, e_tag: Option<String>) -> Result<Version> {
+        e_tag
+            .map(Version)
+            .ok_or_else(|| self.malformed(name, "the server returned no ETag"))
+    }
+}
+
+#[async_trait]
+impl RefStore for S3Store {
+    async fn get(&self, name: &RefName) -> Result<Option<Versioned>> {
+        let got = match self.objects.get(&ref_path(name)).await {
+            Ok(got) => got,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(self.backend(format!("GET ref {name}: {e}"))),
+        };
+        let version = self.version_of(name, got.meta.e_tag.clone())?;
+        let body = got
+            .bytes()
+            .await
+            .map_err(|e| self.backend(format!("GET ref {name}: {e}")))?;
+        let value = body
+            .get(NONCE_LEN..)
+            .ok_or_else(|| self.malformed(name, "shorter than its nonce"))?
+            .to_vec();
+        Ok(Some(Versioned { value, version }))
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<RefName>> {
+        // Listing works on whole path segments: list the deepest complete
+        // directory of the prefix and filter the rest by text.
+        let dir = match prefix.rsplit_once('/') {
+            Some((dir, _)) => format!("refs/{dir}"),
+            None => "refs".to_string(),
+        };
+        let metas: Vec<_> = self
+            .objects
+            .list(Some(&Path::from(dir)))
+            .try_collect()
+            .await
+            .map_err(|e| self.backend(format!("listing refs under {prefix:?}: {e}")))?;
+        let mut names: Vec<RefName> = metas
+            .iter()
+            .filter_map(|m| m.location.as_ref().strip_prefix("refs/"))
+            .filter(|n| n.starts_with(prefix))
+            .filter_map(|n| RefName::new(n).ok())
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    async fn compare_and_swap(
+        &self,
+        name: &RefName,
+        expected: Option<&Version>,
+        value: Vec<u8>,
+    ) -> Result<Version> {
+        check_ref_size(name, &value)?;
+        let mut body = vec![0u8; NONCE_LEN];
+        getrandom::fill(&mut body).map_err(|e| self.backend(format!("random: {e}")))?;
+        body.extend_from_slice(&value);
+        let mode = match expected {
+            None => PutMode::Create,
+            Some(v) => PutMode::Update(UpdateVersion {
+                e_tag: Some(v.0.clone()),
+                version: None,
+            }),
+        };
+        match self
+            .objects
+            .put_opts(&ref_path(name), body.into(), PutOptions::from(mode))
+            .await
+        {
+            Ok(put) => self.version_of(name, put.e_tag),
+            Err(
+                object_store::Error::AlreadyExists { .. }
+                | object_store::Error::Precondition { .. }
+                | object_store::Error::NotFound { .. },
+            ) => {
+                let found = self.etag(name).await.ok().flatten();
+                Err(conflict(name, expected, found.as_ref()))
+            }
+            Err(e) => Err(self.backend(format!("PUT ref {name}: {e}"))),
+        }
+    }
+
+    async fn delete(&self, name: &RefName, expected: &Version) -> Result<()> {
+        let found = self.etag(name).await?;
+        if found.as_ref() != Some(expected) {
+            return Err(conflict(name, Some(expected), found.as_ref()));
+        }
+        self.objects
+            .delete(&ref_path(name))
+            .await
+            .map_err(|e| self.backend(format!("DELETE ref {name}: {e}")))
+    }
+}

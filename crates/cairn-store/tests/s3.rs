@@ -1,0 +1,204 @@
+//! The S3 backend against a real S3-compatible server (moto).
+//!
+//! Needs `moto_server` on PATH:
+//!
+//!     pip install 'moto[server]'
+//!
+//! The test fails (it does not skip) when moto_server is missing, so a CI
+//! machine without it is noticed.
+//!
+//! One test function runs every property in turn against one server, so the
+//! server is always stopped (its guard drops) however the test ends.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cairn_digest::Digest;
+use cairn_store::s3::{S3Store, S3Url};
+use cairn_store::{conformance, BlobStore, BlobStoreExt, RefName, RefStore, StoreError};
+
+const BUCKET: &str = "cairn-test";
+
+/// A running moto_server, stopped on drop.
+struct Moto {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Moto {
+    fn start() -> Self {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("moto_server is required: pip install 'moto[server]'");
+        let moto = Self { child, port };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while moto.http("GET", "/", b"").is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "moto_server did not answer in 60 s"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        moto
+    }
+
+    /// A plain, unsigned HTTP request (moto does not check signatures);
+    /// returns the status code, or `None` if nothing answered.
+    fn http(&self, method: &str, path: &str, body: &[u8]) -> Option<u16> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            self.port,
+            body.len()
+        );
+        s.write_all(head.as_bytes()).ok()?;
+        s.write_all(body).ok()?;
+        let mut response = String::new();
+        s.read_to_string(&mut response).ok()?;
+        response.split(' ').nth(1)?.parse().ok()
+    }
+
+    /// A fresh, empty store under its own prefix.
+    async fn store(&self, prefix: &str) -> S3Store {
+        let url = format!(
+            "s3://{BUCKET}/{prefix}?endpoint=http://127.0.0.1:{}&region=us-east-1",
+            self.port
+        );
+        let parsed = S3Url::parse(&url).unwrap();
+        let builder = parsed
+            .builder()
+            .with_access_key_id("test")
+            .with_secret_access_key("test");
+        let store = S3Store::with_builder(&parsed, builder).unwrap();
+        store
+            .probe()
+            .await
+            .expect("moto supports conditional writes");
+        store
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_backend() {
+    let moto = Moto::start();
+    assert_eq!(moto.http("PUT", &format!("/{BUCKET}"), b""), Some(200));
+
+    conformance::blobs(&moto.store("conformance-blobs").await).await;
+    conformance::refs(&moto.store("conformance-refs").await).await;
+    conformance::watch(&moto.store("conformance-watch").await).await;
+    racing_writers_one_wins(&moto.store("race").await).await;
+    large_blobs_go_up_in_parts(&moto.store("large").await).await;
+    corrupt_object_is_caught_on_read(&moto, &moto.store("corrupt").await).await;
+    rewriting_a_value_changes_the_version(&moto.store("aba").await).await;
+}
+
+async fn racing_writers_one_wins(store: &S3Store) {
+    let name = RefName::new("race/one").unwrap();
+    let mut version = store
+        .compare_and_swap(&name, None, b"0".to_vec())
+        .await
+        .unwrap();
+    for round in 0..10 {
+        let a = store.compare_and_swap(&name, Some(&version), format!("a{round}").into_bytes());
+        let b = store.compare_and_swap(&name, Some(&version), format!("b{round}").into_bytes());
+        let (a, b) = tokio::join!(a, b);
+        let winners: Vec<_> = [&a, &b].into_iter().filter(|r| r.is_ok()).collect();
+        assert_eq!(winners.len(), 1, "round {round}: {a:?} / {b:?}");
+        for r in [&a, &b] {
+            if let Err(e) = r {
+                assert!(matches!(e, StoreError::Conflict { .. }), "{e:?}");
+            }
+        }
+        version = a.or(b).unwrap();
+    }
+    let fresh = RefName::new("race/new").unwrap();
+    let creates =
+        futures::future::join_all((0..4).map(|i| store.compare_and_swap(&fresh, None, vec![i])))
+            .await;
+    assert_eq!(
+        creates.iter().filter(|r| r.is_ok()).count(),
+        1,
+        "{creates:?}"
+    );
+}
+
+async fn large_blobs_go_up_in_parts(store: &S3Store) {
+    let big: Vec<u8> = (0..20u32 << 20)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    let digest = store.put_bytes(big.clone()).await.unwrap();
+    assert_eq!(store.get_bytes(&digest).await.unwrap(), big);
+
+    let mut lie = big.clone();
+    lie[15 << 20] ^= 1;
+    let wrong = Digest::of(&lie);
+    let refused = store.put(&wrong, Box::pin(std::io::Cursor::new(big))).await;
+    assert!(
+        matches!(refused, Err(StoreError::Corrupt { .. })),
+        "{refused:?}"
+    );
+    assert!(
+        !store.has(&wrong).await.unwrap(),
+        "a refused multipart put left an object"
+    );
+}
+
+async fn corrupt_object_is_caught_on_read(moto: &Moto, store: &S3Store) {
+    let digest = store.put_bytes(b"the real bytes".to_vec()).await.unwrap();
+    // Overwrite the object behind the store's back with a plain client.
+    let url = format!(
+        "s3://{BUCKET}?endpoint=http://127.0.0.1:{}&region=us-east-1",
+        moto.port
+    );
+    let raw = S3Url::parse(&url)
+        .unwrap()
+        .builder()
+        .with_access_key_id("test")
+        .with_secret_access_key("test")
+        .build()
+        .unwrap();
+    let key = object_store::path::Path::from(format!("corrupt/blobs/{}", digest.hex()));
+    object_store::ObjectStore::put(&raw, &key, b"fake bytes!!!!".to_vec().into())
+        .await
+        .unwrap();
+    let read = store.get_bytes(&digest).await;
+    assert!(matches!(read, Err(StoreError::Corrupt { .. })), "{read:?}");
+}
+
+async fn rewriting_a_value_changes_the_version(store: &S3Store) {
+    let name = RefName::new("aba").unwrap();
+    let v1 = store
+        .compare_and_swap(&name, None, b"A".to_vec())
+        .await
+        .unwrap();
+    let v2 = store
+        .compare_and_swap(&name, Some(&v1), b"B".to_vec())
+        .await
+        .unwrap();
+    let v3 = store
+        .compare_and_swap(&name, Some(&v2), b"A".to_vec())
+        .await
+        .unwrap();
+    assert_ne!(v1, v3, "A, B, A gave back A's version");
+    assert!(store
+        .compare_and_swap(&name, Some(&v1), b"C".to_vec())
+        .await
+        .is_err());
+}

@@ -1,0 +1,100 @@
+//! The closure of a root blob, in the order it may be copied.
+//!
+//! Blobs are grouped by *height*: 0 for blobs that name nothing (files,
+//! chunks), 1 + the tallest child otherwise. Copying height by height puts
+//! every blob a directory names into the destination before the directory
+//! itself, even when subtrees are shared.
+
+use std::collections::HashMap;
+
+use cairn_digest::Digest;
+use cairn_store::reach::{edges, Kind, MAX_SCANNED_BLOB};
+use cairn_store::{BlobStore, BlobStoreExt, StoreError};
+use futures::{StreamExt, TryStreamExt};
+
+use crate::{Result, TransferError};
+
+/// Directory reads in flight while walking.
+const READS_IN_FLIGHT: usize = 16;
+
+/// Every blob the root reaches, grouped by height (index 0 first).
+pub(crate) async fn levels(
+    from: &dyn BlobStore,
+    root: Digest,
+    kind: Kind,
+) -> Result<Vec<Vec<Digest>>> {
+    let children = walk(from, root, kind).await?;
+    let mut heights: HashMap<Digest, usize> = HashMap::new();
+    height(&root, &children, &mut heights);
+    let tallest = heights.values().copied().max().unwrap_or(0);
+    let mut levels = vec![Vec::new(); tallest + 1];
+    for (digest, h) in heights {
+        levels[h].push(digest);
+    }
+    levels.iter_mut().for_each(|l| l.sort());
+    Ok(levels)
+}
+
+/// Reads the closure breadth first (a whole frontier at once) and returns
+/// each blob's children.
+async fn walk(
+    from: &dyn BlobStore,
+    root: Digest,
+    kind: Kind,
+) -> Result<HashMap<Digest, Vec<Digest>>> {
+    let mut children = HashMap::new();
+    let mut frontier = vec![(root, kind)];
+    children.insert(root, Vec::new());
+    while !frontier.is_empty() {
+        let read: Vec<_> = futures::stream::iter(frontier.drain(..))
+            .map(|(d, k)| async move { Ok::<_, TransferError>((d, edges_of(from, d, k).await?)) })
+            .buffer_unordered(READS_IN_FLIGHT)
+            .try_collect()
+            .await?;
+        for (digest, out) in read {
+            for &(child, k) in &out {
+                if let std::collections::hash_map::Entry::Vacant(e) = children.entry(child) {
+                    e.insert(Vec::new());
+                    frontier.push((child, k));
+                }
+            }
+            children.insert(digest, out.into_iter().map(|(d, _)| d).collect());
+        }
+    }
+    Ok(children)
+}
+
+async fn edges_of(from: &dyn BlobStore, digest: Digest, kind: Kind) -> Result<Vec<(Digest, Kind)>> {
+    if kind == Kind::Leaf || digest.size() > MAX_SCANNED_BLOB {
+        return Ok(Vec::new());
+    }
+    match from.get_bytes(&digest).await {
+        Ok(bytes) => Ok(edges(&bytes, kind)),
+        Err(StoreError::NotFound(d)) => Err(TransferError::Missing(d)),
+        Err(source) => Err(TransferError::Walk {
+            root: digest,
+            source,
+        }),
+    }
+}
+
+/// The height of `digest`, memoized (the graph is acyclic: a blob cannot
+/// name its own hash).
+fn height(
+    digest: &Digest,
+    children: &HashMap<Digest, Vec<Digest>>,
+    memo: &mut HashMap<Digest, usize>,
+) -> usize {
+    if let Some(&h) = memo.get(digest) {
+        return h;
+    }
+    let h = children
+        .get(digest)
+        .into_iter()
+        .flatten()
+        .map(|c| height(c, children, memo) + 1)
+        .max()
+        .unwrap_or(0);
+    memo.insert(*digest, h);
+    h
+}

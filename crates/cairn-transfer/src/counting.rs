@@ -1,0 +1,66 @@
+//! [`CountingStore`]: a decorator that counts what is put through it, to
+//! measure how much a copy really moved.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use cairn_digest::Digest;
+use cairn_store::{BlobReader, BlobStore, Result};
+
+/// Wraps a [`BlobStore`] and counts the puts made through it and the bytes
+/// they claimed (each put's digest size, counted whether or not it succeeded).
+#[derive(Debug)]
+pub struct CountingStore {
+    inner: Arc<dyn BlobStore>,
+    puts: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl CountingStore {
+    /// Counts puts into `inner`.
+    pub fn new(inner: Arc<dyn BlobStore>) -> Self {
+        Self {
+            inner,
+            puts: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+        }
+    }
+
+    /// Puts so far.
+    pub fn puts(&self) -> u64 {
+        self.puts.load(Ordering::Relaxed)
+    }
+
+    /// Bytes put so far.
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// Starts counting from zero again.
+    pub fn reset(&self) {
+        self.puts.store(0, Ordering::Relaxed);
+        self.bytes.store(0, Ordering::Relaxed);
+    }
+}
+
+#[async_trait]
+impl BlobStore for CountingStore {
+    async fn has_many(&self, digests: &[Digest]) -> Result<Vec<bool>> {
+        self.inner.has_many(digests).await
+    }
+
+    async fn get(&self, digest: &Digest) -> Result<Option<BlobReader>> {
+        self.inner.get(digest).await
+    }
+
+    async fn put(&self, digest: &Digest, data: BlobReader) -> Result<()> {
+        self.puts.fetch_add(1, Ordering::Relaxed);
+        self.bytes.fetch_add(digest.size(), Ordering::Relaxed);
+        self.inner.put(digest, data).await
+    }
+
+    async fn flush(&self) -> Result<()> {
+        self.inner.flush().await
+    }
+}
