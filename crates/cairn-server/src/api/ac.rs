@@ -1,0 +1,82 @@
+//! Bazel's HTTP remote cache, action half: `GET/PUT /ac/<hex>`.
+//!
+//! An action-cache entry is the ref `ac/<hex>` holding the encoded REAPI
+//! `ActionResult`, which is exactly where cairn's builds keep theirs, so
+//! Bazel and cairn share hits. Bazel expects a PUT to overwrite, so the
+//! write is a compare-and-swap against whatever is there, retried if
+//! another writer slips in between.
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use cairn_store::refs::MAX_REF_SIZE;
+use cairn_store::{RefName, StoreError};
+use tracing::instrument;
+
+use super::parse_hash;
+use crate::body::read_limited;
+use crate::error::ApiError;
+use crate::metrics::Cache;
+use crate::tokens::Scope;
+
+/// How often a PUT retries a lost race before giving up.
+const OVERWRITE_ATTEMPTS: usize = 8;
+
+fn ac_ref(hash: &str) -> Result<RefName, ApiError> {
+    let hash = parse_hash(hash)?;
+    RefName::new(format!("ac/{hash}")).map_err(|e| ApiError::BadRequest(e.to_string()))
+}
+
+/// `GET /ac/<hex>`
+#[instrument(skip_all, fields(hash = %hash))]
+pub async fn get(
+    State(state): State<crate::State>,
+    headers: HeaderMap,
+    Path(hash): Path<String>,
+) -> Result<Response, ApiError> {
+    state.auth.check(&headers, &Scope::Read)?;
+    let name = ac_ref(&hash)?;
+    let found = state.store.refs.get(&name).await?;
+    state.metrics.cache_lookup(Cache::Ac, found.is_some());
+    Ok(match found {
+        Some(v) => (
+            [(header::CONTENT_TYPE, "application/octet-stream")],
+            v.value,
+        )
+            .into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    })
+}
+
+/// `PUT /ac/<hex>`: stores (or replaces) the entry.
+#[instrument(skip_all, fields(hash = %hash))]
+pub async fn put(
+    State(state): State<crate::State>,
+    headers: HeaderMap,
+    Path(hash): Path<String>,
+    body: Body,
+) -> Result<StatusCode, ApiError> {
+    state.auth.check(&headers, &Scope::Write)?;
+    let name = ac_ref(&hash)?;
+    let value = read_limited(body, MAX_REF_SIZE, "action result").await?;
+    for _ in 0..OVERWRITE_ATTEMPTS {
+        let current = state.store.refs.get(&name).await?.map(|v| v.version);
+        match state
+            .store
+            .refs
+            .compare_and_swap(&name, current.as_ref(), value.to_vec())
+            .await
+        {
+            Ok(_) => {
+                state.hub.publish(name);
+                return Ok(StatusCode::OK);
+            }
+            Err(StoreError::Conflict { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ApiError::Internal(format!(
+        "{name}: lost {OVERWRITE_ATTEMPTS} races in a row"
+    )))
+}

@@ -1,0 +1,106 @@
+//! Bazel's HTTP remote cache, content half: `GET/HEAD/PUT /cas/<hex>`.
+//!
+//! Bazel names CAS blobs by hash alone, so a GET must find the size before
+//! it can build a [`Digest`] and verify what it serves: a local store
+//! knows it from the blob file's length ([`blob_size`]). An upload's size
+//! is its `Content-Length`; bytes that do not hash to the name are refused
+//! with 400 and nothing is stored.
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use cairn_digest::Digest;
+use cairn_store::Store;
+use tracing::instrument;
+
+use super::parse_hash;
+use crate::body::{blob_response, upload, upload_error};
+use crate::error::ApiError;
+use crate::metrics::Cache;
+use crate::tokens::Scope;
+
+/// `GET /cas/<hex>`
+#[instrument(skip_all, fields(hash = %hash))]
+pub async fn get(
+    State(state): State<crate::State>,
+    headers: HeaderMap,
+    Path(hash): Path<String>,
+) -> Result<Response, ApiError> {
+    state.auth.check(&headers, &Scope::Read)?;
+    let digest = match blob_size(&state.store, parse_hash(&hash)?)? {
+        Some(d) => d,
+        None => return Ok(miss(&state)),
+    };
+    match state.store.blobs.get(&digest).await? {
+        Some(reader) => {
+            state.metrics.cache_lookup(Cache::Cas, true);
+            Ok(blob_response(Some(reader), digest.size()))
+        }
+        None => Ok(miss(&state)),
+    }
+}
+
+/// `HEAD /cas/<hex>`
+#[instrument(skip_all, fields(hash = %hash))]
+pub async fn head(
+    State(state): State<crate::State>,
+    headers: HeaderMap,
+    Path(hash): Path<String>,
+) -> Result<Response, ApiError> {
+    state.auth.check(&headers, &Scope::Read)?;
+    match blob_size(&state.store, parse_hash(&hash)?)? {
+        Some(d) => Ok(blob_response(None, d.size())),
+        None => Ok(StatusCode::NOT_FOUND.into_response()),
+    }
+}
+
+/// `PUT /cas/<hex>`: the body is the blob; its length is its size.
+#[instrument(skip_all, fields(hash = %hash))]
+pub async fn put(
+    State(state): State<crate::State>,
+    headers: HeaderMap,
+    Path(hash): Path<String>,
+    body: Body,
+) -> Result<StatusCode, ApiError> {
+    state.auth.check(&headers, &Scope::Write)?;
+    let hash = parse_hash(&hash)?;
+    let size: u64 = super::header(&headers, header::CONTENT_LENGTH.as_str())
+        .and_then(|v| v.parse().ok())
+        .ok_or(ApiError::LengthRequired)?;
+    let digest = Digest::from_hex(hash, size).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let (reader, broken) = upload(body);
+    state
+        .store
+        .blobs
+        .put(&digest, reader)
+        .await
+        .map_err(|e| upload_error(e, &broken))?;
+    state.store.blobs.flush().await?;
+    Ok(StatusCode::OK)
+}
+
+fn miss(state: &crate::State) -> Response {
+    state.metrics.cache_lookup(Cache::Cas, false);
+    (StatusCode::NOT_FOUND, "").into_response()
+}
+
+/// The full digest of the blob with this hash, if the store has it.
+///
+/// Only a local store can answer by hash alone (the blob file's length);
+/// other backends are addressed by full digest, so for them Bazel's
+/// hash-only GETs report a miss (logged once per request at debug level).
+pub fn blob_size(store: &Store, hash: &str) -> Result<Option<Digest>, ApiError> {
+    let Some(fs) = &store.local else {
+        tracing::debug!("store is not local; cannot look a blob up by hash alone");
+        return Ok(None);
+    };
+    let probe = Digest::from_hex(hash, 0).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    match std::fs::metadata(fs.blob_path(&probe)) {
+        Ok(m) => Ok(Some(
+            Digest::from_hex(hash, m.len()).expect("checked above"),
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(ApiError::Internal(format!("stat of blob {hash}: {e}"))),
+    }
+}

@@ -1,0 +1,72 @@
+//! Request and response bodies: streaming blobs in and out, and reading
+//! small bodies (refs, JSON) with a size limit.
+
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use cairn_store::BlobReader;
+use futures::{StreamExt, TryStreamExt};
+use tokio_util::io::{ReaderStream, StreamReader};
+
+use crate::error::ApiError;
+
+/// A request body as a blob stream, and a flag that is set if the client
+/// broke off the upload (so the handler can tell that from a bad digest).
+pub fn upload(body: Body) -> (BlobReader, Arc<AtomicBool>) {
+    let broken = Arc::new(AtomicBool::new(false));
+    let flag = broken.clone();
+    let stream = body.into_data_stream().map_err(move |e| {
+        flag.store(true, Ordering::SeqCst);
+        io::Error::other(e)
+    });
+    (Box::pin(StreamReader::new(stream)), broken)
+}
+
+/// The error for a failed upload, preferring "interrupted" when the body
+/// itself broke off.
+pub fn upload_error(e: cairn_store::StoreError, broken: &AtomicBool) -> ApiError {
+    if broken.load(Ordering::SeqCst) {
+        return ApiError::BadRequest("upload interrupted; nothing stored".into());
+    }
+    e.into()
+}
+
+/// Reads a whole body of at most `limit` bytes (413 beyond).
+pub async fn read_limited(body: Body, limit: usize, what: &str) -> Result<Bytes, ApiError> {
+    let mut stream = body.into_data_stream();
+    let mut out = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk =
+            chunk.map_err(|_| ApiError::BadRequest(format!("{what}: upload interrupted")))?;
+        if out.len() + chunk.len() > limit {
+            return Err(ApiError::TooLarge(format!(
+                "{what} exceeds the {limit}-byte limit"
+            )));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out.into())
+}
+
+/// A blob as a response. The reader verifies as it goes; if the stored
+/// bytes turn out corrupt, the stream fails and the connection is cut
+/// before the declared length, so the client cannot take them as good.
+pub fn blob_response(reader: Option<BlobReader>, size: u64) -> Response {
+    let body = match reader {
+        Some(r) => Body::from_stream(ReaderStream::new(r)),
+        None => Body::empty(),
+    };
+    (
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+            (header::CONTENT_LENGTH, size.to_string()),
+        ],
+        body,
+    )
+        .into_response()
+}

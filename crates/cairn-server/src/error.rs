@@ -1,0 +1,88 @@
+//! What handlers fail with, and how that reaches the client.
+//!
+//! Client mistakes (bad digest, bad ref name, missing token, lost race)
+//! are answered with their status and a one-line message in JSON
+//! (`{"error": "…"}`). Server faults are logged here with their cause and
+//! answered with a generic 500 message, so internal paths and OS errors
+//! never leak to clients.
+
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use cairn_store::StoreError;
+
+/// A failed request.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: the request is malformed.
+    #[error("{0}")]
+    BadRequest(String),
+    /// 401: no token, or one the server does not know.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// 403: the token lacks the scope.
+    #[error("{0}")]
+    Forbidden(String),
+    /// 404: nothing there.
+    #[error("{0}")]
+    NotFound(String),
+    /// 411: a Bazel CAS upload without `Content-Length`.
+    #[error("PUT /cas needs a Content-Length header")]
+    LengthRequired,
+    /// 428: a ref write without `If-Match` or `If-None-Match: *`.
+    #[error("{0}")]
+    PreconditionRequired(String),
+    /// 413: a body larger than the route accepts.
+    #[error("{0}")]
+    TooLarge(String),
+    /// 500 with a generic message; the text is only logged.
+    #[error("{0}")]
+    Internal(String),
+    /// A store error, mapped to the status its kind stands for.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl ApiError {
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::LengthRequired => StatusCode::LENGTH_REQUIRED,
+            Self::PreconditionRequired(_) => StatusCode::PRECONDITION_REQUIRED,
+            Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Store(e) => match e {
+                StoreError::NotFound(_) => StatusCode::NOT_FOUND,
+                StoreError::Corrupt { .. } | StoreError::BadRefName { .. } => {
+                    StatusCode::BAD_REQUEST
+                }
+                StoreError::Conflict { .. } => StatusCode::PRECONDITION_FAILED,
+                StoreError::RefTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            },
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let message = if status == StatusCode::INTERNAL_SERVER_ERROR {
+            tracing::error!(error = %self, "request failed");
+            "internal server error; the cause is in the server's log".to_string()
+        } else {
+            tracing::debug!(%status, error = %self, "request refused");
+            self.to_string()
+        };
+        let mut response = (status, Json(serde_json::json!({ "error": message }))).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, "Bearer".parse().unwrap());
+        }
+        response
+    }
+}
