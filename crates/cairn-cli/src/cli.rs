@@ -29,9 +29,23 @@ pub struct Global {
     #[arg(long, global = true)]
     pub json: bool,
 
+    /// The signing keys directory [default: ~/.config/cairn/keys].
+    #[arg(long, global = true, env = "CAIRN_KEYS", value_name = "DIR")]
+    pub keys: Option<PathBuf>,
+
     /// More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+
+    /// Bearer token for an http(s):// store (a `cairn server`).
+    #[arg(
+        long,
+        global = true,
+        env = "CAIRN_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
 }
 
 /// The top-level commands.
@@ -40,9 +54,118 @@ pub enum Command {
     /// Work with the content-addressed store directly.
     #[command(subcommand)]
     Store(StoreCommand),
+    /// Serve the store over HTTP (Bazel remote cache, cairn API, metrics).
+    Server(ServerArgs),
+    /// Manage signing keys.
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Point a channel at a release with a new signed statement.
+    Promote {
+        /// The release's digest.
+        release: String,
+        /// The channel, e.g. prod.
+        #[arg(long)]
+        channel: String,
+        /// The key to sign with.
+        #[arg(long)]
+        key: String,
+        /// How long the statement stays valid (e.g. 30d, 12h).
+        #[arg(long, default_value = "30d", value_parser = humantime::parse_duration)]
+        expires: Duration,
+    },
+    /// Point a channel back at an earlier release (a new statement with a higher sequence).
+    Rollback {
+        /// The service.
+        service: String,
+        /// The channel.
+        #[arg(long)]
+        channel: String,
+        /// The key to sign with.
+        #[arg(long)]
+        key: String,
+        /// The release to go back to [default: the one before the current].
+        #[arg(long)]
+        to: Option<String>,
+        /// How long the statement stays valid.
+        #[arg(long, default_value = "30d", value_parser = humantime::parse_duration)]
+        expires: Duration,
+    },
+    /// Inspect, co-sign and verify channels.
+    #[command(subcommand)]
+    Channel(ChannelCommand),
     /// Read and compare-and-swap refs (plumbing).
     #[command(subcommand)]
     Ref(RefCommand),
+}
+
+/// `cairn key …`
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Make an Ed25519 key pair; prints its key id.
+    Generate {
+        /// The key's name.
+        name: String,
+        /// Replace an existing key of that name.
+        #[arg(long)]
+        force: bool,
+    },
+    /// List the keys in the keys directory.
+    List,
+    /// Print a public key as one line, for `cairn key import` elsewhere.
+    Export {
+        /// The key's name.
+        name: String,
+    },
+    /// Add a public key from its one-line export.
+    Import {
+        /// The line `cairn key export` printed.
+        line: String,
+    },
+}
+
+/// `cairn channel …`
+#[derive(Debug, Subcommand)]
+pub enum ChannelCommand {
+    /// Show a channel's newest statement and its signatures.
+    Show {
+        /// The service.
+        service: String,
+        /// The channel.
+        channel: String,
+    },
+    /// Every statement of a channel, newest first.
+    History {
+        /// The service.
+        service: String,
+        /// The channel.
+        channel: String,
+    },
+    /// Add a signature to the newest statement (channels needing several).
+    Sign {
+        /// The service.
+        service: String,
+        /// The channel.
+        channel: String,
+        /// The key to sign with.
+        #[arg(long)]
+        key: String,
+        /// Only sign if the newest statement is this one.
+        #[arg(long)]
+        statement: Option<String>,
+    },
+    /// Verify the channel's statement and release against a trust policy.
+    Verify {
+        /// The service.
+        service: String,
+        /// The channel.
+        channel: String,
+        /// The trust policy file.
+        #[arg(long)]
+        policy: PathBuf,
+        /// Refuse statements not newer than this sequence.
+        #[arg(long)]
+        last_sequence: Option<u64>,
+    },
 }
 
 /// `cairn ref …`
@@ -113,6 +236,29 @@ pub enum StoreCommand {
         #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
         grace: Duration,
     },
+    /// Copy a blob and everything it reaches into another store, moving
+    /// only what that store lacks (large files as content-defined chunks).
+    Copy {
+        /// The root's digest (sha256:<hex>/<size> when --store is remote).
+        digest: String,
+        /// The destination store: a path, file://PATH, s3://… or http(s)://….
+        #[arg(long, value_name = "URL")]
+        to: String,
+        /// What the root is.
+        #[arg(long, value_enum, default_value = "tree")]
+        kind: CopyKind,
+    },
+}
+
+/// What the root of `cairn store copy` is.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum CopyKind {
+    /// A directory: copy its files and subdirectories.
+    Tree,
+    /// Plain bytes: copy only the blob.
+    Blob,
+    /// Anything: follow every digest it names (JSON, actions, trees).
+    Unknown,
 }
 
 /// `cairn store add`
@@ -126,4 +272,47 @@ pub struct AddArgs {
     /// Also honour .gitignore files in the tree.
     #[arg(long)]
     pub gitignore: bool,
+}
+
+/// `cairn server`
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct ServerArgs {
+    /// Manage the server's tokens instead of serving.
+    #[command(subcommand)]
+    pub command: Option<ServerCommand>,
+    /// The address to listen on (port 0 picks a free one; the real address
+    /// is printed as `listening on http://ADDR`).
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
+    pub listen: String,
+    /// The tokens file [default: tokens.toml in a local store].
+    #[arg(long, value_name = "FILE")]
+    pub tokens: Option<PathBuf>,
+    /// Serve reads (blobs, action cache, refs, watch, metrics) without a token.
+    #[arg(long)]
+    pub anonymous_read: bool,
+}
+
+/// `cairn server …`
+#[derive(Debug, Subcommand)]
+pub enum ServerCommand {
+    /// Manage bearer tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+/// `cairn server token …`
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token (printed once; only its hash is kept).
+    Create {
+        /// Who holds it (for logs and revocation).
+        name: String,
+        /// read, write, admin, promote:SERVICE or fleet:SERVICE (repeatable).
+        #[arg(long = "scope", required = true, value_name = "SCOPE")]
+        scopes: Vec<String>,
+        /// The tokens file [default: tokens.toml in the local store].
+        #[arg(long, value_name = "FILE")]
+        tokens: Option<PathBuf>,
+    },
 }

@@ -1,7 +1,10 @@
 //! One module per command; each turns parsed arguments into library calls
 //! and a rendered result.
 
+mod channel;
+mod key;
 mod refs;
+mod server;
 mod store;
 
 use anyhow::{bail, Context, Result};
@@ -14,7 +17,33 @@ use crate::cli::{Cli, Command, Global};
 pub async fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Store(cmd) => store::run(&cli.global, cmd).await,
+        Command::Server(args) => server::run(&cli.global, args).await,
         Command::Ref(cmd) => refs::run(&cli.global, cmd).await,
+        Command::Key(cmd) => key::run(&cli.global, cmd),
+        Command::Channel(cmd) => channel::run(&cli.global, cmd).await,
+        Command::Promote {
+            release,
+            channel,
+            key,
+            expires,
+        } => channel::promote(&cli.global, &release, &channel, &key, expires).await,
+        Command::Rollback {
+            service,
+            channel,
+            key,
+            to,
+            expires,
+        } => {
+            channel::rollback(
+                &cli.global,
+                &service,
+                &channel,
+                &key,
+                to.as_deref(),
+                expires,
+            )
+            .await
+        }
     }
 }
 
@@ -26,7 +55,8 @@ pub fn open_store(global: &Global) -> Result<Store> {
             .to_string_lossy()
             .into_owned(),
     };
-    cairn_store::open(&url).with_context(|| format!("opening store {url}"))
+    cairn_store::open_with_token(&url, global.token.clone())
+        .with_context(|| format!("opening store {url}"))
 }
 
 /// The local directory behind a store, for commands that need one.

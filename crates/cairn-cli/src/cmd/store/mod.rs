@@ -3,6 +3,7 @@
 mod add;
 mod cat;
 mod checkout;
+mod copy;
 mod gc;
 mod ls;
 mod verify;
@@ -23,5 +24,8 @@ pub async fn run(global: &Global, cmd: StoreCommand) -> Result<i32> {
         }
         StoreCommand::Verify => verify::run(global, &store).await,
         StoreCommand::Gc { dry_run, grace } => gc::run(global, &store, grace, dry_run).await,
+        StoreCommand::Copy { digest, to, kind } => {
+            copy::run(global, &store, &digest, &to, kind).await
+        }
     }
 }

@@ -1,0 +1,283 @@
+//! `cairn promote`, `cairn rollback` and `cairn channel …`: moving channels
+//! between signed releases, and checking them as an agent would.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use cairn_digest::Digest;
+use cairn_release::{Current, LoadedRelease};
+use cairn_store::{BlobStoreExt, Store};
+use cairn_trust::{verify_channel, verify_release, KeySet, TrustPolicy};
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use crate::cli::{ChannelCommand, Global};
+use crate::output::emit;
+
+#[derive(Serialize)]
+struct Statement {
+    service: String,
+    channel: String,
+    statement: String,
+    sequence: u64,
+    release: String,
+    previous: Option<String>,
+    expires: String,
+    signed_by: Vec<String>,
+}
+
+impl From<&Current> for Statement {
+    fn from(c: &Current) -> Self {
+        let s = &c.statement;
+        Self {
+            service: s.service.clone(),
+            channel: s.channel.clone(),
+            statement: c.digest().to_string(),
+            sequence: s.sequence,
+            release: s.release.to_string(),
+            previous: s.previous.map(|d| d.to_string()),
+            expires: rfc3339(s.expires),
+            signed_by: c
+                .envelope
+                .signatures
+                .iter()
+                .map(|s| s.keyid.clone())
+                .collect(),
+        }
+    }
+}
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| t.to_string())
+}
+
+fn text(s: &Statement) -> String {
+    format!(
+        "{}/{} #{} -> release {}\n  statement {}\n  expires {}\n  signed by {}",
+        s.service,
+        s.channel,
+        s.sequence,
+        s.release,
+        s.statement,
+        s.expires,
+        s.signed_by.join(", ")
+    )
+}
+
+fn signing_key(global: &Global, name: &str) -> Result<cairn_trust::SigningKey> {
+    let dir = cairn_keyring::keys_dir(global.keys.clone())?;
+    Ok(cairn_keyring::load_signing(&dir, name)?)
+}
+
+fn expiry(d: Duration) -> Result<time::Duration> {
+    time::Duration::try_from(d).context("expiry is too long")
+}
+
+/// `cairn promote RELEASE --channel CH --key NAME`
+pub async fn promote(
+    global: &Global,
+    release: &str,
+    channel: &str,
+    key: &str,
+    expires: Duration,
+) -> Result<i32> {
+    let store = super::open_store(global)?;
+    let digest = super::parse_digest(&store, release)?;
+    let loaded = cairn_release::load_release(&store, &digest).await?;
+    let key = signing_key(global, key)?;
+    let now = OffsetDateTime::now_utc();
+    let service = loaded.release.service;
+    let cur = cairn_release::promote(
+        &store,
+        &service,
+        channel,
+        &digest,
+        &key,
+        expiry(expires)?,
+        now,
+    )
+    .await?;
+    emit(global.json, &Statement::from(&cur), text);
+    Ok(0)
+}
+
+/// `cairn rollback SERVICE --channel CH --key NAME [--to RELEASE]`
+pub async fn rollback(
+    global: &Global,
+    service: &str,
+    channel: &str,
+    key: &str,
+    to: Option<&str>,
+    expires: Duration,
+) -> Result<i32> {
+    let store = super::open_store(global)?;
+    let to = to.map(|t| super::parse_digest(&store, t)).transpose()?;
+    let target = cairn_release::rollback_target(&store, service, channel, to).await?;
+    let key = signing_key(global, key)?;
+    let now = OffsetDateTime::now_utc();
+    let cur = cairn_release::promote(
+        &store,
+        service,
+        channel,
+        &target,
+        &key,
+        expiry(expires)?,
+        now,
+    )
+    .await?;
+    emit(global.json, &Statement::from(&cur), text);
+    Ok(0)
+}
+
+/// Runs a `cairn channel` subcommand.
+pub async fn run(global: &Global, cmd: ChannelCommand) -> Result<i32> {
+    let store = super::open_store(global)?;
+    match cmd {
+        ChannelCommand::Show { service, channel } => {
+            let cur = existing(&store, &service, &channel).await?;
+            emit(global.json, &Statement::from(&cur), text);
+        }
+        ChannelCommand::History { service, channel } => {
+            let entries = cairn_release::history(&store, &service, &channel).await?;
+            let rows: Vec<serde_json::Value> = entries
+                .iter()
+                .map(|e| {
+                    serde_json::json!({
+                        "statement": e.digest.to_string(),
+                        "sequence": e.statement.sequence,
+                        "release": e.statement.release.to_string(),
+                        "expires": rfc3339(e.statement.expires),
+                    })
+                })
+                .collect();
+            emit(global.json, &rows, |rows| {
+                let line = |r: &serde_json::Value| {
+                    format!(
+                        "#{} {} (statement {})",
+                        r["sequence"],
+                        r["release"].as_str().unwrap_or(""),
+                        r["statement"].as_str().unwrap_or("")
+                    )
+                };
+                rows.iter().map(line).collect::<Vec<_>>().join("\n")
+            });
+        }
+        ChannelCommand::Sign {
+            service,
+            channel,
+            key,
+            statement,
+        } => {
+            let expected = statement
+                .map(|s| s.parse::<cairn_digest::DigestRef>())
+                .transpose()?;
+            let current = existing(&store, &service, &channel).await?;
+            if let Some(want) = expected {
+                if want.hash != *current.digest().hash() {
+                    bail!(
+                        "channel {service}/{channel}'s newest statement is {}, not {want}",
+                        current.digest()
+                    );
+                }
+            }
+            let key = signing_key(global, &key)?;
+            let digest = current.digest();
+            let cur =
+                cairn_release::cosign(&store, &service, &channel, &key, Some(&digest)).await?;
+            emit(global.json, &Statement::from(&cur), text);
+        }
+        ChannelCommand::Verify {
+            service,
+            channel,
+            policy,
+            last_sequence,
+        } => {
+            return verify(global, &store, &service, &channel, &policy, last_sequence).await;
+        }
+    }
+    Ok(0)
+}
+
+async fn existing(store: &Store, service: &str, channel: &str) -> Result<Current> {
+    match cairn_release::current(store, service, channel).await? {
+        Some(c) => Ok(c),
+        None => bail!("channel {service}/{channel} has no statement yet"),
+    }
+}
+
+/// Verifies as an agent would: the statement against the policy, then the
+/// release it names, then that the artifact is in the store.
+async fn verify(
+    global: &Global,
+    store: &Store,
+    service: &str,
+    channel: &str,
+    policy_path: &Path,
+    last_sequence: Option<u64>,
+) -> Result<i32> {
+    let text_policy = std::fs::read_to_string(policy_path)
+        .with_context(|| format!("reading trust policy {}", policy_path.display()))?;
+    let policy = TrustPolicy::parse(&text_policy, &policy_path.display().to_string())?;
+    let Some(entry) = policy.entry(service, channel) else {
+        bail!(
+            "trust policy {} has no [[channel]] entry for {service}/{channel}",
+            policy_path.display()
+        );
+    };
+    let keys = cairn_keyring::public_keys(&cairn_keyring::keys_dir(global.keys.clone())?)?;
+    let cur = existing(store, service, channel).await?;
+    let now = OffsetDateTime::now_utc();
+    let verified = verify_channel(&cur.envelope, entry, &keys, last_sequence, now)
+        .map_err(|r| anyhow::anyhow!("refused channel {service}/{channel}: {r}"))?;
+    let release = verified.statement.release;
+    let LoadedRelease {
+        envelope,
+        release: doc,
+    } = cairn_release::load_release(store, &release)
+        .await
+        .with_context(|| format!("refused channel {service}/{channel}: release {release}"))?;
+    let trusted: KeySet = entry
+        .keys
+        .iter()
+        .filter_map(|id| keys.get(id))
+        .copied()
+        .collect();
+    verify_release(&envelope, &trusted, &release)
+        .map_err(|r| anyhow::anyhow!("refused release {release}: {r}"))?;
+    if doc.service != service {
+        bail!(
+            "refused release {release}: it is for service {:?}",
+            doc.service
+        );
+    }
+    check_artifact(store, &doc.artifact)
+        .await
+        .map_err(|e| anyhow::anyhow!("refused release {release}: {e}"))?;
+    let out = serde_json::json!({
+        "accepted": true,
+        "sequence": verified.statement.sequence,
+        "release": release.to_string(),
+        "version": doc.version,
+        "artifact": doc.artifact.to_string(),
+        "signed_by": verified.signers.iter().map(|k| k.to_string()).collect::<Vec<_>>(),
+    });
+    emit(global.json, &out, |o| {
+        format!(
+            "accepted: {service}/{channel} #{} -> release {} ({})",
+            o["sequence"],
+            o["release"].as_str().unwrap_or(""),
+            o["version"].as_str().unwrap_or("")
+        )
+    });
+    Ok(0)
+}
+
+/// The artifact's root directory must be in the store and match its digest.
+async fn check_artifact(store: &Store, artifact: &Digest) -> Result<()> {
+    let bytes = store.blobs.get_bytes(artifact).await?;
+    cairn_tree::decode_directory(&bytes)
+        .map_err(|e| anyhow::anyhow!("artifact {artifact} is not a tree: {e}"))?;
+    Ok(())
+}

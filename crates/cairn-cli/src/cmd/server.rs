@@ -1,0 +1,110 @@
+//! `cairn server` and `cairn server token create`.
+//!
+//! Serving: open the store (so a bad `--store` fails before listening),
+//! bind, print the real address on stdout's first line (tests and scripts
+//! pass `--listen 127.0.0.1:0` and read it), then serve until SIGINT or
+//! SIGTERM and drain requests in flight.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use cairn_server::{Scope, ServerConfig};
+use serde::Serialize;
+
+use crate::cli::{Global, ServerArgs, ServerCommand, TokenCommand};
+use crate::output::emit;
+
+/// The tokens file beside a local store.
+const TOKENS_FILE: &str = "tokens.toml";
+
+/// Runs `cairn server …`.
+pub async fn run(global: &Global, args: ServerArgs) -> Result<i32> {
+    match args.command {
+        Some(ServerCommand::Token(TokenCommand::Create {
+            name,
+            scopes,
+            tokens,
+        })) => create_token(global, &name, &scopes, tokens),
+        None => serve(global, args).await,
+    }
+}
+
+/// `--tokens FILE`, else `tokens.toml` in the (local) store.
+fn tokens_path(global: &Global, explicit: Option<PathBuf>) -> Result<Option<PathBuf>> {
+    if explicit.is_some() {
+        return Ok(explicit);
+    }
+    let store = super::open_store(global)?;
+    Ok(store.local.as_ref().map(|fs| fs.root().join(TOKENS_FILE)))
+}
+
+async fn serve(global: &Global, args: ServerArgs) -> Result<i32> {
+    let store = super::open_store(global)?;
+    let tokens = match args.tokens {
+        Some(t) => Some(t),
+        None => store.local.as_ref().map(|fs| fs.root().join(TOKENS_FILE)),
+    };
+    if tokens.is_none() {
+        tracing::warn!("no --tokens file for a remote store: every write will be refused");
+    }
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    let addr = listener.local_addr().context("reading the bound address")?;
+    let mut stdout = std::io::stdout();
+    writeln!(stdout, "listening on http://{addr}")?;
+    stdout.flush()?;
+    let config = ServerConfig {
+        tokens,
+        anonymous_read: args.anonymous_read,
+        event_ring: 0,
+    };
+    cairn_server::serve(listener, store, config, shutdown_signal())
+        .await
+        .context("serving")?;
+    Ok(0)
+}
+
+/// Completes on the first SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+#[derive(Serialize)]
+struct CreatedToken {
+    name: String,
+    scopes: Vec<String>,
+    token: String,
+    file: PathBuf,
+}
+
+fn create_token(
+    global: &Global,
+    name: &str,
+    scopes: &[String],
+    tokens: Option<PathBuf>,
+) -> Result<i32> {
+    let scopes: Vec<Scope> = scopes.iter().map(|s| s.parse()).collect::<Result<_, _>>()?;
+    let Some(file) = tokens_path(global, tokens)? else {
+        bail!("the store is not a local directory; give --tokens FILE");
+    };
+    let token = cairn_server::tokens::create(&file, name, &scopes)?;
+    let created = CreatedToken {
+        name: name.into(),
+        scopes: scopes.iter().map(|s| s.to_string()).collect(),
+        token,
+        file,
+    };
+    emit(global.json, &created, |c| c.token.clone());
+    eprintln!(
+        "token {name:?} added to {}; it is shown only this once",
+        created.file.display()
+    );
+    Ok(0)
+}

@@ -1,0 +1,110 @@
+//! `cairn server` as a user runs it: the real binary on 127.0.0.1:0, a
+//! token made with `cairn server token create`, and other `cairn`
+//! commands using it through `--store http://…`.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+const CAIRN: &str = env!("CARGO_BIN_EXE_cairn");
+
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Server {
+    fn start(store: &std::path::Path) -> Self {
+        let mut child = Command::new(CAIRN)
+            .args(["server", "--listen", "127.0.0.1:0", "--store"])
+            .arg(store)
+            .env_remove("CAIRN_STORE")
+            .env_remove("CAIRN_TOKEN")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+        Self {
+            child,
+            url: addr.to_string(),
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn cairn(args: &[&str]) -> std::process::Output {
+    Command::new(CAIRN)
+        .args(args)
+        .env_remove("CAIRN_STORE")
+        .env_remove("CAIRN_TOKEN")
+        .output()
+        .unwrap()
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = cairn(args);
+    assert!(
+        out.status.success(),
+        "cairn {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+#[test]
+fn refs_through_a_running_server_with_a_token_made_while_it_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let store_arg = store.to_str().unwrap();
+    let mut server = Server::start(&store);
+    let url = server.url.clone();
+
+    let refused = cairn(&["--store", &url, "ref", "set", "app/x", "1", "--create"]);
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("cairn server token create"), "{err}");
+
+    let token = ok(&[
+        "--store", store_arg, "server", "token", "create", "ops", "--scope", "admin",
+    ]);
+    assert!(token.starts_with("cairn_"), "{token}");
+    let text = std::fs::read_to_string(store.join("tokens.toml")).unwrap();
+    assert!(
+        !text.contains(&token),
+        "the token itself must not be stored"
+    );
+
+    let with_token = ["--store", &url, "--token", &token];
+    ok(&[
+        &with_token[..],
+        &["ref", "set", "app/x", "hello", "--create"],
+    ]
+    .concat());
+    assert_eq!(
+        ok(&[&with_token[..], &["ref", "get", "app/x"]].concat()),
+        "hello"
+    );
+    assert_eq!(ok(&["--store", store_arg, "ref", "get", "app/x"]), "hello");
+
+    // SIGTERM: a graceful exit with status 0.
+    let pid = server.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = server.child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+}
