@@ -22,6 +22,7 @@
 //! every consumer calls with its own policy.
 
 mod channel;
+mod create;
 mod error;
 mod release;
 
@@ -29,5 +30,6 @@ pub use channel::{
     channel_ref, cosign, current, history, promote, rollback_target, Current, HistoryEntry,
     DEFAULT_EXPIRY,
 };
+pub use create::{create_release, derived_version, Built, Created, BUILD_TYPE};
 pub use error::ReleaseError;
 pub use release::{load_release, publish_release, release_ref, LoadedRelease};

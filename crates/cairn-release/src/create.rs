@@ -1,0 +1,113 @@
+//! Turning a built artifact into a signed release with SLSA provenance.
+//!
+//! The provenance is an in-toto Statement naming the artifact as subject and
+//! every input as a resolved dependency; its signed envelope is stored as a
+//! blob, whose digest the release records. The release is then published
+//! (payload blob + envelope ref, see [`crate::publish_release`]).
+
+use std::collections::BTreeMap;
+
+use cairn_digest::Digest;
+use cairn_store::{BlobStoreExt, Store};
+use cairn_trust::document::{Material, ProvenanceInputs};
+use cairn_trust::{Document, Release, SigningKey, Statement};
+use time::OffsetDateTime;
+
+use crate::error::ReleaseError;
+use crate::release::publish_release;
+
+/// The SLSA build type of a cairn build step.
+pub const BUILD_TYPE: &str = "urn:cairn:build-type:sandboxed-step:v1";
+
+/// What a build produced, as the release records it.
+#[derive(Debug, Clone)]
+pub struct Built {
+    /// The service.
+    pub service: String,
+    /// The step whose output is the artifact.
+    pub step: String,
+    /// The artifact tree.
+    pub artifact: Digest,
+    /// The action that produced it (pins the command and every input).
+    pub action: Digest,
+    /// Every input of the build: (name, digest, URL for fetches).
+    pub inputs: Vec<(String, Digest, Option<String>)>,
+    /// Who built it (a URI).
+    pub builder_id: String,
+    /// When the build started and finished.
+    pub started: OffsetDateTime,
+    /// When it finished.
+    pub finished: OffsetDateTime,
+}
+
+/// The release and provenance digests of a new release.
+#[derive(Debug, Clone, Copy)]
+pub struct Created {
+    /// The release (its payload digest).
+    pub release: Digest,
+    /// The signed provenance envelope (a blob).
+    pub provenance: Digest,
+}
+
+/// Signs provenance and a release for `built`, stores both, returns digests.
+pub async fn create_release(
+    store: &Store,
+    built: &Built,
+    run: serde_json::Value,
+    version: Option<String>,
+    key: &SigningKey,
+    now: OffsetDateTime,
+) -> Result<Created, ReleaseError> {
+    let statement = Statement::slsa(ProvenanceInputs {
+        subject_name: format!("{}/{}", built.service, built.step),
+        artifact: built.artifact,
+        materials: built
+            .inputs
+            .iter()
+            .map(|(name, digest, uri)| Material {
+                name: name.clone(),
+                digest: *digest,
+                uri: uri.clone(),
+            })
+            .collect(),
+        builder_id: built.builder_id.clone(),
+        build_type: BUILD_TYPE.into(),
+        action: built.action,
+        parameters: BTreeMap::from([(
+            "step".to_string(),
+            serde_json::Value::String(built.step.clone()),
+        )]),
+        started: built.started,
+        finished: built.finished,
+    });
+    let mut envelope = statement.to_envelope();
+    envelope.sign(key);
+    let provenance = store.blobs.put_bytes(envelope.to_json()).await?;
+    let release = Release {
+        service: built.service.clone(),
+        version: version.unwrap_or_else(|| derived_version(now, &built.artifact)),
+        artifact: built.artifact,
+        action: built.action,
+        run,
+        provenance,
+        created: now,
+    };
+    let release = publish_release(store, &release, key).await?;
+    Ok(Created {
+        release,
+        provenance,
+    })
+}
+
+/// A version label when none is given: the UTC date and the artifact's
+/// first eight hex digits, e.g. `2026.11.23-1a2b3c4d`.
+pub fn derived_version(now: OffsetDateTime, artifact: &Digest) -> String {
+    let date = now.date();
+    format!(
+        "{}.{:02}.{:02}-{}",
+        date.year(),
+        date.month() as u8,
+        date.day(),
+        &artifact.hex()[..8]
+    )
+}

@@ -1,0 +1,61 @@
+//! Creating a release from a build: provenance and release, signed and
+//! stored, readable back and verifiable.
+
+use cairn_digest::Digest;
+use cairn_release::{create_release, load_release, Built};
+use cairn_store::{BlobStoreExt, Store};
+use cairn_trust::{verify_release, Document, Envelope, KeySet, SigningKey, Statement};
+use time::macros::datetime;
+
+#[tokio::test]
+async fn a_release_carries_signed_provenance_naming_every_input() {
+    let store = Store::memory();
+    let key = SigningKey::from_seed(&[9; 32]);
+    let built = Built {
+        service: "hello".into(),
+        step: "build".into(),
+        artifact: Digest::of(b"artifact tree"),
+        action: Digest::of(b"action"),
+        inputs: vec![
+            ("src".into(), Digest::of(b"src tree"), None),
+            (
+                "vendor".into(),
+                Digest::of(b"vendor.tar"),
+                Some("https://example.org/v.tar".into()),
+            ),
+        ],
+        builder_id: "urn:cairn:builder:test".into(),
+        started: datetime!(2026-11-23 10:00 UTC),
+        finished: datetime!(2026-11-23 10:01 UTC),
+    };
+    let run = serde_json::json!({"command": ["bin/hello"]});
+    let now = datetime!(2026-11-23 10:02 UTC);
+    let created = create_release(&store, &built, run.clone(), None, &key, now)
+        .await
+        .unwrap();
+
+    let loaded = load_release(&store, &created.release).await.unwrap();
+    assert_eq!(loaded.release.artifact, built.artifact);
+    assert_eq!(
+        loaded.release.version,
+        format!("2026.11.23-{}", &built.artifact.hex()[..8])
+    );
+    assert_eq!(loaded.release.run, run);
+    let trusted: KeySet = [key.public_key()].into_iter().collect();
+    verify_release(&loaded.envelope, &trusted, &created.release).unwrap();
+
+    let envelope =
+        Envelope::from_json(&store.blobs.get_bytes(&created.provenance).await.unwrap()).unwrap();
+    assert!(
+        !envelope.check(&trusted).valid.is_empty(),
+        "provenance is not signed"
+    );
+    let statement = Statement::from_payload(&envelope.payload).unwrap();
+    let json = serde_json::to_value(&statement).unwrap();
+    assert_eq!(json["subject"][0]["digest"]["sha256"], built.artifact.hex());
+    let deps = json["predicate"]["buildDefinition"]["resolvedDependencies"]
+        .as_array()
+        .unwrap();
+    assert_eq!(deps.len(), 2);
+    assert_eq!(deps[1]["uri"], "https://example.org/v.tar");
+}
