@@ -117,10 +117,12 @@ pub fn materialize(
     if let Some(e) = problem {
         return Err(e);
     }
-    files.par_iter().try_for_each(|(path, digest, exec)| {
-        place_file(store, digest, *exec, path, options)?;
-        progress.advance(1, digest.size());
-        Ok::<_, SnapshotError>(())
+    cairn_store::io_pool().install(|| {
+        files.par_iter().try_for_each(|(path, digest, exec)| {
+            place_file(store, digest, *exec, path, options)?;
+            progress.advance(1, digest.size());
+            Ok::<_, SnapshotError>(())
+        })
     })?;
     for (path, target) in &symlinks {
         std::os::unix::fs::symlink(target, path)

@@ -7,7 +7,6 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use cairn_digest::Digest;
@@ -68,6 +67,7 @@ pub fn snapshot(
         std::fs::symlink_metadata(path).map_err(|e| SnapshotError::io("reading", path, e))?;
     if meta.is_file() {
         let digest = store.put_file(path)?;
+        store.sync()?;
         progress.advance(1, digest.size());
         return Ok(Added {
             digest,
@@ -92,11 +92,15 @@ pub fn snapshot(
         bytes: files.values().map(|f| f.digest.size()).sum(),
         files_read: files.values().filter(|f| f.was_read).count() as u64,
     };
-    cache.save(
-        files
-            .into_iter()
-            .filter_map(|(rel, f)| (!f.stamp.is_racy(start)).then_some((rel, f.stamp, f.digest))),
-    );
+    // Durable before the stat cache may vouch for them.
+    store.sync()?;
+    if stats.files_read > 0 || cache.len() != files.len() {
+        cache.save(
+            files.into_iter().filter_map(|(rel, f)| {
+                (!f.stamp.is_racy(start)).then_some((rel, f.stamp, f.digest))
+            }),
+        );
+    }
     Ok(stats)
 }
 
@@ -208,34 +212,33 @@ fn store_files(
     cache: &StatCache,
     progress: &dyn Progress,
 ) -> Result<BTreeMap<String, StoredFile>, SnapshotError> {
-    let read = AtomicU64::new(0);
-    let stored: Result<Vec<(String, StoredFile)>, SnapshotError> = entries
-        .par_iter()
+    let store_one = |e: &Entry| -> Result<(String, StoredFile), SnapshotError> {
+        let path = root.join(&e.rel);
+        let meta = std::fs::symlink_metadata(&path)
+            .map_err(|err| SnapshotError::io("reading", &path, err))?;
+        let stamp = FileStamp::of(&meta);
+        // A hit is trusted without looking at the blob: the cache is saved
+        // only after its blobs are durable, and gc drops it.
+        let (digest, was_read) = match cache.lookup(&e.rel, &stamp) {
+            Some(d) => (d, false),
+            None => (store.put_file(&path)?, true),
+        };
+        progress.advance(1, digest.size());
+        Ok((
+            e.rel.clone(),
+            StoredFile {
+                digest,
+                stamp,
+                was_read,
+            },
+        ))
+    };
+    let files = entries
+        .iter()
         .filter(|e| matches!(e.kind, Kind::File))
-        .map(|e| {
-            let path = root.join(&e.rel);
-            let meta = std::fs::symlink_metadata(&path)
-                .map_err(|err| SnapshotError::io("reading", &path, err))?;
-            let stamp = FileStamp::of(&meta);
-            let cached = cache.lookup(&e.rel, &stamp).filter(|d| store.has_sync(d));
-            let (digest, was_read) = match cached {
-                Some(d) => (d, false),
-                None => {
-                    read.fetch_add(1, Ordering::Relaxed);
-                    (store.put_file(&path)?, true)
-                }
-            };
-            progress.advance(1, digest.size());
-            Ok((
-                e.rel.clone(),
-                StoredFile {
-                    digest,
-                    stamp,
-                    was_read,
-                },
-            ))
-        })
-        .collect();
+        .collect::<Vec<_>>();
+    let stored: Result<Vec<_>, SnapshotError> =
+        cairn_store::io_pool().install(|| files.par_iter().map(|e| store_one(e)).collect());
     Ok(stored?.into_iter().collect())
 }
 

@@ -83,6 +83,11 @@ impl StatCache {
             .map(|(_, d)| *d)
     }
 
+    /// How many files the cache knows.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
     /// Replaces the whole cache with `entries` and writes it (best effort:
     /// a failure only costs re-reading files next time).
     pub fn save(&mut self, entries: impl IntoIterator<Item = (String, FileStamp, Digest)>) {

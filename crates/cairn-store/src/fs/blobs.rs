@@ -97,13 +97,10 @@ impl FsStore {
         self.commit_tmp(&tmp, digest)
     }
 
-    /// Renames a complete temp file to its digest's name (or drops it if an
-    /// intact copy is already there: another writer won the race).
+    /// Renames a complete temp file to its digest's name. Replacing an
+    /// existing copy (another writer won the race) is harmless: the bytes
+    /// are the same, and hard links to the old file keep their inode.
     fn commit_tmp(&self, tmp: &Path, digest: &Digest) -> Result<()> {
-        if self.has_sync(digest) {
-            let _ = std::fs::remove_file(tmp);
-            return Ok(());
-        }
         let dest = self.blob_path(digest);
         std::fs::rename(tmp, &dest).map_err(|e| {
             let _ = std::fs::remove_file(tmp);

@@ -118,6 +118,25 @@ impl FsStore {
     }
 }
 
+/// The thread pool for file work (hashing, copying, linking many files).
+///
+/// Wider than the core count: small-file work on a cold cache waits on the
+/// disk more than it computes, and one thread per core leaves the disk with
+/// a single request in flight. Measured on a 2-core machine adding 20,000
+/// cold files: 8 threads were about 25% faster than 2.
+pub fn io_pool() -> &'static rayon::ThreadPool {
+    static POOL: std::sync::OnceLock<rayon::ThreadPool> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        let threads =
+            (4 * std::thread::available_parallelism().map_or(2, |n| n.get())).clamp(8, 64);
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("cairn-io-{i}"))
+            .build()
+            .expect("creating the file I/O thread pool")
+    })
+}
+
 fn mkdir_all(path: &Path) -> Result<()> {
     std::fs::create_dir_all(path).map_err(|e| StoreError::io("creating", path, e))
 }

@@ -31,7 +31,6 @@ pub async fn run(global: &Global, store: &Store, args: AddArgs) -> Result<i32> {
     let added = snapshot(fs, &args.path, &options, &progress);
     progress.finish();
     let added = added?;
-    fs.sync()?; // durable before we say so
     let result = Added {
         digest: added.digest.to_string(),
         kind: if added.is_tree { "tree" } else { "blob" },
