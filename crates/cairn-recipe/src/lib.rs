@@ -22,6 +22,7 @@ pub mod name;
 pub mod samples;
 
 mod convert;
+mod run_json;
 mod units;
 mod wire;
 

@@ -1,0 +1,189 @@
+//! The build's one error type. Every variant names the step, input, digest
+//! or path it is about, so the CLI can print it as one line (or, for a
+//! failed step, a line plus the log tail it carries).
+
+use std::path::PathBuf;
+
+use cairn_digest::Digest;
+use cairn_sandbox::Termination;
+use cairn_store::StoreError;
+
+use crate::compare::Difference;
+
+/// What went wrong in a build.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// `cairn.toml` could not be read.
+    #[error("reading {}: {source}", path.display())]
+    ReadRecipe {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `cairn.toml` is malformed (the error carries `file:line:column`).
+    #[error(transparent)]
+    Recipe(#[from] cairn_recipe::RecipeError),
+    /// Builds need a local directory store (to snapshot and materialize).
+    #[error("builds need a local store; give --store a path")]
+    NotLocal,
+    /// No step was named and the recipe has no obvious default.
+    #[error("which step? the recipe has no [release] and several steps: {}", steps.join(", "))]
+    NoDefaultStep {
+        /// The recipe's steps.
+        steps: Vec<String>,
+    },
+    /// The named step does not exist.
+    #[error("no step named `{step}`; the recipe has: {}", steps.join(", "))]
+    UnknownStep {
+        /// The name asked for.
+        step: String,
+        /// The recipe's steps.
+        steps: Vec<String>,
+    },
+    /// Snapshotting or materializing failed.
+    #[error("{what}: {source}")]
+    Snapshot {
+        /// What was being done ("input `src`", "output of step `build`").
+        what: String,
+        /// Why.
+        #[source]
+        source: cairn_snapshot::SnapshotError,
+    },
+    /// An input that cannot be used as a tree.
+    #[error("input `{input}`: {reason}")]
+    BadInput {
+        /// The input.
+        input: String,
+        /// Why.
+        reason: String,
+    },
+    /// A pinned tree is not in the store.
+    #[error("input `{input}`: tree {digest} is not in the store (add it with `cairn store add`)")]
+    MissingTree {
+        /// The input.
+        input: String,
+        /// Its digest.
+        digest: String,
+    },
+    /// A fixed-output fetch failed (a digest mismatch shows both digests).
+    #[error("input `{input}`: {source}")]
+    Fetch {
+        /// The input.
+        input: String,
+        /// Why.
+        #[source]
+        source: Box<cairn_fetch::FetchError>,
+    },
+    /// A fetched archive could not be unpacked.
+    #[error("input `{input}`: {source}")]
+    Unpack {
+        /// The input.
+        input: String,
+        /// Why.
+        #[source]
+        source: Box<cairn_fetch::UnpackError>,
+    },
+    /// The store failed.
+    #[error("{what}: {source}")]
+    Store {
+        /// What was being done.
+        what: String,
+        /// Why.
+        #[source]
+        source: StoreError,
+    },
+    /// A directory in the store does not decode, or a new one is invalid.
+    #[error("directory {digest}: {source}")]
+    Tree {
+        /// Its digest.
+        digest: Digest,
+        /// Why.
+        #[source]
+        source: cairn_tree::TreeError,
+    },
+    /// The step could not be compiled into an action.
+    #[error(transparent)]
+    Compile(#[from] cairn_recipe::CompileError),
+    /// The sandbox could not run the step.
+    #[error("step `{step}`: {source}")]
+    Sandbox {
+        /// The step.
+        step: String,
+        /// Why.
+        #[source]
+        source: Box<cairn_sandbox::SandboxError>,
+    },
+    /// A file operation of the build itself failed.
+    #[error("{action} {}: {source}", path.display())]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// Where.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The step ran and failed; nothing was cached.
+    #[error("step `{step}` {}; full log: {}", describe(termination), log.display())]
+    StepFailed {
+        /// The step.
+        step: String,
+        /// How it ended.
+        termination: Termination,
+        /// The last lines of its log.
+        tail: Vec<String>,
+        /// Where the full log is kept.
+        log: PathBuf,
+    },
+    /// The step succeeded but a declared output is missing from `/out`.
+    #[error("step `{step}` did not produce required output /out/{path}")]
+    MissingOutput {
+        /// The step.
+        step: String,
+        /// The path, relative to `/out`.
+        path: String,
+    },
+    /// `--check`: running the step again gave different bytes.
+    #[error("step `{step}` is not reproducible: {} file(s) differ", differences.len())]
+    NotReproducible {
+        /// The step.
+        step: String,
+        /// Each differing path with both digests.
+        differences: Vec<Difference>,
+    },
+    /// A background task panicked or was cancelled.
+    #[error("build task failed: {0}")]
+    Task(String),
+}
+
+impl BuildError {
+    /// An I/O error with what was being done and where.
+    pub fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Self::Io {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// A store error with what was being done.
+    pub fn store(what: impl Into<String>, source: StoreError) -> Self {
+        Self::Store {
+            what: what.into(),
+            source,
+        }
+    }
+}
+
+/// How a step ended, in words.
+pub fn describe(t: &Termination) -> String {
+    match t {
+        Termination::Exited(code) => format!("exited with code {code}"),
+        Termination::Signaled(sig) => format!("was killed by signal {sig}"),
+        Termination::TimedOut => "timed out and was killed".into(),
+        Termination::MemoryExceeded => "exceeded its memory limit and was killed".into(),
+    }
+}

@@ -1,0 +1,55 @@
+//! Builds: from a `cairn.toml` to output trees in the store.
+//!
+//! A build resolves the recipe's inputs to trees ([`inputs`]: snapshot a
+//! path, look up a pinned tree, or fetch and verify a URL), then runs the
+//! requested step and the steps it needs in waves ([`Builder`]). Each step
+//! is compiled into a REAPI action whose input root is all its mounts
+//! grafted into one tree ([`graft`]); the action digest is the key of the
+//! action cache ([`cache`]), so a step whose inputs did not change is not
+//! run again. A step that must run gets its input trees materialized once
+//! into a read-only cache ([`trees`]) and runs in the sandbox ([`run`]);
+//! what it leaves in `/out` is snapshotted into the output tree.
+//!
+//! The crate never prints: progress and live log lines go through the
+//! [`Reporter`] trait the CLI implements, and results come back as a
+//! [`BuildReport`] the CLI renders.
+
+pub mod cache;
+pub mod compare;
+pub mod error;
+pub mod graft;
+pub mod inputs;
+pub mod run;
+pub mod trees;
+
+mod builder;
+mod logs;
+mod report;
+
+pub use builder::Builder;
+pub use compare::Difference;
+pub use error::BuildError;
+pub use inputs::ResolvedInput;
+pub use report::{BuildOptions, BuildReport, StepReport};
+
+use cairn_digest::Digest;
+
+/// Receives what a build does as it happens. Every method has an empty
+/// default, so an implementation picks what it shows.
+pub trait Reporter: Send + Sync {
+    /// An input is being resolved (snapshotted, fetched).
+    fn input_started(&self, _input: &str) {}
+    /// A step's result came from the action cache.
+    fn step_cached(&self, _step: &str, _output: &Digest) {}
+    /// A step started running in the sandbox.
+    fn step_started(&self, _step: &str) {}
+    /// One line of a running step's output (stdout and stderr interleaved).
+    fn log_line(&self, _step: &str, _line: &str) {}
+    /// A step ran successfully.
+    fn step_finished(&self, _step: &str, _output: &Digest, _seconds: f64) {}
+}
+
+/// A [`Reporter`] that shows nothing.
+pub struct NoReporter;
+
+impl Reporter for NoReporter {}

@@ -1,0 +1,106 @@
+//! A running step's log: one file both stdout and stderr append to (so
+//! lines interleave as on a terminal), tailed live by a thread that hands
+//! each complete line to the [`Reporter`], and read back at the end for the
+//! tail shown when a step fails.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::error::BuildError;
+use crate::Reporter;
+
+/// Lines shown when a step fails.
+pub const TAIL_LINES: usize = 20;
+
+/// A thread following a log file until told to stop.
+pub struct Tail {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Tail {
+    /// Follows `path` (already created), reporting lines as `step`.
+    pub fn follow(
+        path: &Path,
+        step: &str,
+        reporter: Arc<dyn Reporter>,
+    ) -> Result<Self, BuildError> {
+        let file = File::open(path).map_err(|e| BuildError::io("opening", path, e))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let (stop2, step) = (stop.clone(), step.to_owned());
+        let thread = std::thread::spawn(move || follow(file, &stop2, &step, &*reporter));
+        Ok(Self {
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Reports what is left in the file and stops.
+    pub fn finish(mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Tail {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+    }
+}
+
+fn follow(file: File, stop: &AtomicBool, step: &str, reporter: &dyn Reporter) {
+    let mut reader = BufReader::new(file);
+    let mut line = Vec::new();
+    loop {
+        // Read the flag first: after it is set, one more pass drains the file.
+        let stopping = stop.load(Ordering::Acquire);
+        loop {
+            match reader.read_until(b'\n', &mut line) {
+                Ok(0) | Err(_) => break,
+                Ok(_) if line.ends_with(b"\n") => {
+                    emit(reporter, step, &line);
+                    line.clear();
+                }
+                Ok(_) => {} // a partial line: wait for the rest
+            }
+        }
+        if stopping {
+            if !line.is_empty() {
+                emit(reporter, step, &line);
+            }
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn emit(reporter: &dyn Reporter, step: &str, line: &[u8]) {
+    let text = String::from_utf8_lossy(line);
+    reporter.log_line(step, text.trim_end_matches(['\n', '\r']));
+}
+
+/// The last `n` lines of a log (lossily decoded).
+pub fn last_lines(path: &Path, n: usize) -> Vec<String> {
+    let mut bytes = Vec::new();
+    if let Ok(mut f) = File::open(path) {
+        let _ = f.read_to_end(&mut bytes);
+    }
+    let text = String::from_utf8_lossy(&bytes);
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines.len().saturating_sub(n);
+    lines[start..].iter().map(|l| l.to_string()).collect()
+}
+
+/// Where a failed step's log is kept: `<cache>/logs/<step>-<action hex>.log`.
+pub fn kept_log_path(cache_dir: &Path, step: &str, action_hex: &str) -> PathBuf {
+    cache_dir
+        .join("logs")
+        .join(format!("{step}-{action_hex}.log"))
+}

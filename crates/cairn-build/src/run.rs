@@ -1,0 +1,193 @@
+//! Running one step in the sandbox and turning its `/out` into a tree.
+//!
+//! The sandbox plan is built from the compiled action, not from the recipe
+//! directly, so what runs is exactly what the action digest describes: the
+//! `Command`'s argv, environment (the fixed variables plus the step's) and
+//! working directory, and the mounted trees, materialized once into the
+//! read-only tree cache ([`crate::trees`]). `/out` starts as an empty
+//! scratch directory; the log is a file the CLI sees live through the
+//! [`Reporter`]. After a successful exit the required outputs are checked,
+//! `/out` is snapshotted (symlinks are stored as symlinks, never followed)
+//! and the log is stored as a blob; after a failure nothing is stored and
+//! the log is kept under `<store>/cache/logs/`.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use cairn_digest::Digest;
+use cairn_recipe::{CompiledAction, ResolvedMount, Step};
+use cairn_sandbox::{Limits, Mount, Plan, Termination};
+use cairn_store::FsStore;
+
+use crate::error::BuildError;
+use crate::logs::{kept_log_path, last_lines, Tail, TAIL_LINES};
+use crate::trees::{materialized, scratch, snapshot_temp};
+use crate::Reporter;
+
+/// The hostname every step sees.
+pub const HOSTNAME: &str = "cairn";
+
+/// Everything needed to run one step, owned (it moves to a worker thread).
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// The step's name.
+    pub name: String,
+    /// The step as the recipe declares it.
+    pub step: Step,
+    /// Its mounts, resolved to trees.
+    pub mounts: Vec<ResolvedMount>,
+    /// The complete environment, as in the compiled `Command`.
+    pub env: BTreeMap<String, String>,
+    /// The action digest (names the kept log of a failure).
+    pub action: Digest,
+}
+
+impl Job {
+    /// A job for `step` compiled into `compiled`.
+    pub fn new(
+        name: &str,
+        step: &Step,
+        mounts: Vec<ResolvedMount>,
+        compiled: &CompiledAction,
+    ) -> Self {
+        let env = compiled
+            .command
+            .environment_variables
+            .iter()
+            .map(|v| (v.name.clone(), v.value.clone()))
+            .collect();
+        Self {
+            name: name.to_owned(),
+            step: step.clone(),
+            mounts,
+            env,
+            action: compiled.action_digest,
+        }
+    }
+}
+
+/// What a successful run produced, already in the store.
+#[derive(Debug, Clone, Copy)]
+pub struct Ran {
+    /// The tree of `/out`.
+    pub output: Digest,
+    /// The log blob.
+    pub log: Digest,
+    /// When the step started and ended.
+    pub started: SystemTime,
+    /// When it ended.
+    pub ended: SystemTime,
+    /// Time in the sandbox.
+    pub duration: Duration,
+}
+
+/// Runs `job` in the sandbox; blocks until it ends.
+pub fn run(fs: &FsStore, job: &Job, reporter: Arc<dyn Reporter>) -> Result<Ran, BuildError> {
+    let work = scratch(fs, "build")?;
+    let out_dir = work.path().join("out");
+    let log_path = work.path().join("log");
+    std::fs::create_dir(&out_dir).map_err(|e| BuildError::io("creating", &out_dir, e))?;
+    let plan = plan(fs, job, out_dir.clone())?;
+    let (stdout, stderr) = open_log(&log_path)?;
+    let tail = Tail::follow(&log_path, &job.name, reporter)?;
+    let started = SystemTime::now();
+    let outcome = cairn_sandbox::run(&plan, stdout, stderr);
+    let ended = SystemTime::now();
+    tail.finish();
+    let outcome = outcome.map_err(|source| BuildError::Sandbox {
+        step: job.name.clone(),
+        source: Box::new(source),
+    })?;
+    if !outcome.status.success() {
+        return Err(failed(fs, job, outcome.status, &log_path));
+    }
+    for path in &job.step.outputs {
+        if std::fs::symlink_metadata(out_dir.join(path)).is_err() {
+            return Err(BuildError::MissingOutput {
+                step: job.name.clone(),
+                path: path.clone(),
+            });
+        }
+    }
+    let output = snapshot_temp(fs, &out_dir).map_err(|source| BuildError::Snapshot {
+        what: format!("output of step `{}`", job.name),
+        source,
+    })?;
+    let log = fs
+        .put_file(&log_path)
+        .and_then(|log| fs.put_bytes_sync(b"").map(|_| log))
+        .map_err(|e| BuildError::store(format!("storing the log of step `{}`", job.name), e))?;
+    Ok(Ran {
+        output: output.digest,
+        log,
+        started,
+        ended,
+        duration: outcome.duration,
+    })
+}
+
+/// The sandbox plan of `job`, with its trees materialized.
+fn plan(fs: &FsStore, job: &Job, out_dir: PathBuf) -> Result<Plan, BuildError> {
+    let mounts = job
+        .mounts
+        .iter()
+        .map(|m| {
+            Ok(Mount {
+                target: PathBuf::from(&m.target),
+                source: materialized(fs, &m.tree)?,
+                writable: m.writable,
+            })
+        })
+        .collect::<Result<Vec<_>, BuildError>>()?;
+    let l = job.step.limits;
+    Ok(Plan {
+        mounts,
+        out_dir,
+        argv: job.step.run.clone(),
+        env: job.env.clone(),
+        workdir: PathBuf::from(&job.step.workdir),
+        hostname: HOSTNAME.into(),
+        timeout: job.step.timeout,
+        limits: Limits {
+            memory_bytes: Some(l.memory),
+            max_processes: Some(u64::from(l.processes)),
+            open_files: Some(u64::from(l.open_files)),
+            cpu_seconds: None,
+            file_size_bytes: None,
+        },
+    })
+}
+
+/// The log file, opened for appending twice (stdout and stderr share it).
+fn open_log(path: &std::path::Path) -> Result<(File, File), BuildError> {
+    let file = OpenOptions::new()
+        .create_new(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| BuildError::io("creating", path, e))?;
+    let second = file
+        .try_clone()
+        .map_err(|e| BuildError::io("opening", path, e))?;
+    Ok((file, second))
+}
+
+/// The error for a failed run, keeping its log where the user can read it.
+fn failed(fs: &FsStore, job: &Job, status: Termination, log: &std::path::Path) -> BuildError {
+    let kept = kept_log_path(&fs.cache_dir(), &job.name, &job.action.hex());
+    let keep = kept
+        .parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|()| std::fs::copy(log, &kept));
+    if let Err(e) = keep {
+        tracing::warn!(path = %kept.display(), error = %e, "failed step's log not kept");
+    }
+    BuildError::StepFailed {
+        step: job.name.clone(),
+        termination: status,
+        tail: last_lines(log, TAIL_LINES),
+        log: kept,
+    }
+}
