@@ -8,7 +8,8 @@
 //! * **cairn clients** (the `http(s)://` store backend in `cairn-store`)
 //!   through `/v1/…`: batch missing-blob queries, streamed and verified
 //!   blobs, refs with ETags and `If-Match`, and a server-sent-events watch.
-//! * **operators** through `/healthz` and Prometheus `/metrics`.
+//! * **operators** through `/healthz`, Prometheus `/metrics` and the live
+//!   dashboard at `/` (`dashboard`).
 //!
 //! The handlers are thin: each validates its input (digests, ref names),
 //! checks the caller's bearer token (`auth`), calls the [`Store`] and maps
@@ -18,9 +19,12 @@
 mod api;
 mod auth;
 mod body;
+mod dashboard;
+mod durable;
 mod error;
 mod events;
 mod metrics;
+pub mod tls;
 pub mod tokens;
 
 use std::future::Future;
@@ -43,6 +47,9 @@ pub struct ServerConfig {
     /// How many recent ref events the watch endpoint keeps for clients that
     /// reconnect (`Last-Event-ID`); 0 picks the default.
     pub event_ring: usize,
+    /// Serve HTTPS with this configuration (see [`tls::load`]); `None`:
+    /// plain HTTP.
+    pub tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
 }
 
 /// The default number of ref events kept for reconnecting watchers.
@@ -55,6 +62,8 @@ pub(crate) struct AppState {
     pub auth: auth::Auth,
     pub hub: events::EventHub,
     pub metrics: metrics::Metrics,
+    /// Shares store flushes between concurrent uploads.
+    pub flushes: durable::GroupFlush,
     /// Becomes `true` when the server starts shutting down, so that
     /// long-lived responses (watches) end and graceful shutdown can finish.
     pub stopping: tokio::sync::watch::Receiver<bool>,
@@ -80,16 +89,27 @@ pub async fn serve(
         auth: auth::Auth::new(config.tokens.clone(), config.anonymous_read),
         hub: events::EventHub::new(ring),
         metrics: metrics::Metrics::default(),
+        flushes: durable::GroupFlush::default(),
         store,
         stopping,
     });
     events::spawn_backend_feed(state.clone()).await;
     let router = api::router(state);
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            tracing::info!("shutting down");
-            let _ = stop_tx.send(true);
-        })
-        .await
+    let shutdown = async move {
+        shutdown.await;
+        tracing::info!("shutting down");
+        let _ = stop_tx.send(true);
+    };
+    match config.tls {
+        None => {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+        Some(tls) => {
+            axum::serve(tls::TlsListener::new(listener, tls)?, router)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    }
 }

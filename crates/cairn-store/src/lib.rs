@@ -28,10 +28,12 @@ mod url;
 
 pub use blob::{BlobReader, BlobStore, BlobStoreExt, VerifyingReader};
 pub use error::{Result, StoreError};
-pub use fs::FsStore;
+pub use fs::{io_pool, FsStore};
 pub use memory::MemoryStore;
 pub use refs::{RefEvent, RefName, RefStore, RefWatch, Version, Versioned};
-pub use url::{default_location, open, open_async, open_with_token, StoreUrl};
+pub use url::{
+    default_location, open, open_async, open_async_with_token, open_with_token, StoreUrl,
+};
 
 use std::sync::Arc;
 

@@ -74,9 +74,15 @@ pub fn open_with_token(url: &str, token: Option<String>) -> Result<Store> {
 /// URL is reachable and able to keep refs safe (for S3: conditional writes),
 /// so that a misconfigured store fails here rather than on first use.
 pub async fn open_async(url: &str) -> Result<Store> {
+    open_async_with_token(url, None).await
+}
+
+/// [`open_async`], sending `token` to a `cairn server` (`http(s)://`) as
+/// its bearer token.
+pub async fn open_async_with_token(url: &str, token: Option<String>) -> Result<Store> {
     match StoreUrl::parse(url)? {
         StoreUrl::S3(url) => Ok(crate::s3::S3Store::connect(&url).await?.into_store()),
-        _ => open(url),
+        _ => open_with_token(url, token),
     }
 }
 

@@ -108,6 +108,6 @@ pub async fn put(
         .await
         .map_err(|e| upload_error(e, &broken))?;
     // Durable before we answer: a client may write a ref naming it next.
-    state.store.blobs.flush().await?;
+    state.flushes.wait(&state.store).await?;
     Ok(StatusCode::OK)
 }

@@ -76,7 +76,7 @@ pub async fn put(
         .put(&digest, reader)
         .await
         .map_err(|e| upload_error(e, &broken))?;
-    state.store.blobs.flush().await?;
+    state.flushes.wait(&state.store).await?;
     Ok(StatusCode::OK)
 }
 

@@ -22,6 +22,8 @@ use crate::State;
 /// All routes, with metrics around each.
 pub fn router(state: State) -> Router {
     Router::new()
+        .route("/", get(crate::dashboard::page))
+        .route("/v1/dashboard", get(crate::dashboard::json))
         .route("/healthz", get(health::healthz))
         .route("/metrics", get(health::metrics))
         .route("/cas/{hash}", get(cas::get).head(cas::head).put(cas::put))

@@ -68,6 +68,7 @@ impl TestServer {
             tokens: Some(tokens_file.clone()),
             anonymous_read: opts.anonymous_read,
             event_ring: opts.event_ring,
+            ..ServerConfig::default()
         };
         let handle = tokio::spawn(cairn_server::serve(listener, store, config, async {
             let _ = stopped.await;

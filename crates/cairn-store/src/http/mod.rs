@@ -45,14 +45,21 @@ impl fmt::Debug for HttpStore {
 impl HttpStore {
     /// A client for the server at `url` (`http(s)://host:port[/path]`),
     /// sending `token` as a bearer token when given.
+    ///
+    /// `https://` servers are checked against the usual public roots plus
+    /// the PEM certificates in the file named by [`CA_CERT_ENV`], if set
+    /// (a private CA, or a self-signed server certificate).
     pub fn new(url: &str, token: Option<String>) -> Result<Self> {
-        let client = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .build()
-            .map_err(|e| StoreError::Backend {
-                backend: BACKEND,
-                message: format!("building an HTTP client: {e}"),
-            })?;
+        let mut builder = reqwest::Client::builder().connect_timeout(Duration::from_secs(10));
+        if let Some(path) = std::env::var_os(CA_CERT_ENV).filter(|p| !p.is_empty()) {
+            for cert in read_ca_certs(std::path::Path::new(&path))? {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let client = builder.build().map_err(|e| StoreError::Backend {
+            backend: BACKEND,
+            message: format!("building an HTTP client: {e}"),
+        })?;
         Ok(Self {
             client,
             base: url.trim_end_matches('/').to_string(),
@@ -85,6 +92,11 @@ impl HttpStore {
             message.push_str(&format!(": {s}"));
             source = s.source();
         }
+        if self.base.starts_with("https://") && message.contains("certificate") {
+            message.push_str(&format!(
+                " (to trust a private CA or self-signed server, set {CA_CERT_ENV}=PEM)"
+            ));
+        }
         StoreError::Backend {
             backend: BACKEND,
             message,
@@ -104,6 +116,23 @@ impl HttpStore {
             message: format!("{what} at {}: {status}: {message}", self.base),
         }
     }
+}
+
+/// The environment variable naming a PEM file of extra CA certificates
+/// for `https://` store URLs.
+pub const CA_CERT_ENV: &str = "CAIRN_CA_CERT";
+
+fn read_ca_certs(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>> {
+    let fail = |message: String| StoreError::Backend {
+        backend: BACKEND,
+        message: format!("{CA_CERT_ENV}={}: {message}", path.display()),
+    };
+    let pem = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| fail(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(fail("no PEM CERTIFICATE block in the file".into()));
+    }
+    Ok(certs)
 }
 
 /// Whether a status is "not there".
