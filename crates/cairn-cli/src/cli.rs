@@ -96,6 +96,71 @@ pub enum Command {
     /// Read and compare-and-swap refs (plumbing).
     #[command(subcommand)]
     Ref(RefCommand),
+    /// Build a step of ./cairn.toml hermetically; prints its output tree digest.
+    Build(BuildArgs),
+    /// Build the release step, sign it with SLSA provenance, store it; prints the release digest.
+    Release(ReleaseArgs),
+    /// Rebuild a release from its pinned inputs on this machine and compare the bytes.
+    Verify(VerifyArgs),
+}
+
+/// Where the recipe is: `-C DIR` and `--file FILE`.
+#[derive(Debug, Args, Clone)]
+pub struct RecipeLocation {
+    /// The directory holding cairn.toml [default: .].
+    #[arg(short = 'C', value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// The recipe file [default: DIR/cairn.toml].
+    #[arg(long, value_name = "FILE")]
+    pub file: Option<PathBuf>,
+}
+
+impl RecipeLocation {
+    /// The recipe file these options name.
+    pub fn path(&self) -> PathBuf {
+        match (&self.file, &self.dir) {
+            (Some(f), _) => f.clone(),
+            (None, Some(d)) => d.join("cairn.toml"),
+            (None, None) => PathBuf::from("cairn.toml"),
+        }
+    }
+}
+
+/// `cairn release …`
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, disable_version_flag = true)]
+pub struct ReleaseArgs {
+    #[command(subcommand)]
+    pub command: Option<ReleaseCommand>,
+    /// The step whose output is the artifact [default: the [release] step].
+    pub step: Option<String>,
+    /// The key to sign the release and its provenance with.
+    #[arg(long)]
+    pub key: Option<String>,
+    /// The version label [default: the date and the artifact digest's first 8 hex digits].
+    #[arg(long)]
+    pub version: Option<String>,
+    #[command(flatten)]
+    pub recipe: RecipeLocation,
+}
+
+/// `cairn release show`
+#[derive(Debug, Subcommand)]
+pub enum ReleaseCommand {
+    /// Show a release: its artifact, action, provenance and signatures.
+    Show {
+        /// The release's digest.
+        release: String,
+    },
+}
+
+/// `cairn verify RELEASE`
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The release's digest.
+    pub release: String,
+    #[command(flatten)]
+    pub recipe: RecipeLocation,
 }
 
 /// `cairn key …`
@@ -282,7 +347,7 @@ pub struct ServerArgs {
     #[command(subcommand)]
     pub command: Option<ServerCommand>,
     /// The address to listen on (port 0 picks a free one; the real address
-    /// is printed as `listening on http://ADDR`).
+    /// is printed as `listening on http://ADDR`, or `https://` with --tls-cert).
     #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
     pub listen: String,
     /// The tokens file [default: tokens.toml in a local store].
@@ -291,6 +356,13 @@ pub struct ServerArgs {
     /// Serve reads (blobs, action cache, refs, watch, metrics) without a token.
     #[arg(long)]
     pub anonymous_read: bool,
+    /// Serve HTTPS with this PEM certificate chain (leaf first); needs
+    /// --tls-key. Clients trusting a private CA set CAIRN_CA_CERT=PEM.
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key for --tls-cert (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// `cairn server …`
@@ -315,4 +387,35 @@ pub enum TokenCommand {
         #[arg(long, value_name = "FILE")]
         tokens: Option<PathBuf>,
     },
+}
+
+/// `cairn build [STEP]`
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// The step [default: the release's step, or the only step].
+    pub step: Option<String>,
+    /// Run the step(s) again even if cached and fail if any output byte differs.
+    #[arg(long)]
+    pub check: bool,
+    /// Neither use nor update the action cache.
+    #[arg(long, conflicts_with = "check")]
+    pub no_cache: bool,
+    /// The directory holding cairn.toml [default: .].
+    #[arg(short = 'C', value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// The recipe file [default: DIR/cairn.toml].
+    #[arg(long, value_name = "FILE")]
+    pub file: Option<PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every command's definition is consistent (unique names, valid
+    /// defaults): clap checks this only when a command is first used.
+    #[test]
+    fn the_command_line_is_well_formed() {
+        super::Cli::command().debug_assert();
+    }
 }

@@ -1,11 +1,14 @@
 //! One module per command; each turns parsed arguments into library calls
 //! and a rendered result.
 
+mod build;
 mod channel;
 mod key;
 mod refs;
+mod release;
 mod server;
 mod store;
+mod verify;
 
 use anyhow::{bail, Context, Result};
 use cairn_digest::{Digest, DigestRef};
@@ -20,6 +23,9 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Server(args) => server::run(&cli.global, args).await,
         Command::Ref(cmd) => refs::run(&cli.global, cmd).await,
         Command::Key(cmd) => key::run(&cli.global, cmd),
+        Command::Build(args) => build::run(&cli.global, args).await,
+        Command::Release(args) => release::run(&cli.global, args).await,
+        Command::Verify(args) => verify::run(&cli.global, args).await,
         Command::Channel(cmd) => channel::run(&cli.global, cmd).await,
         Command::Promote {
             release,

@@ -1,7 +1,8 @@
 //! `cairn server` and `cairn server token create`.
 //!
 //! Serving: open the store (so a bad `--store` fails before listening),
-//! bind, print the real address on stdout's first line (tests and scripts
+//! load the TLS certificate and key if given (same), bind, print the real
+//! address on stdout's first line (tests and scripts
 //! pass `--listen 127.0.0.1:0` and read it), then serve until SIGINT or
 //! SIGTERM and drain requests in flight.
 
@@ -48,17 +49,24 @@ async fn serve(global: &Global, args: ServerArgs) -> Result<i32> {
     if tokens.is_none() {
         tracing::warn!("no --tokens file for a remote store: every write will be refused");
     }
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(cairn_server::tls::load(cert, key)?),
+        (None, None) => None,
+        _ => bail!("--tls-cert and --tls-key go together"),
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
     let addr = listener.local_addr().context("reading the bound address")?;
     let mut stdout = std::io::stdout();
-    writeln!(stdout, "listening on http://{addr}")?;
+    writeln!(stdout, "listening on {scheme}://{addr}")?;
     stdout.flush()?;
     let config = ServerConfig {
         tokens,
         anonymous_read: args.anonymous_read,
         event_ring: 0,
+        tls,
     };
     cairn_server::serve(listener, store, config, shutdown_signal())
         .await

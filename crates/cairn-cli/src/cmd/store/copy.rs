@@ -2,7 +2,7 @@
 //!
 //! The source is the global `--store`; the destination is opened with its
 //! connection checks (for S3, that it supports conditional writes) before
-//! anything moves. Prints `copied N of M blobs (B bytes)`, or the whole
+//! anything moves; a `cairn server` destination is sent `--token`. Prints `copied N of M blobs (B bytes)`, or the whole
 //! report with `--json`.
 
 use anyhow::{Context, Result};
@@ -30,7 +30,9 @@ pub async fn run(
     kind: CopyKind,
 ) -> Result<i32> {
     let root = super::super::parse_digest(store, text)?;
-    let dest = cairn_store::open_async(to)
+    // --token (CAIRN_TOKEN) goes to the destination too: copying from a
+    // local store to a `cairn server` needs write access there.
+    let dest = cairn_store::open_async_with_token(to, global.token.clone())
         .await
         .with_context(|| format!("opening destination store {to}"))?;
     let kind = match kind {

@@ -1,0 +1,207 @@
+//! `cairn build [STEP]`: build a step of `cairn.toml` hermetically.
+//!
+//! The work is `cairn_build::Builder`'s; this module picks the recipe and
+//! step, shows progress (a spinner on a terminal) and the steps' log lines
+//! as `[step] line` on stderr, and renders the result: the output tree
+//! digest, or with `--json` every step's action digest, output, whether it
+//! was cached and how long it ran. A failed step shows the tail of its log;
+//! a failed `--check` lists each differing file with both digests (and runs
+//! `diffoscope` on them when it is installed).
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use anyhow::Result;
+use cairn_build::compare::Entry;
+use cairn_build::{BuildError, BuildOptions, Builder, Difference, Reporter};
+use cairn_digest::Digest;
+use cairn_store::FsStore;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+
+use crate::cli::{BuildArgs, Global};
+use crate::output::emit;
+
+#[derive(Serialize)]
+struct StepJson {
+    step: String,
+    action_digest: String,
+    output: String,
+    cached: bool,
+    seconds: f64,
+}
+
+pub async fn run(global: &Global, args: BuildArgs) -> Result<i32> {
+    let store = super::open_store(global)?;
+    super::local(&store, "build")?;
+    let fs = store.local.clone().expect("checked just above");
+    let file = match (&args.file, &args.dir) {
+        (Some(f), _) => f.clone(),
+        (None, Some(d)) => d.join("cairn.toml"),
+        (None, None) => PathBuf::from("cairn.toml"),
+    };
+    let reporter = Arc::new(Live::new());
+    let builder = Builder::from_file(store, &file)?.with_reporter(reporter.clone());
+    let step = match args.step {
+        Some(s) => s,
+        None => builder.default_step()?,
+    };
+    let options = BuildOptions {
+        check: args.check,
+        no_cache: args.no_cache,
+    };
+    let result = builder.build(&step, options).await;
+    reporter.bar.finish_and_clear();
+    let report = match result {
+        Ok(r) => r,
+        Err(e) => return failure(&fs, e),
+    };
+    let steps: Vec<StepJson> = report
+        .steps
+        .iter()
+        .map(|s| StepJson {
+            step: s.name.clone(),
+            action_digest: s.action_digest.to_string(),
+            output: s.output.to_string(),
+            cached: s.cached,
+            seconds: s.seconds,
+        })
+        .collect();
+    emit(global.json, &steps, |s| {
+        s.last().map_or(String::new(), |l| l.output.clone())
+    });
+    Ok(0)
+}
+
+/// Renders the errors that carry more than one line; the rest go to `main`.
+pub(crate) fn failure(fs: &FsStore, e: BuildError) -> Result<i32> {
+    match e {
+        BuildError::StepFailed { ref tail, .. } => {
+            eprintln!("error: {e}");
+            eprintln!("last {} lines of the log:", tail.len());
+            for line in tail {
+                eprintln!("  | {line}");
+            }
+            Ok(1)
+        }
+        BuildError::NotReproducible {
+            ref differences, ..
+        } => {
+            eprintln!("error: {e}");
+            for d in differences {
+                eprintln!(
+                    "  {}: cached {} != rebuilt {}",
+                    d.path,
+                    show(&d.before),
+                    show(&d.after)
+                );
+            }
+            diffoscope(fs, differences);
+            Ok(1)
+        }
+        e => Err(e.into()),
+    }
+}
+
+fn show(entry: &Option<Entry>) -> String {
+    entry.as_ref().map_or("(absent)".into(), |e| e.to_string())
+}
+
+/// Runs `diffoscope` on each pair of differing files, if it is installed.
+fn diffoscope(fs: &FsStore, differences: &[Difference]) {
+    for d in differences {
+        let (Some(Entry::File(a, _)), Some(Entry::File(b, _))) = (&d.before, &d.after) else {
+            continue;
+        };
+        let status = std::process::Command::new("diffoscope")
+            .arg("--no-progress")
+            .arg(fs.blob_path(a))
+            .arg(fs.blob_path(b))
+            .stdout(std::process::Stdio::from(std::io::stderr()))
+            .status();
+        if status.is_err() {
+            return; // not installed
+        }
+    }
+}
+
+/// Shows progress on a spinner (terminals only) and log lines on stderr.
+pub(crate) struct Live {
+    pub(crate) bar: ProgressBar,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    running: Vec<String>,
+    cached: usize,
+    finished: usize,
+}
+
+impl Live {
+    pub(crate) fn new() -> Self {
+        let bar = if std::io::stderr().is_terminal() {
+            let bar = ProgressBar::new_spinner().with_style(
+                ProgressStyle::with_template("{spinner} {msg} {elapsed}").expect("valid template"),
+            );
+            bar.enable_steady_tick(std::time::Duration::from_millis(120));
+            bar
+        } else {
+            ProgressBar::hidden()
+        };
+        Self {
+            bar,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    fn update(&self, f: impl FnOnce(&mut State)) {
+        let mut s = self.state.lock().expect("state lock");
+        f(&mut s);
+        let running = if s.running.is_empty() {
+            "-".to_string()
+        } else {
+            s.running.join(", ")
+        };
+        self.bar.set_message(format!(
+            "running: {running} | cached: {} | finished: {}",
+            s.cached, s.finished
+        ));
+    }
+
+    fn line(&self, text: String) {
+        if self.bar.is_hidden() {
+            eprintln!("{text}");
+        } else {
+            self.bar.println(text);
+        }
+    }
+}
+
+impl Reporter for Live {
+    fn input_started(&self, input: &str) {
+        self.bar.set_message(format!("resolving input {input}"));
+    }
+
+    fn step_cached(&self, step: &str, _output: &Digest) {
+        self.update(|s| s.cached += 1);
+        self.line(format!("[{step}] cached"));
+    }
+
+    fn step_started(&self, step: &str) {
+        self.update(|s| s.running.push(step.to_owned()));
+    }
+
+    fn log_line(&self, step: &str, line: &str) {
+        self.line(format!("[{step}] {line}"));
+    }
+
+    fn step_finished(&self, step: &str, _output: &Digest, seconds: f64) {
+        self.update(|s| {
+            s.running.retain(|r| r != step);
+            s.finished += 1;
+        });
+        self.line(format!("[{step}] finished in {seconds:.1}s"));
+    }
+}

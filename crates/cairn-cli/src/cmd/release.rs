@@ -1,0 +1,136 @@
+//! `cairn release [STEP] --key NAME` and `cairn release show DIGEST`.
+//!
+//! A release is built (from the action cache when it can be), then its
+//! SLSA provenance and the release document are signed in this process,
+//! outside every sandbox, and stored.
+
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use cairn_build::{BuildOptions, Builder};
+use cairn_release::{create_release, load_release, Built};
+use cairn_store::Store;
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use super::build::Live;
+use crate::cli::{Global, ReleaseArgs, ReleaseCommand};
+use crate::output::emit;
+
+#[derive(Serialize)]
+struct Released {
+    release: String,
+    service: String,
+    version: String,
+    artifact: String,
+    action: String,
+    provenance: String,
+}
+
+/// Runs `cairn release`.
+pub async fn run(global: &Global, args: ReleaseArgs) -> Result<i32> {
+    let store = super::open_store(global)?;
+    if let Some(ReleaseCommand::Show { release }) = args.command {
+        return show(global, &store, &release).await;
+    }
+    let Some(key_name) = args.key else {
+        bail!("say which key signs the release: cairn release --key NAME (see `cairn key list`)");
+    };
+    let key =
+        cairn_keyring::load_signing(&cairn_keyring::keys_dir(global.keys.clone())?, &key_name)?;
+    let fs = super::local(&store, "release")?;
+    let reporter = Arc::new(Live::new());
+    let builder =
+        Builder::from_file(store.clone(), &args.recipe.path())?.with_reporter(reporter.clone());
+    let Some(release_spec) = builder.recipe().release.clone() else {
+        bail!(
+            "{} has no [release] table: nothing says which step is the artifact",
+            args.recipe.path().display()
+        );
+    };
+    let step = args.step.unwrap_or_else(|| release_spec.step.to_string());
+    let started = OffsetDateTime::now_utc();
+    let built = builder.build(&step, BuildOptions::default()).await;
+    reporter.bar.finish_and_clear();
+    let report = match built {
+        Ok(r) => r,
+        Err(e) => return super::build::failure(fs, e),
+    };
+    let finished = OffsetDateTime::now_utc();
+    let last = report.last();
+    let inputs = builder.inputs(&step).await?;
+    let built = Built {
+        service: builder.recipe().service.to_string(),
+        step: step.clone(),
+        artifact: last.output,
+        action: last.action_digest,
+        inputs: inputs
+            .into_iter()
+            .map(|i| match i.fetched {
+                Some((url, archive)) => (i.name.to_string(), archive, Some(url)),
+                None => (i.name.to_string(), i.tree, None),
+            })
+            .collect(),
+        builder_id: builder_id(),
+        started,
+        finished,
+    };
+    let run = release_spec.run.to_json();
+    let created = create_release(&store, &built, run, args.version, &key, finished).await?;
+    let loaded = load_release(&store, &created.release).await?;
+    let out = Released {
+        release: created.release.to_string(),
+        service: built.service,
+        version: loaded.release.version,
+        artifact: built.artifact.to_string(),
+        action: built.action.to_string(),
+        provenance: created.provenance.to_string(),
+    };
+    emit(global.json, &out, |o| o.release.clone());
+    Ok(0)
+}
+
+/// The builder id recorded in provenance: this program on this host.
+fn builder_id() -> String {
+    let host = rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned();
+    format!("urn:cairn:builder:{}:{}", env!("CARGO_PKG_VERSION"), host)
+}
+
+async fn show(global: &Global, store: &Store, text: &str) -> Result<i32> {
+    let digest = super::parse_digest(store, text)?;
+    let loaded = load_release(store, &digest)
+        .await
+        .with_context(|| format!("reading release {digest}"))?;
+    let r = &loaded.release;
+    let signers: Vec<String> = loaded
+        .envelope
+        .signatures
+        .iter()
+        .map(|s| s.keyid.clone())
+        .collect();
+    let created = r
+        .created
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    let out = serde_json::json!({
+        "release": digest.to_string(),
+        "document": serde_json::from_slice::<serde_json::Value>(&loaded.envelope.payload)?,
+        "signed_by": signers,
+    });
+    emit(global.json, &out, |_| {
+        format!(
+            "release   {digest}\nservice   {}\nversion   {}\nartifact  {}\naction    {}\nprovenance {}\ncreated   {created}\nrun       {}\nsigned by {}",
+            r.service,
+            r.version,
+            r.artifact,
+            r.action,
+            r.provenance,
+            r.run,
+            signers.join(", ")
+        )
+    });
+    Ok(0)
+}

@@ -1,0 +1,447 @@
+//! `cairn build` end to end: the real binary, the real sandbox, a busybox
+//! root file system made in the test from Debian's `busybox-static`
+//! (`/bin/busybox`; the tests fail if it is missing, `.ci/run` installs it).
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const CAIRN: &str = env!("CARGO_BIN_EXE_cairn");
+const BUSYBOX: &str = "/bin/busybox";
+
+struct Project {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+    dir: PathBuf,
+    store: PathBuf,
+}
+
+impl Project {
+    /// A project with a busybox rootfs and `src/`, built by `run` (a shell
+    /// script) in one step `build`; `extra` is appended to the step table.
+    fn new(script: &str, extra: &str) -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().to_path_buf();
+        let dir = root.join("proj");
+        make_rootfs(&dir.join("rootfs"));
+        std::fs::create_dir_all(dir.join("src")).unwrap();
+        std::fs::write(dir.join("src/input.txt"), "an input\n").unwrap();
+        let p = Self {
+            store: root.join("store"),
+            root,
+            dir,
+            _tmp: tmp,
+        };
+        p.recipe(&format!(
+            r#"[service]
+name = "t"
+[inputs.rootfs]
+path = "rootfs"
+[inputs.src]
+path = "src"
+[steps.build]
+mounts = {{ "/" = "rootfs", "/src" = "src" }}
+workdir = "/src"
+env = {{ PATH = "/bin" }}
+run = ["/bin/sh", "-c", '''{script}''']
+{extra}
+"#
+        ));
+        p
+    }
+
+    fn recipe(&self, text: &str) {
+        std::fs::write(self.dir.join("cairn.toml"), text).unwrap();
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(CAIRN);
+        c.arg("--store")
+            .arg(&self.store)
+            .args(args)
+            .env_remove("CAIRN_STORE");
+        c
+    }
+
+    fn build(&self, args: &[&str]) -> Output {
+        let mut all = vec!["build", "-C", self.dir.to_str().unwrap()];
+        all.extend_from_slice(args);
+        self.command(&all).output().unwrap()
+    }
+
+    /// Builds with `--json` and expects success; returns the last step's JSON.
+    fn build_json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let out = self.build(&all);
+        assert!(out.status.success(), "build failed: {}", stderr(&out));
+        let steps: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        steps.as_array().unwrap().last().unwrap().clone()
+    }
+
+    /// Builds expecting exit 1; returns stderr.
+    fn build_fails(&self, args: &[&str]) -> String {
+        let out = self.build(args);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "expected failure: {}",
+            stderr(&out)
+        );
+        stderr(&out)
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.command(args).output().unwrap();
+        assert!(out.status.success(), "cairn {args:?}: {}", stderr(&out));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// The entries of a tree (`store ls -r --json`).
+    fn ls(&self, tree: &str) -> Vec<serde_json::Value> {
+        let text = self.ok(&["--json", "store", "ls", "-r", tree]);
+        serde_json::from_str::<serde_json::Value>(&text)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+
+    /// The content of the file `path` in tree `tree`.
+    fn cat(&self, tree: &str, path: &str) -> String {
+        let entries = self.ls(tree);
+        let e = entries.iter().find(|e| e["path"] == path);
+        let digest = e.unwrap_or_else(|| panic!("{path} not in {entries:?}"))["digest"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        self.ok(&["store", "cat", &digest])
+    }
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// `dir/bin/busybox` plus one symlink per applet.
+fn make_rootfs(dir: &Path) {
+    assert!(
+        Path::new(BUSYBOX).exists(),
+        "{BUSYBOX} is missing: apt-get install busybox-static"
+    );
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::copy(BUSYBOX, bin.join("busybox")).unwrap();
+    let list = Command::new(BUSYBOX).arg("--list").output().unwrap();
+    for applet in String::from_utf8(list.stdout).unwrap().lines() {
+        if applet != "busybox" {
+            std::os::unix::fs::symlink("busybox", bin.join(applet)).unwrap();
+        }
+    }
+}
+
+const REPRODUCIBLE: &str = "cp input.txt $OUT/copy; echo built > $OUT/built";
+
+#[test]
+fn second_build_is_a_cache_hit_and_check_passes() {
+    let p = Project::new(REPRODUCIBLE, "");
+    let first = p.build_json(&[]);
+    assert_eq!(first["cached"], false);
+    let second = p.build_json(&[]);
+    assert_eq!(second["cached"], true);
+    assert_eq!(first["output"], second["output"]);
+    assert_eq!(first["action_digest"], second["action_digest"]);
+    let checked = p.build_json(&["--check"]);
+    assert_eq!(checked["output"], first["output"]);
+    let tree = first["output"].as_str().unwrap();
+    assert_eq!(p.cat(tree, "copy"), "an input\n");
+    // Plain output: just the digest.
+    let out = p.build(&[]);
+    assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), tree);
+    // A changed input is a new action.
+    std::fs::write(p.dir.join("src/input.txt"), "changed\n").unwrap();
+    let third = p.build_json(&[]);
+    assert_eq!(third["cached"], false);
+    assert_ne!(third["action_digest"], first["action_digest"]);
+}
+
+#[test]
+fn check_fails_for_a_step_that_is_not_reproducible() {
+    let script = "sleep 1; date +%s%N > $OUT/stamp; cat /proc/sys/kernel/random/uuid > $OUT/uuid; echo same > $OUT/same";
+    let p = Project::new(script, "");
+    p.build_json(&[]);
+    let err = p.build_fails(&["--check"]);
+    assert!(err.contains("not reproducible"), "{err}");
+    for name in ["stamp", "uuid"] {
+        let line = err
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("{name}:")))
+            .unwrap_or_else(|| panic!("{name} not listed: {err}"));
+        assert_eq!(line.matches("sha256:").count(), 2, "{line}");
+    }
+    assert!(
+        !err.lines().any(|l| l.trim_start().starts_with("same:")),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_cache_entry_missing_an_output_blob_is_rebuilt() {
+    let p = Project::new("echo unique-output-content > $OUT/file", "");
+    let first = p.build_json(&[]);
+    let tree = first["output"].as_str().unwrap().to_owned();
+    let entry = p
+        .ls(&tree)
+        .into_iter()
+        .find(|e| e["path"] == "file")
+        .unwrap();
+    let hex = entry["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:")
+        .to_owned();
+    std::fs::remove_file(p.store.join("blobs").join(&hex[..2]).join(&hex)).unwrap();
+    let second = p.build_json(&[]);
+    assert_eq!(
+        second["cached"], false,
+        "an incomplete entry must be a miss"
+    );
+    assert_eq!(second["output"], first["output"]);
+    assert_eq!(p.cat(&tree, "file"), "unique-output-content\n");
+    assert_eq!(p.build_json(&[])["cached"], true);
+}
+
+#[test]
+fn malformed_recipes_are_reported_with_file_line_and_column() {
+    let p = Project::new(REPRODUCIBLE, "");
+    let head = "[service]\nname = \"t\"\n[inputs.rootfs]\npath = \"rootfs\"\n";
+    let cases = [
+        ("type error", format!("{head}[steps.a]\nmounts = {{ \"/\" = \"rootfs\" }}\nrun = [\"true\"]\ntimeout = 5\n")),
+        ("unknown key", format!("{head}[steps.a]\nmounts = {{ \"/\" = \"rootfs\" }}\nrun = [\"true\"]\nbogus = 1\n")),
+        ("cycle", format!("{head}[steps.a]\nmounts = {{ \"/\" = \"steps.b\" }}\nrun = [\"true\"]\n[steps.b]\nmounts = {{ \"/\" = \"steps.a\" }}\nrun = [\"true\"]\n")),
+        ("undefined input", format!("{head}[steps.a]\nmounts = {{ \"/\" = \"nope\" }}\nrun = [\"true\"]\n")),
+        ("two mounts at one path", format!("{head}[steps.a]\nmounts = {{ \"/src\" = \"rootfs\", \"/src/\" = \"rootfs\" }}\nrun = [\"true\"]\n")),
+    ];
+    for (what, text) in cases {
+        p.recipe(&text);
+        let err = p.build_fails(&[]);
+        let at = err
+            .find("cairn.toml:")
+            .unwrap_or_else(|| panic!("{what}: {err}"));
+        let rest = &err[at + "cairn.toml:".len()..];
+        let mut parts = rest.splitn(3, ':');
+        let line = parts.next().unwrap();
+        let col = parts.next().unwrap_or("");
+        assert!(
+            line.parse::<u32>().is_ok() && col.parse::<u32>().is_ok(),
+            "{what}: no line:column in {err}"
+        );
+        assert_eq!(err.trim_end().lines().count(), 1, "{what}: {err}");
+    }
+}
+
+#[test]
+fn a_fetch_with_the_wrong_digest_stores_nothing_and_shows_both_digests() {
+    let p = Project::new(REPRODUCIBLE, "");
+    let file = p.root.join("vendor.txt");
+    std::fs::write(&file, "the real bytes\n").unwrap();
+    let declared = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+    let text = std::fs::read_to_string(p.dir.join("cairn.toml")).unwrap().replace(
+        "[steps.build]\nmounts = { \"/\" = \"rootfs\", \"/src\" = \"src\" }",
+        &format!(
+            "[inputs.vendor]\nurl = \"file://{}\"\ndigest = \"{declared}\"\n[steps.build]\nmounts = {{ \"/\" = \"rootfs\", \"/src\" = \"vendor\" }}",
+            file.display()
+        ),
+    );
+    p.recipe(&text);
+    let err = p.build_fails(&[]);
+    let real = String::from_utf8(
+        Command::new("sha256sum")
+            .arg(&file)
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let real_hex = real.split_whitespace().next().unwrap();
+    assert!(err.contains(declared), "{err}");
+    assert!(err.contains(real_hex), "{err}");
+    let hex = &declared["sha256:".len()..];
+    assert!(!p.store.join("blobs").join(&hex[..2]).join(hex).exists());
+}
+
+#[test]
+fn a_failing_step_shows_its_exit_code_and_log_and_is_not_cached() {
+    let p = Project::new("echo some-log-line; echo to-stderr >&2; exit 3", "");
+    for _ in 0..2 {
+        let err = p.build_fails(&[]);
+        assert!(err.contains("exited with code 3"), "{err}");
+        assert!(err.contains("  | some-log-line"), "{err}");
+        assert!(err.contains("  | to-stderr"), "{err}");
+        assert!(err.contains("full log: "), "{err}");
+        assert!(!err.contains("[build] cached"), "{err}");
+    }
+    let logs: Vec<_> = std::fs::read_dir(p.store.join("cache/logs"))
+        .unwrap()
+        .collect();
+    assert_eq!(logs.len(), 1);
+}
+
+#[test]
+fn a_missing_required_output_is_named() {
+    let p = Project::new("echo nothing", "outputs = [\"bin/app\"]");
+    let err = p.build_fails(&[]);
+    assert!(err.contains("/out/bin/app"), "{err}");
+}
+
+#[test]
+fn a_step_over_its_timeout_is_killed_and_reported() {
+    let p = Project::new("sleep 60", "timeout = \"1s\"");
+    let started = std::time::Instant::now();
+    let err = p.build_fails(&[]);
+    assert!(err.contains("timed out"), "{err}");
+    assert!(started.elapsed().as_secs() < 30);
+}
+
+#[test]
+fn a_step_sees_nothing_of_the_host() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let tmp = tempfile::tempdir().unwrap();
+    let keys = tmp.path().join("keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    std::fs::write(keys.join("release.key"), "secret").unwrap();
+    let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+    // The store path is only known after Project::new; the script reads it
+    // from the file the test writes into src/ below.
+    let script = format!(
+        r#"r=$OUT/report
+for p in $(cat paths); do test -e "$p" && echo "visible $p" >> $r; done
+env | grep -q AWS_SECRET && echo "env leaked" >> $r
+nc -w 2 127.0.0.1 {port} </dev/null && echo "tcp connected" >> $r
+sleep 987654 &
+echo written > /src/input.txt || true
+ln -s /etc/passwd $OUT/passwd
+echo done >> $r"#
+    );
+    let p = Project::new(
+        &script,
+        "mounts = { \"/\" = \"rootfs\", \"/src\" = { input = \"src\", writable = true } }",
+    );
+    // Drop the default mounts line: the extra one replaces it.
+    let text = std::fs::read_to_string(p.dir.join("cairn.toml")).unwrap();
+    p.recipe(&text.replacen(
+        "mounts = { \"/\" = \"rootfs\", \"/src\" = \"src\" }\n",
+        "",
+        1,
+    ));
+    let paths = [
+        p.store.display().to_string(),
+        home,
+        keys.display().to_string(),
+    ];
+    std::fs::write(p.dir.join("src/paths"), paths.join("\n")).unwrap();
+    let src_before = p.ok(&["store", "add", p.dir.join("src").to_str().unwrap()]);
+    let out = p
+        .command(&["--json", "build", "-C", p.dir.to_str().unwrap()])
+        .env("AWS_SECRET_ACCESS_KEY", "fake")
+        .env("CAIRN_KEYS", &keys)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let steps: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let tree = steps[0]["output"].as_str().unwrap().to_owned();
+    assert_eq!(p.cat(&tree, "report"), "done\n", "the step saw the host");
+    assert!(
+        listener.accept().is_err(),
+        "the step reached a host TCP port"
+    );
+    // The backgrounded sleep did not survive the step.
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        assert!(
+            !String::from_utf8_lossy(&cmdline).contains("987654"),
+            "sleep survived"
+        );
+    }
+    // The writable mount's change reached neither the source nor the store.
+    assert_eq!(
+        std::fs::read_to_string(p.dir.join("src/input.txt")).unwrap(),
+        "an input\n"
+    );
+    assert_eq!(
+        p.ok(&["store", "add", p.dir.join("src").to_str().unwrap()]),
+        src_before
+    );
+    p.ok(&["store", "verify"]);
+    // The output symlink is stored as a symlink, not followed.
+    let link = p
+        .ls(&tree)
+        .into_iter()
+        .find(|e| e["path"] == "passwd")
+        .unwrap();
+    assert_eq!(link["kind"], "link");
+    assert_eq!(link["target"], "/etc/passwd");
+}
+
+/// Copies an example to a temporary directory and returns it.
+fn example(name: &str) -> (tempfile::TempDir, PathBuf) {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples")
+        .join(name);
+    let tmp = tempfile::tempdir().unwrap();
+    let status = Command::new("cp")
+        .arg("-r")
+        .arg(&src)
+        .arg(tmp.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let dir = tmp.path().join(name);
+    let _ = std::fs::remove_dir_all(dir.join("rootfs"));
+    let _ = std::fs::remove_dir_all(dir.join("toolchain"));
+    (tmp, dir)
+}
+
+/// Runs an example's setup script then `cairn build` in a fresh store;
+/// returns the output digest.
+fn build_example(dir: &Path, script: &str, store: &Path, args: &[&str]) -> String {
+    let setup = Command::new(dir.join(script))
+        .env("CAIRN", CAIRN)
+        .env("CAIRN_STORE", store)
+        .output()
+        .unwrap();
+    assert!(setup.status.success(), "{script}: {}", stderr(&setup));
+    let out = Command::new(CAIRN)
+        .arg("--store")
+        .arg(store)
+        .args(["build", "-C", dir.to_str().unwrap()])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}: {}", dir.display(), stderr(&out));
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+#[test]
+fn the_busybox_example_builds_from_a_clean_store() {
+    let (tmp, dir) = example("busybox-hello");
+    let digest = build_example(&dir, "make-rootfs.sh", &tmp.path().join("store"), &[]);
+    assert!(digest.starts_with("sha256:"), "{digest}");
+}
+
+#[test]
+fn the_c_example_is_reproducible_across_clean_stores() {
+    let (tmp, dir) = example("c-hello");
+    let a = build_example(&dir, "make-toolchain.sh", &tmp.path().join("a"), &[]);
+    let b = build_example(&dir, "make-toolchain.sh", &tmp.path().join("b"), &[]);
+    assert_eq!(a, b, "two clean builds differ");
+    let checked = build_example(
+        &dir,
+        "make-toolchain.sh",
+        &tmp.path().join("b"),
+        &["--check"],
+    );
+    assert_eq!(checked, a);
+}

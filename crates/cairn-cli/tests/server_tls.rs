@@ -1,0 +1,151 @@
+//! `cairn server --tls-cert --tls-key`: the real binary serving HTTPS on
+//! 127.0.0.1:0 with a self-signed certificate, and `cairn --store
+//! https://…` trusting it only when told to (`CAIRN_CA_CERT`).
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+const CAIRN: &str = env!("CARGO_BIN_EXE_cairn");
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn cairn(args: &[&str], ca: Option<&Path>) -> std::process::Output {
+    let mut cmd = Command::new(CAIRN);
+    cmd.args(args)
+        .env_remove("CAIRN_STORE")
+        .env_remove("CAIRN_TOKEN")
+        .env_remove("CAIRN_CA_CERT");
+    if let Some(ca) = ca {
+        cmd.env("CAIRN_CA_CERT", ca);
+    }
+    cmd.output().unwrap()
+}
+
+fn ok(args: &[&str], ca: Option<&Path>) -> String {
+    let out = cairn(args, ca);
+    assert!(
+        out.status.success(),
+        "cairn {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+#[test]
+fn https_with_a_self_signed_certificate_trusted_through_cairn_ca_cert() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let store_arg = store.to_str().unwrap();
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
+    let cert = tmp.path().join("cert.pem");
+    let key = tmp.path().join("key.pem");
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.key_pair.serialize_pem()).unwrap();
+
+    let token = ok(
+        &[
+            "--store", store_arg, "server", "token", "create", "ops", "--scope", "admin",
+        ],
+        None,
+    );
+
+    let mut child = Command::new(CAIRN)
+        .args(["server", "--listen", "127.0.0.1:0", "--store", store_arg])
+        .arg("--tls-cert")
+        .arg(&cert)
+        .arg("--tls-key")
+        .arg(&key)
+        .env_remove("CAIRN_STORE")
+        .env_remove("CAIRN_TOKEN")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let server = Server(child);
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_string();
+    assert!(url.starts_with("https://127.0.0.1:"), "{url}");
+
+    let with_token = ["--store", &url, "--token", &token];
+    let set = [
+        &with_token[..],
+        &["ref", "set", "app/x", "hello", "--create"],
+    ]
+    .concat();
+    let get = [&with_token[..], &["ref", "get", "app/x"]].concat();
+
+    // Without the CA: refused, with a one-line reason naming the
+    // certificate problem and the way out.
+    let refused = cairn(&set, None);
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("certificate"), "{err}");
+    assert!(err.contains("CAIRN_CA_CERT"), "{err}");
+
+    // With it: refs through HTTPS, visible in the local store.
+    ok(&set, Some(&cert));
+    assert_eq!(ok(&get, Some(&cert)), "hello");
+    assert_eq!(
+        ok(&["--store", store_arg, "ref", "get", "app/x"], None),
+        "hello"
+    );
+
+    // A CA file that is not there is named.
+    let missing = tmp.path().join("nope.pem");
+    let out = cairn(&get, Some(&missing));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("CAIRN_CA_CERT") && err.contains("nope.pem"),
+        "{err}"
+    );
+    drop(server);
+}
+
+#[test]
+fn a_missing_or_mismatched_certificate_is_refused_before_listening() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let a = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let b = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let cert = tmp.path().join("cert.pem");
+    let key = tmp.path().join("other-key.pem");
+    std::fs::write(&cert, a.cert.pem()).unwrap();
+    std::fs::write(&key, b.key_pair.serialize_pem()).unwrap();
+    let run = |cert: &Path, key: &Path| {
+        let out = Command::new(CAIRN)
+            .args(["server", "--listen", "127.0.0.1:0", "--store"])
+            .arg(&store)
+            .arg("--tls-cert")
+            .arg(cert)
+            .arg("--tls-key")
+            .arg(key)
+            .env_remove("CAIRN_STORE")
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        assert!(out.stdout.is_empty(), "it must not start listening");
+        String::from_utf8_lossy(&out.stderr).trim().to_string()
+    };
+    let err = run(&tmp.path().join("missing.pem"), &key);
+    assert!(err.contains("missing.pem"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    let err = run(&cert, &key);
+    assert!(err.contains("do not fit together"), "{err}");
+}
