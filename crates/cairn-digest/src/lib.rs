@@ -81,7 +81,7 @@ impl Digest {
 
     /// The hash as 64 lowercase hex characters (no prefix).
     pub fn hex(&self) -> String {
-        hex::encode(self.hash)
+        encode_hex(&self.hash)
     }
 
     /// The number of bytes the digest covers.
@@ -95,14 +95,37 @@ impl Digest {
     }
 }
 
+/// Lowercase hex of a hash. Hand-rolled because it is on the hot path of
+/// every tree encode and stat-cache save (the generic encoder goes through
+/// a character iterator).
+fn encode_hex(hash: &[u8; 32]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = Vec::with_capacity(64);
+    for b in hash {
+        out.push(DIGITS[usize::from(b >> 4)]);
+        out.push(DIGITS[usize::from(b & 0xf)]);
+    }
+    String::from_utf8(out).expect("hex digits are ASCII")
+}
+
 fn parse_hex(text: &str) -> Option<[u8; 32]> {
     // Only lowercase is canonical: two spellings of one digest would make two
     // cache keys and two file names for the same content.
-    if text.len() != 64 || !text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+    fn nibble(c: u8) -> Option<u8> {
+        match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            _ => None,
+        }
+    }
+    let text = text.as_bytes();
+    if text.len() != 64 {
         return None;
     }
     let mut hash = [0u8; 32];
-    hex::decode_to_slice(text, &mut hash).ok()?;
+    for (byte, pair) in hash.iter_mut().zip(text.chunks_exact(2)) {
+        *byte = nibble(pair[0])? << 4 | nibble(pair[1])?;
+    }
     Some(hash)
 }
 
@@ -144,7 +167,7 @@ impl DigestRef {
 
     /// The hash as 64 lowercase hex characters.
     pub fn hex(&self) -> String {
-        hex::encode(self.hash)
+        encode_hex(&self.hash)
     }
 }
 

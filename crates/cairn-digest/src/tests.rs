@@ -73,6 +73,14 @@ proptest! {
     }
 
     #[test]
+    fn hex_is_lowercase_two_digits_per_byte(hash in any::<[u8; 32]>()) {
+        let d = Digest::from_parts(hash, 1);
+        let expected: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+        prop_assert_eq!(d.hex(), expected.clone());
+        prop_assert_eq!(Digest::from_hex(&expected, 1).unwrap(), d);
+    }
+
+    #[test]
     fn parsing_arbitrary_text_never_panics(text in ".*") {
         let _ = text.parse::<DigestRef>();
     }
