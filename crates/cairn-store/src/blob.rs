@@ -5,6 +5,12 @@
 //! fails at the end if the bytes are not those the digest names, so a caller
 //! can never consume a corrupt blob as good. Writes are verified too: a
 //! backend stores nothing under a digest its bytes do not hash to.
+//!
+//! Many small blobs can be stored at once with
+//! [`BlobStore::put_many`]; over HTTP that is one request per [`batch`]
+//! instead of one per blob.
+
+pub mod batch;
 
 use std::fmt;
 use std::io;
@@ -34,11 +40,50 @@ pub trait BlobStore: Send + Sync + fmt::Debug {
     /// [`StoreError::Corrupt`] (storing nothing) if the bytes do not match.
     async fn put(&self, digest: &Digest, data: BlobReader) -> Result<()>;
 
+    /// Stores many blobs held in memory, each as [`put`](Self::put) would.
+    /// Fails with [`StoreError::Corrupt`] naming the first blob whose bytes
+    /// do not match its digest; that blob is not stored, while others of
+    /// the same call may be (blobs are immutable, so a partial success
+    /// harms nobody and a retry finishes it).
+    ///
+    /// The default puts one at a time, in order; backends that can send
+    /// many blobs in one round trip (HTTP) override it.
+    async fn put_many(&self, blobs: Vec<(Digest, Vec<u8>)>) -> Result<()> {
+        for (digest, bytes) in blobs {
+            self.put(&digest, Box::pin(io::Cursor::new(bytes))).await?;
+        }
+        Ok(())
+    }
+
     /// Makes every blob put so far durable. Backends whose puts are durable
     /// when they return need not override this.
     async fn flush(&self) -> Result<()> {
         Ok(())
     }
+
+    /// Stores `file` as the concatenation of `chunks`, blobs the store
+    /// already holds, without the bytes passing through the caller; as
+    /// verified and atomic as [`put`](Self::put). Fails with
+    /// [`StoreError::NotFound`] naming the first chunk the store lacks, and
+    /// with [`StoreError::Corrupt`] (storing nothing) if the concatenation
+    /// does not hash to `file`.
+    ///
+    /// The default, for backends that cannot do better than the caller,
+    /// answers [`Assembled::Unsupported`]; the caller then reads the chunks
+    /// and puts the whole ([`crate::assemble::by_copy`]). Decorators forward.
+    async fn assemble(&self, file: &Digest, chunks: &[Digest]) -> Result<Assembled> {
+        let _ = (file, chunks);
+        Ok(Assembled::Unsupported)
+    }
+}
+
+/// What [`BlobStore::assemble`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Assembled {
+    /// The file is in the store (assembled now, or already there).
+    Stored,
+    /// This backend cannot assemble; nothing was done.
+    Unsupported,
 }
 
 /// Conveniences over any [`BlobStore`].

@@ -9,7 +9,7 @@ use std::time::Duration;
 use cairn_digest::Digest;
 use futures::StreamExt;
 
-use crate::blob::{BlobStore, BlobStoreExt};
+use crate::blob::{Assembled, BlobStore, BlobStoreExt};
 use crate::error::StoreError;
 use crate::refs::{RefName, RefStore};
 
@@ -51,6 +51,40 @@ pub async fn blobs(store: &dyn BlobStore) {
 
     let empty = store.put_bytes(Vec::new()).await.unwrap();
     assert_eq!(store.get_bytes(&empty).await.unwrap(), b"");
+    store.flush().await.unwrap();
+}
+
+/// Checks [`BlobStore::put_many`] against an empty store: every blob
+/// arrives, including an empty one and more than fit one HTTP batch; a
+/// blob whose bytes lie is refused with [`StoreError::Corrupt`] naming it,
+/// and is not stored.
+pub async fn put_many(store: &dyn BlobStore) {
+    let count = crate::blob::batch::MAX_BATCH_BLOBS + 10;
+    let blobs: Vec<(Digest, Vec<u8>)> = (0..count)
+        .map(|i| format!("put_many blob {i}").into_bytes())
+        .chain([Vec::new(), BLOB_A.to_vec()])
+        .map(|b| (Digest::of(&b), b))
+        .collect();
+    let digests: Vec<Digest> = blobs.iter().map(|(d, _)| *d).collect();
+    store.put_many(blobs.clone()).await.unwrap();
+    assert!(
+        store.has_many(&digests).await.unwrap().iter().all(|h| *h),
+        "put_many lost blobs"
+    );
+    assert_eq!(
+        store.get_bytes(&digests[count - 1]).await.unwrap(),
+        blobs[count - 1].1
+    );
+    store.put_many(blobs).await.expect("put_many is idempotent");
+    store.put_many(Vec::new()).await.unwrap();
+
+    let b = Digest::of(BLOB_B);
+    let lie = store.put_many(vec![(b, BLOB_A.to_vec())]).await;
+    assert!(
+        matches!(lie, Err(StoreError::Corrupt { expected, .. }) if expected == b),
+        "put_many of wrong bytes must name the blob: {lie:?}"
+    );
+    assert!(!store.has(&b).await.unwrap(), "a refused blob was stored");
     store.flush().await.unwrap();
 }
 
@@ -144,4 +178,50 @@ pub async fn watch(store: &dyn RefStore) {
         .expect("watch stream ended")
         .unwrap();
     assert_eq!(ev.name, name);
+}
+
+/// Checks [`BlobStore::assemble`] on a backend that supports it (others
+/// answer `Unsupported` and are not checked further): the file appears,
+/// built from stored chunks; a missing chunk is named; a list whose sizes
+/// or bytes do not make the file is refused and stores nothing.
+pub async fn assemble(store: &dyn BlobStore) {
+    let a = store.put_bytes(BLOB_A.to_vec()).await.unwrap();
+    let b = store.put_bytes(BLOB_B.to_vec()).await.unwrap();
+    let whole = [BLOB_A, BLOB_B].concat();
+    let file = Digest::of(&whole);
+    match store.assemble(&file, &[a, b]).await.unwrap() {
+        Assembled::Unsupported => return,
+        Assembled::Stored => {}
+    }
+    assert_eq!(store.get_bytes(&file).await.unwrap(), whole, "assembled");
+    assert_eq!(
+        store.assemble(&file, &[a, b]).await.unwrap(),
+        Assembled::Stored,
+        "assemble is idempotent"
+    );
+
+    let swapped = Digest::of(&[BLOB_B, BLOB_A].concat());
+    let lie = store.assemble(&swapped, &[a, b]).await;
+    assert!(lie.is_err(), "chunks that do not hash to the file: {lie:?}");
+    assert!(
+        !store.has(&swapped).await.unwrap(),
+        "a refused assembly stored something"
+    );
+
+    let short = Digest::of(&[BLOB_B, BLOB_B].concat());
+    let short_list = store.assemble(&short, &[b]).await;
+    assert!(
+        short_list.is_err(),
+        "sizes that do not add up: {short_list:?}"
+    );
+    assert!(!store.has(&short).await.unwrap());
+
+    let absent = Digest::of(b"a chunk nobody stored");
+    let with_absent = Digest::of(&[BLOB_A, b"a chunk nobody stored"].concat());
+    let missing = store.assemble(&with_absent, &[a, absent]).await;
+    assert!(
+        matches!(missing, Err(StoreError::NotFound(d)) if d == absent),
+        "a missing chunk must be named: {missing:?}"
+    );
+    assert!(!store.has(&with_absent).await.unwrap());
 }

@@ -9,11 +9,15 @@
 //! The traits are small on purpose: verification is built into reads
 //! ([`VerifyingReader`]), and features such as caching or metrics wrap a
 //! store rather than widen the traits. Every backend must pass the shared
-//! [`conformance`] suite.
+//! [`conformance`] suite. One optional capability has a default that says
+//! "unsupported": building a blob from chunks already in the store
+//! ([`BlobStore::assemble`], see [`assemble`]), which spares a second
+//! transfer of a large file's bytes where the backend can do it.
 //!
 //! Backends: [`MemoryStore`] (tests, simulation) and [`FsStore`] (a local
 //! directory, the embedded default); a URL picks one ([`open`]).
 
+pub mod assemble;
 pub mod blob;
 pub mod conformance;
 pub mod error;
@@ -26,7 +30,7 @@ pub mod refs;
 pub mod s3;
 mod url;
 
-pub use blob::{BlobReader, BlobStore, BlobStoreExt, VerifyingReader};
+pub use blob::{Assembled, BlobReader, BlobStore, BlobStoreExt, VerifyingReader};
 pub use error::{Result, StoreError};
 pub use fs::{io_pool, FsStore};
 pub use memory::MemoryStore;

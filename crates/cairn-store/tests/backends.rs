@@ -10,6 +10,8 @@ use cairn_store::{conformance, BlobStoreExt, FsStore, MemoryStore, RefName, RefS
 async fn memory_store_conforms() {
     let m = MemoryStore::new();
     conformance::blobs(&m).await;
+    conformance::put_many(&m).await;
+    conformance::assemble(&m).await;
     conformance::refs(&m).await;
     conformance::watch(&m).await;
 }
@@ -19,6 +21,8 @@ async fn fs_store_conforms() {
     let dir = tempfile::tempdir().unwrap();
     let fs = FsStore::open(dir.path().join("store")).unwrap();
     conformance::blobs(&fs).await;
+    conformance::put_many(&fs).await;
+    conformance::assemble(&fs).await;
     conformance::refs(&fs).await;
     conformance::watch(&fs).await;
 }

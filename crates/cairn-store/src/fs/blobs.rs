@@ -17,12 +17,14 @@ use async_trait::async_trait;
 use cairn_digest::{Digest, Hasher};
 
 use super::FsStore;
-use crate::blob::{read_error, BlobReader, BlobStore, VerifyingReader};
+use crate::blob::{read_error, Assembled, BlobReader, BlobStore, VerifyingReader};
 use crate::error::{Result, StoreError};
 
 /// Files at least this large are copied with hashing and writing overlapped.
 const PIPELINE_THRESHOLD: u64 = 8 << 20;
 const CHUNK: usize = 1 << 20;
+/// Blobs up to this size are read whole by `get` instead of streamed.
+const SMALL_BLOB: u64 = 64 << 10;
 /// Chunks in flight between the hashing and the writing thread (memory bound).
 const CHUNKS_IN_FLIGHT: usize = 8;
 
@@ -105,7 +107,9 @@ impl FsStore {
         std::fs::rename(tmp, &dest).map_err(|e| {
             let _ = std::fs::remove_file(tmp);
             StoreError::io("renaming into", &dest, e)
-        })
+        })?;
+        self.note_blob_written();
+        Ok(())
     }
 }
 
@@ -192,6 +196,21 @@ impl BlobStore for FsStore {
     }
 
     async fn get(&self, digest: &Digest) -> Result<Option<BlobReader>> {
+        if digest.size() <= SMALL_BLOB {
+            // One trip through the blocking pool for open, read and close:
+            // cheaper than a stream whose every poll is a trip (most blobs
+            // are small), and a cold read never stalls a runtime thread.
+            // Verification stays with the reader, as for a stream.
+            let (path, size) = (self.blob_path(digest), digest.size());
+            let bytes = tokio::task::spawn_blocking(move || read_whole(&path, size))
+                .await
+                .map_err(|e| {
+                    StoreError::io("reading", self.blob_path(digest), io::Error::other(e))
+                })??;
+            return Ok(bytes.map(|bytes| {
+                Box::pin(VerifyingReader::new(std::io::Cursor::new(bytes), *digest)) as BlobReader
+            }));
+        }
         Ok(self.open_blob(digest)?.map(|f| {
             let file = tokio::fs::File::from_std(f);
             Box::pin(VerifyingReader::new(file, *digest)) as BlobReader
@@ -225,17 +244,20 @@ impl BlobStore for FsStore {
     async fn flush(&self) -> Result<()> {
         self.sync()
     }
+
+    async fn assemble(&self, file: &Digest, chunks: &[Digest]) -> Result<Assembled> {
+        self.assemble_chunks(file, chunks)
+            .await
+            .map(|()| Assembled::Stored)
+    }
 }
 
 impl FsStore {
     /// Reads a whole blob, verified; `None` if absent.
     pub fn read_blob_sync(&self, digest: &Digest) -> Result<Option<Vec<u8>>> {
-        let Some(mut f) = self.open_blob(digest)? else {
+        let Some(bytes) = self.read_whole(digest)? else {
             return Ok(None);
         };
-        let mut bytes = Vec::with_capacity(digest.size() as usize);
-        f.read_to_end(&mut bytes)
-            .map_err(|e| StoreError::io("reading", self.blob_path(digest), e))?;
         let actual = Digest::of(&bytes);
         if actual != *digest {
             return Err(StoreError::Corrupt {
@@ -245,4 +267,24 @@ impl FsStore {
         }
         Ok(Some(bytes))
     }
+
+    /// Reads a whole blob as stored, unverified; `None` if absent.
+    fn read_whole(&self, digest: &Digest) -> Result<Option<Vec<u8>>> {
+        read_whole(&self.blob_path(digest), digest.size())
+    }
+}
+
+/// Reads the file at `path`, expected to hold `size` bytes; `None` if absent.
+fn read_whole(path: &Path, size: u64) -> Result<Option<Vec<u8>>> {
+    let mut f = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(StoreError::io("opening", path, e)),
+    };
+    // One byte of headroom so a blob longer than its digest says is read
+    // in one allocation and caught by verification.
+    let mut bytes = Vec::with_capacity(size as usize + 1);
+    f.read_to_end(&mut bytes)
+        .map_err(|e| StoreError::io("reading", path, e))?;
+    Ok(Some(bytes))
 }

@@ -104,7 +104,7 @@ fn list_shard(dir: &Path) -> Result<Vec<BlobInfo>> {
     Ok(out)
 }
 
-fn hash_file(path: &Path, len: u64) -> Result<Digest> {
+pub(super) fn hash_file(path: &Path, len: u64) -> Result<Digest> {
     use std::io::Read;
     let mut f = std::fs::File::open(path).map_err(|e| StoreError::io("opening", path, e))?;
     let mut hasher = Hasher::new();

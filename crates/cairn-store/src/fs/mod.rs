@@ -19,13 +19,14 @@
 //! (`syncfs(2)`) runs before any ref is written and before a command reports
 //! success, instead of one `fsync` per blob.
 
+mod assemble;
 mod blobs;
 mod maintenance;
 mod refs;
 mod watch;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use cairn_digest::Digest;
 
@@ -41,6 +42,8 @@ const MARKER_CONTENT: &str = "cairn-store 1\n";
 pub struct FsStore {
     root: PathBuf,
     tmp_counter: AtomicU64,
+    /// Whether this handle renamed a blob into place since its last sync.
+    wrote_blobs: AtomicBool,
 }
 
 impl FsStore {
@@ -63,6 +66,7 @@ impl FsStore {
         Ok(Self {
             root,
             tmp_counter: AtomicU64::new(0),
+            wrote_blobs: AtomicBool::new(false),
         })
     }
 
@@ -112,9 +116,28 @@ impl FsStore {
 
     /// Makes everything written so far durable (`syncfs(2)`).
     pub fn sync(&self) -> Result<()> {
+        self.wrote_blobs.store(false, Ordering::SeqCst);
         let dir = std::fs::File::open(&self.root)
             .map_err(|e| StoreError::io("opening", &self.root, e))?;
         rustix::fs::syncfs(&dir).map_err(|e| StoreError::io("syncing", &self.root, e.into()))
+    }
+
+    /// [`sync`](Self::sync), but only if this handle stored a blob since the
+    /// last sync: a command that found everything already stored (a re-add
+    /// of an unchanged tree) then costs no `syncfs`, which flushes every
+    /// dirty page of the file system, not only the store's. Blobs another
+    /// process is still writing are that process's to sync.
+    pub fn sync_written(&self) -> Result<()> {
+        if self.wrote_blobs.load(Ordering::SeqCst) {
+            self.sync()
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Notes that a blob was renamed into place (see [`sync_written`](Self::sync_written)).
+    fn note_blob_written(&self) {
+        self.wrote_blobs.store(true, Ordering::SeqCst);
     }
 }
 

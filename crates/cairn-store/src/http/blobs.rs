@@ -1,5 +1,8 @@
 //! Blobs over `/v1/blobs/…`: batch presence queries, streamed downloads
-//! verified as they arrive, streamed uploads verified as they leave.
+//! verified as they arrive, streamed uploads verified as they leave, many
+//! small uploads in one `POST /v1/blobs/batch` ([`crate::blob::batch`]);
+//! and assembly from stored chunks over `POST /v1/assemble/<hex>/<size>`, so a
+//! large file whose chunks were just uploaded need not be uploaded whole.
 
 use std::sync::{Arc, Mutex};
 
@@ -11,7 +14,9 @@ use tokio_util::io::{ReaderStream, StreamReader};
 use tracing::instrument;
 
 use super::{is_not_found, HttpStore, BACKEND};
-use crate::blob::{BlobReader, BlobStore, Mismatch, VerifyingReader};
+use crate::assemble::{check, require_chunks, MAX_CHUNKS};
+use crate::blob::batch::{self, MAX_BATCH_BYTES};
+use crate::blob::{Assembled, BlobReader, BlobStore, Mismatch, VerifyingReader};
 use crate::error::{Result, StoreError};
 
 /// Digests per missing-blobs query (the server accepts about 100k).
@@ -20,6 +25,12 @@ const QUERY_BATCH: usize = 10_000;
 #[derive(serde::Serialize)]
 struct MissingQuery<'a> {
     digests: &'a [Digest],
+}
+
+/// `POST /v1/assemble/<hex>/<size>` request body.
+#[derive(serde::Serialize)]
+struct AssembleRequest<'a> {
+    chunks: &'a [Digest],
 }
 
 #[derive(serde::Deserialize)]
@@ -51,6 +62,23 @@ impl HttpStore {
             message: format!("malformed missing-blobs answer from {}: {e}", self.base),
         })?;
         Ok(parsed.missing)
+    }
+
+    /// Sends one batch that fits the server's bounds. `false`: the server
+    /// has no batch route (an older server: 404 or 405).
+    async fn put_batch(&self, blobs: &[(Digest, Vec<u8>)]) -> Result<bool> {
+        let what = format!("putting a batch of {} blobs", blobs.len());
+        let body = batch::encode(blobs.iter().map(|(d, b)| (d, b.as_slice())));
+        let rb = self
+            .request(Method::POST, "/v1/blobs/batch")
+            .header(header::CONTENT_TYPE, "application/octet-stream")
+            .body(body);
+        let response = self.send(rb, &what).await?;
+        match response.status() {
+            s if s.is_success() => Ok(true),
+            StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED => Ok(false),
+            _ => Err(self.failure(&what, response).await),
+        }
     }
 }
 
@@ -112,5 +140,68 @@ impl BlobStore for HttpStore {
             return Ok(());
         }
         Err(self.failure(&what, response).await)
+    }
+
+    /// Checks every blob here first (a mismatch is refused before anything
+    /// is sent), then sends them in batches the server accepts, one request
+    /// each. A blob too large for a batch goes alone through
+    /// [`put`](Self::put), and so does every blob of a batch a server
+    /// without the batch route refused.
+    #[instrument(skip_all, fields(count = blobs.len()))]
+    async fn put_many(&self, blobs: Vec<(Digest, Vec<u8>)>) -> Result<()> {
+        for (digest, bytes) in &blobs {
+            if !digest.matches(bytes) {
+                return Err(StoreError::Corrupt {
+                    expected: *digest,
+                    actual: Digest::of(bytes),
+                });
+            }
+        }
+        let sizes: Vec<u64> = blobs.iter().map(|(d, _)| d.size()).collect();
+        let mut blobs = blobs.into_iter();
+        for run in batch::split(&sizes) {
+            let part: Vec<(Digest, Vec<u8>)> = blobs.by_ref().take(run.len()).collect();
+            let batched = part.len() > 1 || sizes[run.start] <= MAX_BATCH_BYTES;
+            if batched && self.put_batch(&part).await? {
+                continue;
+            }
+            for (digest, bytes) in part {
+                self.put(&digest, Box::pin(std::io::Cursor::new(bytes)))
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Asks the server to assemble `file` from chunks it holds. A server
+    /// without the route (404, 405) and a list too long to send are
+    /// [`Assembled::Unsupported`]; a 409 (a chunk missing there) becomes
+    /// [`StoreError::NotFound`] for the first chunk the server lacks.
+    #[instrument(skip_all, fields(digest = %file, chunks = chunks.len()))]
+    async fn assemble(&self, file: &Digest, chunks: &[Digest]) -> Result<Assembled> {
+        if chunks.len() > MAX_CHUNKS {
+            return Ok(Assembled::Unsupported);
+        }
+        check(file, chunks)?;
+        let what = format!("assembling blob {file} from {} chunks", chunks.len());
+        let body = serde_json::to_vec(&AssembleRequest { chunks }).expect("digests serialize");
+        let rb = self
+            .request(
+                Method::POST,
+                &format!("/v1/assemble/{}/{}", file.hex(), file.size()),
+            )
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(body);
+        let response = self.send(rb, &what).await?;
+        match response.status() {
+            s if s.is_success() => Ok(Assembled::Stored),
+            StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED => Ok(Assembled::Unsupported),
+            StatusCode::CONFLICT => {
+                let failure = self.failure(&what, response).await;
+                require_chunks(self, chunks).await?;
+                Err(failure)
+            }
+            _ => Err(self.failure(&what, response).await),
+        }
     }
 }
