@@ -7,13 +7,14 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use cairn_digest::Digest;
 use cairn_store::FsStore;
 use cairn_tree::{encode_directory, validate_name, DirectoryBuilder};
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
 use rayon::prelude::*;
+use rustix::fs::{AtFlags, Mode, OFlags};
 
 use crate::error::SnapshotError;
 use crate::stat_cache::{FileStamp, StatCache};
@@ -67,7 +68,7 @@ pub fn snapshot(
         std::fs::symlink_metadata(path).map_err(|e| SnapshotError::io("reading", path, e))?;
     if meta.is_file() {
         let digest = store.put_file(path)?;
-        store.sync()?;
+        store.sync_written()?;
         progress.advance(1, digest.size());
         return Ok(Added {
             digest,
@@ -81,26 +82,37 @@ pub fn snapshot(
         return Err(unsupported(path, &meta.file_type()));
     }
     let root = std::fs::canonicalize(path).map_err(|e| SnapshotError::io("resolving", path, e))?;
-    let entries = walk(&root, options)?;
-    let mut cache = StatCache::load(&store.cache_dir(), &root);
+    let clock = Instant::now();
+    // The stat cache is parsed while the directory is walked.
+    let (entries, mut cache) = std::thread::scope(|s| {
+        let cache = s.spawn(|| StatCache::load(&store.cache_dir(), &root));
+        let entries = walk(&root, options);
+        let cache = cache.join().expect("loading the stat cache does not panic");
+        entries.map(|e| (e, cache))
+    })?;
+    tracing::debug!(entries = entries.len(), cached = cache.len(), elapsed = ?clock.elapsed(), "walked");
     let files = store_files(store, &root, &entries, &cache, progress)?;
+    tracing::debug!(files = files.len(), elapsed = ?clock.elapsed(), "files stored");
     let digest = encode_directories(store, &root, &entries, &files)?;
+    tracing::debug!(elapsed = ?clock.elapsed(), "directories encoded");
     let stats = Added {
         digest,
         is_tree: true,
         files: files.len() as u64,
-        bytes: files.values().map(|f| f.digest.size()).sum(),
-        files_read: files.values().filter(|f| f.was_read).count() as u64,
+        bytes: files.iter().map(|f| f.digest.size()).sum(),
+        files_read: files.iter().filter(|f| f.was_read).count() as u64,
     };
     // Durable before the stat cache may vouch for them.
-    store.sync()?;
+    store.sync_written()?;
     if stats.files_read > 0 || cache.len() != files.len() {
         cache.save(
-            files.into_iter().filter_map(|(rel, f)| {
-                (!f.stamp.is_racy(start)).then_some((rel, f.stamp, f.digest))
-            }),
+            file_entries(&entries)
+                .zip(files)
+                .filter(|(_, f)| !f.stamp.is_racy(start))
+                .map(|(e, f)| (e.rel.clone(), f.stamp, f.digest)),
         );
     }
+    tracing::debug!(elapsed = ?clock.elapsed(), "snapshot done");
     Ok(stats)
 }
 
@@ -111,6 +123,9 @@ fn start_ns() -> i128 {
         .unwrap_or(0)
 }
 
+/// Lists everything under `root` but `root` itself, parents before their
+/// children. (A parallel walk measured slower on two cores: the stat cache
+/// is parsed on the other one meanwhile.)
 fn walk(root: &Path, options: &SnapshotOptions) -> Result<Vec<Entry>, SnapshotError> {
     let excludes = exclude_matcher(root, &options.exclude)?;
     let walker = ignore::WalkBuilder::new(root)
@@ -126,24 +141,29 @@ fn walk(root: &Path, options: &SnapshotOptions) -> Result<Vec<Entry>, SnapshotEr
     let mut entries = Vec::new();
     for item in walker {
         let item = item.map_err(|e| walk_error(root, e))?;
-        if item.depth() == 0 {
-            continue;
-        }
-        let path = item.path();
-        let rel = relative(root, path)?;
-        let file_type = item.file_type().expect("only stdin has no file type");
-        let kind = if file_type.is_dir() {
-            Kind::Dir
-        } else if file_type.is_file() {
-            Kind::File
-        } else if file_type.is_symlink() {
-            Kind::Symlink
-        } else {
-            return Err(unsupported(path, &file_type));
-        };
-        entries.push(Entry { rel, kind });
+        entries.extend(classify(root, &item)?);
     }
     Ok(entries)
+}
+
+/// The entry for one walked path; `None` for the root itself.
+fn classify(root: &Path, item: &ignore::DirEntry) -> Result<Option<Entry>, SnapshotError> {
+    if item.depth() == 0 {
+        return Ok(None);
+    }
+    let path = item.path();
+    let rel = relative(root, path)?;
+    let file_type = item.file_type().expect("only stdin has no file type");
+    let kind = if file_type.is_dir() {
+        Kind::Dir
+    } else if file_type.is_file() {
+        Kind::File
+    } else if file_type.is_symlink() {
+        Kind::Symlink
+    } else {
+        return Err(unsupported(path, &file_type));
+    };
+    Ok(Some(Entry { rel, kind }))
 }
 
 fn exclude_matcher(root: &Path, patterns: &[String]) -> Result<Gitignore, SnapshotError> {
@@ -205,41 +225,53 @@ struct StoredFile {
     was_read: bool,
 }
 
+fn file_entries(entries: &[Entry]) -> impl Iterator<Item = &Entry> {
+    entries.iter().filter(|e| matches!(e.kind, Kind::File))
+}
+
+/// Below this many files, files are stored on the calling thread.
+const PARALLEL_FROM: usize = 64;
+
+/// Stores every file; the result is in the order of [`file_entries`].
 fn store_files(
     store: &FsStore,
     root: &Path,
     entries: &[Entry],
     cache: &StatCache,
     progress: &dyn Progress,
-) -> Result<BTreeMap<String, StoredFile>, SnapshotError> {
-    let store_one = |e: &Entry| -> Result<(String, StoredFile), SnapshotError> {
-        let path = root.join(&e.rel);
-        let meta = std::fs::symlink_metadata(&path)
-            .map_err(|err| SnapshotError::io("reading", &path, err))?;
-        let stamp = FileStamp::of(&meta);
+) -> Result<Vec<StoredFile>, SnapshotError> {
+    // Files are stat'ed relative to the root: the kernel then walks only
+    // the path's components below it.
+    let root_dir = rustix::fs::open(
+        root,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|err| SnapshotError::io("opening", root, err.into()))?;
+    let store_one = |e: &Entry| -> Result<StoredFile, SnapshotError> {
+        let stat = rustix::fs::statat(&root_dir, e.rel.as_str(), AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|err| SnapshotError::io("reading", root.join(&e.rel), err.into()))?;
+        let stamp = FileStamp::from_stat(&stat);
         // A hit is trusted without looking at the blob: the cache is saved
         // only after its blobs are durable, and gc drops it.
         let (digest, was_read) = match cache.lookup(&e.rel, &stamp) {
             Some(d) => (d, false),
-            None => (store.put_file(&path)?, true),
+            None => (store.put_file(&root.join(&e.rel))?, true),
         };
         progress.advance(1, digest.size());
-        Ok((
-            e.rel.clone(),
-            StoredFile {
-                digest,
-                stamp,
-                was_read,
-            },
-        ))
+        Ok(StoredFile {
+            digest,
+            stamp,
+            was_read,
+        })
     };
-    let files = entries
-        .iter()
-        .filter(|e| matches!(e.kind, Kind::File))
-        .collect::<Vec<_>>();
-    let stored: Result<Vec<_>, SnapshotError> =
-        cairn_store::io_pool().install(|| files.par_iter().map(|e| store_one(e)).collect());
-    Ok(stored?.into_iter().collect())
+    let files = file_entries(entries).collect::<Vec<_>>();
+    if files.len() < PARALLEL_FROM {
+        // A handful of files (a toolchain root's one binary): starting and
+        // then idling the pool's threads would cost more than it saves.
+        return files.into_iter().map(store_one).collect();
+    }
+    cairn_store::io_pool().install(|| files.par_iter().map(|e| store_one(e)).collect())
 }
 
 /// Encodes every directory, deepest first; returns the root's digest.
@@ -247,13 +279,14 @@ fn encode_directories(
     store: &FsStore,
     root: &Path,
     entries: &[Entry],
-    files: &BTreeMap<String, StoredFile>,
+    files: &[StoredFile],
 ) -> Result<Digest, SnapshotError> {
     let mut builders: BTreeMap<&str, DirectoryBuilder> = BTreeMap::new();
     builders.insert("", DirectoryBuilder::new());
     for e in entries.iter().filter(|e| matches!(e.kind, Kind::Dir)) {
         builders.insert(&e.rel, DirectoryBuilder::new());
     }
+    let mut files = files.iter();
     for e in entries {
         let (parent, name) = split_parent(&e.rel);
         check_name(root, &e.rel, name)?;
@@ -262,7 +295,7 @@ fn encode_directories(
             .expect("parents are walked before children");
         match e.kind {
             Kind::File => {
-                let f = &files[&e.rel];
+                let f = files.next().expect("one stored file per file entry");
                 builder.file(name, f.digest, f.stamp.executable());
             }
             Kind::Symlink => {

@@ -13,7 +13,6 @@
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use cairn_digest::Digest;
@@ -30,15 +29,16 @@ pub struct FileStamp {
 }
 
 impl FileStamp {
-    /// The stamp of a file's `lstat` metadata.
-    pub fn of(meta: &std::fs::Metadata) -> Self {
+    /// The stamp of a file's `lstat`/`fstatat` result.
+    pub fn from_stat(st: &rustix::fs::Stat) -> Self {
+        let ns = |secs: i64, nsecs: i64| i128::from(secs) * 1_000_000_000 + i128::from(nsecs);
         Self {
-            dev: meta.dev(),
-            ino: meta.ino(),
-            size: meta.size(),
-            mtime_ns: meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128,
-            ctime_ns: meta.ctime() as i128 * 1_000_000_000 + meta.ctime_nsec() as i128,
-            executable: meta.mode() & 0o111 != 0,
+            dev: st.st_dev,
+            ino: st.st_ino,
+            size: st.st_size as u64,
+            mtime_ns: ns(st.st_mtime, st.st_mtime_nsec as i64),
+            ctime_ns: ns(st.st_ctime, st.st_ctime_nsec as i64),
+            executable: st.st_mode & 0o111 != 0,
         }
     }
 
@@ -128,18 +128,22 @@ fn write_atomically(
 
 fn parse_line(line: &str) -> Option<(String, (FileStamp, Digest))> {
     let mut parts = line.splitn(9, ' ');
-    let mut num = || parts.next()?.parse::<i128>().ok();
-    let (dev, ino, size, mtime_ns, ctime_ns, x) = (num()?, num()?, num()?, num()?, num()?, num()?);
+    let mut num = || parts.next()?.parse::<u64>().ok();
+    let (dev, ino, size) = (num()?, num()?, num()?);
+    // Timestamps fit in i64 nanoseconds until 2262 (and i128 parses slowly).
+    let mut time = || parts.next()?.parse::<i64>().ok();
+    let (mtime_ns, ctime_ns) = (time()?, time()?);
+    let x = parts.next()?;
     let hex = parts.next()?;
     let digest = Digest::from_hex(hex, parts.next()?.parse().ok()?).ok()?;
     let path = parts.next()?.to_string();
     let stamp = FileStamp {
-        dev: dev as u64,
-        ino: ino as u64,
-        size: size as u64,
-        mtime_ns,
-        ctime_ns,
-        executable: x == 1,
+        dev,
+        ino,
+        size,
+        mtime_ns: mtime_ns.into(),
+        ctime_ns: ctime_ns.into(),
+        executable: x == "1",
     };
     Some((path, (stamp, digest)))
 }

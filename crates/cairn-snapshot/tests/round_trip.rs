@@ -78,6 +78,52 @@ fn unchanged_files_are_not_read_again_and_changes_are_seen() {
     assert_eq!(changed.files_read, 1);
 }
 
+/// Builds `dir/name` files as a snapshot should see them, by hand.
+fn expected_tree(dirs: &[&str], per_dir: usize) -> cairn_digest::Digest {
+    let mut root = DirectoryBuilder::new();
+    for dir in dirs {
+        let mut sub = DirectoryBuilder::new();
+        for i in 0..per_dir {
+            let content = format!("{dir} file {i}\n");
+            sub.file(
+                format!("f{i:03}"),
+                cairn_digest::Digest::of(content.as_bytes()),
+                i % 7 == 0,
+            );
+        }
+        root.directory(*dir, cairn_tree::directory_digest(&sub.build().unwrap()));
+    }
+    cairn_tree::directory_digest(&root.build().unwrap())
+}
+
+#[test]
+fn small_and_large_trees_match_a_tree_built_by_hand() {
+    // Few files are stored on the calling thread, many on the I/O pool;
+    // both must give every file its own digest and mode.
+    for per_dir in [3, 150] {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = FsStore::open(tmp.path().join("store")).unwrap();
+        let src = tmp.path().join("src");
+        let dirs = ["b", "a", "c"];
+        for dir in dirs {
+            std::fs::create_dir_all(src.join(dir)).unwrap();
+            for i in 0..per_dir {
+                let path = src.join(dir).join(format!("f{i:03}"));
+                std::fs::write(&path, format!("{dir} file {i}\n")).unwrap();
+                let mode = if i % 7 == 0 { 0o755 } else { 0o644 };
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            }
+        }
+        let added = add(&store, &src);
+        assert_eq!(added.files, 3 * per_dir as u64);
+        assert_eq!(
+            added.digest,
+            expected_tree(&dirs, per_dir),
+            "{per_dir} files a directory"
+        );
+    }
+}
+
 #[test]
 fn excludes_and_gitignore_leave_paths_out() {
     let tmp = tempfile::tempdir().unwrap();
