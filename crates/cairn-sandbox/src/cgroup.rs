@@ -9,9 +9,12 @@
 //! overruns and records that in `memory.oom_control`, so the outcome can say
 //! [`crate::Termination::MemoryExceeded`].
 //!
-//! The sandbox's outer process joins the cgroups itself (writing "0" to the
-//! `cgroup.procs` files the parent opened) before it forks, so no process of
-//! the step ever runs outside them. Only cgroup v1 (`/sys/fs/cgroup/memory`,
+//! Joining a v1 cgroup costs an RCU grace period (milliseconds), so it
+//! overlaps with the sandbox's setup: the outer process forks the sandbox's
+//! pid 1, then moves itself and pid 1 into the cgroups (writing to the
+//! `cgroup.procs` files the parent opened) while pid 1 builds the root
+//! filesystem; pid 1 forks the step only after the move is done, so no
+//! process of the step ever runs outside them (see `child.rs`). Only cgroup v1 (`/sys/fs/cgroup/memory`,
 //! `pids`, `freezer`) is implemented; on a pure cgroup v2 host a plan with a
 //! memory or process limit is refused rather than silently unlimited.
 
@@ -42,6 +45,15 @@ fn write(path: &Path, value: &str) -> Result<(), SandboxError> {
         path: path.to_path_buf(),
         source,
     })
+}
+
+/// Lowest fd number of a `cgroup.procs` file: the child keeps these open
+/// while it moves fds 0–3 into place, so they must not be among them.
+pub(crate) const MIN_PROCS_FD: RawFd = 10;
+
+/// `file` moved to an fd number of at least [`MIN_PROCS_FD`].
+fn high_fd(file: File) -> std::io::Result<File> {
+    Ok(rustix::io::fcntl_dupfd_cloexec(&file, MIN_PROCS_FD)?.into())
 }
 
 impl Cgroup {
@@ -81,7 +93,10 @@ impl Cgroup {
                 _ => {}
             }
             let procs = dir.join("cgroup.procs");
-            let file = OpenOptions::new().write(true).open(&procs);
+            let file = OpenOptions::new()
+                .write(true)
+                .open(&procs)
+                .and_then(high_fd);
             match file {
                 Ok(f) => cg.procs.push(f),
                 Err(source) => {

@@ -5,12 +5,16 @@
 //! `libc`, no allocation, no locks, reading only the precomputed
 //! [`Script`]. The processes are:
 //!
-//! 1. **outer** (the spawned child, host pid namespace): joins the cgroups,
-//!    closes every inherited fd but 0–2 and the status pipe (fd 3),
-//!    `unshare`s user/mount/pid/net/ipc/uts/cgroup namespaces, writes its uid
-//!    and gid maps, forks *init* and waits for it.
+//! 1. **outer** (the spawned child, host pid namespace): closes every
+//!    inherited fd but 0–2, the status pipe (fd 3) and the `cgroup.procs`
+//!    files, `unshare`s user/mount/pid/net/ipc/uts namespaces, writes its uid
+//!    and gid maps, forks *init*, then moves itself and *init* into the
+//!    cgroups (an RCU grace period each time, overlapping *init*'s setup),
+//!    tells *init* so on a pipe and waits for it.
 //! 2. **init** (pid 1 of the new pid namespace): builds the root filesystem
-//!    and pivots into it, sets the hostname, brings `lo` up, forks *step*,
+//!    and pivots into it, sets the hostname, brings `lo` up, waits until it
+//!    is in the cgroups, enters a new cgroup namespace (so the step sees its
+//!    cgroup as `/`), forks *step*,
 //!    reaps every orphan, and when *step* ends writes its wait status to the
 //!    status pipe and exits — and the kernel kills whatever is left in the
 //!    namespace. It dies with *outer* (`PR_SET_PDEATHSIG`), which dies with
@@ -161,27 +165,30 @@ pub(crate) fn enter(s: &Script) -> ! {
 }
 
 fn outer(s: &Script) -> Sys<c_int> {
-    for (i, fd) in s.cgroup_procs.iter().enumerate() {
-        // SAFETY: writing a static buffer to an fd the parent keeps open.
-        let r = unsafe { libc::write(*fd, b"0".as_ptr().cast(), 1) };
-        check(r as libc::c_long, Stage::JoinCgroup, i as u32)?;
-    }
-    // SAFETY: plain syscalls on integers; dup2 onto 3 then closing 4.. leaves
-    // exactly 0, 1, 2 and the status pipe open.
+    // SAFETY: plain syscalls on integers. The cgroup fds are >= 10
+    // (`MIN_PROCS_FD`), so the dup2 onto 3 cannot clobber them.
     unsafe {
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
         if s.status_fd != STATUS_FD && libc::dup2(s.status_fd, STATUS_FD) == -1 {
             libc::_exit(125);
         }
-        libc::close_range(4, u32::MAX, 0);
     }
+    close_all_but(&s.cgroup_procs);
+    let mut go = [0 as c_int; 2];
+    // SAFETY: `go` is a valid out-array of two fds.
+    check(
+        unsafe { libc::pipe2(go.as_mut_ptr(), libc::O_CLOEXEC) }.into(),
+        Stage::Fork,
+        1,
+    )?;
+    // No cgroup namespace yet: it is entered by pid 1 once in the cgroups,
+    // so that the step sees its own cgroup as `/`.
     let flags = libc::CLONE_NEWUSER
         | libc::CLONE_NEWNS
         | libc::CLONE_NEWPID
         | libc::CLONE_NEWNET
         | libc::CLONE_NEWIPC
-        | libc::CLONE_NEWUTS
-        | libc::CLONE_NEWCGROUP;
+        | libc::CLONE_NEWUTS;
     // SAFETY: unshare takes only flags.
     check(unsafe { libc::unshare(flags) }.into(), Stage::Unshare, 0)?;
     write_file(c"/proc/self/setgroups", b"deny", 0)?;
@@ -189,7 +196,25 @@ fn outer(s: &Script) -> Sys<c_int> {
     write_file(c"/proc/self/gid_map", &s.gid_map, 2)?;
     let pid = raw_fork()?;
     if pid == 0 {
-        init(s)
+        // SAFETY: closing fds this process owns.
+        unsafe {
+            libc::close(go[1]);
+            for fd in &s.cgroup_procs {
+                libc::close(*fd);
+            }
+        }
+        init(s, go[0])
+    }
+    // SAFETY: closing our copy of pid 1's end.
+    unsafe { libc::close(go[0]) };
+    join_cgroups(s, pid)?;
+    // SAFETY: a one-byte write to our pipe, then closing what we own.
+    unsafe {
+        libc::write(go[1], b"1".as_ptr().cast(), 1);
+        libc::close(go[1]);
+        for fd in &s.cgroup_procs {
+            libc::close(*fd);
+        }
     }
     let (_, status) = wait(pid);
     Ok(if libc::WIFEXITED(status) {
@@ -197,6 +222,48 @@ fn outer(s: &Script) -> Sys<c_int> {
     } else {
         125
     })
+}
+
+/// Closes every fd from 4 up except `keep` (sorted, all >= 4).
+fn close_all_but(keep: &[c_int]) {
+    let mut first = STATUS_FD as u32 + 1;
+    for &fd in keep {
+        let fd = fd as u32;
+        if fd > first {
+            // SAFETY: close_range on integers.
+            unsafe { libc::close_range(first, fd - 1, 0) };
+        }
+        first = fd + 1;
+    }
+    // SAFETY: as above.
+    unsafe { libc::close_range(first, u32::MAX, 0) };
+}
+
+/// Moves this process and `init` (a host pid) into every cgroup.
+fn join_cgroups(s: &Script, init: libc::pid_t) -> Sys {
+    let mut buf = [0u8; 12];
+    let init = decimal(init as u32, &mut buf);
+    for (i, fd) in s.cgroup_procs.iter().enumerate() {
+        for pid in [&b"0"[..], init] {
+            // SAFETY: writing a stack buffer to an fd the parent opened.
+            let r = unsafe { libc::write(*fd, pid.as_ptr().cast(), pid.len()) };
+            check(r as libc::c_long, Stage::JoinCgroup, i as u32)?;
+        }
+    }
+    Ok(())
+}
+
+/// `n` in decimal, in the tail of `buf` (no allocation).
+fn decimal(mut n: u32, buf: &mut [u8; 12]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[i..];
+        }
+    }
 }
 
 fn write_file(path: &CStr, data: &[u8], index: u32) -> Sys {
@@ -214,8 +281,9 @@ fn write_file(path: &CStr, data: &[u8], index: u32) -> Sys {
     Ok(())
 }
 
-/// Pid 1 of the sandbox. Never returns.
-fn init(s: &Script) -> ! {
+/// Pid 1 of the sandbox; `go` is readable once the outer process has moved
+/// it into the cgroups. Never returns.
+fn init(s: &Script, go: c_int) -> ! {
     // SAFETY: prctl with integer arguments. Non-dumpable: the step (same
     // uid) must not read pid 1's environ/memory/exe, which are the caller's.
     unsafe {
@@ -234,6 +302,15 @@ fn init(s: &Script) -> ! {
     if let Err(e) = setup() {
         fail_and_exit(e)
     }
+    if !joined(go) {
+        // The outer process failed to join and has reported why.
+        // SAFETY: async-signal-safe exit.
+        unsafe { libc::_exit(126) }
+    }
+    // SAFETY: unshare takes only flags; pid 1 has CAP_SYS_ADMIN in its userns.
+    if unsafe { libc::unshare(libc::CLONE_NEWCGROUP) } == -1 {
+        fail_and_exit((Stage::Unshare, 1, errno()))
+    }
     let step_pid = match raw_fork() {
         Ok(0) => step(s),
         Ok(pid) => pid,
@@ -250,6 +327,22 @@ fn init(s: &Script) -> ! {
             // SAFETY: exiting pid 1 makes the kernel kill the whole namespace.
             unsafe { libc::_exit(0) }
         }
+    }
+}
+
+/// Waits for the outer process's go-ahead on `go` (then closes it): true if
+/// it came, false if the outer process closed the pipe without it.
+fn joined(go: c_int) -> bool {
+    let mut b = [0u8; 1];
+    loop {
+        // SAFETY: reading into a one-byte stack buffer from an fd we own.
+        let r = unsafe { libc::read(go, b.as_mut_ptr().cast(), 1) };
+        if r == -1 && errno() == libc::EINTR {
+            continue;
+        }
+        // SAFETY: closing an fd we own.
+        unsafe { libc::close(go) };
+        return r == 1;
     }
 }
 

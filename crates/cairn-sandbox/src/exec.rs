@@ -3,16 +3,17 @@
 //!
 //! Order of events: validate → prepare sources in a scratch dir → create
 //! cgroups → lower to a [`crate::script::Script`] → `Command::spawn` with a
-//! `pre_exec` hook that never returns to std (see [`crate::child`]) → poll
-//! the outer process until it exits or the deadline passes → on timeout
-//! SIGKILL it (its pid-1 child follows through `PR_SET_PDEATHSIG`, taking
-//! the whole pid namespace with it) and freeze-and-kill the cgroup → read
-//! the status pipe → remove cgroups and scratch.
+//! `pre_exec` hook that never returns to std (see [`crate::child`]) → wait
+//! (`poll` on a pidfd) until the outer process exits or the deadline
+//! passes → on timeout SIGKILL it (its pid-1 child follows through
+//! `PR_SET_PDEATHSIG`, taking the whole pid namespace with it) and
+//! freeze-and-kill the cgroup → read the status pipe → remove cgroups and
+//! scratch.
 
 use std::io::Read;
 use std::os::unix::io::AsRawFd;
 use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -113,26 +114,51 @@ fn spawn_and_wait(
     let mut child = cmd.spawn().map_err(SandboxError::Spawn)?;
     drop(status_w);
     let deadline = start + plan.timeout;
-    let mut nap = Duration::from_millis(1);
-    let mut timed_out = false;
-    let status = loop {
-        match child.try_wait().map_err(SandboxError::Spawn)? {
-            Some(status) => break status,
-            None if Instant::now() >= deadline => {
-                timed_out = true;
-                tracing::debug!(timeout = ?plan.timeout, "sandbox timed out, killing it");
-                let _ = child.kill();
-                cgroup.kill_all();
-                break child.wait().map_err(SandboxError::Spawn)?;
-            }
-            None => {
-                std::thread::sleep(nap.min(deadline.saturating_duration_since(Instant::now())));
-                nap = (nap * 2).min(Duration::from_millis(50));
-            }
-        }
-    };
+    let exited = wait_until(&child, deadline).inspect_err(|_| {
+        let _ = child.kill();
+        let _ = child.wait();
+    });
+    let exited = exited?;
+    if !exited {
+        tracing::debug!(timeout = ?plan.timeout, "sandbox timed out, killing it");
+        let _ = child.kill();
+        cgroup.kill_all();
+    }
+    let status = child.wait().map_err(SandboxError::Spawn)?;
+    let timed_out = !exited;
     let duration = start.elapsed();
     Ok((read_messages(status_r), status, timed_out, duration))
+}
+
+/// Waits until `child` exits (true) or `deadline` passes (false), sleeping
+/// in `poll` on a pidfd so the exit is noticed at once.
+fn wait_until(child: &Child, deadline: Instant) -> Result<bool, SandboxError> {
+    let pid = rustix::process::Pid::from_child(child);
+    let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
+        .map_err(|e| SandboxError::Spawn(e.into()))?;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        // Round up, so the deadline has passed when poll times out.
+        let ms = left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
+        let mut fds = [libc::pollfd {
+            fd: pidfd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        // SAFETY: one valid pollfd on an fd we own, for the duration of the call.
+        let ready = unsafe { libc::poll(fds.as_mut_ptr(), 1, ms) };
+        match ready {
+            1.. => return Ok(true),
+            0 if Instant::now() >= deadline => return Ok(false),
+            0 => continue,
+            _ => {
+                let e = std::io::Error::last_os_error();
+                if e.kind() != std::io::ErrorKind::Interrupted {
+                    return Err(SandboxError::Spawn(e));
+                }
+            }
+        }
+    }
 }
 
 /// Reads what the children reported; never blocks (a straggler holding the

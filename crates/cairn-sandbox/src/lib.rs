@@ -15,8 +15,11 @@
 //!   (remounted read-only after setup); inputs are bound read-only, nosuid,
 //!   nodev, recursively; a `writable` mount is a private copy in the scratch
 //!   dir, discarded afterwards. `/out` is `out_dir`, read-write; `/tmp` a
-//!   private tmpfs; `/proc` a fresh procfs of the new pid namespace; `/dev`
-//!   a tmpfs holding only `null zero full random urandom` (bound from the
+//!   private tmpfs (`limits.tmp_bytes` large); a workdir outside every
+//!   mount is another private tmpfs of that size, discarded afterwards
+//!   (inside a mount it is as writable as the mount); `/proc` a fresh
+//!   procfs of the new pid namespace; `/dev` a tmpfs holding only
+//!   `null zero full random urandom` (bound from the
 //!   host) and the `fd stdin stdout stderr` symlinks. No tty, no pts.
 //! * Only a loopback interface, up. Host TCP ports and host abstract unix
 //!   sockets are unreachable (the latter is Nix's CVE-2024-27297).

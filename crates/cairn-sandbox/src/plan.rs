@@ -32,8 +32,10 @@ pub struct Plan {
     pub argv: Vec<String>,
     /// The complete environment of the step; nothing is inherited.
     pub env: BTreeMap<String, String>,
-    /// Working directory inside the sandbox; created on the tmpfs root if it
-    /// is not under a mount.
+    /// Working directory inside the sandbox. Inside a mount (or `/out`,
+    /// `/tmp`) it is that mount's directory, as writable as the mount;
+    /// otherwise it is a private writable tmpfs (sized like `/tmp`),
+    /// discarded after the step.
     pub workdir: PathBuf,
     /// Hostname (and nothing else) seen by the step.
     pub hostname: String,
@@ -68,6 +70,8 @@ pub struct Limits {
     pub cpu_seconds: Option<u64>,
     /// `RLIMIT_FSIZE`: largest file the step may write.
     pub file_size_bytes: Option<u64>,
+    /// Size of the `/tmp` tmpfs, and of the workdir's when it gets one (each).
+    pub tmp_bytes: Option<u64>,
 }
 
 /// Why a plan was rejected.

@@ -15,7 +15,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::io::RawFd;
 use std::path::{Component, Path};
 
-use crate::plan::{Plan, SANDBOX_ID};
+use crate::plan::{Plan, RESERVED, SANDBOX_ID};
+use crate::prepare::RootEntry;
 
 /// `mount_setattr` attribute bits (linux/mount.h).
 pub(crate) const ATTR_RDONLY: u64 = 0x1;
@@ -140,7 +141,8 @@ impl CArray {
 /// Everything the three child processes need, precomputed.
 #[derive(Debug)]
 pub(crate) struct Script {
-    /// `cgroup.procs` files to join (by writing "0") before anything else.
+    /// `cgroup.procs` files (fds >= 10, sorted) the outer process moves
+    /// itself and pid 1 into.
     pub cgroup_procs: Vec<RawFd>,
     /// Write end of the status pipe; becomes fd 3 in the children.
     pub status_fd: RawFd,
@@ -190,40 +192,45 @@ fn bind_op(root: &CString, target: &Path, src: &Source, attrs: u64) -> Op {
     }
 }
 
+/// `nosuid,nodev`: every tmpfs and bind of the sandbox has at least these.
+const NOSUID_NODEV: libc::c_ulong = libc::MS_NOSUID | libc::MS_NODEV;
+
+/// Mount attributes of an input (or `/out`) bind.
+fn input_attrs(writable: bool) -> u64 {
+    ATTR_NOSUID | ATTR_NODEV | if writable { 0 } else { ATTR_RDONLY }
+}
+
+/// Mount options of a tmpfs with `mode`, size-limited if `size` is set.
+fn tmpfs_data(mode: &str, size: Option<u64>) -> CString {
+    let data = match size {
+        Some(bytes) => format!("mode={mode},size={bytes}"),
+        None => format!("mode={mode}"),
+    };
+    cstr(data.as_bytes())
+}
+
 /// Lowers the root-filesystem part of a plan to operations.
 ///
 /// `root_entries` are the top-level entries of a mount at `/` (name, source,
 /// symlink target if it is one); `sources` are the other mounts, parents first.
 pub(crate) fn filesystem_ops(
     staging: &Path,
-    root_entries: &[(std::ffi::OsString, Source, Option<std::path::PathBuf>)],
+    root_entries: &[RootEntry],
     sources: &[Source],
     plan: &Plan,
 ) -> Vec<Op> {
     let root = cpath(staging);
-    let data = |s: &str| cstr(s.as_bytes());
-    let nosuid_nodev = libc::MS_NOSUID | libc::MS_NODEV;
     let mut ops = vec![
         Op::MakePrivate,
         Op::Tmpfs {
             at: root.clone(),
-            flags: nosuid_nodev,
-            data: data("mode=0755"),
+            flags: NOSUID_NODEV,
+            data: tmpfs_data("0755", None),
         },
     ];
-    let input_attrs =
-        |writable: bool| ATTR_NOSUID | ATTR_NODEV | if writable { 0 } else { ATTR_RDONLY };
-    for (name, src, link) in root_entries {
-        let target = Path::new("/").join(name);
-        match link {
-            Some(to) => ops.push(Op::Symlink {
-                root: root.clone(),
-                dirs: vec![],
-                name: cstr(name.as_bytes()),
-                target: cpath(to),
-            }),
-            None => ops.push(bind_op(&root, &target, src, input_attrs(src.writable))),
-        }
+    ops.extend(root_entries.iter().map(|e| root_entry_op(&root, e)));
+    if workdir_is_unmounted(plan, root_entries) {
+        ops.extend(workdir_tmpfs_ops(staging, plan));
     }
     for src in sources {
         ops.push(bind_op(&root, &src.target, src, input_attrs(src.writable)));
@@ -235,15 +242,92 @@ pub(crate) fn filesystem_ops(
         writable: true,
     };
     ops.push(bind_op(&root, &out.target, &out, input_attrs(true)));
-    for (dir, mode) in [("tmp", "mode=1777"), ("dev", "mode=0755")] {
+    ops.extend(system_dir_ops(staging, plan));
+    let (mut dirs, last) = split(&plan.workdir);
+    dirs.extend(last);
+    ops.push(Op::MakeDirs {
+        root: root.clone(),
+        dirs,
+    });
+    ops.extend(finish_ops(root));
+    ops
+}
+
+/// Binds (or recreates, for a symlink) one top-level entry of the `/` mount.
+fn root_entry_op(root: &CString, (name, src, link): &RootEntry) -> Op {
+    match link {
+        Some(to) => Op::Symlink {
+            root: root.clone(),
+            dirs: vec![],
+            name: cstr(name.as_bytes()),
+            target: cpath(to),
+        },
+        None => bind_op(
+            root,
+            &Path::new("/").join(name),
+            src,
+            input_attrs(src.writable),
+        ),
+    }
+}
+
+/// Whether the workdir lies outside every mount: not `/`, not under `/out`,
+/// `/tmp`…, not under a mount target nor a top-level entry of the `/` mount.
+/// Such a workdir gets a private writable tmpfs; inside a mount, the mount
+/// decides whether it is writable.
+fn workdir_is_unmounted(plan: &Plan, root_entries: &[RootEntry]) -> bool {
+    let w = &plan.workdir;
+    let Some(Component::Normal(first)) = w.components().nth(1) else {
+        return false;
+    };
+    let in_root_entry = root_entries.iter().any(|(name, ..)| name == first);
+    let in_mount = plan
+        .mounts
+        .iter()
+        .any(|m| m.target != Path::new("/") && w.starts_with(&m.target));
+    let reserved = RESERVED.iter().any(|r| w.starts_with(r));
+    !(in_root_entry || in_mount || reserved)
+}
+
+/// Creates the workdir on the root tmpfs and mounts its own tmpfs there,
+/// before any mount below it is bound. Every component of the path is a
+/// directory this sandbox just created (nothing is mounted on it yet), so
+/// the path-based mount cannot be redirected.
+fn workdir_tmpfs_ops(staging: &Path, plan: &Plan) -> [Op; 2] {
+    let (mut dirs, last) = split(&plan.workdir);
+    dirs.extend(last);
+    let relative = plan.workdir.strip_prefix("/").unwrap_or(&plan.workdir);
+    [
+        Op::MakeDirs {
+            root: cpath(staging),
+            dirs,
+        },
+        Op::Tmpfs {
+            at: cpath(&staging.join(relative)),
+            flags: NOSUID_NODEV,
+            data: tmpfs_data("0755", plan.limits.tmp_bytes),
+        },
+    ]
+}
+
+/// `/tmp`, `/dev` (devices and fd links) and `/proc`.
+fn system_dir_ops(staging: &Path, plan: &Plan) -> Vec<Op> {
+    let root = cpath(staging);
+    let data = |s: &str| cstr(s.as_bytes());
+    let mut ops = vec![];
+    let tmpfs = [
+        ("tmp", tmpfs_data("1777", plan.limits.tmp_bytes)),
+        ("dev", tmpfs_data("0755", None)),
+    ];
+    for (dir, options) in tmpfs {
         ops.push(Op::MakeDirs {
             root: root.clone(),
             dirs: vec![data(dir)],
         });
         ops.push(Op::Tmpfs {
             at: cpath(&staging.join(dir)),
-            flags: nosuid_nodev | libc::MS_NOEXEC,
-            data: data(mode),
+            flags: NOSUID_NODEV | libc::MS_NOEXEC,
+            data: options,
         });
     }
     for dev in DEVICES {
@@ -253,12 +337,8 @@ pub(crate) fn filesystem_ops(
             is_dir: false,
             writable: true,
         };
-        ops.push(bind_op(
-            &root,
-            &host.target,
-            &host,
-            ATTR_NOSUID | ATTR_NOEXEC,
-        ));
+        let attrs = ATTR_NOSUID | ATTR_NOEXEC;
+        ops.push(bind_op(&root, &host.target, &host, attrs));
     }
     let links = [
         ("fd", "/proc/self/fd"),
@@ -275,28 +355,29 @@ pub(crate) fn filesystem_ops(
         });
     }
     ops.push(Op::MakeDirs {
-        root: root.clone(),
+        root,
         dirs: vec![data("proc")],
     });
     ops.push(Op::Proc {
         at: cpath(&staging.join("proc")),
     });
-    let (mut dirs, last) = split(&plan.workdir);
-    dirs.extend(last);
-    ops.push(Op::MakeDirs {
-        root: root.clone(),
-        dirs,
-    });
-    ops.push(Op::PivotRoot { new_root: root });
-    ops.push(Op::RemountReadOnly {
-        at: data("/dev"),
-        flags: nosuid_nodev | libc::MS_NOEXEC,
-    });
-    ops.push(Op::RemountReadOnly {
-        at: data("/"),
-        flags: nosuid_nodev,
-    });
     ops
+}
+
+/// `pivot_root`, then `/dev` and the root tmpfs become read-only (the
+/// workdir's own tmpfs, a separate mount, stays writable).
+fn finish_ops(new_root: CString) -> [Op; 3] {
+    [
+        Op::PivotRoot { new_root },
+        Op::RemountReadOnly {
+            at: cstr(b"/dev"),
+            flags: NOSUID_NODEV | libc::MS_NOEXEC,
+        },
+        Op::RemountReadOnly {
+            at: cstr(b"/"),
+            flags: NOSUID_NODEV,
+        },
+    ]
 }
 
 /// The process part: ids, hostname, limits, command line.
@@ -328,6 +409,8 @@ pub(crate) fn build(
             .map(|d| cstr(format!("{}/{argv0}", d.trim_end_matches('/')).as_bytes()))
             .collect()
     };
+    let mut cgroup_procs = cgroup_procs;
+    cgroup_procs.sort_unstable();
     Script {
         cgroup_procs,
         status_fd,

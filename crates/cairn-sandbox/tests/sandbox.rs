@@ -139,7 +139,7 @@ fn writes_outside_out_and_tmp_fail_and_writable_copies_stay_private() {
     fs::create_dir(f.path("data")).unwrap();
     fs::write(f.path("data/file"), "original").unwrap();
     let mut plan = f.plan(
-        "for p in /x /bin/x /work/x /dev/x /proc/x /ro/x; do touch $p 2>/dev/null && echo WROTE $p; done; \
+        "for p in /x /bin/x /dev/x /proc/x /ro/x; do touch $p 2>/dev/null && echo WROTE $p; done; \
          echo changed > /ro/file || echo ro-refused; \
          echo changed > /data/file && touch /data/new && cat /data/file; \
          touch /tmp/ok /out/ok && echo tmp-and-out-ok",
@@ -165,6 +165,64 @@ fn writes_outside_out_and_tmp_fail_and_writable_copies_stay_private() {
     assert!(!f.path("data/new").exists());
     assert!(f.path("out/ok").exists());
     assert!(!f.path("rootfs/x").exists() && !f.path("rootfs/bin/x").exists());
+}
+
+#[test]
+fn an_unmounted_workdir_is_a_private_writable_tmpfs() {
+    let f = Fixture::new();
+    // The fixture's workdir is /work, which no mount (nor the root input) has.
+    let r = f.sh("echo hi > ./x && cat /work/x && grep -c ' /work tmpfs ' /proc/mounts");
+    assert_exit(&r, 0);
+    assert_eq!(r.stdout, "hi\n1\n", "stderr: {}", r.stderr);
+    assert!(!f.path("rootfs/work").exists());
+    let r = f.sh("test -e /work/x && echo LEFT-OVER; touch y && echo writable");
+    assert_exit(&r, 0);
+    assert_eq!(r.stdout, "writable\n", "stderr: {}", r.stderr);
+}
+
+#[test]
+fn a_workdir_inside_a_read_only_mount_stays_read_only() {
+    let f = Fixture::new();
+    fs::create_dir_all(f.path("src/sub")).unwrap();
+    let mut plan = f.plan("touch x 2>/dev/null && echo WROTE; pwd");
+    plan.mounts.push(Mount {
+        target: "/src".into(),
+        source: f.path("src"),
+        writable: false,
+    });
+    plan.workdir = "/src/sub".into();
+    let r = f.sh_plan(&plan);
+    assert_exit(&r, 0);
+    assert_eq!(r.stdout, "/src/sub\n", "stderr: {}", r.stderr);
+    assert!(!f.path("src/sub/x").exists());
+}
+
+#[test]
+fn tmp_and_workdir_sizes_are_limited() {
+    let f = Fixture::new();
+    let mut plan = f.plan(
+        "dd if=/dev/zero of=/tmp/small bs=1024 count=512 2>/dev/null && echo small-ok; \
+         dd if=/dev/zero of=/tmp/big bs=1024 count=2048 2>/dev/null || echo tmp-full; \
+         dd if=/dev/zero of=./big bs=1024 count=2048 2>/dev/null || echo workdir-full",
+    );
+    plan.limits.tmp_bytes = Some(1 << 20);
+    let r = f.sh_plan(&plan);
+    assert_exit(&r, 0);
+    assert_eq!(
+        r.stdout, "small-ok\ntmp-full\nworkdir-full\n",
+        "stderr: {}",
+        r.stderr
+    );
+}
+
+#[test]
+fn the_step_sees_its_cgroups_as_the_root() {
+    let f = Fixture::new();
+    let r = f.sh("grep -c . /proc/self/cgroup; grep -v ':/$' /proc/self/cgroup; true");
+    assert_exit(&r, 0);
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "cgroups outside `/`: {}", r.stdout);
+    assert!(lines[0].parse::<u32>().unwrap() > 0, "{}", r.stdout);
 }
 
 #[test]
