@@ -1,11 +1,14 @@
 //! [`Builder`]: a recipe, a store, and the order in which steps run.
 //!
 //! A build plans the requested step into waves ([`Recipe::plan`]),
-//! resolves every input those steps mount (once per builder), then runs
+//! resolves every input those steps mount (once per builder, concurrently), then runs
 //! wave after wave; the steps of one wave run concurrently (each sandbox on
 //! its own blocking thread). For each step it grafts the mounts into an
 //! input root, compiles the action, asks the action cache, and runs the
-//! step only on a miss (or always, under `check` / `no_cache`).
+//! step only on a miss (or always, under `check` / `no_cache`). With a
+//! remote cache attached ([`Builder::with_remote`]) a local miss is looked
+//! up remotely before running, and every result is published there
+//! ([`crate::remote`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -20,6 +23,7 @@ use crate::cache::{self, CachedResult};
 use crate::compare::differences;
 use crate::error::BuildError;
 use crate::inputs::{self, blocking, ResolvedInput};
+use crate::remote::{Published, Remote};
 use crate::run::{self, Job, Ran};
 use crate::{graft, BuildOptions, BuildReport, NoReporter, Reporter, StepReport};
 
@@ -34,6 +38,13 @@ enum Mode {
     Uncached,
 }
 
+/// Which action cache answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    Local,
+    Remote,
+}
+
 /// Builds the steps of one recipe into one store.
 pub struct Builder {
     store: Store,
@@ -41,6 +52,7 @@ pub struct Builder {
     recipe: Arc<Recipe>,
     recipe_dir: PathBuf,
     reporter: Arc<dyn Reporter>,
+    remote: Option<Remote>,
     inputs: Mutex<HashMap<String, ResolvedInput>>,
 }
 
@@ -66,6 +78,7 @@ impl Builder {
             recipe: Arc::new(recipe),
             recipe_dir: dir.unwrap_or(Path::new(".")).to_owned(),
             reporter: Arc::new(NoReporter),
+            remote: None,
             inputs: Mutex::new(HashMap::new()),
         })
     }
@@ -73,6 +86,15 @@ impl Builder {
     /// Reports progress and log lines to `reporter`.
     pub fn with_reporter(mut self, reporter: Arc<dyn Reporter>) -> Self {
         self.reporter = reporter;
+        self
+    }
+
+    /// Backs the local store with `remote`'s action cache and blobs: a
+    /// local miss is looked up there (and its outputs fetched), results are
+    /// published there, and pinned inputs the local store lacks come from
+    /// there. See [`crate::remote`].
+    pub fn with_remote(mut self, remote: Store) -> Self {
+        self.remote = Some(Remote::new(remote));
         self
     }
 
@@ -189,21 +211,32 @@ impl Builder {
         names
     }
 
+    /// Resolves the inputs not resolved yet, concurrently (snapshots and
+    /// fetches of different inputs overlap).
     async fn resolve_inputs(&self, waves: &[Vec<String>]) -> Result<(), BuildError> {
-        for name in self.needed_inputs(waves) {
-            if self.inputs.lock().expect("inputs lock").contains_key(&name) {
-                continue;
-            }
-            self.reporter.input_started(&name);
-            let input = &self.recipe.inputs[name.as_str()];
-            let refs = &*self.store.refs;
-            let resolved = inputs::resolve(&self.fs, refs, &self.recipe_dir, &name, input).await?;
-            self.inputs
-                .lock()
-                .expect("inputs lock")
-                .insert(name, resolved);
+        let missing: Vec<String> = {
+            let memo = self.inputs.lock().expect("inputs lock");
+            let needed = self.needed_inputs(waves).into_iter();
+            needed.filter(|n| !memo.contains_key(n)).collect()
+        };
+        let resolving = missing.iter().map(|name| self.resolve_input(name));
+        for resolved in try_join_all(resolving).await? {
+            let mut memo = self.inputs.lock().expect("inputs lock");
+            memo.insert(resolved.name.clone(), resolved);
         }
         Ok(())
+    }
+
+    async fn resolve_input(&self, name: &str) -> Result<ResolvedInput, BuildError> {
+        self.reporter.input_started(name);
+        let input = &self.recipe.inputs[name];
+        if let Some(remote) = &self.remote {
+            remote
+                .pull_input(&self.store, &self.fs, name, input)
+                .await?;
+        }
+        let refs = &*self.store.refs;
+        inputs::resolve(&self.fs, refs, &self.recipe_dir, name, input).await
     }
 
     fn mounts(&self, step: &str, outputs: &BTreeMap<String, Digest>) -> Vec<ResolvedMount> {
@@ -240,43 +273,86 @@ impl Builder {
         }
         let job = Job::new(name, &self.recipe.steps[name], mounts, &compiled);
         let action = compiled.action_digest;
-        let cached = match mode {
+        let found = match mode {
             Mode::Uncached => None,
-            _ => cache::lookup(&self.fs, &*self.store.refs, &action).await?,
+            _ => self.lookup(&action).await?,
         };
-        let report = |output, cached, seconds| StepReport {
+        let report = |output, origin: Option<Origin>, seconds| StepReport {
             name: name.to_owned(),
             action_digest: action,
             output,
-            cached,
+            cached: origin.is_some(),
+            remote: origin == Some(Origin::Remote),
             seconds,
         };
-        match (mode, cached) {
-            (Mode::Normal, Some(hit)) => {
-                self.reporter.step_cached(name, &hit.output);
-                Ok(report(hit.output, true, 0.0))
+        match (mode, found) {
+            (Mode::Normal, Some((hit, origin))) => {
+                if origin == Origin::Remote {
+                    self.reporter.step_fetched(name, &hit.output);
+                } else {
+                    self.reporter.step_cached(name, &hit.output);
+                    // A result built before the remote was attached.
+                    self.publish(name, &action, &hit.output).await;
+                }
+                Ok(report(hit.output, Some(origin), 0.0))
             }
-            (Mode::Check, Some(hit)) => {
+            (Mode::Check, Some((hit, _))) => {
                 let ran = self.check(&job, &hit).await?;
-                Ok(report(ran.output, false, ran.duration.as_secs_f64()))
+                Ok(report(ran.output, None, ran.duration.as_secs_f64()))
             }
             (Mode::Check, None) => {
                 let first = self.execute(&job).await?;
                 self.record(&action, &first).await?;
+                self.publish(name, &action, &first.output).await;
                 let hit = CachedResult {
                     output: first.output,
                     log: first.log,
                 };
                 let ran = self.check(&job, &hit).await?;
-                Ok(report(ran.output, false, ran.duration.as_secs_f64()))
+                Ok(report(ran.output, None, ran.duration.as_secs_f64()))
             }
             (_, _) => {
                 let ran = self.execute(&job).await?;
                 if mode == Mode::Normal {
                     self.record(&action, &ran).await?;
+                    self.publish(name, &action, &ran.output).await;
                 }
-                Ok(report(ran.output, false, ran.duration.as_secs_f64()))
+                Ok(report(ran.output, None, ran.duration.as_secs_f64()))
             }
+        }
+    }
+
+    /// The complete cached result of `action`: the local action cache's,
+    /// else the remote's (fetched into the local store).
+    async fn lookup(&self, action: &Digest) -> Result<Option<(CachedResult, Origin)>, BuildError> {
+        if let Some(hit) = cache::lookup(&self.fs, &*self.store.refs, action).await? {
+            return Ok(Some((hit, Origin::Local)));
+        }
+        let Some(remote) = &self.remote else {
+            return Ok(None);
+        };
+        let fetched = remote.fetch(&self.store, &self.fs, action).await?;
+        Ok(fetched.map(|hit| (hit, Origin::Remote)))
+    }
+
+    /// Publishes the local entry of `action` to the remote cache, if one is
+    /// attached. Best effort: a failure, or a remote entry with another
+    /// output than `ours`, is a warning and the build goes on.
+    async fn publish(&self, step: &str, action: &Digest, ours: &Digest) {
+        let Some(remote) = &self.remote else {
+            return;
+        };
+        match remote.publish(&self.store, action).await {
+            Ok(Some(Published::Differs { theirs })) => self.reporter.warning(
+                step,
+                &format!(
+                    "the remote action cache has output {theirs} for action {action}, this build made {ours}; the step may not be reproducible (the remote entry is kept, the local one too)"
+                ),
+            ),
+            Ok(_) => {}
+            Err(e) => self
+                .reporter
+                .warning(step, &format!("not published to the remote cache: {e}")),
         }
     }
 

@@ -53,7 +53,9 @@ pub async fn lookup(
     Ok(complete(fs, &result).then_some(result))
 }
 
-fn decode(bytes: &[u8]) -> Option<CachedResult> {
+/// What a successful entry's bytes say; `None` for a malformed entry or
+/// a failed run.
+pub fn decode(bytes: &[u8]) -> Option<CachedResult> {
     let r = ActionResult::decode(bytes).ok()?;
     if r.exit_code != 0 {
         return None;
@@ -90,9 +92,19 @@ pub async fn record(
     started: SystemTime,
     ended: SystemTime,
 ) -> Result<(), BuildError> {
+    store_entry(refs, action, encode(result, started, ended)).await
+}
+
+/// Writes the encoded entry `value` for `action`, replacing whatever is
+/// there (an incomplete or malformed entry: a complete one is a hit and
+/// never rewritten). Losing a race to a concurrent writer is fine.
+pub async fn store_entry(
+    refs: &dyn RefStore,
+    action: &Digest,
+    value: Vec<u8>,
+) -> Result<(), BuildError> {
     let name = ref_name(action);
     let err = |e| BuildError::store(format!("writing ref {}", name.as_str()), e);
-    let value = encode(result, started, ended);
     let current = refs.get(&name).await.map_err(err)?;
     match refs
         .compare_and_swap(&name, current.as_ref().map(|v| &v.version), value)

@@ -94,6 +94,15 @@ pub enum BuildError {
         #[source]
         source: StoreError,
     },
+    /// Copying blobs between the local store and a remote cache failed.
+    #[error("{what}: {source}")]
+    Transfer {
+        /// What was being copied, and where.
+        what: String,
+        /// Why.
+        #[source]
+        source: Box<cairn_transfer::TransferError>,
+    },
     /// A directory in the store does not decode, or a new one is invalid.
     #[error("directory {digest}: {source}")]
     Tree {

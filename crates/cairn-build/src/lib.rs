@@ -10,6 +10,12 @@
 //! into a read-only cache ([`trees`]) and runs in the sandbox ([`run`]);
 //! what it leaves in `/out` is snapshotted into the output tree.
 //!
+//! Builds run in a local directory store. A shared store — a `cairn
+//! server` or an S3 bucket — can back it as a remote cache
+//! ([`Builder::with_remote`], [`remote`]): a local miss is looked up there
+//! and its outputs fetched, and what a build produces is published there,
+//! outputs before the action-cache entry.
+//!
 //! The crate never prints: progress and live log lines go through the
 //! [`Reporter`] trait the CLI implements, and results come back as a
 //! [`BuildReport`] the CLI renders.
@@ -19,6 +25,7 @@ pub mod compare;
 pub mod error;
 pub mod graft;
 pub mod inputs;
+pub mod remote;
 pub mod run;
 pub mod trees;
 
@@ -30,6 +37,7 @@ pub use builder::Builder;
 pub use compare::Difference;
 pub use error::BuildError;
 pub use inputs::ResolvedInput;
+pub use remote::{Published, Remote};
 pub use report::{BuildOptions, BuildReport, StepReport};
 
 use cairn_digest::Digest;
@@ -41,12 +49,21 @@ pub trait Reporter: Send + Sync {
     fn input_started(&self, _input: &str) {}
     /// A step's result came from the action cache.
     fn step_cached(&self, _step: &str, _output: &Digest) {}
+    /// A step's result came from the remote action cache (its outputs are
+    /// now in the local store). Shown as a cached step unless overridden.
+    fn step_fetched(&self, step: &str, output: &Digest) {
+        self.step_cached(step, output);
+    }
     /// A step started running in the sandbox.
     fn step_started(&self, _step: &str) {}
     /// One line of a running step's output (stdout and stderr interleaved).
     fn log_line(&self, _step: &str, _line: &str) {}
     /// A step ran successfully.
     fn step_finished(&self, _step: &str, _output: &Digest, _seconds: f64) {}
+    /// Something the user should know that does not fail the build (a
+    /// result that could not be published to the remote cache, or one the
+    /// remote holds with a different output).
+    fn warning(&self, _step: &str, _message: &str) {}
 }
 
 /// A [`Reporter`] that shows nothing.

@@ -40,10 +40,12 @@ impl Tail {
         })
     }
 
-    /// Reports what is left in the file and stops.
+    /// Reports what is left in the file and stops (at once: the thread is
+    /// woken rather than left to finish its nap).
     pub fn finish(mut self) {
         self.stop.store(true, Ordering::Release);
         if let Some(t) = self.thread.take() {
+            t.thread().unpark();
             let _ = t.join();
         }
     }
@@ -77,7 +79,8 @@ fn follow(file: File, stop: &AtomicBool, step: &str, reporter: &dyn Reporter) {
             }
             return;
         }
-        std::thread::sleep(Duration::from_millis(50));
+        // `finish` unparks us; a token left by an early unpark is not lost.
+        std::thread::park_timeout(Duration::from_millis(50));
     }
 }
 

@@ -23,6 +23,9 @@ pub struct StepReport {
     pub output: Digest,
     /// Whether the result came from the action cache.
     pub cached: bool,
+    /// Whether that cached result came from the remote action cache (it is
+    /// now in the local one too).
+    pub remote: bool,
     /// Time spent running it (0 when cached).
     pub seconds: f64,
 }

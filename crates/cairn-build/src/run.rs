@@ -13,7 +13,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -21,6 +21,7 @@ use cairn_digest::Digest;
 use cairn_recipe::{CompiledAction, ResolvedMount, Step};
 use cairn_sandbox::{Limits, Mount, Plan, Termination};
 use cairn_store::FsStore;
+use cairn_tree::{encode_directory, proto::Directory};
 
 use crate::error::BuildError;
 use crate::logs::{kept_log_path, last_lines, Tail, TAIL_LINES};
@@ -112,21 +113,44 @@ pub fn run(fs: &FsStore, job: &Job, reporter: Arc<dyn Reporter>) -> Result<Ran, 
             });
         }
     }
-    let output = snapshot_temp(fs, &out_dir).map_err(|source| BuildError::Snapshot {
-        what: format!("output of step `{}`", job.name),
-        source,
-    })?;
-    let log = fs
-        .put_file(&log_path)
-        .and_then(|log| fs.put_bytes_sync(b"").map(|_| log))
+    let output = output_tree(fs, &job.name, &out_dir)?;
+    let log = store_log(fs, &log_path)
         .map_err(|e| BuildError::store(format!("storing the log of step `{}`", job.name), e))?;
     Ok(Ran {
-        output: output.digest,
+        output,
         log,
         started,
         ended,
         duration: outcome.duration,
     })
+}
+
+/// The tree of `/out`. An empty `/out` (a step run only for its checks)
+/// is the empty directory, stored without walking or snapshotting anything.
+fn output_tree(fs: &FsStore, step: &str, out_dir: &Path) -> Result<Digest, BuildError> {
+    let mut entries =
+        std::fs::read_dir(out_dir).map_err(|e| BuildError::io("reading", out_dir, e))?;
+    if entries.next().is_none() {
+        let empty = encode_directory(&Directory::default());
+        return fs
+            .put_bytes_sync(&empty)
+            .map_err(|e| BuildError::store(format!("storing the output of step `{step}`"), e));
+    }
+    let added = snapshot_temp(fs, out_dir).map_err(|source| BuildError::Snapshot {
+        what: format!("output of step `{step}`"),
+        source,
+    })?;
+    Ok(added.digest)
+}
+
+/// Stores the log (an empty one without copying it) and the empty blob the
+/// action result names as stderr.
+fn store_log(fs: &FsStore, log_path: &Path) -> Result<Digest, cairn_store::StoreError> {
+    let empty = fs.put_bytes_sync(b"")?;
+    match std::fs::metadata(log_path) {
+        Ok(m) if m.len() == 0 => Ok(empty),
+        _ => fs.put_file(log_path),
+    }
 }
 
 /// The sandbox plan of `job`, with its trees materialized.
@@ -157,6 +181,7 @@ fn plan(fs: &FsStore, job: &Job, out_dir: PathBuf) -> Result<Plan, BuildError> {
             open_files: Some(u64::from(l.open_files)),
             cpu_seconds: None,
             file_size_bytes: None,
+            tmp_bytes: Some(l.tmp),
         },
     })
 }
@@ -189,5 +214,21 @@ fn failed(fs: &FsStore, job: &Job, status: Termination, log: &std::path::Path) -
         termination: status,
         tail: last_lines(log, TAIL_LINES),
         log: kept,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_out_is_the_tree_a_snapshot_would_give() {
+        let tmp = tempfile::tempdir().unwrap();
+        let fs = FsStore::open(tmp.path().join("s")).unwrap();
+        let out = tmp.path().join("out");
+        std::fs::create_dir(&out).unwrap();
+        let fast = output_tree(&fs, "s", &out).unwrap();
+        assert_eq!(fast, snapshot_temp(&fs, &out).unwrap().digest);
+        assert!(fs.has_sync(&fast));
     }
 }
