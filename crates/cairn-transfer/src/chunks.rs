@@ -17,22 +17,26 @@
 //! * To copy a large file the destination lacks: take the source's chunk
 //!   list if it has one (then chunks are copied blob to blob), else spool
 //!   the file to a temporary file and cut it; put only the chunks the
-//!   destination lacks; record the list; then **assemble** the file in the
-//!   destination from chunks it now holds, and `put` it whole, which
-//!   verifies its SHA-256.
-//! * Assembly runs in this process. For a local destination
-//!   ([`Store::local`]) it reads and writes the local directory, so only the
-//!   new chunks crossed into the store. For a remote destination it has to
-//!   read the chunks back and upload the whole file: chunking then saves
-//!   nothing on upload (a `cairn server` endpoint or S3 `UploadPartCopy` that
-//!   assembles server-side would; neither exists yet).
+//!   destination lacks; record the list; then have the destination
+//!   **assemble** the file from chunks it now holds
+//!   ([`BlobStore::assemble`]), which verifies the whole file's SHA-256 and
+//!   stores nothing if it does not match.
+//! * Where the file is assembled depends on the destination. A local store
+//!   concatenates its chunk files; a `cairn server` does the same on its
+//!   side (`POST /v1/assemble/<hex>/<size>`; over an S3 backing it reads
+//!   the chunks back itself). Either way only the new chunks and the list
+//!   cross the wire: a 1 MiB change to a 100 MiB file moves a few MB. A
+//!   destination that cannot assemble (S3 directly, or a server older than
+//!   the route) gets the file put whole from here, reading the chunks back
+//!   from it ([`cairn_store::assemble::by_copy`]), and the report counts
+//!   those bytes too. (S3's `UploadPartCopy` could assemble server-side;
+//!   it is not used yet.)
 
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use cairn_digest::Digest;
-use cairn_store::{BlobReader, BlobStore, BlobStoreExt, RefName, Store, StoreError};
+use cairn_store::{Assembled, BlobReader, BlobStore, BlobStoreExt, RefName, Store, StoreError};
 use futures::{StreamExt, TryStreamExt};
 use tokio::io::AsyncWriteExt;
 
@@ -111,7 +115,7 @@ pub(crate) async fn copy_chunked(from: &Store, to: &Store, file: Digest) -> Resu
     .await?;
     report.bytes_put += missing.iter().map(|(_, d)| d.size()).sum::<u64>();
     report.bytes_put += record_list(to, file, chunks.clone()).await?;
-    assemble(to, file, chunks).await?;
+    report.bytes_put += assemble(to, file, &chunks).await?;
     Ok(report)
 }
 
@@ -242,31 +246,26 @@ async fn record_list(to: &Store, file: Digest, chunks: Vec<Digest>) -> Result<u6
     }
 }
 
-/// Puts `file` into `to` from chunks `to` already holds; the put verifies the
-/// whole file's digest. Local destinations assemble without going through
-/// their `blobs` (which a caller may have wrapped to count traffic).
-async fn assemble(to: &Store, file: Digest, chunks: Vec<Digest>) -> Result<()> {
+/// Puts `file` into `to` from chunks `to` already holds, where they are if
+/// `to` can assemble, else from here; returns the bytes that had to be put
+/// (0, or the whole file). A local destination assembles without going
+/// through its `blobs` (which a caller may have wrapped to count traffic).
+async fn assemble(to: &Store, file: Digest, chunks: &[Digest]) -> Result<u64> {
     let target: Arc<dyn BlobStore> = match &to.local {
         Some(fs) => fs.clone(),
         None => to.blobs.clone(),
     };
-    let reader = target.clone();
-    let stream = futures::stream::iter(chunks).then(move |d| {
-        let reader = reader.clone();
-        async move {
-            reader
-                .get_bytes(&d)
+    let blob = |source| TransferError::Blob {
+        digest: file,
+        source,
+    };
+    match target.assemble(&file, chunks).await.map_err(blob)? {
+        Assembled::Stored => Ok(0),
+        Assembled::Unsupported => {
+            cairn_store::assemble::by_copy(target, &file, chunks)
                 .await
-                .map(Bytes::from)
-                .map_err(std::io::Error::other)
+                .map_err(blob)?;
+            Ok(file.size())
         }
-    });
-    let data: BlobReader = Box::pin(tokio_util::io::StreamReader::new(stream));
-    target
-        .put(&file, data)
-        .await
-        .map_err(|source| TransferError::Blob {
-            digest: file,
-            source,
-        })
+    }
 }

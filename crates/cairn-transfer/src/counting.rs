@@ -6,10 +6,11 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use cairn_digest::Digest;
-use cairn_store::{BlobReader, BlobStore, Result};
+use cairn_store::{Assembled, BlobReader, BlobStore, Result};
 
 /// Wraps a [`BlobStore`] and counts the puts made through it and the bytes
-/// they claimed (each put's digest size, counted whether or not it succeeded).
+/// they claimed (each put's digest size, counted whether or not it
+/// succeeded). Assembly from stored chunks is passed through uncounted.
 #[derive(Debug)]
 pub struct CountingStore {
     inner: Arc<dyn BlobStore>,
@@ -62,5 +63,10 @@ impl BlobStore for CountingStore {
 
     async fn flush(&self) -> Result<()> {
         self.inner.flush().await
+    }
+
+    /// Not a put: the bytes are already in the store, so nothing is counted.
+    async fn assemble(&self, file: &Digest, chunks: &[Digest]) -> Result<Assembled> {
+        self.inner.assemble(file, chunks).await
     }
 }

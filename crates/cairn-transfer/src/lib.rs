@@ -54,7 +54,8 @@ pub struct CopyReport {
     /// Blobs the destination lacked (and now holds).
     pub blobs_copied: u64,
     /// Bytes handed to the destination's `put`: whole small blobs, new
-    /// chunks and chunk lists (not the local reassembly of chunked files).
+    /// chunks and chunk lists, and whole chunked files only where the
+    /// destination could not assemble them from their chunks itself.
     pub bytes_copied: u64,
     /// Large files that travelled as chunks.
     pub files_chunked: u64,

@@ -142,6 +142,41 @@ impl BlobStore for Recording {
 }
 
 #[tokio::test]
+async fn a_corrupt_source_blob_is_named_and_not_copied() {
+    let src = tempfile::tempdir().unwrap();
+    let fs = FsStore::open(src.path()).unwrap();
+    let path_of_a = fs.blob_path(&Digest::of(FILE_A));
+    let from = Store::local(fs);
+    let root = tree(&from, noise(1000, 7)).await;
+    // Same length, one byte flipped: only the hash can tell.
+    let mut bytes = std::fs::read(&path_of_a).unwrap();
+    bytes[0] ^= 1;
+    std::fs::set_permissions(
+        &path_of_a,
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
+    std::fs::write(&path_of_a, bytes).unwrap();
+
+    let dst = tempfile::tempdir().unwrap();
+    for to in [
+        Store::memory(),
+        Store::local(FsStore::open(dst.path()).unwrap()),
+    ] {
+        let err = copy_closure(&from, &to, root, Kind::Tree, &CopyOptions::default(), &())
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(&Digest::of(FILE_A).to_string()), "{err}");
+        assert!(!to.blobs.has(&Digest::of(FILE_A)).await.unwrap());
+        assert!(
+            !to.blobs.has(&root).await.unwrap(),
+            "the root arrived without its files"
+        );
+    }
+}
+
+#[tokio::test]
 async fn directories_arrive_after_their_contents() {
     let from = Store::memory();
     let root = tree(&from, noise(1000, 6)).await;
