@@ -8,9 +8,9 @@
 //! fails closed: every authenticated request gets a 500 until it is fixed.
 //!
 //! What each request needs is a [`Scope`]: reads need `read` (unless the
-//! server allows anonymous reads), blob and action-cache writes need
-//! `write`, and ref writes need the scope of the ref's namespace
-//! ([`scope_for_ref`]). `admin` grants everything.
+//! server allows anonymous reads), blob uploads, assembly from chunks and
+//! action-cache writes need `write`, and ref writes need the scope of the
+//! ref's namespace ([`scope_for_ref`]). `admin` grants everything.
 
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
@@ -28,18 +28,26 @@ use crate::tokens::{self, Holder, Scope};
 const NO_TOKENS: &str = "this server has no tokens configured; create one with \
 `cairn server token create NAME --scope write` (or --scope read, admin, promote:SERVICE, fleet:SERVICE)";
 
-/// The scope a write to `name` needs: `ac/…` is the action cache
-/// (`write`), `channels/S/…` and `releases/S/…` need `promote:S`,
-/// `fleet/S/…` needs `fleet:S`, anything else `admin`.
+/// The scope a write to `name` needs: `ac/…` is the action cache and
+/// `chunks/<hex>` a large file's chunk list, both written by whoever
+/// uploads blobs (`write`); `channels/S/…` and `releases/S/…` need
+/// `promote:S`, `fleet/S/…` needs `fleet:S`, anything else `admin`.
 pub fn scope_for_ref(name: &RefName) -> Scope {
     let mut parts = name.as_str().splitn(3, '/');
     let (first, service, rest) = (parts.next(), parts.next(), parts.next());
     match (first, service, rest) {
         (Some("ac"), Some(_), _) => Scope::Write,
+        (Some("chunks"), Some(hex), None) if is_sha256_hex(hex) => Scope::Write,
         (Some("channels" | "releases"), Some(s), Some(_)) => Scope::Promote(s.into()),
         (Some("fleet"), Some(s), Some(_)) => Scope::Fleet(s.into()),
         _ => Scope::Admin,
     }
+}
+
+/// Whether `text` is a SHA-256 hash in lowercase hex, as a `chunks/` ref's
+/// second segment must be.
+fn is_sha256_hex(text: &str) -> bool {
+    text.len() == 64 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// Checks requests against the tokens file.
@@ -159,6 +167,9 @@ mod tests {
         assert_eq!(s("channels/web/prod"), Scope::Promote("web".into()));
         assert_eq!(s("releases/web/1.0"), Scope::Promote("web".into()));
         assert_eq!(s("fleet/web/eu/members/a"), Scope::Fleet("web".into()));
+        assert_eq!(s(&format!("chunks/{}", "0f".repeat(32))), Scope::Write);
+        assert_eq!(s("chunks/00ff"), Scope::Admin, "not a hash");
+        assert_eq!(s(&format!("chunks/{}/x", "0f".repeat(32))), Scope::Admin);
         assert_eq!(s("channels/web"), Scope::Admin);
         assert_eq!(s("other"), Scope::Admin);
     }

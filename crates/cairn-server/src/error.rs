@@ -26,6 +26,10 @@ pub enum ApiError {
     /// 404: nothing there.
     #[error("{0}")]
     NotFound(String),
+    /// 409: the request needs something the store lacks (a chunk to
+    /// assemble from).
+    #[error("{0}")]
+    Conflict(String),
     /// 411: a Bazel CAS upload without `Content-Length`.
     #[error("PUT /cas needs a Content-Length header")]
     LengthRequired,
@@ -50,6 +54,7 @@ impl ApiError {
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Conflict(_) => StatusCode::CONFLICT,
             Self::LengthRequired => StatusCode::LENGTH_REQUIRED,
             Self::PreconditionRequired(_) => StatusCode::PRECONDITION_REQUIRED,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,

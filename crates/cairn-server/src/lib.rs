@@ -7,7 +7,9 @@
 //!   REAPI `ActionResult`, the same ref cairn's own builds use.
 //! * **cairn clients** (the `http(s)://` store backend in `cairn-store`)
 //!   through `/v1/…`: batch missing-blob queries, streamed and verified
-//!   blobs, refs with ETags and `If-Match`, and a server-sent-events watch.
+//!   blobs, many small blobs uploaded in one request, assembly of a large
+//!   blob from chunks already uploaded, refs with ETags and `If-Match`,
+//!   and a server-sent-events watch.
 //! * **operators** through `/healthz`, Prometheus `/metrics` and the live
 //!   dashboard at `/` (`dashboard`).
 //!

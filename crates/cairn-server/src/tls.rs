@@ -1,7 +1,7 @@
 //! HTTPS for `cairn server`: rustls (with the `ring` provider the rest of
 //! the workspace already uses) in front of the same router.
 //!
-//! [`TlsListener`] is an [`axum::serve::Listener`], so TLS keeps
+//! `TlsListener` is an [`axum::serve::Listener`], so TLS keeps
 //! `axum::serve`'s graceful shutdown. Handshakes run in their own tasks
 //! (bounded by [`HANDSHAKE_TIMEOUT`]), so one slow or hostile client
 //! cannot hold up accepting others; finished connections are handed to

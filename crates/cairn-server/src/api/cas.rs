@@ -20,6 +20,9 @@ use crate::error::ApiError;
 use crate::metrics::Cache;
 use crate::tokens::Scope;
 
+/// Blobs up to this size are read whole rather than streamed.
+const SMALL_BLOB: u64 = 64 * 1024;
+
 /// `GET /cas/<hex>`
 #[instrument(skip_all, fields(hash = %hash))]
 pub async fn get(
@@ -32,6 +35,27 @@ pub async fn get(
         Some(d) => d,
         None => return Ok(miss(&state)),
     };
+    // Small blobs from a local store: one blocking read (verified) instead
+    // of a blocking-pool round trip per open, read and close of a stream.
+    if digest.size() <= SMALL_BLOB {
+        if let Some(fs) = state.store.local.clone() {
+            let read = tokio::task::spawn_blocking(move || fs.read_blob_sync(&digest))
+                .await
+                .map_err(|e| ApiError::Internal(format!("reading {digest}: {e}")))??;
+            return Ok(match read {
+                Some(bytes) => {
+                    state.metrics.cache_lookup(Cache::Cas, true);
+                    (
+                        StatusCode::OK,
+                        [(header::CONTENT_TYPE, "application/octet-stream")],
+                        Body::from(bytes),
+                    )
+                        .into_response()
+                }
+                None => miss(&state),
+            });
+        }
+    }
     match state.store.blobs.get(&digest).await? {
         Some(reader) => {
             state.metrics.cache_lookup(Cache::Cas, true);

@@ -4,6 +4,7 @@
 //! [`RefName::new`], prefixes may not contain `.`/`..`/empty segments.
 
 mod ac;
+mod assemble;
 mod blobs;
 mod cas;
 mod health;
@@ -29,10 +30,12 @@ pub fn router(state: State) -> Router {
         .route("/cas/{hash}", get(cas::get).head(cas::head).put(cas::put))
         .route("/ac/{hash}", get(ac::get).put(ac::put))
         .route("/v1/blobs/missing", post(blobs::missing))
+        .route("/v1/blobs/batch", post(blobs::batch))
         .route(
             "/v1/blobs/{hash}/{size}",
             get(blobs::get).head(blobs::head).put(blobs::put),
         )
+        .route("/v1/assemble/{hash}/{size}", post(assemble::assemble))
         .route("/v1/refs", get(refs::list))
         .route(
             "/v1/refs/{*name}",

@@ -18,6 +18,8 @@ fn routes() -> Vec<(Method, String, bool)> {
         (Method::GET, format!("/v1/blobs/{h}/1"), true),
         (Method::HEAD, format!("/v1/blobs/{h}/1"), true),
         (Method::PUT, format!("/v1/blobs/{h}/1"), false),
+        (Method::POST, format!("/v1/assemble/{h}/1"), false),
+        (Method::POST, "/v1/blobs/batch".into(), false),
         (Method::GET, "/v1/refs?prefix=".into(), true),
         (Method::GET, "/v1/refs/a/b".into(), true),
         (Method::PUT, "/v1/refs/a/b".into(), false),

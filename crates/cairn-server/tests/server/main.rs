@@ -3,6 +3,8 @@
 //! hand-written requests for what a well-behaved client never sends).
 
 mod access;
+mod assemble;
+mod batch;
 mod bazel;
 mod faults;
 mod harness;

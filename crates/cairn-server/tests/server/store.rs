@@ -10,6 +10,8 @@ async fn conformance_suite_over_http() {
     let server = TestServer::start().await;
     let store = server.client(&server.admin);
     conformance::blobs(store.blobs.as_ref()).await;
+    conformance::put_many(store.blobs.as_ref()).await;
+    conformance::assemble(store.blobs.as_ref()).await;
     conformance::refs(store.refs.as_ref()).await;
     conformance::watch(store.refs.as_ref()).await;
 }
