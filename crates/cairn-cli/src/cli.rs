@@ -1,5 +1,9 @@
 //! The command-line grammar (clap derive). Validation beyond types happens
 //! in each command's module.
+//!
+//! The doc comments here are `--help` text, written for a terminal
+//! (`sha256:<hex>`, `[default: …]`), not for rustdoc.
+#![allow(rustdoc::invalid_html_tags, rustdoc::broken_intra_doc_links)]
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -97,6 +101,14 @@ pub enum Command {
     #[command(subcommand)]
     Ref(RefCommand),
     /// Build a step of ./cairn.toml hermetically; prints its output tree digest.
+    ///
+    /// With a remote --store (s3://… or http(s)://…) the build runs in the
+    /// local cache and uses the remote as a shared action cache: a step the
+    /// cache lacks is taken from the remote's action cache when it is there
+    /// (its outputs are fetched, nothing runs), and a step that runs has its
+    /// outputs and then its action-cache entry uploaded, never replacing an
+    /// entry already there. Pinned inputs the cache lacks come from the
+    /// remote.
     Build(BuildArgs),
     /// Build the release step, sign it with SLSA provenance, store it; prints the release digest.
     Release(ReleaseArgs),
@@ -291,8 +303,14 @@ pub enum StoreCommand {
         copy: bool,
     },
     /// Re-hash every blob; exit 1 naming each corrupt one.
+    ///
+    /// Maintenance of the backend: runs on a local directory store only (for a
+    /// cairn server, on the server host against its own directory).
     Verify,
     /// Delete blobs no ref reaches and older than the grace period.
+    ///
+    /// Maintenance of the backend: runs on a local directory store only (for a
+    /// cairn server, on the server host against its own directory).
     Gc {
         /// Only report what would be deleted.
         #[arg(long)]

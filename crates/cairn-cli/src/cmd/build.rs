@@ -7,6 +7,14 @@
 //! was cached and how long it ran. A failed step shows the tail of its log;
 //! a failed `--check` lists each differing file with both digests (and runs
 //! `diffoscope` on them when it is installed).
+//!
+//! With a remote `--store` (a `cairn server`, an S3 bucket) the build runs
+//! in the local cache with the remote as its remote cache, as Bazel's
+//! `--remote_cache`: a step the cache lacks is looked up in the remote's
+//! action cache and its outputs fetched (`"remote": true` in `--json`), and
+//! what the build runs is uploaded there, outputs before the entry; pinned
+//! inputs come from the remote when the cache lacks them. See
+//! `cairn_build::remote`.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -14,12 +22,13 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Result;
 use cairn_build::compare::Entry;
-use cairn_build::{BuildError, BuildOptions, Builder, Difference, Reporter};
+use cairn_build::{BuildError, BuildOptions, Difference, Reporter};
 use cairn_digest::Digest;
 use cairn_store::FsStore;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
+use super::Workspace;
 use crate::cli::{BuildArgs, Global};
 use crate::output::emit;
 
@@ -29,20 +38,19 @@ struct StepJson {
     action_digest: String,
     output: String,
     cached: bool,
+    remote: bool,
     seconds: f64,
 }
 
 pub async fn run(global: &Global, args: BuildArgs) -> Result<i32> {
-    let store = super::open_store(global)?;
-    super::local(&store, "build")?;
-    let fs = store.local.clone().expect("checked just above");
+    let ws = Workspace::open(global)?;
     let file = match (&args.file, &args.dir) {
         (Some(f), _) => f.clone(),
         (None, Some(d)) => d.join("cairn.toml"),
         (None, None) => PathBuf::from("cairn.toml"),
     };
     let reporter = Arc::new(Live::new());
-    let builder = Builder::from_file(store, &file)?.with_reporter(reporter.clone());
+    let builder = ws.builder(&file)?.with_reporter(reporter.clone());
     let step = match args.step {
         Some(s) => s,
         None => builder.default_step()?,
@@ -55,7 +63,7 @@ pub async fn run(global: &Global, args: BuildArgs) -> Result<i32> {
     reporter.bar.finish_and_clear();
     let report = match result {
         Ok(r) => r,
-        Err(e) => return failure(&fs, e),
+        Err(e) => return failure(&ws.fs, e),
     };
     let steps: Vec<StepJson> = report
         .steps
@@ -65,6 +73,7 @@ pub async fn run(global: &Global, args: BuildArgs) -> Result<i32> {
             action_digest: s.action_digest.to_string(),
             output: s.output.to_string(),
             cached: s.cached,
+            remote: s.remote,
             seconds: s.seconds,
         })
         .collect();
@@ -189,6 +198,11 @@ impl Reporter for Live {
         self.line(format!("[{step}] cached"));
     }
 
+    fn step_fetched(&self, step: &str, _output: &Digest) {
+        self.update(|s| s.cached += 1);
+        self.line(format!("[{step}] cached (remote)"));
+    }
+
     fn step_started(&self, step: &str) {
         self.update(|s| s.running.push(step.to_owned()));
     }
@@ -203,5 +217,9 @@ impl Reporter for Live {
             s.finished += 1;
         });
         self.line(format!("[{step}] finished in {seconds:.1}s"));
+    }
+
+    fn warning(&self, step: &str, message: &str) {
+        self.line(format!("warning: [{step}] {message}"));
     }
 }

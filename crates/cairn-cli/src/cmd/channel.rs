@@ -83,8 +83,9 @@ pub async fn promote(
     key: &str,
     expires: Duration,
 ) -> Result<i32> {
-    let store = super::open_store(global)?;
-    let digest = super::parse_digest(&store, release)?;
+    let ws = super::Workspace::open(global)?;
+    let digest = ws.digest(release)?;
+    let store = ws.store;
     let loaded = cairn_release::load_release(&store, &digest).await?;
     let key = signing_key(global, key)?;
     let now = OffsetDateTime::now_utc();
@@ -112,8 +113,9 @@ pub async fn rollback(
     to: Option<&str>,
     expires: Duration,
 ) -> Result<i32> {
-    let store = super::open_store(global)?;
-    let to = to.map(|t| super::parse_digest(&store, t)).transpose()?;
+    let ws = super::Workspace::open(global)?;
+    let to = to.map(|t| ws.digest(t)).transpose()?;
+    let store = ws.store;
     let target = cairn_release::rollback_target(&store, service, channel, to).await?;
     let key = signing_key(global, key)?;
     let now = OffsetDateTime::now_utc();

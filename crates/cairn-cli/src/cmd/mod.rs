@@ -9,10 +9,13 @@ mod release;
 mod server;
 mod store;
 mod verify;
+mod workspace;
+
+pub use workspace::Workspace;
 
 use anyhow::{bail, Context, Result};
 use cairn_digest::{Digest, DigestRef};
-use cairn_store::{FsStore, Store};
+use cairn_store::Store;
 
 use crate::cli::{Cli, Command, Global};
 
@@ -63,14 +66,6 @@ pub fn open_store(global: &Global) -> Result<Store> {
     };
     cairn_store::open_with_token(&url, global.token.clone())
         .with_context(|| format!("opening store {url}"))
-}
-
-/// The local directory behind a store, for commands that need one.
-pub fn local<'a>(store: &'a Store, command: &str) -> Result<&'a FsStore> {
-    match &store.local {
-        Some(fs) => Ok(fs),
-        None => bail!("`cairn {command}` works on a local store; give --store a path"),
-    }
 }
 
 /// Parses a digest argument; a bare `sha256:<hex>` gets its size from the

@@ -2,18 +2,24 @@
 //!
 //! A release is built (from the action cache when it can be), then its
 //! SLSA provenance and the release document are signed in this process,
-//! outside every sandbox, and stored.
+//! outside every sandbox, and stored. With a remote store the build and
+//! signing happen in the local cache, the build with the remote as its
+//! remote cache (as `cairn build`: the artifact may come from the remote's
+//! action cache, and a step that runs is published there), then the
+//! release's closure and its envelope ref are copied to the remote.
 
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use cairn_build::{BuildOptions, Builder};
-use cairn_release::{create_release, load_release, Built};
+use cairn_build::BuildOptions;
+use cairn_release::{create_release, load_release, release_ref, Built};
 use cairn_store::Store;
+use cairn_transfer::Kind;
 use serde::Serialize;
 use time::OffsetDateTime;
 
 use super::build::Live;
+use super::Workspace;
 use crate::cli::{Global, ReleaseArgs, ReleaseCommand};
 use crate::output::emit;
 
@@ -29,19 +35,20 @@ struct Released {
 
 /// Runs `cairn release`.
 pub async fn run(global: &Global, args: ReleaseArgs) -> Result<i32> {
-    let store = super::open_store(global)?;
+    let ws = Workspace::open(global)?;
     if let Some(ReleaseCommand::Show { release }) = args.command {
-        return show(global, &store, &release).await;
+        return show(global, &ws, &release).await;
     }
+    let store = ws.cache.clone();
     let Some(key_name) = args.key else {
         bail!("say which key signs the release: cairn release --key NAME (see `cairn key list`)");
     };
     let key =
         cairn_keyring::load_signing(&cairn_keyring::keys_dir(global.keys.clone())?, &key_name)?;
-    let fs = super::local(&store, "release")?;
     let reporter = Arc::new(Live::new());
-    let builder =
-        Builder::from_file(store.clone(), &args.recipe.path())?.with_reporter(reporter.clone());
+    let builder = ws
+        .builder(&args.recipe.path())?
+        .with_reporter(reporter.clone());
     let Some(release_spec) = builder.recipe().release.clone() else {
         bail!(
             "{} has no [release] table: nothing says which step is the artifact",
@@ -54,7 +61,7 @@ pub async fn run(global: &Global, args: ReleaseArgs) -> Result<i32> {
     reporter.bar.finish_and_clear();
     let report = match built {
         Ok(r) => r,
-        Err(e) => return super::build::failure(fs, e),
+        Err(e) => return super::build::failure(&ws.fs, e),
     };
     let finished = OffsetDateTime::now_utc();
     let last = report.last();
@@ -78,6 +85,9 @@ pub async fn run(global: &Global, args: ReleaseArgs) -> Result<i32> {
     let run = release_spec.run.to_json();
     let created = create_release(&store, &built, run, args.version, &key, finished).await?;
     let loaded = load_release(&store, &created.release).await?;
+    ws.push(created.release, Kind::Unknown).await?;
+    ws.push_ref(&release_ref(&built.service, &created.release)?)
+        .await?;
     let out = Released {
         release: created.release.to_string(),
         service: built.service,
@@ -99,8 +109,9 @@ fn builder_id() -> String {
     format!("urn:cairn:builder:{}:{}", env!("CARGO_PKG_VERSION"), host)
 }
 
-async fn show(global: &Global, store: &Store, text: &str) -> Result<i32> {
-    let digest = super::parse_digest(store, text)?;
+async fn show(global: &Global, ws: &Workspace, text: &str) -> Result<i32> {
+    let store: &Store = &ws.store;
+    let digest = ws.digest(text)?;
     let loaded = load_release(store, &digest)
         .await
         .with_context(|| format!("reading release {digest}"))?;

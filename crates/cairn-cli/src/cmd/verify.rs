@@ -3,23 +3,30 @@
 //! Every step is run again on this machine with the action cache bypassed;
 //! the recipe here must compile to the release's action (so the rebuild
 //! used exactly the pinned inputs), and the output must be the released
-//! artifact, byte for byte.
+//! artifact, byte for byte. With a remote store the release is read from
+//! the remote and the rebuild runs in the local cache; pinned inputs the
+//! cache lacks come from the remote, but no step's result does (the
+//! action cache is bypassed both locally and remotely).
 
 use anyhow::{bail, Result};
-use cairn_build::{BuildOptions, Builder};
+use cairn_build::BuildOptions;
 use cairn_release::load_release;
+use cairn_transfer::Kind;
 
+use super::Workspace;
 use crate::cli::{Global, VerifyArgs};
 
 /// Runs `cairn verify`.
 pub async fn run(global: &Global, args: VerifyArgs) -> Result<i32> {
-    let store = super::open_store(global)?;
-    let fs = super::local(&store, "verify")?;
-    let digest = super::parse_digest(&store, &args.release)?;
-    let release = load_release(&store, &digest).await?.release;
+    let ws = Workspace::open(global)?;
+    let fs = &ws.fs;
+    let digest = ws.digest(&args.release)?;
+    ws.pull(digest, Kind::Unknown).await?;
+    let release = load_release(&ws.store, &digest).await?.release;
     let reporter = std::sync::Arc::new(super::build::Live::new());
-    let builder =
-        Builder::from_file(store.clone(), &args.recipe.path())?.with_reporter(reporter.clone());
+    let builder = ws
+        .builder(&args.recipe.path())?
+        .with_reporter(reporter.clone());
     let Some(spec) = builder.recipe().release.clone() else {
         bail!("{} has no [release] table", args.recipe.path().display());
     };

@@ -1,12 +1,14 @@
-//! `cairn store add PATH`: snapshot a file or directory into the store.
+//! `cairn store add PATH`: snapshot a file or directory into the store
+//! (for a remote store: into the local cache, then copy what the remote lacks).
 
 use std::time::Instant;
 
 use anyhow::Result;
 use cairn_snapshot::{snapshot, SnapshotOptions};
-use cairn_store::Store;
+use cairn_transfer::Kind;
 use serde::Serialize;
 
+use super::super::Workspace;
 use crate::cli::{AddArgs, Global};
 use crate::output::{emit, Progress};
 
@@ -20,17 +22,22 @@ struct Added {
     seconds: f64,
 }
 
-pub async fn run(global: &Global, store: &Store, args: AddArgs) -> Result<i32> {
-    let fs = super::super::local(store, "store add")?;
+pub async fn run(global: &Global, ws: &Workspace, args: AddArgs) -> Result<i32> {
     let started = Instant::now();
     let options = SnapshotOptions {
         exclude: args.exclude,
         gitignore: args.gitignore,
     };
     let progress = Progress::new("adding", None);
-    let added = snapshot(fs, &args.path, &options, &progress);
+    let added = snapshot(&ws.fs, &args.path, &options, &progress);
     progress.finish();
     let added = added?;
+    let kind = if added.is_tree {
+        Kind::Tree
+    } else {
+        Kind::Leaf
+    };
+    ws.push(added.digest, kind).await?;
     let result = Added {
         digest: added.digest.to_string(),
         kind: if added.is_tree { "tree" } else { "blob" },

@@ -5,13 +5,16 @@
 //! verified as they go, failing at the end.
 
 use anyhow::{Context, Result};
-use cairn_store::{BlobStoreExt, Store, StoreError};
+use cairn_store::{BlobStoreExt, StoreError};
 use tokio::io::AsyncWriteExt;
+
+use super::super::Workspace;
 
 const VERIFY_FIRST_LIMIT: u64 = 64 << 20;
 
-pub async fn run(store: &Store, text: &str) -> Result<i32> {
-    let digest = super::super::parse_digest(store, text)?;
+pub async fn run(ws: &Workspace, text: &str) -> Result<i32> {
+    let store = &ws.store;
+    let digest = ws.digest(text)?;
     let mut stdout = tokio::io::stdout();
     if digest.size() <= VERIFY_FIRST_LIMIT {
         let bytes = store.blobs.get_bytes(&digest).await?;

@@ -1,12 +1,14 @@
-//! `cairn store checkout DIGEST DIR`: materialize a tree.
+//! `cairn store checkout DIGEST DIR`: materialize a tree (from a remote
+//! store: after copying what the local cache lacks).
 
 use std::path::Path;
 
 use anyhow::Result;
 use cairn_snapshot::{materialize, MaterializeOptions};
-use cairn_store::Store;
+use cairn_transfer::Kind;
 use serde::Serialize;
 
+use super::super::Workspace;
 use crate::cli::Global;
 use crate::output::{emit, Progress};
 
@@ -19,15 +21,15 @@ struct CheckedOut {
 
 pub async fn run(
     global: &Global,
-    store: &Store,
+    ws: &Workspace,
     text: &str,
     dir: &Path,
     copy: bool,
 ) -> Result<i32> {
-    let fs = super::super::local(store, "store checkout")?;
-    let digest = super::super::parse_digest(store, text)?;
+    let digest = ws.digest(text)?;
+    ws.pull(digest, Kind::Tree).await?;
     let progress = Progress::new("checking out", None);
-    let files = materialize(fs, &digest, dir, MaterializeOptions { copy }, &progress);
+    let files = materialize(&ws.fs, &digest, dir, MaterializeOptions { copy }, &progress);
     progress.finish();
     let result = CheckedOut {
         digest: digest.to_string(),

@@ -7,9 +7,9 @@
 
 use anyhow::{Context, Result};
 use cairn_digest::Digest;
-use cairn_store::Store;
 use cairn_transfer::{copy_closure, CopyOptions, CopyReport, Kind};
 
+use super::super::Workspace;
 use crate::cli::{CopyKind, Global};
 use crate::output::{emit, Progress};
 
@@ -24,12 +24,13 @@ impl cairn_transfer::Progress for Bar {
 
 pub async fn run(
     global: &Global,
-    store: &Store,
+    ws: &Workspace,
     text: &str,
     to: &str,
     kind: CopyKind,
 ) -> Result<i32> {
-    let root = super::super::parse_digest(store, text)?;
+    let root = ws.digest(text)?;
+    let store = &ws.store;
     // --token (CAIRN_TOKEN) goes to the destination too: copying from a
     // local store to a `cairn server` needs write access there.
     let dest = cairn_store::open_async_with_token(to, global.token.clone())

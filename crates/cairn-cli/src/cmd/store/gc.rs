@@ -4,9 +4,9 @@ use std::time::Duration;
 
 use anyhow::Result;
 use cairn_store::gc::collect_garbage;
-use cairn_store::Store;
 use serde::Serialize;
 
+use super::super::Workspace;
 use crate::cli::Global;
 use crate::output::emit;
 
@@ -20,9 +20,9 @@ struct Collected {
     removed_bytes: u64,
 }
 
-pub async fn run(global: &Global, store: &Store, grace: Duration, dry_run: bool) -> Result<i32> {
-    let fs = super::super::local(store, "store gc")?;
-    let report = collect_garbage(fs, grace, dry_run).await?;
+pub async fn run(global: &Global, ws: &Workspace, grace: Duration, dry_run: bool) -> Result<i32> {
+    ws.local_only("store gc")?;
+    let report = collect_garbage(&ws.fs, grace, dry_run).await?;
     let result = Collected {
         dry_run,
         blobs: report.blobs,

@@ -1,11 +1,13 @@
-//! `cairn store ls DIGEST`: a tree's entries, one per line.
+//! `cairn store ls DIGEST`: a tree's entries, one per line (from a remote
+//! store: after copying the tree into the local cache).
 
 use anyhow::Result;
 use cairn_digest::Digest;
 use cairn_snapshot::load_tree;
-use cairn_store::Store;
+use cairn_transfer::Kind;
 use serde::Serialize;
 
+use super::super::Workspace;
 use crate::cli::Global;
 use crate::output::emit;
 
@@ -21,13 +23,13 @@ struct Entry {
     target: Option<String>,
 }
 
-pub async fn run(global: &Global, store: &Store, text: &str, recursive: bool) -> Result<i32> {
-    let fs = super::super::local(store, "store ls")?;
-    let digest = super::super::parse_digest(store, text)?;
-    let tree = load_tree(fs, &digest)?;
+pub async fn run(global: &Global, ws: &Workspace, text: &str, recursive: bool) -> Result<i32> {
+    let digest = ws.digest(text)?;
+    ws.pull(digest, Kind::Tree).await?;
+    let tree = load_tree(&ws.fs, &digest)?;
     let mut entries = Vec::new();
     tree.walk(|dir_path, depth, dir| {
-        if depth > 1 || (depth == 1 && !recursive) {
+        if depth > 0 && !recursive {
             return;
         }
         let join = |name: &str| {

@@ -1,4 +1,8 @@
 //! `cairn store …`: direct access to the content-addressed store.
+//!
+//! Against a remote store, `add`, `ls` and `checkout` work in the local
+//! cache (see [`Workspace`]) and copy what is missing to or from the remote;
+//! `verify` and `gc` run only where the store is.
 
 mod add;
 mod cat;
@@ -10,22 +14,21 @@ mod verify;
 
 use anyhow::Result;
 
+use super::Workspace;
 use crate::cli::{Global, StoreCommand};
 
 /// Runs a `cairn store` subcommand.
 pub async fn run(global: &Global, cmd: StoreCommand) -> Result<i32> {
-    let store = super::open_store(global)?;
+    let ws = Workspace::open(global)?;
     match cmd {
-        StoreCommand::Add(args) => add::run(global, &store, args).await,
-        StoreCommand::Cat { digest } => cat::run(&store, &digest).await,
-        StoreCommand::Ls { digest, recursive } => ls::run(global, &store, &digest, recursive).await,
+        StoreCommand::Add(args) => add::run(global, &ws, args).await,
+        StoreCommand::Cat { digest } => cat::run(&ws, &digest).await,
+        StoreCommand::Ls { digest, recursive } => ls::run(global, &ws, &digest, recursive).await,
         StoreCommand::Checkout { digest, dir, copy } => {
-            checkout::run(global, &store, &digest, &dir, copy).await
+            checkout::run(global, &ws, &digest, &dir, copy).await
         }
-        StoreCommand::Verify => verify::run(global, &store).await,
-        StoreCommand::Gc { dry_run, grace } => gc::run(global, &store, grace, dry_run).await,
-        StoreCommand::Copy { digest, to, kind } => {
-            copy::run(global, &store, &digest, &to, kind).await
-        }
+        StoreCommand::Verify => verify::run(global, &ws).await,
+        StoreCommand::Gc { dry_run, grace } => gc::run(global, &ws, grace, dry_run).await,
+        StoreCommand::Copy { digest, to, kind } => copy::run(global, &ws, &digest, &to, kind).await,
     }
 }

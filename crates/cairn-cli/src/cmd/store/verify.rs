@@ -1,9 +1,9 @@
 //! `cairn store verify`: re-hash every blob; exit 1 naming each corrupt one.
 
 use anyhow::Result;
-use cairn_store::Store;
 use serde::Serialize;
 
+use super::super::Workspace;
 use crate::cli::Global;
 use crate::output::{emit, Progress};
 
@@ -20,8 +20,9 @@ struct Corrupt {
     actual: String,
 }
 
-pub async fn run(global: &Global, store: &Store) -> Result<i32> {
-    let fs = super::super::local(store, "store verify")?;
+pub async fn run(global: &Global, ws: &Workspace) -> Result<i32> {
+    ws.local_only("store verify")?;
+    let fs = &ws.fs;
     let progress = Progress::new("verifying", None);
     let report = fs.verify_all(&|bytes| cairn_snapshot::Progress::advance(&progress, 1, bytes));
     progress.finish();
