@@ -22,6 +22,7 @@ use cairn_digest::{Digest, Hasher};
 use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 
 use crate::error::{Result, StoreError};
+use crate::reach::Kind;
 
 /// A stream of blob bytes.
 pub type BlobReader = Pin<Box<dyn AsyncRead + Send>>;
@@ -59,6 +60,17 @@ pub trait BlobStore: Send + Sync + fmt::Debug {
     /// when they return need not override this.
     async fn flush(&self) -> Result<()> {
         Ok(())
+    }
+
+    /// For each of `roots`, whether the store holds it together with
+    /// everything it reaches ([`crate::closure`]), for a caller that would
+    /// otherwise ask [`has_many`](Self::has_many) about every blob below
+    /// them. `None`: this backend cannot answer more cheaply than that
+    /// (the default; S3 would have to ask about every blob itself).
+    /// Decorators forward.
+    async fn has_closures(&self, roots: &[(Digest, Kind)]) -> Result<Option<Vec<bool>>> {
+        let _ = roots;
+        Ok(None)
     }
 
     /// Stores `file` as the concatenation of `chunks`, blobs the store

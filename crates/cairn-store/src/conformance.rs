@@ -225,3 +225,67 @@ pub async fn assemble(store: &dyn BlobStore) {
     );
     assert!(!store.has(&with_absent).await.unwrap());
 }
+
+/// Checks [`BlobStore::has_closures`] on a backend that answers it (others
+/// answer `None` and are not checked further): a tree is complete only
+/// when every blob below it is present; a directory stored without a file
+/// it names is not, nor is one above it; an absent root is not; a
+/// document naming a complete tree is, through its JSON edges.
+pub async fn has_closures(store: &dyn BlobStore) {
+    use crate::reach::Kind;
+    use cairn_tree::{encode_directory, DirectoryBuilder};
+
+    let dir = |files: &[(&str, Digest)], dirs: &[(&str, Digest)]| {
+        let mut b = DirectoryBuilder::new();
+        files.iter().for_each(|(n, d)| {
+            b.file(*n, *d, false);
+        });
+        dirs.iter().for_each(|(n, d)| {
+            b.directory(*n, *d);
+        });
+        encode_directory(&b.build().expect("valid fixture directory"))
+    };
+    let a = store.put_bytes(BLOB_A.to_vec()).await.unwrap();
+    let b = store.put_bytes(BLOB_B.to_vec()).await.unwrap();
+    let inner = store.put_bytes(dir(&[("a", a)], &[])).await.unwrap();
+    let outer = store
+        .put_bytes(dir(&[("b", b)], &[("inner", inner)]))
+        .await
+        .unwrap();
+    let absent_file = Digest::of(b"a file nobody stored");
+    let holed = store
+        .put_bytes(dir(&[("gone", absent_file)], &[]))
+        .await
+        .unwrap();
+    let above_hole = store
+        .put_bytes(dir(&[], &[("holed", holed), ("inner", inner)]))
+        .await
+        .unwrap();
+    let absent_dir = Digest::of(&dir(&[("c", a), ("d", b)], &[]));
+    let doc = format!(
+        r#"{{"artifact": {{"hash": "{}", "size": {}}}}}"#,
+        outer,
+        outer.size()
+    );
+    let doc = store.put_bytes(doc.into_bytes()).await.unwrap();
+
+    let roots = [
+        (outer, Kind::Tree),
+        (inner, Kind::Tree),
+        (holed, Kind::Tree),
+        (above_hole, Kind::Tree),
+        (absent_dir, Kind::Tree),
+        (a, Kind::Leaf),
+        (absent_file, Kind::Leaf),
+        (doc, Kind::Unknown),
+    ];
+    let Some(answer) = store.has_closures(&roots).await.unwrap() else {
+        return;
+    };
+    assert_eq!(
+        answer,
+        [true, true, false, false, false, true, false, true],
+        "has_closures of outer, inner, holed, above_hole, absent_dir, a, absent_file, doc"
+    );
+    assert_eq!(store.has_closures(&[]).await.unwrap(), Some(Vec::new()));
+}

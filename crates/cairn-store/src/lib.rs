@@ -12,13 +12,17 @@
 //! [`conformance`] suite. One optional capability has a default that says
 //! "unsupported": building a blob from chunks already in the store
 //! ([`BlobStore::assemble`], see [`assemble`]), which spares a second
-//! transfer of a large file's bytes where the backend can do it.
+//! transfer of a large file's bytes where the backend can do it. Another
+//! answers whether whole subtrees are present ([`BlobStore::has_closures`],
+//! see [`closure`]), which spares a copy questions about every blob below
+//! them.
 //!
 //! Backends: [`MemoryStore`] (tests, simulation) and [`FsStore`] (a local
 //! directory, the embedded default); a URL picks one ([`open`]).
 
 pub mod assemble;
 pub mod blob;
+pub mod closure;
 pub mod conformance;
 pub mod error;
 pub mod fs;

@@ -13,6 +13,7 @@ use tokio::sync::broadcast;
 
 use crate::blob::{read_error, BlobReader, BlobStore, VerifyingReader};
 use crate::error::Result;
+use crate::reach::Kind;
 use crate::refs::{
     check_ref_size, conflict, RefEvent, RefName, RefStore, RefWatch, Version, Versioned,
 };
@@ -79,6 +80,10 @@ impl BlobStore for MemoryStore {
             .map_err(|e| read_error(digest, e))?;
         self.blobs.lock().unwrap().insert(*digest, bytes.into());
         Ok(())
+    }
+
+    async fn has_closures(&self, roots: &[(Digest, Kind)]) -> Result<Option<Vec<bool>>> {
+        crate::closure::has_closures(self, roots).await.map(Some)
     }
 }
 

@@ -25,7 +25,8 @@ use crate::refs::RefStore;
 pub const MAX_SCANNED_BLOB: u64 = 8 << 20;
 
 /// What a blob is known to be, which decides how its edges are found.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Kind {
     /// A `Directory` message: follow its entries.
     Tree,

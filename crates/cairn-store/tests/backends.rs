@@ -12,6 +12,7 @@ async fn memory_store_conforms() {
     conformance::blobs(&m).await;
     conformance::put_many(&m).await;
     conformance::assemble(&m).await;
+    conformance::has_closures(&m).await;
     conformance::refs(&m).await;
     conformance::watch(&m).await;
 }
@@ -23,6 +24,7 @@ async fn fs_store_conforms() {
     conformance::blobs(&fs).await;
     conformance::put_many(&fs).await;
     conformance::assemble(&fs).await;
+    conformance::has_closures(&fs).await;
     conformance::refs(&fs).await;
     conformance::watch(&fs).await;
 }

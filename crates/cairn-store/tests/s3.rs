@@ -101,6 +101,7 @@ async fn s3_backend() {
     assert_eq!(moto.http("PUT", &format!("/{BUCKET}"), b""), Some(200));
 
     conformance::blobs(&moto.store("conformance-blobs").await).await;
+    conformance::has_closures(&moto.store("conformance-closures").await).await;
     conformance::refs(&moto.store("conformance-refs").await).await;
     conformance::watch(&moto.store("conformance-watch").await).await;
     racing_writers_one_wins(&moto.store("race").await).await;

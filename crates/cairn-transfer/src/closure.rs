@@ -17,13 +17,19 @@ use crate::{Result, TransferError};
 /// Directory reads in flight while walking.
 const READS_IN_FLIGHT: usize = 16;
 
-/// Every blob the root reaches, grouped by height (index 0 first).
-pub(crate) async fn levels(
-    from: &dyn BlobStore,
-    root: Digest,
-    kind: Kind,
-) -> Result<Vec<Vec<Digest>>> {
-    let children = walk(from, root, kind).await?;
+/// Every blob a root reaches, with what the walk learned on the way.
+pub(crate) struct Closure {
+    /// The blobs grouped by height (index 0 first), each level sorted.
+    pub levels: Vec<Vec<Digest>>,
+    /// The blobs each blob names (empty for files).
+    pub children: HashMap<Digest, Vec<Digest>>,
+    /// How each blob was read (the kind it was first reached as).
+    pub kinds: HashMap<Digest, Kind>,
+}
+
+/// Walks everything `root` reaches in `from`.
+pub(crate) async fn closure(from: &dyn BlobStore, root: Digest, kind: Kind) -> Result<Closure> {
+    let (children, kinds) = walk(from, root, kind).await?;
     let mut heights: HashMap<Digest, usize> = HashMap::new();
     height(&root, &children, &mut heights);
     let tallest = heights.values().copied().max().unwrap_or(0);
@@ -32,19 +38,24 @@ pub(crate) async fn levels(
         levels[h].push(digest);
     }
     levels.iter_mut().for_each(|l| l.sort());
-    Ok(levels)
+    Ok(Closure {
+        levels,
+        children,
+        kinds,
+    })
 }
 
+/// Each blob's children and the kind it was reached as.
+type Walked = (HashMap<Digest, Vec<Digest>>, HashMap<Digest, Kind>);
+
 /// Reads the closure breadth first (a whole frontier at once) and returns
-/// each blob's children.
-async fn walk(
-    from: &dyn BlobStore,
-    root: Digest,
-    kind: Kind,
-) -> Result<HashMap<Digest, Vec<Digest>>> {
+/// each blob's children and kind.
+async fn walk(from: &dyn BlobStore, root: Digest, kind: Kind) -> Result<Walked> {
     let mut children = HashMap::new();
+    let mut kinds = HashMap::new();
     let mut frontier = vec![(root, kind)];
     children.insert(root, Vec::new());
+    kinds.insert(root, kind);
     while !frontier.is_empty() {
         let read: Vec<_> = futures::stream::iter(frontier.drain(..))
             .map(|(d, k)| async move { Ok::<_, TransferError>((d, edges_of(from, d, k).await?)) })
@@ -55,13 +66,14 @@ async fn walk(
             for &(child, k) in &out {
                 if let std::collections::hash_map::Entry::Vacant(e) = children.entry(child) {
                     e.insert(Vec::new());
+                    kinds.insert(child, k);
                     frontier.push((child, k));
                 }
             }
             children.insert(digest, out.into_iter().map(|(d, _)| d).collect());
         }
     }
-    Ok(children)
+    Ok((children, kinds))
 }
 
 async fn edges_of(from: &dyn BlobStore, digest: Digest, kind: Kind) -> Result<Vec<(Digest, Kind)>> {

@@ -1,5 +1,9 @@
 //! [`copy_closure`]: plan the closure, ask what is missing, move it.
 //!
+//! Asking is pruned where the destination can answer for whole subtrees:
+//! a directory it holds with everything below needs no question about
+//! its contents.
+//!
 //! Small blobs (most files of a source tree) travel in batches through
 //! [`BlobStore::put_many`](cairn_store::BlobStore::put_many): over HTTP one
 //! request carries up to 512 of them (1 MiB) instead of one request
@@ -14,7 +18,7 @@ use futures::{StreamExt, TryStreamExt};
 use tracing::instrument;
 
 use crate::chunks::copy_chunked;
-use crate::closure::levels;
+use crate::closure::{closure, Closure};
 use crate::{CopyOptions, CopyReport, Kind, Progress, Result, TransferError};
 
 /// Digests asked about in one `has_many` call.
@@ -45,9 +49,10 @@ pub async fn copy_closure(
     options: &CopyOptions,
     progress: &dyn Progress,
 ) -> Result<CopyReport> {
-    let levels = levels(from.blobs.as_ref(), root, kind).await?;
+    let closure = closure(from.blobs.as_ref(), root, kind).await?;
+    let levels = &closure.levels;
     let all: Vec<Digest> = levels.iter().flatten().copied().collect();
-    let missing = missing(to, &all).await?;
+    let missing = missing(to, &to_ask(to, &closure, root).await?).await?;
     let missing_bytes = missing.iter().map(|d| d.size()).sum();
     progress.planned(all.len() as u64, missing.len() as u64, missing_bytes);
 
@@ -55,7 +60,7 @@ pub async fn copy_closure(
         blobs_total: all.len() as u64,
         ..Default::default()
     };
-    for level in &levels {
+    for level in levels {
         let todo: Vec<Digest> = level
             .iter()
             .filter(|d| missing.contains(d))
@@ -75,6 +80,44 @@ pub async fn copy_closure(
     }
     to.blobs.flush().await?;
     Ok(report)
+}
+
+/// The blobs of the closure to ask `to` about: all of them, unless `to`
+/// can say which directories it holds whole ([`BlobStore::has_closures`]);
+/// then nothing below those, so a re-copy after a small change asks about
+/// the changed part only. Blobs not asked about are in `to`.
+///
+/// [`BlobStore::has_closures`]: cairn_store::BlobStore::has_closures
+async fn to_ask(to: &Store, closure: &Closure, root: Digest) -> Result<Vec<Digest>> {
+    let all = || closure.levels.iter().flatten().copied().collect();
+    let interior: Vec<(Digest, Kind)> = closure
+        .children
+        .iter()
+        .filter(|(_, children)| !children.is_empty())
+        .map(|(d, _)| (*d, closure.kinds[d]))
+        .collect();
+    if interior.is_empty() {
+        return Ok(all());
+    }
+    let Some(answer) = to.blobs.has_closures(&interior).await? else {
+        return Ok(all());
+    };
+    let whole: HashSet<Digest> = interior
+        .iter()
+        .zip(answer)
+        .filter_map(|((d, _), complete)| complete.then_some(*d))
+        .collect();
+    let mut ask = Vec::new();
+    let mut seen = HashSet::new();
+    let mut stack = vec![root];
+    while let Some(d) = stack.pop() {
+        if whole.contains(&d) || !seen.insert(d) {
+            continue;
+        }
+        ask.push(d);
+        stack.extend(closure.children.get(&d).into_iter().flatten());
+    }
+    Ok(ask)
 }
 
 /// The subset of `digests` that `to` does not hold.

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use cairn_digest::Digest;
+use cairn_store::reach::Kind;
 use cairn_store::{Assembled, BlobReader, BlobStore, Result};
 
 /// Wraps a [`BlobStore`] and counts the puts made through it and the bytes
@@ -63,6 +64,10 @@ impl BlobStore for CountingStore {
 
     async fn flush(&self) -> Result<()> {
         self.inner.flush().await
+    }
+
+    async fn has_closures(&self, roots: &[(Digest, Kind)]) -> Result<Option<Vec<bool>>> {
+        self.inner.has_closures(roots).await
     }
 
     /// Not a put: the bytes are already in the store, so nothing is counted.

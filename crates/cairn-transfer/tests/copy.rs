@@ -141,6 +141,135 @@ impl BlobStore for Recording {
     }
 }
 
+/// A memory store that answers for whole subtrees and records every
+/// digest it is asked about one by one.
+#[derive(Debug, Default)]
+struct Asked {
+    inner: MemoryStore,
+    asked: std::sync::Mutex<Vec<Digest>>,
+}
+
+#[async_trait::async_trait]
+impl BlobStore for Asked {
+    async fn has_many(&self, d: &[Digest]) -> cairn_store::Result<Vec<bool>> {
+        self.asked.lock().unwrap().extend_from_slice(d);
+        self.inner.has_many(d).await
+    }
+    async fn get(&self, d: &Digest) -> cairn_store::Result<Option<BlobReader>> {
+        BlobStore::get(&self.inner, d).await
+    }
+    async fn put(&self, d: &Digest, data: BlobReader) -> cairn_store::Result<()> {
+        self.inner.put(d, data).await
+    }
+    async fn has_closures(
+        &self,
+        roots: &[(Digest, Kind)],
+    ) -> cairn_store::Result<Option<Vec<bool>>> {
+        self.inner.has_closures(roots).await
+    }
+}
+
+/// root/d0..d9, each with f0..f19 (contents from `seed` and their names);
+/// returns the root and each directory's digest.
+async fn wide_tree(store: &Store, changed: Option<(usize, usize)>) -> (Digest, Vec<Digest>) {
+    let mut dirs = Vec::new();
+    let mut nodes = Vec::new();
+    for d in 0..10 {
+        let mut files = Vec::new();
+        for f in 0..20 {
+            let mut content = format!("file {d}/{f}").into_bytes();
+            if changed == Some((d, f)) {
+                content.extend_from_slice(b", changed");
+            }
+            let digest = store.blobs.put_bytes(content).await.unwrap();
+            files.push(file(&format!("f{f:02}"), digest));
+        }
+        let dir = Directory {
+            files,
+            ..Default::default()
+        };
+        let digest = store
+            .blobs
+            .put_bytes(cairn_tree::encode_directory(&dir))
+            .await
+            .unwrap();
+        dirs.push(digest);
+        nodes.push(DirectoryNode {
+            name: format!("d{d}"),
+            digest: Some(digest.into()),
+        });
+    }
+    let root = Directory {
+        directories: nodes,
+        ..Default::default()
+    };
+    let root = store
+        .blobs
+        .put_bytes(cairn_tree::encode_directory(&root))
+        .await
+        .unwrap();
+    (root, dirs)
+}
+
+#[tokio::test]
+async fn a_recopy_asks_only_about_the_changed_subtree() {
+    let from = Store::memory();
+    let (first, _) = wide_tree(&from, None).await;
+    let (second, dirs) = wide_tree(&from, Some((3, 7))).await;
+    let asked = Arc::new(Asked::default());
+    let to = Store {
+        blobs: asked.clone(),
+        refs: Arc::new(MemoryStore::new()),
+        local: None,
+    };
+    let report = copy(&from, &to, first).await;
+    assert_eq!(report.blobs_copied, 211, "{report:?}");
+    asked.asked.lock().unwrap().clear();
+
+    let report = copy(&from, &to, second).await;
+    assert_eq!(
+        report.blobs_copied, 3,
+        "the changed file, its directory and the root: {report:?}"
+    );
+    let asked = std::mem::take(&mut *asked.asked.lock().unwrap());
+    assert_eq!(
+        asked.len(),
+        22,
+        "only the root, the changed directory and its 20 files: {asked:?}"
+    );
+    assert!(asked.contains(&dirs[3]) && asked.contains(&second));
+    assert!(
+        !asked.contains(&dirs[4]),
+        "an unchanged subtree was asked about"
+    );
+    assert_eq!(
+        to.blobs.get_bytes(&second).await.unwrap().len() as u64,
+        second.size()
+    );
+}
+
+#[tokio::test]
+async fn a_directory_stored_without_its_files_is_filled_in() {
+    let from = Store::memory();
+    let (root, dirs) = wide_tree(&from, None).await;
+    let to = Store::memory();
+    // A directory blob whose files the destination never received, as a
+    // cache client might upload: present, but not whole.
+    let holed = from.blobs.get_bytes(&dirs[5]).await.unwrap();
+    to.blobs.put_bytes(holed).await.unwrap();
+
+    let report = copy(&from, &to, root).await;
+    assert_eq!(
+        report.blobs_copied, 210,
+        "all but the holed directory: {report:?}"
+    );
+    assert_eq!(
+        to.blobs.has_closures(&[(root, Kind::Tree)]).await.unwrap(),
+        Some(vec![true]),
+        "the copy left the destination incomplete"
+    );
+}
+
 #[tokio::test]
 async fn a_corrupt_source_blob_is_named_and_not_copied() {
     let src = tempfile::tempdir().unwrap();

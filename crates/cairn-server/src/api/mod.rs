@@ -7,6 +7,7 @@ mod ac;
 mod assemble;
 mod blobs;
 mod cas;
+mod closures;
 mod health;
 mod refs;
 mod watch;
@@ -31,6 +32,7 @@ pub fn router(state: State) -> Router {
         .route("/ac/{hash}", get(ac::get).put(ac::put))
         .route("/v1/blobs/missing", post(blobs::missing))
         .route("/v1/blobs/batch", post(blobs::batch))
+        .route("/v1/blobs/closures", post(closures::closures))
         .route(
             "/v1/blobs/{hash}/{size}",
             get(blobs::get).head(blobs::head).put(blobs::put),

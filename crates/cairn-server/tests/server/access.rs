@@ -15,6 +15,7 @@ fn routes() -> Vec<(Method, String, bool)> {
         (Method::GET, format!("/ac/{h}"), true),
         (Method::PUT, format!("/ac/{h}"), false),
         (Method::POST, "/v1/blobs/missing".into(), true),
+        (Method::POST, "/v1/blobs/closures".into(), true),
         (Method::GET, format!("/v1/blobs/{h}/1"), true),
         (Method::HEAD, format!("/v1/blobs/{h}/1"), true),
         (Method::PUT, format!("/v1/blobs/{h}/1"), false),

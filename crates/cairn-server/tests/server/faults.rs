@@ -98,6 +98,30 @@ async fn malformed_json_and_bad_parameters_are_400() {
         .unwrap();
     assert_eq!(post.status(), 400);
     assert!(post.text().await.unwrap().contains("malformed"));
+    let root = format!(
+        r#"{{"digest": {{"hash": "sha256:{}", "size": 1}}, "kind": "tree"}}"#,
+        "ab".repeat(32)
+    );
+    let too_many = format!(
+        r#"{{"roots": [{}]}}"#,
+        vec![root.as_str(); cairn_store::closure::MAX_ROOTS + 1].join(",")
+    );
+    for (body, says) in [
+        ("{not json".to_string(), "malformed"),
+        (root.replace("tree", "forest"), "malformed"),
+        (too_many, "at most"),
+    ] {
+        let post = http()
+            .post(format!("{}/v1/blobs/closures", server.url))
+            .bearer_auth(&server.admin)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(post.status(), 400);
+        let text = post.text().await.unwrap();
+        assert!(text.contains(says), "{text}");
+    }
     for path in [
         "/cas/XYZ".to_string(),
         format!("/v1/blobs/{}/notasize", "ab".repeat(32)),

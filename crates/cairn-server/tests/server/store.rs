@@ -1,6 +1,7 @@
 //! The store contract through the server: the shared conformance suite,
 //! racing writers, and Bazel-independent blob round trips.
 
+use cairn_store::reach::Kind;
 use cairn_store::{conformance, RefName, StoreError};
 
 use crate::harness::TestServer;
@@ -12,6 +13,13 @@ async fn conformance_suite_over_http() {
     conformance::blobs(store.blobs.as_ref()).await;
     conformance::put_many(store.blobs.as_ref()).await;
     conformance::assemble(store.blobs.as_ref()).await;
+    conformance::has_closures(store.blobs.as_ref()).await;
+    let absent = (cairn_digest::Digest::of(b"absent"), Kind::Leaf);
+    assert_eq!(
+        store.blobs.has_closures(&[absent]).await.unwrap(),
+        Some(vec![false]),
+        "the server answers closure questions"
+    );
     conformance::refs(store.refs.as_ref()).await;
     conformance::watch(store.refs.as_ref()).await;
 }

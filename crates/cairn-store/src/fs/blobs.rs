@@ -19,6 +19,7 @@ use cairn_digest::{Digest, Hasher};
 use super::FsStore;
 use crate::blob::{read_error, Assembled, BlobReader, BlobStore, VerifyingReader};
 use crate::error::{Result, StoreError};
+use crate::reach::Kind;
 
 /// Files at least this large are copied with hashing and writing overlapped.
 const PIPELINE_THRESHOLD: u64 = 8 << 20;
@@ -243,6 +244,10 @@ impl BlobStore for FsStore {
 
     async fn flush(&self) -> Result<()> {
         self.sync()
+    }
+
+    async fn has_closures(&self, roots: &[(Digest, Kind)]) -> Result<Option<Vec<bool>>> {
+        crate::closure::has_closures(self, roots).await.map(Some)
     }
 
     async fn assemble(&self, file: &Digest, chunks: &[Digest]) -> Result<Assembled> {

@@ -1,6 +1,8 @@
 //! Blobs over `/v1/blobs/…`: batch presence queries, streamed downloads
 //! verified as they arrive, streamed uploads verified as they leave, many
 //! small uploads in one `POST /v1/blobs/batch` ([`crate::blob::batch`]);
+//! which subtrees the server holds whole (`POST /v1/blobs/closures`, see
+//! [`crate::closure`]);
 //! and assembly from stored chunks over `POST /v1/assemble/<hex>/<size>`, so a
 //! large file whose chunks were just uploaded need not be uploaded whole.
 
@@ -17,7 +19,9 @@ use super::{is_not_found, HttpStore, BACKEND};
 use crate::assemble::{check, require_chunks, MAX_CHUNKS};
 use crate::blob::batch::{self, MAX_BATCH_BYTES};
 use crate::blob::{Assembled, BlobReader, BlobStore, Mismatch, VerifyingReader};
+use crate::closure::MAX_ROOTS;
 use crate::error::{Result, StoreError};
+use crate::reach::Kind;
 
 /// Digests per missing-blobs query (the server accepts about 100k).
 const QUERY_BATCH: usize = 10_000;
@@ -36,6 +40,23 @@ struct AssembleRequest<'a> {
 #[derive(serde::Deserialize)]
 struct Missing {
     missing: Vec<Digest>,
+}
+
+/// One root of a `POST /v1/blobs/closures` question.
+#[derive(serde::Serialize)]
+struct ClosureRoot {
+    digest: Digest,
+    kind: Kind,
+}
+
+#[derive(serde::Serialize)]
+struct ClosuresQuery {
+    roots: Vec<ClosureRoot>,
+}
+
+#[derive(serde::Deserialize)]
+struct Complete {
+    complete: Vec<bool>,
 }
 
 fn blob_path(digest: &Digest) -> String {
@@ -62,6 +83,47 @@ impl HttpStore {
             message: format!("malformed missing-blobs answer from {}: {e}", self.base),
         })?;
         Ok(parsed.missing)
+    }
+
+    /// Asks which of `roots` (at most [`MAX_ROOTS`]) the server holds
+    /// whole. `None`: the server has no such route (an older server).
+    async fn closures(&self, roots: &[(Digest, Kind)]) -> Result<Option<Vec<bool>>> {
+        let what = format!("asking about the closures of {} blobs", roots.len());
+        let query = ClosuresQuery {
+            roots: roots
+                .iter()
+                .map(|&(digest, kind)| ClosureRoot { digest, kind })
+                .collect(),
+        };
+        let body = serde_json::to_vec(&query).expect("digests serialize");
+        let rb = self
+            .request(Method::POST, "/v1/blobs/closures")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(body);
+        let response = self.send(rb, &what).await?;
+        match response.status() {
+            s if s.is_success() => {}
+            StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED => return Ok(None),
+            _ => return Err(self.failure(&what, response).await),
+        }
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| self.transport("reading the closures answer", &e))?;
+        let malformed = |message: String| StoreError::Backend {
+            backend: BACKEND,
+            message: format!("malformed closures answer from {}: {message}", self.base),
+        };
+        let parsed: Complete =
+            serde_json::from_slice(&bytes).map_err(|e| malformed(e.to_string()))?;
+        if parsed.complete.len() != roots.len() {
+            return Err(malformed(format!(
+                "{} answers for {} roots",
+                parsed.complete.len(),
+                roots.len()
+            )));
+        }
+        Ok(Some(parsed.complete))
     }
 
     /// Sends one batch that fits the server's bounds. `false`: the server
@@ -91,6 +153,18 @@ impl BlobStore for HttpStore {
             missing.extend(self.missing(batch).await?);
         }
         Ok(digests.iter().map(|d| !missing.contains(d)).collect())
+    }
+
+    #[instrument(skip_all, fields(count = roots.len()))]
+    async fn has_closures(&self, roots: &[(Digest, Kind)]) -> Result<Option<Vec<bool>>> {
+        let mut answer = Vec::with_capacity(roots.len());
+        for batch in roots.chunks(MAX_ROOTS) {
+            match self.closures(batch).await? {
+                Some(part) => answer.extend(part),
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(answer))
     }
 
     #[instrument(skip_all, fields(digest = %digest))]
