@@ -9,7 +9,7 @@
 //! Presence of a directory blob alone would not do: a blob can be stored
 //! without what it names (any client of the Bazel cache routes may upload
 //! one; garbage collection may have taken an unnamed child). So the
-//! answer walks the store's own copy, with the edges of [`reach`]: a root
+//! answer walks the store's own copy, with the edges of [`reach`](crate::reach): a root
 //! is complete when it and every blob below it are present and readable.
 
 use std::collections::{HashMap, HashSet};
