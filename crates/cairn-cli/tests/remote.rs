@@ -5,11 +5,11 @@
 //! Needs `moto_server` on PATH (`pip install 'moto[server]'`) and, for the
 //! release test, busybox-static (like tests/release.rs).
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+
+use cairn_store::moto::Moto;
 
 const CAIRN: &str = env!("CARGO_BIN_EXE_cairn");
 const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/busybox-hello");
@@ -70,60 +70,11 @@ impl Drop for Server {
     }
 }
 
-/// A running moto_server with one bucket, stopped on drop.
-struct Moto {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Moto {
-    fn start() -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new("moto_server")
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("moto_server is required: pip install 'moto[server]'");
-        let moto = Self { child, port };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while moto.http("GET", "/").is_none() {
-            assert!(Instant::now() < deadline, "moto_server did not answer");
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        assert_eq!(moto.http("PUT", &format!("/{BUCKET}")), Some(200));
-        moto
-    }
-
-    fn http(&self, method: &str, path: &str) -> Option<u16> {
-        let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
-        let head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-            self.port
-        );
-        s.write_all(head.as_bytes()).ok()?;
-        let mut response = String::new();
-        s.read_to_string(&mut response).ok()?;
-        response.split(' ').nth(1)?.parse().ok()
-    }
-
-    fn url(&self, prefix: &str) -> String {
-        format!(
-            "s3://{BUCKET}/{prefix}?endpoint=http://127.0.0.1:{}&region=us-east-1",
-            self.port
-        )
-    }
+/// A running moto_server with the tests' bucket.
+fn start_moto() -> Moto {
+    let moto = Moto::start();
+    moto.create_bucket(BUCKET);
+    moto
 }
 
 /// One user's machine: a store URL, a token and its own local cache.
@@ -294,8 +245,8 @@ fn store_commands_on_a_cairn_server() {
 #[test]
 fn store_commands_on_s3() {
     let tmp = tempfile::tempdir().unwrap();
-    let moto = Moto::start();
-    store_round_trip(&moto.url("round-trip"), None, tmp.path());
+    let moto = start_moto();
+    store_round_trip(&moto.url(BUCKET, "round-trip"), None, tmp.path());
 }
 
 /// The busybox-hello example in `root`, its rootfs made; returns the project.
@@ -437,8 +388,8 @@ fn builds_share_a_cairn_servers_action_cache() {
 #[test]
 fn builds_share_an_s3_action_cache() {
     let tmp = tempfile::tempdir().unwrap();
-    let moto = Moto::start();
-    let url = moto.url("builds");
+    let moto = start_moto();
+    let url = moto.url(BUCKET, "builds");
     build_round_trip(&url, None, tmp.path());
     let remote = Machine::new(&url, None, &tmp.path().join("cache-d"));
     let entries = run_ok(&remote, &["ref", "list", "ac/"]);
@@ -532,6 +483,6 @@ fn release_promote_and_verify_through_a_cairn_server() {
 #[test]
 fn release_promote_and_verify_through_s3() {
     let tmp = tempfile::tempdir().unwrap();
-    let moto = Moto::start();
-    release_round_trip(&moto.url("releases"), None, tmp.path());
+    let moto = start_moto();
+    release_round_trip(&moto.url(BUCKET, "releases"), None, tmp.path());
 }

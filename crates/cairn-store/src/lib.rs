@@ -29,6 +29,7 @@ pub mod fs;
 pub mod gc;
 pub mod http;
 pub mod memory;
+pub mod moto;
 pub mod reach;
 pub mod refs;
 pub mod s3;

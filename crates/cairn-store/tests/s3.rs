@@ -10,104 +10,36 @@
 //! One test function runs every property in turn against one server, so the
 //! server is always stopped (its guard drops) however the test ends.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
 use cairn_digest::Digest;
+use cairn_store::moto::Moto;
 use cairn_store::s3::{S3Store, S3Url};
 use cairn_store::{conformance, BlobStore, BlobStoreExt, RefName, RefStore, StoreError};
 
 const BUCKET: &str = "cairn-test";
 
-/// A running moto_server, stopped on drop.
-struct Moto {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Moto {
-    fn start() -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new("moto_server")
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("moto_server is required: pip install 'moto[server]'");
-        let moto = Self { child, port };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while moto.http("GET", "/", b"").is_none() {
-            assert!(
-                Instant::now() < deadline,
-                "moto_server did not answer in 60 s"
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        moto
-    }
-
-    /// A plain, unsigned HTTP request (moto does not check signatures);
-    /// returns the status code, or `None` if nothing answered.
-    fn http(&self, method: &str, path: &str, body: &[u8]) -> Option<u16> {
-        let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
-        let head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-            self.port,
-            body.len()
-        );
-        s.write_all(head.as_bytes()).ok()?;
-        s.write_all(body).ok()?;
-        let mut response = String::new();
-        s.read_to_string(&mut response).ok()?;
-        response.split(' ').nth(1)?.parse().ok()
-    }
-
-    /// A fresh, empty store under its own prefix.
-    async fn store(&self, prefix: &str) -> S3Store {
-        let url = format!(
-            "s3://{BUCKET}/{prefix}?endpoint=http://127.0.0.1:{}&region=us-east-1",
-            self.port
-        );
-        let parsed = S3Url::parse(&url).unwrap();
-        let builder = parsed
-            .builder()
-            .with_access_key_id("test")
-            .with_secret_access_key("test");
-        let store = S3Store::with_builder(&parsed, builder).unwrap();
-        store
-            .probe()
-            .await
-            .expect("moto supports conditional writes");
-        store
-    }
+/// A fresh, empty store under its own prefix.
+async fn store(moto: &Moto, prefix: &str) -> S3Store {
+    let store = moto.store(BUCKET, prefix);
+    store
+        .probe()
+        .await
+        .expect("moto supports conditional writes");
+    store
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_backend() {
     let moto = Moto::start();
-    assert_eq!(moto.http("PUT", &format!("/{BUCKET}"), b""), Some(200));
+    moto.create_bucket(BUCKET);
 
-    conformance::blobs(&moto.store("conformance-blobs").await).await;
-    conformance::has_closures(&moto.store("conformance-closures").await).await;
-    conformance::refs(&moto.store("conformance-refs").await).await;
-    conformance::watch(&moto.store("conformance-watch").await).await;
-    racing_writers_one_wins(&moto.store("race").await).await;
-    large_blobs_go_up_in_parts(&moto.store("large").await).await;
-    corrupt_object_is_caught_on_read(&moto, &moto.store("corrupt").await).await;
-    rewriting_a_value_changes_the_version(&moto.store("aba").await).await;
+    conformance::blobs(&store(&moto, "conformance-blobs").await).await;
+    conformance::has_closures(&store(&moto, "conformance-closures").await).await;
+    conformance::refs(&store(&moto, "conformance-refs").await).await;
+    conformance::watch(&store(&moto, "conformance-watch").await).await;
+    racing_writers_one_wins(&store(&moto, "race").await).await;
+    large_blobs_go_up_in_parts(&store(&moto, "large").await).await;
+    corrupt_object_is_caught_on_read(&moto, &store(&moto, "corrupt").await).await;
+    rewriting_a_value_changes_the_version(&store(&moto, "aba").await).await;
 }
 
 async fn racing_writers_one_wins(store: &S3Store) {
@@ -166,7 +98,7 @@ async fn corrupt_object_is_caught_on_read(moto: &Moto, store: &S3Store) {
     // Overwrite the object behind the store's back with a plain client.
     let url = format!(
         "s3://{BUCKET}?endpoint=http://127.0.0.1:{}&region=us-east-1",
-        moto.port
+        moto.port()
     );
     let raw = S3Url::parse(&url)
         .unwrap()

@@ -9,15 +9,12 @@
 //!
 //! Needs `moto_server` on PATH (`pip install 'moto[server]'`).
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cairn_digest::Digest;
-use cairn_store::s3::{S3Store, S3Url};
+use cairn_store::moto::{free_port, Moto};
 use cairn_store::{BlobStoreExt, Store};
 use cairn_transfer::{copy_closure, CopyOptions, Kind, Progress};
 use cairn_tree::proto::{Directory, FileNode};
@@ -25,64 +22,12 @@ use cairn_tree::proto::{Directory, FileNode};
 const BUCKET: &str = "cairn-restart";
 const FILES: usize = 400;
 
-/// A running moto_server, stopped on drop.
-struct Moto {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Moto {
-    /// Starts moto on `port` and creates the bucket.
-    fn start(port: u16) -> Self {
-        let child = Command::new("moto_server")
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("moto_server is required: pip install 'moto[server]'");
-        let moto = Self { child, port };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while moto.http("GET", "/").is_none() {
-            assert!(Instant::now() < deadline, "moto_server did not answer");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        assert_eq!(moto.http("PUT", &format!("/{BUCKET}")), Some(200));
-        moto
-    }
-
-    fn http(&self, method: &str, path: &str) -> Option<u16> {
-        let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
-        let head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-            self.port
-        );
-        s.write_all(head.as_bytes()).ok()?;
-        let mut response = String::new();
-        s.read_to_string(&mut response).ok()?;
-        response.split(' ').nth(1)?.parse().ok()
-    }
-
-    fn store(&self) -> Store {
-        let url = format!(
-            "s3://{BUCKET}/restart?endpoint=http://127.0.0.1:{}&region=us-east-1",
-            self.port
-        );
-        let parsed = S3Url::parse(&url).unwrap();
-        let builder = parsed
-            .builder()
-            .with_access_key_id("test")
-            .with_secret_access_key("test");
-        S3Store::with_builder(&parsed, builder)
-            .unwrap()
-            .into_store()
-    }
+/// Starts moto on `port` with the bucket, and the destination store in it.
+fn start_moto(port: u16) -> (Moto, Store) {
+    let moto = Moto::start_on(port);
+    moto.create_bucket(BUCKET);
+    let dest = moto.store(BUCKET, "restart").into_store();
+    (moto, dest)
 }
 
 /// Counts blobs that reached the destination.
@@ -117,27 +62,18 @@ async fn many_files(store: &Store) -> Digest {
         .unwrap()
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn copy_completes_after_the_s3_server_restarts() {
     let source = Store::memory();
     let root = many_files(&source).await;
     let port = free_port();
-    let moto = Moto::start(port);
+    let (moto, dest) = start_moto(port);
 
     let copied = Arc::new(AtomicU64::new(0));
     let options = CopyOptions {
         concurrency: 4,
         ..CopyOptions::default()
     };
-    let dest = moto.store();
     let counter = Counter(copied.clone());
     // The copy, bounded in case the client's retries stall it.
     let copy = tokio::time::timeout(
@@ -158,8 +94,7 @@ async fn copy_completes_after_the_s3_server_restarts() {
         "with its server gone the copy fails, within 90 s: {outcome:?}"
     );
 
-    let moto = Moto::start(port);
-    let dest = moto.store();
+    let (_moto, dest) = start_moto(port);
     let report = copy_closure(&source, &dest, root, Kind::Tree, &options, &())
         .await
         .expect("the rerun completes");

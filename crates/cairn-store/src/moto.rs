@@ -1,0 +1,116 @@
+//! A real S3-compatible server for tests: `moto_server` on loopback,
+//! stopped (by its process id) when the guard drops.
+//!
+//! Like [`conformance`](crate::conformance), this exists for the tests of
+//! every crate that talks to S3, so they share one way of starting it.
+//! It panics instead of returning errors. Starting fails, never skips,
+//! when `moto_server` is not on PATH (`pip install 'moto[server]'`), so a
+//! machine without it is noticed.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::s3::{S3Store, S3Url};
+
+/// How long moto may take to answer after it starts.
+const STARTUP: Duration = Duration::from_secs(60);
+
+/// A running `moto_server`.
+pub struct Moto {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Moto {
+    /// Starts moto on a free loopback port and waits until it answers.
+    pub fn start() -> Self {
+        Self::start_on(free_port())
+    }
+
+    /// Starts moto on `port` (to restart it where a client expects it).
+    pub fn start_on(port: u16) -> Self {
+        let child = Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("moto_server is required: pip install 'moto[server]'");
+        let moto = Self { child, port };
+        let deadline = Instant::now() + STARTUP;
+        while moto.http("GET", "/", b"").is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "moto_server did not answer in {STARTUP:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        moto
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Creates `bucket` (moto keeps everything in memory, so a restarted
+    /// server needs its buckets again).
+    pub fn create_bucket(&self, bucket: &str) {
+        assert_eq!(
+            self.http("PUT", &format!("/{bucket}"), b""),
+            Some(200),
+            "creating bucket {bucket}"
+        );
+    }
+
+    /// The store URL of `prefix` in `bucket`.
+    pub fn url(&self, bucket: &str, prefix: &str) -> String {
+        format!(
+            "s3://{bucket}/{prefix}?endpoint=http://127.0.0.1:{}&region=us-east-1",
+            self.port
+        )
+    }
+
+    /// An S3 store on `prefix` in `bucket`, with moto's test credentials.
+    pub fn store(&self, bucket: &str, prefix: &str) -> S3Store {
+        let parsed = S3Url::parse(&self.url(bucket, prefix)).expect("a valid moto URL");
+        let builder = parsed
+            .builder()
+            .with_access_key_id("test")
+            .with_secret_access_key("test");
+        S3Store::with_builder(&parsed, builder).expect("an S3 store on moto")
+    }
+
+    /// A plain, unsigned HTTP request (moto does not check signatures);
+    /// the status code, or `None` if nothing answered.
+    pub fn http(&self, method: &str, path: &str, body: &[u8]) -> Option<u16> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            self.port,
+            body.len()
+        );
+        s.write_all(head.as_bytes()).ok()?;
+        s.write_all(body).ok()?;
+        let mut response = String::new();
+        s.read_to_string(&mut response).ok()?;
+        response.split(' ').nth(1)?.parse().ok()
+    }
+}
+
+/// A loopback port nothing listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("binding a loopback port")
+        .local_addr()
+        .expect("a bound socket has an address")
+        .port()
+}
