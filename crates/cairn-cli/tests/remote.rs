@@ -5,9 +5,10 @@
 //! Needs `moto_server` on PATH (`pip install 'moto[server]'`) and, for the
 //! release test, busybox-static (like tests/release.rs).
 
-use std::io::{BufRead, BufReader};
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use cairn_store::moto::Moto;
 
@@ -18,8 +19,7 @@ const BUCKET: &str = "cairn-remote";
 
 /// A `cairn server` on 127.0.0.1:0 with a read/write/promote token.
 struct Server {
-    child: Child,
-    url: String,
+    process: support::Server,
     token: String,
 }
 
@@ -42,31 +42,12 @@ impl Server {
                 &format!("promote:{SERVICE}"),
             ],
         );
-        let mut child = Command::new(CAIRN)
-            .args(["server", "--listen", "127.0.0.1:0", "--store"])
-            .arg(store)
-            .env_remove("CAIRN_STORE")
-            .env_remove("CAIRN_TOKEN")
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap()
-            .to_string();
-        Self { child, url, token }
+        let process = support::Server::start::<&str>(store, &[]);
+        Self { process, token }
     }
-}
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    fn url(&self) -> &str {
+        &self.process.url
     }
 }
 
@@ -239,7 +220,7 @@ fn store_commands_on_a_local_directory() {
 fn store_commands_on_a_cairn_server() {
     let tmp = tempfile::tempdir().unwrap();
     let server = Server::start(&tmp.path().join("server-store"));
-    store_round_trip(&server.url, Some(&server.token), tmp.path());
+    store_round_trip(server.url(), Some(&server.token), tmp.path());
 }
 
 #[test]
@@ -352,7 +333,7 @@ fn builds_share_a_cairn_servers_action_cache() {
     let tmp = tempfile::tempdir().unwrap();
     let server_store = tmp.path().join("server-store");
     let server = Server::start(&server_store);
-    let output = build_round_trip(&server.url, Some(&server.token), tmp.path());
+    let output = build_round_trip(server.url(), Some(&server.token), tmp.path());
     // The output and the action-cache entry are in the server's own store.
     let on_server = Machine::new(server_store.to_str().unwrap(), None, tmp.path());
     let ls = run_ok(&on_server, &["store", "ls", "-r", &output]);
@@ -375,7 +356,7 @@ fn builds_share_a_cairn_servers_action_cache() {
     std::fs::write(project.join("src/greeting.txt"), "changed\n").unwrap();
     let reader = Machine {
         dir: Some(project),
-        ..Machine::new(&server.url, Some(&read_only), &tmp.path().join("cache-ro"))
+        ..Machine::new(server.url(), Some(&read_only), &tmp.path().join("cache-ro"))
     };
     let out = reader.run(&["build"]);
     let err = String::from_utf8_lossy(&out.stderr);
@@ -470,7 +451,7 @@ fn release_promote_and_verify_through_a_cairn_server() {
     let tmp = tempfile::tempdir().unwrap();
     let server_store = tmp.path().join("server-store");
     let server = Server::start(&server_store);
-    release_round_trip(&server.url, Some(&server.token), tmp.path());
+    release_round_trip(server.url(), Some(&server.token), tmp.path());
     // The release is in the server's own directory store.
     let on_server = Machine::new(server_store.to_str().unwrap(), None, tmp.path());
     let releases = run_ok(

@@ -2,47 +2,13 @@
 //! token made with `cairn server token create`, and other `cairn`
 //! commands using it through `--store http://…`.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+mod support;
+
+use std::process::Command;
+
+use support::Server;
 
 const CAIRN: &str = env!("CARGO_BIN_EXE_cairn");
-
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Server {
-    fn start(store: &std::path::Path) -> Self {
-        let mut child = Command::new(CAIRN)
-            .args(["server", "--listen", "127.0.0.1:0", "--store"])
-            .arg(store)
-            .env_remove("CAIRN_STORE")
-            .env_remove("CAIRN_TOKEN")
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
-        Self {
-            child,
-            url: addr.to_string(),
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn cairn(args: &[&str]) -> std::process::Output {
     Command::new(CAIRN)
@@ -68,7 +34,7 @@ fn refs_through_a_running_server_with_a_token_made_while_it_runs() {
     let tmp = tempfile::tempdir().unwrap();
     let store = tmp.path().join("store");
     let store_arg = store.to_str().unwrap();
-    let mut server = Server::start(&store);
+    let mut server = Server::start::<&str>(&store, &[]);
     let url = server.url.clone();
 
     let refused = cairn(&["--store", &url, "ref", "set", "app/x", "1", "--create"]);

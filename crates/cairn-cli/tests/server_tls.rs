@@ -2,20 +2,15 @@
 //! 127.0.0.1:0 with a self-signed certificate, and `cairn --store
 //! https://…` trusting it only when told to (`CAIRN_CA_CERT`).
 
-use std::io::{BufRead, BufReader};
+mod support;
+
+use std::ffi::OsStr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
+
+use support::Server;
 
 const CAIRN: &str = env!("CARGO_BIN_EXE_cairn");
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn cairn(args: &[&str], ca: Option<&Path>) -> std::process::Output {
     let mut cmd = Command::new(CAIRN);
@@ -58,27 +53,16 @@ fn https_with_a_self_signed_certificate_trusted_through_cairn_ca_cert() {
         None,
     );
 
-    let mut child = Command::new(CAIRN)
-        .args(["server", "--listen", "127.0.0.1:0", "--store", store_arg])
-        .arg("--tls-cert")
-        .arg(&cert)
-        .arg("--tls-key")
-        .arg(&key)
-        .env_remove("CAIRN_STORE")
-        .env_remove("CAIRN_TOKEN")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let server = Server(child);
-    let url = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_string();
+    let server = Server::start(
+        &store,
+        &[
+            OsStr::new("--tls-cert"),
+            cert.as_os_str(),
+            OsStr::new("--tls-key"),
+            key.as_os_str(),
+        ],
+    );
+    let url = server.url.clone();
     assert!(url.starts_with("https://127.0.0.1:"), "{url}");
 
     let with_token = ["--store", &url, "--token", &token];
