@@ -83,7 +83,7 @@ impl Remote {
             return Ok(None);
         };
         for (root, kind) in closure(&result) {
-            match copy_closure(&self.store, local, root, kind, &pull_options(), &()).await {
+            match copy_closure(&self.store, local, root, kind, &CopyOptions::default(), &()).await {
                 Ok(_) => {}
                 Err(e) if is_missing(&e) => {
                     tracing::warn!(action = %action, error = %e, "incomplete remote action cache entry ignored");
@@ -122,9 +122,16 @@ impl Remote {
             return Ok(Some(published));
         }
         for (root, kind) in closure(&result) {
-            copy_closure(local, &self.store, root, kind, &push_options(), &())
-                .await
-                .map_err(|e| transfer_err(format!("copying {root} to the remote"), e))?;
+            copy_closure(
+                local,
+                &self.store,
+                root,
+                kind,
+                &CopyOptions::whole_files(),
+                &(),
+            )
+            .await
+            .map_err(|e| transfer_err(format!("copying {root} to the remote"), e))?;
         }
         match self.store.refs.compare_and_swap(&name, None, ours).await {
             Ok(_) => Ok(Some(Published::Created)),
@@ -190,7 +197,7 @@ impl Remote {
             .await
             .map_err(|e| remote_err(format!("input `{name}`: looking up {full}"), e))?;
         if on_remote {
-            copy_closure(&self.store, local, full, kind, &pull_options(), &())
+            copy_closure(&self.store, local, full, kind, &CopyOptions::default(), &())
                 .await
                 .map_err(|e| transfer_err(format!("input `{name}`: copying {full}"), e))?;
         }
@@ -228,21 +235,6 @@ fn transfer_err(what: String, e: TransferError) -> BuildError {
     BuildError::Transfer {
         what: format!("remote cache: {what}"),
         source: Box::new(e),
-    }
-}
-
-/// Pulls as `cairn store copy` does (large files as chunks).
-fn pull_options() -> CopyOptions {
-    CopyOptions::default()
-}
-
-/// Pushes send large files whole, the same choice the command line makes
-/// for its pushes to a remote store (change both together): the action
-/// cache must work with a token that may write blobs and `ac/…` refs only.
-fn push_options() -> CopyOptions {
-    CopyOptions {
-        chunk_threshold: u64::MAX,
-        ..CopyOptions::default()
     }
 }
 
@@ -372,9 +364,16 @@ mod tests {
         let a = local(&tmp.path().join("a"));
         let tree = result(&a, OUTPUT_FILE).output;
         let remote = Remote::new(Store::memory());
-        copy_closure(&a, &remote.store, tree, Kind::Tree, &push_options(), &())
-            .await
-            .unwrap();
+        copy_closure(
+            &a,
+            &remote.store,
+            tree,
+            Kind::Tree,
+            &CopyOptions::whole_files(),
+            &(),
+        )
+        .await
+        .unwrap();
 
         let b = local(&tmp.path().join("b"));
         let input = Input::Tree(tree.into());

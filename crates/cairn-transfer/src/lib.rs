@@ -46,6 +46,21 @@ impl Default for CopyOptions {
     }
 }
 
+impl CopyOptions {
+    /// Every file sent whole, never as chunks: what a push from a local
+    /// cache to a remote store uses (the commands' pushes and the remote
+    /// action cache alike). To an S3 store, chunks would be uploaded and
+    /// then the whole file again (S3 cannot assemble); to a `cairn server`,
+    /// which assembles, chunked pushes would save bytes for a changed large
+    /// file, but pushes have not been switched over.
+    pub fn whole_files() -> Self {
+        Self {
+            chunk_threshold: u64::MAX,
+            ..Self::default()
+        }
+    }
+}
+
 /// What a copy did.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct CopyReport {

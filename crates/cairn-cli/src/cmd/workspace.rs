@@ -94,9 +94,16 @@ impl Workspace {
     /// Copies what `root` reaches from the remote into the cache.
     pub async fn pull(&self, root: Digest, kind: Kind) -> Result<()> {
         if self.is_remote() {
-            copy_closure(&self.store, &self.cache, root, kind, &options(), &())
-                .await
-                .with_context(|| format!("copying {root} from {} to the cache", self.url))?;
+            copy_closure(
+                &self.store,
+                &self.cache,
+                root,
+                kind,
+                &CopyOptions::default(),
+                &(),
+            )
+            .await
+            .with_context(|| format!("copying {root} from {} to the cache", self.url))?;
         }
         Ok(())
     }
@@ -104,9 +111,16 @@ impl Workspace {
     /// Copies what `root` reaches from the cache to the remote.
     pub async fn push(&self, root: Digest, kind: Kind) -> Result<()> {
         if self.is_remote() {
-            copy_closure(&self.cache, &self.store, root, kind, &push_options(), &())
-                .await
-                .with_context(|| format!("copying {root} to {}", self.url))?;
+            copy_closure(
+                &self.cache,
+                &self.store,
+                root,
+                kind,
+                &CopyOptions::whole_files(),
+                &(),
+            )
+            .await
+            .with_context(|| format!("copying {root} to {}", self.url))?;
         }
         Ok(())
     }
@@ -159,21 +173,6 @@ impl Workspace {
             _ => "only on a local directory store; an S3 bucket has no cairn-side equivalent yet",
         };
         bail!("`cairn {command}` is maintenance of the store's backend and runs where the store is: {backend} ({} is remote)", self.url)
-    }
-}
-
-fn options() -> CopyOptions {
-    CopyOptions::default()
-}
-
-/// Pushes send large files whole: chunking a push to a remote store saves
-/// nothing (the file is reassembled here and uploaded whole, see
-/// `cairn_transfer::chunks`), and its `chunks/…` refs need an admin token on
-/// a `cairn server`.
-fn push_options() -> CopyOptions {
-    CopyOptions {
-        chunk_threshold: u64::MAX,
-        ..CopyOptions::default()
     }
 }
 
