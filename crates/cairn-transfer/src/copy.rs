@@ -52,7 +52,8 @@ pub async fn copy_closure(
     let closure = closure(from.blobs.as_ref(), root, kind).await?;
     let levels = &closure.levels;
     let all: Vec<Digest> = levels.iter().flatten().copied().collect();
-    let missing = missing(to, &to_ask(to, &closure, root).await?).await?;
+    let pruned = to_ask(to, &closure, root).await?;
+    let missing = missing(to, pruned.as_deref().unwrap_or(&all)).await?;
     let missing_bytes = missing.iter().map(|d| d.size()).sum();
     progress.planned(all.len() as u64, missing.len() as u64, missing_bytes);
 
@@ -82,14 +83,13 @@ pub async fn copy_closure(
     Ok(report)
 }
 
-/// The blobs of the closure to ask `to` about: all of them, unless `to`
-/// can say which directories it holds whole ([`BlobStore::has_closures`]);
-/// then nothing below those, so a re-copy after a small change asks about
-/// the changed part only. Blobs not asked about are in `to`.
+/// The blobs of the closure to ask `to` about, when `to` can say which
+/// directories it holds whole ([`BlobStore::has_closures`]): nothing below
+/// those, so a re-copy after a small change asks about the changed part
+/// only. Blobs not asked about are in `to`. `None`: ask about all of them.
 ///
 /// [`BlobStore::has_closures`]: cairn_store::BlobStore::has_closures
-async fn to_ask(to: &Store, closure: &Closure, root: Digest) -> Result<Vec<Digest>> {
-    let all = || closure.levels.iter().flatten().copied().collect();
+async fn to_ask(to: &Store, closure: &Closure, root: Digest) -> Result<Option<Vec<Digest>>> {
     let interior: Vec<(Digest, Kind)> = closure
         .children
         .iter()
@@ -97,10 +97,10 @@ async fn to_ask(to: &Store, closure: &Closure, root: Digest) -> Result<Vec<Diges
         .map(|(d, _)| (*d, closure.kinds[d]))
         .collect();
     if interior.is_empty() {
-        return Ok(all());
+        return Ok(None);
     }
     let Some(answer) = to.blobs.has_closures(&interior).await? else {
-        return Ok(all());
+        return Ok(None);
     };
     let whole: HashSet<Digest> = interior
         .iter()
@@ -117,7 +117,7 @@ async fn to_ask(to: &Store, closure: &Closure, root: Digest) -> Result<Vec<Diges
         ask.push(d);
         stack.extend(closure.children.get(&d).into_iter().flatten());
     }
-    Ok(ask)
+    Ok(Some(ask))
 }
 
 /// The subset of `digests` that `to` does not hold.
