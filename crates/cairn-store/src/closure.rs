@@ -19,7 +19,7 @@ use futures::{StreamExt, TryStreamExt};
 
 use crate::blob::{BlobStore, BlobStoreExt};
 use crate::error::{Result, StoreError};
-use crate::reach::{edges, Kind, MAX_SCANNED_BLOB};
+use crate::reach::{edges, names_nothing, Kind};
 
 /// The most blobs one answer visits. Past it, every root is reported
 /// incomplete: a correct answer ("not known complete") that makes the
@@ -65,7 +65,7 @@ struct Walked {
 }
 
 fn is_leaf(&(digest, kind): &Node) -> bool {
-    kind == Kind::Leaf || digest.size() > MAX_SCANNED_BLOB
+    names_nothing(&digest, kind)
 }
 
 /// Reads every interior blob below the roots, a frontier at a time.

@@ -36,6 +36,14 @@ pub enum Kind {
     Unknown,
 }
 
+/// Whether a blob of `kind` names nothing to follow without reading it: a
+/// leaf, or a blob too large to be scanned. Every walk (gc, copies, the
+/// completeness answer) applies this one rule, so a client and a server
+/// agree on what a closure is.
+pub fn names_nothing(digest: &Digest, kind: Kind) -> bool {
+    kind == Kind::Leaf || digest.size() > MAX_SCANNED_BLOB
+}
+
 /// The hashes of every blob reachable from any ref.
 pub async fn reachable(blobs: &dyn BlobStore, refs: &dyn RefStore) -> Result<HashSet<[u8; 32]>> {
     let mut live = HashSet::new();
@@ -46,7 +54,7 @@ pub async fn reachable(blobs: &dyn BlobStore, refs: &dyn RefStore) -> Result<Has
         }
     }
     while let Some((digest, kind)) = queue.pop() {
-        if !live.insert(*digest.hash()) || kind == Kind::Leaf || digest.size() > MAX_SCANNED_BLOB {
+        if !live.insert(*digest.hash()) || names_nothing(&digest, kind) {
             continue;
         }
         let bytes = match blobs.get_bytes(&digest).await {

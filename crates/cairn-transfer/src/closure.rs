@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 
 use cairn_digest::Digest;
-use cairn_store::reach::{edges, Kind, MAX_SCANNED_BLOB};
+use cairn_store::reach::{edges, names_nothing, Kind};
 use cairn_store::{BlobStore, BlobStoreExt, StoreError};
 use futures::{StreamExt, TryStreamExt};
 
@@ -77,7 +77,7 @@ async fn walk(from: &dyn BlobStore, root: Digest, kind: Kind) -> Result<Walked> 
 }
 
 async fn edges_of(from: &dyn BlobStore, digest: Digest, kind: Kind) -> Result<Vec<(Digest, Kind)>> {
-    if kind == Kind::Leaf || digest.size() > MAX_SCANNED_BLOB {
+    if names_nothing(&digest, kind) {
         return Ok(Vec::new());
     }
     match from.get_bytes(&digest).await {
