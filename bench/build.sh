@@ -28,19 +28,14 @@ WORK=${WORK:-/var/tmp/cairn-bench-build}
 RUNS=${RUNS:-20}
 ONLY=${ONLY:-"cached sandbox setup"}
 OUT="$HERE/results"
-log() { printf '\n== %s  [load: %s]\n' "$*" "$(cut -d' ' -f1-3 /proc/loadavg)" >&2; }
-die() { printf 'build.sh: %s\n' "$*" >&2; exit 1; }
-want() { [[ " $ONLY " == *" $1 "* ]]; }
+NAME=build.sh
+# shellcheck source=bench/common.sh
+. "$HERE/common.sh"
 
 for t in hyperfine git bwrap python3 /bin/busybox; do
     command -v "$t" >/dev/null 2>&1 || die "missing $t: apt-get install -y hyperfine git bubblewrap python3 busybox-static"
 done
-case "$WORK" in "$REPO"/*|"$REPO") die "WORK must not be inside the repository";; esac
-if [[ -z "${CAIRN:-}" ]]; then
-    log "building cairn (release)"
-    (cd "$REPO" && CARGO_TARGET_DIR="$REPO/target/bench" cargo build --release -q -p cairn-cli)
-    CAIRN="$REPO/target/bench/release/cairn"
-fi
+find_cairn
 mkdir -p "$WORK" "$OUT"
 STORE="$WORK/store"
 export CAIRN_STORE="$STORE"
@@ -65,20 +60,10 @@ env = { PATH = "/bin" }
 run = $3
 TOML
 }
-tree20k() { # DIR: 20 x 10 dirs x 100 files of 1..16 KiB, seeded (as bench/store.sh)
+source_tree() { # DIR: the 20,000-file tree (bench/common.sh), once
     [[ -f "$1/.done" ]] && return
     rm -rf "$1"
-    python3 - "$1" <<'PY'
-import os, random, sys
-rng = random.Random(2)
-for i in range(20):
-    for j in range(10):
-        d = f"{sys.argv[1]}/d{i:02d}/s{j:02d}"
-        os.makedirs(d)
-        for k in range(100):
-            with open(f"{d}/f{k:03d}.bin", "wb") as f:
-                f.write(rng.randbytes(rng.randint(1024, 16384)))
-PY
+    tree20k "$1"
     touch "$1/.done"; sleep 2   # old enough not to be "racily clean"
 }
 bigtree() { # DIR MIB: files of 16 MiB (or 1 MiB) adding up to MIB
@@ -101,7 +86,7 @@ hf() { # NAME ARGS...: hyperfine with our defaults, exported
 # ---------------------------------------------------------------- cached
 if want cached; then
     P="$WORK/cached"
-    tree20k "$P/src"
+    source_tree "$P/src"
     project "$P" ', "/src" = "src"' '["/bin/sh", "-c", "ls /src | wc -l > $OUT/count"]' \
         $'[inputs.src]\npath = "src"\nexclude = [".git"]'
     if [[ ! -d "$P/src/.git" ]]; then

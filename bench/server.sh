@@ -39,31 +39,17 @@ ONLY=${ONLY:-"copy20k delta wrk"}
 DROP=${DROP:-1}
 OUT="$HERE/results"
 
-log() { printf '\n== %s  [load: %s]\n' "$*" "$(cut -d' ' -f1-3 /proc/loadavg)" >&2; }
-die() { printf 'server.sh: %s\n' "$*" >&2; exit 1; }
-want() { [[ " $ONLY " == *" $1 "* ]]; }
+NAME=server.sh
+# shellcheck source=bench/common.sh
+. "$HERE/common.sh"
 
 missing=()
 for t in hyperfine wrk nginx rsync python3 curl timeout; do
     command -v "$t" >/dev/null 2>&1 || missing+=("$t")
 done
 ((${#missing[@]} == 0)) || die "missing tools: ${missing[*]} (apt-get install -y hyperfine wrk nginx rsync python3 curl)"
-case "$WORK" in "$REPO"/*|"$REPO") die "WORK must not be inside the repository ($WORK)";; esac
-if [[ $DROP == 1 ]]; then
-    { sync && echo 3 >/proc/sys/vm/drop_caches; } 2>/dev/null ||
-        die "cannot drop the page cache (run as root, or DROP=0)"
-    COLD='sync; echo 3 > /proc/sys/vm/drop_caches'
-else
-    COLD='sync'
-fi
-
-if [[ -z ${CAIRN:-} ]]; then
-    log "building cairn (CARGO_TARGET_DIR=$REPO/target/bench)"
-    (cd "$REPO" && CARGO_TARGET_DIR="$REPO/target/bench" cargo build --release -q -p cairn-cli)
-    CAIRN="$REPO/target/bench/release/cairn"
-fi
-[[ -x $CAIRN ]] || die "CAIRN=$CAIRN is not executable"
-CAIRN=$(realpath "$CAIRN")
+cold_runs
+find_cairn
 export CAIRN
 unset CAIRN_STORE CAIRN_TOKEN CAIRN_CA_CERT
 
@@ -131,18 +117,7 @@ if [[ -z $TREE ]]; then
 fi
 if [[ ! -d $TREE ]]; then
     log "generating $TREE (bench/store.sh's generator, same seed)"
-    python3 - "$TREE" <<'EOF'
-import os, random, sys
-tree = sys.argv[1]
-rng = random.Random(2)
-for i in range(20):
-    for j in range(10):
-        d = f"{tree}/d{i:02d}/s{j:02d}"
-        os.makedirs(d)
-        for k in range(100):
-            with open(f"{d}/f{k:03d}.bin", "wb") as f:
-                f.write(rng.randbytes(rng.randint(1024, 16384)))
-EOF
+    tree20k "$TREE"
     sleep 2
 fi
 TREE_FILES=$(find "$TREE" -type f | wc -l)

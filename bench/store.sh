@@ -29,9 +29,9 @@ ONLY=${ONLY:-"add20k add1g readd checkout verify profile"}
 DROP=${DROP:-1}
 OUT="$HERE/results"
 
-log() { printf '\n== %s  [load: %s]\n' "$*" "$(cut -d' ' -f1-3 /proc/loadavg)" >&2; }
-die() { printf 'store.sh: %s\n' "$*" >&2; exit 1; }
-want() { [[ " $ONLY " == *" $1 "* ]]; }
+NAME=store.sh
+# shellcheck source=bench/common.sh
+. "$HERE/common.sh"
 
 # ---------------------------------------------------------------- tools
 missing=()
@@ -52,25 +52,10 @@ for t in strace perf; do
             "$t" "$([[ $t == perf ]] && echo linux-perf || echo strace)" >&2
 done
 
-case "$WORK" in "$REPO"/*|"$REPO") die "WORK must not be inside the repository ($WORK)";; esac
-
-if [[ $DROP == 1 ]]; then
-    if ! { sync && echo 3 >/proc/sys/vm/drop_caches; } 2>/dev/null; then
-        die "cannot write /proc/sys/vm/drop_caches (run as root, or DROP=0 for warm-only figures)"
-    fi
-    COLD='sync; echo 3 > /proc/sys/vm/drop_caches'
-else
-    COLD='sync'
-fi
+cold_runs
 
 # ---------------------------------------------------------------- cairn
-if [[ -z ${CAIRN:-} ]]; then
-    log "building cairn (CARGO_TARGET_DIR=$REPO/target/bench)"
-    (cd "$REPO" && CARGO_TARGET_DIR="$REPO/target/bench" cargo build --release -q -p cairn-cli)
-    CAIRN="$REPO/target/bench/release/cairn"
-fi
-[[ -x $CAIRN ]] || die "CAIRN=$CAIRN is not executable"
-CAIRN=$(realpath "$CAIRN")
+find_cairn
 
 mkdir -p "$WORK" "$OUT"
 q() { printf '%q' "$1"; }
@@ -97,17 +82,10 @@ if [[ "$(cat "$WORK/data/.version" 2>/dev/null)" != "$DATA_VERSION" ]]; then
     log "generating data in $WORK/data (once)"
     rm -rf "$WORK/data"
     mkdir -p "$WORK/data"
-    python3 - "$TREE" "$BIG" <<'EOF'
-import os, random, sys
-tree, big = sys.argv[1], sys.argv[2]
-rng = random.Random(2)
-for i in range(20):
-    for j in range(10):
-        d = f"{tree}/d{i:02d}/s{j:02d}"
-        os.makedirs(d)
-        for k in range(100):
-            with open(f"{d}/f{k:03d}.bin", "wb") as f:
-                f.write(rng.randbytes(rng.randint(1024, 16384)))
+    tree20k "$TREE"
+    python3 - "$BIG" <<'EOF'
+import random, sys
+big = sys.argv[1]
 rng = random.Random(1)
 with open(big, "wb") as f:
     for _ in range(64):
