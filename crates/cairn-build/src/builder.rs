@@ -53,6 +53,7 @@ pub struct Builder {
     recipe_dir: PathBuf,
     reporter: Arc<dyn Reporter>,
     remote: Option<Remote>,
+    registry: cairn_oci::RegistryConfig,
     inputs: Mutex<HashMap<String, ResolvedInput>>,
 }
 
@@ -79,6 +80,7 @@ impl Builder {
             recipe_dir: dir.unwrap_or(Path::new(".")).to_owned(),
             reporter: Arc::new(NoReporter),
             remote: None,
+            registry: cairn_oci::RegistryConfig::default(),
             inputs: Mutex::new(HashMap::new()),
         })
     }
@@ -86,6 +88,13 @@ impl Builder {
     /// Reports progress and log lines to `reporter`.
     pub fn with_reporter(mut self, reporter: Arc<dyn Reporter>) -> Self {
         self.reporter = reporter;
+        self
+    }
+
+    /// How `oci` inputs reach registries (credentials, plain-HTTP hosts);
+    /// by default anonymously, over HTTPS except for loopback registries.
+    pub fn with_registry(mut self, registry: cairn_oci::RegistryConfig) -> Self {
+        self.registry = registry;
         self
     }
 
@@ -236,6 +245,11 @@ impl Builder {
                 .await?;
         }
         let refs = &*self.store.refs;
+        if let cairn_recipe::Input::Oci { image, digest } = input {
+            let (fs, dir) = (&self.fs, &self.recipe_dir);
+            return crate::image::resolve(fs, refs, dir, name, image, *digest, &self.registry)
+                .await;
+        }
         inputs::resolve(&self.fs, refs, &self.recipe_dir, name, input).await
     }
 

@@ -181,7 +181,8 @@ impl Remote {
         let (digest, kind) = match input {
             Input::Tree(d) => (*d, Kind::Tree),
             Input::Fetch { digest, .. } => (*digest, Kind::Leaf),
-            Input::Path { .. } => return Ok(()),
+            // Images come from their registry (or layout) by digest.
+            Input::Path { .. } | Input::Oci { .. } => return Ok(()),
         };
         // Without its size a digest names no blob a remote can serve.
         let Some(full) = digest.size.map(|s| digest.with_size(s)) else {

@@ -137,6 +137,24 @@ impl Layout {
         })
     }
 
+    /// Adds `bytes` as a blob (a manifest fetched and verified); returns
+    /// their digest.
+    pub fn put_bytes(&self, bytes: &[u8]) -> Result<Digest, LayoutError> {
+        let digest = Digest::of(bytes);
+        if self.has(&digest) {
+            return Ok(digest);
+        }
+        let dir = self.root.join("blobs/sha256");
+        let io = |source| LayoutError::Io {
+            path: dir.clone(),
+            source,
+        };
+        let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(io)?;
+        std::io::Write::write_all(&mut tmp, bytes).map_err(io)?;
+        self.put_verified(tmp.into_temp_path(), &digest)?;
+        Ok(digest)
+    }
+
     /// Adds `file` (already verified to hash to `digest`) as a blob, by
     /// rename; a blob already there is kept.
     pub fn put_verified(

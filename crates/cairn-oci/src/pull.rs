@@ -91,6 +91,9 @@ impl From<LayoutError> for PullError {
 pub struct PulledImage {
     /// Where it came from.
     pub reference: String,
+    /// The digest the image was pinned by (a manifest, or an index), with
+    /// its size; its bytes are in `layout`.
+    pub pinned: Digest,
     /// The manifest's digest (the pin, or the platform's manifest in the
     /// pinned index).
     pub manifest_digest: Digest,
@@ -134,10 +137,11 @@ pub async fn pull(
                 Ok((full, bytes))
             };
             let (mut digest, mut bytes) = read(*digest)?;
+            let pinned = digest;
             if let Some(chosen) = choose_platform(&bytes, &reference).map_err(spec_err)? {
                 (digest, bytes) = read(chosen.into())?;
             }
-            finish(&reference, digest, &bytes, layout.clone(), |d| {
+            finish(&reference, (pinned, digest), &bytes, layout.clone(), |d| {
                 layout.read_blob(d).map_err(|source| PullError::Layout {
                     reference: reference.clone(),
                     source,
@@ -151,11 +155,18 @@ pub async fn pull(
                 source,
             };
             let pin = r.pinned()?;
+            let layout_err = |source| PullError::Layout {
+                reference: reference.clone(),
+                source,
+            };
             let mut bytes = registry_manifest(&registry, &pin.to_string(), &reference).await?;
             let mut digest = check_pin(&bytes, &pin, &reference)?;
+            let pinned = digest;
+            cache.put_bytes(&bytes).map_err(layout_err)?;
             if let Some(chosen) = choose_platform(&bytes, &reference).map_err(spec_err)? {
                 bytes = registry_manifest(&registry, &chosen.to_string(), &reference).await?;
                 digest = check_pin(&bytes, &chosen.into(), &reference)?;
+                cache.put_bytes(&bytes).map_err(layout_err)?;
             }
             let manifest = parse_manifest(&bytes, &reference)?;
             let config_digest = manifest.config.blob_digest().map_err(spec_err)?;
@@ -168,7 +179,7 @@ pub async fn pull(
                 let d = layer.blob_digest().map_err(spec_err)?;
                 registry.fetch_blob(&d, cache).await.map_err(reg_err)?;
             }
-            finish(&reference, digest, &bytes, cache.clone(), |d| {
+            finish(&reference, (pinned, digest), &bytes, cache.clone(), |d| {
                 cache.read_blob(d).map_err(|source| PullError::Layout {
                     reference: reference.clone(),
                     source,
@@ -298,7 +309,7 @@ fn check_layer_type(layer: &crate::spec::Descriptor, reference: &str) -> Result<
 
 fn finish(
     reference: &str,
-    manifest_digest: Digest,
+    (pinned, manifest_digest): (Digest, Digest),
     bytes: &[u8],
     layout: Layout,
     read: impl Fn(&Digest) -> Result<Vec<u8>, PullError>,
@@ -328,6 +339,7 @@ fn finish(
     }
     Ok(PulledImage {
         reference: reference.to_owned(),
+        pinned,
         manifest_digest,
         manifest,
         config,

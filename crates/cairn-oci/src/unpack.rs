@@ -14,7 +14,8 @@
 //! hard links must name a regular file already unpacked; device nodes,
 //! fifos and other special files are refused (a tree cannot hold them); a
 //! whiteout must name one plain entry (`.wh...`, `.wh..`, `.wh.` and the
-//! other `.wh..wh.` names are refused). Expansion is bounded
+//! other `.wh..wh.` names are refused). The root directory's own entry,
+//! `/` as umoci writes it, is the one absolute path accepted: a no-op. Expansion is bounded
 //! ([`Limits`]): a layer may not inflate past a multiple of its compressed
 //! size (beyond a floor), nor the image past a total, nor hold more than a
 //! number of entries. Files keep only their executable bit; owners, times
@@ -239,6 +240,10 @@ impl Applier<'_> {
         let raw = String::from_utf8(raw_bytes).map_err(|e| {
             Self::hostile(&String::from_utf8_lossy(e.as_bytes()), "path is not UTF-8")
         })?;
+        // The root directory itself, as umoci writes it: nothing to do.
+        if kind == EntryType::Directory && raw.trim_end_matches('/').is_empty() {
+            return Ok(());
+        }
         let parts = components(&raw, &raw)?;
         let Some((name, parents)) = parts.split_last() else {
             return match kind {

@@ -82,10 +82,13 @@ pub async fn promote(
     channel: &str,
     key: &str,
     expires: Duration,
+    images: super::image::ChannelImages,
 ) -> Result<i32> {
     let ws = super::Workspace::open(global)?;
     let digest = ws.digest(release)?;
-    let store = ws.store;
+    // Images go out (by digest) before the channel moves; their tags after.
+    let pushed = images.push(global, &ws, &digest, key).await?;
+    let store = ws.store.clone();
     let loaded = cairn_release::load_release(&store, &digest).await?;
     let key = signing_key(global, key)?;
     let now = OffsetDateTime::now_utc();
@@ -100,6 +103,7 @@ pub async fn promote(
         now,
     )
     .await?;
+    pushed.tag(channel).await?;
     emit(global.json, &Statement::from(&cur), text);
     Ok(0)
 }

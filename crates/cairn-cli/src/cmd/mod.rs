@@ -3,6 +3,7 @@
 
 mod build;
 mod channel;
+mod image;
 mod key;
 mod refs;
 mod release;
@@ -35,7 +36,13 @@ pub async fn run(cli: Cli) -> Result<i32> {
             channel,
             key,
             expires,
-        } => channel::promote(&cli.global, &release, &channel, &key, expires).await,
+            push_image,
+            registry,
+        } => {
+            let images = image::ChannelImages::new(push_image, &registry)?;
+            channel::promote(&cli.global, &release, &channel, &key, expires, images).await
+        }
+        Command::Image(cmd) => image::run(&cli.global, cmd).await,
         Command::Rollback {
             service,
             channel,
