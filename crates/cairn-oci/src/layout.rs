@@ -189,6 +189,7 @@ impl Staging {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
         };
+        fs::create_dir_all(parent).map_err(ExportError::io(parent))?;
         let dir = tempfile::Builder::new()
             .prefix(".cairn-image-")
             .tempdir_in(parent)

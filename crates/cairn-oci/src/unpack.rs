@@ -131,7 +131,11 @@ pub fn apply_layer(
         .max(budget.limits.ratio_floor);
     let total_left = budget.limits.total_bytes.saturating_sub(budget.bytes);
     let capped = Capped {
-        inner: inflated,
+        inner: PaddedEnd {
+            inner: inflated,
+            read: 0,
+            trailer: None,
+        },
         left: layer_cap.min(total_left),
         read: 0,
     };
@@ -172,6 +176,35 @@ fn too_large_or(e: io::Error, path: &Path, layer_cap: u64, total_left: u64) -> L
     LayerError::Io {
         path: path.to_owned(),
         source: e,
+    }
+}
+
+/// A tar stream that may end without its padding and end-of-archive
+/// blocks (umoci writes such layers; Go's tar reader, and so every
+/// container runtime, accepts them): at the inner end, zeros up to the
+/// next 512-byte boundary and two more blocks, which is exactly the
+/// trailer a complete tar has.
+struct PaddedEnd<R> {
+    inner: R,
+    read: u64,
+    trailer: Option<u64>,
+}
+
+impl<R: Read> Read for PaddedEnd<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.trailer.is_none() {
+            let n = self.inner.read(buf)?;
+            if n > 0 || buf.is_empty() {
+                self.read += n as u64;
+                return Ok(n);
+            }
+            self.trailer = Some((512 - self.read % 512) % 512 + 1024);
+        }
+        let left = self.trailer.as_mut().expect("set above");
+        let n = buf.len().min(*left as usize);
+        buf[..n].fill(0);
+        *left -= n as u64;
+        Ok(n)
     }
 }
 

@@ -84,7 +84,8 @@ impl Workspace {
     /// remote store, that store backs the cache as a remote action cache
     /// (lookups, fetched outputs, published results, pinned inputs).
     pub fn builder(&self, file: &Path) -> Result<Builder> {
-        let builder = Builder::from_file(self.cache.clone(), file)?;
+        let builder = Builder::from_file(self.cache.clone(), file)?
+            .with_registry(super::image::registry_from_env()?);
         if self.is_remote() {
             return Ok(builder.with_remote(self.store.clone()));
         }

@@ -92,6 +92,18 @@ pub async fn run(global: &Global, cmd: ImageCommand) -> Result<i32> {
     }
 }
 
+/// The registry settings of builds (`oci` inputs): credentials from
+/// `CAIRN_REGISTRY_USER` and `CAIRN_REGISTRY_PASSWORD`, plain HTTP for
+/// loopback registries only.
+pub fn registry_from_env() -> Result<RegistryConfig> {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    registry_config(&RegistryArgs {
+        registry_user: var("CAIRN_REGISTRY_USER"),
+        registry_password: var("CAIRN_REGISTRY_PASSWORD"),
+        ..RegistryArgs::default()
+    })
+}
+
 /// The registry settings the flags and environment give.
 pub fn registry_config(args: &RegistryArgs) -> Result<RegistryConfig> {
     let credentials = match (&args.registry_user, &args.registry_password) {
