@@ -4,13 +4,13 @@
 //!
 //! The crate is layered like the rest of cairn: pure parts first —
 //! the JSON documents with their exact media types ([`spec`], [`media`]),
-//! references ([`reference`]), how an artifact is cut into layers
+//! references ([`mod@reference`]), how an artifact is cut into layers
 //! ([`partition`]), the config and manifest of an export ([`image`]), the
 //! attestation's statement and artifact ([`attest`]), authentication
 //! challenges ([`registry::auth`]) — and the I/O around them: writing a
 //! deterministic layer tar ([`layer`]) and a layout ([`layout`],
-//! [`export`]), applying hostile layers safely ([`unpack`]), and the
-//! registry client ([`registry`], [`push`], [`pull`]).
+//! [`mod@export`]), applying hostile layers safely ([`unpack`]), and the
+//! registry client ([`registry`], [`push`], [`mod@pull`]).
 //!
 //! Trees are read through the small [`TreeSource`] trait so the export is
 //! blocking code over any [`cairn_store::BlobStore`] ([`StoreSource`]).

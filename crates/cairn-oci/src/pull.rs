@@ -35,7 +35,7 @@ pub enum PullError {
         reference: String,
         /// What happened.
         #[source]
-        source: RegistryError,
+        source: Box<RegistryError>,
     },
     /// The layout could not be read, or a blob in it is corrupt.
     #[error("image {reference}: {source}")]
@@ -44,7 +44,7 @@ pub enum PullError {
         reference: String,
         /// What happened.
         #[source]
-        source: LayoutError,
+        source: Box<LayoutError>,
     },
     /// A document is not what the spec allows.
     #[error("image {reference}: {source}")]
@@ -81,7 +81,7 @@ impl From<LayoutError> for PullError {
     fn from(source: LayoutError) -> Self {
         Self::Layout {
             reference: String::new(),
-            source,
+            source: Box::new(source),
         }
     }
 }
@@ -121,7 +121,7 @@ pub async fn pull(
         ImageLocation::Layout { path, digest } => {
             let layout = Layout::open(path).map_err(|source| PullError::Layout {
                 reference: reference.clone(),
-                source,
+                source: Box::new(source),
             })?;
             let read = |d: DigestRef| -> Result<(Digest, Vec<u8>), PullError> {
                 let size = std::fs::metadata(layout.blob_path(&d.with_size(0)))
@@ -132,7 +132,7 @@ pub async fn pull(
                     .read_blob(&full)
                     .map_err(|source| PullError::Layout {
                         reference: reference.clone(),
-                        source,
+                        source: Box::new(source),
                     })?;
                 Ok((full, bytes))
             };
@@ -144,7 +144,7 @@ pub async fn pull(
             finish(&reference, (pinned, digest), &bytes, layout.clone(), |d| {
                 layout.read_blob(d).map_err(|source| PullError::Layout {
                     reference: reference.clone(),
-                    source,
+                    source: Box::new(source),
                 })
             })
         }
@@ -152,12 +152,12 @@ pub async fn pull(
             let registry = Registry::new(r, config, false);
             let reg_err = |source| PullError::Registry {
                 reference: reference.clone(),
-                source,
+                source: Box::new(source),
             };
             let pin = r.pinned()?;
             let layout_err = |source| PullError::Layout {
                 reference: reference.clone(),
-                source,
+                source: Box::new(source),
             };
             let mut bytes = registry_manifest(&registry, &pin.to_string(), &reference).await?;
             let mut digest = check_pin(&bytes, &pin, &reference)?;
@@ -182,7 +182,7 @@ pub async fn pull(
             finish(&reference, (pinned, digest), &bytes, cache.clone(), |d| {
                 cache.read_blob(d).map_err(|source| PullError::Layout {
                     reference: reference.clone(),
-                    source,
+                    source: Box::new(source),
                 })
             })
         }
@@ -205,7 +205,7 @@ async fn registry_manifest(
         }),
         Err(source) => Err(PullError::Registry {
             reference: reference.to_owned(),
-            source,
+            source: Box::new(source),
         }),
     }
 }
@@ -215,12 +215,12 @@ fn check_pin(bytes: &[u8], pin: &DigestRef, reference: &str) -> Result<Digest, P
     if got.hash() != &pin.hash {
         return Err(PullError::Registry {
             reference: reference.to_owned(),
-            source: RegistryError::Mismatch {
+            source: Box::new(RegistryError::Mismatch {
                 reference: reference.to_owned(),
                 what: "manifest".into(),
                 expected: pin.to_string(),
                 got: got.to_string(),
-            },
+            }),
         });
     }
     Ok(got)

@@ -1,4 +1,4 @@
-//! Pushing an exported image (a layout written by [`crate::export`]) to a
+//! Pushing an exported image (a layout written by [`crate::export()`]) to a
 //! registry: the blobs the repository lacks, then the manifest by digest,
 //! so a tag is only ever moved to a complete image ([`tag`]).
 
