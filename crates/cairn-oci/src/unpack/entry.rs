@@ -34,7 +34,10 @@ impl Applier<'_> {
         move |source| LayerError::Io { path, source }
     }
 
-    pub(super) fn entry<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<(), LayerError> {
+    pub(super) fn entry<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+    ) -> Result<(), LayerError> {
         let kind = entry.header().entry_type();
         if matches!(
             kind,
