@@ -17,8 +17,10 @@
 //! see [`closure`]), which spares a copy questions about every blob below
 //! them.
 //!
-//! Backends: [`MemoryStore`] (tests, simulation) and [`FsStore`] (a local
-//! directory, the embedded default); a URL picks one ([`open`]).
+//! Backends: [`MemoryStore`] (tests, simulation), [`FsStore`] (a local
+//! directory, the embedded default), [`s3::S3Store`] and
+//! [`http::HttpStore`] (a `cairn server`); a URL picks one, and
+//! [`connect`] opens and checks it. Every error says its [`ErrorKind`].
 
 pub mod assemble;
 pub mod blob;
@@ -33,16 +35,15 @@ pub mod moto;
 pub mod reach;
 pub mod refs;
 pub mod s3;
+mod transport;
 mod url;
 
 pub use blob::{Assembled, BlobReader, BlobStore, BlobStoreExt, VerifyingReader};
-pub use error::{Result, StoreError};
+pub use error::{ErrorKind, RemoteError, Result, StoreError};
 pub use fs::{io_pool, FsStore};
 pub use memory::MemoryStore;
 pub use refs::{RefEvent, RefName, RefStore, RefWatch, Version, Versioned};
-pub use url::{
-    default_location, open, open_async, open_async_with_token, open_with_token, StoreUrl,
-};
+pub use url::{connect, OpenOptions, StoreUrl};
 
 use std::sync::Arc;
 

@@ -38,7 +38,25 @@ impl Moto {
 
     /// Starts moto on `port` (to restart it where a client expects it).
     pub fn start_on(port: u16) -> Self {
-        let child = Command::new("moto_server")
+        Self::launch(port, None)
+    }
+
+    /// Starts moto checking credentials, with `bucket` created: every later
+    /// request needs keys moto's IAM knows, and it knows none, so each is
+    /// refused (403 `InvalidAccessKeyId`), as AWS refuses wrong keys.
+    pub fn start_refusing_credentials(bucket: &str) -> Self {
+        // Two requests pass unchecked: the readiness probe and the bucket.
+        let moto = Self::launch(free_port(), Some(2));
+        moto.create_bucket(bucket);
+        moto
+    }
+
+    fn launch(port: u16, unchecked_requests: Option<u32>) -> Self {
+        let mut command = Command::new("moto_server");
+        if let Some(n) = unchecked_requests {
+            command.env("INITIAL_NO_AUTH_ACTION_COUNT", n.to_string());
+        }
+        let child = command
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -82,11 +100,20 @@ impl Moto {
     /// An S3 store on `prefix` in `bucket`, with moto's test credentials.
     pub fn store(&self, bucket: &str, prefix: &str) -> S3Store {
         let parsed = S3Url::parse(&self.url(bucket, prefix)).expect("a valid moto URL");
-        let builder = parsed
-            .builder()
-            .with_access_key_id("test")
-            .with_secret_access_key("test");
-        S3Store::with_builder(&parsed, builder).expect("an S3 store on moto")
+        S3Store::with_builder(&parsed, parsed.builder(&self.credentials()))
+            .expect("an S3 store on moto")
+    }
+
+    /// moto's test credentials, as [`OpenOptions::aws`](crate::OpenOptions::aws)
+    /// takes them (moto accepts any).
+    pub fn credentials(&self) -> std::collections::BTreeMap<String, String> {
+        [
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
     }
 
     /// A plain, unsigned HTTP request (moto does not check signatures);

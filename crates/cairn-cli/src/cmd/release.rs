@@ -35,7 +35,7 @@ struct Released {
 
 /// Runs `cairn release`.
 pub async fn run(global: &Global, args: ReleaseArgs) -> Result<i32> {
-    let ws = Workspace::open(global)?;
+    let ws = Workspace::open(global, super::Access::Create).await?;
     if let Some(ReleaseCommand::Show { release }) = args.command {
         return show(global, &ws, &release).await;
     }

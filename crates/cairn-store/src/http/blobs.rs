@@ -15,7 +15,7 @@ use reqwest::{header, Method, StatusCode};
 use tokio_util::io::{ReaderStream, StreamReader};
 use tracing::instrument;
 
-use super::{is_not_found, HttpStore, BACKEND};
+use super::{is_not_found, HttpStore};
 use crate::assemble::{check, require_chunks, MAX_CHUNKS};
 use crate::blob::batch::{self, MAX_BATCH_BYTES};
 use crate::blob::{Assembled, BlobReader, BlobStore, Mismatch, VerifyingReader};
@@ -64,7 +64,7 @@ fn blob_path(digest: &Digest) -> String {
 }
 
 impl HttpStore {
-    async fn missing(&self, digests: &[Digest]) -> Result<Vec<Digest>> {
+    pub(super) async fn missing(&self, digests: &[Digest]) -> Result<Vec<Digest>> {
         let body = serde_json::to_vec(&MissingQuery { digests }).expect("digests serialize");
         let rb = self
             .request(Method::POST, "/v1/blobs/missing")
@@ -77,11 +77,9 @@ impl HttpStore {
         let bytes = response
             .bytes()
             .await
-            .map_err(|e| self.transport("reading missing blobs", &e))?;
-        let parsed: Missing = serde_json::from_slice(&bytes).map_err(|e| StoreError::Backend {
-            backend: BACKEND,
-            message: format!("malformed missing-blobs answer from {}: {e}", self.base),
-        })?;
+            .map_err(|e| self.transport("reading missing blobs", e))?;
+        let parsed: Missing = serde_json::from_slice(&bytes)
+            .map_err(|e| self.malformed("querying missing blobs", e.to_string()))?;
         Ok(parsed.missing)
     }
 
@@ -109,11 +107,8 @@ impl HttpStore {
         let bytes = response
             .bytes()
             .await
-            .map_err(|e| self.transport("reading the closures answer", &e))?;
-        let malformed = |message: String| StoreError::Backend {
-            backend: BACKEND,
-            message: format!("malformed closures answer from {}: {message}", self.base),
-        };
+            .map_err(|e| self.transport("reading the closures answer", e))?;
+        let malformed = |reason: String| self.malformed(&what, reason);
         let parsed: Complete =
             serde_json::from_slice(&bytes).map_err(|e| malformed(e.to_string()))?;
         if parsed.complete.len() != roots.len() {
@@ -209,7 +204,7 @@ impl BlobStore for HttpStore {
                 actual,
             });
         }
-        let response = sent.map_err(|e| self.transport(&what, &e))?;
+        let response = sent.map_err(|e| self.transport(&what, e))?;
         if response.status().is_success() {
             return Ok(());
         }

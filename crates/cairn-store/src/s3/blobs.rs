@@ -35,7 +35,7 @@ impl S3Store {
             // An object of the wrong length is not this blob.
             Ok(meta) => Ok(meta.size == digest.size()),
             Err(object_store::Error::NotFound { .. }) => Ok(false),
-            Err(e) => Err(self.backend(format!("HEAD blob {digest}: {e}"))),
+            Err(e) => Err(self.error(format!("looking for blob {digest}"), e)),
         }
     }
 
@@ -46,7 +46,7 @@ impl S3Store {
         limited
             .read_to_end(&mut buf)
             .await
-            .map_err(|e| self.backend(format!("reading blob {digest} to upload: {e}")))?;
+            .map_err(|e| crate::blob::read_error(digest, e))?;
         Ok(buf)
     }
 
@@ -62,7 +62,7 @@ impl S3Store {
             .objects
             .put_multipart(&path)
             .await
-            .map_err(|e| self.backend(format!("starting upload of blob {digest}: {e}")))?;
+            .map_err(|e| self.error(format!("starting upload of blob {digest}"), e))?;
         let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
         writer.put(first.into());
         let outcome: Result<()> = async {
@@ -70,7 +70,7 @@ impl S3Store {
                 writer
                     .wait_for_capacity(PARTS_IN_FLIGHT)
                     .await
-                    .map_err(|e| self.backend(format!("uploading blob {digest}: {e}")))?;
+                    .map_err(|e| self.error(format!("uploading blob {digest}"), e))?;
                 let part = self.read_part(digest, &mut data).await?;
                 if part.is_empty() {
                     return Ok(());
@@ -95,7 +95,7 @@ impl S3Store {
         writer
             .finish()
             .await
-            .map_err(|e| self.backend(format!("completing upload of blob {digest}: {e}")))?;
+            .map_err(|e| self.error(format!("completing upload of blob {digest}"), e))?;
         Ok(())
     }
 }
@@ -114,7 +114,7 @@ impl BlobStore for S3Store {
         let got = match self.objects.get(&blob_path(digest)).await {
             Ok(got) => got,
             Err(object_store::Error::NotFound { .. }) => return Ok(None),
-            Err(e) => return Err(self.backend(format!("GET blob {digest}: {e}"))),
+            Err(e) => return Err(self.error(format!("reading blob {digest}"), e)),
         };
         let stream = got.into_stream().map_err(std::io::Error::other);
         let reader = tokio_util::io::StreamReader::new(stream);
@@ -136,7 +136,7 @@ impl BlobStore for S3Store {
             self.objects
                 .put(&blob_path(digest), first.into())
                 .await
-                .map_err(|e| self.backend(format!("PUT blob {digest}: {e}")))?;
+                .map_err(|e| self.error(format!("writing blob {digest}"), e))?;
             return Ok(());
         }
         self.put_multipart(digest, first, data, hasher).await

@@ -43,7 +43,7 @@ impl S3Store {
         match self.objects.head(&ref_path(name)).await {
             Ok(meta) => Ok(Some(self.version_of(name, meta.e_tag)?)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(self.backend(format!("HEAD ref {name}: {e}"))),
+            Err(e) => Err(self.error(format!("looking up ref {name}"), e)),
         }
     }
 
@@ -60,13 +60,13 @@ impl RefStore for S3Store {
         let got = match self.objects.get(&ref_path(name)).await {
             Ok(got) => got,
             Err(object_store::Error::NotFound { .. }) => return Ok(None),
-            Err(e) => return Err(self.backend(format!("GET ref {name}: {e}"))),
+            Err(e) => return Err(self.error(format!("reading ref {name}"), e)),
         };
         let version = self.version_of(name, got.meta.e_tag.clone())?;
         let body = got
             .bytes()
             .await
-            .map_err(|e| self.backend(format!("GET ref {name}: {e}")))?;
+            .map_err(|e| self.error(format!("reading ref {name}"), e))?;
         let value = body
             .get(NONCE_LEN..)
             .ok_or_else(|| self.malformed(name, "shorter than its nonce"))?
@@ -81,12 +81,18 @@ impl RefStore for S3Store {
             Some((dir, _)) => format!("refs/{dir}"),
             None => "refs".to_string(),
         };
-        let metas: Vec<_> = self
+        let listed = self
             .objects
             .list(Some(&Path::from(dir)))
             .try_collect()
-            .await
-            .map_err(|e| self.backend(format!("listing refs under {prefix:?}: {e}")))?;
+            .await;
+        let metas: Vec<_> = match listed {
+            Ok(metas) => metas,
+            Err(e) => {
+                let action = format!("listing refs under {prefix:?}");
+                return Err(self.list_error(&action, e).await);
+            }
+        };
         let mut names: Vec<RefName> = metas
             .iter()
             .filter_map(|m| m.location.as_ref().strip_prefix("refs/"))
@@ -105,7 +111,7 @@ impl RefStore for S3Store {
     ) -> Result<Version> {
         check_ref_size(name, &value)?;
         let mut body = vec![0u8; NONCE_LEN];
-        getrandom::fill(&mut body).map_err(|e| self.backend(format!("random: {e}")))?;
+        getrandom::fill(&mut body).expect("the OS random number generator");
         body.extend_from_slice(&value);
         let mode = match expected {
             None => PutMode::Create,
@@ -128,7 +134,7 @@ impl RefStore for S3Store {
                 let found = self.etag(name).await.ok().flatten();
                 Err(conflict(name, expected, found.as_ref()))
             }
-            Err(e) => Err(self.backend(format!("PUT ref {name}: {e}"))),
+            Err(e) => Err(self.error(format!("writing ref {name}"), e)),
         }
     }
 
@@ -140,6 +146,6 @@ impl RefStore for S3Store {
         self.objects
             .delete(&ref_path(name))
             .await
-            .map_err(|e| self.backend(format!("DELETE ref {name}: {e}")))
+            .map_err(|e| self.error(format!("deleting ref {name}"), e))
     }
 }
