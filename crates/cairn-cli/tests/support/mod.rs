@@ -1,10 +1,29 @@
 //! What the CLI's integration tests share: a `cairn server` started as a
-//! user starts it, and stopped (by its process id) when the guard drops.
+//! user starts it, and stopped (by its process id) when the guard drops;
+//! and the check every refusal gets ([`refused`]).
+#![allow(dead_code)] // each test binary uses its own part of this
 
 use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
+
+/// Checks a refusal: the command exited with `code`, printed nothing on
+/// stdout, and said why on stderr in one line (`error: …`) containing
+/// `needle`. Returns that line.
+pub fn refused(out: &Output, code: i32, needle: &str) -> String {
+    let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    assert_eq!(out.status.code(), Some(code), "exit status; stderr: {err}");
+    assert!(
+        out.stdout.is_empty(),
+        "a refusal printed on stdout: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(err.lines().count(), 1, "not one line: {err}");
+    assert!(err.starts_with("error: "), "{err}");
+    assert!(err.contains(needle), "{needle:?} not in: {err}");
+    err
+}
 
 /// A running `cairn server` on a free loopback port.
 pub struct Server {
