@@ -9,7 +9,8 @@
 //! The traits are small on purpose: verification is built into reads
 //! ([`VerifyingReader`]), and features such as caching or metrics wrap a
 //! store rather than widen the traits. Every backend must pass the shared
-//! [`conformance`] suite. One optional capability has a default that says
+//! `conformance` suite (built with the `test-support` feature, like the
+//! `moto` harness for S3 tests). One optional capability has a default that says
 //! "unsupported": building a blob from chunks already in the store
 //! ([`BlobStore::assemble`], see [`assemble`]), which spares a second
 //! transfer of a large file's bytes where the backend can do it. Another
@@ -25,12 +26,14 @@
 pub mod assemble;
 pub mod blob;
 pub mod closure;
+#[cfg(feature = "test-support")]
 pub mod conformance;
 pub mod error;
 pub mod fs;
 pub mod gc;
 pub mod http;
 pub mod memory;
+#[cfg(feature = "test-support")]
 pub mod moto;
 pub mod reach;
 pub mod refs;

@@ -4,8 +4,8 @@
 //! Like [`conformance`](crate::conformance), this exists for the tests of
 //! every crate that talks to S3, so they share one way of starting it.
 //! It panics instead of returning errors. Starting fails, never skips,
-//! when `moto_server` is not on PATH (`pip install 'moto[server]'`), so a
-//! machine without it is noticed.
+//! when moto is not installed (`pip install 'moto[server]'`), so a machine
+//! without it is noticed.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -13,6 +13,15 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::s3::{S3Store, S3Url};
+
+/// `moto_server`, answering one request at a time. Its usual threaded
+/// server checks `If-Match` and writes without a lock between, so two
+/// racing conditional writes can both succeed, which AWS S3 never allows;
+/// served one at a time, moto keeps the guarantee the ref tests check.
+/// (Everything else is `moto_server`'s own start-up.)
+const SERIAL_MOTO: &str = "import sys, moto.server as m, werkzeug.serving as w
+m.run_simple = lambda *a, **k: w.run_simple(*a, **{**k, 'threaded': False})
+m.main(sys.argv[1:])";
 
 /// How long moto may take to answer after it starts.
 const STARTUP: Duration = Duration::from_secs(60);
@@ -52,16 +61,23 @@ impl Moto {
     }
 
     fn launch(port: u16, unchecked_requests: Option<u32>) -> Self {
-        let mut command = Command::new("moto_server");
+        let mut command = Command::new("python3");
         if let Some(n) = unchecked_requests {
             command.env("INITIAL_NO_AUTH_ACTION_COUNT", n.to_string());
         }
         let child = command
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .args([
+                "-c",
+                SERIAL_MOTO,
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("moto_server is required: pip install 'moto[server]'");
+            .expect("python3 with moto is required: pip install 'moto[server]'");
         let moto = Self { child, port };
         let deadline = Instant::now() + STARTUP;
         while moto.http("GET", "/", b"").is_none() {

@@ -5,30 +5,19 @@ use std::sync::Arc;
 
 use cairn_digest::Digest;
 use cairn_store::{
-    conformance, BlobStoreExt, ErrorKind, FsStore, MemoryStore, RefName, RefStore, StoreError,
+    conformance, BlobStoreExt, ErrorKind, FsStore, RefName, RefStore, Store, StoreError,
 };
 
 #[tokio::test]
 async fn memory_store_conforms() {
-    let m = MemoryStore::new();
-    conformance::blobs(&m).await;
-    conformance::put_many(&m).await;
-    conformance::assemble(&m).await;
-    conformance::has_closures(&m).await;
-    conformance::refs(&m).await;
-    conformance::watch(&m).await;
+    conformance::all(&Store::memory()).await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fs_store_conforms() {
     let dir = tempfile::tempdir().unwrap();
     let fs = FsStore::open(dir.path().join("store")).unwrap();
-    conformance::blobs(&fs).await;
-    conformance::put_many(&fs).await;
-    conformance::assemble(&fs).await;
-    conformance::has_closures(&fs).await;
-    conformance::refs(&fs).await;
-    conformance::watch(&fs).await;
+    conformance::all(&Store::local(fs)).await;
 }
 
 #[test]

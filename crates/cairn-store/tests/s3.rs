@@ -34,44 +34,10 @@ async fn s3_backend() {
     let moto = Moto::start();
     moto.create_bucket(BUCKET);
 
-    conformance::blobs(&store(&moto, "conformance-blobs").await).await;
-    conformance::has_closures(&store(&moto, "conformance-closures").await).await;
-    conformance::refs(&store(&moto, "conformance-refs").await).await;
-    conformance::watch(&store(&moto, "conformance-watch").await).await;
-    racing_writers_one_wins(&store(&moto, "race").await).await;
+    conformance::all(&store(&moto, "conformance").await.into_store()).await;
     large_blobs_go_up_in_parts(&store(&moto, "large").await).await;
     corrupt_object_is_caught_on_read(&moto, &store(&moto, "corrupt").await).await;
     rewriting_a_value_changes_the_version(&store(&moto, "aba").await).await;
-}
-
-async fn racing_writers_one_wins(store: &S3Store) {
-    let name = RefName::new("race/one").unwrap();
-    let mut version = store
-        .compare_and_swap(&name, None, b"0".to_vec())
-        .await
-        .unwrap();
-    for round in 0..10 {
-        let a = store.compare_and_swap(&name, Some(&version), format!("a{round}").into_bytes());
-        let b = store.compare_and_swap(&name, Some(&version), format!("b{round}").into_bytes());
-        let (a, b) = tokio::join!(a, b);
-        let winners: Vec<_> = [&a, &b].into_iter().filter(|r| r.is_ok()).collect();
-        assert_eq!(winners.len(), 1, "round {round}: {a:?} / {b:?}");
-        for r in [&a, &b] {
-            if let Err(e) = r {
-                assert!(matches!(e, StoreError::Conflict { .. }), "{e:?}");
-            }
-        }
-        version = a.or(b).unwrap();
-    }
-    let fresh = RefName::new("race/new").unwrap();
-    let creates =
-        futures::future::join_all((0..4).map(|i| store.compare_and_swap(&fresh, None, vec![i])))
-            .await;
-    assert_eq!(
-        creates.iter().filter(|r| r.is_ok()).count(),
-        1,
-        "{creates:?}"
-    );
 }
 
 async fn large_blobs_go_up_in_parts(store: &S3Store) {

@@ -24,6 +24,8 @@ const PART_SIZE: usize = 8 << 20;
 const PARTS_IN_FLIGHT: usize = 4;
 /// HEAD requests in flight for one `has_many`.
 const HEADS_IN_FLIGHT: usize = 32;
+/// PUT requests in flight for one `put_many`.
+const PUTS_IN_FLIGHT: usize = 16;
 
 fn blob_path(digest: &Digest) -> Path {
     Path::from(format!("blobs/{}", digest.hex()))
@@ -106,6 +108,29 @@ impl BlobStore for S3Store {
         let heads: Vec<_> = digests.iter().map(|d| self.has_one(d)).collect();
         futures::stream::iter(heads)
             .buffered(HEADS_IN_FLIGHT)
+            .try_collect()
+            .await
+    }
+
+    /// Checks every blob first (a mismatch is refused before anything is
+    /// sent), then puts them [`PUTS_IN_FLIGHT`] at a time: S3 has no batch
+    /// upload, but it has no limit on parallel ones either.
+    async fn put_many(&self, blobs: Vec<(Digest, Vec<u8>)>) -> Result<()> {
+        for (digest, bytes) in &blobs {
+            if !digest.matches(bytes) {
+                return Err(StoreError::Corrupt {
+                    expected: *digest,
+                    actual: Digest::of(bytes),
+                });
+            }
+        }
+        let puts = blobs.into_iter().map(|(digest, bytes)| async move {
+            let put = self.objects.put(&blob_path(&digest), bytes.into()).await;
+            put.map(drop)
+                .map_err(|e| self.error(format!("writing blob {digest}"), e))
+        });
+        futures::stream::iter(puts)
+            .buffer_unordered(PUTS_IN_FLIGHT)
             .try_collect()
             .await
     }

@@ -1,7 +1,7 @@
 //! Refs in S3: one object per ref at `refs/<name>`, versioned by ETag.
 //!
 //! Compare-and-swap is a conditional PUT: `If-None-Match: *` to create,
-//! `If-Match: <etag>` to replace. S3's ETag of a simple PUT is the MD5 of
+//! `If-Match: <etag>` to replace. A version is the ETag without its quotes. S3's ETag of a simple PUT is the MD5 of
 //! the body, so writing A, then B, then A again would bring back A's
 //! version and let a writer holding that stale version win. Each object
 //! therefore starts with a 16-byte random nonce ([`NONCE_LEN`]) before the
@@ -47,9 +47,12 @@ impl S3Store {
         }
     }
 
+    /// A ref's version: its ETag without the quotes S3 puts around it, so
+    /// a version is a plain token (a `cairn server` over S3 sends it on in
+    /// its own quoted `ETag`).
     fn version_of(&self, name: &RefName, e_tag: Option<String>) -> Result<Version> {
         e_tag
-            .map(Version)
+            .map(|t| Version(t.trim_matches('"').to_string()))
             .ok_or_else(|| self.malformed(name, "the server returned no ETag"))
     }
 }
@@ -116,7 +119,7 @@ impl RefStore for S3Store {
         let mode = match expected {
             None => PutMode::Create,
             Some(v) => PutMode::Update(UpdateVersion {
-                e_tag: Some(v.0.clone()),
+                e_tag: Some(format!("\"{}\"", v.0)),
                 version: None,
             }),
         };
