@@ -213,7 +213,10 @@ fn a_killed_copy_to_a_server_resumes_with_only_what_is_missing() {
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     while (blobs_in(&served).len() as u64) < blobs_total / 4 {
-        assert!(Instant::now() < deadline, "the blobs did not arrive in 60 s");
+        assert!(
+            Instant::now() < deadline,
+            "the blobs did not arrive in 60 s"
+        );
         assert!(copier.try_wait().unwrap().is_none(), "the copy ended early");
         std::thread::sleep(Duration::from_millis(1));
     }
