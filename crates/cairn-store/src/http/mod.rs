@@ -236,3 +236,30 @@ impl HttpStore {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_have_their_kinds() {
+        let cases = [
+            (401, ErrorKind::Unauthorized),
+            (403, ErrorKind::Forbidden),
+            (404, ErrorKind::NotFound),
+            (409, ErrorKind::Conflict),
+            (412, ErrorKind::Conflict),
+            (400, ErrorKind::InvalidRequest),
+            (413, ErrorKind::InvalidRequest),
+            (422, ErrorKind::InvalidRequest),
+            (429, ErrorKind::Unavailable),
+            (500, ErrorKind::Unavailable),
+            (502, ErrorKind::Unavailable),
+            (503, ErrorKind::Unavailable),
+        ];
+        for (code, kind) in cases {
+            let status = StatusCode::from_u16(code).unwrap();
+            assert_eq!(status_kind(status), kind, "{code}");
+        }
+    }
+}
