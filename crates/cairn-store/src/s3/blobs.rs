@@ -113,7 +113,7 @@ impl BlobStore for S3Store {
     }
 
     /// Checks every blob first (a mismatch is refused before anything is
-    /// sent), then puts them [`PUTS_IN_FLIGHT`] at a time: S3 has no batch
+    /// sent), then puts them 16 at a time: S3 has no batch
     /// upload, but it has no limit on parallel ones either.
     async fn put_many(&self, blobs: Vec<(Digest, Vec<u8>)>) -> Result<()> {
         for (digest, bytes) in &blobs {
