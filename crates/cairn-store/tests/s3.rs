@@ -153,6 +153,13 @@ async fn connect_checks_credentials_bucket_and_endpoint() {
     );
     let err = refused(&nobody, &with_keys(false), ErrorKind::Unavailable).await;
     assert!(err.contains("cannot connect"), "{err}");
+
+    // An endpoint that accepts connections and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let url = format!("s3://{BUCKET}?endpoint=http://127.0.0.1:{port}&region=us-east-1");
+    let err = refused(&url, &with_keys(false), ErrorKind::Unavailable).await;
+    assert!(err.contains("no answer in time"), "{err}");
 }
 
 /// Wrong keys are refused as the credentials' fault, at `connect` and on

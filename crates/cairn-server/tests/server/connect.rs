@@ -73,6 +73,23 @@ async fn connect_checks_the_server_and_the_token() {
     assert!(err.contains("cannot connect"), "{err}");
 }
 
+/// A server that accepts connections and never answers fails the check
+/// within its time limit, as an outage.
+#[tokio::test]
+async fn a_server_that_never_answers_is_unavailable_in_time() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", silent.local_addr().unwrap());
+    // Without the probe's own limit this would wait forever.
+    let guard = std::time::Duration::from_secs(120);
+    let options = with_token(Some("t"));
+    let check = refused(&url, &options, ErrorKind::Unavailable);
+    let err = tokio::time::timeout(guard, check)
+        .await
+        .expect("the check never gave up");
+    assert!(err.contains("no answer in time"), "{err}");
+    drop(silent);
+}
+
 #[tokio::test]
 async fn anonymous_reads_need_no_token_to_connect() {
     let server = TestServer::start_with(Options {

@@ -64,7 +64,7 @@ fn blob_path(digest: &Digest) -> String {
 }
 
 impl HttpStore {
-    pub(super) async fn missing(&self, digests: &[Digest]) -> Result<Vec<Digest>> {
+    async fn missing(&self, digests: &[Digest]) -> Result<Vec<Digest>> {
         let body = serde_json::to_vec(&MissingQuery { digests }).expect("digests serialize");
         let rb = self
             .request(Method::POST, "/v1/blobs/missing")

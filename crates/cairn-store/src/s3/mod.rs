@@ -26,14 +26,14 @@ mod refs;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey, S3ConditionalPut};
 use object_store::path::Path;
 use object_store::prefix::PrefixStore;
-use object_store::{ObjectStore, PutMode, PutOptions, RetryConfig};
+use object_store::{ClientConfigKey, ObjectStore, PutMode, PutOptions, RetryConfig};
 
 use crate::error::{ErrorKind, RemoteError, Result, StoreError};
+use crate::http::PROBE_TIMEOUT;
 use crate::Store;
 
 /// A parsed `s3://bucket/prefix?endpoint=…&region=…` URL.
@@ -116,8 +116,9 @@ impl S3Url {
 #[derive(Clone)]
 pub struct S3Store {
     objects: Arc<dyn ObjectStore>,
-    /// The same bucket with at most one retry, so that the checks made
-    /// when a store is opened fail at once rather than after minutes.
+    /// The same bucket without retries and with each request limited to
+    /// [`PROBE_TIMEOUT`], so that the checks made when a store is opened
+    /// fail at once rather than after minutes.
     probing: Arc<dyn ObjectStore>,
     url: String,
     bucket: String,
@@ -141,12 +142,16 @@ impl S3Store {
     /// Builds a client from an explicit builder (for custom credentials).
     pub fn with_builder(url: &S3Url, builder: AmazonS3Builder) -> Result<Self> {
         let quick = RetryConfig {
-            max_retries: 1,
-            retry_timeout: Duration::from_secs(10),
+            max_retries: 0,
+            retry_timeout: PROBE_TIMEOUT,
             ..RetryConfig::default()
         };
+        let timeout = format!("{}s", PROBE_TIMEOUT.as_secs());
         let objects = Self::client(url, builder.clone())?;
-        let probing = Self::client(url, builder.with_retry(quick))?;
+        let probing = builder
+            .with_retry(quick)
+            .with_config(AmazonS3ConfigKey::Client(ClientConfigKey::Timeout), timeout);
+        let probing = Self::client(url, probing)?;
         Ok(Self {
             objects,
             probing,
