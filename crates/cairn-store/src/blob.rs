@@ -140,9 +140,9 @@ pub fn read_error(digest: &Digest, e: io::Error) -> StoreError {
             expected: *digest,
             actual: m.actual,
         },
-        None => StoreError::Backend {
-            backend: "read",
-            message: format!("reading blob {digest}: {e}"),
+        None => StoreError::Read {
+            digest: *digest,
+            source: e,
         },
     }
 }

@@ -43,7 +43,7 @@ struct StepJson {
 }
 
 pub async fn run(global: &Global, args: BuildArgs) -> Result<i32> {
-    let ws = Workspace::open(global)?;
+    let ws = Workspace::open(global, super::Access::Create).await?;
     let file = match (&args.file, &args.dir) {
         (Some(f), _) => f.clone(),
         (None, Some(d)) => d.join("cairn.toml"),

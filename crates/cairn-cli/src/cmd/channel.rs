@@ -84,7 +84,7 @@ pub async fn promote(
     expires: Duration,
     images: super::image::ChannelImages,
 ) -> Result<i32> {
-    let ws = super::Workspace::open(global)?;
+    let ws = super::Workspace::open(global, super::Access::Existing).await?;
     let digest = ws.digest(release)?;
     // Images go out (by digest) before the channel moves; their tags after.
     let pushed = images.push(global, &ws, &digest, key).await?;
@@ -117,7 +117,7 @@ pub async fn rollback(
     to: Option<&str>,
     expires: Duration,
 ) -> Result<i32> {
-    let ws = super::Workspace::open(global)?;
+    let ws = super::Workspace::open(global, super::Access::Existing).await?;
     let to = to.map(|t| ws.digest(t)).transpose()?;
     let store = ws.store;
     let target = cairn_release::rollback_target(&store, service, channel, to).await?;
@@ -139,7 +139,7 @@ pub async fn rollback(
 
 /// Runs a `cairn channel` subcommand.
 pub async fn run(global: &Global, cmd: ChannelCommand) -> Result<i32> {
-    let store = super::open_store(global)?;
+    let store = super::open_store(global, super::Access::Existing).await?;
     match cmd {
         ChannelCommand::Show { service, channel } => {
             let cur = existing(&store, &service, &channel).await?;

@@ -26,22 +26,22 @@ pub async fn run(global: &Global, args: ServerArgs) -> Result<i32> {
             name,
             scopes,
             tokens,
-        })) => create_token(global, &name, &scopes, tokens),
+        })) => create_token(global, &name, &scopes, tokens).await,
         None => serve(global, args).await,
     }
 }
 
 /// `--tokens FILE`, else `tokens.toml` in the (local) store.
-fn tokens_path(global: &Global, explicit: Option<PathBuf>) -> Result<Option<PathBuf>> {
+async fn tokens_path(global: &Global, explicit: Option<PathBuf>) -> Result<Option<PathBuf>> {
     if explicit.is_some() {
         return Ok(explicit);
     }
-    let store = super::open_store(global)?;
+    let store = super::open_store(global, super::Access::Create).await?;
     Ok(store.local.as_ref().map(|fs| fs.root().join(TOKENS_FILE)))
 }
 
 async fn serve(global: &Global, args: ServerArgs) -> Result<i32> {
-    let store = super::open_store(global)?;
+    let store = super::open_store(global, super::Access::Create).await?;
     let tokens = match args.tokens {
         Some(t) => Some(t),
         None => store.local.as_ref().map(|fs| fs.root().join(TOKENS_FILE)),
@@ -92,14 +92,14 @@ struct CreatedToken {
     file: PathBuf,
 }
 
-fn create_token(
+async fn create_token(
     global: &Global,
     name: &str,
     scopes: &[String],
     tokens: Option<PathBuf>,
 ) -> Result<i32> {
     let scopes: Vec<Scope> = scopes.iter().map(|s| s.parse()).collect::<Result<_, _>>()?;
-    let Some(file) = tokens_path(global, tokens)? else {
+    let Some(file) = tokens_path(global, tokens).await? else {
         bail!("the store is not a local directory; give --tokens FILE");
     };
     let token = cairn_server::tokens::create(&file, name, &scopes)?;

@@ -18,7 +18,7 @@ use crate::cli::{Global, VerifyArgs};
 
 /// Runs `cairn verify`.
 pub async fn run(global: &Global, args: VerifyArgs) -> Result<i32> {
-    let ws = Workspace::open(global)?;
+    let ws = Workspace::open(global, super::Access::Existing).await?;
     let fs = &ws.fs;
     let digest = ws.digest(&args.release)?;
     ws.pull(digest, Kind::Unknown).await?;

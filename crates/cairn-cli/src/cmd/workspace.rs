@@ -19,6 +19,7 @@ use cairn_digest::{Digest, DigestRef};
 use cairn_store::{FsStore, RefName, Store, StoreError, StoreUrl};
 use cairn_transfer::{copy_closure, CopyOptions, Kind};
 
+use super::Access;
 use crate::cli::Global;
 
 /// The store `--store` names and the local store in front of it.
@@ -49,10 +50,11 @@ pub fn cache_location() -> PathBuf {
 }
 
 impl Workspace {
-    /// Opens `--store` and, when it is remote, the local cache.
-    pub fn open(global: &Global) -> Result<Self> {
-        let store = super::open_store(global)?;
-        let url = global.store.clone().unwrap_or_default();
+    /// Opens and checks `--store` and, when it is remote, the local cache
+    /// (created if absent: it is a cache).
+    pub async fn open(global: &Global, access: Access) -> Result<Self> {
+        let url = super::store_url(global);
+        let store = super::connect(&url, global, access).await?;
         if let Some(fs) = store.local.clone() {
             let cache = store.clone();
             return Ok(Self {

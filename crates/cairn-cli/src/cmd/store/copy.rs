@@ -1,8 +1,9 @@
 //! `cairn store copy DIGEST --to URL`: copy a closure into another store.
 //!
 //! The source is the global `--store`; the destination is opened with its
-//! connection checks (for S3, that it supports conditional writes) before
-//! anything moves; a `cairn server` destination is sent `--token`. Prints `copied N of M blobs (B bytes)`, or the whole
+//! checks (for S3, credentials and conditional writes; for a server, its
+//! health and `--token`) before anything moves, and created if it is a
+//! local directory not yet a store. Prints `copied N of M blobs (B bytes)`, or the whole
 //! report with `--json`.
 
 use anyhow::{Context, Result};
@@ -33,9 +34,9 @@ pub async fn run(
     let store = &ws.store;
     // --token (CAIRN_TOKEN) goes to the destination too: copying from a
     // local store to a `cairn server` needs write access there.
-    let dest = cairn_store::open_async_with_token(to, global.token.clone())
+    let dest = super::super::connect(to, global, super::super::Access::Create)
         .await
-        .with_context(|| format!("opening destination store {to}"))?;
+        .context("opening the destination")?;
     let kind = match kind {
         CopyKind::Tree => Kind::Tree,
         CopyKind::Blob => Kind::Leaf,
