@@ -25,7 +25,7 @@ use serde::Serialize;
 
 pub use promote::ChannelImages;
 
-use super::Workspace;
+use super::{Access, Workspace};
 use crate::cli::{Global, ImageCommand, ImageOptions, RegistryArgs};
 use crate::output::emit;
 
@@ -54,7 +54,7 @@ pub async fn run(global: &Global, cmd: ImageCommand) -> Result<i32> {
             image,
             registry,
         } => {
-            let ws = Workspace::open(global)?;
+            let ws = Workspace::open(global, Access::Existing).await?;
             let digest = ws.digest(&release)?;
             let reference = Reference::parse(&reference)?;
             let config = registry_config(&registry)?;
@@ -137,7 +137,7 @@ async fn build(
     options: &ImageOptions,
     config: &RegistryConfig,
 ) -> Result<i32> {
-    let ws = Workspace::open(global)?;
+    let ws = Workspace::open(global, Access::Existing).await?;
     let digest = ws.digest(release)?;
     let loaded = load(&ws, &digest).await?;
     let out = output.unwrap_or_else(|| PathBuf::from(format!("{}.oci", loaded.release.service)));
