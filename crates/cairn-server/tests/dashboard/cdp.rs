@@ -110,11 +110,15 @@ impl Page {
             .and_then(|rest| rest.split('/').next())
             .expect("a ws:// URL");
         let stream = TcpStream::connect(addr).expect("connecting to DevTools");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(1)))
-            .unwrap();
+        // The handshake gets the whole command timeout: a browser on a busy
+        // machine may take seconds to answer it. Reads after it poll.
+        stream.set_read_timeout(Some(COMMAND_TIMEOUT)).unwrap();
         stream.set_write_timeout(Some(COMMAND_TIMEOUT)).unwrap();
         let (socket, _) = tungstenite::client(url, stream).expect("DevTools handshake");
+        socket
+            .get_ref()
+            .set_read_timeout(Some(Duration::from_secs(1)))
+            .unwrap();
         Self { socket, next_id: 1 }
     }
 
