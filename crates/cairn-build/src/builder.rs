@@ -50,7 +50,9 @@ pub struct Builder {
     store: Store,
     fs: Arc<FsStore>,
     recipe: Arc<Recipe>,
-    recipe_dir: PathBuf,
+    /// Where path inputs are found; `None` for a recipe read back from a
+    /// release, whose inputs are all pinned trees.
+    recipe_dir: Option<PathBuf>,
     reporter: Arc<dyn Reporter>,
     remote: Option<Remote>,
     inputs: Mutex<HashMap<String, ResolvedInput>>,
@@ -65,18 +67,46 @@ impl Builder {
     /// A builder for the recipe in `file`; path inputs are relative to its
     /// directory.
     pub fn from_file(store: Store, file: &Path) -> Result<Self, BuildError> {
-        let fs = store.local.clone().ok_or(BuildError::NotLocal)?;
         let text = std::fs::read_to_string(file).map_err(|source| BuildError::ReadRecipe {
             path: file.to_owned(),
             source,
         })?;
         let recipe = Recipe::parse(&file.display().to_string(), &text)?;
         let dir = file.parent().filter(|p| !p.as_os_str().is_empty());
+        Self::with_recipe(store, recipe, Some(dir.unwrap_or(Path::new(".")).to_owned()))
+    }
+
+    /// A builder for a recipe as a release recorded it (`text`, named
+    /// `name` in messages), every input replaced by the tree the release
+    /// recorded for it (`trees`, by input name): what an independent
+    /// rebuild runs, needing no checkout of the source. An input the
+    /// release recorded no tree for cannot be resolved.
+    pub fn from_recorded(
+        store: Store,
+        name: &str,
+        text: &str,
+        trees: &BTreeMap<String, Digest>,
+    ) -> Result<Self, BuildError> {
+        let mut recipe = Recipe::parse(name, text)?;
+        for (input, source) in recipe.inputs.iter_mut() {
+            if let Some(tree) = trees.get(input.as_str()) {
+                *source = cairn_recipe::Input::Tree((*tree).into());
+            }
+        }
+        Self::with_recipe(store, recipe, None)
+    }
+
+    fn with_recipe(
+        store: Store,
+        recipe: Recipe,
+        recipe_dir: Option<PathBuf>,
+    ) -> Result<Self, BuildError> {
+        let fs = store.local.clone().ok_or(BuildError::NotLocal)?;
         Ok(Self {
             store,
             fs,
             recipe: Arc::new(recipe),
-            recipe_dir: dir.unwrap_or(Path::new(".")).to_owned(),
+            recipe_dir,
             reporter: Arc::new(NoReporter),
             remote: None,
             inputs: Mutex::new(HashMap::new()),
@@ -236,7 +266,16 @@ impl Builder {
                 .await?;
         }
         let refs = &*self.store.refs;
-        inputs::resolve(&self.fs, refs, &self.recipe_dir, name, input).await
+        let Some(dir) = &self.recipe_dir else {
+            if let cairn_recipe::Input::Path { .. } = input {
+                return Err(BuildError::BadInput {
+                    input: name.to_owned(),
+                    reason: "the release records no tree for it".into(),
+                });
+            }
+            return inputs::resolve(&self.fs, refs, Path::new("/"), name, input).await;
+        };
+        inputs::resolve(&self.fs, refs, dir, name, input).await
     }
 
     fn mounts(&self, step: &str, outputs: &BTreeMap<String, Digest>) -> Vec<ResolvedMount> {

@@ -29,7 +29,8 @@ pub struct Global {
     #[arg(long, global = true, env = "CAIRN_STORE", value_name = "URL")]
     pub store: Option<String>,
 
-    /// Print machine-readable JSON instead of text.
+    /// Print machine-readable JSON instead of text; errors too, as one line
+    /// on stderr: {"error": "…", "details": […], "exit_code": N}.
     #[arg(long, global = true)]
     pub json: bool,
 
@@ -87,8 +88,11 @@ pub enum Command {
         /// The key to sign with.
         #[arg(long)]
         key: String,
-        /// The release to go back to [default: the one before the current].
-        #[arg(long)]
+        /// The release to go back to: its version label, digest or
+        /// releases/<service>/<hex>; any release of the channel's history
+        /// [default: the one the current release replaced, so repeated
+        /// rollbacks walk further back].
+        #[arg(long, value_name = "RELEASE")]
         to: Option<String>,
         /// How long the statement stays valid.
         #[arg(long, default_value = "30d", value_parser = humantime::parse_duration)]
@@ -112,7 +116,15 @@ pub enum Command {
     Build(BuildArgs),
     /// Build the release step, sign it with SLSA provenance, store it; prints the release digest.
     Release(ReleaseArgs),
-    /// Rebuild a release from its pinned inputs on this machine and compare the bytes.
+    /// Rebuild a release from the recipe and inputs it recorded and compare the bytes.
+    ///
+    /// Everything comes from the store by digest: the recipe the release
+    /// was built from and the tree of every input. It runs in any
+    /// directory, needs no checkout of the source, and works on any machine
+    /// that reaches the store. Every step runs again, uncached; the output
+    /// must be the released artifact, byte for byte (exit 1 listing each
+    /// differing file otherwise). An input whose bytes the store lacks is
+    /// named, with how to provide it.
     Verify(VerifyArgs),
 }
 
@@ -169,10 +181,9 @@ pub enum ReleaseCommand {
 /// `cairn verify RELEASE`
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    /// The release's digest.
+    /// The release: its digest (sha256:<hex> as printed) or its ref
+    /// releases/<service>/<hex>.
     pub release: String,
-    #[command(flatten)]
-    pub recipe: RecipeLocation,
 }
 
 /// `cairn key …`
@@ -210,7 +221,9 @@ pub enum ChannelCommand {
         /// The channel.
         channel: String,
     },
-    /// Every statement of a channel, newest first.
+    /// Every statement of a channel, newest first: sequence, when it was
+    /// made, the release's version, who signed (key names where the keys
+    /// directory knows them) and the release.
     History {
         /// The service.
         service: String,
@@ -319,15 +332,28 @@ pub enum StoreCommand {
         #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
         grace: Duration,
     },
-    /// Copy a blob and everything it reaches into another store, moving
-    /// only what that store lacks (large files as content-defined chunks).
+    /// Copy a tree, a release or a channel into another store, moving only
+    /// what that store lacks (large files as content-defined chunks).
+    ///
+    /// A release (its digest, or releases/<service>/<hex>) is copied with
+    /// everything a consumer needs: its signed envelope, provenance,
+    /// artifact, action, recipe and input trees, so `release show`,
+    /// `promote`, `channel` commands and `cairn verify` work there.
+    ///
+    /// A channel (channels/<service>/<channel>) is copied with its history:
+    /// every statement with all its signatures and every release it names;
+    /// the destination's channel is created, moved forward, or given the
+    /// signatures it lacks. A destination channel with statements the source
+    /// lacks (a promotion made there) is refused and left as it is: a copy
+    /// never rolls a channel back.
     Copy {
-        /// The root's digest (sha256:<hex>/<size> when --store is remote).
+        /// A digest (sha256:<hex> as printed), releases/<service>/<hex>, or
+        /// channels/<service>/<channel>.
         digest: String,
         /// The destination store: a path, file://PATH, s3://… or http(s)://….
         #[arg(long, value_name = "URL")]
         to: String,
-        /// What the root is.
+        /// What a digest names, if not a release (releases are recognized).
         #[arg(long, value_enum, default_value = "tree")]
         kind: CopyKind,
     },

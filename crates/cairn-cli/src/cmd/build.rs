@@ -30,7 +30,7 @@ use serde::Serialize;
 
 use super::Workspace;
 use crate::cli::{BuildArgs, Global};
-use crate::output::emit;
+use crate::output::{emit, stderr_line, Detailed};
 
 #[derive(Serialize)]
 struct StepJson {
@@ -63,7 +63,7 @@ pub async fn run(global: &Global, args: BuildArgs) -> Result<i32> {
     reporter.bar.finish_and_clear();
     let report = match result {
         Ok(r) => r,
-        Err(e) => return failure(&ws.fs, e),
+        Err(e) => return failure(&ws.fs, e, global.json),
     };
     let steps: Vec<StepJson> = report
         .steps
@@ -83,34 +83,36 @@ pub async fn run(global: &Global, args: BuildArgs) -> Result<i32> {
     Ok(0)
 }
 
-/// Renders the errors that carry more than one line; the rest go to `main`.
-pub(crate) fn failure(fs: &FsStore, e: BuildError) -> Result<i32> {
-    match e {
-        BuildError::StepFailed { ref tail, .. } => {
-            eprintln!("error: {e}");
-            eprintln!("last {} lines of the log:", tail.len());
-            for line in tail {
-                eprintln!("  | {line}");
-            }
-            Ok(1)
+/// Gives the errors that carry more than one line their detail lines (a
+/// failed step's log tail, the differing files of `--check`); `main`
+/// renders them. With a terminal's text output, `diffoscope` (when
+/// installed) shows each differing file pair first.
+pub(crate) fn failure(fs: &FsStore, e: BuildError, json: bool) -> Result<i32> {
+    let details = match &e {
+        BuildError::StepFailed { tail, .. } => {
+            let mut lines = vec![format!("last {} lines of the log:", tail.len())];
+            lines.extend(tail.iter().map(|line| format!("| {line}")));
+            lines
         }
-        BuildError::NotReproducible {
-            ref differences, ..
-        } => {
-            eprintln!("error: {e}");
-            for d in differences {
-                eprintln!(
-                    "  {}: cached {} != rebuilt {}",
-                    d.path,
-                    show(&d.before),
-                    show(&d.after)
-                );
+        BuildError::NotReproducible { differences, .. } => {
+            if !json {
+                diffoscope(fs, differences);
             }
-            diffoscope(fs, differences);
-            Ok(1)
+            differences
+                .iter()
+                .map(|d| {
+                    format!(
+                        "{}: cached {} != rebuilt {}",
+                        d.path,
+                        show(&d.before),
+                        show(&d.after)
+                    )
+                })
+                .collect()
         }
-        e => Err(e.into()),
-    }
+        _ => return Err(e.into()),
+    };
+    Err(Detailed::new(e.to_string(), details).into())
 }
 
 fn show(entry: &Option<Entry>) -> String {
@@ -181,7 +183,7 @@ impl Live {
 
     fn line(&self, text: String) {
         if self.bar.is_hidden() {
-            eprintln!("{text}");
+            stderr_line(&text);
         } else {
             self.bar.println(text);
         }

@@ -6,6 +6,7 @@ mod channel;
 mod key;
 mod refs;
 mod release;
+mod resolve;
 mod server;
 mod store;
 mod verify;
@@ -13,8 +14,7 @@ mod workspace;
 
 pub use workspace::Workspace;
 
-use anyhow::{bail, Context, Result};
-use cairn_digest::{Digest, DigestRef};
+use anyhow::{Context, Result};
 use cairn_store::Store;
 
 use crate::cli::{Cli, Command, Global};
@@ -66,22 +66,4 @@ pub fn open_store(global: &Global) -> Result<Store> {
     };
     cairn_store::open_with_token(&url, global.token.clone())
         .with_context(|| format!("opening store {url}"))
-}
-
-/// Parses a digest argument; a bare `sha256:<hex>` gets its size from the
-/// local store.
-pub fn parse_digest(store: &Store, text: &str) -> Result<Digest> {
-    let r: DigestRef = text.parse()?;
-    if let Some(size) = r.size {
-        return Ok(r.with_size(size));
-    }
-    let Some(fs) = &store.local else {
-        bail!("digest {text} has no size; write it as sha256:<hex>/<size> for a remote store");
-    };
-    let probe = r.with_size(0);
-    let path = fs.blob_path(&probe);
-    match std::fs::metadata(&path) {
-        Ok(m) => Ok(r.with_size(m.len())),
-        Err(_) => bail!("blob {text} is not in the store"),
-    }
 }

@@ -110,9 +110,9 @@ fn create_token(
         file,
     };
     emit(global.json, &created, |c| c.token.clone());
-    eprintln!(
+    crate::output::stderr_line(&format!(
         "token {name:?} added to {}; it is shown only this once",
         created.file.display()
-    );
+    ));
     Ok(0)
 }

@@ -111,9 +111,17 @@ impl HttpStore {
             .ok()
             .and_then(|v| v.get("error")?.as_str().map(str::to_string))
             .unwrap_or(text);
+        let hint = if status == StatusCode::UNAUTHORIZED {
+            " (give a token with --token or CAIRN_TOKEN)"
+        } else {
+            ""
+        };
         StoreError::Backend {
             backend: BACKEND,
-            message: format!("{what} at {}: {status}: {message}", self.base),
+            message: match message.trim() {
+                "" => format!("{what} at {}: {status}{hint}", self.base),
+                message => format!("{what} at {}: {status}: {message}{hint}", self.base),
+            },
         }
     }
 }

@@ -110,6 +110,15 @@ impl BlobStore for S3Store {
             .await
     }
 
+    async fn lookup(&self, hash: &[u8; 32]) -> Result<Option<Digest>> {
+        let probe = Digest::from_parts(*hash, 0);
+        match self.objects.head(&blob_path(&probe)).await {
+            Ok(meta) => Ok(Some(Digest::from_parts(*hash, meta.size))),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.backend(format!("HEAD blob sha256:{}: {e}", probe.hex()))),
+        }
+    }
+
     async fn get(&self, digest: &Digest) -> Result<Option<BlobReader>> {
         let got = match self.objects.get(&blob_path(digest)).await {
             Ok(got) => got,

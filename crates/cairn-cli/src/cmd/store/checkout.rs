@@ -26,7 +26,7 @@ pub async fn run(
     dir: &Path,
     copy: bool,
 ) -> Result<i32> {
-    let digest = ws.digest(text)?;
+    let digest = ws.digest(text).await?;
     ws.pull(digest, Kind::Tree).await?;
     let progress = Progress::new("checking out", None);
     let files = materialize(&ws.fs, &digest, dir, MaterializeOptions { copy }, &progress);

@@ -24,7 +24,7 @@ struct Entry {
 }
 
 pub async fn run(global: &Global, ws: &Workspace, text: &str, recursive: bool) -> Result<i32> {
-    let digest = ws.digest(text)?;
+    let digest = ws.digest(text).await?;
     ws.pull(digest, Kind::Tree).await?;
     let tree = load_tree(&ws.fs, &digest)?;
     let mut entries = Vec::new();
