@@ -101,6 +101,9 @@ pub enum Command {
     /// Inspect, co-sign and verify channels.
     #[command(subcommand)]
     Channel(ChannelCommand),
+    /// Write trust policies (which keys a channel's consumers accept).
+    #[command(subcommand)]
+    Policy(PolicyCommand),
     /// Read and compare-and-swap refs (plumbing).
     #[command(subcommand)]
     Ref(RefCommand),
@@ -244,6 +247,22 @@ pub enum ChannelCommand {
         statement: Option<String>,
     },
     /// Verify the channel's statement and release against a trust policy.
+    ///
+    /// The policy is a TOML file with one [[channel]] table per channel a
+    /// consumer accepts: the key ids whose signatures count, and how many of
+    /// them must sign the channel's newest statement (the release must be
+    /// signed by one of them too):
+    ///
+    ///     [[channel]]
+    ///     service = "hello"
+    ///     channel = "prod"
+    ///     keys = ["ed25519:…", "ed25519:…"]   # as `cairn key list` shows them
+    ///     threshold = 2
+    ///
+    /// Write one with `cairn policy add FILE SERVICE CHANNEL --key NAME`
+    /// rather than copying key ids by hand. Unknown fields, a key or channel
+    /// listed twice, and a threshold above the number of keys are refused.
+    #[command(verbatim_doc_comment)]
     Verify {
         /// The service.
         service: String,
@@ -255,6 +274,39 @@ pub enum ChannelCommand {
         /// Refuse statements not newer than this sequence.
         #[arg(long)]
         last_sequence: Option<u64>,
+    },
+}
+
+/// `cairn policy …`
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Add keys to a channel's entry in a trust policy file (creating the
+    /// file or the entry); prints the entry.
+    ///
+    /// The file is rewritten in the format `cairn channel verify --help`
+    /// describes, each key id followed by its name as a comment.
+    Add {
+        /// The policy file.
+        file: PathBuf,
+        /// The service.
+        service: String,
+        /// The channel.
+        channel: String,
+        /// A key whose signatures count (repeatable): a key name in the
+        /// keys directory, a key id (ed25519:…), a public key as `cairn key
+        /// export` prints it (cairn-ed25519-pub:…), or a file holding one.
+        #[arg(long = "key", id = "key", required = true, value_name = "KEY")]
+        key: Vec<String>,
+        /// How many of the channel's keys must sign [default: the entry's
+        /// threshold, or 1 for a new entry].
+        #[arg(long)]
+        threshold: Option<usize>,
+    },
+    /// Show a trust policy: each channel's keys (with names where known)
+    /// and threshold.
+    Show {
+        /// The policy file.
+        file: PathBuf,
     },
 }
 
@@ -431,6 +483,21 @@ pub enum TokenCommand {
         #[arg(long, value_name = "FILE")]
         tokens: Option<PathBuf>,
     },
+    /// List the tokens: holder and scopes (the tokens themselves are not kept).
+    List {
+        /// The tokens file [default: tokens.toml in the local store].
+        #[arg(long, value_name = "FILE")]
+        tokens: Option<PathBuf>,
+    },
+    /// Revoke a token by its holder's name; a running server refuses it
+    /// from its next request on.
+    Revoke {
+        /// Who holds it (as `token list` shows).
+        name: String,
+        /// The tokens file [default: tokens.toml in the local store].
+        #[arg(long, value_name = "FILE")]
+        tokens: Option<PathBuf>,
+    },
 }
 
 /// `cairn build [STEP]`
@@ -444,12 +511,8 @@ pub struct BuildArgs {
     /// Neither use nor update the action cache.
     #[arg(long, conflicts_with = "check")]
     pub no_cache: bool,
-    /// The directory holding cairn.toml [default: .].
-    #[arg(short = 'C', value_name = "DIR")]
-    pub dir: Option<PathBuf>,
-    /// The recipe file [default: DIR/cairn.toml].
-    #[arg(long, value_name = "FILE")]
-    pub file: Option<PathBuf>,
+    #[command(flatten)]
+    pub recipe: RecipeLocation,
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use cairn_build::compare::Entry;
 use cairn_build::{BuildError, BuildOptions, Difference, Reporter};
 use cairn_digest::Digest;
@@ -29,7 +29,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use super::Workspace;
-use crate::cli::{BuildArgs, Global};
+use crate::cli::{BuildArgs, Global, RecipeLocation};
 use crate::output::{emit, stderr_line, Detailed};
 
 #[derive(Serialize)]
@@ -44,11 +44,7 @@ struct StepJson {
 
 pub async fn run(global: &Global, args: BuildArgs) -> Result<i32> {
     let ws = Workspace::open(global)?;
-    let file = match (&args.file, &args.dir) {
-        (Some(f), _) => f.clone(),
-        (None, Some(d)) => d.join("cairn.toml"),
-        (None, None) => PathBuf::from("cairn.toml"),
-    };
+    let file = recipe_file(&args.recipe)?;
     let reporter = Arc::new(Live::new());
     let builder = ws.builder(&file)?.with_reporter(reporter.clone());
     let step = match args.step {
@@ -81,6 +77,24 @@ pub async fn run(global: &Global, args: BuildArgs) -> Result<i32> {
         s.last().map_or(String::new(), |l| l.output.clone())
     });
     Ok(0)
+}
+
+/// The recipe file `-C`/`--file` name, or why there is none: the most
+/// common first mistake is running cairn outside the project.
+pub(crate) fn recipe_file(location: &RecipeLocation) -> Result<PathBuf> {
+    let file = location.path();
+    if file.exists() {
+        return Ok(file);
+    }
+    if location.file.is_some() {
+        bail!("recipe file {} does not exist", file.display());
+    }
+    let dir = location.dir.clone().unwrap_or_else(|| PathBuf::from("."));
+    let shown = std::path::absolute(&dir).unwrap_or(dir);
+    bail!(
+        "no cairn.toml in {}: run cairn in the project's directory, or say where it is with -C DIR (or --file FILE)",
+        shown.display()
+    )
 }
 
 /// Gives the errors that carry more than one line their detail lines (a

@@ -4,6 +4,7 @@
 mod build;
 mod channel;
 mod key;
+mod policy;
 mod refs;
 mod release;
 mod resolve;
@@ -30,6 +31,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Release(args) => release::run(&cli.global, args).await,
         Command::Verify(args) => verify::run(&cli.global, args).await,
         Command::Channel(cmd) => channel::run(&cli.global, cmd).await,
+        Command::Policy(cmd) => policy::run(&cli.global, cmd),
         Command::Promote {
             release,
             channel,

@@ -47,12 +47,12 @@ pub async fn run(global: &Global, args: ReleaseArgs) -> Result<i32> {
     let key =
         cairn_keyring::load_signing(&cairn_keyring::keys_dir(global.keys.clone())?, &key_name)?;
     let reporter = Arc::new(Live::new());
-    let recipe_path = args.recipe.path();
+    let recipe_path = super::build::recipe_file(&args.recipe)?;
     let builder = ws.builder(&recipe_path)?.with_reporter(reporter.clone());
     let Some(release_spec) = builder.recipe().release.clone() else {
         bail!(
             "{} has no [release] table: nothing says which step is the artifact",
-            args.recipe.path().display()
+            recipe_path.display()
         );
     };
     let step = args.step.unwrap_or_else(|| release_spec.step.to_string());

@@ -1,4 +1,4 @@
-//! `cairn server` and `cairn server token create`.
+//! `cairn server` and `cairn server token create|list|revoke`.
 //!
 //! Serving: open the store (so a bad `--store` fails before listening),
 //! load the TLS certificate and key if given (same), bind, print the real
@@ -27,6 +27,10 @@ pub async fn run(global: &Global, args: ServerArgs) -> Result<i32> {
             scopes,
             tokens,
         })) => create_token(global, &name, &scopes, tokens),
+        Some(ServerCommand::Token(TokenCommand::List { tokens })) => list_tokens(global, tokens),
+        Some(ServerCommand::Token(TokenCommand::Revoke { name, tokens })) => {
+            revoke_token(global, &name, tokens)
+        }
         None => serve(global, args).await,
     }
 }
@@ -99,9 +103,7 @@ fn create_token(
     tokens: Option<PathBuf>,
 ) -> Result<i32> {
     let scopes: Vec<Scope> = scopes.iter().map(|s| s.parse()).collect::<Result<_, _>>()?;
-    let Some(file) = tokens_path(global, tokens)? else {
-        bail!("the store is not a local directory; give --tokens FILE");
-    };
+    let file = token_file(global, tokens)?;
     let token = cairn_server::tokens::create(&file, name, &scopes)?;
     let created = CreatedToken {
         name: name.into(),
@@ -114,5 +116,40 @@ fn create_token(
         "token {name:?} added to {}; it is shown only this once",
         created.file.display()
     ));
+    Ok(0)
+}
+
+/// The tokens file a token command works on, or why there is none.
+fn token_file(global: &Global, tokens: Option<PathBuf>) -> Result<PathBuf> {
+    match tokens_path(global, tokens)? {
+        Some(file) => Ok(file),
+        None => bail!("the store is not a local directory; give --tokens FILE"),
+    }
+}
+
+fn list_tokens(global: &Global, tokens: Option<PathBuf>) -> Result<i32> {
+    let file = token_file(global, tokens)?;
+    let listed = cairn_server::tokens::list(&file)?;
+    emit(global.json, &listed, |rows| {
+        if rows.is_empty() {
+            return format!("no tokens in {}", file.display());
+        }
+        let mut lines = vec![format!("{:<24} SCOPES", "NAME")];
+        lines.extend(
+            rows.iter()
+                .map(|t| format!("{:<24} {}", t.name, t.scopes.join(" "))),
+        );
+        lines.join("\n")
+    });
+    Ok(0)
+}
+
+fn revoke_token(global: &Global, name: &str, tokens: Option<PathBuf>) -> Result<i32> {
+    let file = token_file(global, tokens)?;
+    cairn_server::tokens::revoke(&file, name)?;
+    let out = serde_json::json!({ "revoked": name, "file": file });
+    emit(global.json, &out, |_| {
+        format!("revoked token {name:?} in {}", file.display())
+    });
     Ok(0)
 }

@@ -28,6 +28,7 @@ pub async fn run(
 ) -> Result<i32> {
     let digest = ws.digest(text).await?;
     ws.pull(digest, Kind::Tree).await?;
+    super::require_tree(ws, &digest)?;
     let progress = Progress::new("checking out", None);
     let files = materialize(&ws.fs, &digest, dir, MaterializeOptions { copy }, &progress);
     progress.finish();

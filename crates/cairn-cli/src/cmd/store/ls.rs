@@ -26,6 +26,7 @@ struct Entry {
 pub async fn run(global: &Global, ws: &Workspace, text: &str, recursive: bool) -> Result<i32> {
     let digest = ws.digest(text).await?;
     ws.pull(digest, Kind::Tree).await?;
+    super::require_tree(ws, &digest)?;
     let tree = load_tree(&ws.fs, &digest)?;
     let mut entries = Vec::new();
     tree.walk(|dir_path, depth, dir| {
