@@ -48,11 +48,19 @@ fn usage_error(json: bool, e: clap::Error) -> ! {
     if !json || informational {
         e.exit();
     }
+    // clap's text: the message (maybe over several lines), then the usage.
     let text = e.render().to_string();
-    let first = text.lines().next().unwrap_or_default();
-    let message = first.strip_prefix("error: ").unwrap_or(first);
+    let mut message = Vec::new();
+    let mut details = Vec::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if line.starts_with("Usage:") || !details.is_empty() {
+            details.push(line.to_string());
+        } else {
+            message.push(line.strip_prefix("error: ").unwrap_or(line));
+        }
+    }
     let code = e.exit_code();
-    output::report(true, message, &[], code);
+    output::report(true, &message.join(" "), &details, code);
     std::process::exit(code);
 }
 
