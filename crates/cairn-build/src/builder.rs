@@ -73,7 +73,11 @@ impl Builder {
         })?;
         let recipe = Recipe::parse(&file.display().to_string(), &text)?;
         let dir = file.parent().filter(|p| !p.as_os_str().is_empty());
-        Self::with_recipe(store, recipe, Some(dir.unwrap_or(Path::new(".")).to_owned()))
+        Self::with_recipe(
+            store,
+            recipe,
+            Some(dir.unwrap_or(Path::new(".")).to_owned()),
+        )
     }
 
     /// A builder for a recipe as a release recorded it (`text`, named

@@ -56,10 +56,7 @@ impl cairn_transfer::Progress for Transfer {
         self.planned.fetch_add(bytes, Ordering::Relaxed);
         self.bar.inc_length(bytes);
         if missing > 0 {
-            tracing::info!(
-                "{}: {missing} of {total} blobs, {bytes} bytes",
-                self.what
-            );
+            tracing::info!("{}: {missing} of {total} blobs, {bytes} bytes", self.what);
         } else {
             tracing::debug!("{}: all {total} blobs already there", self.what);
         }

@@ -76,7 +76,13 @@ fn json_errors_are_json_and_pipes_get_no_colours() {
     assert_eq!(out.status.code(), Some(1));
     assert!(out.stdout.is_empty());
     let err: serde_json::Value = serde_json::from_slice(&out.stderr).unwrap();
-    assert!(err["error"].as_str().unwrap().contains("is not in the store"), "{err}");
+    assert!(
+        err["error"]
+            .as_str()
+            .unwrap()
+            .contains("is not in the store"),
+        "{err}"
+    );
     assert_eq!(err["exit_code"], 1);
     assert_eq!(err["details"], serde_json::json!([]));
 
@@ -98,14 +104,23 @@ fn json_errors_are_json_and_pipes_get_no_colours() {
     let out = run(&store, &["-vv", "store", "add", src.to_str().unwrap()]);
     assert!(out.status.success());
     assert!(!out.stderr.is_empty(), "-vv logged nothing");
-    assert!(!out.stderr.contains(&0x1b), "{:?}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        !out.stderr.contains(&0x1b),
+        "{:?}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
 fn verbose_says_what_is_uploaded_and_fetched() {
     let tmp = tempfile::tempdir().unwrap();
     let server_store = tmp.path().join("server-store");
-    let token = ok(&server_store, &["server", "token", "create", "t", "--scope", "read", "--scope", "write"]);
+    let token = ok(
+        &server_store,
+        &[
+            "server", "token", "create", "t", "--scope", "read", "--scope", "write",
+        ],
+    );
     let server = support::Server::start::<&str>(&server_store, &[]);
     let src = tmp.path().join("src");
     std::fs::create_dir_all(&src).unwrap();
@@ -123,7 +138,10 @@ fn verbose_says_what_is_uploaded_and_fetched() {
     let out = remote("cache-a", &["store", "add", src.to_str().unwrap()]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
-    assert!(err.contains("uploading sha256:") && err.contains(&server.url), "{err}");
+    assert!(
+        err.contains("uploading sha256:") && err.contains(&server.url),
+        "{err}"
+    );
     assert!(err.contains("2 of 2 blobs"), "{err}");
     let tree = String::from_utf8(out.stdout).unwrap().trim().to_string();
     let out = remote("cache-b", &["store", "ls", &tree]);
@@ -139,10 +157,16 @@ fn common_mistakes_get_messages_that_say_what_to_do() {
     let empty = tmp.path().join("empty");
     std::fs::create_dir_all(&empty).unwrap();
 
-    let out = cairn(&store, &["build"]).current_dir(&empty).output().unwrap();
+    let out = cairn(&store, &["build"])
+        .current_dir(&empty)
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains(&format!("no cairn.toml in {}", empty.display())), "{err}");
+    assert!(
+        err.contains(&format!("no cairn.toml in {}", empty.display())),
+        "{err}"
+    );
     assert!(err.contains("-C DIR"), "{err}");
 
     let keys = tmp.path().join("keys");
@@ -151,7 +175,9 @@ fn common_mistakes_get_messages_that_say_what_to_do() {
         all.extend_from_slice(args);
         run(&store, &all)
     };
-    assert!(with_keys(&["key", "generate", "release-bot"]).status.success());
+    assert!(with_keys(&["key", "generate", "release-bot"])
+        .status
+        .success());
     let out = with_keys(&["release", "--key", "relase-bot"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");

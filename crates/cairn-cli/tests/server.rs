@@ -81,7 +81,9 @@ fn tokens_are_listed_and_a_revoked_token_is_refused_by_the_running_server() {
     let store = tmp.path().join("store");
     let store_arg = store.to_str().unwrap();
     let create = |name: &str, scope: &str| {
-        ok(&["--store", store_arg, "server", "token", "create", name, "--scope", scope])
+        ok(&[
+            "--store", store_arg, "server", "token", "create", name, "--scope", scope,
+        ])
     };
     let ci = create("ci", "read");
     let ops = create("ops", "admin");
@@ -104,11 +106,17 @@ fn tokens_are_listed_and_a_revoked_token_is_refused_by_the_running_server() {
     let refused = read(&ci);
     let err = String::from_utf8_lossy(&refused.stderr);
     assert_eq!(refused.status.code(), Some(1), "{err}");
-    assert!(err.contains("401") && err.contains("unknown token"), "{err}");
+    assert!(
+        err.contains("401") && err.contains("unknown token"),
+        "{err}"
+    );
     assert!(read(&ops).status.success(), "the other token still works");
 
     let again = cairn(&["--store", store_arg, "server", "token", "revoke", "ci"]);
     let err = String::from_utf8_lossy(&again.stderr);
     assert_eq!(again.status.code(), Some(1));
-    assert!(err.contains("no token named \"ci\"") && err.contains("ops"), "{err}");
+    assert!(
+        err.contains("no token named \"ci\"") && err.contains("ops"),
+        "{err}"
+    );
 }

@@ -58,7 +58,11 @@ impl Machine {
     fn refused(&self, args: &[&str]) -> String {
         let out = self.run(args);
         let err = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert_eq!(out.status.code(), Some(1), "cairn {args:?} should fail: {err}");
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "cairn {args:?} should fail: {err}"
+        );
         err
     }
 
@@ -80,7 +84,14 @@ fn empty_dir(root: &Path, name: &str) -> PathBuf {
 /// A `cairn server` over `store` with a read/write/promote token.
 fn server(store: &Path) -> (support::Server, String) {
     let token = Command::new(CAIRN)
-        .args(["--store", store.to_str().unwrap(), "server", "token", "create", "t"])
+        .args([
+            "--store",
+            store.to_str().unwrap(),
+            "server",
+            "token",
+            "create",
+            "t",
+        ])
         .args(["--scope", "read", "--scope", "write"])
         .args(["--scope", &format!("promote:{SERVICE}")])
         .env_remove("CAIRN_STORE")
@@ -106,7 +117,11 @@ fn project_on(remote: &Machine, root: &Path) -> PathBuf {
         .env("CAIRN_STORE", root.join("scratch-store"))
         .output()
         .unwrap();
-    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
     let prep = Machine {
         cache: root.join("cache-prep"),
         dir: project.clone(),
@@ -155,7 +170,9 @@ fn a_release_travels_to_other_machines_and_stores() {
         ..base.clone()
     };
     // Without a token the server's refusal is what is reported.
-    let err = ops.with(&srv.url, None).refused(&["release", "show", &release]);
+    let err = ops
+        .with(&srv.url, None)
+        .refused(&["release", "show", &release]);
     assert!(err.contains("401") && err.contains("--token"), "{err}");
     assert!(!err.contains("size"), "{err}");
 
@@ -185,7 +202,9 @@ fn a_release_travels_to_other_machines_and_stores() {
     there.ok(&["promote", &release, "--channel", "prod", "--key", "ops"]);
     let policy = root.join("policy.toml");
     let policy = policy.to_str().unwrap();
-    there.ok(&["policy", "add", policy, SERVICE, "prod", "--key", "ci", "--key", "ops"]);
+    there.ok(&[
+        "policy", "add", policy, SERVICE, "prod", "--key", "ci", "--key", "ops",
+    ]);
     let accepted = there.ok(&["channel", "verify", SERVICE, "prod", "--policy", policy]);
     assert!(accepted.starts_with("accepted:"), "{accepted}");
     let reproduced = there.ok(&["verify", &release]);
@@ -232,5 +251,8 @@ fn a_release_travels_to_other_machines_and_stores() {
     std::fs::remove_file(second.join("blobs").join(&hex[..2]).join(hex)).unwrap();
     let err = there.refused(&["verify", &release]);
     assert!(err.contains("input `src`") && err.contains(hex), "{err}");
-    assert!(err.contains("store copy") && err.contains("store add"), "{err}");
+    assert!(
+        err.contains("store copy") && err.contains("store add"),
+        "{err}"
+    );
 }

@@ -4,6 +4,8 @@
 /// The end of a "no key named …" message: the closest known name, or the
 /// names there are, or how to make one.
 pub(crate) fn hint(name: &str, known: &[String]) -> String {
+    let mut known = known.to_vec();
+    known.sort();
     if known.is_empty() {
         return "; it has no keys (make one with `cairn key generate NAME`)".into();
     }
@@ -45,8 +47,14 @@ mod tests {
     #[test]
     fn suggests_the_closest_name_or_lists_them() {
         let known = vec!["ci".to_string(), "ops".to_string(), "release-bot".into()];
-        assert_eq!(hint("cj", &known), "; did you mean \"ci\"? (keys: ci, ops, release-bot)");
-        assert_eq!(hint("relase-bot", &known), "; did you mean \"release-bot\"? (keys: ci, ops, release-bot)");
+        assert_eq!(
+            hint("cj", &known),
+            "; did you mean \"ci\"? (keys: ci, ops, release-bot)"
+        );
+        assert_eq!(
+            hint("relase-bot", &known),
+            "; did you mean \"release-bot\"? (keys: ci, ops, release-bot)"
+        );
         assert_eq!(hint("production", &known), " (keys: ci, ops, release-bot)");
         assert!(hint("x", &[]).contains("cairn key generate"));
         assert_eq!(distance("kitten", "sitting"), 3);

@@ -178,7 +178,10 @@ fn import_export_round_trip_and_conflicts() {
     // An imported key verifies but cannot sign, and says so.
     let err = load_signing(&dst, NAME).unwrap_err();
     assert!(matches!(err, KeyringError::PublicOnly { .. }), "{err}");
-    assert!(err.to_string().contains("cannot sign") || err.to_string().contains("not sign"), "{err}");
+    assert!(
+        err.to_string().contains("cannot sign") || err.to_string().contains("not sign"),
+        "{err}"
+    );
     let other = SigningKey::generate()
         .unwrap()
         .public_key()

@@ -29,7 +29,11 @@ pub fn channel_ref(service: &str, channel: &str) -> Result<RefName, ReleaseError
 }
 
 /// The ref holding one statement's envelope, with every signature it got.
-pub fn statement_ref(service: &str, channel: &str, statement: &Digest) -> Result<RefName, ReleaseError> {
+pub fn statement_ref(
+    service: &str,
+    channel: &str,
+    statement: &Digest,
+) -> Result<RefName, ReleaseError> {
     validate_name("service", service)?;
     validate_name("channel", channel)?;
     Ok(RefName::new(format!(
@@ -113,7 +117,8 @@ pub async fn promote(
             sequence: before.as_ref().map_or(1, |c| c.statement.sequence + 1),
             previous: before.as_ref().map(Current::digest),
             expires: now + expires_in,
-            issued: Some(now),
+            // Whole seconds: a date for people, not an ordering.
+            issued: Some(now.replace_nanosecond(0).unwrap_or(now)),
         };
         statement.validate()?;
         let mut envelope = statement.to_envelope();

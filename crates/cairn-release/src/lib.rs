@@ -43,7 +43,7 @@ pub use copy::{copy_channel, copy_release, ChannelCopy, ChannelMove};
 pub use create::{
     create_release, derived_version, Built, BuiltInput, Created, BUILD_TYPE, INPUTS, RECIPE, STEP,
 };
+pub use error::ReleaseError;
 pub use history::{history, rollback_target, HistoryEntry};
 pub use recorded::{recorded, Recorded};
-pub use error::ReleaseError;
 pub use release::{load_release, publish_release, release_ref, LoadedRelease};

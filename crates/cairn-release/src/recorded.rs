@@ -56,10 +56,7 @@ pub async fn recorded(store: &Store, release: &Release) -> Result<Recorded, Rele
             inputs.insert(name.clone(), digest(tree, &format!("input {name:?}"))?);
         }
     }
-    let step = params
-        .get(STEP)
-        .and_then(|s| s.as_str())
-        .map(str::to_owned);
+    let step = params.get(STEP).and_then(|s| s.as_str()).map(str::to_owned);
     Ok(Recorded {
         provenance,
         step,

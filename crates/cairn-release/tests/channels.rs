@@ -222,7 +222,11 @@ async fn repeated_rollbacks_walk_back_through_the_generations() {
         Ok::<_, ReleaseError>(to)
     };
     assert_eq!(roll().await.unwrap(), r[1]);
-    assert_eq!(roll().await.unwrap(), r[0], "a second rollback goes further back");
+    assert_eq!(
+        roll().await.unwrap(),
+        r[0],
+        "a second rollback goes further back"
+    );
     assert!(matches!(
         roll().await,
         Err(ReleaseError::NothingToRollBackTo { .. })
@@ -239,9 +243,15 @@ async fn repeated_rollbacks_walk_back_through_the_generations() {
     assert_eq!(to.unwrap(), r[2]);
     let never = publish(&store, "9.9").await;
     let err = rollback_target(&store, "hello", "prod", Some(never)).await;
-    assert!(matches!(err, Err(ReleaseError::NotInHistory { .. })), "{err:?}");
+    assert!(
+        matches!(err, Err(ReleaseError::NotInHistory { .. })),
+        "{err:?}"
+    );
     let here = rollback_target(&store, "hello", "prod", Some(r[0])).await;
-    assert!(matches!(here, Err(ReleaseError::AlreadyThere { .. })), "{here:?}");
+    assert!(
+        matches!(here, Err(ReleaseError::AlreadyThere { .. })),
+        "{here:?}"
+    );
 }
 
 #[tokio::test]
@@ -251,7 +261,9 @@ async fn history_keeps_every_statements_signers_and_date() {
     promote(&store, "hello", "prod", &v1, &key(1), DEFAULT_EXPIRY, NOW)
         .await
         .unwrap();
-    cosign(&store, "hello", "prod", &key(2), None).await.unwrap();
+    cosign(&store, "hello", "prod", &key(2), None)
+        .await
+        .unwrap();
     promote(&store, "hello", "prod", &v2, &key(3), DEFAULT_EXPIRY, NOW)
         .await
         .unwrap();
@@ -285,7 +297,9 @@ async fn copying_a_channel_takes_its_history_and_never_rolls_back() {
             .unwrap();
     }
     let opts = CopyOptions::default();
-    let copied = copy_channel(&a, &b, "hello", "prod", &opts, &()).await.unwrap();
+    let copied = copy_channel(&a, &b, "hello", "prod", &opts, &())
+        .await
+        .unwrap();
     assert_eq!(copied.channel, ChannelMove::Created);
     assert_eq!((copied.statements, copied.releases.len()), (2, 2));
     let there = history(&b, "hello", "prod").await.unwrap();
@@ -297,10 +311,14 @@ async fn copying_a_channel_takes_its_history_and_never_rolls_back() {
     cairn_release::load_release(&b, &v1).await.unwrap();
 
     // Again: nothing changes. A co-signature at the source travels.
-    let again = copy_channel(&a, &b, "hello", "prod", &opts, &()).await.unwrap();
+    let again = copy_channel(&a, &b, "hello", "prod", &opts, &())
+        .await
+        .unwrap();
     assert_eq!(again.channel, ChannelMove::UpToDate);
     cosign(&a, "hello", "prod", &key(2), None).await.unwrap();
-    let signed = copy_channel(&a, &b, "hello", "prod", &opts, &()).await.unwrap();
+    let signed = copy_channel(&a, &b, "hello", "prod", &opts, &())
+        .await
+        .unwrap();
     assert_eq!(signed.channel, ChannelMove::Signed);
 
     // The source moves on: the destination fast-forwards.
@@ -308,7 +326,9 @@ async fn copying_a_channel_takes_its_history_and_never_rolls_back() {
     promote(&a, "hello", "prod", &v3, &key(1), DEFAULT_EXPIRY, NOW)
         .await
         .unwrap();
-    let ff = copy_channel(&a, &b, "hello", "prod", &opts, &()).await.unwrap();
+    let ff = copy_channel(&a, &b, "hello", "prod", &opts, &())
+        .await
+        .unwrap();
     assert_eq!(ff.channel, ChannelMove::FastForwarded { from: 2 });
 
     // The destination promotes on its own: a copy would roll it back.
@@ -316,8 +336,13 @@ async fn copying_a_channel_takes_its_history_and_never_rolls_back() {
         .await
         .unwrap();
     let before = current(&b, "hello", "prod").await.unwrap().unwrap();
-    let err = copy_channel(&a, &b, "hello", "prod", &opts, &()).await.unwrap_err();
-    assert!(matches!(err, ReleaseError::Diverged { sequence: 4, .. }), "{err}");
+    let err = copy_channel(&a, &b, "hello", "prod", &opts, &())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ReleaseError::Diverged { sequence: 4, .. }),
+        "{err}"
+    );
     let after = current(&b, "hello", "prod").await.unwrap().unwrap();
     assert_eq!(after.digest(), before.digest());
 }

@@ -25,7 +25,10 @@ async fn a_release_carries_signed_provenance_naming_every_input() {
             BuiltInput {
                 name: "vendor".into(),
                 tree: Digest::of(b"vendor tree"),
-                fetched: Some(("https://example.org/v.tar".into(), Digest::of(b"vendor.tar"))),
+                fetched: Some((
+                    "https://example.org/v.tar".into(),
+                    Digest::of(b"vendor.tar"),
+                )),
             },
         ],
         recipe: b"[service]\nname = \"hello\"\n".to_vec(),

@@ -341,6 +341,9 @@ mod tests {
         assert_eq!(names, ["ops"]);
         assert_eq!(load(&path).unwrap()[0].0, token_hash(&kept));
         let err = revoke(&path, "ci").unwrap_err().to_string();
-        assert!(err.contains("no token named \"ci\"") && err.contains("it has: ops"), "{err}");
+        assert!(
+            err.contains("no token named \"ci\"") && err.contains("it has: ops"),
+            "{err}"
+        );
     }
 }

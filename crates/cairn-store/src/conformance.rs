@@ -54,7 +54,11 @@ pub async fn blobs(store: &dyn BlobStore) {
         Some(a),
         "lookup by hash alone gives the full digest"
     );
-    assert_eq!(store.lookup(b.hash()).await.unwrap(), None, "lookup of absent blob");
+    assert_eq!(
+        store.lookup(b.hash()).await.unwrap(),
+        None,
+        "lookup of absent blob"
+    );
 
     let empty = store.put_bytes(Vec::new()).await.unwrap();
     assert_eq!(store.get_bytes(&empty).await.unwrap(), b"");

@@ -281,13 +281,20 @@ mod tests {
 
     #[test]
     fn add_writes_a_policy_that_parses_back() {
-        let (a, b) = (KEY_A_ID.parse::<KeyId>().unwrap(), KEY_B_ID.parse::<KeyId>().unwrap());
+        let (a, b) = (
+            KEY_A_ID.parse::<KeyId>().unwrap(),
+            KEY_B_ID.parse::<KeyId>().unwrap(),
+        );
         let mut policy = TrustPolicy::default();
-        policy.add("hello", "prod", &[a.clone()], None, FILE).unwrap();
+        policy
+            .add("hello", "prod", &[a.clone()], None, FILE)
+            .unwrap();
         policy
             .add("hello", "prod", &[a.clone(), b.clone()], Some(2), FILE)
             .unwrap();
-        policy.add("hello", "staging", &[b.clone()], None, FILE).unwrap();
+        policy
+            .add("hello", "staging", &[b.clone()], None, FILE)
+            .unwrap();
         let text = policy.to_toml(|k| (k == &a).then(|| "ci".to_string()));
         assert!(text.contains(&format!("\"{KEY_A_ID}\",  # ci")), "{text}");
         let back = TrustPolicy::parse(&text, FILE).unwrap();

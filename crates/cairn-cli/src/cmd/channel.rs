@@ -362,7 +362,11 @@ fn history_table(rows: &[HistoryRow]) -> String {
             format!("#{}", r.sequence),
             r.issued.as_deref().unwrap_or("-"),
             r.version.as_deref().unwrap_or("(not in the store)"),
-            if signers.is_empty() { "-".to_string() } else { signers.join(", ") },
+            if signers.is_empty() {
+                "-".to_string()
+            } else {
+                signers.join(", ")
+            },
             r.release
         ));
     }

@@ -117,8 +117,8 @@ fn resolve_key(global: &Global, value: &str) -> Result<(KeyId, Option<String>)> 
         None
     };
     if let Some(line) = line {
-        let (name, key) =
-            PublicKey::from_line(&line).with_context(|| format!("--key {value}: not a public key"))?;
+        let (name, key) = PublicKey::from_line(&line)
+            .with_context(|| format!("--key {value}: not a public key"))?;
         return Ok((key.key_id(), Some(name)));
     }
     let dir = cairn_keyring::keys_dir(global.keys.clone())?;

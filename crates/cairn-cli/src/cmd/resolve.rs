@@ -14,7 +14,7 @@
 //!
 //! [`BlobStore::lookup`]: cairn_store::BlobStore::lookup
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use cairn_digest::{Digest, DigestRef};
 use cairn_store::Store;
 
@@ -38,7 +38,7 @@ pub fn parse(text: &str) -> Result<DigestRef> {
         bail!("{text:?} is not a release's ref: write releases/<service>/<64 hex digits>");
     }
     text.parse::<DigestRef>()
-        .with_context(|| format!("{text:?} is not a digest; write {FORMS}"))
+        .map_err(|_| anyhow::anyhow!("{text:?} is not a digest; write {FORMS}"))
 }
 
 /// Resolves `text` against `cache` (a local directory store), then `store`
