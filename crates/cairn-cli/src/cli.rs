@@ -3,7 +3,11 @@
 //!
 //! The doc comments here are `--help` text, written for a terminal
 //! (`sha256:<hex>`, `[default: …]`), not for rustdoc.
-#![allow(rustdoc::invalid_html_tags, rustdoc::broken_intra_doc_links)]
+#![allow(
+    rustdoc::invalid_html_tags,
+    rustdoc::broken_intra_doc_links,
+    rustdoc::invalid_rust_codeblocks
+)]
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -73,11 +73,17 @@ pub enum ReleaseError {
     },
     /// Copying blobs between stores failed.
     #[error(transparent)]
-    Transfer(#[from] cairn_transfer::TransferError),
+    Transfer(Box<cairn_transfer::TransferError>),
     /// A name that cannot be a service or channel.
     #[error(transparent)]
     Document(#[from] cairn_trust::DocumentError),
     /// Promotion kept losing races.
     #[error("gave up promoting to {0} after {1} concurrent updates")]
     Contended(String, u32),
+}
+
+impl From<cairn_transfer::TransferError> for ReleaseError {
+    fn from(e: cairn_transfer::TransferError) -> Self {
+        Self::Transfer(Box::new(e))
+    }
 }

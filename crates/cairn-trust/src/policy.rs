@@ -287,13 +287,13 @@ mod tests {
         );
         let mut policy = TrustPolicy::default();
         policy
-            .add("hello", "prod", &[a.clone()], None, FILE)
+            .add("hello", "prod", std::slice::from_ref(&a), None, FILE)
             .unwrap();
         policy
             .add("hello", "prod", &[a.clone(), b.clone()], Some(2), FILE)
             .unwrap();
         policy
-            .add("hello", "staging", &[b.clone()], None, FILE)
+            .add("hello", "staging", std::slice::from_ref(&b), None, FILE)
             .unwrap();
         let text = policy.to_toml(|k| (k == &a).then(|| "ci".to_string()));
         assert!(text.contains(&format!("\"{KEY_A_ID}\",  # ci")), "{text}");
