@@ -84,7 +84,8 @@ impl Builder {
     /// `name` in messages), every input replaced by the tree the release
     /// recorded for it (`trees`, by input name): what an independent
     /// rebuild runs, needing no checkout of the source. An input the
-    /// release recorded no tree for cannot be resolved.
+    /// release recorded no tree for cannot be resolved (no directory is
+    /// snapshotted and nothing is fetched).
     pub fn from_recorded(
         store: Store,
         name: &str,
@@ -271,7 +272,10 @@ impl Builder {
         }
         let refs = &*self.store.refs;
         let Some(dir) = &self.recipe_dir else {
-            if let cairn_recipe::Input::Path { .. } = input {
+            // A recipe read back from a release: only pinned trees. A path
+            // or a fetch here was not recorded by the release, and neither
+            // a directory nor the network is consulted for it.
+            if !matches!(input, cairn_recipe::Input::Tree(_)) {
                 return Err(BuildError::BadInput {
                     input: name.to_owned(),
                     reason: "the release records no tree for it".into(),
@@ -435,5 +439,58 @@ impl Builder {
             log: ran.log,
         };
         cache::record(&*self.store.refs, action, &result, ran.started, ran.ended).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use cairn_tree::{encode_directory, DirectoryBuilder};
+
+    use super::*;
+
+    const RECIPE: &str = r#"
+[service]
+name = "hello"
+
+[inputs.src]
+path = "src"
+
+[inputs.vendor]
+url = "http://127.0.0.1:9/vendor.tar"
+digest = "sha256:0000000000000000000000000000000000000000000000000000000000000000"
+
+[steps.build]
+mounts = { "/src" = "src", "/vendor" = "vendor" }
+run = ["/bin/true"]
+"#;
+
+    /// A recipe read back from a release uses the recorded trees, and
+    /// neither snapshots a directory nor fetches for an input it lacks.
+    #[tokio::test]
+    async fn a_recorded_recipe_uses_only_recorded_trees() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::local(FsStore::open(tmp.path().join("store")).unwrap());
+        let fs = store.local.clone().unwrap();
+        let file = fs.put_bytes_sync(b"recorded\n").unwrap();
+        let mut b = DirectoryBuilder::new();
+        b.file("a.txt", file, false);
+        let tree = fs
+            .put_bytes_sync(&encode_directory(&b.build().unwrap()))
+            .unwrap();
+        // A directory named like the path input, which must not be read.
+        std::fs::create_dir_all(tmp.path().join("src")).unwrap();
+
+        let both = BTreeMap::from([("src".to_string(), tree), ("vendor".to_string(), tree)]);
+        let builder = Builder::from_recorded(store.clone(), "recipe", RECIPE, &both).unwrap();
+        let inputs = builder.inputs("build").await.unwrap();
+        assert!(inputs.iter().all(|i| i.tree == tree && i.fetched.is_none()));
+
+        let only_src = BTreeMap::from([("src".to_string(), tree)]);
+        let builder = Builder::from_recorded(store, "recipe", RECIPE, &only_src).unwrap();
+        let err = builder.inputs("build").await.unwrap_err();
+        assert!(
+            matches!(&err, BuildError::BadInput { input, .. } if input == "vendor"),
+            "{err}"
+        );
     }
 }
