@@ -206,6 +206,7 @@ impl Live {
 
 impl Reporter for Live {
     fn input_started(&self, input: &str) {
+        tracing::info!("resolving input `{input}`");
         self.bar.set_message(format!("resolving input {input}"));
     }
 
@@ -220,6 +221,7 @@ impl Reporter for Live {
     }
 
     fn step_started(&self, step: &str) {
+        tracing::info!("building step `{step}` in the sandbox");
         self.update(|s| s.running.push(step.to_owned()));
     }
 
