@@ -335,7 +335,7 @@ async fn history_rows(
 
 /// Key id → key name, for the keys in the keys directory (none if it
 /// cannot be read: names are a convenience here).
-fn key_names(global: &Global) -> std::collections::HashMap<String, String> {
+pub(crate) fn key_names(global: &Global) -> std::collections::HashMap<String, String> {
     let Ok(dir) = cairn_keyring::keys_dir(global.keys.clone()) else {
         return Default::default();
     };

@@ -129,6 +129,14 @@ async fn show(global: &Global, ws: &Workspace, text: &str) -> Result<i32> {
         .created
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default();
+    let names = super::channel::key_names(global);
+    let named: Vec<String> = signers
+        .iter()
+        .map(|id| match names.get(id) {
+            Some(name) => format!("{name} ({id})"),
+            None => id.clone(),
+        })
+        .collect();
     let out = serde_json::json!({
         "release": digest.to_string(),
         "document": serde_json::from_slice::<serde_json::Value>(&loaded.envelope.payload)?,
@@ -143,7 +151,7 @@ async fn show(global: &Global, ws: &Workspace, text: &str) -> Result<i32> {
             r.action,
             r.provenance,
             r.run,
-            signers.join(", ")
+            named.join(", ")
         )
     });
     Ok(0)
