@@ -55,6 +55,7 @@ pub struct Builder {
     recipe_dir: Option<PathBuf>,
     reporter: Arc<dyn Reporter>,
     remote: Option<Remote>,
+    registry: cairn_oci::RegistryConfig,
     inputs: Mutex<HashMap<String, ResolvedInput>>,
 }
 
@@ -114,6 +115,7 @@ impl Builder {
             recipe_dir,
             reporter: Arc::new(NoReporter),
             remote: None,
+            registry: cairn_oci::RegistryConfig::default(),
             inputs: Mutex::new(HashMap::new()),
         })
     }
@@ -121,6 +123,13 @@ impl Builder {
     /// Reports progress and log lines to `reporter`.
     pub fn with_reporter(mut self, reporter: Arc<dyn Reporter>) -> Self {
         self.reporter = reporter;
+        self
+    }
+
+    /// How `oci` inputs reach registries (credentials, plain-HTTP hosts);
+    /// by default anonymously, over HTTPS except for loopback registries.
+    pub fn with_registry(mut self, registry: cairn_oci::RegistryConfig) -> Self {
+        self.registry = registry;
         self
     }
 
@@ -272,9 +281,9 @@ impl Builder {
         }
         let refs = &*self.store.refs;
         let Some(dir) = &self.recipe_dir else {
-            // A recipe read back from a release: only pinned trees. A path
-            // or a fetch here was not recorded by the release, and neither
-            // a directory nor the network is consulted for it.
+            // A recipe read back from a release: only pinned trees. A path,
+            // a fetch or an image here was not recorded by the release, and
+            // neither a directory nor the network is consulted for it.
             if !matches!(input, cairn_recipe::Input::Tree(_)) {
                 return Err(BuildError::BadInput {
                     input: name.to_owned(),
@@ -283,6 +292,11 @@ impl Builder {
             }
             return inputs::resolve(&self.fs, refs, Path::new("/"), name, input).await;
         };
+        if let cairn_recipe::Input::Oci { image, digest } = input {
+            let fs = &self.fs;
+            return crate::image::resolve(fs, refs, dir, name, image, *digest, &self.registry)
+                .await;
+        }
         inputs::resolve(&self.fs, refs, dir, name, input).await
     }
 

@@ -85,6 +85,15 @@ pub enum BuildError {
         #[source]
         source: Box<cairn_fetch::UnpackError>,
     },
+    /// An `oci` input's image could not be pulled or was refused.
+    #[error("input `{input}`: {source}")]
+    Image {
+        /// The input.
+        input: String,
+        /// Why (naming the image and, for a layer, its digest).
+        #[source]
+        source: Box<cairn_oci::PullError>,
+    },
     /// The store failed.
     #[error("{what}: {source}")]
     Store {

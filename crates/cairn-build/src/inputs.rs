@@ -74,6 +74,7 @@ pub async fn resolve(
             };
             Ok(resolved(tree, Some((url.clone(), archive))))
         }
+        Input::Oci { .. } => unreachable!("images are resolved by crate::image"),
     }
 }
 
@@ -104,7 +105,7 @@ async fn snapshot_path(
 
 /// The full digest of a blob named by a possibly size-less reference, if
 /// the local store holds it.
-fn local_blob(fs: &FsStore, digest: DigestRef) -> Option<Digest> {
+pub(crate) fn local_blob(fs: &FsStore, digest: DigestRef) -> Option<Digest> {
     let size = match digest.size {
         Some(size) => size,
         None => std::fs::metadata(fs.blob_path(&digest.with_size(0)))
@@ -149,7 +150,7 @@ async fn fetch_blob(
     Ok(stored)
 }
 
-fn fetch_ref(archive: &Digest) -> RefName {
+pub(crate) fn fetch_ref(archive: &Digest) -> RefName {
     RefName::new(format!("fetch/{}", archive.hex())).expect("hex is a valid ref segment")
 }
 

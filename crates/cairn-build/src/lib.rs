@@ -24,6 +24,7 @@ pub mod cache;
 pub mod compare;
 pub mod error;
 pub mod graft;
+pub mod image;
 pub mod inputs;
 pub mod remote;
 pub mod run;

@@ -182,7 +182,8 @@ impl Remote {
         let (digest, kind) = match input {
             Input::Tree(d) => (*d, Kind::Tree),
             Input::Fetch { digest, .. } => (*digest, Kind::Leaf),
-            Input::Path { .. } => return Ok(()),
+            // Images come from their registry (or layout) by digest.
+            Input::Path { .. } | Input::Oci { .. } => return Ok(()),
         };
         let looking_up = |e| remote_err(format!("input `{name}`: looking up {digest}"), e);
         let full = match digest.size {

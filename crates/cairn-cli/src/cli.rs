@@ -81,6 +81,13 @@ pub enum Command {
         /// How long the statement stays valid (e.g. 30d, 12h).
         #[arg(long, default_value = "30d", value_parser = humantime::parse_duration)]
         expires: Duration,
+        /// Also push the release's image (with its signed attestation) to
+        /// REGISTRY/REPO[:TAG], tagged with the channel's name unless a tag
+        /// is given; the tag moves only once the channel has (repeatable).
+        #[arg(long, value_name = "REF")]
+        push_image: Vec<String>,
+        #[command(flatten)]
+        registry: RegistryArgs,
     },
     /// Point a channel back at an earlier release (a new statement with a higher sequence).
     Rollback {
@@ -108,6 +115,9 @@ pub enum Command {
     /// Write trust policies (which keys a channel's consumers accept).
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Export releases as reproducible OCI images, push and verify them.
+    #[command(subcommand)]
+    Image(ImageCommand),
     /// Read and compare-and-swap refs (plumbing).
     #[command(subcommand)]
     Ref(RefCommand),
@@ -311,6 +321,86 @@ pub enum PolicyCommand {
     Show {
         /// The policy file.
         file: PathBuf,
+    },
+}
+
+/// How `cairn image` and `cairn promote --push-image` reach registries.
+#[derive(Debug, Args, Clone, Default)]
+pub struct RegistryArgs {
+    /// Reach this registry (host:port) over plain HTTP; loopback registries
+    /// always are (repeatable).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub plain_http: Vec<String>,
+    /// The registry user name, when the registry asks for one.
+    #[arg(long, env = "CAIRN_REGISTRY_USER", value_name = "NAME")]
+    pub registry_user: Option<String>,
+    /// The registry password or token.
+    #[arg(
+        long,
+        env = "CAIRN_REGISTRY_PASSWORD",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
+    pub registry_password: Option<String>,
+    /// Upload blobs larger than this in chunks of this many bytes.
+    #[arg(long, hide = true, value_name = "BYTES")]
+    pub upload_chunk_size: Option<u64>,
+}
+
+/// How an image is made from a release.
+#[derive(Debug, Args, Clone)]
+pub struct ImageOptions {
+    /// A base image below the artifact: REGISTRY/REPO@sha256:<hex> or a
+    /// layout directory PATH@sha256:<hex> (./, ../ or / first).
+    #[arg(long, value_name = "IMAGE")]
+    pub base: Option<String>,
+    /// Where the artifact goes in the image (its working directory).
+    #[arg(long, default_value = "/", value_name = "DIR")]
+    pub root: String,
+}
+
+/// `cairn image …`
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Write a release as a reproducible OCI image layout; prints the manifest digest.
+    Build {
+        /// The release's digest.
+        release: String,
+        /// The layout directory to create (new or empty) [default: ./SERVICE.oci].
+        #[arg(long, value_name = "DIR")]
+        output: Option<PathBuf>,
+        #[command(flatten)]
+        image: ImageOptions,
+        #[command(flatten)]
+        registry: RegistryArgs,
+    },
+    /// Push a release's image and a signed in-toto attestation to a registry.
+    Push {
+        /// The release's digest.
+        release: String,
+        /// REGISTRY/REPO[:TAG]; the tag defaults to the release's version.
+        reference: String,
+        /// The key that signs the attestation.
+        #[arg(long)]
+        key: String,
+        #[command(flatten)]
+        image: ImageOptions,
+        #[command(flatten)]
+        registry: RegistryArgs,
+    },
+    /// Verify an image's signed attestation against a trust policy.
+    Verify {
+        /// REGISTRY/REPO:TAG or REGISTRY/REPO@sha256:<hex>.
+        reference: String,
+        /// The trust policy file (the keys and threshold of a channel count).
+        #[arg(long)]
+        policy: PathBuf,
+        /// The policy's channel whose keys must have signed [default: any
+        /// channel of the image's service].
+        #[arg(long)]
+        channel: Option<String>,
+        #[command(flatten)]
+        registry: RegistryArgs,
     },
 }
 

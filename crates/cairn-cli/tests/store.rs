@@ -151,6 +151,13 @@ fn missing_blob_under_a_tree_is_named_on_checkout() {
 #[test]
 fn bad_arguments_get_one_line_errors() {
     let env = Env::new();
+    env.ok(&[
+        "ref",
+        "set",
+        "a/ref",
+        "so that the store exists",
+        "--create",
+    ]);
     for bad in [
         "sha256:xyz",
         "md5:00",
@@ -217,6 +224,7 @@ fn processes_racing_a_compare_and_swap_have_one_winner() {
     let winners = outcomes.iter().filter(|o| o.status.success()).count();
     assert_eq!(winners, 1);
     for loser in outcomes.iter().filter(|o| !o.status.success()) {
+        assert_eq!(loser.status.code(), Some(1));
         assert!(String::from_utf8_lossy(&loser.stderr).contains("changed concurrently"));
     }
     let value = env.ok(&["ref", "get", "race/ref"]);

@@ -51,6 +51,16 @@ pub enum Input {
         /// Unpack the archive into a tree instead of a one-file tree.
         unpack: bool,
     },
+    /// A container image pinned by its manifest digest, its layers applied
+    /// in order into a tree: `REGISTRY/REPO@sha256:…`, or a local OCI
+    /// layout directory `PATH@sha256:…` (relative to `cairn.toml` when it
+    /// starts with `./` or `../`).
+    Oci {
+        /// The reference as written.
+        image: String,
+        /// The manifest (or index) digest it is pinned by.
+        digest: DigestRef,
+    },
 }
 
 /// One build step.

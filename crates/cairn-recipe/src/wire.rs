@@ -46,6 +46,7 @@ pub(crate) struct InputWire {
     pub url: Option<String>,
     pub digest: Option<Spanned<String>>,
     pub unpack: Option<bool>,
+    pub oci: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

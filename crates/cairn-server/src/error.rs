@@ -3,13 +3,15 @@
 //! Client mistakes (bad digest, bad ref name, missing token, lost race)
 //! are answered with their status and a one-line message in JSON
 //! (`{"error": "…"}`). Server faults are logged here with their cause and
-//! answered with a generic 500 message, so internal paths and OS errors
-//! never leak to clients.
+//! answered with a generic 500 message (503 when the store behind the
+//! server cannot be reached, so clients retry), so internal paths and OS
+//! errors never leak to clients. Store errors map to statuses by their
+//! [`ErrorKind`], never by their text.
 
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use cairn_store::StoreError;
+use cairn_store::{ErrorKind, StoreError};
 
 /// A failed request.
 #[derive(Debug, thiserror::Error)]
@@ -59,16 +61,32 @@ impl ApiError {
             Self::PreconditionRequired(_) => StatusCode::PRECONDITION_REQUIRED,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            Self::Store(e) => match e {
-                StoreError::NotFound(_) => StatusCode::NOT_FOUND,
-                StoreError::Corrupt { .. } | StoreError::BadRefName { .. } => {
-                    StatusCode::BAD_REQUEST
-                }
-                StoreError::Conflict { .. } => StatusCode::PRECONDITION_FAILED,
-                StoreError::RefTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-                _ => StatusCode::INTERNAL_SERVER_ERROR,
-            },
+            Self::Store(e) => store_status(e),
         }
+    }
+}
+
+/// The status a store error stands for, by its kind.
+///
+/// What the client sent decides 400, 404, 412 and 413. A store that
+/// stands behind this server and cannot be reached (S3 down) is 503, so a
+/// client retries; its own credentials refused (401/403 from S3) are the
+/// server's misconfiguration, not the client's: 500, logged. Corrupt
+/// bytes are 400 when the client sent them (an upload that does not hash
+/// to its digest) and 500 when they are the store's own (a value that
+/// does not decode).
+fn store_status(e: &StoreError) -> StatusCode {
+    match (e.kind(), e) {
+        (_, StoreError::RefTooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
+        (ErrorKind::Corrupt, StoreError::Corrupt { .. }) => StatusCode::BAD_REQUEST,
+        (ErrorKind::InvalidRequest, _) => StatusCode::BAD_REQUEST,
+        (ErrorKind::NotFound, _) => StatusCode::NOT_FOUND,
+        (ErrorKind::Conflict, _) => StatusCode::PRECONDITION_FAILED,
+        (ErrorKind::Unavailable, _) => StatusCode::SERVICE_UNAVAILABLE,
+        (
+            ErrorKind::Corrupt | ErrorKind::Unauthorized | ErrorKind::Forbidden | ErrorKind::Io,
+            _,
+        ) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
@@ -78,6 +96,9 @@ impl IntoResponse for ApiError {
         let message = if status == StatusCode::INTERNAL_SERVER_ERROR {
             tracing::error!(error = %self, "request failed");
             "internal server error; the cause is in the server's log".to_string()
+        } else if status == StatusCode::SERVICE_UNAVAILABLE {
+            tracing::warn!(error = %self, "the store is unavailable");
+            "the store behind this server is unavailable; try again later".to_string()
         } else {
             tracing::debug!(%status, error = %self, "request refused");
             self.to_string()

@@ -31,7 +31,7 @@ const READ_AHEAD: usize = 4;
 /// [`MAX_CHUNKS`] chunks, or sizes that do not add up to the file's.
 /// (Whether the bytes hash to `file` is known only after assembling.)
 pub fn check(file: &Digest, chunks: &[Digest]) -> Result<()> {
-    let bad = |reason: String| StoreError::Malformed {
+    let bad = |reason: String| StoreError::Invalid {
         what: format!("chunk list for {file}"),
         reason,
     };

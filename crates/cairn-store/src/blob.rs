@@ -52,11 +52,10 @@ pub trait BlobStore: Send + Sync + fmt::Debug {
     /// fails saying so; every backend of this crate answers. Decorators
     /// forward.
     async fn lookup(&self, hash: &[u8; 32]) -> Result<Option<Digest>> {
-        let _ = hash;
-        Err(StoreError::Backend {
-            backend: "lookup",
-            message: "this store cannot find a blob by its hash alone; \
-                      write the digest with its size (sha256:<hex>/<size>)"
+        Err(StoreError::Invalid {
+            what: format!("looking up sha256:{}", Digest::from_parts(*hash, 0).hex()),
+            reason: "this store cannot find a blob by its hash alone; \
+                     write the digest with its size (sha256:<hex>/<size>)"
                 .into(),
         })
     }
@@ -160,9 +159,9 @@ pub fn read_error(digest: &Digest, e: io::Error) -> StoreError {
             expected: *digest,
             actual: m.actual,
         },
-        None => StoreError::Backend {
-            backend: "read",
-            message: format!("reading blob {digest}: {e}"),
+        None => StoreError::Read {
+            digest: *digest,
+            source: e,
         },
     }
 }

@@ -9,7 +9,8 @@
 //! The traits are small on purpose: verification is built into reads
 //! ([`VerifyingReader`]), and features such as caching or metrics wrap a
 //! store rather than widen the traits. Every backend must pass the shared
-//! [`conformance`] suite. One optional capability has a default that says
+//! `conformance` suite (built with the `test-support` feature, like the
+//! `moto` harness for S3 tests). One optional capability has a default that says
 //! "unsupported": building a blob from chunks already in the store
 //! ([`BlobStore::assemble`], see [`assemble`]), which spares a second
 //! transfer of a large file's bytes where the backend can do it. Another
@@ -17,32 +18,35 @@
 //! see [`closure`]), which spares a copy questions about every blob below
 //! them.
 //!
-//! Backends: [`MemoryStore`] (tests, simulation) and [`FsStore`] (a local
-//! directory, the embedded default); a URL picks one ([`open`]).
+//! Backends: [`MemoryStore`] (tests, simulation), [`FsStore`] (a local
+//! directory, the embedded default), [`s3::S3Store`] and
+//! [`http::HttpStore`] (a `cairn server`); a URL picks one, and
+//! [`connect`] opens and checks it. Every error says its [`ErrorKind`].
 
 pub mod assemble;
 pub mod blob;
 pub mod closure;
+#[cfg(feature = "test-support")]
 pub mod conformance;
 pub mod error;
 pub mod fs;
 pub mod gc;
 pub mod http;
 pub mod memory;
+#[cfg(feature = "test-support")]
 pub mod moto;
 pub mod reach;
 pub mod refs;
 pub mod s3;
+mod transport;
 mod url;
 
 pub use blob::{Assembled, BlobReader, BlobStore, BlobStoreExt, VerifyingReader};
-pub use error::{Result, StoreError};
+pub use error::{ErrorKind, RemoteError, Result, StoreError};
 pub use fs::{io_pool, FsStore};
 pub use memory::MemoryStore;
 pub use refs::{RefEvent, RefName, RefStore, RefWatch, Version, Versioned};
-pub use url::{
-    default_location, open, open_async, open_async_with_token, open_with_token, StoreUrl,
-};
+pub use url::{connect, OpenOptions, StoreUrl};
 
 use std::sync::Arc;
 

@@ -4,8 +4,8 @@
 //! Like [`conformance`](crate::conformance), this exists for the tests of
 //! every crate that talks to S3, so they share one way of starting it.
 //! It panics instead of returning errors. Starting fails, never skips,
-//! when `moto_server` is not on PATH (`pip install 'moto[server]'`), so a
-//! machine without it is noticed.
+//! when moto is not installed (`pip install 'moto[server]'`), so a machine
+//! without it is noticed.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -13,6 +13,15 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::s3::{S3Store, S3Url};
+
+/// `moto_server`, answering one request at a time. Its usual threaded
+/// server checks `If-Match` and writes without a lock between, so two
+/// racing conditional writes can both succeed, which AWS S3 never allows;
+/// served one at a time, moto keeps the guarantee the ref tests check.
+/// (Everything else is `moto_server`'s own start-up.)
+const SERIAL_MOTO: &str = "import sys, moto.server as m, werkzeug.serving as w
+m.run_simple = lambda *a, **k: w.run_simple(*a, **{**k, 'threaded': False})
+m.main(sys.argv[1:])";
 
 /// How long moto may take to answer after it starts.
 const STARTUP: Duration = Duration::from_secs(60);
@@ -38,12 +47,37 @@ impl Moto {
 
     /// Starts moto on `port` (to restart it where a client expects it).
     pub fn start_on(port: u16) -> Self {
-        let child = Command::new("moto_server")
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        Self::launch(port, None)
+    }
+
+    /// Starts moto checking credentials, with `bucket` created: every later
+    /// request needs keys moto's IAM knows, and it knows none, so each is
+    /// refused (403 `InvalidAccessKeyId`), as AWS refuses wrong keys.
+    pub fn start_refusing_credentials(bucket: &str) -> Self {
+        // Two requests pass unchecked: the readiness probe and the bucket.
+        let moto = Self::launch(free_port(), Some(2));
+        moto.create_bucket(bucket);
+        moto
+    }
+
+    fn launch(port: u16, unchecked_requests: Option<u32>) -> Self {
+        let mut command = Command::new("python3");
+        if let Some(n) = unchecked_requests {
+            command.env("INITIAL_NO_AUTH_ACTION_COUNT", n.to_string());
+        }
+        let child = command
+            .args([
+                "-c",
+                SERIAL_MOTO,
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("moto_server is required: pip install 'moto[server]'");
+            .expect("python3 with moto is required: pip install 'moto[server]'");
         let moto = Self { child, port };
         let deadline = Instant::now() + STARTUP;
         while moto.http("GET", "/", b"").is_none() {
@@ -82,11 +116,20 @@ impl Moto {
     /// An S3 store on `prefix` in `bucket`, with moto's test credentials.
     pub fn store(&self, bucket: &str, prefix: &str) -> S3Store {
         let parsed = S3Url::parse(&self.url(bucket, prefix)).expect("a valid moto URL");
-        let builder = parsed
-            .builder()
-            .with_access_key_id("test")
-            .with_secret_access_key("test");
-        S3Store::with_builder(&parsed, builder).expect("an S3 store on moto")
+        S3Store::with_builder(&parsed, parsed.builder(&self.credentials()))
+            .expect("an S3 store on moto")
+    }
+
+    /// moto's test credentials, as [`OpenOptions::aws`](crate::OpenOptions::aws)
+    /// takes them (moto accepts any).
+    pub fn credentials(&self) -> std::collections::BTreeMap<String, String> {
+        [
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
     }
 
     /// A plain, unsigned HTTP request (moto does not check signatures);

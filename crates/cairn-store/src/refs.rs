@@ -152,8 +152,9 @@ pub fn conflict(name: &RefName, expected: Option<&Version>, found: Option<&Versi
 }
 
 /// Watches `prefix`, pushing if the backend can and polling every
-/// `interval` otherwise. Polling reports each ref whose version changed or
-/// that appeared or vanished since the previous poll.
+/// `interval` otherwise. Either way, a change made after this returns is
+/// reported. Polling reports each ref whose version changed or that
+/// appeared or vanished since the previous poll.
 pub async fn watch_or_poll(
     refs: std::sync::Arc<dyn RefStore>,
     prefix: &str,
@@ -162,48 +163,49 @@ pub async fn watch_or_poll(
     if let Some(w) = refs.watch(prefix).await? {
         return Ok(w);
     }
-    Ok(poll_changes(refs, prefix.to_string(), interval))
+    poll_changes(refs, prefix.to_string(), interval).await
 }
 
-/// A [`RefWatch`] made by polling `list` and `get`.
-pub fn poll_changes(
+/// A [`RefWatch`] made by polling `list` and `get`. The refs are read once
+/// before this returns, so a change made after it is seen by the first
+/// poll.
+pub async fn poll_changes(
     refs: std::sync::Arc<dyn RefStore>,
     prefix: String,
     interval: Duration,
-) -> RefWatch {
+) -> Result<RefWatch> {
     use std::collections::BTreeMap;
     type Seen = BTreeMap<RefName, Version>;
-    let state: (Option<Seen>, Vec<RefEvent>) = (None, Vec::new());
-    futures::stream::unfold(state, move |(mut seen, mut pending)| {
-        let refs = refs.clone();
-        let prefix = prefix.clone();
-        async move {
-            loop {
-                if let Some(ev) = pending.pop() {
-                    return Some((Ok(ev), (seen, pending)));
-                }
-                if seen.is_some() {
+    let first = snapshot_versions(refs.as_ref(), &prefix).await?;
+    let state: (Seen, Vec<RefEvent>) = (first, Vec::new());
+    Ok(
+        futures::stream::unfold(state, move |(mut seen, mut pending)| {
+            let refs = refs.clone();
+            let prefix = prefix.clone();
+            async move {
+                loop {
+                    if let Some(ev) = pending.pop() {
+                        return Some((Ok(ev), (seen, pending)));
+                    }
                     tokio::time::sleep(interval).await;
-                }
-                let now = match snapshot_versions(refs.as_ref(), &prefix).await {
-                    Ok(now) => now,
-                    Err(e) => return Some((Err(e), (seen, pending))),
-                };
-                if let Some(before) = &seen {
-                    let changed = now.iter().filter(|(n, v)| before.get(*n) != Some(*v));
-                    let vanished = before.keys().filter(|n| !now.contains_key(*n));
+                    let now = match snapshot_versions(refs.as_ref(), &prefix).await {
+                        Ok(now) => now,
+                        Err(e) => return Some((Err(e), (seen, pending))),
+                    };
+                    let changed = now.iter().filter(|(n, v)| seen.get(*n) != Some(*v));
+                    let vanished = seen.keys().filter(|n| !now.contains_key(*n));
                     pending = changed
                         .map(|(n, _)| n)
                         .chain(vanished)
                         .map(|n| RefEvent { name: n.clone() })
                         .collect();
                     pending.reverse();
+                    seen = now;
                 }
-                seen = Some(now);
             }
-        }
-    })
-    .boxed()
+        })
+        .boxed(),
+    )
 }
 
 async fn snapshot_versions(

@@ -1,9 +1,24 @@
-//! Choosing a backend from a store URL (`--store`, `CAIRN_STORE`).
+//! Opening a store from its URL (`--store`, `CAIRN_STORE`): one way, for
+//! every caller, that also checks the store, so a wrong URL, a missing
+//! bucket, a bad token or missing credentials fail at once, in one line
+//! naming the store, instead of halfway through a command.
+//!
+//! Settings come in [`OpenOptions`], resolved once by the caller (the
+//! command line reads its flags and environment); nothing here reads the
+//! environment.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use crate::error::{Result, StoreError};
 use crate::{FsStore, Store};
+
+/// The schemes a store URL may have.
+const SCHEMES: [&str; 4] = ["file", "s3", "http", "https"];
+
+/// The forms a store URL may take, for error messages.
+const FORMS: &str =
+    "use a directory path, file:///absolute/path, s3://bucket/prefix or http(s)://host:port";
 
 /// A parsed store location.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,72 +32,118 @@ pub enum StoreUrl {
 }
 
 impl StoreUrl {
-    /// Parses a store URL; anything without a scheme is a local path.
+    /// Parses a store URL. Anything without a scheme is a local path, but
+    /// what looks like a mistyped URL (`s3:/bucket`, `http:host`,
+    /// `s3//bucket`, `foo:/bar`) is refused with the forms accepted, rather
+    /// than taken for a directory of that name (write `./s3:x` for one).
     pub fn parse(url: &str) -> Result<Self> {
-        let bad = |reason: &str| StoreError::BadUrl {
+        let bad = |reason: String| StoreError::BadUrl {
             url: url.into(),
-            reason: reason.into(),
+            reason,
         };
         if url.is_empty() {
-            return Err(bad("empty"));
+            return Err(bad(format!("empty; {FORMS}")));
         }
         match url.split_once("://") {
-            None => Ok(Self::Local(PathBuf::from(url))),
             Some(("file", path)) if path.starts_with('/') => Ok(Self::Local(PathBuf::from(path))),
-            Some(("file", _)) => Err(bad("file:// URLs need an absolute path")),
+            Some(("file", _)) => Err(bad("file:// URLs need an absolute path".into())),
             Some(("s3", _)) => Ok(Self::S3(url.into())),
             Some(("http" | "https", _)) => Ok(Self::Http(url.into())),
-            Some((scheme, _)) => Err(bad(&format!(
-                "unknown scheme {scheme:?} (use a path, file://, s3:// or http(s)://)"
+            Some((scheme, _)) if is_scheme(scheme) => {
+                Err(bad(format!("unknown scheme {scheme:?}; {FORMS}")))
+            }
+            _ if looks_like_url(url) => Err(bad(format!(
+                "not a URL cairn knows and not meant as a directory; {FORMS} \
+                 (for a directory whose name has a colon, write ./{url})"
             ))),
+            _ => Ok(Self::Local(PathBuf::from(url))),
         }
     }
 }
 
-/// The default store: `$XDG_DATA_HOME/cairn/store`, else
-/// `~/.local/share/cairn/store`.
-pub fn default_location() -> PathBuf {
-    let data = std::env::var_os("XDG_DATA_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let home = std::env::var_os("HOME").unwrap_or_else(|| "/".into());
-            PathBuf::from(home).join(".local/share")
-        });
-    data.join("cairn/store")
+/// Whether `text` could be a URL scheme: a letter, then letters, digits,
+/// `+`, `-` or `.`.
+fn is_scheme(text: &str) -> bool {
+    let mut bytes = text.bytes();
+    bytes.next().is_some_and(|b| b.is_ascii_alphabetic())
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
 }
 
-/// Opens the store a URL names.
-pub fn open(url: &str) -> Result<Store> {
-    match StoreUrl::parse(url)? {
-        StoreUrl::Local(path) => Ok(Store::local(FsStore::open(path)?)),
-        StoreUrl::S3(url) => Ok(crate::s3::S3Store::new(&url)?.into_store()),
-        StoreUrl::Http(url) => Ok(crate::http::HttpStore::new(&url, None)?.into_store()),
+/// A path that is almost a URL: `scheme:` anything (a colon in the first
+/// segment after a scheme-like word), or a known scheme's name followed by
+/// `//` without the colon.
+fn looks_like_url(path: &str) -> bool {
+    if let Some((head, _)) = path.split_once(':') {
+        if !head.contains('/') && is_scheme(head) {
+            return true;
+        }
+    }
+    path.split_once("//")
+        .is_some_and(|(head, _)| SCHEMES.contains(&head.to_ascii_lowercase().as_str()))
+}
+
+/// Everything opening a store may need, resolved once by the caller.
+#[derive(Clone, Default)]
+pub struct OpenOptions {
+    /// The bearer token for a `cairn server` (`http(s)://`).
+    pub token: Option<String>,
+    /// PEM files of CA certificates trusted for `https://` servers besides
+    /// the usual public roots (a private CA, a self-signed server).
+    pub ca_certs: Vec<PathBuf>,
+    /// The caller will write to the store: a local directory that is not a
+    /// store yet is made one (without this, it is an error, so a read-only
+    /// command never leaves an empty store behind), and an S3 bucket is
+    /// checked for writes and conditional writes too.
+    pub create: bool,
+    /// S3 settings by their AWS environment names (`AWS_ACCESS_KEY_ID`,
+    /// `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION`,
+    /// `AWS_ENDPOINT`, ...); the URL's own `endpoint` and `region` win.
+    pub aws: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for OpenOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenOptions")
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("ca_certs", &self.ca_certs)
+            .field("create", &self.create)
+            .field("aws", &self.aws.keys().collect::<Vec<_>>())
+            .finish()
     }
 }
 
-/// Opens the store a URL names; a `cairn server` (`http(s)://`) is sent
-/// `token` as its bearer token. Other backends ignore the token.
-pub fn open_with_token(url: &str, token: Option<String>) -> Result<Store> {
+/// Opens the store `url` names and checks it:
+///
+/// * a local directory must be a store, unless [`OpenOptions::create`]
+///   (then an absent or empty directory becomes one);
+/// * an S3 bucket needs credentials, must exist and let them list it, and
+///   with `create` must take a write and refuse a second conditional
+///   create of the same key;
+/// * a `cairn server` must answer `/healthz` and accept the token (or no
+///   token) for reading.
+///
+/// Every failure names the store; [`StoreError::kind`] says what kind it
+/// is (a bad token is [`Unauthorized`], a server that does not answer is
+/// [`Unavailable`]).
+///
+/// [`Unauthorized`]: crate::ErrorKind::Unauthorized
+/// [`Unavailable`]: crate::ErrorKind::Unavailable
+pub async fn connect(url: &str, options: &OpenOptions) -> Result<Store> {
     match StoreUrl::parse(url)? {
-        StoreUrl::Http(url) => Ok(crate::http::HttpStore::new(&url, token)?.into_store()),
-        _ => open(url),
-    }
-}
-
-/// Opens the store a URL names and checks that the server behind a remote
-/// URL is reachable and able to keep refs safe (for S3: conditional writes),
-/// so that a misconfigured store fails here rather than on first use.
-pub async fn open_async(url: &str) -> Result<Store> {
-    open_async_with_token(url, None).await
-}
-
-/// [`open_async`], sending `token` to a `cairn server` (`http(s)://`) as
-/// its bearer token.
-pub async fn open_async_with_token(url: &str, token: Option<String>) -> Result<Store> {
-    match StoreUrl::parse(url)? {
-        StoreUrl::S3(url) => Ok(crate::s3::S3Store::connect(&url).await?.into_store()),
-        _ => open_with_token(url, token),
+        StoreUrl::Local(path) if options.create => Ok(Store::local(FsStore::open(path)?)),
+        StoreUrl::Local(path) => Ok(Store::local(FsStore::open_existing(path)?)),
+        StoreUrl::S3(url) => {
+            let store = crate::s3::S3Store::new(&url, &options.aws)?;
+            crate::s3::credentials::check(&url, &options.aws).await?;
+            store.probe(options.create).await?;
+            Ok(store.into_store())
+        }
+        StoreUrl::Http(url) => {
+            let store =
+                crate::http::HttpStore::new(&url, options.token.clone(), &options.ca_certs)?;
+            store.probe().await?;
+            Ok(store.into_store())
+        }
     }
 }
 
@@ -101,6 +162,14 @@ mod tests {
             StoreUrl::Local("rel".into())
         );
         assert_eq!(
+            StoreUrl::parse("./s3:x").unwrap(),
+            StoreUrl::Local("./s3:x".into())
+        );
+        assert_eq!(
+            StoreUrl::parse("a/b:c").unwrap(),
+            StoreUrl::Local("a/b:c".into())
+        );
+        assert_eq!(
             StoreUrl::parse("file:///a").unwrap(),
             StoreUrl::Local("/a".into())
         );
@@ -115,5 +184,29 @@ mod tests {
         assert!(StoreUrl::parse("ftp://x").is_err());
         assert!(StoreUrl::parse("file://rel").is_err());
         assert!(StoreUrl::parse("").is_err());
+    }
+
+    #[test]
+    fn refuses_almost_urls_with_the_forms_accepted() {
+        for almost in [
+            "s3:/bucket",
+            "s3:bucket",
+            "http:/host:1",
+            "https:host",
+            "file:/abs",
+            "foo:/bar",
+            "s3//bucket",
+            "HTTP//host",
+        ] {
+            let err = StoreUrl::parse(almost).unwrap_err();
+            assert_eq!(
+                err.kind(),
+                crate::ErrorKind::InvalidRequest,
+                "{almost}: {err}"
+            );
+            let text = err.to_string();
+            assert!(text.contains("s3://bucket/prefix"), "{almost}: {text}");
+            assert!(!text.contains('\n'), "{almost}: {text}");
+        }
     }
 }

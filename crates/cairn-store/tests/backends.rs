@@ -4,41 +4,59 @@
 use std::sync::Arc;
 
 use cairn_digest::Digest;
-use cairn_store::{conformance, BlobStoreExt, FsStore, MemoryStore, RefName, RefStore, StoreError};
+use cairn_store::{
+    conformance, BlobStoreExt, ErrorKind, FsStore, RefName, RefStore, Store, StoreError,
+};
 
 #[tokio::test]
 async fn memory_store_conforms() {
-    let m = MemoryStore::new();
-    conformance::blobs(&m).await;
-    conformance::put_many(&m).await;
-    conformance::assemble(&m).await;
-    conformance::has_closures(&m).await;
-    conformance::refs(&m).await;
-    conformance::watch(&m).await;
+    conformance::all(&Store::memory()).await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fs_store_conforms() {
     let dir = tempfile::tempdir().unwrap();
     let fs = FsStore::open(dir.path().join("store")).unwrap();
-    conformance::blobs(&fs).await;
-    conformance::put_many(&fs).await;
-    conformance::assemble(&fs).await;
-    conformance::has_closures(&fs).await;
-    conformance::refs(&fs).await;
-    conformance::watch(&fs).await;
+    conformance::all(&Store::local(fs)).await;
 }
 
 #[test]
 fn fs_store_refuses_a_foreign_directory() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("precious.txt"), "x").unwrap();
-    let err = FsStore::open(dir.path()).unwrap_err().to_string();
-    assert!(err.contains("not empty and not a cairn store"), "{err}");
+    for err in [
+        FsStore::open(dir.path()).unwrap_err(),
+        FsStore::open_existing(dir.path()).unwrap_err(),
+    ] {
+        assert_eq!(err.kind(), ErrorKind::InvalidRequest, "{err}");
+        let text = err.to_string();
+        assert!(text.contains("is not a cairn store"), "{text}");
+    }
     assert_eq!(
         std::fs::read_to_string(dir.path().join("precious.txt")).unwrap(),
         "x"
     );
+}
+
+#[test]
+fn opening_an_existing_store_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let absent = dir.path().join("absent");
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    for path in [&absent, &empty] {
+        let err = FsStore::open_existing(path).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+        assert!(
+            err.to_string()
+                .starts_with(&format!("no store at {}", path.display())),
+            "{err}"
+        );
+    }
+    assert!(!absent.exists(), "a read-only open created the directory");
+    assert_eq!(std::fs::read_dir(&empty).unwrap().count(), 0);
+    FsStore::open(&absent).unwrap();
+    FsStore::open_existing(&absent).unwrap();
 }
 
 #[tokio::test]

@@ -9,9 +9,11 @@ use cairn_digest::Digest;
 use cairn_store::reach::Kind;
 use cairn_store::{Assembled, BlobReader, BlobStore, Result};
 
-/// Wraps a [`BlobStore`] and counts the puts made through it and the bytes
-/// they claimed (each put's digest size, counted whether or not it
-/// succeeded). Assembly from stored chunks is passed through uncounted.
+/// Wraps a [`BlobStore`] and counts the blobs put through it and the bytes
+/// they claimed (each blob's digest size, counted whether or not it was
+/// stored), by `put` or in a `put_many` batch. Every method is passed
+/// through as itself, so the wrapped store still batches, assembles and
+/// answers closure questions; assembly from stored chunks is uncounted.
 #[derive(Debug)]
 pub struct CountingStore {
     inner: Arc<dyn BlobStore>,
@@ -29,7 +31,7 @@ impl CountingStore {
         }
     }
 
-    /// Puts so far.
+    /// Blobs put so far.
     pub fn puts(&self) -> u64 {
         self.puts.load(Ordering::Relaxed)
     }
@@ -60,6 +62,13 @@ impl BlobStore for CountingStore {
         self.puts.fetch_add(1, Ordering::Relaxed);
         self.bytes.fetch_add(digest.size(), Ordering::Relaxed);
         self.inner.put(digest, data).await
+    }
+
+    async fn put_many(&self, blobs: Vec<(Digest, Vec<u8>)>) -> Result<()> {
+        let bytes: u64 = blobs.iter().map(|(d, _)| d.size()).sum();
+        self.puts.fetch_add(blobs.len() as u64, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+        self.inner.put_many(blobs).await
     }
 
     async fn flush(&self) -> Result<()> {

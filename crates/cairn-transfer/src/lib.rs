@@ -22,7 +22,7 @@ mod copy;
 pub mod counting;
 
 use cairn_digest::Digest;
-use cairn_store::StoreError;
+use cairn_store::{ErrorKind, StoreError};
 
 pub use cairn_store::reach::Kind;
 pub use copy::copy_closure;
@@ -135,6 +135,24 @@ pub enum TransferError {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl TransferError {
+    /// What kind of failure this is, for a caller that must decide (retry
+    /// an outage, report a bad token): the kind of the store error behind
+    /// it; a blob the source lacks is [`ErrorKind::NotFound`], a malformed
+    /// chunk list [`ErrorKind::Corrupt`], a local spool failure
+    /// [`ErrorKind::Io`].
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Walk { source, .. } | Self::Blob { source, .. } | Self::Store(source) => {
+                source.kind()
+            }
+            Self::Missing(_) => ErrorKind::NotFound,
+            Self::BadChunkList { .. } => ErrorKind::Corrupt,
+            Self::Spool { .. } => ErrorKind::Io,
+        }
+    }
 }
 
 /// Shorthand for results of transfers.

@@ -29,4 +29,4 @@ pub use document::{
 pub use dsse::Envelope;
 pub use key::{KeyError, KeyId, KeySet, PublicKey, SigningKey};
 pub use policy::{ChannelPolicy, PolicyError, TrustPolicy};
-pub use verify::{verify_channel, verify_release, Refusal, VerifiedStatement};
+pub use verify::{verify_attestation, verify_channel, verify_release, Refusal, VerifiedStatement};

@@ -16,7 +16,7 @@ use std::collections::BTreeSet;
 use cairn_digest::Digest;
 use time::OffsetDateTime;
 
-use crate::document::{ChannelStatement, Document, DocumentError, Release};
+use crate::document::{ChannelStatement, Document, DocumentError, Release, Statement};
 use crate::dsse::{Envelope, SignatureCheck};
 use crate::key::{KeyId, KeySet};
 use crate::policy::ChannelPolicy;
@@ -103,6 +103,14 @@ pub enum Refusal {
         /// The key ids that did sign it.
         signers: Vec<String>,
     },
+    /// An attestation about another image (or artifact) than the one asked for.
+    #[error("the statement is about {got}, not {expected}")]
+    WrongSubject {
+        /// The digest being verified.
+        expected: Digest,
+        /// The subject digests the statement names.
+        got: String,
+    },
     /// The signed payload is not a valid document.
     #[error("signed payload is malformed: {0}")]
     MalformedPayload(#[source] DocumentError),
@@ -168,6 +176,49 @@ pub fn verify_release(
         });
     }
     parse(envelope)
+}
+
+/// Verifies an in-toto attestation envelope about `subject` (e.g. an image
+/// manifest) the way [`verify_channel`] verifies a channel statement: the
+/// keys and threshold of `policy`, then the statement's subject, then its
+/// `service` parameter against the policy's service.
+pub fn verify_attestation(
+    envelope: &Envelope,
+    policy: &ChannelPolicy,
+    keys: &KeySet,
+    subject: &Digest,
+) -> Result<Statement, Refusal> {
+    check_payload_type::<Statement>(envelope)?;
+    check_threshold(envelope, policy, keys)?;
+    let statement = parse::<Statement>(envelope)?;
+    if !statement
+        .subject
+        .iter()
+        .any(|s| s.digest.sha256 == subject.hex())
+    {
+        let got = statement
+            .subject
+            .iter()
+            .map(|s| format!("sha256:{}", s.digest.sha256));
+        return Err(Refusal::WrongSubject {
+            expected: *subject,
+            got: got.collect::<Vec<_>>().join(", "),
+        });
+    }
+    let service = statement
+        .predicate
+        .build_definition
+        .external_parameters
+        .get("service")
+        .and_then(|v| v.as_str())
+        .unwrap_or_default();
+    if service != policy.service {
+        return Err(Refusal::WrongService {
+            expected: policy.service.clone(),
+            got: service.to_owned(),
+        });
+    }
+    Ok(statement)
 }
 
 fn check_payload_type<D: Document>(envelope: &Envelope) -> Result<(), Refusal> {

@@ -43,7 +43,7 @@ struct StepJson {
 }
 
 pub async fn run(global: &Global, args: BuildArgs) -> Result<i32> {
-    let ws = Workspace::open(global)?;
+    let ws = Workspace::open(global, super::Access::Create).await?;
     let file = recipe_file(&args.recipe)?;
     let reporter = Arc::new(Live::new());
     let builder = ws.builder(&file)?.with_reporter(reporter.clone());

@@ -89,10 +89,13 @@ pub async fn promote(
     channel: &str,
     key: &str,
     expires: Duration,
+    images: super::image::ChannelImages,
 ) -> Result<i32> {
-    let ws = super::Workspace::open(global)?;
+    let ws = super::Workspace::open(global, super::Access::Existing).await?;
     let digest = ws.digest(release).await?;
-    let store = ws.store;
+    // Images go out (by digest) before the channel moves; their tags after.
+    let pushed = images.push(global, &ws, &digest, key).await?;
+    let store = ws.store.clone();
     let loaded = cairn_release::load_release(&store, &digest).await?;
     let key = signing_key(global, key)?;
     let now = OffsetDateTime::now_utc();
@@ -107,6 +110,7 @@ pub async fn promote(
         now,
     )
     .await?;
+    pushed.tag(channel).await?;
     emit(global.json, &Statement::from(&cur), text);
     Ok(0)
 }
@@ -120,7 +124,7 @@ pub async fn rollback(
     to: Option<&str>,
     expires: Duration,
 ) -> Result<i32> {
-    let ws = super::Workspace::open(global)?;
+    let ws = super::Workspace::open(global, super::Access::Existing).await?;
     let to = match to {
         Some(t) if super::resolve::parse(t).is_ok() => Some(ws.digest(t).await?),
         Some(label) => Some(by_version(&ws.store, service, channel, label).await?),
@@ -146,7 +150,7 @@ pub async fn rollback(
 
 /// Runs a `cairn channel` subcommand.
 pub async fn run(global: &Global, cmd: ChannelCommand) -> Result<i32> {
-    let store = super::open_store(global)?;
+    let store = super::open_store(global, super::Access::Existing).await?;
     match cmd {
         ChannelCommand::Show { service, channel } => {
             let cur = existing(&store, &service, &channel).await?;

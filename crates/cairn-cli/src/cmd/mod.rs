@@ -3,6 +3,7 @@
 
 mod build;
 mod channel;
+mod image;
 mod key;
 mod policy;
 mod refs;
@@ -15,8 +16,10 @@ mod workspace;
 
 pub use workspace::Workspace;
 
-use anyhow::{Context, Result};
-use cairn_store::Store;
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use cairn_store::{OpenOptions, Store};
 
 use crate::cli::{Cli, Command, Global};
 
@@ -37,7 +40,13 @@ pub async fn run(cli: Cli) -> Result<i32> {
             channel,
             key,
             expires,
-        } => channel::promote(&cli.global, &release, &channel, &key, expires).await,
+            push_image,
+            registry,
+        } => {
+            let images = image::ChannelImages::new(push_image, &registry)?;
+            channel::promote(&cli.global, &release, &channel, &key, expires, images).await
+        }
+        Command::Image(cmd) => image::run(&cli.global, cmd).await,
         Command::Rollback {
             service,
             channel,
@@ -58,14 +67,75 @@ pub async fn run(cli: Cli) -> Result<i32> {
     }
 }
 
-/// Opens the store named by `--store` / `CAIRN_STORE`, or the default one.
-pub fn open_store(global: &Global) -> Result<Store> {
-    let url = match &global.store {
+/// Whether a command may start a store that does not exist yet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// The command only reads, or needs what an existing store holds: a
+    /// local store that does not exist is an error, never created.
+    Existing,
+    /// The command writes and may start from nothing (`store add`,
+    /// `build`, `release`, `ref set`, `server`): a local store is created
+    /// if absent, and a remote one is checked for writes.
+    Create,
+}
+
+/// Opens and checks the store named by `--store` / `CAIRN_STORE`, or the
+/// default one.
+pub async fn open_store(global: &Global, access: Access) -> Result<Store> {
+    let url = store_url(global);
+    connect(&url, global, access).await
+}
+
+/// Opens and checks the store at `url`, with the token, CA certificates
+/// and S3 settings of this command line. (Every error names the store.)
+pub async fn connect(url: &str, global: &Global, access: Access) -> Result<Store> {
+    let options = open_options(global, access)?;
+    Ok(cairn_store::connect(url, &options).await?)
+}
+
+/// `--store`, else the default store.
+pub fn store_url(global: &Global) -> String {
+    match &global.store {
         Some(url) => url.clone(),
-        None => cairn_store::default_location()
-            .to_string_lossy()
-            .into_owned(),
-    };
-    cairn_store::open_with_token(&url, global.token.clone())
-        .with_context(|| format!("opening store {url}"))
+        None => default_location().to_string_lossy().into_owned(),
+    }
+}
+
+/// Everything opening a store needs, read once here: `--token`
+/// (`CAIRN_TOKEN`), the CA file in `CAIRN_CA_CERT`, and the `AWS_*`
+/// variables for S3.
+fn open_options(global: &Global, access: Access) -> Result<OpenOptions> {
+    let env = cairn_store::http::CA_CERT_ENV;
+    let ca_certs: Vec<PathBuf> = std::env::var_os(env)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .into_iter()
+        .collect();
+    for path in &ca_certs {
+        if let Err(e) = std::fs::metadata(path) {
+            bail!("{env}={}: {e}", path.display());
+        }
+    }
+    let aws = std::env::vars()
+        .filter(|(name, _)| name.starts_with("AWS_"))
+        .collect();
+    Ok(OpenOptions {
+        token: global.token.clone(),
+        ca_certs,
+        create: access == Access::Create,
+        aws,
+    })
+}
+
+/// The default store: `$XDG_DATA_HOME/cairn/store`, else
+/// `~/.local/share/cairn/store`.
+pub fn default_location() -> PathBuf {
+    let data = std::env::var_os("XDG_DATA_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let home = std::env::var_os("HOME").unwrap_or_else(|| "/".into());
+            PathBuf::from(home).join(".local/share")
+        });
+    data.join("cairn/store")
 }

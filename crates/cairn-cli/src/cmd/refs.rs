@@ -17,7 +17,11 @@ struct RefValue {
 
 /// Runs a `cairn ref` subcommand.
 pub async fn run(global: &Global, cmd: RefCommand) -> Result<i32> {
-    let store = super::open_store(global)?;
+    let access = match cmd {
+        RefCommand::Set { .. } => super::Access::Create,
+        RefCommand::Get { .. } | RefCommand::List { .. } => super::Access::Existing,
+    };
+    let store = super::open_store(global, access).await?;
     match cmd {
         RefCommand::Get { name } => {
             let name = RefName::new(name)?;

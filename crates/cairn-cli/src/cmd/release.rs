@@ -35,12 +35,12 @@ struct Released {
 
 /// Runs `cairn release`.
 pub async fn run(global: &Global, args: ReleaseArgs) -> Result<i32> {
-    let ws = Workspace::open(global)?;
     if let Some(ReleaseCommand::Show { release }) = args.command {
+        let ws = Workspace::open(global, super::Access::Existing).await?;
         return show(global, &ws, &release).await;
     }
+    let ws = Workspace::open(global, super::Access::Create).await?;
     let store = ws.cache.clone();
-    ws.check_access().await?;
     let Some(key_name) = args.key else {
         bail!("say which key signs the release: cairn release --key NAME (see `cairn key list`)");
     };

@@ -13,6 +13,7 @@ use anyhow::{bail, Context, Result};
 use cairn_server::{Scope, ServerConfig};
 use serde::Serialize;
 
+use super::Access;
 use crate::cli::{Global, ServerArgs, ServerCommand, TokenCommand};
 use crate::output::emit;
 
@@ -26,26 +27,32 @@ pub async fn run(global: &Global, args: ServerArgs) -> Result<i32> {
             name,
             scopes,
             tokens,
-        })) => create_token(global, &name, &scopes, tokens),
-        Some(ServerCommand::Token(TokenCommand::List { tokens })) => list_tokens(global, tokens),
+        })) => create_token(global, &name, &scopes, tokens).await,
+        Some(ServerCommand::Token(TokenCommand::List { tokens })) => {
+            list_tokens(global, tokens).await
+        }
         Some(ServerCommand::Token(TokenCommand::Revoke { name, tokens })) => {
-            revoke_token(global, &name, tokens)
+            revoke_token(global, &name, tokens).await
         }
         None => serve(global, args).await,
     }
 }
 
 /// `--tokens FILE`, else `tokens.toml` in the (local) store.
-fn tokens_path(global: &Global, explicit: Option<PathBuf>) -> Result<Option<PathBuf>> {
+async fn tokens_path(
+    global: &Global,
+    explicit: Option<PathBuf>,
+    access: Access,
+) -> Result<Option<PathBuf>> {
     if explicit.is_some() {
         return Ok(explicit);
     }
-    let store = super::open_store(global)?;
+    let store = super::open_store(global, access).await?;
     Ok(store.local.as_ref().map(|fs| fs.root().join(TOKENS_FILE)))
 }
 
 async fn serve(global: &Global, args: ServerArgs) -> Result<i32> {
-    let store = super::open_store(global)?;
+    let store = super::open_store(global, Access::Create).await?;
     let tokens = match args.tokens {
         Some(t) => Some(t),
         None => store.local.as_ref().map(|fs| fs.root().join(TOKENS_FILE)),
@@ -96,14 +103,14 @@ struct CreatedToken {
     file: PathBuf,
 }
 
-fn create_token(
+async fn create_token(
     global: &Global,
     name: &str,
     scopes: &[String],
     tokens: Option<PathBuf>,
 ) -> Result<i32> {
     let scopes: Vec<Scope> = scopes.iter().map(|s| s.parse()).collect::<Result<_, _>>()?;
-    let file = token_file(global, tokens)?;
+    let file = token_file(global, tokens, Access::Create).await?;
     let token = cairn_server::tokens::create(&file, name, &scopes)?;
     let created = CreatedToken {
         name: name.into(),
@@ -120,15 +127,16 @@ fn create_token(
 }
 
 /// The tokens file a token command works on, or why there is none.
-fn token_file(global: &Global, tokens: Option<PathBuf>) -> Result<PathBuf> {
-    match tokens_path(global, tokens)? {
+/// Creating a token may start the store; listing or revoking needs one.
+async fn token_file(global: &Global, tokens: Option<PathBuf>, access: Access) -> Result<PathBuf> {
+    match tokens_path(global, tokens, access).await? {
         Some(file) => Ok(file),
         None => bail!("the store is not a local directory; give --tokens FILE"),
     }
 }
 
-fn list_tokens(global: &Global, tokens: Option<PathBuf>) -> Result<i32> {
-    let file = token_file(global, tokens)?;
+async fn list_tokens(global: &Global, tokens: Option<PathBuf>) -> Result<i32> {
+    let file = token_file(global, tokens, Access::Existing).await?;
     let listed = cairn_server::tokens::list(&file)?;
     emit(global.json, &listed, |rows| {
         if rows.is_empty() {
@@ -144,8 +152,8 @@ fn list_tokens(global: &Global, tokens: Option<PathBuf>) -> Result<i32> {
     Ok(0)
 }
 
-fn revoke_token(global: &Global, name: &str, tokens: Option<PathBuf>) -> Result<i32> {
-    let file = token_file(global, tokens)?;
+async fn revoke_token(global: &Global, name: &str, tokens: Option<PathBuf>) -> Result<i32> {
+    let file = token_file(global, tokens, Access::Existing).await?;
     cairn_server::tokens::revoke(&file, name)?;
     let out = serde_json::json!({ "revoked": name, "file": file });
     emit(global.json, &out, |_| {

@@ -25,7 +25,7 @@ use crate::output::{emit, Detailed};
 
 /// Runs `cairn verify`.
 pub async fn run(global: &Global, args: VerifyArgs) -> Result<i32> {
-    let ws = Workspace::open(global)?;
+    let ws = Workspace::open(global, super::Access::Existing).await?;
     let digest = ws.digest(&args.release).await?;
     ws.pull(digest, Kind::Leaf).await?;
     let release = load_release(&ws.store, &digest).await?.release;

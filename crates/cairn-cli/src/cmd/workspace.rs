@@ -19,6 +19,7 @@ use cairn_digest::Digest;
 use cairn_store::{FsStore, RefName, Store, StoreError, StoreUrl};
 use cairn_transfer::{copy_closure, CopyOptions, Kind};
 
+use super::Access;
 use crate::cli::Global;
 use crate::reporter::Transfer;
 
@@ -50,10 +51,11 @@ pub fn cache_location() -> PathBuf {
 }
 
 impl Workspace {
-    /// Opens `--store` and, when it is remote, the local cache.
-    pub fn open(global: &Global) -> Result<Self> {
-        let store = super::open_store(global)?;
-        let url = global.store.clone().unwrap_or_default();
+    /// Opens and checks `--store` and, when it is remote, the local cache
+    /// (created if absent: it is a cache).
+    pub async fn open(global: &Global, access: Access) -> Result<Self> {
+        let url = super::store_url(global);
+        let store = super::connect(&url, global, access).await?;
         if let Some(fs) = store.local.clone() {
             let cache = store.clone();
             return Ok(Self {
@@ -76,21 +78,6 @@ impl Workspace {
         })
     }
 
-    /// Asks a remote store something that needs read access, so that a
-    /// missing or unknown token (or unreachable server) is reported before
-    /// long work rather than after it.
-    pub async fn check_access(&self) -> Result<()> {
-        if self.is_remote() {
-            let probe = RefName::new("releases/access-check").expect("a valid ref name");
-            self.store
-                .refs
-                .get(&probe)
-                .await
-                .with_context(|| format!("reaching the store {}", self.url))?;
-        }
-        Ok(())
-    }
-
     /// Whether `--store` is remote (so the cache is a separate store).
     pub fn is_remote(&self) -> bool {
         self.store.local.is_none()
@@ -100,7 +87,8 @@ impl Workspace {
     /// remote store, that store backs the cache as a remote action cache
     /// (lookups, fetched outputs, published results, pinned inputs).
     pub fn builder(&self, file: &Path) -> Result<Builder> {
-        let builder = Builder::from_file(self.cache.clone(), file)?;
+        let builder = Builder::from_file(self.cache.clone(), file)?
+            .with_registry(super::image::registry_from_env()?);
         if self.is_remote() {
             return Ok(builder.with_remote(self.store.clone()));
         }

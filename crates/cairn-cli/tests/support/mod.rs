@@ -1,10 +1,36 @@
 //! What the CLI's integration tests share: a `cairn server` started as a
-//! user starts it, and stopped (by its process id) when the guard drops.
+//! user starts it, and stopped (by its process id) when the guard drops;
+//! and the check every refusal gets ([`refused`]).
+#![allow(dead_code)] // each test binary uses its own part of this
 
 use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
+
+/// Checks a refusal: the command exited with `code`, printed nothing on
+/// stdout, and said why on stderr in one line (`error: …`, after any
+/// progress lines) containing `needle`. Returns that line.
+pub fn refused(out: &Output, code: i32, needle: &str) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "exit status; stderr: {stderr}"
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "a refusal printed on stdout: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error")).collect();
+    assert_eq!(errors.len(), 1, "not one error line: {stderr}");
+    let last = stderr.trim_end().lines().last().unwrap_or_default();
+    assert_eq!(last, errors[0], "the error is not the last line: {stderr}");
+    assert!(last.starts_with("error: "), "{stderr}");
+    assert!(last.contains(needle), "{needle:?} not in: {last}");
+    last.to_string()
+}
 
 /// A running `cairn server` on a free loopback port.
 pub struct Server {

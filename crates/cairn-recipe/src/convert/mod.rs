@@ -68,10 +68,15 @@ fn convert_input(
     let span = wire.span();
     let w = wire.into_inner();
     let invalid = |msg: String| src.error(span.clone(), ErrorKind::Invalid(msg));
-    let forms = [w.path.is_some(), w.tree.is_some(), w.url.is_some()];
+    let forms = [
+        w.path.is_some(),
+        w.tree.is_some(),
+        w.url.is_some(),
+        w.oci.is_some(),
+    ];
     if forms.iter().filter(|f| **f).count() != 1 {
         return Err(invalid(format!(
-            "input `{key}` must have exactly one of `path`, `tree` or `url`"
+            "input `{key}` must have exactly one of `path`, `tree`, `url` or `oci`"
         )));
     }
     let stray = |field: &str, allowed_with: &str| {
@@ -109,6 +114,9 @@ fn convert_input(
     if let Some(tree) = w.tree {
         return Ok(Input::Tree(digest(src, &tree)?));
     }
+    if let Some(image) = w.oci {
+        return oci_input(src, key, image);
+    }
     let url = w.url.unwrap_or_default();
     check_url(&url, &["http://", "https://", "file://"]).map_err(invalid)?;
     let d = w.digest.ok_or_else(|| {
@@ -120,6 +128,31 @@ fn convert_input(
         url,
         digest: digest(src, &d)?,
         unpack: w.unpack.unwrap_or(false),
+    })
+}
+
+/// `oci = "REGISTRY/REPO@sha256:<hex>"` or `"./layout@sha256:<hex>"`: the
+/// image must be pinned by its manifest digest; a tag alone is refused.
+fn oci_input(src: &Source<'_>, key: &str, image: Spanned<String>) -> Result<Input, RecipeError> {
+    let span = image.span();
+    let text = image.into_inner();
+    let invalid = |msg: String| src.error(span.clone(), ErrorKind::Invalid(msg));
+    let Some((name, pin)) = text.rsplit_once('@') else {
+        return Err(invalid(format!(
+            "input `{key}`: image {text:?} is not pinned: a tag can move, name the manifest as REGISTRY/REPO@sha256:<hex>"
+        )));
+    };
+    let digest: DigestRef = pin
+        .parse()
+        .ok()
+        .filter(|d: &DigestRef| d.size.is_none())
+        .ok_or_else(|| invalid(format!("input `{key}`: {pin:?} is not sha256:<64 hex>")))?;
+    if name.is_empty() || name.contains(char::is_whitespace) {
+        return Err(invalid(format!("input `{key}`: {text:?} names no image")));
+    }
+    Ok(Input::Oci {
+        image: text,
+        digest,
     })
 }
 

@@ -250,7 +250,7 @@ fn input_forms() {
     let e = with_header(INPUT_TWO_FORMS);
     assert_eq!(
         e,
-        "cairn.toml:7:1: input `src` must have exactly one of `path`, `tree` or `url`"
+        "cairn.toml:7:1: input `src` must have exactly one of `path`, `tree`, `url` or `oci`"
     );
     let e = with_header(BAD_DIGEST);
     assert!(e.starts_with("cairn.toml:9:10: digest \"md5:abc\""), "{e}");
@@ -271,4 +271,15 @@ fn deploy_errors() {
 fn syntax_error_has_location() {
     let e = error_of("[service]\nname = \"x\"\n[steps.a\n");
     assert!(e.starts_with("cairn.toml:3:"), "{e}");
+}
+
+#[test]
+fn oci_inputs_must_be_pinned() {
+    let tag = with_header("[inputs.base]\noci = \"127.0.0.1:5000/debian:bookworm\"\n");
+    assert!(
+        tag.contains("input `base`: image \"127.0.0.1:5000/debian:bookworm\" is not pinned"),
+        "{tag}"
+    );
+    let short = with_header("[inputs.base]\noci = \"127.0.0.1:5000/debian@sha256:abc\"\n");
+    assert!(short.contains("is not sha256:<64 hex>"), "{short}");
 }

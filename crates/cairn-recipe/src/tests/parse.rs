@@ -120,3 +120,17 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn oci_inputs_parse_pinned() {
+    let text = format!(
+        "{HEADER}[inputs.base]\noci = \"127.0.0.1:5000/debian@{ROOTFS_DIGEST}\"\n[inputs.local]\noci = \"./img@{ROOTFS_DIGEST}\"\n"
+    );
+    let r = parse(&text);
+    let Input::Oci { image, digest } = &r.inputs[&n("base")] else {
+        panic!("base is an image");
+    };
+    assert_eq!(image, &format!("127.0.0.1:5000/debian@{ROOTFS_DIGEST}"));
+    assert_eq!(digest.to_string(), ROOTFS_DIGEST);
+    assert!(matches!(&r.inputs[&n("local")], Input::Oci { .. }));
+}

@@ -1,6 +1,6 @@
 //! Tokens and scopes on every route.
 
-use cairn_store::{RefName, StoreError};
+use cairn_store::{ErrorKind, RefName};
 use reqwest::Method;
 
 use crate::harness::{http, Options, TestServer};
@@ -98,8 +98,9 @@ async fn a_service_token_writes_only_its_own_service() {
             .await;
         match (allowed, result) {
             (true, Ok(_)) => {}
-            (false, Err(StoreError::Backend { message, .. })) => {
-                assert!(message.contains("403"), "{name}: {message}")
+            (false, Err(e)) => {
+                assert_eq!(e.kind(), ErrorKind::Forbidden, "{name}: {e}");
+                assert!(e.to_string().contains("403"), "{name}: {e}")
             }
             (_, other) => panic!("{name}: allowed={allowed} but got {other:?}"),
         }

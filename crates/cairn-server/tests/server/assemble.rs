@@ -69,7 +69,7 @@ async fn copy_both(url: &str, token: &str, reader: &str) -> (CopyReport, u64, Ve
     let from = Store::memory();
     let d1 = from.blobs.put_bytes(v1).await.unwrap();
     let d2 = from.blobs.put_bytes(v2.clone()).await.unwrap();
-    let to = HttpStore::new(url, Some(token.into()))
+    let to = HttpStore::new(url, Some(token.into()), &[])
         .unwrap()
         .into_store();
     let first = copy_blob(&from, &to, d1).await;

@@ -145,7 +145,7 @@ async fn against_a_server_without_the_route_put_many_falls_back_to_single_puts()
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
 
-    let client = HttpStore::new(&url, Some(server.admin.clone())).unwrap();
+    let client = HttpStore::new(&url, Some(server.admin.clone()), &[]).unwrap();
     let blobs = blobs(&["old one", "old two", "old three"]);
     client.put_many(blobs.clone()).await.unwrap();
     assert_eq!(old.batches.load(Ordering::SeqCst), 1);

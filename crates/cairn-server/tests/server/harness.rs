@@ -96,7 +96,7 @@ impl TestServer {
 
     /// A store client with `token`.
     pub fn client(&self, token: &str) -> Store {
-        HttpStore::new(&self.url, Some(token.into()))
+        HttpStore::new(&self.url, Some(token.into()), &[])
             .unwrap()
             .into_store()
     }

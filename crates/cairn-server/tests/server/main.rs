@@ -6,6 +6,7 @@ mod access;
 mod assemble;
 mod batch;
 mod bazel;
+mod connect;
 mod faults;
 mod harness;
 mod store;

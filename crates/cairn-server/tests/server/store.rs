@@ -1,27 +1,75 @@
-//! The store contract through the server: the shared conformance suite,
-//! racing writers, and Bazel-independent blob round trips.
+//! The store contract through the server: the shared conformance suite
+//! over HTTP (the server over a directory, and over S3), through the
+//! counting wrapper too, racing writers, and Bazel-independent blob round
+//! trips.
 
+use std::sync::Arc;
+
+use cairn_server::{Scope, ServerConfig};
+use cairn_store::moto::Moto;
 use cairn_store::reach::Kind;
-use cairn_store::{conformance, RefName, StoreError};
+use cairn_store::{conformance, RefName, Store, StoreError};
+use cairn_transfer::CountingStore;
 
 use crate::harness::TestServer;
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance_suite_over_http() {
     let server = TestServer::start().await;
     let store = server.client(&server.admin);
-    conformance::blobs(store.blobs.as_ref()).await;
-    conformance::put_many(store.blobs.as_ref()).await;
-    conformance::assemble(store.blobs.as_ref()).await;
-    conformance::has_closures(store.blobs.as_ref()).await;
+    conformance::all(&store).await;
     let absent = (cairn_digest::Digest::of(b"absent"), Kind::Leaf);
     assert_eq!(
         store.blobs.has_closures(&[absent]).await.unwrap(),
         Some(vec![false]),
         "the server answers closure questions"
     );
-    conformance::refs(store.refs.as_ref()).await;
-    conformance::watch(store.refs.as_ref()).await;
+}
+
+/// The counting wrapper around the HTTP backend keeps what the backend
+/// does better: batches, assembly, closure answers, and the whole suite.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_suite_through_the_counting_wrapper_over_http() {
+    let server = TestServer::start().await;
+    let http = server.client(&server.admin);
+    let counting = Arc::new(CountingStore::new(http.blobs.clone()));
+    let store = Store {
+        blobs: counting.clone(),
+        refs: http.refs,
+        local: None,
+    };
+    conformance::all(&store).await;
+    assert!(counting.puts() > 0);
+}
+
+/// A server whose own store is an S3 bucket: what the server does on its
+/// clients' behalf (assembling by copy, walking closures in S3) passes the
+/// suite as the directory-backed server does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_suite_over_http_over_s3() {
+    let moto = Moto::start();
+    moto.create_bucket("behind");
+    let backend = moto.store("behind", "server").into_store();
+    let tmp = tempfile::tempdir().unwrap();
+    let tokens = tmp.path().join("tokens.toml");
+    let token = cairn_server::tokens::create(&tokens, "admin", &[Scope::Admin]).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let config = ServerConfig {
+        tokens: Some(tokens),
+        ..ServerConfig::default()
+    };
+    let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(cairn_server::serve(listener, backend, config, async {
+        let _ = stopped.await;
+    }));
+    let options = cairn_store::OpenOptions {
+        token: Some(token),
+        create: true,
+        ..Default::default()
+    };
+    let store = cairn_store::connect(&url, &options).await.unwrap();
+    conformance::all(&store).await;
 }
 
 #[tokio::test]

@@ -125,7 +125,7 @@ mod tests {
 
         let short = Digest::of(CHUNK_A);
         let err = fs.assemble_chunks(&short, &[a, b]).await.unwrap_err();
-        assert!(matches!(err, StoreError::Malformed { .. }), "{err:?}");
+        assert!(matches!(err, StoreError::Invalid { .. }), "{err:?}");
 
         let absent = Digest::of(b"never stored");
         let file = Digest::of(&[CHUNK_A, b"never stored"].concat());

@@ -51,33 +51,56 @@ impl FsStore {
     /// empty. Refuses a non-empty directory that is not a store.
     pub fn open(root: impl Into<PathBuf>) -> Result<Self> {
         let root: PathBuf = root.into();
-        let marker = root.join(MARKER);
-        match std::fs::read_to_string(&marker) {
-            Ok(text) if text == MARKER_CONTENT => {}
-            Ok(_) => {
-                return Err(StoreError::Malformed {
-                    what: format!("store marker {}", marker.display()),
-                    reason: "unknown layout version".into(),
-                })
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Self::create(&root)?,
-            Err(e) => return Err(StoreError::io("reading", marker, e)),
+        if !Self::is_store(&root)? {
+            Self::create(&root)?;
         }
-        Ok(Self {
+        Ok(Self::at(root))
+    }
+
+    /// Opens the store at `root`, which must exist: an absent or empty
+    /// directory is [`StoreError::NoStore`], for callers that only read
+    /// and must not leave an empty store behind.
+    pub fn open_existing(root: impl Into<PathBuf>) -> Result<Self> {
+        let root: PathBuf = root.into();
+        if !Self::is_store(&root)? {
+            if is_absent_or_empty(&root) {
+                return Err(StoreError::NoStore { path: root });
+            }
+            return Err(not_a_store(&root));
+        }
+        Ok(Self::at(root))
+    }
+
+    fn at(root: PathBuf) -> Self {
+        Self {
             root,
             tmp_counter: AtomicU64::new(0),
             wrote_blobs: AtomicBool::new(false),
-        })
+        }
+    }
+
+    /// Whether `root` holds a store of this layout (its marker); an error
+    /// for a marker of another layout version.
+    fn is_store(root: &Path) -> Result<bool> {
+        let marker = root.join(MARKER);
+        match std::fs::read_to_string(&marker) {
+            Ok(text) if text == MARKER_CONTENT => Ok(true),
+            Ok(_) => Err(StoreError::NotAStore {
+                path: root.into(),
+                reason: format!(
+                    "its marker {} names a layout this version does not know",
+                    marker.display()
+                ),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => Err(not_a_store(root)),
+            Err(e) => Err(StoreError::io("reading", marker, e)),
+        }
     }
 
     fn create(root: &Path) -> Result<()> {
-        if let Ok(mut entries) = std::fs::read_dir(root) {
-            if entries.next().is_some() {
-                return Err(StoreError::Malformed {
-                    what: format!("store directory {}", root.display()),
-                    reason: "not empty and not a cairn store".into(),
-                });
-            }
+        if !is_absent_or_empty(root) {
+            return Err(not_a_store(root));
         }
         for dir in ["refs", "tmp", "cache"] {
             mkdir_all(&root.join(dir))?;
@@ -158,6 +181,21 @@ pub fn io_pool() -> &'static rayon::ThreadPool {
             .build()
             .expect("creating the file I/O thread pool")
     })
+}
+
+/// Whether `path` does not exist or is an empty directory.
+fn is_absent_or_empty(path: &Path) -> bool {
+    match std::fs::read_dir(path) {
+        Ok(mut entries) => entries.next().is_none(),
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+    }
+}
+
+fn not_a_store(root: &Path) -> StoreError {
+    StoreError::NotAStore {
+        path: root.into(),
+        reason: "not empty, and no cairn-store marker in it".into(),
+    }
 }
 
 fn mkdir_all(path: &Path) -> Result<()> {

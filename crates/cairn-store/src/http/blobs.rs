@@ -15,12 +15,12 @@ use reqwest::{header, Method, StatusCode};
 use tokio_util::io::{ReaderStream, StreamReader};
 use tracing::instrument;
 
-use super::{is_not_found, HttpStore, BACKEND};
+use super::{is_not_found, HttpStore};
 use crate::assemble::{check, require_chunks, MAX_CHUNKS};
 use crate::blob::batch::{self, MAX_BATCH_BYTES};
 use crate::blob::{Assembled, BlobReader, BlobStore, Mismatch, VerifyingReader};
 use crate::closure::MAX_ROOTS;
-use crate::error::{Result, StoreError};
+use crate::error::{ErrorKind, Result, StoreError};
 use crate::reach::Kind;
 
 /// Digests per missing-blobs query (the server accepts about 100k).
@@ -77,11 +77,9 @@ impl HttpStore {
         let bytes = response
             .bytes()
             .await
-            .map_err(|e| self.transport("reading missing blobs", &e))?;
-        let parsed: Missing = serde_json::from_slice(&bytes).map_err(|e| StoreError::Backend {
-            backend: BACKEND,
-            message: format!("malformed missing-blobs answer from {}: {e}", self.base),
-        })?;
+            .map_err(|e| self.transport("reading missing blobs", e))?;
+        let parsed: Missing = serde_json::from_slice(&bytes)
+            .map_err(|e| self.malformed("querying missing blobs", e.to_string()))?;
         Ok(parsed.missing)
     }
 
@@ -109,11 +107,8 @@ impl HttpStore {
         let bytes = response
             .bytes()
             .await
-            .map_err(|e| self.transport("reading the closures answer", &e))?;
-        let malformed = |message: String| StoreError::Backend {
-            backend: BACKEND,
-            message: format!("malformed closures answer from {}: {message}", self.base),
-        };
+            .map_err(|e| self.transport("reading the closures answer", e))?;
+        let malformed = |reason: String| self.malformed(&what, reason);
         let parsed: Complete =
             serde_json::from_slice(&bytes).map_err(|e| malformed(e.to_string()))?;
         if parsed.complete.len() != roots.len() {
@@ -182,10 +177,7 @@ impl BlobStore for HttpStore {
                     .headers()
                     .get(header::CONTENT_LENGTH)
                     .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
-                    .ok_or_else(|| StoreError::Backend {
-                        backend: BACKEND,
-                        message: format!("{what} at {}: no Content-Length", self.base),
-                    })?;
+                    .ok_or_else(|| self.malformed(&what, "no Content-Length".into()))?;
                 Ok(Some(Digest::from_parts(*hash, size)))
             }
             _ => Err(self.failure(&what, response).await),
@@ -234,7 +226,7 @@ impl BlobStore for HttpStore {
                 actual,
             });
         }
-        let response = sent.map_err(|e| self.transport(&what, &e))?;
+        let response = sent.map_err(|e| self.transport(&what, e))?;
         if response.status().is_success() {
             return Ok(());
         }
@@ -275,7 +267,8 @@ impl BlobStore for HttpStore {
     /// Asks the server to assemble `file` from chunks it holds. A server
     /// without the route (404, 405) and a list too long to send are
     /// [`Assembled::Unsupported`]; a 409 (a chunk missing there) becomes
-    /// [`StoreError::NotFound`] for the first chunk the server lacks.
+    /// [`StoreError::NotFound`] for the first chunk the server lacks, and a
+    /// 400 (the chunks do not hash to the file) is [`ErrorKind::Corrupt`].
     #[instrument(skip_all, fields(digest = %file, chunks = chunks.len()))]
     async fn assemble(&self, file: &Digest, chunks: &[Digest]) -> Result<Assembled> {
         if chunks.len() > MAX_CHUNKS {
@@ -299,6 +292,13 @@ impl BlobStore for HttpStore {
                 let failure = self.failure(&what, response).await;
                 require_chunks(self, chunks).await?;
                 Err(failure)
+            }
+            // The list was checked here, so the server's 400 can only say
+            // that the chunks do not hash to the file.
+            StatusCode::BAD_REQUEST => {
+                let mut failure = self.failure_of(&what, response).await;
+                failure.kind = ErrorKind::Corrupt;
+                Err(failure.into())
             }
             _ => Err(self.failure(&what, response).await),
         }

@@ -17,13 +17,12 @@ mod sse;
 mod watch;
 
 use std::fmt;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 
-use crate::error::{Result, StoreError};
-
-const BACKEND: &str = "http";
+use crate::error::{Cause, ErrorKind, RemoteError, Result, StoreError};
 
 /// A store behind a `cairn server`.
 #[derive(Clone)]
@@ -44,25 +43,31 @@ impl fmt::Debug for HttpStore {
 
 impl HttpStore {
     /// A client for the server at `url` (`http(s)://host:port[/path]`),
-    /// sending `token` as a bearer token when given.
+    /// sending `token` as a bearer token when given. `https://` servers are
+    /// checked against the usual public roots plus the PEM certificates in
+    /// `ca_certs` (a private CA, or a self-signed server certificate).
     ///
-    /// `https://` servers are checked against the usual public roots plus
-    /// the PEM certificates in the file named by [`CA_CERT_ENV`], if set
-    /// (a private CA, or a self-signed server certificate).
-    pub fn new(url: &str, token: Option<String>) -> Result<Self> {
+    /// Nothing is sent yet: [`HttpStore::probe`] checks the server.
+    pub fn new(url: &str, token: Option<String>, ca_certs: &[PathBuf]) -> Result<Self> {
+        let base = url.trim_end_matches('/').to_string();
         let mut builder = reqwest::Client::builder().connect_timeout(Duration::from_secs(10));
-        if let Some(path) = std::env::var_os(CA_CERT_ENV).filter(|p| !p.is_empty()) {
-            for cert in read_ca_certs(std::path::Path::new(&path))? {
+        for path in ca_certs {
+            for cert in read_ca_certs(&base, path)? {
                 builder = builder.add_root_certificate(cert);
             }
         }
-        let client = builder.build().map_err(|e| StoreError::Backend {
-            backend: BACKEND,
-            message: format!("building an HTTP client: {e}"),
+        let client = builder.build().map_err(|e| {
+            StoreError::from(RemoteError {
+                kind: ErrorKind::InvalidRequest,
+                store: base.clone(),
+                action: "building an HTTP client".into(),
+                detail: "the TLS settings were refused".into(),
+                source: Some(e.into()),
+            })
         })?;
         Ok(Self {
             client,
-            base: url.trim_end_matches('/').to_string(),
+            base,
             token: token.filter(|t| !t.is_empty()),
         })
     }
@@ -70,6 +75,40 @@ impl HttpStore {
     /// The server's base URL.
     pub fn url(&self) -> &str {
         &self.base
+    }
+
+    /// Checks that the server is a `cairn server` that answers
+    /// (`/healthz`), and that it accepts this client's token for reading
+    /// (an empty missing-blobs query, which needs the `read` scope), so
+    /// that a wrong URL or token fails here, not halfway through a command.
+    pub async fn probe(&self) -> Result<()> {
+        let what = "checking the server's health";
+        let rb = self.client.get(format!("{}/healthz", self.base));
+        let response = self.send(rb.timeout(PROBE_TIMEOUT), what).await?;
+        if !response.status().is_success() {
+            let mut error = self.failure_of(what, response).await;
+            error
+                .detail
+                .push_str(" (is this the address of a `cairn server`?)");
+            if error.kind == ErrorKind::NotFound {
+                error.kind = ErrorKind::InvalidRequest;
+            }
+            return Err(error.into());
+        }
+        let what = match &self.token {
+            Some(_) => "checking the token for reading",
+            None => "reading without a token",
+        };
+        let rb = self
+            .request(Method::POST, "/v1/blobs/missing")
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(r#"{"digests": []}"#)
+            .timeout(PROBE_TIMEOUT);
+        let response = self.send(rb, what).await?;
+        if !response.status().is_success() {
+            return Err(self.failure(what, response).await);
+        }
+        Ok(())
     }
 
     fn request(&self, method: Method, path: &str) -> RequestBuilder {
@@ -82,63 +121,111 @@ impl HttpStore {
 
     /// Sends a request; a transport failure becomes a backend error.
     async fn send(&self, rb: RequestBuilder, what: &str) -> Result<Response> {
-        rb.send().await.map_err(|e| self.transport(what, &e))
+        rb.send().await.map_err(|e| self.transport(what, e))
     }
 
-    fn transport(&self, what: &str, e: &reqwest::Error) -> StoreError {
-        let mut message = format!("{what} at {}: {e}", self.base);
-        let mut source = std::error::Error::source(e);
-        while let Some(s) = source {
-            message.push_str(&format!(": {s}"));
-            source = s.source();
-        }
-        if self.base.starts_with("https://") && message.contains("certificate") {
-            message.push_str(&format!(
-                " (to trust a private CA or self-signed server, set {CA_CERT_ENV}=PEM)"
-            ));
-        }
-        StoreError::Backend {
-            backend: BACKEND,
-            message,
-        }
+    /// The error for a request that got no answer, its kind read from the
+    /// `reqwest` error and the TLS error inside it, if any
+    /// ([`crate::transport`]).
+    fn transport(&self, what: &str, e: reqwest::Error) -> StoreError {
+        let (kind, detail) = crate::transport::classify(&e);
+        StoreError::from(RemoteError {
+            kind,
+            store: self.base.clone(),
+            action: what.into(),
+            detail,
+            source: Some(e.into()),
+        })
     }
 
-    /// The error for an unexpected answer: status and the server's message.
-    async fn failure(&self, what: &str, response: Response) -> StoreError {
+    /// The error for an unexpected answer: its status and the server's
+    /// message (the `error` of a JSON body, or a short plain-text body;
+    /// never an HTML page), and for a 401 how to give a token.
+    async fn failure_of(&self, what: &str, response: Response) -> RemoteError {
         let status = response.status();
         let text = response.text().await.unwrap_or_default();
         let message = serde_json::from_str::<serde_json::Value>(&text)
             .ok()
             .and_then(|v| v.get("error")?.as_str().map(str::to_string))
-            .unwrap_or(text);
+            .or_else(|| {
+                let line = text.trim();
+                let plain = !line.is_empty() && line.len() <= 200 && !line.contains(['<', '\n']);
+                plain.then(|| line.to_string())
+            });
         let hint = if status == StatusCode::UNAUTHORIZED {
             " (give a token with --token or CAIRN_TOKEN)"
         } else {
             ""
         };
-        StoreError::Backend {
-            backend: BACKEND,
-            message: match message.trim() {
-                "" => format!("{what} at {}: {status}{hint}", self.base),
-                message => format!("{what} at {}: {status}: {message}{hint}", self.base),
-            },
+        let detail = match message {
+            Some(m) => format!("{status}: {m}{hint}"),
+            None => format!("{status}{hint}"),
+        };
+        RemoteError {
+            kind: status_kind(status),
+            store: self.base.clone(),
+            action: what.into(),
+            detail,
+            source: None,
         }
+    }
+
+    /// [`failure_of`](Self::failure_of) as a [`StoreError`].
+    async fn failure(&self, what: &str, response: Response) -> StoreError {
+        self.failure_of(what, response).await.into()
+    }
+
+    /// The error for an answer that does not decode.
+    fn malformed(&self, what: &str, reason: String) -> StoreError {
+        StoreError::from(RemoteError {
+            kind: ErrorKind::Corrupt,
+            store: self.base.clone(),
+            action: what.into(),
+            detail: format!("malformed answer: {reason}"),
+            source: None,
+        })
+    }
+}
+
+/// How long each request of [`HttpStore::probe`] may take: a server that
+/// accepts connections but never answers fails the probe, not the command
+/// an hour later.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The kind of failure an HTTP status stands for.
+pub fn status_kind(status: StatusCode) -> ErrorKind {
+    match status.as_u16() {
+        401 => ErrorKind::Unauthorized,
+        403 => ErrorKind::Forbidden,
+        404 | 410 => ErrorKind::NotFound,
+        409 | 412 => ErrorKind::Conflict,
+        408 | 429 => ErrorKind::Unavailable,
+        400..=499 => ErrorKind::InvalidRequest,
+        _ => ErrorKind::Unavailable,
     }
 }
 
 /// The environment variable naming a PEM file of extra CA certificates
-/// for `https://` store URLs.
+/// for `https://` store URLs (read by the command line, which passes the
+/// file in [`OpenOptions::ca_certs`](crate::OpenOptions::ca_certs)).
 pub const CA_CERT_ENV: &str = "CAIRN_CA_CERT";
 
-fn read_ca_certs(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>> {
-    let fail = |message: String| StoreError::Backend {
-        backend: BACKEND,
-        message: format!("{CA_CERT_ENV}={}: {message}", path.display()),
+fn read_ca_certs(store: &str, path: &Path) -> Result<Vec<reqwest::Certificate>> {
+    let fail = |detail: String, source: Option<Cause>| {
+        StoreError::from(RemoteError {
+            kind: ErrorKind::InvalidRequest,
+            store: store.into(),
+            action: format!("reading CA certificates from {}", path.display()),
+            detail,
+            source,
+        })
     };
-    let pem = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
-    let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| fail(e.to_string()))?;
+    let pem =
+        std::fs::read(path).map_err(|e| fail("cannot read the file".into(), Some(e.into())))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|e| fail("not PEM certificates".into(), Some(e.into())))?;
     if certs.is_empty() {
-        return Err(fail("no PEM CERTIFICATE block in the file".into()));
+        return Err(fail("no PEM CERTIFICATE block in the file".into(), None));
     }
     Ok(certs)
 }
@@ -156,6 +243,33 @@ impl HttpStore {
             blobs: shared.clone(),
             refs: shared,
             local: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_have_their_kinds() {
+        let cases = [
+            (401, ErrorKind::Unauthorized),
+            (403, ErrorKind::Forbidden),
+            (404, ErrorKind::NotFound),
+            (409, ErrorKind::Conflict),
+            (412, ErrorKind::Conflict),
+            (400, ErrorKind::InvalidRequest),
+            (413, ErrorKind::InvalidRequest),
+            (422, ErrorKind::InvalidRequest),
+            (429, ErrorKind::Unavailable),
+            (500, ErrorKind::Unavailable),
+            (502, ErrorKind::Unavailable),
+            (503, ErrorKind::Unavailable),
+        ];
+        for (code, kind) in cases {
+            let status = StatusCode::from_u16(code).unwrap();
+            assert_eq!(status_kind(status), kind, "{code}");
         }
     }
 }

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use reqwest::{header, Method, Response, StatusCode};
 use tracing::instrument;
 
-use super::{is_not_found, HttpStore, BACKEND};
+use super::{is_not_found, HttpStore};
 use crate::error::{Result, StoreError};
 use crate::refs::{check_ref_size, RefName, RefStore, RefWatch, Version, Versioned};
 
@@ -32,10 +32,7 @@ impl HttpStore {
             .and_then(|v| v.to_str().ok())
             .and_then(|t| t.strip_prefix('"')?.strip_suffix('"'))
             .map(|t| Version(t.to_string()))
-            .ok_or_else(|| StoreError::Backend {
-                backend: BACKEND,
-                message: format!("{what} at {}: answer has no ETag", self.base),
-            })
+            .ok_or_else(|| self.malformed(what, "no ETag".into()))
     }
 
     fn lost_race(name: &RefName, expected: Option<&Version>) -> StoreError {
@@ -59,11 +56,9 @@ impl HttpStore {
         let bytes = response
             .bytes()
             .await
-            .map_err(|e| self.transport(&what, &e))?;
-        let list: RefList = serde_json::from_slice(&bytes).map_err(|e| StoreError::Backend {
-            backend: BACKEND,
-            message: format!("{what} at {}: malformed answer: {e}", self.base),
-        })?;
+            .map_err(|e| self.transport(&what, e))?;
+        let list: RefList =
+            serde_json::from_slice(&bytes).map_err(|e| self.malformed(&what, e.to_string()))?;
         list.refs.into_iter().map(RefName::new).collect()
     }
 }
@@ -86,7 +81,7 @@ impl RefStore for HttpStore {
         let value = response
             .bytes()
             .await
-            .map_err(|e| self.transport(&what, &e))?;
+            .map_err(|e| self.transport(&what, e))?;
         Ok(Some(Versioned {
             value: value.to_vec(),
             version,

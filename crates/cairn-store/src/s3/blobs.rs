@@ -24,6 +24,8 @@ const PART_SIZE: usize = 8 << 20;
 const PARTS_IN_FLIGHT: usize = 4;
 /// HEAD requests in flight for one `has_many`.
 const HEADS_IN_FLIGHT: usize = 32;
+/// PUT requests in flight for one `put_many`.
+const PUTS_IN_FLIGHT: usize = 16;
 
 fn blob_path(digest: &Digest) -> Path {
     Path::from(format!("blobs/{}", digest.hex()))
@@ -35,7 +37,7 @@ impl S3Store {
             // An object of the wrong length is not this blob.
             Ok(meta) => Ok(meta.size == digest.size()),
             Err(object_store::Error::NotFound { .. }) => Ok(false),
-            Err(e) => Err(self.backend(format!("HEAD blob {digest}: {e}"))),
+            Err(e) => Err(self.error(format!("looking for blob {digest}"), e)),
         }
     }
 
@@ -46,7 +48,7 @@ impl S3Store {
         limited
             .read_to_end(&mut buf)
             .await
-            .map_err(|e| self.backend(format!("reading blob {digest} to upload: {e}")))?;
+            .map_err(|e| crate::blob::read_error(digest, e))?;
         Ok(buf)
     }
 
@@ -62,7 +64,7 @@ impl S3Store {
             .objects
             .put_multipart(&path)
             .await
-            .map_err(|e| self.backend(format!("starting upload of blob {digest}: {e}")))?;
+            .map_err(|e| self.error(format!("starting upload of blob {digest}"), e))?;
         let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
         writer.put(first.into());
         let outcome: Result<()> = async {
@@ -70,7 +72,7 @@ impl S3Store {
                 writer
                     .wait_for_capacity(PARTS_IN_FLIGHT)
                     .await
-                    .map_err(|e| self.backend(format!("uploading blob {digest}: {e}")))?;
+                    .map_err(|e| self.error(format!("uploading blob {digest}"), e))?;
                 let part = self.read_part(digest, &mut data).await?;
                 if part.is_empty() {
                     return Ok(());
@@ -95,7 +97,7 @@ impl S3Store {
         writer
             .finish()
             .await
-            .map_err(|e| self.backend(format!("completing upload of blob {digest}: {e}")))?;
+            .map_err(|e| self.error(format!("completing upload of blob {digest}"), e))?;
         Ok(())
     }
 }
@@ -115,15 +117,38 @@ impl BlobStore for S3Store {
         match self.objects.head(&blob_path(&probe)).await {
             Ok(meta) => Ok(Some(Digest::from_parts(*hash, meta.size))),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(self.backend(format!("HEAD blob sha256:{}: {e}", probe.hex()))),
+            Err(e) => Err(self.error(format!("looking up blob sha256:{}", probe.hex()), e)),
         }
+    }
+
+    /// Checks every blob first (a mismatch is refused before anything is
+    /// sent), then puts them 16 at a time: S3 has no batch
+    /// upload, but it has no limit on parallel ones either.
+    async fn put_many(&self, blobs: Vec<(Digest, Vec<u8>)>) -> Result<()> {
+        for (digest, bytes) in &blobs {
+            if !digest.matches(bytes) {
+                return Err(StoreError::Corrupt {
+                    expected: *digest,
+                    actual: Digest::of(bytes),
+                });
+            }
+        }
+        let puts = blobs.into_iter().map(|(digest, bytes)| async move {
+            let put = self.objects.put(&blob_path(&digest), bytes.into()).await;
+            put.map(drop)
+                .map_err(|e| self.error(format!("writing blob {digest}"), e))
+        });
+        futures::stream::iter(puts)
+            .buffer_unordered(PUTS_IN_FLIGHT)
+            .try_collect()
+            .await
     }
 
     async fn get(&self, digest: &Digest) -> Result<Option<BlobReader>> {
         let got = match self.objects.get(&blob_path(digest)).await {
             Ok(got) => got,
             Err(object_store::Error::NotFound { .. }) => return Ok(None),
-            Err(e) => return Err(self.backend(format!("GET blob {digest}: {e}"))),
+            Err(e) => return Err(self.error(format!("reading blob {digest}"), e)),
         };
         let stream = got.into_stream().map_err(std::io::Error::other);
         let reader = tokio_util::io::StreamReader::new(stream);
@@ -145,7 +170,7 @@ impl BlobStore for S3Store {
             self.objects
                 .put(&blob_path(digest), first.into())
                 .await
-                .map_err(|e| self.backend(format!("PUT blob {digest}: {e}")))?;
+                .map_err(|e| self.error(format!("writing blob {digest}"), e))?;
             return Ok(());
         }
         self.put_multipart(digest, first, data, hasher).await

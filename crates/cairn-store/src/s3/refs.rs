@@ -1,7 +1,7 @@
 //! Refs in S3: one object per ref at `refs/<name>`, versioned by ETag.
 //!
 //! Compare-and-swap is a conditional PUT: `If-None-Match: *` to create,
-//! `If-Match: <etag>` to replace. S3's ETag of a simple PUT is the MD5 of
+//! `If-Match: <etag>` to replace. A version is the ETag without its quotes. S3's ETag of a simple PUT is the MD5 of
 //! the body, so writing A, then B, then A again would bring back A's
 //! version and let a writer holding that stale version win. Each object
 //! therefore starts with a 16-byte random nonce ([`NONCE_LEN`]) before the
@@ -43,13 +43,16 @@ impl S3Store {
         match self.objects.head(&ref_path(name)).await {
             Ok(meta) => Ok(Some(self.version_of(name, meta.e_tag)?)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(self.backend(format!("HEAD ref {name}: {e}"))),
+            Err(e) => Err(self.error(format!("looking up ref {name}"), e)),
         }
     }
 
+    /// A ref's version: its ETag without the quotes S3 puts around it, so
+    /// a version is a plain token (a `cairn server` over S3 sends it on in
+    /// its own quoted `ETag`).
     fn version_of(&self, name: &RefName, e_tag: Option<String>) -> Result<Version> {
         e_tag
-            .map(Version)
+            .map(|t| Version(t.trim_matches('"').to_string()))
             .ok_or_else(|| self.malformed(name, "the server returned no ETag"))
     }
 }
@@ -60,13 +63,13 @@ impl RefStore for S3Store {
         let got = match self.objects.get(&ref_path(name)).await {
             Ok(got) => got,
             Err(object_store::Error::NotFound { .. }) => return Ok(None),
-            Err(e) => return Err(self.backend(format!("GET ref {name}: {e}"))),
+            Err(e) => return Err(self.error(format!("reading ref {name}"), e)),
         };
         let version = self.version_of(name, got.meta.e_tag.clone())?;
         let body = got
             .bytes()
             .await
-            .map_err(|e| self.backend(format!("GET ref {name}: {e}")))?;
+            .map_err(|e| self.error(format!("reading ref {name}"), e))?;
         let value = body
             .get(NONCE_LEN..)
             .ok_or_else(|| self.malformed(name, "shorter than its nonce"))?
@@ -81,12 +84,18 @@ impl RefStore for S3Store {
             Some((dir, _)) => format!("refs/{dir}"),
             None => "refs".to_string(),
         };
-        let metas: Vec<_> = self
+        let listed = self
             .objects
             .list(Some(&Path::from(dir)))
             .try_collect()
-            .await
-            .map_err(|e| self.backend(format!("listing refs under {prefix:?}: {e}")))?;
+            .await;
+        let metas: Vec<_> = match listed {
+            Ok(metas) => metas,
+            Err(e) => {
+                let action = format!("listing refs under {prefix:?}");
+                return Err(self.list_error(&action, e).await);
+            }
+        };
         let mut names: Vec<RefName> = metas
             .iter()
             .filter_map(|m| m.location.as_ref().strip_prefix("refs/"))
@@ -105,12 +114,12 @@ impl RefStore for S3Store {
     ) -> Result<Version> {
         check_ref_size(name, &value)?;
         let mut body = vec![0u8; NONCE_LEN];
-        getrandom::fill(&mut body).map_err(|e| self.backend(format!("random: {e}")))?;
+        getrandom::fill(&mut body).expect("the OS random number generator");
         body.extend_from_slice(&value);
         let mode = match expected {
             None => PutMode::Create,
             Some(v) => PutMode::Update(UpdateVersion {
-                e_tag: Some(v.0.clone()),
+                e_tag: Some(format!("\"{}\"", v.0)),
                 version: None,
             }),
         };
@@ -128,7 +137,7 @@ impl RefStore for S3Store {
                 let found = self.etag(name).await.ok().flatten();
                 Err(conflict(name, expected, found.as_ref()))
             }
-            Err(e) => Err(self.backend(format!("PUT ref {name}: {e}"))),
+            Err(e) => Err(self.error(format!("writing ref {name}"), e)),
         }
     }
 
@@ -140,6 +149,6 @@ impl RefStore for S3Store {
         self.objects
             .delete(&ref_path(name))
             .await
-            .map_err(|e| self.backend(format!("DELETE ref {name}: {e}")))
+            .map_err(|e| self.error(format!("deleting ref {name}"), e))
     }
 }

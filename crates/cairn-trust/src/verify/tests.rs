@@ -228,3 +228,54 @@ proptest! {
         prop_assert!(refused_after_change(&bytes), "accepted after changing byte {}", i);
     }
 }
+
+fn image_attestation(service: &str, subject: &[u8]) -> crate::Statement {
+    use crate::document::{Material, ProvenanceInputs};
+    crate::Statement::slsa(ProvenanceInputs {
+        subject_name: "127.0.0.1:5000/team/hello".into(),
+        artifact: Digest::of(subject),
+        materials: vec![Material {
+            name: "release".into(),
+            digest: release_digest(),
+            uri: None,
+        }],
+        builder_id: "urn:test".into(),
+        build_type: "urn:test".into(),
+        action: Digest::of(b"action"),
+        parameters: [("service".to_string(), serde_json::Value::from(service))]
+            .into_iter()
+            .collect(),
+        started: CREATED,
+        finished: CREATED,
+    })
+}
+
+#[test]
+fn attestation_about_the_image_is_accepted() {
+    let env = signed(&image_attestation(SERVICE, b"manifest"), &[key_a()]);
+    let st = verify_attestation(&env, &policy(1), &all_keys(), &Digest::of(b"manifest")).unwrap();
+    assert_eq!(st.subject[0].digest.sha256, Digest::of(b"manifest").hex());
+}
+
+#[test]
+fn attestation_refusals() {
+    let subject = Digest::of(b"manifest");
+    let other = signed(&image_attestation(SERVICE, b"other image"), &[key_a()]);
+    let err = verify_attestation(&other, &policy(1), &all_keys(), &subject).unwrap_err();
+    assert!(matches!(err, Refusal::WrongSubject { .. }), "{err}");
+    let service = signed(&image_attestation("other", b"manifest"), &[key_a()]);
+    let err = verify_attestation(&service, &policy(1), &all_keys(), &subject).unwrap_err();
+    assert!(matches!(err, Refusal::WrongService { .. }), "{err}");
+    let untrusted = signed(&image_attestation(SERVICE, b"manifest"), &[key_c()]);
+    let err = verify_attestation(&untrusted, &policy(1), &all_keys(), &subject).unwrap_err();
+    assert!(matches!(err, Refusal::UnknownKey(_)), "{err}");
+    let one_of_two = signed(&image_attestation(SERVICE, b"manifest"), &[key_a()]);
+    let err = verify_attestation(&one_of_two, &policy(2), &all_keys(), &subject).unwrap_err();
+    assert!(
+        matches!(err, Refusal::BelowThreshold { have: 1, need: 2 }),
+        "{err}"
+    );
+    let channel = signed(&statement(), &[key_a()]);
+    let err = verify_attestation(&channel, &policy(1), &all_keys(), &subject).unwrap_err();
+    assert!(matches!(err, Refusal::WrongPayloadType { .. }), "{err}");
+}

@@ -2,13 +2,13 @@
 //! channel into another store.
 //!
 //! The source is the global `--store`; the destination is opened with its
-//! connection checks (for S3, that it supports conditional writes) before
-//! anything moves; a `cairn server` destination is sent `--token`. A digest
-//! whose blob is a release document, or a `releases/<service>/<hex>` ref,
-//! is copied as a release (`cairn_release::copy_release`); a
-//! `channels/<service>/<channel>` ref as a channel
-//! (`cairn_release::copy_channel`); anything else as the closure of a tree
-//! or blob. Prints what moved, or the whole report with `--json`.
+//! checks (for S3, credentials and conditional writes; for a server, its
+//! health and `--token`) before anything moves, and created if it is a
+//! local directory not yet a store. A digest whose blob is a release
+//! document, or a `releases/<service>/<hex>` ref, is copied as a release
+//! (`cairn_release::copy_release`); a `channels/<service>/<channel>` ref as
+//! a channel (`cairn_release::copy_channel`); anything else as the closure
+//! of a tree or blob. Prints what moved, or the whole report with `--json`.
 
 use anyhow::{bail, Context, Result};
 use cairn_release::{copy_channel, copy_release, ChannelCopy, ChannelMove};
@@ -43,9 +43,9 @@ pub async fn run(
 ) -> Result<i32> {
     // --token (CAIRN_TOKEN) goes to the destination too: copying from a
     // local store to a `cairn server` needs write access there.
-    let dest = cairn_store::open_async_with_token(to, global.token.clone())
+    let dest = super::super::connect(to, global, super::super::Access::Create)
         .await
-        .with_context(|| format!("opening destination store {to}"))?;
+        .context("opening the destination")?;
     let store = &ws.store;
     let progress = Transfer::new(&format!("copying to {to}"));
     if let Some(rest) = text.strip_prefix("channels/") {

@@ -15,12 +15,16 @@ mod verify;
 use anyhow::{bail, Result};
 use cairn_digest::Digest;
 
-use super::Workspace;
+use super::{Access, Workspace};
 use crate::cli::{Global, StoreCommand};
 
 /// Runs a `cairn store` subcommand.
 pub async fn run(global: &Global, cmd: StoreCommand) -> Result<i32> {
-    let ws = Workspace::open(global)?;
+    let access = match cmd {
+        StoreCommand::Add(_) => Access::Create,
+        _ => Access::Existing,
+    };
+    let ws = Workspace::open(global, access).await?;
     match cmd {
         StoreCommand::Add(args) => add::run(global, &ws, args).await,
         StoreCommand::Cat { digest } => cat::run(&ws, &digest).await,

@@ -1,0 +1,141 @@
+//! Ref properties: compare-and-swap, racing writers, listing, limits,
+//! deletion, and seeing changes (pushed, or by polling).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+
+use crate::error::{ErrorKind, StoreError};
+use crate::refs::{watch_or_poll, RefName, RefStore, Version};
+
+/// Compare-and-swap, listing, the size limit and deletion, against a
+/// store with no ref under `conformance/` or named `elsewhere`.
+pub async fn refs(store: &dyn RefStore) {
+    let name = RefName::new("conformance/one").unwrap();
+    assert!(store.get(&name).await.unwrap().is_none());
+    let v1 = store
+        .compare_and_swap(&name, None, b"1".to_vec())
+        .await
+        .unwrap();
+    let again = store.compare_and_swap(&name, None, b"x".to_vec()).await;
+    assert!(
+        matches!(&again, Err(e @ StoreError::Conflict { .. }) if e.kind() == ErrorKind::Conflict),
+        "create over existing: {again:?}"
+    );
+    let got = store.get(&name).await.unwrap().unwrap();
+    assert_eq!((got.value.as_slice(), &got.version), (&b"1"[..], &v1));
+
+    let v2 = store
+        .compare_and_swap(&name, Some(&v1), b"2".to_vec())
+        .await
+        .unwrap();
+    assert_ne!(v1, v2, "a write must change the version");
+    let stale = store
+        .compare_and_swap(&name, Some(&v1), b"3".to_vec())
+        .await;
+    assert!(
+        matches!(stale, Err(StoreError::Conflict { .. })),
+        "stale CAS won: {stale:?}"
+    );
+    assert_eq!(store.get(&name).await.unwrap().unwrap().value, b"2");
+
+    let other = RefName::new("conformance/two/deep").unwrap();
+    store
+        .compare_and_swap(&other, None, b"d".to_vec())
+        .await
+        .unwrap();
+    let unrelated = RefName::new("elsewhere").unwrap();
+    store
+        .compare_and_swap(&unrelated, None, b"e".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(
+        store.list("conformance/").await.unwrap(),
+        [name.clone(), other.clone()]
+    );
+    assert_eq!(
+        store.list("conformance/tw").await.unwrap(),
+        std::slice::from_ref(&other)
+    );
+
+    let too_big = store
+        .compare_and_swap(&unrelated, None, vec![0; crate::refs::MAX_REF_SIZE + 1])
+        .await;
+    assert!(
+        matches!(&too_big, Err(e @ StoreError::RefTooLarge { .. }) if e.kind() == ErrorKind::InvalidRequest),
+        "{too_big:?}"
+    );
+
+    let stale_delete = store.delete(&name, &v1).await;
+    assert!(
+        stale_delete
+            .as_ref()
+            .is_err_and(|e| e.kind() == ErrorKind::Conflict),
+        "delete at a stale version: {stale_delete:?}"
+    );
+    store.delete(&name, &v2).await.unwrap();
+    assert!(store.get(&name).await.unwrap().is_none());
+    let v3 = store
+        .compare_and_swap(&name, None, b"again".to_vec())
+        .await
+        .unwrap();
+    assert_ne!(v3, v1, "a re-created ref reused an old version");
+}
+
+/// Writers racing on one ref from the same version: in every round
+/// exactly one wins and every other gets a conflict; racing creates of one
+/// name likewise. Uses refs under `race/`.
+pub async fn races(store: &dyn RefStore) {
+    const WRITERS: usize = 4;
+    const ROUNDS: usize = 8;
+    let name = RefName::new("race/one").unwrap();
+    let mut version: Option<Version> = None;
+    for round in 0..ROUNDS {
+        let writes = (0..WRITERS).map(|w| {
+            let value = format!("round {round} writer {w}").into_bytes();
+            store.compare_and_swap(&name, version.as_ref(), value)
+        });
+        let outcomes = futures::future::join_all(writes).await;
+        let mut won = None;
+        for (w, outcome) in outcomes.into_iter().enumerate() {
+            match outcome {
+                Ok(v) => {
+                    assert!(won.is_none(), "round {round}: two writers won");
+                    won = Some((w, v));
+                }
+                Err(e) => assert_eq!(e.kind(), ErrorKind::Conflict, "round {round}: {e}"),
+            }
+        }
+        let (w, v) = won.unwrap_or_else(|| panic!("round {round}: nobody won"));
+        let now = store.get(&name).await.unwrap().expect("the ref exists");
+        assert_eq!(now.version, v, "round {round}: the winner's version");
+        assert_eq!(now.value, format!("round {round} writer {w}").into_bytes());
+        version = Some(v);
+    }
+}
+
+/// Checks that a write under a watched prefix is seen, and one outside it
+/// is not: pushed by backends that can, by polling
+/// ([`watch_or_poll`]) for the others. Uses refs under `watched/` and
+/// `unwatched`.
+pub async fn watch(store: Arc<dyn RefStore>) {
+    let mut events = watch_or_poll(store.clone(), "watched/", Duration::from_millis(50))
+        .await
+        .unwrap();
+    let name = RefName::new("watched/x").unwrap();
+    store
+        .compare_and_swap(&RefName::new("unwatched").unwrap(), None, b"u".to_vec())
+        .await
+        .unwrap();
+    store
+        .compare_and_swap(&name, None, b"w".to_vec())
+        .await
+        .unwrap();
+    let ev = tokio::time::timeout(Duration::from_secs(5), events.next())
+        .await
+        .expect("no watch event within 5 s")
+        .expect("watch stream ended")
+        .unwrap();
+    assert_eq!(ev.name, name);
+}
