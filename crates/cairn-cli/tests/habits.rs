@@ -71,6 +71,9 @@ fn a_closed_pipe_ends_the_command_quietly() {
 fn json_errors_are_json_and_pipes_get_no_colours() {
     let tmp = tempfile::tempdir().unwrap();
     let store = tmp.path().join("store");
+    let file = tmp.path().join("file");
+    std::fs::write(&file, b"x").unwrap();
+    ok(&store, &["store", "add", file.to_str().unwrap()]);
     let absent = format!("sha256:{}", "ab".repeat(32));
     let out = run(&store, &["--json", "store", "cat", &absent]);
     assert_eq!(out.status.code(), Some(1));
