@@ -70,7 +70,8 @@ pub enum Command {
     Key(KeyCommand),
     /// Point a channel at a release with a new signed statement.
     Promote {
-        /// The release's digest.
+        /// The release: its digest (sha256:<hex> as printed) or its ref
+        /// releases/<service>/<hex>.
         release: String,
         /// The channel, e.g. prod.
         #[arg(long)]
@@ -190,7 +191,8 @@ pub struct ReleaseArgs {
 pub enum ReleaseCommand {
     /// Show a release: its artifact, action, provenance and signatures.
     Show {
-        /// The release's digest.
+        /// The release: its digest (sha256:<hex> as printed) or its ref
+        /// releases/<service>/<hex>.
         release: String,
     },
 }
@@ -364,7 +366,8 @@ pub struct ImageOptions {
 pub enum ImageCommand {
     /// Write a release as a reproducible OCI image layout; prints the manifest digest.
     Build {
-        /// The release's digest.
+        /// The release: its digest (sha256:<hex> as printed) or its ref
+        /// releases/<service>/<hex>.
         release: String,
         /// The layout directory to create (new or empty) [default: ./SERVICE.oci].
         #[arg(long, value_name = "DIR")]
@@ -376,7 +379,8 @@ pub enum ImageCommand {
     },
     /// Push a release's image and a signed in-toto attestation to a registry.
     Push {
-        /// The release's digest.
+        /// The release: its digest (sha256:<hex> as printed) or its ref
+        /// releases/<service>/<hex>.
         release: String,
         /// REGISTRY/REPO[:TAG]; the tag defaults to the release's version.
         reference: String,

@@ -20,6 +20,9 @@ fn cairn(dir: &Path, args: &[&str]) -> Output {
         .env_remove("CAIRN_TOKEN")
         .env_remove("CAIRN_KEYS")
         .env_remove("CAIRN_CACHE")
+        .env_remove("CAIRN_CA_CERT")
+        .env_remove("CAIRN_REGISTRY_USER")
+        .env_remove("CAIRN_REGISTRY_PASSWORD")
         .env_remove("RUST_LOG")
         .env_remove("COLUMNS")
         .env("NO_COLOR", "1")
@@ -197,6 +200,9 @@ fn the_error_messages() {
         insta::assert_snapshot!("json-error", fail(&["--json", "store", "cat", &absent]));
         insta::assert_snapshot!("json-usage-error", fail(&["--json", "store", "ls"]));
         insta::assert_snapshot!("usage-error", fail(&["store", "ls"]));
+        let unreleased = format!("releases/web/{}", "ab".repeat(32));
+        insta::assert_snapshot!("image-release-absent", fail(&["image", "build", &unreleased]));
+        insta::assert_snapshot!("image-json-error", fail(&["--json", "image", "build", "latest"]));
         insta::assert_snapshot!("revoke-unknown-token", fail(&["server", "token", "revoke", "nobody"]));
         insta::assert_snapshot!(
             "policy-threshold",
