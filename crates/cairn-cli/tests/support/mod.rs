@@ -15,7 +15,11 @@ use std::process::{Child, Command, Output, Stdio};
 pub fn refused(out: &Output, code: i32, needle: &str) -> String {
     let stderr = String::from_utf8_lossy(&out.stderr);
     if let Ok(json) = serde_json::from_str::<serde_json::Value>(stderr.trim()) {
-        assert_eq!(out.status.code(), Some(code), "exit status; stderr: {stderr}");
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "exit status; stderr: {stderr}"
+        );
         assert!(out.stdout.is_empty(), "a refusal printed on stdout");
         assert_eq!(json["exit_code"], code, "{stderr}");
         let error = json["error"].as_str().expect("an error message");
