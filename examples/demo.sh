@@ -8,8 +8,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-echo "== building cairn"
-cargo build --release --locked -q -p cairn-cli
+echo "== building cairn (the first build compiles every dependency: several minutes)"
+cargo build --release --locked -p cairn-cli
 export PATH="$PWD/target/release:$PATH"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -36,12 +36,12 @@ cairn release show "$release"
 cairn promote "$release" --channel prod --key demo
 
 echo "== verify the channel as an agent would"
-key_id=$(cairn --json key list | python3 -c 'import json,sys; print(next(k["key_id"] for k in json.load(sys.stdin) if k["name"] == "demo"))')
-printf '[[channel]]\nservice = "busybox-hello"\nchannel = "prod"\nkeys = ["%s"]\nthreshold = 1\n' "$key_id" > "$work/policy.toml"
+cairn policy add "$work/policy.toml" busybox-hello prod --key demo
 cairn channel verify busybox-hello prod --policy "$work/policy.toml"
+cairn channel history busybox-hello prod
 
-echo "== rebuild the release independently and compare the bytes"
-cairn verify "$release"
+echo "== rebuild the release independently, from an empty directory, and compare the bytes"
+(cd "$work" && cairn verify "$release")
 
 echo "== verify every blob in the store"
 cairn store verify

@@ -50,7 +50,9 @@ pub struct Builder {
     store: Store,
     fs: Arc<FsStore>,
     recipe: Arc<Recipe>,
-    recipe_dir: PathBuf,
+    /// Where path inputs are found; `None` for a recipe read back from a
+    /// release, whose inputs are all pinned trees.
+    recipe_dir: Option<PathBuf>,
     reporter: Arc<dyn Reporter>,
     remote: Option<Remote>,
     registry: cairn_oci::RegistryConfig,
@@ -66,18 +68,51 @@ impl Builder {
     /// A builder for the recipe in `file`; path inputs are relative to its
     /// directory.
     pub fn from_file(store: Store, file: &Path) -> Result<Self, BuildError> {
-        let fs = store.local.clone().ok_or(BuildError::NotLocal)?;
         let text = std::fs::read_to_string(file).map_err(|source| BuildError::ReadRecipe {
             path: file.to_owned(),
             source,
         })?;
         let recipe = Recipe::parse(&file.display().to_string(), &text)?;
         let dir = file.parent().filter(|p| !p.as_os_str().is_empty());
+        Self::with_recipe(
+            store,
+            recipe,
+            Some(dir.unwrap_or(Path::new(".")).to_owned()),
+        )
+    }
+
+    /// A builder for a recipe as a release recorded it (`text`, named
+    /// `name` in messages), every input replaced by the tree the release
+    /// recorded for it (`trees`, by input name): what an independent
+    /// rebuild runs, needing no checkout of the source. An input the
+    /// release recorded no tree for cannot be resolved (no directory is
+    /// snapshotted and nothing is fetched).
+    pub fn from_recorded(
+        store: Store,
+        name: &str,
+        text: &str,
+        trees: &BTreeMap<String, Digest>,
+    ) -> Result<Self, BuildError> {
+        let mut recipe = Recipe::parse(name, text)?;
+        for (input, source) in recipe.inputs.iter_mut() {
+            if let Some(tree) = trees.get(input.as_str()) {
+                *source = cairn_recipe::Input::Tree((*tree).into());
+            }
+        }
+        Self::with_recipe(store, recipe, None)
+    }
+
+    fn with_recipe(
+        store: Store,
+        recipe: Recipe,
+        recipe_dir: Option<PathBuf>,
+    ) -> Result<Self, BuildError> {
+        let fs = store.local.clone().ok_or(BuildError::NotLocal)?;
         Ok(Self {
             store,
             fs,
             recipe: Arc::new(recipe),
-            recipe_dir: dir.unwrap_or(Path::new(".")).to_owned(),
+            recipe_dir,
             reporter: Arc::new(NoReporter),
             remote: None,
             registry: cairn_oci::RegistryConfig::default(),
@@ -245,12 +280,24 @@ impl Builder {
                 .await?;
         }
         let refs = &*self.store.refs;
+        let Some(dir) = &self.recipe_dir else {
+            // A recipe read back from a release: only pinned trees. A path,
+            // a fetch or an image here was not recorded by the release, and
+            // neither a directory nor the network is consulted for it.
+            if !matches!(input, cairn_recipe::Input::Tree(_)) {
+                return Err(BuildError::BadInput {
+                    input: name.to_owned(),
+                    reason: "the release records no tree for it".into(),
+                });
+            }
+            return inputs::resolve(&self.fs, refs, Path::new("/"), name, input).await;
+        };
         if let cairn_recipe::Input::Oci { image, digest } = input {
-            let (fs, dir) = (&self.fs, &self.recipe_dir);
+            let fs = &self.fs;
             return crate::image::resolve(fs, refs, dir, name, image, *digest, &self.registry)
                 .await;
         }
-        inputs::resolve(&self.fs, refs, &self.recipe_dir, name, input).await
+        inputs::resolve(&self.fs, refs, dir, name, input).await
     }
 
     fn mounts(&self, step: &str, outputs: &BTreeMap<String, Digest>) -> Vec<ResolvedMount> {
@@ -406,5 +453,58 @@ impl Builder {
             log: ran.log,
         };
         cache::record(&*self.store.refs, action, &result, ran.started, ran.ended).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use cairn_tree::{encode_directory, DirectoryBuilder};
+
+    use super::*;
+
+    const RECIPE: &str = r#"
+[service]
+name = "hello"
+
+[inputs.src]
+path = "src"
+
+[inputs.vendor]
+url = "http://127.0.0.1:9/vendor.tar"
+digest = "sha256:0000000000000000000000000000000000000000000000000000000000000000"
+
+[steps.build]
+mounts = { "/src" = "src", "/vendor" = "vendor" }
+run = ["/bin/true"]
+"#;
+
+    /// A recipe read back from a release uses the recorded trees, and
+    /// neither snapshots a directory nor fetches for an input it lacks.
+    #[tokio::test]
+    async fn a_recorded_recipe_uses_only_recorded_trees() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::local(FsStore::open(tmp.path().join("store")).unwrap());
+        let fs = store.local.clone().unwrap();
+        let file = fs.put_bytes_sync(b"recorded\n").unwrap();
+        let mut b = DirectoryBuilder::new();
+        b.file("a.txt", file, false);
+        let tree = fs
+            .put_bytes_sync(&encode_directory(&b.build().unwrap()))
+            .unwrap();
+        // A directory named like the path input, which must not be read.
+        std::fs::create_dir_all(tmp.path().join("src")).unwrap();
+
+        let both = BTreeMap::from([("src".to_string(), tree), ("vendor".to_string(), tree)]);
+        let builder = Builder::from_recorded(store.clone(), "recipe", RECIPE, &both).unwrap();
+        let inputs = builder.inputs("build").await.unwrap();
+        assert!(inputs.iter().all(|i| i.tree == tree && i.fetched.is_none()));
+
+        let only_src = BTreeMap::from([("src".to_string(), tree)]);
+        let builder = Builder::from_recorded(store, "recipe", RECIPE, &only_src).unwrap();
+        let err = builder.inputs("build").await.unwrap_err();
+        assert!(
+            matches!(&err, BuildError::BadInput { input, .. } if input == "vendor"),
+            "{err}"
+        );
     }
 }

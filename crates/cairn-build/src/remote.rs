@@ -23,7 +23,8 @@
 //!   failure (a read-only token, say) is a warning, not a failed build.
 //! * **Inputs.** A pinned tree or a fetch's declared blob that the local
 //!   store lacks is copied from the remote when it is there (a fetch then
-//!   needs no network).
+//!   needs no network); a digest written without its size gets it from
+//!   the remote ([`cairn_store::BlobStore::lookup`]).
 
 use cairn_digest::Digest;
 use cairn_recipe::Input;
@@ -184,19 +185,23 @@ impl Remote {
             // Images come from their registry (or layout) by digest.
             Input::Path { .. } | Input::Oci { .. } => return Ok(()),
         };
-        // Without its size a digest names no blob a remote can serve.
-        let Some(full) = digest.size.map(|s| digest.with_size(s)) else {
-            return Ok(());
+        let looking_up = |e| remote_err(format!("input `{name}`: looking up {digest}"), e);
+        let full = match digest.size {
+            Some(size) => digest.with_size(size),
+            // Written without its size: the local store's, else the remote's.
+            None => match fs.lookup_sync(&digest.hash).map_err(looking_up)? {
+                Some(local) => local,
+                None => match self.store.blobs.lookup(&digest.hash).await {
+                    Ok(Some(remote)) => remote,
+                    Ok(None) => return Ok(()),
+                    Err(e) => return Err(looking_up(e)),
+                },
+            },
         };
         if fs.has_sync(&full) {
             return Ok(());
         }
-        let on_remote = self
-            .store
-            .blobs
-            .has(&full)
-            .await
-            .map_err(|e| remote_err(format!("input `{name}`: looking up {full}"), e))?;
+        let on_remote = self.store.blobs.has(&full).await.map_err(looking_up)?;
         if on_remote {
             copy_closure(&self.store, local, full, kind, &CopyOptions::default(), &())
                 .await
@@ -384,6 +389,19 @@ mod tests {
             .unwrap();
         let blob = Digest::of(OUTPUT_FILE);
         assert!(fs(&b).has_sync(&tree) && fs(&b).has_sync(&blob));
+
+        // Written without its size, as cairn prints digests: the remote
+        // says the size.
+        let c = local(&tmp.path().join("c"));
+        let sizeless = Input::Tree(cairn_digest::DigestRef {
+            hash: *tree.hash(),
+            size: None,
+        });
+        remote
+            .pull_input(&c, fs(&c), "rootfs", &sizeless)
+            .await
+            .unwrap();
+        assert!(fs(&c).has_sync(&tree) && fs(&c).has_sync(&blob));
 
         // Absent on the remote too: left to resolution to report.
         let absent = Input::Tree(Digest::of(b"no such tree").into());

@@ -3,7 +3,11 @@
 //!
 //! The doc comments here are `--help` text, written for a terminal
 //! (`sha256:<hex>`, `[default: …]`), not for rustdoc.
-#![allow(rustdoc::invalid_html_tags, rustdoc::broken_intra_doc_links)]
+#![allow(
+    rustdoc::invalid_html_tags,
+    rustdoc::broken_intra_doc_links,
+    rustdoc::invalid_rust_codeblocks
+)]
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -29,7 +33,8 @@ pub struct Global {
     #[arg(long, global = true, env = "CAIRN_STORE", value_name = "URL")]
     pub store: Option<String>,
 
-    /// Print machine-readable JSON instead of text.
+    /// Print machine-readable JSON instead of text; errors too, as one line
+    /// on stderr: {"error": "…", "details": […], "exit_code": N}.
     #[arg(long, global = true)]
     pub json: bool,
 
@@ -65,7 +70,8 @@ pub enum Command {
     Key(KeyCommand),
     /// Point a channel at a release with a new signed statement.
     Promote {
-        /// The release's digest.
+        /// The release: its digest (sha256:<hex> as printed) or its ref
+        /// releases/<service>/<hex>.
         release: String,
         /// The channel, e.g. prod.
         #[arg(long)]
@@ -94,8 +100,11 @@ pub enum Command {
         /// The key to sign with.
         #[arg(long)]
         key: String,
-        /// The release to go back to [default: the one before the current].
-        #[arg(long)]
+        /// The release to go back to: its version label, digest or
+        /// releases/<service>/<hex>; any release of the channel's history
+        /// [default: the one the current release replaced, so repeated
+        /// rollbacks walk further back].
+        #[arg(long, value_name = "RELEASE")]
         to: Option<String>,
         /// How long the statement stays valid.
         #[arg(long, default_value = "30d", value_parser = humantime::parse_duration)]
@@ -104,6 +113,9 @@ pub enum Command {
     /// Inspect, co-sign and verify channels.
     #[command(subcommand)]
     Channel(ChannelCommand),
+    /// Write trust policies (which keys a channel's consumers accept).
+    #[command(subcommand)]
+    Policy(PolicyCommand),
     /// Export releases as reproducible OCI images, push and verify them.
     #[command(subcommand)]
     Image(ImageCommand),
@@ -122,7 +134,15 @@ pub enum Command {
     Build(BuildArgs),
     /// Build the release step, sign it with SLSA provenance, store it; prints the release digest.
     Release(ReleaseArgs),
-    /// Rebuild a release from its pinned inputs on this machine and compare the bytes.
+    /// Rebuild a release from the recipe and inputs it recorded and compare the bytes.
+    ///
+    /// Everything comes from the store by digest: the recipe the release
+    /// was built from and the tree of every input. It runs in any
+    /// directory, needs no checkout of the source, and works on any machine
+    /// that reaches the store. Every step runs again, uncached; the output
+    /// must be the released artifact, byte for byte (exit 1 listing each
+    /// differing file otherwise). An input whose bytes the store lacks is
+    /// named, with how to provide it.
     Verify(VerifyArgs),
 }
 
@@ -171,7 +191,8 @@ pub struct ReleaseArgs {
 pub enum ReleaseCommand {
     /// Show a release: its artifact, action, provenance and signatures.
     Show {
-        /// The release's digest.
+        /// The release: its digest (sha256:<hex> as printed) or its ref
+        /// releases/<service>/<hex>.
         release: String,
     },
 }
@@ -179,10 +200,9 @@ pub enum ReleaseCommand {
 /// `cairn verify RELEASE`
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    /// The release's digest.
+    /// The release: its digest (sha256:<hex> as printed) or its ref
+    /// releases/<service>/<hex>.
     pub release: String,
-    #[command(flatten)]
-    pub recipe: RecipeLocation,
 }
 
 /// `cairn key …`
@@ -220,7 +240,9 @@ pub enum ChannelCommand {
         /// The channel.
         channel: String,
     },
-    /// Every statement of a channel, newest first.
+    /// Every statement of a channel, newest first: sequence, when it was
+    /// made, the release's version, who signed (key names where the keys
+    /// directory knows them) and the release.
     History {
         /// The service.
         service: String,
@@ -241,6 +263,22 @@ pub enum ChannelCommand {
         statement: Option<String>,
     },
     /// Verify the channel's statement and release against a trust policy.
+    ///
+    /// The policy is a TOML file with one [[channel]] table per channel a
+    /// consumer accepts: the key ids whose signatures count, and how many of
+    /// them must sign the channel's newest statement (the release must be
+    /// signed by one of them too):
+    ///
+    ///     [[channel]]
+    ///     service = "hello"
+    ///     channel = "prod"
+    ///     keys = ["ed25519:…", "ed25519:…"]   # as `cairn key list` shows them
+    ///     threshold = 2
+    ///
+    /// Write one with `cairn policy add FILE SERVICE CHANNEL --key NAME`
+    /// rather than copying key ids by hand. Unknown fields, a key or channel
+    /// listed twice, and a threshold above the number of keys are refused.
+    #[command(verbatim_doc_comment)]
     Verify {
         /// The service.
         service: String,
@@ -252,6 +290,39 @@ pub enum ChannelCommand {
         /// Refuse statements not newer than this sequence.
         #[arg(long)]
         last_sequence: Option<u64>,
+    },
+}
+
+/// `cairn policy …`
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Add keys to a channel's entry in a trust policy file (creating the
+    /// file or the entry); prints the entry.
+    ///
+    /// The file is rewritten in the format `cairn channel verify --help`
+    /// describes, each key id followed by its name as a comment.
+    Add {
+        /// The policy file.
+        file: PathBuf,
+        /// The service.
+        service: String,
+        /// The channel.
+        channel: String,
+        /// A key whose signatures count (repeatable): a key name in the
+        /// keys directory, a key id (ed25519:…), a public key as `cairn key
+        /// export` prints it (cairn-ed25519-pub:…), or a file holding one.
+        #[arg(long = "key", id = "key", required = true, value_name = "KEY")]
+        key: Vec<String>,
+        /// How many of the channel's keys must sign [default: the entry's
+        /// threshold, or 1 for a new entry].
+        #[arg(long)]
+        threshold: Option<usize>,
+    },
+    /// Show a trust policy: each channel's keys (with names where known)
+    /// and threshold.
+    Show {
+        /// The policy file.
+        file: PathBuf,
     },
 }
 
@@ -295,7 +366,8 @@ pub struct ImageOptions {
 pub enum ImageCommand {
     /// Write a release as a reproducible OCI image layout; prints the manifest digest.
     Build {
-        /// The release's digest.
+        /// The release: its digest (sha256:<hex> as printed) or its ref
+        /// releases/<service>/<hex>.
         release: String,
         /// The layout directory to create (new or empty) [default: ./SERVICE.oci].
         #[arg(long, value_name = "DIR")]
@@ -307,7 +379,8 @@ pub enum ImageCommand {
     },
     /// Push a release's image and a signed in-toto attestation to a registry.
     Push {
-        /// The release's digest.
+        /// The release: its digest (sha256:<hex> as printed) or its ref
+        /// releases/<service>/<hex>.
         release: String,
         /// REGISTRY/REPO[:TAG]; the tag defaults to the release's version.
         reference: String,
@@ -409,15 +482,28 @@ pub enum StoreCommand {
         #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
         grace: Duration,
     },
-    /// Copy a blob and everything it reaches into another store, moving
-    /// only what that store lacks (large files as content-defined chunks).
+    /// Copy a tree, a release or a channel into another store, moving only
+    /// what that store lacks (large files as content-defined chunks).
+    ///
+    /// A release (its digest, or releases/<service>/<hex>) is copied with
+    /// everything a consumer needs: its signed envelope, provenance,
+    /// artifact, action, recipe and input trees, so `release show`,
+    /// `promote`, `channel` commands and `cairn verify` work there.
+    ///
+    /// A channel (channels/<service>/<channel>) is copied with its history:
+    /// every statement with all its signatures and every release it names;
+    /// the destination's channel is created, moved forward, or given the
+    /// signatures it lacks. A destination channel with statements the source
+    /// lacks (a promotion made there) is refused and left as it is: a copy
+    /// never rolls a channel back.
     Copy {
-        /// The root's digest (sha256:<hex>/<size> when --store is remote).
+        /// A digest (sha256:<hex> as printed), releases/<service>/<hex>, or
+        /// channels/<service>/<channel>.
         digest: String,
         /// The destination store: a path, file://PATH, s3://… or http(s)://….
         #[arg(long, value_name = "URL")]
         to: String,
-        /// What the root is.
+        /// What a digest names, if not a release (releases are recognized).
         #[arg(long, value_enum, default_value = "tree")]
         kind: CopyKind,
     },
@@ -495,6 +581,21 @@ pub enum TokenCommand {
         #[arg(long, value_name = "FILE")]
         tokens: Option<PathBuf>,
     },
+    /// List the tokens: holder and scopes (the tokens themselves are not kept).
+    List {
+        /// The tokens file [default: tokens.toml in the local store].
+        #[arg(long, value_name = "FILE")]
+        tokens: Option<PathBuf>,
+    },
+    /// Revoke a token by its holder's name; a running server refuses it
+    /// from its next request on.
+    Revoke {
+        /// Who holds it (as `token list` shows).
+        name: String,
+        /// The tokens file [default: tokens.toml in the local store].
+        #[arg(long, value_name = "FILE")]
+        tokens: Option<PathBuf>,
+    },
 }
 
 /// `cairn build [STEP]`
@@ -508,12 +609,8 @@ pub struct BuildArgs {
     /// Neither use nor update the action cache.
     #[arg(long, conflicts_with = "check")]
     pub no_cache: bool,
-    /// The directory holding cairn.toml [default: .].
-    #[arg(short = 'C', value_name = "DIR")]
-    pub dir: Option<PathBuf>,
-    /// The recipe file [default: DIR/cairn.toml].
-    #[arg(long, value_name = "FILE")]
-    pub file: Option<PathBuf>,
+    #[command(flatten)]
+    pub recipe: RecipeLocation,
 }
 
 #[cfg(test)]

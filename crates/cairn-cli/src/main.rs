@@ -2,47 +2,66 @@
 //!
 //! This crate only parses arguments, opens what the command needs and
 //! renders results; the work happens in the library crates. Every error
-//! ends here as one line on stderr and exit code 1 (clap exits 2 for usage
-//! errors).
+//! ends here as one line on stderr (one JSON object with `--json`, see
+//! [`output`]) and exit code 1; usage errors exit 2.
 
 mod cli;
 mod cmd;
 mod output;
+mod reporter;
 
 use clap::Parser;
 
 fn main() {
-    let cli = cli::Cli::parse();
+    // Known before parsing, so that a usage error can be JSON too.
+    let json = std::env::args_os().any(|a| a == "--json");
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => usage_error(json, e),
+    };
     init_tracing(cli.global.verbose);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("starting the async runtime");
-    let result = runtime.block_on(cmd::run(cli));
-    match result {
+    let json = cli.global.json;
+    match runtime.block_on(cmd::run(cli)) {
         Ok(code) => std::process::exit(code),
+        Err(e) if output::is_broken_pipe(&e) => std::process::exit(output::BROKEN_PIPE_EXIT),
         Err(e) => {
-            eprintln!("error: {}", one_line(&e));
+            output::report_error(json, &e, 1);
             std::process::exit(1);
         }
     }
 }
 
-/// The error and its causes on one line, without repeating a cause whose
-/// text its parent already includes.
-fn one_line(e: &anyhow::Error) -> String {
-    let mut line = String::new();
-    for cause in e.chain() {
-        let text = cause.to_string();
-        if line.contains(&text) {
-            continue;
-        }
-        if !line.is_empty() {
-            line.push_str(": ");
-        }
-        line.push_str(&text);
+/// Help and version go to stdout as clap prints them; a usage error is
+/// clap's text (with its usage lines), or with `--json` one JSON line.
+fn usage_error(json: bool, e: clap::Error) -> ! {
+    use clap::error::ErrorKind;
+    let informational = matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    );
+    if !json || informational {
+        e.exit();
     }
-    line.replace('\n', " ")
+    // clap's text: the message (maybe over several lines), then the usage.
+    let text = e.render().to_string();
+    let mut message = Vec::new();
+    let mut details = Vec::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if line.starts_with("Usage:") || !details.is_empty() {
+            details.push(line.to_string());
+        } else {
+            message.push(line.strip_prefix("error: ").unwrap_or(line));
+        }
+    }
+    let code = e.exit_code();
+    output::report(true, &message.join(" "), &details, code);
+    std::process::exit(code);
 }
 
 fn init_tracing(verbose: u8) {
@@ -57,6 +76,7 @@ fn init_tracing(verbose: u8) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(output::colours())
         .with_target(false)
         .init();
 }

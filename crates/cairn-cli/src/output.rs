@@ -1,23 +1,140 @@
-//! Rendering: text or `--json` on stdout, progress bars on stderr only when
-//! it is a terminal.
+//! Rendering: text or `--json` on stdout, errors on stderr (one line, or
+//! one JSON object with `--json`), progress bars on stderr only when it is
+//! a terminal, and closed pipes ended quietly.
+//!
+//! **Errors.** Text: `error: <one line>`, then any detail lines (a failed
+//! step's log tail, differing files) indented below it. With `--json`,
+//! one line of JSON on stderr:
+//!
+//! ```json
+//! {"error": "<the one-line message>", "details": ["…"], "exit_code": 1}
+//! ```
+//!
+//! `details` is empty when there are none; `exit_code` is the process's
+//! exit status (2 for a usage error).
+//!
+//! **Closed pipes.** `cairn store ls -r | head -2` closes cairn's stdout
+//! early; like other Unix tools cairn then stops without a message, with
+//! the status a shell shows for a command ended by `SIGPIPE` (141).
+//! Write errors on stderr (nowhere left to report them) are ignored.
 
-use std::io::IsTerminal;
+use std::fmt;
+use std::io::{IsTerminal, Write};
 
 use indicatif::{ProgressBar, ProgressStyle};
+
+/// The exit status of a command whose stdout was closed under it
+/// (128 + `SIGPIPE`, as a shell reports a command the signal ended).
+pub const BROKEN_PIPE_EXIT: i32 = 141;
 
 /// Prints a command's result as JSON or as text.
 pub fn emit<T: serde::Serialize>(json: bool, value: &T, text: impl FnOnce(&T) -> String) {
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(value).expect("results serialize")
-        );
+        stdout_line(&serde_json::to_string_pretty(value).expect("results serialize"));
     } else {
         let text = text(value);
         if !text.is_empty() {
-            println!("{text}");
+            stdout_line(&text);
         }
     }
+}
+
+/// Writes one line to stdout; a closed stdout ends the process quietly.
+pub fn stdout_line(text: &str) {
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = writeln!(out, "{text}").and_then(|()| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(BROKEN_PIPE_EXIT);
+        }
+        // Anything else (a full disk under a redirect) is an error too.
+        let _ = writeln!(std::io::stderr(), "error: writing to stdout: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// Writes one line to stderr, ignoring failure (nowhere to report it).
+pub fn stderr_line(text: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "{text}");
+}
+
+/// Whether `e` (or a cause of it) is a write to a closed pipe.
+pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// An error with lines of detail below its one-line message.
+#[derive(Debug)]
+pub struct Detailed {
+    message: String,
+    details: Vec<String>,
+}
+
+impl Detailed {
+    /// `message`, then `details` one per line.
+    pub fn new(message: String, details: Vec<String>) -> Self {
+        Self { message, details }
+    }
+}
+
+impl fmt::Display for Detailed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Detailed {}
+
+/// Reports a failed command on stderr, as text or JSON.
+pub fn report_error(json: bool, e: &anyhow::Error, exit_code: i32) {
+    let message = one_line(e);
+    let details: &[String] = e
+        .downcast_ref::<Detailed>()
+        .map_or(&[], |d| d.details.as_slice());
+    report(json, &message, details, exit_code);
+}
+
+/// Reports a failure given as text (a usage error), as text or JSON.
+pub fn report(json: bool, message: &str, details: &[String], exit_code: i32) {
+    if json {
+        let value = serde_json::json!({
+            "error": message,
+            "details": details,
+            "exit_code": exit_code,
+        });
+        stderr_line(&value.to_string());
+        return;
+    }
+    stderr_line(&format!("error: {message}"));
+    for line in details {
+        stderr_line(&format!("  {line}"));
+    }
+}
+
+/// The error and its causes on one line, without repeating a cause whose
+/// text its parent already includes.
+pub fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line.replace('\n', " ")
+}
+
+/// Whether stderr may carry colours and other ANSI codes: a terminal, and
+/// `NO_COLOR` unset.
+pub fn colours() -> bool {
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 /// A progress bar counting files and bytes, hidden unless stderr is a TTY.

@@ -72,3 +72,49 @@ fn refs_through_a_running_server_with_a_token_made_while_it_runs() {
     let status = server.child.wait().unwrap();
     assert!(status.success(), "{status:?}");
 }
+
+#[test]
+fn tokens_are_listed_and_a_revoked_token_is_refused_by_the_running_server() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let store_arg = store.to_str().unwrap();
+    let create = |name: &str, scope: &str| {
+        ok(&[
+            "--store", store_arg, "server", "token", "create", name, "--scope", scope,
+        ])
+    };
+    let ci = create("ci", "read");
+    let ops = create("ops", "admin");
+    let server = Server::start::<&str>(&store, &[]);
+
+    let listed: serde_json::Value = serde_json::from_str(&ok(&[
+        "--json", "--store", store_arg, "server", "token", "list",
+    ]))
+    .unwrap();
+    assert_eq!(listed[0]["name"], "ci");
+    assert_eq!(listed[0]["scopes"], serde_json::json!(["read"]));
+    assert_eq!(listed[1]["name"], "ops");
+    let table = ok(&["--store", store_arg, "server", "token", "list"]);
+    assert!(!table.contains(&ci) && !table.contains(&ops), "{table}");
+
+    let read = |token: &str| cairn(&["--store", &server.url, "--token", token, "ref", "list"]);
+    assert!(read(&ci).status.success());
+    ok(&["--store", store_arg, "server", "token", "revoke", "ci"]);
+    // The same running server: the next request with the token is refused.
+    let refused = read(&ci);
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("401") && err.contains("unknown token"),
+        "{err}"
+    );
+    assert!(read(&ops).status.success(), "the other token still works");
+
+    let again = cairn(&["--store", store_arg, "server", "token", "revoke", "ci"]);
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        err.contains("no token named \"ci\"") && err.contains("ops"),
+        "{err}"
+    );
+}

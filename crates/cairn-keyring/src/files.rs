@@ -63,10 +63,12 @@ pub(crate) fn write_new(
 pub(crate) fn check_private(path: &Path, name: &str) -> Result<(), KeyringError> {
     let meta = match fs::metadata(path) {
         Err(e) if e.kind() == ErrorKind::NotFound => {
+            let dir = path.parent().unwrap_or(Path::new("."));
             return Err(KeyringError::NotFound {
                 name: name.into(),
-                path: path.into(),
-            })
+                dir: dir.into(),
+                known: public_key_names(dir).unwrap_or_default(),
+            });
         }
         other => other.map_err(io("inspect", path))?,
     };

@@ -23,6 +23,7 @@ use cairn_trust::key::validate_key_name;
 use cairn_trust::{KeyError, KeyId, KeySet, PublicKey, SigningKey};
 
 mod files;
+mod suggest;
 
 use files::{read_key_line, write_new};
 
@@ -59,12 +60,22 @@ pub enum KeyringError {
         path: PathBuf,
     },
     /// The named key has no file.
-    #[error("no key named {name:?}: {} does not exist", path.display())]
+    #[error("no key named {name:?} in {}{}", dir.display(), suggest::hint(name, known))]
     NotFound {
         /// The key name.
         name: String,
-        /// The file looked for.
-        path: PathBuf,
+        /// The keys directory looked in.
+        dir: PathBuf,
+        /// The names of the keys it has, for a suggestion.
+        known: Vec<String>,
+    },
+    /// The named key is here only as a public key: it can verify, not sign.
+    #[error("key {name:?} has only its public half in {} (imported, or its private key is kept elsewhere): it can verify but not sign", dir.display())]
+    PublicOnly {
+        /// The key name.
+        name: String,
+        /// The keys directory.
+        dir: PathBuf,
     },
     /// A secret key file is readable by group or others.
     #[error(
@@ -154,6 +165,15 @@ pub fn generate(dir: &Path, name: &str, force: bool) -> Result<KeyId, KeyringErr
 pub fn load_signing(dir: &Path, name: &str) -> Result<SigningKey, KeyringError> {
     validate_key_name(name).map_err(KeyringError::BadName)?;
     let path = secret_path(dir, name);
+    if !path.exists() {
+        if public_path(dir, name).exists() {
+            return Err(KeyringError::PublicOnly {
+                name: name.into(),
+                dir: dir.into(),
+            });
+        }
+        return Err(not_found(dir, name));
+    }
     files::check_private(&path, name)?;
     read_key_line(&path, SigningKey::from_secret_line)
 }
@@ -163,10 +183,7 @@ pub fn load_public(dir: &Path, name: &str) -> Result<PublicKey, KeyringError> {
     validate_key_name(name).map_err(KeyringError::BadName)?;
     let path = public_path(dir, name);
     if !path.exists() {
-        return Err(KeyringError::NotFound {
-            name: name.into(),
-            path,
-        });
+        return Err(not_found(dir, name));
     }
     read_key_line(&path, PublicKey::from_line)
 }
@@ -229,6 +246,16 @@ pub fn export(dir: &Path, name: &str) -> Result<String, KeyringError> {
 fn write_public(path: &Path, name: &str, key: &PublicKey, force: bool) -> Result<(), KeyringError> {
     let line = key.to_line(name).map_err(KeyringError::BadName)?;
     write_new(path, &line, 0o644, force)
+}
+
+/// The error for a key `dir` lacks, with the names it has (for the
+/// suggestion; none if the directory cannot be listed).
+fn not_found(dir: &Path, name: &str) -> KeyringError {
+    KeyringError::NotFound {
+        name: name.into(),
+        dir: dir.into(),
+        known: files::public_key_names(dir).unwrap_or_default(),
+    }
 }
 
 fn secret_path(dir: &Path, name: &str) -> PathBuf {

@@ -175,10 +175,13 @@ fn import_export_round_trip_and_conflicts() {
     );
     assert_eq!(import(&dst, &line).unwrap().1, id, "re-import is a no-op");
     assert_eq!(export(&dst, NAME).unwrap(), line);
-    assert!(matches!(
-        load_signing(&dst, NAME),
-        Err(KeyringError::NotFound { .. })
-    ));
+    // An imported key verifies but cannot sign, and says so.
+    let err = load_signing(&dst, NAME).unwrap_err();
+    assert!(matches!(err, KeyringError::PublicOnly { .. }), "{err}");
+    assert!(
+        err.to_string().contains("cannot sign") || err.to_string().contains("not sign"),
+        "{err}"
+    );
     let other = SigningKey::generate()
         .unwrap()
         .public_key()

@@ -1,4 +1,10 @@
-//! Channel statements in the store: promote, co-sign, read, walk history.
+//! Channel statements in the store: promote, co-sign, read.
+//!
+//! The channel ref `channels/<service>/<channel>` holds the newest
+//! statement's envelope. Each statement's payload is also a blob (so the
+//! `previous` links can be walked by digest) and its envelope, with every
+//! signature it got, is kept in `statements/<service>/<channel>/<hex>`, so
+//! the history shows who signed each statement, not only the newest.
 
 use cairn_digest::Digest;
 use cairn_store::{BlobStoreExt, RefName, Store, StoreError, Version};
@@ -20,6 +26,20 @@ pub fn channel_ref(service: &str, channel: &str) -> Result<RefName, ReleaseError
     validate_name("service", service)?;
     validate_name("channel", channel)?;
     Ok(RefName::new(format!("channels/{service}/{channel}"))?)
+}
+
+/// The ref holding one statement's envelope, with every signature it got.
+pub fn statement_ref(
+    service: &str,
+    channel: &str,
+    statement: &Digest,
+) -> Result<RefName, ReleaseError> {
+    validate_name("service", service)?;
+    validate_name("channel", channel)?;
+    Ok(RefName::new(format!(
+        "statements/{service}/{channel}/{}",
+        statement.hex()
+    ))?)
 }
 
 /// A channel's newest statement as stored (not yet verified).
@@ -97,12 +117,17 @@ pub async fn promote(
             sequence: before.as_ref().map_or(1, |c| c.statement.sequence + 1),
             previous: before.as_ref().map(Current::digest),
             expires: now + expires_in,
+            // Whole seconds: a date for people, not an ordering.
+            issued: Some(now.replace_nanosecond(0).unwrap_or(now)),
         };
         statement.validate()?;
         let mut envelope = statement.to_envelope();
         envelope.sign(key);
-        // The payload as a blob makes the history walkable by digest.
+        // The payload as a blob makes the history walkable by digest, and
+        // the envelope in its own ref keeps its signatures once it is no
+        // longer the newest.
         store.blobs.put_bytes(envelope.payload.clone()).await?;
+        record_signatures(store, service, channel, &envelope).await?;
         let expected = before.as_ref().map(|c| &c.version);
         match store
             .refs
@@ -116,7 +141,10 @@ pub async fn promote(
                     version,
                 })
             }
-            Err(StoreError::Conflict { .. }) => continue,
+            Err(StoreError::Conflict { .. }) => {
+                forget_statement(store, service, channel, &envelope).await;
+                continue;
+            }
             Err(e) => return Err(e.into()),
         }
     }
@@ -165,7 +193,10 @@ pub async fn cosign(
             .compare_and_swap(&name, Some(&cur.version), cur.envelope.to_json())
             .await
         {
-            Ok(version) => return Ok(Current { version, ..cur }),
+            Ok(version) => {
+                record_signatures(store, service, channel, &cur.envelope).await?;
+                return Ok(Current { version, ..cur });
+            }
             Err(StoreError::Conflict { .. }) => continue,
             Err(e) => return Err(e.into()),
         }
@@ -173,74 +204,86 @@ pub async fn cosign(
     Err(ReleaseError::Contended(name.to_string(), MAX_ATTEMPTS))
 }
 
-/// One statement of a channel's history.
-#[derive(Debug, Clone)]
-pub struct HistoryEntry {
-    /// The statement's digest.
-    pub digest: Digest,
-    /// The statement.
-    pub statement: ChannelStatement,
-}
-
-/// The channel's statements, newest first, following `previous` links for
-/// as long as the store holds them.
-pub async fn history(
+/// Adds `envelope`'s signatures to its statement's ref (creating it), so
+/// that every signature a statement got stays readable after the channel
+/// moves on. Signatures are merged, never dropped.
+pub async fn record_signatures(
     store: &Store,
     service: &str,
     channel: &str,
-) -> Result<Vec<HistoryEntry>, ReleaseError> {
-    let Some(cur) = current(store, service, channel).await? else {
-        return Ok(Vec::new());
-    };
-    let mut entries = vec![HistoryEntry {
-        digest: cur.digest(),
-        statement: cur.statement,
-    }];
-    while let Some(prev) = entries.last().and_then(|e| e.statement.previous) {
-        let payload = match store.blobs.get_bytes(&prev).await {
-            Ok(p) => p,
-            Err(StoreError::NotFound(_)) => break,
-            Err(e) => return Err(e.into()),
+    envelope: &Envelope,
+) -> Result<(), ReleaseError> {
+    let name = statement_ref(service, channel, &envelope.payload_digest())?;
+    merge_into_ref(store, &name, envelope).await.map(|_| ())
+}
+
+/// Writes `envelope` to the ref `name`: creates it, or adds the
+/// signatures it lacks to the envelope already there. An envelope there
+/// that carries another document is refused. Returns whether the ref
+/// changed.
+pub(crate) async fn merge_into_ref(
+    store: &Store,
+    name: &RefName,
+    envelope: &Envelope,
+) -> Result<bool, ReleaseError> {
+    for _ in 0..MAX_ATTEMPTS {
+        let stored = store.refs.get(name).await?;
+        let (expected, merged) = match &stored {
+            None => (None, envelope.clone()),
+            Some(v) => {
+                let malformed = |reason: String| ReleaseError::Malformed {
+                    what: format!("ref {name}"),
+                    reason,
+                };
+                let mut theirs =
+                    Envelope::from_json(&v.value).map_err(|e| malformed(e.to_string()))?;
+                if theirs.payload != envelope.payload {
+                    return Err(malformed(format!(
+                        "it holds document {}, not {}",
+                        theirs.payload_digest(),
+                        envelope.payload_digest()
+                    )));
+                }
+                if !merge_signatures(&mut theirs, envelope) {
+                    return Ok(false);
+                }
+                (Some(&v.version), theirs)
+            }
         };
-        let statement =
-            ChannelStatement::from_payload(&payload).map_err(|e| ReleaseError::Malformed {
-                what: format!("channel statement {prev}"),
-                reason: e.to_string(),
-            })?;
-        entries.push(HistoryEntry {
-            digest: prev,
-            statement,
-        });
+        match store
+            .refs
+            .compare_and_swap(name, expected, merged.to_json())
+            .await
+        {
+            Ok(_) => return Ok(true),
+            Err(StoreError::Conflict { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
     }
-    Ok(entries)
+    Err(ReleaseError::Contended(name.to_string(), MAX_ATTEMPTS))
 }
 
-/// The release a rollback goes to: `to` if given, else the newest release in
-/// the history that differs from the current one.
-pub async fn rollback_target(
-    store: &Store,
-    service: &str,
-    channel: &str,
-    to: Option<Digest>,
-) -> Result<Digest, ReleaseError> {
-    if let Some(to) = to {
-        return Ok(to);
+/// Adds to `into` the signatures of `from` (an envelope of the same
+/// payload) that it lacks, by key id; whether it added any.
+pub fn merge_signatures(into: &mut Envelope, from: &Envelope) -> bool {
+    let mut added = false;
+    for sig in &from.signatures {
+        if into.payload == from.payload && !into.signatures.iter().any(|s| s.keyid == sig.keyid) {
+            into.signatures.push(sig.clone());
+            added = true;
+        }
     }
-    let entries = history(store, service, channel).await?;
-    let current = entries
-        .first()
-        .ok_or_else(|| ReleaseError::EmptyChannel {
-            service: service.into(),
-            channel: channel.into(),
-        })?
-        .statement
-        .release;
-    entries
-        .iter()
-        .map(|e| e.statement.release)
-        .find(|r| *r != current)
-        .ok_or_else(|| ReleaseError::NothingToRollBackTo {
-            service: service.into(),
-            channel: channel.into(),
-        })
+    added
+}
+
+/// Removes the statement ref of a statement that lost its race to become
+/// the newest (best effort: a leftover names a statement no channel points
+/// to, which harms nothing).
+async fn forget_statement(store: &Store, service: &str, channel: &str, envelope: &Envelope) {
+    let Ok(name) = statement_ref(service, channel, &envelope.payload_digest()) else {
+        return;
+    };
+    if let Ok(Some(v)) = store.refs.get(&name).await {
+        let _ = store.refs.delete(&name, &v.version).await;
+    }
 }

@@ -4,6 +4,13 @@
 //! every input as a resolved dependency; its signed envelope is stored as a
 //! blob, whose digest the release records. The release is then published
 //! (payload blob + envelope ref, see [`crate::publish_release`]).
+//!
+//! So that anyone can rebuild the release from the store alone
+//! (`cairn verify`, see [`crate::recorded`]), the provenance's external
+//! parameters also record the recipe (its text, stored as a blob) and the
+//! tree each input was mounted as, both as `{"hash", "size"}` digests:
+//! copies of the release and garbage collection follow them like every
+//! other digest a document names, so a release keeps its inputs.
 
 use std::collections::BTreeMap;
 
@@ -15,6 +22,17 @@ use time::OffsetDateTime;
 
 use crate::error::ReleaseError;
 use crate::release::publish_release;
+
+/// The provenance's external parameter naming the step built.
+pub const STEP: &str = "step";
+/// The provenance's external parameter naming the recipe blob.
+pub const RECIPE: &str = "recipe";
+/// The provenance's external parameter mapping each input to its tree.
+pub const INPUTS: &str = "inputs";
+
+fn json_digest(d: &Digest) -> serde_json::Value {
+    serde_json::to_value(d).expect("digests serialize")
+}
 
 /// The SLSA build type of a cairn build step.
 pub const BUILD_TYPE: &str = "urn:cairn:build-type:sandboxed-step:v1";
@@ -30,14 +48,28 @@ pub struct Built {
     pub artifact: Digest,
     /// The action that produced it (pins the command and every input).
     pub action: Digest,
-    /// Every input of the build: (name, digest, URL for fetches).
-    pub inputs: Vec<(String, Digest, Option<String>)>,
+    /// Every input of the build.
+    pub inputs: Vec<BuiltInput>,
+    /// The recipe's text (`cairn.toml`), stored with the release.
+    pub recipe: Vec<u8>,
     /// Who built it (a URI).
     pub builder_id: String,
     /// When the build started and finished.
     pub started: OffsetDateTime,
     /// When it finished.
     pub finished: OffsetDateTime,
+}
+
+/// One input of a build, as the release records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuiltInput {
+    /// The input's name in the recipe.
+    pub name: String,
+    /// The tree it was mounted as.
+    pub tree: Digest,
+    /// For a fetch: the URL and the digest of the fetched bytes (the
+    /// provenance material; the tree is what they unpacked to).
+    pub fetched: Option<(String, Digest)>,
 }
 
 /// The release and provenance digests of a new release.
@@ -58,25 +90,42 @@ pub async fn create_release(
     key: &SigningKey,
     now: OffsetDateTime,
 ) -> Result<Created, ReleaseError> {
+    let recipe = store.blobs.put_bytes(built.recipe.clone()).await?;
+    let trees: serde_json::Map<String, serde_json::Value> = built
+        .inputs
+        .iter()
+        .map(|i| (i.name.clone(), json_digest(&i.tree)))
+        .collect();
     let statement = Statement::slsa(ProvenanceInputs {
         subject_name: format!("{}/{}", built.service, built.step),
         artifact: built.artifact,
         materials: built
             .inputs
             .iter()
-            .map(|(name, digest, uri)| Material {
-                name: name.clone(),
-                digest: *digest,
-                uri: uri.clone(),
+            .map(|i| match &i.fetched {
+                Some((url, archive)) => Material {
+                    name: i.name.clone(),
+                    digest: *archive,
+                    uri: Some(url.clone()),
+                },
+                None => Material {
+                    name: i.name.clone(),
+                    digest: i.tree,
+                    uri: None,
+                },
             })
             .collect(),
         builder_id: built.builder_id.clone(),
         build_type: BUILD_TYPE.into(),
         action: built.action,
-        parameters: BTreeMap::from([(
-            "step".to_string(),
-            serde_json::Value::String(built.step.clone()),
-        )]),
+        parameters: BTreeMap::from([
+            (
+                STEP.to_string(),
+                serde_json::Value::String(built.step.clone()),
+            ),
+            (RECIPE.to_string(), json_digest(&recipe)),
+            (INPUTS.to_string(), serde_json::Value::Object(trees)),
+        ]),
         started: built.started,
         finished: built.finished,
     });

@@ -39,10 +39,51 @@ pub enum ReleaseError {
         /// The channel.
         channel: String,
     },
+    /// A rollback to the release the channel is already at.
+    #[error("channel {service}/{channel} is already at release {release}")]
+    AlreadyThere {
+        /// The service.
+        service: String,
+        /// The channel.
+        channel: String,
+        /// The release.
+        release: Digest,
+    },
+    /// A rollback to a release the channel never pointed at.
+    #[error("release {release} was never on channel {service}/{channel}; roll back to one of its history (`cairn channel history {service} {channel}`), or promote it")]
+    NotInHistory {
+        /// The service.
+        service: String,
+        /// The channel.
+        channel: String,
+        /// The release.
+        release: Digest,
+    },
+    /// A channel copy whose destination has statements the source lacks.
+    #[error("channel {service}/{channel} at the destination has diverged: its statement #{sequence} ({statement}) is not in the history being copied; promote there instead")]
+    Diverged {
+        /// The service.
+        service: String,
+        /// The channel.
+        channel: String,
+        /// The destination's newest sequence.
+        sequence: u64,
+        /// The destination's newest statement.
+        statement: Digest,
+    },
+    /// Copying blobs between stores failed.
+    #[error(transparent)]
+    Transfer(Box<cairn_transfer::TransferError>),
     /// A name that cannot be a service or channel.
     #[error(transparent)]
     Document(#[from] cairn_trust::DocumentError),
     /// Promotion kept losing races.
     #[error("gave up promoting to {0} after {1} concurrent updates")]
     Contended(String, u32),
+}
+
+impl From<cairn_transfer::TransferError> for ReleaseError {
+    fn from(e: cairn_transfer::TransferError) -> Self {
+        Self::Transfer(Box::new(e))
+    }
 }

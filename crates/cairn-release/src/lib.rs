@@ -6,9 +6,15 @@
 //! ref:
 //!
 //! ```text
-//! releases/<service>/<payload hex>   the release envelope (written once)
-//! channels/<service>/<channel>       the latest channel statement envelope
+//! releases/<service>/<payload hex>              the release envelope (written once)
+//! channels/<service>/<channel>                  the latest channel statement envelope
+//! statements/<service>/<channel>/<payload hex>  each statement's envelope, all its signatures
 //! ```
+//!
+//! A release's provenance records its recipe and the tree of every input
+//! ([`recorded`]), so it can be rebuilt from the store alone, and a copy
+//! of a release or a channel to another store ([`copy_release`],
+//! [`copy_channel`]) takes everything a consumer there needs.
 //!
 //! Promotion is a compare-and-swap on the channel ref; a writer that loses
 //! the race re-reads and retries on the fresh value, so two promotions can
@@ -22,14 +28,22 @@
 //! every consumer calls with its own policy.
 
 mod channel;
+mod copy;
 mod create;
 mod error;
+mod history;
+mod recorded;
 mod release;
 
 pub use channel::{
-    channel_ref, cosign, current, history, promote, rollback_target, Current, HistoryEntry,
-    DEFAULT_EXPIRY,
+    channel_ref, cosign, current, merge_signatures, promote, record_signatures, statement_ref,
+    Current, DEFAULT_EXPIRY,
 };
-pub use create::{create_release, derived_version, Built, Created, BUILD_TYPE};
+pub use copy::{copy_channel, copy_release, ChannelCopy, ChannelMove};
+pub use create::{
+    create_release, derived_version, Built, BuiltInput, Created, BUILD_TYPE, INPUTS, RECIPE, STEP,
+};
 pub use error::ReleaseError;
+pub use history::{history, rollback_target, HistoryEntry};
+pub use recorded::{recorded, Recorded};
 pub use release::{load_release, publish_release, release_ref, LoadedRelease};

@@ -204,3 +204,145 @@ async fn promoting_what_is_not_a_release_is_refused_and_changes_nothing() {
         Err(ReleaseError::EmptyChannel { .. })
     ));
 }
+
+#[tokio::test]
+async fn repeated_rollbacks_walk_back_through_the_generations() {
+    let store = Store::memory();
+    let mut r = Vec::new();
+    for v in ["1.0", "2.0", "3.0"] {
+        let d = publish(&store, v).await;
+        promote(&store, "hello", "prod", &d, &key(1), DEFAULT_EXPIRY, NOW)
+            .await
+            .unwrap();
+        r.push(d);
+    }
+    let roll = || async {
+        let to = rollback_target(&store, "hello", "prod", None).await?;
+        promote(&store, "hello", "prod", &to, &key(1), DEFAULT_EXPIRY, NOW).await?;
+        Ok::<_, ReleaseError>(to)
+    };
+    assert_eq!(roll().await.unwrap(), r[1]);
+    assert_eq!(
+        roll().await.unwrap(),
+        r[0],
+        "a second rollback goes further back"
+    );
+    assert!(matches!(
+        roll().await,
+        Err(ReleaseError::NothingToRollBackTo { .. })
+    ));
+    // A new release, then a rollback: back to the one it replaced.
+    let v4 = publish(&store, "4.0").await;
+    promote(&store, "hello", "prod", &v4, &key(1), DEFAULT_EXPIRY, NOW)
+        .await
+        .unwrap();
+    assert_eq!(roll().await.unwrap(), r[0]);
+
+    // --to: any release of the history, never one it did not have.
+    let to = rollback_target(&store, "hello", "prod", Some(r[2])).await;
+    assert_eq!(to.unwrap(), r[2]);
+    let never = publish(&store, "9.9").await;
+    let err = rollback_target(&store, "hello", "prod", Some(never)).await;
+    assert!(
+        matches!(err, Err(ReleaseError::NotInHistory { .. })),
+        "{err:?}"
+    );
+    let here = rollback_target(&store, "hello", "prod", Some(r[0])).await;
+    assert!(
+        matches!(here, Err(ReleaseError::AlreadyThere { .. })),
+        "{here:?}"
+    );
+}
+
+#[tokio::test]
+async fn history_keeps_every_statements_signers_and_date() {
+    let store = Store::memory();
+    let (v1, v2) = (publish(&store, "1.0").await, publish(&store, "2.0").await);
+    promote(&store, "hello", "prod", &v1, &key(1), DEFAULT_EXPIRY, NOW)
+        .await
+        .unwrap();
+    cosign(&store, "hello", "prod", &key(2), None)
+        .await
+        .unwrap();
+    promote(&store, "hello", "prod", &v2, &key(3), DEFAULT_EXPIRY, NOW)
+        .await
+        .unwrap();
+    let entries = history(&store, "hello", "prod").await.unwrap();
+    let signers = |i: usize| -> Vec<String> {
+        let env = entries[i].envelope.as_ref().unwrap();
+        env.signatures.iter().map(|s| s.keyid.clone()).collect()
+    };
+    assert_eq!(signers(0), [key(3).key_id().to_string()]);
+    assert_eq!(
+        signers(1),
+        [key(1).key_id().to_string(), key(2).key_id().to_string()],
+        "the older statement keeps both signatures"
+    );
+    assert_eq!(entries[1].statement.issued, Some(NOW));
+}
+
+#[tokio::test]
+async fn copying_a_channel_takes_its_history_and_never_rolls_back() {
+    use cairn_release::{copy_channel, ChannelMove};
+    use cairn_transfer::CopyOptions;
+    let (a, b) = (Store::memory(), Store::memory());
+    // What the fixture releases name, so their closures are whole.
+    for bytes in [&b"1.0"[..], b"2.0", b"3.0", b"action", b"provenance"] {
+        a.blobs.put_bytes(bytes.to_vec()).await.unwrap();
+    }
+    let (v1, v2) = (publish(&a, "1.0").await, publish(&a, "2.0").await);
+    for r in [v1, v2] {
+        promote(&a, "hello", "prod", &r, &key(1), DEFAULT_EXPIRY, NOW)
+            .await
+            .unwrap();
+    }
+    let opts = CopyOptions::default();
+    let copied = copy_channel(&a, &b, "hello", "prod", &opts, &())
+        .await
+        .unwrap();
+    assert_eq!(copied.channel, ChannelMove::Created);
+    assert_eq!((copied.statements, copied.releases.len()), (2, 2));
+    let there = history(&b, "hello", "prod").await.unwrap();
+    assert_eq!(there.len(), 2);
+    assert!(there.iter().all(|e| e.envelope.is_some()));
+    let (p, keys) = policy(1, &[&key(1)]);
+    let cur = current(&b, "hello", "prod").await.unwrap().unwrap();
+    verify_channel(&cur.envelope, &p, &keys, None, NOW).unwrap();
+    cairn_release::load_release(&b, &v1).await.unwrap();
+
+    // Again: nothing changes. A co-signature at the source travels.
+    let again = copy_channel(&a, &b, "hello", "prod", &opts, &())
+        .await
+        .unwrap();
+    assert_eq!(again.channel, ChannelMove::UpToDate);
+    cosign(&a, "hello", "prod", &key(2), None).await.unwrap();
+    let signed = copy_channel(&a, &b, "hello", "prod", &opts, &())
+        .await
+        .unwrap();
+    assert_eq!(signed.channel, ChannelMove::Signed);
+
+    // The source moves on: the destination fast-forwards.
+    let v3 = publish(&a, "3.0").await;
+    promote(&a, "hello", "prod", &v3, &key(1), DEFAULT_EXPIRY, NOW)
+        .await
+        .unwrap();
+    let ff = copy_channel(&a, &b, "hello", "prod", &opts, &())
+        .await
+        .unwrap();
+    assert_eq!(ff.channel, ChannelMove::FastForwarded { from: 2 });
+
+    // The destination promotes on its own: a copy would roll it back.
+    promote(&b, "hello", "prod", &v1, &key(1), DEFAULT_EXPIRY, NOW)
+        .await
+        .unwrap();
+    let before = current(&b, "hello", "prod").await.unwrap().unwrap();
+    let err = copy_channel(&a, &b, "hello", "prod", &opts, &())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ReleaseError::Diverged { sequence: 4, .. }),
+        "{err}"
+    );
+    let after = current(&b, "hello", "prod").await.unwrap().unwrap();
+    assert_eq!(after.digest(), before.digest());
+}

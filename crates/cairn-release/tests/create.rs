@@ -2,7 +2,7 @@
 //! stored, readable back and verifiable.
 
 use cairn_digest::Digest;
-use cairn_release::{create_release, load_release, Built};
+use cairn_release::{create_release, load_release, recorded, Built, BuiltInput};
 use cairn_store::{BlobStoreExt, Store};
 use cairn_trust::{verify_release, Document, Envelope, KeySet, SigningKey, Statement};
 use time::macros::datetime;
@@ -17,13 +17,21 @@ async fn a_release_carries_signed_provenance_naming_every_input() {
         artifact: Digest::of(b"artifact tree"),
         action: Digest::of(b"action"),
         inputs: vec![
-            ("src".into(), Digest::of(b"src tree"), None),
-            (
-                "vendor".into(),
-                Digest::of(b"vendor.tar"),
-                Some("https://example.org/v.tar".into()),
-            ),
+            BuiltInput {
+                name: "src".into(),
+                tree: Digest::of(b"src tree"),
+                fetched: None,
+            },
+            BuiltInput {
+                name: "vendor".into(),
+                tree: Digest::of(b"vendor tree"),
+                fetched: Some((
+                    "https://example.org/v.tar".into(),
+                    Digest::of(b"vendor.tar"),
+                )),
+            },
         ],
+        recipe: b"[service]\nname = \"hello\"\n".to_vec(),
         builder_id: "urn:cairn:builder:test".into(),
         started: datetime!(2026-11-23 10:00 UTC),
         finished: datetime!(2026-11-23 10:01 UTC),
@@ -58,4 +66,14 @@ async fn a_release_carries_signed_provenance_naming_every_input() {
         .unwrap();
     assert_eq!(deps.len(), 2);
     assert_eq!(deps[1]["uri"], "https://example.org/v.tar");
+    assert_eq!(deps[1]["digest"]["sha256"], Digest::of(b"vendor.tar").hex());
+
+    // The recipe and every input's tree are recorded, for a rebuild from
+    // the store alone.
+    let rec = recorded(&store, &loaded.release).await.unwrap();
+    assert_eq!(rec.step.as_deref(), Some("build"));
+    let recipe = store.blobs.get_bytes(&rec.recipe.unwrap()).await.unwrap();
+    assert_eq!(recipe, built.recipe);
+    assert_eq!(rec.inputs["src"], Digest::of(b"src tree"));
+    assert_eq!(rec.inputs["vendor"], Digest::of(b"vendor tree"));
 }

@@ -30,15 +30,17 @@ const NO_TOKENS: &str = "this server has no tokens configured; create one with \
 
 /// The scope a write to `name` needs: `ac/…` is the action cache and
 /// `chunks/<hex>` a large file's chunk list, both written by whoever
-/// uploads blobs (`write`); `channels/S/…` and `releases/S/…` need
-/// `promote:S`, `fleet/S/…` needs `fleet:S`, anything else `admin`.
+/// uploads blobs (`write`); `channels/S/…`, `releases/S/…` and
+/// `statements/S/…` (each channel statement's signatures) need `promote:S`, `fleet/S/…` needs `fleet:S`, anything else `admin`.
 pub fn scope_for_ref(name: &RefName) -> Scope {
     let mut parts = name.as_str().splitn(3, '/');
     let (first, service, rest) = (parts.next(), parts.next(), parts.next());
     match (first, service, rest) {
         (Some("ac"), Some(_), _) => Scope::Write,
         (Some("chunks"), Some(hex), None) if is_sha256_hex(hex) => Scope::Write,
-        (Some("channels" | "releases"), Some(s), Some(_)) => Scope::Promote(s.into()),
+        (Some("channels" | "releases" | "statements"), Some(s), Some(_)) => {
+            Scope::Promote(s.into())
+        }
         (Some("fleet"), Some(s), Some(_)) => Scope::Fleet(s.into()),
         _ => Scope::Admin,
     }
@@ -166,6 +168,7 @@ mod tests {
         assert_eq!(s("ac/00ff"), Scope::Write);
         assert_eq!(s("channels/web/prod"), Scope::Promote("web".into()));
         assert_eq!(s("releases/web/1.0"), Scope::Promote("web".into()));
+        assert_eq!(s("statements/web/prod/00ff"), Scope::Promote("web".into()));
         assert_eq!(s("fleet/web/eu/members/a"), Scope::Fleet("web".into()));
         assert_eq!(s(&format!("chunks/{}", "0f".repeat(32))), Scope::Write);
         assert_eq!(s("chunks/00ff"), Scope::Admin, "not a hash");

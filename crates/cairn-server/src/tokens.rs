@@ -91,6 +91,19 @@ pub enum TokenError {
     /// A token name that is empty or already taken.
     #[error("token name {0:?} is empty or already in use")]
     BadName(String),
+    /// Revoking a name no token has.
+    #[error("no token named {name:?} in {} ({})", path.display(), match names.as_slice() {
+        [] => "it has none".to_string(),
+        names => format!("it has: {}", names.join(", ")),
+    })]
+    NoSuchToken {
+        /// The name asked for.
+        name: String,
+        /// The tokens file.
+        path: PathBuf,
+        /// The names it has.
+        names: Vec<String>,
+    },
     /// The file could not be read or written.
     #[error("{action} tokens file {}: {source}", path.display())]
     Io {
@@ -194,6 +207,45 @@ pub fn create(path: &Path, name: &str, scopes: &[Scope]) -> Result<String, Token
     Ok(token)
 }
 
+/// A token as [`list`] shows it: its holder and scopes (never the token).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Listed {
+    /// Who holds it.
+    pub name: String,
+    /// What it may do.
+    pub scopes: Vec<String>,
+}
+
+/// Every token in the file, in the file's order (empty if there is none).
+pub fn list(path: &Path) -> Result<Vec<Listed>, TokenError> {
+    Ok(read_file(path)?
+        .tokens
+        .into_iter()
+        .map(|e| Listed {
+            name: e.name,
+            scopes: e.scopes,
+        })
+        .collect())
+}
+
+/// Removes the token held by `name` from the file. A running server reads
+/// the changed file on its next request and refuses the token from then
+/// on.
+pub fn revoke(path: &Path, name: &str) -> Result<(), TokenError> {
+    let mut file = read_file(path)?;
+    let before = file.tokens.len();
+    file.tokens.retain(|t| t.name != name);
+    if file.tokens.len() == before {
+        let names: Vec<String> = file.tokens.iter().map(|t| t.name.clone()).collect();
+        return Err(TokenError::NoSuchToken {
+            name: name.into(),
+            path: path.into(),
+            names,
+        });
+    }
+    write_file(path, &file)
+}
+
 fn read_file(path: &Path) -> Result<File, TokenError> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
@@ -210,8 +262,9 @@ fn read_file(path: &Path) -> Result<File, TokenError> {
 }
 
 const HEADER: &str = "# cairn server tokens: one [[token]] per holder; only SHA-256 hashes of\n\
-# the tokens are kept. Add with `cairn server token create NAME --scope S`;\n\
-# revoke by deleting the entry (a running server notices the change).\n\n";
+# the tokens are kept. Add with `cairn server token create NAME --scope S`,\n\
+# list with `cairn server token list`, revoke with `cairn server token\n\
+# revoke NAME` (or delete the entry); a running server notices the change.\n\n";
 
 fn write_file(path: &Path, file: &File) -> Result<(), TokenError> {
     let io = |action| {
@@ -274,6 +327,23 @@ mod tests {
         assert!(
             create(&path, "ci", &[Scope::Read]).is_err(),
             "duplicate name"
+        );
+    }
+
+    #[test]
+    fn revoke_removes_only_the_named_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokens.toml");
+        create(&path, "ci", &[Scope::Read]).unwrap();
+        let kept = create(&path, "ops", &[Scope::Admin]).unwrap();
+        revoke(&path, "ci").unwrap();
+        let names: Vec<String> = list(&path).unwrap().into_iter().map(|t| t.name).collect();
+        assert_eq!(names, ["ops"]);
+        assert_eq!(load(&path).unwrap()[0].0, token_hash(&kept));
+        let err = revoke(&path, "ci").unwrap_err().to_string();
+        assert!(
+            err.contains("no token named \"ci\"") && err.contains("it has: ops"),
+            "{err}"
         );
     }
 }

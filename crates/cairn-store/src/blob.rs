@@ -41,6 +41,25 @@ pub trait BlobStore: Send + Sync + fmt::Debug {
     /// [`StoreError::Corrupt`] (storing nothing) if the bytes do not match.
     async fn put(&self, digest: &Digest, data: BlobReader) -> Result<()>;
 
+    /// The full digest of the blob whose hash is `hash`, if the store
+    /// holds it: how a digest written without its size (`sha256:<hex>`,
+    /// as cairn prints digests) becomes one that can be read and verified.
+    /// The size comes from the backend's own record of the blob (a file's
+    /// length, an object's `Content-Length`); the bytes are still verified
+    /// against the whole digest when read.
+    ///
+    /// The default, for stores that are addressed by full digest only,
+    /// fails saying so; every backend of this crate answers. Decorators
+    /// forward.
+    async fn lookup(&self, hash: &[u8; 32]) -> Result<Option<Digest>> {
+        Err(StoreError::Invalid {
+            what: format!("looking up sha256:{}", Digest::from_parts(*hash, 0).hex()),
+            reason: "this store cannot find a blob by its hash alone; \
+                     write the digest with its size (sha256:<hex>/<size>)"
+                .into(),
+        })
+    }
+
     /// Stores many blobs held in memory, each as [`put`](Self::put) would.
     /// Fails with [`StoreError::Corrupt`] naming the first blob whose bytes
     /// do not match its digest; that blob is not stored, while others of

@@ -85,6 +85,11 @@ impl BlobStore for MemoryStore {
     async fn has_closures(&self, roots: &[(Digest, Kind)]) -> Result<Option<Vec<bool>>> {
         crate::closure::has_closures(self, roots).await.map(Some)
     }
+
+    async fn lookup(&self, hash: &[u8; 32]) -> Result<Option<Digest>> {
+        let blobs = self.blobs.lock().unwrap();
+        Ok(blobs.keys().find(|d| d.hash() == hash).copied())
+    }
 }
 
 #[async_trait]

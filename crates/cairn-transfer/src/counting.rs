@@ -79,6 +79,10 @@ impl BlobStore for CountingStore {
         self.inner.has_closures(roots).await
     }
 
+    async fn lookup(&self, hash: &[u8; 32]) -> Result<Option<Digest>> {
+        self.inner.lookup(hash).await
+    }
+
     /// Not a put: the bytes are already in the store, so nothing is counted.
     async fn assemble(&self, file: &Digest, chunks: &[Digest]) -> Result<Assembled> {
         self.inner.assemble(file, chunks).await

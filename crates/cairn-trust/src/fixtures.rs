@@ -94,6 +94,7 @@ pub fn statement() -> ChannelStatement {
         sequence: SEQUENCE,
         previous: None,
         expires: EXPIRES,
+        issued: None,
     }
 }
 

@@ -15,6 +15,11 @@
 //! a typo fails when the agent starts rather than silently trusting less or
 //! more. The caller reads the file and passes its name for error messages;
 //! TOML syntax errors carry line and column.
+//!
+//! Policies need not be written by hand: [`TrustPolicy::add`] adds keys to
+//! a channel's entry (creating it) and [`TrustPolicy::to_toml`] writes the
+//! file back, each key id followed by its name as a comment where the
+//! caller knows it (`cairn policy add`).
 
 use std::collections::BTreeSet;
 
@@ -96,6 +101,80 @@ impl TrustPolicy {
             });
         }
         Ok(policy)
+    }
+
+    /// Adds `keys` to the entry for `service`/`channel`, creating it, and
+    /// sets its threshold (`None`: keep the entry's, or 1 for a new one).
+    /// Keys already there are not repeated. The result must be a valid
+    /// entry; `file` names the policy in errors.
+    pub fn add(
+        &mut self,
+        service: &str,
+        channel: &str,
+        keys: &[KeyId],
+        threshold: Option<usize>,
+        file: &str,
+    ) -> Result<(), PolicyError> {
+        let index = match self
+            .channels
+            .iter()
+            .position(|c| c.service == service && c.channel == channel)
+        {
+            Some(i) => i,
+            None => {
+                self.channels.push(ChannelPolicy {
+                    service: service.into(),
+                    channel: channel.into(),
+                    keys: Vec::new(),
+                    threshold: 1,
+                });
+                self.channels.len() - 1
+            }
+        };
+        let entry = &mut self.channels[index];
+        for key in keys {
+            if !entry.keys.contains(key) {
+                entry.keys.push(key.clone());
+            }
+        }
+        if let Some(t) = threshold {
+            entry.threshold = t;
+        }
+        match entry.problem() {
+            None => Ok(()),
+            Some(reason) => Err(PolicyError::Invalid {
+                file: file.to_owned(),
+                index: index + 1,
+                service: service.into(),
+                channel: channel.into(),
+                reason,
+            }),
+        }
+    }
+
+    /// The policy as a TOML file that [`parse`](Self::parse) reads back,
+    /// each key id followed by `# NAME` where `name_of` knows it.
+    pub fn to_toml(&self, name_of: impl Fn(&KeyId) -> Option<String>) -> String {
+        let quote = |s: &str| serde_json::to_string(s).expect("strings serialize");
+        let mut out = String::from(
+            "# Trust policy: the keys whose signatures count for each channel, and\n\
+             # how many of them must sign. Written by `cairn policy add`.\n",
+        );
+        for c in &self.channels {
+            out.push_str(&format!(
+                "\n[[channel]]\nservice = {}\nchannel = {}\nkeys = [\n",
+                quote(&c.service),
+                quote(&c.channel)
+            ));
+            for key in &c.keys {
+                let comment = name_of(key)
+                    .map(|n| format!("  # {}", n.replace('\n', " ")))
+                    .unwrap_or_default();
+                out.push_str(&format!("  {},{comment}\n", quote(key.as_str())));
+            }
+            out.push_str(&format!("]\nthreshold = {}\n", c.threshold));
+        }
+        out
     }
 
     /// The entry for `service`/`channel`, if the policy has one.
@@ -198,6 +277,35 @@ mod tests {
         let entry = one_entry(&format!("\"{KEY_A_ID}\""), 1);
         let err = TrustPolicy::parse(&(entry.clone() + &entry), FILE).unwrap_err();
         assert!(err.to_string().contains("entry #2"), "{err}");
+    }
+
+    #[test]
+    fn add_writes_a_policy_that_parses_back() {
+        let (a, b) = (
+            KEY_A_ID.parse::<KeyId>().unwrap(),
+            KEY_B_ID.parse::<KeyId>().unwrap(),
+        );
+        let mut policy = TrustPolicy::default();
+        policy
+            .add("hello", "prod", std::slice::from_ref(&a), None, FILE)
+            .unwrap();
+        policy
+            .add("hello", "prod", &[a.clone(), b.clone()], Some(2), FILE)
+            .unwrap();
+        policy
+            .add("hello", "staging", std::slice::from_ref(&b), None, FILE)
+            .unwrap();
+        let text = policy.to_toml(|k| (k == &a).then(|| "ci".to_string()));
+        assert!(text.contains(&format!("\"{KEY_A_ID}\",  # ci")), "{text}");
+        let back = TrustPolicy::parse(&text, FILE).unwrap();
+        assert_eq!(back, policy);
+        let prod = back.entry("hello", "prod").unwrap();
+        assert_eq!((prod.keys.len(), prod.threshold), (2, 2));
+
+        let err = policy.add("hello", "prod", &[], Some(3), FILE).unwrap_err();
+        assert!(err.to_string().contains("threshold 3"), "{err}");
+        let err = TrustPolicy::default().add("hello", "prod", &[], None, FILE);
+        assert!(err.is_err(), "an entry without keys");
     }
 
     #[test]

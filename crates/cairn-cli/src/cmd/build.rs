@@ -20,7 +20,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use cairn_build::compare::Entry;
 use cairn_build::{BuildError, BuildOptions, Difference, Reporter};
 use cairn_digest::Digest;
@@ -29,8 +29,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use super::Workspace;
-use crate::cli::{BuildArgs, Global};
-use crate::output::emit;
+use crate::cli::{BuildArgs, Global, RecipeLocation};
+use crate::output::{emit, stderr_line, Detailed};
 
 #[derive(Serialize)]
 struct StepJson {
@@ -44,11 +44,7 @@ struct StepJson {
 
 pub async fn run(global: &Global, args: BuildArgs) -> Result<i32> {
     let ws = Workspace::open(global, super::Access::Create).await?;
-    let file = match (&args.file, &args.dir) {
-        (Some(f), _) => f.clone(),
-        (None, Some(d)) => d.join("cairn.toml"),
-        (None, None) => PathBuf::from("cairn.toml"),
-    };
+    let file = recipe_file(&args.recipe)?;
     let reporter = Arc::new(Live::new());
     let builder = ws.builder(&file)?.with_reporter(reporter.clone());
     let step = match args.step {
@@ -63,7 +59,7 @@ pub async fn run(global: &Global, args: BuildArgs) -> Result<i32> {
     reporter.bar.finish_and_clear();
     let report = match result {
         Ok(r) => r,
-        Err(e) => return failure(&ws.fs, e),
+        Err(e) => return failure(&ws.fs, e, global.json),
     };
     let steps: Vec<StepJson> = report
         .steps
@@ -83,34 +79,54 @@ pub async fn run(global: &Global, args: BuildArgs) -> Result<i32> {
     Ok(0)
 }
 
-/// Renders the errors that carry more than one line; the rest go to `main`.
-pub(crate) fn failure(fs: &FsStore, e: BuildError) -> Result<i32> {
-    match e {
-        BuildError::StepFailed { ref tail, .. } => {
-            eprintln!("error: {e}");
-            eprintln!("last {} lines of the log:", tail.len());
-            for line in tail {
-                eprintln!("  | {line}");
-            }
-            Ok(1)
-        }
-        BuildError::NotReproducible {
-            ref differences, ..
-        } => {
-            eprintln!("error: {e}");
-            for d in differences {
-                eprintln!(
-                    "  {}: cached {} != rebuilt {}",
-                    d.path,
-                    show(&d.before),
-                    show(&d.after)
-                );
-            }
-            diffoscope(fs, differences);
-            Ok(1)
-        }
-        e => Err(e.into()),
+/// The recipe file `-C`/`--file` name, or why there is none: the most
+/// common first mistake is running cairn outside the project.
+pub(crate) fn recipe_file(location: &RecipeLocation) -> Result<PathBuf> {
+    let file = location.path();
+    if file.exists() {
+        return Ok(file);
     }
+    if location.file.is_some() {
+        bail!("recipe file {} does not exist", file.display());
+    }
+    let dir = location.dir.clone().unwrap_or_else(|| PathBuf::from("."));
+    let shown = std::path::absolute(&dir).unwrap_or(dir);
+    bail!(
+        "no cairn.toml in {}: run cairn in the project's directory, or say where it is with -C DIR (or --file FILE)",
+        shown.display()
+    )
+}
+
+/// Gives the errors that carry more than one line their detail lines (a
+/// failed step's log tail, the differing files of `--check`); `main`
+/// renders them. With a terminal's text output, `diffoscope` (when
+/// installed) shows each differing file pair first.
+pub(crate) fn failure(fs: &FsStore, e: BuildError, json: bool) -> Result<i32> {
+    let details = match &e {
+        BuildError::StepFailed { tail, .. } => {
+            let mut lines = vec![format!("last {} lines of the log:", tail.len())];
+            lines.extend(tail.iter().map(|line| format!("| {line}")));
+            lines
+        }
+        BuildError::NotReproducible { differences, .. } => {
+            if !json {
+                diffoscope(fs, differences);
+            }
+            differences
+                .iter()
+                .map(|d| {
+                    format!(
+                        "{}: cached {} != rebuilt {}",
+                        d.path,
+                        show(&d.before),
+                        show(&d.after)
+                    )
+                })
+                .collect()
+        }
+        _ => return Err(e.into()),
+    };
+    Err(Detailed::new(e.to_string(), details).into())
 }
 
 fn show(entry: &Option<Entry>) -> String {
@@ -181,7 +197,7 @@ impl Live {
 
     fn line(&self, text: String) {
         if self.bar.is_hidden() {
-            eprintln!("{text}");
+            stderr_line(&text);
         } else {
             self.bar.println(text);
         }
@@ -190,6 +206,7 @@ impl Live {
 
 impl Reporter for Live {
     fn input_started(&self, input: &str) {
+        tracing::info!("resolving input `{input}`");
         self.bar.set_message(format!("resolving input {input}"));
     }
 
@@ -204,6 +221,7 @@ impl Reporter for Live {
     }
 
     fn step_started(&self, step: &str) {
+        tracing::info!("building step `{step}` in the sandbox");
         self.update(|s| s.running.push(step.to_owned()));
     }
 

@@ -23,6 +23,7 @@ struct Statement {
     sequence: u64,
     release: String,
     previous: Option<String>,
+    issued: Option<String>,
     expires: String,
     signed_by: Vec<String>,
 }
@@ -37,6 +38,7 @@ impl From<&Current> for Statement {
             sequence: s.sequence,
             release: s.release.to_string(),
             previous: s.previous.map(|d| d.to_string()),
+            issued: s.issued.map(rfc3339),
             expires: rfc3339(s.expires),
             signed_by: c
                 .envelope
@@ -54,8 +56,13 @@ fn rfc3339(t: OffsetDateTime) -> String {
 }
 
 fn text(s: &Statement) -> String {
+    let issued = s
+        .issued
+        .as_deref()
+        .map(|t| format!("\n  issued {t}"))
+        .unwrap_or_default();
     format!(
-        "{}/{} #{} -> release {}\n  statement {}\n  expires {}\n  signed by {}",
+        "{}/{} #{} -> release {}\n  statement {}{issued}\n  expires {}\n  signed by {}",
         s.service,
         s.channel,
         s.sequence,
@@ -85,7 +92,7 @@ pub async fn promote(
     images: super::image::ChannelImages,
 ) -> Result<i32> {
     let ws = super::Workspace::open(global, super::Access::Existing).await?;
-    let digest = ws.digest(release)?;
+    let digest = ws.digest(release).await?;
     // Images go out (by digest) before the channel moves; their tags after.
     let pushed = images.push(global, &ws, &digest, key).await?;
     let store = ws.store.clone();
@@ -118,7 +125,11 @@ pub async fn rollback(
     expires: Duration,
 ) -> Result<i32> {
     let ws = super::Workspace::open(global, super::Access::Existing).await?;
-    let to = to.map(|t| ws.digest(t)).transpose()?;
+    let to = match to {
+        Some(t) if super::resolve::parse(t).is_ok() => Some(ws.digest(t).await?),
+        Some(label) => Some(by_version(&ws.store, service, channel, label).await?),
+        None => None,
+    };
     let store = ws.store;
     let target = cairn_release::rollback_target(&store, service, channel, to).await?;
     let key = signing_key(global, key)?;
@@ -146,29 +157,8 @@ pub async fn run(global: &Global, cmd: ChannelCommand) -> Result<i32> {
             emit(global.json, &Statement::from(&cur), text);
         }
         ChannelCommand::History { service, channel } => {
-            let entries = cairn_release::history(&store, &service, &channel).await?;
-            let rows: Vec<serde_json::Value> = entries
-                .iter()
-                .map(|e| {
-                    serde_json::json!({
-                        "statement": e.digest.to_string(),
-                        "sequence": e.statement.sequence,
-                        "release": e.statement.release.to_string(),
-                        "expires": rfc3339(e.statement.expires),
-                    })
-                })
-                .collect();
-            emit(global.json, &rows, |rows| {
-                let line = |r: &serde_json::Value| {
-                    format!(
-                        "#{} {} (statement {})",
-                        r["sequence"],
-                        r["release"].as_str().unwrap_or(""),
-                        r["statement"].as_str().unwrap_or("")
-                    )
-                };
-                rows.iter().map(line).collect::<Vec<_>>().join("\n")
-            });
+            let rows = history_rows(global, &store, &service, &channel).await?;
+            emit(global.json, &rows, |rows| history_table(rows));
         }
         ChannelCommand::Sign {
             service,
@@ -286,4 +276,125 @@ async fn check_artifact(store: &Store, artifact: &Digest) -> Result<()> {
     cairn_tree::decode_directory(&bytes)
         .map_err(|e| anyhow::anyhow!("artifact {artifact} is not a tree: {e}"))?;
     Ok(())
+}
+
+/// One statement of `channel history`.
+#[derive(Serialize)]
+struct HistoryRow {
+    sequence: u64,
+    statement: String,
+    release: String,
+    /// The release's version label (absent if the store lacks the release).
+    version: Option<String>,
+    /// When the statement was made (absent in statements made before it
+    /// was recorded).
+    issued: Option<String>,
+    expires: String,
+    signed_by: Vec<Signer>,
+}
+
+#[derive(Serialize)]
+struct Signer {
+    key_id: String,
+    /// The key's name in the keys directory, where it is known there.
+    name: Option<String>,
+}
+
+async fn history_rows(
+    global: &Global,
+    store: &Store,
+    service: &str,
+    channel: &str,
+) -> Result<Vec<HistoryRow>> {
+    let names = key_names(global);
+    let entries = cairn_release::history(store, service, channel).await?;
+    let mut rows = Vec::with_capacity(entries.len());
+    for e in entries {
+        let s = &e.statement;
+        let version = match cairn_release::load_release(store, &s.release).await {
+            Ok(l) => Some(l.release.version),
+            Err(_) => None,
+        };
+        let signed_by = e
+            .envelope
+            .iter()
+            .flat_map(|env| &env.signatures)
+            .map(|sig| Signer {
+                name: names.get(&sig.keyid).cloned(),
+                key_id: sig.keyid.clone(),
+            })
+            .collect();
+        rows.push(HistoryRow {
+            sequence: s.sequence,
+            statement: e.digest.to_string(),
+            release: s.release.to_string(),
+            version,
+            issued: s.issued.map(rfc3339),
+            expires: rfc3339(s.expires),
+            signed_by,
+        });
+    }
+    Ok(rows)
+}
+
+/// Key id → key name, for the keys in the keys directory (none if it
+/// cannot be read: names are a convenience here).
+pub(crate) fn key_names(global: &Global) -> std::collections::HashMap<String, String> {
+    let Ok(dir) = cairn_keyring::keys_dir(global.keys.clone()) else {
+        return Default::default();
+    };
+    cairn_keyring::list(&dir)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|k| (k.key_id.to_string(), k.name))
+        .collect()
+}
+
+fn history_table(rows: &[HistoryRow]) -> String {
+    let mut lines = vec![format!(
+        "{:<5} {:<20} {:<20} {:<24} RELEASE",
+        "SEQ", "ISSUED", "VERSION", "SIGNED BY"
+    )];
+    for r in rows {
+        let signers: Vec<&str> = r
+            .signed_by
+            .iter()
+            .map(|s| s.name.as_deref().unwrap_or(&s.key_id))
+            .collect();
+        lines.push(format!(
+            "{:<5} {:<20} {:<20} {:<24} {}",
+            format!("#{}", r.sequence),
+            r.issued.as_deref().unwrap_or("-"),
+            r.version.as_deref().unwrap_or("(not in the store)"),
+            if signers.is_empty() {
+                "-".to_string()
+            } else {
+                signers.join(", ")
+            },
+            r.release
+        ));
+    }
+    lines.join("\n")
+}
+
+/// The release with version label `label` in the channel's history.
+async fn by_version(store: &Store, service: &str, channel: &str, label: &str) -> Result<Digest> {
+    let entries = cairn_release::history(store, service, channel).await?;
+    let mut versions = Vec::new();
+    for e in &entries {
+        let r = e.statement.release;
+        let Ok(loaded) = cairn_release::load_release(store, &r).await else {
+            continue;
+        };
+        if loaded.release.version == label {
+            return Ok(r);
+        }
+        if !versions.contains(&loaded.release.version) {
+            versions.push(loaded.release.version);
+        }
+    }
+    bail!(
+        "no release with version {label:?} in the history of {service}/{channel} (it has: {}); --to takes a version label, a digest or releases/<service>/<hex>",
+        versions.join(", ")
+    )
 }

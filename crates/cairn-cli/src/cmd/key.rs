@@ -37,12 +37,8 @@ pub fn run(global: &Global, cmd: KeyCommand) -> Result<i32> {
                 .collect();
             emit(global.json, &rows, |rows| {
                 let line = |r: &KeyRow| {
-                    format!(
-                        "{:<20} {} {}",
-                        r.name,
-                        r.key_id,
-                        if r.private { "(private)" } else { "" }
-                    )
+                    let private = if r.private { " (private)" } else { "" };
+                    format!("{:<20} {}{private}", r.name, r.key_id)
                 };
                 rows.iter().map(line).collect::<Vec<_>>().join("\n")
             });

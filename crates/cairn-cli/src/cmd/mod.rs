@@ -5,8 +5,10 @@ mod build;
 mod channel;
 mod image;
 mod key;
+mod policy;
 mod refs;
 mod release;
+mod resolve;
 mod server;
 mod store;
 mod verify;
@@ -17,7 +19,6 @@ pub use workspace::Workspace;
 use std::path::PathBuf;
 
 use anyhow::{bail, Result};
-use cairn_digest::{Digest, DigestRef};
 use cairn_store::{OpenOptions, Store};
 
 use crate::cli::{Cli, Command, Global};
@@ -33,6 +34,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Release(args) => release::run(&cli.global, args).await,
         Command::Verify(args) => verify::run(&cli.global, args).await,
         Command::Channel(cmd) => channel::run(&cli.global, cmd).await,
+        Command::Policy(cmd) => policy::run(&cli.global, cmd),
         Command::Promote {
             release,
             channel,
@@ -136,22 +138,4 @@ pub fn default_location() -> PathBuf {
             PathBuf::from(home).join(".local/share")
         });
     data.join("cairn/store")
-}
-
-/// Parses a digest argument; a bare `sha256:<hex>` gets its size from the
-/// local store.
-pub fn parse_digest(store: &Store, text: &str) -> Result<Digest> {
-    let r: DigestRef = text.parse()?;
-    if let Some(size) = r.size {
-        return Ok(r.with_size(size));
-    }
-    let Some(fs) = &store.local else {
-        bail!("digest {text} has no size; write it as sha256:<hex>/<size> for a remote store");
-    };
-    let probe = r.with_size(0);
-    let path = fs.blob_path(&probe);
-    match std::fs::metadata(&path) {
-        Ok(m) => Ok(r.with_size(m.len())),
-        Err(_) => bail!("blob {text} is not in the store"),
-    }
 }

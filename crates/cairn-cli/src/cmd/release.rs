@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use cairn_build::BuildOptions;
-use cairn_release::{create_release, load_release, release_ref, Built};
+use cairn_release::{create_release, load_release, release_ref, Built, BuiltInput};
 use cairn_store::Store;
 use cairn_transfer::Kind;
 use serde::Serialize;
@@ -47,13 +47,12 @@ pub async fn run(global: &Global, args: ReleaseArgs) -> Result<i32> {
     let key =
         cairn_keyring::load_signing(&cairn_keyring::keys_dir(global.keys.clone())?, &key_name)?;
     let reporter = Arc::new(Live::new());
-    let builder = ws
-        .builder(&args.recipe.path())?
-        .with_reporter(reporter.clone());
+    let recipe_path = super::build::recipe_file(&args.recipe)?;
+    let builder = ws.builder(&recipe_path)?.with_reporter(reporter.clone());
     let Some(release_spec) = builder.recipe().release.clone() else {
         bail!(
             "{} has no [release] table: nothing says which step is the artifact",
-            args.recipe.path().display()
+            recipe_path.display()
         );
     };
     let step = args.step.unwrap_or_else(|| release_spec.step.to_string());
@@ -62,7 +61,7 @@ pub async fn run(global: &Global, args: ReleaseArgs) -> Result<i32> {
     reporter.bar.finish_and_clear();
     let report = match built {
         Ok(r) => r,
-        Err(e) => return super::build::failure(&ws.fs, e),
+        Err(e) => return super::build::failure(&ws.fs, e, global.json),
     };
     let finished = OffsetDateTime::now_utc();
     let last = report.last();
@@ -74,11 +73,14 @@ pub async fn run(global: &Global, args: ReleaseArgs) -> Result<i32> {
         action: last.action_digest,
         inputs: inputs
             .into_iter()
-            .map(|i| match i.fetched {
-                Some((url, archive)) => (i.name.to_string(), archive, Some(url)),
-                None => (i.name.to_string(), i.tree, None),
+            .map(|i| BuiltInput {
+                name: i.name,
+                tree: i.tree,
+                fetched: i.fetched,
             })
             .collect(),
+        recipe: std::fs::read(&recipe_path)
+            .with_context(|| format!("reading {}", recipe_path.display()))?,
         builder_id: builder_id(),
         started,
         finished,
@@ -112,7 +114,7 @@ fn builder_id() -> String {
 
 async fn show(global: &Global, ws: &Workspace, text: &str) -> Result<i32> {
     let store: &Store = &ws.store;
-    let digest = ws.digest(text)?;
+    let digest = ws.digest(text).await?;
     let loaded = load_release(store, &digest)
         .await
         .with_context(|| format!("reading release {digest}"))?;
@@ -127,6 +129,14 @@ async fn show(global: &Global, ws: &Workspace, text: &str) -> Result<i32> {
         .created
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default();
+    let names = super::channel::key_names(global);
+    let named: Vec<String> = signers
+        .iter()
+        .map(|id| match names.get(id) {
+            Some(name) => format!("{name} ({id})"),
+            None => id.clone(),
+        })
+        .collect();
     let out = serde_json::json!({
         "release": digest.to_string(),
         "document": serde_json::from_slice::<serde_json::Value>(&loaded.envelope.payload)?,
@@ -141,7 +151,7 @@ async fn show(global: &Global, ws: &Workspace, text: &str) -> Result<i32> {
             r.action,
             r.provenance,
             r.run,
-            signers.join(", ")
+            named.join(", ")
         )
     });
     Ok(0)

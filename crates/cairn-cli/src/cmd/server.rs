@@ -1,4 +1,4 @@
-//! `cairn server` and `cairn server token create`.
+//! `cairn server` and `cairn server token create|list|revoke`.
 //!
 //! Serving: open the store (so a bad `--store` fails before listening),
 //! load the TLS certificate and key if given (same), bind, print the real
@@ -13,6 +13,7 @@ use anyhow::{bail, Context, Result};
 use cairn_server::{Scope, ServerConfig};
 use serde::Serialize;
 
+use super::Access;
 use crate::cli::{Global, ServerArgs, ServerCommand, TokenCommand};
 use crate::output::emit;
 
@@ -27,21 +28,31 @@ pub async fn run(global: &Global, args: ServerArgs) -> Result<i32> {
             scopes,
             tokens,
         })) => create_token(global, &name, &scopes, tokens).await,
+        Some(ServerCommand::Token(TokenCommand::List { tokens })) => {
+            list_tokens(global, tokens).await
+        }
+        Some(ServerCommand::Token(TokenCommand::Revoke { name, tokens })) => {
+            revoke_token(global, &name, tokens).await
+        }
         None => serve(global, args).await,
     }
 }
 
 /// `--tokens FILE`, else `tokens.toml` in the (local) store.
-async fn tokens_path(global: &Global, explicit: Option<PathBuf>) -> Result<Option<PathBuf>> {
+async fn tokens_path(
+    global: &Global,
+    explicit: Option<PathBuf>,
+    access: Access,
+) -> Result<Option<PathBuf>> {
     if explicit.is_some() {
         return Ok(explicit);
     }
-    let store = super::open_store(global, super::Access::Create).await?;
+    let store = super::open_store(global, access).await?;
     Ok(store.local.as_ref().map(|fs| fs.root().join(TOKENS_FILE)))
 }
 
 async fn serve(global: &Global, args: ServerArgs) -> Result<i32> {
-    let store = super::open_store(global, super::Access::Create).await?;
+    let store = super::open_store(global, Access::Create).await?;
     let tokens = match args.tokens {
         Some(t) => Some(t),
         None => store.local.as_ref().map(|fs| fs.root().join(TOKENS_FILE)),
@@ -99,9 +110,7 @@ async fn create_token(
     tokens: Option<PathBuf>,
 ) -> Result<i32> {
     let scopes: Vec<Scope> = scopes.iter().map(|s| s.parse()).collect::<Result<_, _>>()?;
-    let Some(file) = tokens_path(global, tokens).await? else {
-        bail!("the store is not a local directory; give --tokens FILE");
-    };
+    let file = token_file(global, tokens, Access::Create).await?;
     let token = cairn_server::tokens::create(&file, name, &scopes)?;
     let created = CreatedToken {
         name: name.into(),
@@ -110,9 +119,45 @@ async fn create_token(
         file,
     };
     emit(global.json, &created, |c| c.token.clone());
-    eprintln!(
+    crate::output::stderr_line(&format!(
         "token {name:?} added to {}; it is shown only this once",
         created.file.display()
-    );
+    ));
+    Ok(0)
+}
+
+/// The tokens file a token command works on, or why there is none.
+/// Creating a token may start the store; listing or revoking needs one.
+async fn token_file(global: &Global, tokens: Option<PathBuf>, access: Access) -> Result<PathBuf> {
+    match tokens_path(global, tokens, access).await? {
+        Some(file) => Ok(file),
+        None => bail!("the store is not a local directory; give --tokens FILE"),
+    }
+}
+
+async fn list_tokens(global: &Global, tokens: Option<PathBuf>) -> Result<i32> {
+    let file = token_file(global, tokens, Access::Existing).await?;
+    let listed = cairn_server::tokens::list(&file)?;
+    emit(global.json, &listed, |rows| {
+        if rows.is_empty() {
+            return format!("no tokens in {}", file.display());
+        }
+        let mut lines = vec![format!("{:<24} SCOPES", "NAME")];
+        lines.extend(
+            rows.iter()
+                .map(|t| format!("{:<24} {}", t.name, t.scopes.join(" "))),
+        );
+        lines.join("\n")
+    });
+    Ok(0)
+}
+
+async fn revoke_token(global: &Global, name: &str, tokens: Option<PathBuf>) -> Result<i32> {
+    let file = token_file(global, tokens, Access::Existing).await?;
+    cairn_server::tokens::revoke(&file, name)?;
+    let out = serde_json::json!({ "revoked": name, "file": file });
+    emit(global.json, &out, |_| {
+        format!("revoked token {name:?} in {}", file.display())
+    });
     Ok(0)
 }

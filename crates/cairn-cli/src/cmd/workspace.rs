@@ -15,12 +15,13 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use cairn_build::Builder;
-use cairn_digest::{Digest, DigestRef};
+use cairn_digest::Digest;
 use cairn_store::{FsStore, RefName, Store, StoreError, StoreUrl};
 use cairn_transfer::{copy_closure, CopyOptions, Kind};
 
 use super::Access;
 use crate::cli::Global;
+use crate::reporter::Transfer;
 
 /// The store `--store` names and the local store in front of it.
 pub struct Workspace {
@@ -97,16 +98,18 @@ impl Workspace {
     /// Copies what `root` reaches from the remote into the cache.
     pub async fn pull(&self, root: Digest, kind: Kind) -> Result<()> {
         if self.is_remote() {
-            copy_closure(
+            let progress = Transfer::new(&format!("fetching {root} from {}", self.url));
+            let copied = copy_closure(
                 &self.store,
                 &self.cache,
                 root,
                 kind,
                 &CopyOptions::default(),
-                &(),
+                &progress,
             )
-            .await
-            .with_context(|| format!("copying {root} from {} to the cache", self.url))?;
+            .await;
+            progress.finish();
+            copied.with_context(|| format!("copying {root} from {} to the cache", self.url))?;
         }
         Ok(())
     }
@@ -114,16 +117,18 @@ impl Workspace {
     /// Copies what `root` reaches from the cache to the remote.
     pub async fn push(&self, root: Digest, kind: Kind) -> Result<()> {
         if self.is_remote() {
-            copy_closure(
+            let progress = Transfer::new(&format!("uploading {root} to {}", self.url));
+            let copied = copy_closure(
                 &self.cache,
                 &self.store,
                 root,
                 kind,
                 &CopyOptions::whole_files(),
-                &(),
+                &progress,
             )
-            .await
-            .with_context(|| format!("copying {root} to {}", self.url))?;
+            .await;
+            progress.finish();
+            copied.with_context(|| format!("copying {root} to {}", self.url))?;
         }
         Ok(())
     }
@@ -155,15 +160,19 @@ impl Workspace {
         }
     }
 
-    /// Parses a digest argument; a bare `sha256:<hex>` gets its size from
-    /// the local store (the cache, for a remote store).
-    pub fn digest(&self, text: &str) -> Result<Digest> {
-        let parsed = super::parse_digest(&self.cache, text);
-        let sizeless = || text.parse::<DigestRef>().is_ok_and(|r| r.size.is_none());
-        if parsed.is_err() && self.is_remote() && sizeless() {
-            bail!("{text} has no size and is not in the local cache; write it as sha256:<hex>/<size> for a remote store");
+    /// Resolves a digest argument (see [`super::resolve`]): a bare
+    /// `sha256:<hex>` gets its size from the cache or the store.
+    pub async fn digest(&self, text: &str) -> Result<Digest> {
+        super::resolve::resolve(&self.cache, &self.store, self.url_for_messages(), text).await
+    }
+
+    /// `--store` as given, or what the default store is, for messages.
+    pub fn url_for_messages(&self) -> &str {
+        if self.url.is_empty() {
+            "(the default store)"
+        } else {
+            &self.url
         }
-        parsed
     }
 
     /// Refuses a maintenance command on a remote store, naming where it runs.
@@ -241,9 +250,13 @@ mod tests {
             store: ws.store.clone(),
             ..workspace(&tmp.path().join("b"))
         };
-        assert!(fresh.digest(&digest.to_string()).is_err());
+        // The remote says the size of a digest printed without it.
+        assert_eq!(fresh.digest(&digest.to_string()).await.unwrap(), digest);
         fresh.pull(digest, Kind::Leaf).await.unwrap();
-        assert_eq!(fresh.digest(&digest.to_string()).unwrap(), digest);
+        assert_eq!(fresh.digest(&digest.to_string()).await.unwrap(), digest);
+        let absent = Digest::of(b"absent").to_string();
+        let err = fresh.digest(&absent).await.unwrap_err().to_string();
+        assert!(err.contains("is not in the store mem://remote"), "{err}");
     }
 
     #[test]

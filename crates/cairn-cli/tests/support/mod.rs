@@ -10,9 +10,22 @@ use std::process::{Child, Command, Output, Stdio};
 
 /// Checks a refusal: the command exited with `code`, printed nothing on
 /// stdout, and said why on stderr in one line (`error: …`, after any
-/// progress lines) containing `needle`. Returns that line.
+/// progress lines; with `--json`, one JSON object whose `error` and
+/// `exit_code` agree) containing `needle`. Returns that line.
 pub fn refused(out: &Output, code: i32, needle: &str) -> String {
     let stderr = String::from_utf8_lossy(&out.stderr);
+    if let Ok(json) = serde_json::from_str::<serde_json::Value>(stderr.trim()) {
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "exit status; stderr: {stderr}"
+        );
+        assert!(out.stdout.is_empty(), "a refusal printed on stdout");
+        assert_eq!(json["exit_code"], code, "{stderr}");
+        let error = json["error"].as_str().expect("an error message");
+        assert!(error.contains(needle), "{needle:?} not in: {error}");
+        return format!("error: {error}");
+    }
     assert_eq!(
         out.status.code(),
         Some(code),

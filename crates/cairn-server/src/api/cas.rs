@@ -1,8 +1,10 @@
 //! Bazel's HTTP remote cache, content half: `GET/HEAD/PUT /cas/<hex>`.
 //!
 //! Bazel names CAS blobs by hash alone, so a GET must find the size before
-//! it can build a [`Digest`] and verify what it serves: a local store
-//! knows it from the blob file's length ([`blob_size`]). An upload's size
+//! it can build a [`Digest`] and verify what it serves: the store says it
+//! ([`blob_size`]: a local file's length, an S3 object's size). The same
+//! `HEAD` is how a cairn client resolves a digest printed without its
+//! size. An upload's size
 //! is its `Content-Length`; bytes that do not hash to the name are refused
 //! with 400 and nothing is stored.
 
@@ -31,7 +33,7 @@ pub async fn get(
     Path(hash): Path<String>,
 ) -> Result<Response, ApiError> {
     state.auth.check(&headers, &Scope::Read)?;
-    let digest = match blob_size(&state.store, parse_hash(&hash)?)? {
+    let digest = match blob_size(&state.store, parse_hash(&hash)?).await? {
         Some(d) => d,
         None => return Ok(miss(&state)),
     };
@@ -73,7 +75,7 @@ pub async fn head(
     Path(hash): Path<String>,
 ) -> Result<Response, ApiError> {
     state.auth.check(&headers, &Scope::Read)?;
-    match blob_size(&state.store, parse_hash(&hash)?)? {
+    match blob_size(&state.store, parse_hash(&hash)?).await? {
         Some(d) => Ok(blob_response(None, d.size())),
         None => Ok(StatusCode::NOT_FOUND.into_response()),
     }
@@ -109,22 +111,11 @@ fn miss(state: &crate::State) -> Response {
     (StatusCode::NOT_FOUND, "").into_response()
 }
 
-/// The full digest of the blob with this hash, if the store has it.
-///
-/// Only a local store can answer by hash alone (the blob file's length);
-/// other backends are addressed by full digest, so for them Bazel's
-/// hash-only GETs report a miss (logged once per request at debug level).
-pub fn blob_size(store: &Store, hash: &str) -> Result<Option<Digest>, ApiError> {
-    let Some(fs) = &store.local else {
-        tracing::debug!("store is not local; cannot look a blob up by hash alone");
-        return Ok(None);
-    };
+/// The full digest of the blob with this hash, if the store has it: the
+/// store's own answer ([`cairn_store::BlobStore::lookup`]: a local file's
+/// length, an S3 object's size), so Bazel's hash-only paths and cairn's
+/// size-less digests work over every backend.
+pub async fn blob_size(store: &Store, hash: &str) -> Result<Option<Digest>, ApiError> {
     let probe = Digest::from_hex(hash, 0).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    match std::fs::metadata(fs.blob_path(&probe)) {
-        Ok(m) => Ok(Some(
-            Digest::from_hex(hash, m.len()).expect("checked above"),
-        )),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(ApiError::Internal(format!("stat of blob {hash}: {e}"))),
-    }
+    Ok(store.blobs.lookup(probe.hash()).await?)
 }

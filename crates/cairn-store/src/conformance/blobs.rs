@@ -42,8 +42,20 @@ pub async fn blobs(store: &dyn BlobStore) {
         "a refused put stored something"
     );
 
+    assert_eq!(
+        store.lookup(a.hash()).await.unwrap(),
+        Some(a),
+        "lookup by hash alone gives the full digest"
+    );
+    assert_eq!(
+        store.lookup(b.hash()).await.unwrap(),
+        None,
+        "lookup of absent blob"
+    );
+
     let empty = store.put_bytes(Vec::new()).await.unwrap();
     assert_eq!(store.get_bytes(&empty).await.unwrap(), b"");
+    assert_eq!(store.lookup(empty.hash()).await.unwrap(), Some(empty));
     store.flush().await.unwrap();
 }
 

@@ -36,6 +36,7 @@ pub async fn forwards_blobs(wrap: impl FnOnce(Arc<dyn BlobStore>) -> Arc<dyn Blo
     };
     check("has_many", wrapper.has_many(&[a]).await.map(drop));
     check("get", wrapper.get(&a).await.map(drop));
+    check("lookup", wrapper.lookup(a.hash()).await.map(drop));
     let bytes = Box::pin(std::io::Cursor::new(b"chunk b".to_vec()));
     check("put", wrapper.put(&b, bytes).await);
     let many = vec![(a, b"chunk a".to_vec()), (b, b"chunk b".to_vec())];
@@ -69,6 +70,11 @@ impl BlobStore for Recorder {
     async fn get(&self, digest: &Digest) -> Result<Option<BlobReader>> {
         self.note("get");
         self.inner.get(digest).await
+    }
+
+    async fn lookup(&self, hash: &[u8; 32]) -> Result<Option<Digest>> {
+        self.note("lookup");
+        self.inner.lookup(hash).await
     }
 
     async fn put(&self, digest: &Digest, data: BlobReader) -> Result<()> {

@@ -39,6 +39,17 @@ impl FsStore {
         std::fs::metadata(self.blob_path(digest)).is_ok_and(|m| m.len() == digest.size())
     }
 
+    /// The full digest of the blob with this hash, from its file's length;
+    /// `None` if absent.
+    pub fn lookup_sync(&self, hash: &[u8; 32]) -> Result<Option<Digest>> {
+        let path = self.blob_path(&Digest::from_parts(*hash, 0));
+        match std::fs::metadata(&path) {
+            Ok(m) => Ok(Some(Digest::from_parts(*hash, m.len()))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StoreError::io("looking up", path, e)),
+        }
+    }
+
     /// Opens a blob for reading, unverified; `None` if absent.
     pub fn open_blob(&self, digest: &Digest) -> Result<Option<File>> {
         let path = self.blob_path(digest);
@@ -269,6 +280,10 @@ impl BlobStore for FsStore {
 
     async fn flush(&self) -> Result<()> {
         self.sync()
+    }
+
+    async fn lookup(&self, hash: &[u8; 32]) -> Result<Option<Digest>> {
+        self.lookup_sync(hash)
     }
 
     async fn has_closures(&self, roots: &[(Digest, Kind)]) -> Result<Option<Vec<bool>>> {

@@ -162,6 +162,28 @@ impl BlobStore for HttpStore {
         Ok(Some(answer))
     }
 
+    /// `HEAD /cas/<hex>` (Bazel's path, which names a blob by hash alone):
+    /// the server answers with the blob's length.
+    #[instrument(skip_all)]
+    async fn lookup(&self, hash: &[u8; 32]) -> Result<Option<Digest>> {
+        let probe = Digest::from_parts(*hash, 0);
+        let what = format!("looking up blob sha256:{}", probe.hex());
+        let path = format!("/cas/{}", probe.hex());
+        let response = self.send(self.request(Method::HEAD, &path), &what).await?;
+        match response.status() {
+            s if is_not_found(s) => Ok(None),
+            s if s.is_success() => {
+                let size = response
+                    .headers()
+                    .get(header::CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+                    .ok_or_else(|| self.malformed(&what, "no Content-Length".into()))?;
+                Ok(Some(Digest::from_parts(*hash, size)))
+            }
+            _ => Err(self.failure(&what, response).await),
+        }
+    }
+
     #[instrument(skip_all, fields(digest = %digest))]
     async fn get(&self, digest: &Digest) -> Result<Option<BlobReader>> {
         let what = format!("getting blob {digest}");

@@ -97,7 +97,7 @@ impl HttpStore {
         }
         let what = match &self.token {
             Some(_) => "checking the token for reading",
-            None => "reading without a token (give one with --token or CAIRN_TOKEN)",
+            None => "reading without a token",
         };
         let rb = self
             .request(Method::POST, "/v1/blobs/missing")
@@ -140,7 +140,7 @@ impl HttpStore {
 
     /// The error for an unexpected answer: its status and the server's
     /// message (the `error` of a JSON body, or a short plain-text body;
-    /// never an HTML page).
+    /// never an HTML page), and for a 401 how to give a token.
     async fn failure_of(&self, what: &str, response: Response) -> RemoteError {
         let status = response.status();
         let text = response.text().await.unwrap_or_default();
@@ -152,9 +152,14 @@ impl HttpStore {
                 let plain = !line.is_empty() && line.len() <= 200 && !line.contains(['<', '\n']);
                 plain.then(|| line.to_string())
             });
+        let hint = if status == StatusCode::UNAUTHORIZED {
+            " (give a token with --token or CAIRN_TOKEN)"
+        } else {
+            ""
+        };
         let detail = match message {
-            Some(m) => format!("{status}: {m}"),
-            None => status.to_string(),
+            Some(m) => format!("{status}: {m}{hint}"),
+            None => format!("{status}{hint}"),
         };
         RemoteError {
             kind: status_kind(status),

@@ -112,6 +112,15 @@ impl BlobStore for S3Store {
             .await
     }
 
+    async fn lookup(&self, hash: &[u8; 32]) -> Result<Option<Digest>> {
+        let probe = Digest::from_parts(*hash, 0);
+        match self.objects.head(&blob_path(&probe)).await {
+            Ok(meta) => Ok(Some(Digest::from_parts(*hash, meta.size))),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.error(format!("looking up blob sha256:{}", probe.hex()), e)),
+        }
+    }
+
     /// Checks every blob first (a mismatch is refused before anything is
     /// sent), then puts them 16 at a time: S3 has no batch
     /// upload, but it has no limit on parallel ones either.

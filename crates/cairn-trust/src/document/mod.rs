@@ -157,6 +157,15 @@ pub struct ChannelStatement {
     /// After this instant the statement must not be acted upon.
     #[serde(with = "time::serde::rfc3339")]
     pub expires: OffsetDateTime,
+    /// When the statement was made, for people reading the channel's
+    /// history (absent in statements made before it was recorded). Not
+    /// used for any trust decision: the sequence number orders statements.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
+    pub issued: Option<OffsetDateTime>,
 }
 
 impl Document for ChannelStatement {

@@ -55,7 +55,7 @@ pub async fn run(global: &Global, cmd: ImageCommand) -> Result<i32> {
             registry,
         } => {
             let ws = Workspace::open(global, Access::Existing).await?;
-            let digest = ws.digest(&release)?;
+            let digest = ws.digest(&release).await?;
             let reference = Reference::parse(&reference)?;
             let config = registry_config(&registry)?;
             let pushed =
@@ -138,7 +138,7 @@ async fn build(
     config: &RegistryConfig,
 ) -> Result<i32> {
     let ws = Workspace::open(global, Access::Existing).await?;
-    let digest = ws.digest(release)?;
+    let digest = ws.digest(release).await?;
     let loaded = load(&ws, &digest).await?;
     let out = output.unwrap_or_else(|| PathBuf::from(format!("{}.oci", loaded.release.service)));
     let (exported, _) = export_release(&ws, &digest, &loaded, options, config, &out).await?;

@@ -14,7 +14,7 @@ const VERIFY_FIRST_LIMIT: u64 = 64 << 20;
 
 pub async fn run(ws: &Workspace, text: &str) -> Result<i32> {
     let store = &ws.store;
-    let digest = ws.digest(text)?;
+    let digest = ws.digest(text).await?;
     let mut stdout = tokio::io::stdout();
     if digest.size() <= VERIFY_FIRST_LIMIT {
         let bytes = store.blobs.get_bytes(&digest).await?;

@@ -26,8 +26,9 @@ pub async fn run(
     dir: &Path,
     copy: bool,
 ) -> Result<i32> {
-    let digest = ws.digest(text)?;
+    let digest = ws.digest(text).await?;
     ws.pull(digest, Kind::Tree).await?;
+    super::require_tree(ws, &digest)?;
     let progress = Progress::new("checking out", None);
     let files = materialize(&ws.fs, &digest, dir, MaterializeOptions { copy }, &progress);
     progress.finish();

@@ -1,5 +1,7 @@
-//! `cairn store ls DIGEST`: a tree's entries, one per line (from a remote
-//! store: after copying the tree into the local cache).
+//! `cairn store ls DIGEST`: a tree's entries, one per line: kind, size,
+//! digest, path (last, so the columns line up; a symlink shows its
+//! target). From a remote store: after copying the tree into the local
+//! cache.
 
 use anyhow::Result;
 use cairn_digest::Digest;
@@ -24,8 +26,9 @@ struct Entry {
 }
 
 pub async fn run(global: &Global, ws: &Workspace, text: &str, recursive: bool) -> Result<i32> {
-    let digest = ws.digest(text)?;
+    let digest = ws.digest(text).await?;
     ws.pull(digest, Kind::Tree).await?;
+    super::require_tree(ws, &digest)?;
     let tree = load_tree(&ws.fs, &digest)?;
     let mut entries = Vec::new();
     tree.walk(|dir_path, depth, dir| {
@@ -77,16 +80,14 @@ pub async fn run(global: &Global, ws: &Workspace, text: &str, recursive: bool) -
     emit(global.json, &entries, |entries| {
         entries
             .iter()
-            .map(|e| match (&e.target, &e.digest) {
-                (Some(t), _) => format!("link  {:>10}  {} -> {t}", "", e.path),
-                (None, Some(d)) => format!(
-                    "{:<4}  {:>10}  {}  {}",
-                    e.kind,
-                    e.size.map(|s| s.to_string()).unwrap_or_default(),
-                    e.path,
-                    d
-                ),
-                (None, None) => format!("{:<4}  {:>10}  {}", e.kind, "", e.path),
+            .map(|e| {
+                let size = e.size.map(|s| s.to_string()).unwrap_or_default();
+                let digest = e.digest.as_deref().unwrap_or("-");
+                let path = match &e.target {
+                    Some(t) => format!("{} -> {t}", e.path),
+                    None => e.path.clone(),
+                };
+                format!("{:<4}  {size:>10}  {digest:<71}  {path}", e.kind)
             })
             .collect::<Vec<_>>()
             .join("\n")

@@ -12,7 +12,8 @@ mod gc;
 mod ls;
 mod verify;
 
-use anyhow::Result;
+use anyhow::{bail, Result};
+use cairn_digest::Digest;
 
 use super::{Access, Workspace};
 use crate::cli::{Global, StoreCommand};
@@ -35,4 +36,17 @@ pub async fn run(global: &Global, cmd: StoreCommand) -> Result<i32> {
         StoreCommand::Gc { dry_run, grace } => gc::run(global, &ws, grace, dry_run).await,
         StoreCommand::Copy { digest, to, kind } => copy::run(global, &ws, &digest, &to, kind).await,
     }
+}
+
+/// Refuses a blob that is not a directory (`ls`, `checkout` of a file)
+/// with what it is and how to see it, rather than a decoding error. The
+/// blob must be in the cache already.
+fn require_tree(ws: &Workspace, digest: &Digest) -> Result<()> {
+    let Some(bytes) = ws.fs.read_blob_sync(digest)? else {
+        return Ok(()); // absent: the caller's read says so
+    };
+    if cairn_tree::decode_directory(&bytes).is_err() {
+        bail!("{digest} is a file, not a tree: `cairn store cat {digest}` prints it");
+    }
+    Ok(())
 }
