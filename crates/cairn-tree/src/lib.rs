@@ -21,9 +21,11 @@ pub mod proto;
 
 mod directory;
 mod path;
+mod prefix;
 
 pub use directory::{
     decode_directory, directory_digest, encode_directory, validate_directory, DirectoryBuilder,
     TreeError,
 };
 pub use path::{symlink_target_stays_inside, validate_name, NameError};
+pub use prefix::could_begin_directory;
