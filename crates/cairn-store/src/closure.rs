@@ -17,9 +17,9 @@ use std::collections::{HashMap, HashSet};
 use cairn_digest::Digest;
 use futures::{StreamExt, TryStreamExt};
 
-use crate::blob::{BlobStore, BlobStoreExt};
+use crate::blob::BlobStore;
 use crate::error::{Result, StoreError};
-use crate::reach::{edges, names_nothing, Kind};
+use crate::reach::{blob_edges, Node};
 
 /// The most blobs one answer visits. Past it, every root is reported
 /// incomplete: a correct answer ("not known complete") that makes the
@@ -35,9 +35,6 @@ const READS_IN_FLIGHT: usize = 16;
 
 /// Digests per `has_many` call for the leaves.
 const HAS_BATCH: usize = 10_000;
-
-/// A blob and how its edges are read.
-type Node = (Digest, Kind);
 
 /// For each root, whether `blobs` holds it and everything it reaches.
 pub async fn has_closures(blobs: &dyn BlobStore, roots: &[Node]) -> Result<Vec<bool>> {
@@ -64,8 +61,8 @@ struct Walked {
     leaves: HashSet<Digest>,
 }
 
-fn is_leaf(&(digest, kind): &Node) -> bool {
-    names_nothing(&digest, kind)
+fn is_leaf(&(_, kind): &Node) -> bool {
+    kind.is_leaf()
 }
 
 /// Reads every interior blob below the roots, a frontier at a time.
@@ -94,8 +91,8 @@ async fn walk(blobs: &dyn BlobStore, roots: &[Node]) -> Result<Option<Walked>> {
         }
         let read: Vec<(Node, Option<Vec<Node>>)> = futures::stream::iter(to_read)
             .map(|node| async move {
-                match blobs.get_bytes(&node.0).await {
-                    Ok(bytes) => Ok((node, Some(edges(&bytes, node.1)))),
+                match blob_edges(blobs, &node.0, node.1).await {
+                    Ok(edges) => Ok((node, Some(edges))),
                     Err(StoreError::NotFound(_) | StoreError::Corrupt { .. }) => Ok((node, None)),
                     Err(e) => Err(e),
                 }

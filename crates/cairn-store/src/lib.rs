@@ -28,6 +28,7 @@ pub mod blob;
 pub mod closure;
 #[cfg(feature = "test-support")]
 pub mod conformance;
+pub mod dangling;
 pub mod error;
 pub mod fs;
 pub mod gc;
@@ -37,6 +38,7 @@ pub mod memory;
 pub mod moto;
 pub mod reach;
 pub mod refs;
+pub mod roots;
 pub mod s3;
 mod transport;
 mod url;

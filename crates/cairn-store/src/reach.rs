@@ -1,12 +1,27 @@
-//! Which blobs the refs reach: the live set garbage collection keeps.
+//! What a blob names: the edges every walk of the store follows.
 //!
-//! Roots are every ref. Edges are followed through the formats cairn
-//! stores: tree `Directory` messages (files and subdirectories), REAPI
-//! `Action` and `ActionResult` messages, and JSON documents (including the
-//! payload of a DSSE envelope), in which any `{"hash": "sha256:…", "size": N}`
-//! object names a blob. A blob of unknown type is tried as each of these.
+//! Garbage collection (what is live), copies (what a closure is) and the
+//! completeness answer a server gives a copy (what "whole" means) all walk
+//! with [`blob_edges`], so a client and a server agree on a closure.
 //!
-//! The scan is conservative: a blob that merely looks like one of these
+//! Edges are found by what a blob *is*, never by its size:
+//!
+//! * a [`Kind::Tree`] is a `Directory` message, decoded whatever its size
+//!   (a directory of 120,000 entries is 8 MiB; nothing bounds it);
+//! * a [`Kind::Leaf`] (a file's content, a chunk) names nothing and is
+//!   never read;
+//! * a [`Kind::Unknown`] blob is one a document names by
+//!   `{"hash": "sha256:…", "size": N}`: it may be a directory, another
+//!   document, a REAPI `Action` or `ActionResult`, or plain data. Up to
+//!   [`MAX_DOCUMENT`] it is tried as each. A larger one is read only as far
+//!   as it takes to rule a directory out ([`could_begin_directory`] on its
+//!   first [`SNIFF_BYTES`]); if it may be one, it is decoded whole as a
+//!   directory. So a release whose artifact is a huge directory keeps all of
+//!   it, and a gigabyte of data named by a document costs a walk 64 KiB.
+//!   Documents and REAPI messages larger than [`MAX_DOCUMENT`] are data:
+//!   cairn writes none (refs are at most 1 MiB, its documents a few KiB).
+//!
+//! Edges are conservative: a blob that merely looks like one of these
 //! formats keeps what it seems to name alive. Keeping too much is safe;
 //! deleting a live blob is not.
 
@@ -14,15 +29,25 @@ use std::collections::HashSet;
 
 use base64::Engine as _;
 use cairn_digest::Digest;
+use cairn_tree::could_begin_directory;
 use cairn_tree::proto::{self, Action, ActionResult};
+use futures::{StreamExt, TryStreamExt};
 use prost::Message;
+use tokio::io::AsyncReadExt;
 
-use crate::blob::{BlobStore, BlobStoreExt};
+use crate::blob::{read_error, BlobStore, BlobStoreExt};
 use crate::error::{Result, StoreError};
-use crate::refs::RefStore;
 
-/// Blobs larger than this are never parsed for references (they are data).
-pub const MAX_SCANNED_BLOB: u64 = 8 << 20;
+/// Blobs of unknown kind larger than this are parsed only as directories
+/// (documents and REAPI messages are never this large).
+pub const MAX_DOCUMENT: u64 = 8 << 20;
+
+/// How much of a large blob of unknown kind is read to rule out that it is
+/// a directory.
+pub const SNIFF_BYTES: u64 = 64 << 10;
+
+/// Blobs read at once while walking.
+const READS_IN_FLIGHT: usize = 16;
 
 /// What a blob is known to be, which decides how its edges are found.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Hash, serde::Serialize, serde::Deserialize)]
@@ -36,51 +61,71 @@ pub enum Kind {
     Unknown,
 }
 
-/// Whether a blob of `kind` names nothing to follow without reading it: a
-/// leaf, or a blob too large to be scanned. Every walk (gc, copies, the
-/// completeness answer) applies this one rule, so a client and a server
-/// agree on what a closure is.
-pub fn names_nothing(digest: &Digest, kind: Kind) -> bool {
-    kind == Kind::Leaf || digest.size() > MAX_SCANNED_BLOB
-}
-
-/// The hashes of every blob reachable from any ref.
-pub async fn reachable(blobs: &dyn BlobStore, refs: &dyn RefStore) -> Result<HashSet<[u8; 32]>> {
-    let mut live = HashSet::new();
-    let mut queue: Vec<(Digest, Kind)> = Vec::new();
-    for name in refs.list("").await? {
-        if let Some(v) = refs.get(&name).await? {
-            queue.extend(references_in_value(&v.value));
-        }
+impl Kind {
+    /// Whether a walk never reads a blob of this kind (it names nothing).
+    /// Every walk (gc, copies, the completeness answer) asks this one
+    /// question, so a client and a server agree on what a closure is.
+    pub fn is_leaf(self) -> bool {
+        self == Kind::Leaf
     }
-    while let Some((digest, kind)) = queue.pop() {
-        if !live.insert(*digest.hash()) || names_nothing(&digest, kind) {
-            continue;
-        }
-        let bytes = match blobs.get_bytes(&digest).await {
-            Ok(b) => b,
-            // A missing or corrupt blob has no edges we can trust; keep its
-            // name in the live set and go on (verify reports it).
-            Err(StoreError::NotFound(_) | StoreError::Corrupt { .. }) => continue,
-            Err(e) => return Err(e),
+
+    /// Whether reading a blob as `self` finds every edge that reading it as
+    /// `other` finds: a leaf is not read at all, and an unknown blob is
+    /// tried as a directory before anything else.
+    pub fn covers(self, other: Kind) -> bool {
+        let rank = |k| match k {
+            Kind::Leaf => 0,
+            Kind::Tree => 1,
+            Kind::Unknown => 2,
         };
-        queue.extend(edges(&bytes, kind));
+        rank(self) >= rank(other)
     }
-    Ok(live)
 }
 
-/// The blobs one blob of `kind` names directly (empty for a leaf), as used
-/// by garbage collection and by copying a closure between stores.
-pub fn edges(bytes: &[u8], kind: Kind) -> Vec<(Digest, Kind)> {
+/// A blob and how its edges are read.
+pub type Node = (Digest, Kind);
+
+/// The blobs `digest`, read as `kind`, names directly (empty for a leaf,
+/// and for bytes that are none of cairn's formats). Fails with
+/// [`StoreError::NotFound`] if the blob is absent and
+/// [`StoreError::Corrupt`] if what was read does not match its digest.
+pub async fn blob_edges(blobs: &dyn BlobStore, digest: &Digest, kind: Kind) -> Result<Vec<Node>> {
     match kind {
-        Kind::Leaf => Vec::new(),
-        Kind::Tree => directory_edges(bytes).unwrap_or_default(),
-        Kind::Unknown => references_in_value(bytes),
+        Kind::Leaf => Ok(Vec::new()),
+        Kind::Tree => Ok(directory_edges(&blobs.get_bytes(digest).await?).unwrap_or_default()),
+        Kind::Unknown if digest.size() <= MAX_DOCUMENT => {
+            Ok(references_in(&blobs.get_bytes(digest).await?))
+        }
+        Kind::Unknown => large_unknown_edges(blobs, digest).await,
     }
 }
 
-/// Edges out of a ref value or a blob of unknown type.
-fn references_in_value(bytes: &[u8]) -> Vec<(Digest, Kind)> {
+/// A blob of unknown kind over [`MAX_DOCUMENT`]: a directory or data.
+async fn large_unknown_edges(blobs: &dyn BlobStore, digest: &Digest) -> Result<Vec<Node>> {
+    let mut reader = blobs
+        .get(digest)
+        .await?
+        .ok_or(StoreError::NotFound(*digest))?;
+    let mut bytes = Vec::with_capacity(SNIFF_BYTES as usize);
+    (&mut reader)
+        .take(SNIFF_BYTES)
+        .read_to_end(&mut bytes)
+        .await
+        .map_err(|e| read_error(digest, e))?;
+    if !could_begin_directory(&bytes, digest.size()) {
+        return Ok(Vec::new());
+    }
+    // It may be a directory: read it whole (verified at its end).
+    reader
+        .read_to_end(&mut bytes)
+        .await
+        .map_err(|e| read_error(digest, e))?;
+    Ok(directory_edges(&bytes).unwrap_or_default())
+}
+
+/// Edges out of a ref value or a small blob of unknown kind: a directory,
+/// a JSON document, or a REAPI `ActionResult` or `Action`.
+pub fn references_in(bytes: &[u8]) -> Vec<Node> {
     if let Some(edges) = directory_edges(bytes) {
         return edges;
     }
@@ -100,7 +145,7 @@ fn references_in_value(bytes: &[u8]) -> Vec<(Digest, Kind)> {
     out
 }
 
-fn directory_edges(bytes: &[u8]) -> Option<Vec<(Digest, Kind)>> {
+fn directory_edges(bytes: &[u8]) -> Option<Vec<Node>> {
     let dir = cairn_tree::decode_directory(bytes).ok()?;
     let files = dir
         .files
@@ -115,7 +160,7 @@ fn directory_edges(bytes: &[u8]) -> Option<Vec<(Digest, Kind)>> {
     Some(files.chain(dirs).collect())
 }
 
-fn action_result_edges(r: &ActionResult) -> Vec<(Digest, Kind)> {
+fn action_result_edges(r: &ActionResult) -> Vec<Node> {
     let mut out = Vec::new();
     for d in &r.output_directories {
         out.extend(digest_of(&d.root_directory_digest).map(|d| (d, Kind::Tree)));
@@ -129,7 +174,7 @@ fn action_result_edges(r: &ActionResult) -> Vec<(Digest, Kind)> {
     out
 }
 
-fn json_edges(value: &serde_json::Value, out: &mut Vec<(Digest, Kind)>) {
+fn json_edges(value: &serde_json::Value, out: &mut Vec<Node>) {
     use serde_json::Value;
     match value {
         Value::Object(map) => {
@@ -157,4 +202,85 @@ fn json_edges(value: &serde_json::Value, out: &mut Vec<(Digest, Kind)>) {
 
 fn digest_of(d: &Option<proto::Digest>) -> Option<Digest> {
     d.as_ref().and_then(|d| Digest::try_from(d).ok())
+}
+
+/// The set of blobs (by hash) reachable from the roots given so far.
+///
+/// Roots can be added in several rounds ([`add`](Self::add)); each round
+/// reads only what earlier rounds did not already reach, which is how a
+/// collection takes in roots that appear while it runs.
+#[derive(Debug, Default)]
+pub struct Live {
+    set: HashSet<[u8; 32]>,
+    /// Blobs already read, with the kind they were read as: a blob reached
+    /// as a file and again as a directory (a tree that holds an encoded
+    /// directory as a file) must be walked as the directory too.
+    read: HashSet<([u8; 32], Kind)>,
+}
+
+impl Live {
+    /// Nothing live yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Whether the blob with this hash is live.
+    pub fn contains(&self, hash: &[u8; 32]) -> bool {
+        self.set.contains(hash)
+    }
+
+    /// How many blobs are live.
+    pub fn len(&self) -> usize {
+        self.set.len()
+    }
+
+    /// Whether nothing is live.
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty()
+    }
+
+    /// Marks a blob live without walking it (a hash whose size is unknown,
+    /// hence not readable: it names nothing the walk could follow).
+    pub fn insert_hash(&mut self, hash: [u8; 32]) {
+        self.set.insert(hash);
+    }
+
+    /// Marks `roots` and everything they reach live, reading a frontier of
+    /// blobs at a time. A missing or corrupt blob is live by name but
+    /// has no edges anyone could trust (`store verify` reports it).
+    pub async fn add(
+        &mut self,
+        blobs: &dyn BlobStore,
+        roots: impl IntoIterator<Item = Node>,
+    ) -> Result<()> {
+        let mut frontier: Vec<Node> = roots.into_iter().collect();
+        while !frontier.is_empty() {
+            let mut to_read = Vec::new();
+            for (digest, kind) in frontier.drain(..) {
+                self.set.insert(*digest.hash());
+                if !kind.is_leaf() && self.read.insert((*digest.hash(), kind)) {
+                    to_read.push((digest, kind));
+                }
+            }
+            let read: Vec<Vec<Node>> = futures::stream::iter(to_read)
+                .map(|(digest, kind)| async move {
+                    match blob_edges(blobs, &digest, kind).await {
+                        Ok(edges) => Ok(edges),
+                        Err(StoreError::NotFound(_) | StoreError::Corrupt { .. }) => Ok(Vec::new()),
+                        Err(e) => Err(e),
+                    }
+                })
+                .buffer_unordered(READS_IN_FLIGHT)
+                .try_collect()
+                .await?;
+            frontier.extend(read.into_iter().flatten().filter(|(d, k)| {
+                if k.is_leaf() {
+                    !self.set.contains(d.hash())
+                } else {
+                    !self.read.contains(&(*d.hash(), *k))
+                }
+            }));
+        }
+        Ok(())
+    }
 }

@@ -8,8 +8,8 @@
 use std::collections::HashMap;
 
 use cairn_digest::Digest;
-use cairn_store::reach::{edges, names_nothing, Kind};
-use cairn_store::{BlobStore, BlobStoreExt, StoreError};
+use cairn_store::reach::{blob_edges, Kind};
+use cairn_store::{BlobStore, StoreError};
 use futures::{StreamExt, TryStreamExt};
 
 use crate::{Result, TransferError};
@@ -58,14 +58,22 @@ async fn walk(from: &dyn BlobStore, root: Digest, kind: Kind) -> Result<Walked> 
     kinds.insert(root, kind);
     while !frontier.is_empty() {
         let read: Vec<_> = futures::stream::iter(frontier.drain(..))
-            .map(|(d, k)| async move { Ok::<_, TransferError>((d, edges_of(from, d, k).await?)) })
+            .map(
+                |(d, k)| async move { Ok::<_, TransferError>((d, k, edges_of(from, d, k).await?)) },
+            )
             .buffer_unordered(READS_IN_FLIGHT)
             .try_collect()
             .await?;
-        for (digest, out) in read {
+        for (digest, kind, out) in read {
+            if kinds.get(&digest) != Some(&kind) {
+                continue; // read again as a kind that finds more
+            }
             for &(child, k) in &out {
-                if let std::collections::hash_map::Entry::Vacant(e) = children.entry(child) {
-                    e.insert(Vec::new());
+                // A blob reached again as a kind that reads more of it (a
+                // file that is also someone's directory) is read again.
+                let known = kinds.get(&child).copied();
+                if known.is_none_or(|known| !known.covers(k)) {
+                    children.entry(child).or_default();
                     kinds.insert(child, k);
                     frontier.push((child, k));
                 }
@@ -77,11 +85,8 @@ async fn walk(from: &dyn BlobStore, root: Digest, kind: Kind) -> Result<Walked> 
 }
 
 async fn edges_of(from: &dyn BlobStore, digest: Digest, kind: Kind) -> Result<Vec<(Digest, Kind)>> {
-    if names_nothing(&digest, kind) {
-        return Ok(Vec::new());
-    }
-    match from.get_bytes(&digest).await {
-        Ok(bytes) => Ok(edges(&bytes, kind)),
+    match blob_edges(from, &digest, kind).await {
+        Ok(edges) => Ok(edges),
         Err(StoreError::NotFound(d)) => Err(TransferError::Missing(d)),
         Err(source) => Err(TransferError::Walk {
             root: digest,

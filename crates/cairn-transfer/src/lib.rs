@@ -3,7 +3,7 @@
 //!
 //! [`copy_closure`] walks everything a root blob reaches (for a tree: every
 //! `Directory` message and every file; the edges are those garbage
-//! collection follows, [`cairn_store::reach::edges`]), asks the destination
+//! collection follows, [`cairn_store::reach::blob_edges`]), asks the destination
 //! which blobs it already has, and copies the rest, many at a time. Blobs
 //! that name other blobs go last, deepest first, so a reader of the
 //! destination never finds a directory whose contents are missing. A rerun

@@ -8,9 +8,8 @@
 //! the digest's name at the end. Large files overlap hashing with writing on
 //! a second thread, so adding a file costs about as much as hashing it.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use async_trait::async_trait;
@@ -60,10 +59,30 @@ impl FsStore {
         }
     }
 
+    /// Whether the blob is present, claiming it if it is (see
+    /// [`claim`](Self::claim)): the question a writer asks before reusing
+    /// a blob instead of writing it.
+    pub fn reuse_sync(&self, digest: &Digest) -> Result<bool> {
+        let Ok(meta) = std::fs::metadata(self.blob_path(digest)) else {
+            return Ok(false);
+        };
+        if meta.len() != digest.size() {
+            return Ok(false);
+        }
+        // Written less than a claim slot ago: its own age keeps it.
+        let age = meta.modified().ok().and_then(|m| m.elapsed().ok());
+        if age.is_some_and(|a| a < super::claims::CLAIM_SLOT) {
+            return Ok(true);
+        }
+        self.claim(&[(*digest, Kind::Leaf)])?;
+        // Present after the claim: no collection deletes it now.
+        Ok(self.has_sync(digest))
+    }
+
     /// Stores bytes held in memory.
     pub fn put_bytes_sync(&self, bytes: &[u8]) -> Result<Digest> {
         let digest = Digest::of(bytes);
-        if !self.has_sync(&digest) {
+        if !self.reuse_sync(&digest)? {
             self.write_new(&digest, |file, path| {
                 file.write_all(bytes)
                     .map_err(|e| StoreError::io("writing", path, e))
@@ -72,15 +91,25 @@ impl FsStore {
         Ok(digest)
     }
 
-    /// Stores a file's content, reading it once; returns its digest.
+    /// Stores a file's content, reading it once; returns its digest. A blob
+    /// already stored under that digest is kept (and claimed).
     pub fn put_file(&self, source: &Path) -> Result<Digest> {
+        self.store_file(source, false)
+    }
+
+    /// Stores a file's content, replacing the blob file even if one is
+    /// there: the repair of a blob whose file was found changed.
+    pub fn replace_file(&self, source: &Path) -> Result<Digest> {
+        self.store_file(source, true)
+    }
+
+    fn store_file(&self, source: &Path, replace: bool) -> Result<Digest> {
         let mut src = File::open(source).map_err(|e| StoreError::io("opening", source, e))?;
         let len = src
             .metadata()
             .map_err(|e| StoreError::io("reading metadata of", source, e))?
             .len();
-        let tmp = self.tmp_path();
-        let mut out = create_tmp(&tmp)?;
+        let (tmp, mut out) = self.create_tmp()?;
         let copied = if len >= PIPELINE_THRESHOLD {
             copy_pipelined(&mut src, &mut out, source, &tmp)
         } else {
@@ -93,8 +122,13 @@ impl FsStore {
                 return Err(e);
             }
         };
-        drop(out);
+        if !replace && self.reuse_sync(&digest)? {
+            let _ = std::fs::remove_file(&tmp);
+            return Ok(digest);
+        }
+        // `out` (and its lock) lives until the temp file has its name.
         self.commit_tmp(&tmp, &digest)?;
+        drop(out);
         Ok(digest)
     }
 
@@ -104,38 +138,35 @@ impl FsStore {
         digest: &Digest,
         fill: impl FnOnce(&mut File, &Path) -> Result<()>,
     ) -> Result<()> {
-        let tmp = self.tmp_path();
-        let mut file = create_tmp(&tmp)?;
+        let (tmp, mut file) = self.create_tmp()?;
         if let Err(e) = fill(&mut file, &tmp) {
             let _ = std::fs::remove_file(&tmp);
             return Err(e);
         }
-        drop(file);
         self.commit_tmp(&tmp, digest)
     }
 
-    /// Renames a complete temp file to its digest's name. Replacing an
-    /// existing copy (another writer won the race) is harmless: the bytes
-    /// are the same, and hard links to the old file keep their inode.
+    /// Renames a complete temp file to its digest's name, holding
+    /// `gc.lock` shared so that no collection decides on the old name's age
+    /// in between. Replacing an existing copy (another writer won the
+    /// race) is harmless: the bytes are the same.
     fn commit_tmp(&self, tmp: &Path, digest: &Digest) -> Result<()> {
         let dest = self.blob_path(digest);
-        std::fs::rename(tmp, &dest).map_err(|e| {
-            let _ = std::fs::remove_file(tmp);
-            StoreError::io("renaming into", &dest, e)
+        self.claims.shared(|| {
+            std::fs::rename(tmp, &dest).map_err(|e| {
+                let _ = std::fs::remove_file(tmp);
+                StoreError::io("renaming into", &dest, e)
+            })
         })?;
         self.note_blob_written();
         Ok(())
     }
-}
 
-fn create_tmp(path: &Path) -> Result<File> {
-    // Read-only from birth: the open descriptor can still write.
-    OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o444)
-        .open(path)
-        .map_err(|e| StoreError::io("creating", path, e))
+    /// A new temp file in `tmp/`, read-only from birth (the open
+    /// descriptor can still write) and locked while this writer lives.
+    fn create_tmp(&self) -> Result<(std::path::PathBuf, File)> {
+        super::temp::create_locked_file(|| self.tmp_path(), 0o444)
+    }
 }
 
 fn copy_hashing(
@@ -228,7 +259,19 @@ fn read_some(src: &mut File, buf: &mut [u8], path: &Path) -> Result<usize> {
 
 #[async_trait]
 impl BlobStore for FsStore {
+    /// The question a copy asks before skipping a blob: what is present is
+    /// claimed (see [`FsStore::claim`]), so it stays while the copy writes
+    /// what names it.
     async fn has_many(&self, digests: &[Digest]) -> Result<Vec<bool>> {
+        let present: Vec<(Digest, Kind)> = digests
+            .iter()
+            .filter(|d| self.has_sync(d))
+            .map(|d| (*d, Kind::Leaf))
+            .collect();
+        if present.is_empty() {
+            return Ok(vec![false; digests.len()]);
+        }
+        self.claim(&present)?;
         Ok(digests.iter().map(|d| self.has_sync(d)).collect())
     }
 
@@ -255,11 +298,10 @@ impl BlobStore for FsStore {
     }
 
     async fn put(&self, digest: &Digest, data: BlobReader) -> Result<()> {
-        if self.has_sync(digest) {
+        if self.reuse_sync(digest)? {
             return Ok(());
         }
-        let tmp = self.tmp_path();
-        let file = create_tmp(&tmp)?;
+        let (tmp, file) = self.create_tmp()?;
         let mut out = tokio::fs::File::from_std(file);
         let mut verified = VerifyingReader::new(data, *digest);
         let copied = tokio::io::copy(&mut verified, &mut out).await;
@@ -267,7 +309,7 @@ impl BlobStore for FsStore {
             Ok(_) => tokio::io::AsyncWriteExt::flush(&mut out).await,
             Err(e) => Err(e),
         };
-        drop(out);
+        let _held = out.into_std().await;
         if let Err(e) = flushed {
             let _ = std::fs::remove_file(&tmp);
             return Err(match e.kind() {
@@ -286,7 +328,10 @@ impl BlobStore for FsStore {
         self.lookup_sync(hash)
     }
 
+    /// Claims the roots first (a claimed tree keeps all it reaches), so a
+    /// closure found whole stays whole while the copy relies on it.
     async fn has_closures(&self, roots: &[(Digest, Kind)]) -> Result<Option<Vec<bool>>> {
+        self.claim(roots)?;
         crate::closure::has_closures(self, roots).await.map(Some)
     }
 

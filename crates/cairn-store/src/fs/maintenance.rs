@@ -71,14 +71,53 @@ impl FsStore {
         Ok(report)
     }
 
-    /// Deletes one blob (garbage collection only).
-    pub fn delete_blob(&self, digest: &Digest) -> Result<()> {
+    /// Deletes one blob if its file was last written before `cutoff`:
+    /// `Some(true)` if deleted, `Some(false)` if it is younger, `None` if
+    /// it is not there. Garbage collection only, holding `gc.lock`.
+    pub(crate) fn delete_blob_if_older(
+        &self,
+        digest: &Digest,
+        cutoff: SystemTime,
+    ) -> Result<Option<bool>> {
         let path = self.blob_path(digest);
+        let modified = match std::fs::symlink_metadata(&path) {
+            Ok(m) => m.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(StoreError::io("reading metadata of", path, e)),
+        };
+        if modified > cutoff {
+            return Ok(Some(false));
+        }
         match std::fs::remove_file(&path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Ok(()) => Ok(Some(true)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(StoreError::io("deleting", path, e)),
         }
+    }
+
+    /// Whether the blob's file hashes to its digest (read whole, streamed).
+    pub fn blob_is_intact(&self, digest: &Digest) -> Result<bool> {
+        match hash_file(&self.blob_path(digest), digest.size()) {
+            Ok(actual) => Ok(actual == *digest),
+            Err(StoreError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The size of the blob file with this hash, if there is one (for a
+    /// digest written without its size).
+    pub fn size_of_hash(&self, hash: &[u8; 32]) -> Option<u64> {
+        let digest = cairn_digest::DigestRef {
+            hash: *hash,
+            size: None,
+        }
+        .with_size(0);
+        std::fs::symlink_metadata(self.blob_path(&digest))
+            .ok()
+            .filter(|m| m.is_file())
+            .map(|m| m.len())
     }
 }
 

@@ -8,8 +8,10 @@
 //! refs/<name>          one file per ref: "v<version>\n" then the value
 //! refs/<name>.lock     flock(2) target serializing writers of that ref
 //! tmp/                 blobs and refs being written, renamed into place
-//! cache/               derived data (stat caches, executable copies);
-//!                      deleting it loses nothing
+//! claims/              what writers reused recently (see `claims`)
+//! gc.lock              shared by writers, taken alone by a collection
+//! cache/               derived data (stat caches, executable copies,
+//!                      materialized trees, logs); deleting it loses nothing
 //! ```
 //!
 //! Blobs are written to `tmp/` and renamed into place, so a crash never
@@ -18,11 +20,18 @@
 //! is treated as missing by `put`. Durability is batched: [`FsStore::sync`]
 //! (`syncfs(2)`) runs before any ref is written and before a command reports
 //! success, instead of one `fsync` per blob.
+//!
+//! What a writer leaves half-done when it dies is removed by the next
+//! collection, and `tmp/` also whenever the store is opened ([`temp`]);
+//! what it reused it claims, so a collection running at the same time
+//! keeps it ([`claims`]).
 
 mod assemble;
 mod blobs;
+pub mod claims;
 mod maintenance;
 mod refs;
+pub mod temp;
 mod watch;
 
 use std::path::{Path, PathBuf};
@@ -33,6 +42,9 @@ use cairn_digest::Digest;
 use crate::error::{Result, StoreError};
 
 pub use maintenance::{BlobInfo, VerifyReport};
+pub use temp::{Swept, TempDir};
+
+use claims::Claims;
 
 const MARKER: &str = "cairn-store";
 const MARKER_CONTENT: &str = "cairn-store 1\n";
@@ -44,6 +56,12 @@ pub struct FsStore {
     tmp_counter: AtomicU64,
     /// Whether this handle renamed a blob into place since its last sync.
     wrote_blobs: AtomicBool,
+    claims: Claims,
+    /// `blobs/`, opened once, for `stat`s relative to it.
+    blobs_dir: std::sync::OnceLock<Option<rustix::fd::OwnedFd>>,
+    /// What opening the store swept from `tmp/`, until a collection
+    /// reports it.
+    swept_at_open: std::sync::Mutex<Swept>,
 }
 
 impl FsStore {
@@ -72,10 +90,19 @@ impl FsStore {
     }
 
     fn at(root: PathBuf) -> Self {
+        // What killed writers left in `tmp/` (best effort: a store opened
+        // by a user who may not write to it is only read).
+        let swept = temp::sweep(&root.join("tmp"), false).unwrap_or_else(|e| {
+            tracing::debug!(error = %e, "tmp/ not swept");
+            Swept::default()
+        });
         Self {
+            claims: Claims::new(&root),
             root,
             tmp_counter: AtomicU64::new(0),
             wrote_blobs: AtomicBool::new(false),
+            blobs_dir: std::sync::OnceLock::new(),
+            swept_at_open: std::sync::Mutex::new(swept),
         }
     }
 
@@ -161,6 +188,63 @@ impl FsStore {
     /// Notes that a blob was renamed into place (see [`sync_written`](Self::sync_written)).
     fn note_blob_written(&self) {
         self.wrote_blobs.store(true, Ordering::SeqCst);
+    }
+
+    /// Claims blobs this process reuses without writing them, so that no
+    /// collection deletes them within its grace period ([`claims`]); a
+    /// claimed tree or document keeps all it reaches. Claim *before*
+    /// checking that a blob is there: a blob still present after its claim
+    /// stays.
+    pub fn claim(&self, nodes: &[crate::reach::Node]) -> Result<()> {
+        self.claims.claim(nodes)
+    }
+
+    /// `gc.lock` held exclusively, for a collection's batch of deletions.
+    pub(crate) async fn lock_collection(&self) -> Result<claims::CollectionLock> {
+        self.claims.exclusive().await
+    }
+
+    /// What opening the store swept from `tmp/` and no collection has
+    /// reported yet.
+    pub(crate) fn take_swept_at_open(&self) -> Swept {
+        std::mem::take(&mut *self.swept_at_open.lock().expect("swept"))
+    }
+
+    /// Where the claim files are.
+    pub(crate) fn claims_dir(&self) -> &Path {
+        self.claims.dir()
+    }
+
+    /// The metadata of a blob's file (`None` if absent), one `stat`
+    /// relative to `blobs/`.
+    pub fn blob_stat(&self, digest: &Digest) -> Result<Option<rustix::fs::Stat>> {
+        let hex = digest.hex();
+        let rel = format!("{}/{hex}", &hex[..2]);
+        let dir = self.blobs_dir.get_or_init(|| {
+            rustix::fs::open(
+                self.root.join("blobs"),
+                rustix::fs::OFlags::PATH
+                    | rustix::fs::OFlags::DIRECTORY
+                    | rustix::fs::OFlags::CLOEXEC,
+                rustix::fs::Mode::empty(),
+            )
+            .ok()
+        });
+        let stat = match dir {
+            Some(dir) => {
+                rustix::fs::statat(dir, rel.as_str(), rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
+            }
+            None => rustix::fs::lstat(self.blob_path(digest)),
+        };
+        match stat {
+            Ok(st) => Ok(Some(st)),
+            Err(rustix::io::Errno::NOENT) => Ok(None),
+            Err(e) => Err(StoreError::io(
+                "reading metadata of",
+                self.blob_path(digest),
+                e.into(),
+            )),
+        }
     }
 }
 

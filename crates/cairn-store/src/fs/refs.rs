@@ -66,16 +66,22 @@ impl FsStore {
     fn write_ref(&self, name: &RefName, version: u64, value: &[u8]) -> Result<()> {
         // Blobs a ref names must be durable before the ref is.
         self.sync()?;
-        let tmp = self.tmp_path();
-        let write = || -> io::Result<()> {
-            let mut f = File::create(&tmp)?;
+        let (tmp, mut f) = super::temp::create_locked_file(|| self.tmp_path(), 0o644)?;
+        let write = |f: &mut File| -> io::Result<()> {
             f.write_all(format!("v{version}\n").as_bytes())?;
             f.write_all(value)?;
             f.sync_all()
         };
-        write().map_err(|e| StoreError::io("writing", &tmp, e))?;
+        if let Err(e) = write(&mut f) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(StoreError::io("writing", &tmp, e));
+        }
         let dest = self.ref_path(name);
-        std::fs::rename(&tmp, &dest).map_err(|e| StoreError::io("renaming into", &dest, e))?;
+        std::fs::rename(&tmp, &dest).map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            StoreError::io("renaming into", &dest, e)
+        })?;
+        drop(f); // held (and locked) until it has its name
         sync_parent(&dest)
     }
 }
