@@ -17,8 +17,12 @@ use rayon::prelude::*;
 use rustix::fs::{AtFlags, Mode, OFlags};
 
 use crate::error::SnapshotError;
-use crate::stat_cache::{FileStamp, StatCache};
+use crate::stat_cache::{now_secs, BlobStamp, Entry as CacheEntry, FileStamp, StatCache};
 use crate::Progress;
+
+/// How long a claim (or a blob's own writing) keeps it safe from a
+/// concurrent collection before a snapshot that reuses it claims it again.
+const RECLAIM_AFTER_SECS: i64 = cairn_store::fs::claims::CLAIM_SLOT.as_secs() as i64;
 
 /// How to snapshot.
 #[derive(Debug, Default, Clone)]
@@ -85,13 +89,14 @@ pub fn snapshot(
     let clock = Instant::now();
     // The stat cache is parsed while the directory is walked.
     let (entries, mut cache) = std::thread::scope(|s| {
-        let cache = s.spawn(|| StatCache::load(&store.cache_dir(), &root));
+        let cache = s.spawn(|| StatCache::load(store, &root));
         let entries = walk(&root, options);
         let cache = cache.join().expect("loading the stat cache does not panic");
         entries.map(|e| (e, cache))
     })?;
     tracing::debug!(entries = entries.len(), cached = cache.len(), elapsed = ?clock.elapsed(), "walked");
-    let files = store_files(store, &root, &entries, &cache, progress)?;
+    let mut files = store_files(store, &root, &entries, &cache, progress)?;
+    let claimed = claim_reused(store, &root, &entries, &mut files)?;
     tracing::debug!(files = files.len(), elapsed = ?clock.elapsed(), "files stored");
     let digest = encode_directories(store, &root, &entries, &files)?;
     tracing::debug!(elapsed = ?clock.elapsed(), "directories encoded");
@@ -104,22 +109,28 @@ pub fn snapshot(
     };
     // Durable before the stat cache may vouch for them.
     store.sync_written()?;
-    if stats.files_read > 0 || cache.len() != files.len() {
-        cache.save(
-            file_entries(&entries)
-                .zip(files)
-                .filter(|(_, f)| !f.stamp.is_racy(start))
-                .map(|(e, f)| (e.rel.clone(), f.stamp, f.digest)),
-        );
+    let changed = files.iter().any(|f| f.was_read || f.blob_changed);
+    if changed || claimed || cache.len() != files.len() {
+        let entries = files
+            .iter()
+            .filter(|f| !f.stamp.is_racy(start))
+            .map(|f| CacheEntry {
+                file: f.stamp,
+                digest: f.digest,
+                blob: f.blob,
+                claimed_secs: f.claimed_secs,
+            })
+            .collect();
+        cache.save(store, entries);
     }
     tracing::debug!(elapsed = ?clock.elapsed(), "snapshot done");
     Ok(stats)
 }
 
-fn start_ns() -> i128 {
+fn start_ns() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i128)
+        .map(|d| d.as_nanos() as i64)
         .unwrap_or(0)
 }
 
@@ -222,7 +233,14 @@ fn unsupported(path: &Path, t: &std::fs::FileType) -> SnapshotError {
 struct StoredFile {
     digest: Digest,
     stamp: FileStamp,
+    /// The blob file as seen whole after storing or checking it.
+    blob: BlobStamp,
+    /// When the blob was last claimed for this cache.
+    claimed_secs: i64,
+    /// Whether the file's content was read (a stat cache miss).
     was_read: bool,
+    /// Whether the blob file's metadata differed from the cache's.
+    blob_changed: bool,
 }
 
 fn file_entries(entries: &[Entry]) -> impl Iterator<Item = &Entry> {
@@ -252,18 +270,13 @@ fn store_files(
         let stat = rustix::fs::statat(&root_dir, e.rel.as_str(), AtFlags::SYMLINK_NOFOLLOW)
             .map_err(|err| SnapshotError::io("reading", root.join(&e.rel), err.into()))?;
         let stamp = FileStamp::from_stat(&stat);
-        // A hit is trusted without looking at the blob: the cache is saved
-        // only after its blobs are durable, and gc drops it.
-        let (digest, was_read) = match cache.lookup(&e.rel, &stamp) {
-            Some(d) => (d, false),
-            None => (store.put_file(&root.join(&e.rel))?, true),
+        let path = || root.join(&e.rel);
+        let stored = match cache.lookup(&stamp) {
+            Some(hit) => trust_hit(store, hit, &path)?,
+            None => store_read(store, stamp, &path(), false)?,
         };
-        progress.advance(1, digest.size());
-        Ok(StoredFile {
-            digest,
-            stamp,
-            was_read,
-        })
+        progress.advance(1, stored.digest.size());
+        Ok(stored)
     };
     let files = file_entries(entries).collect::<Vec<_>>();
     if files.len() < PARALLEL_FROM {
@@ -272,6 +285,103 @@ fn store_files(
         return files.into_iter().map(store_one).collect();
     }
     cairn_store::io_pool().install(|| files.par_iter().map(|e| store_one(e)).collect())
+}
+
+/// A stat cache hit, trusted only while its blob is present and its file
+/// unchanged: absent or resized, the file is stored again; changed in
+/// place (or replaced), the blob is re-hashed and, if it no longer matches,
+/// replaced with the file's content.
+fn trust_hit(
+    store: &FsStore,
+    hit: CacheEntry,
+    path: &dyn Fn() -> std::path::PathBuf,
+) -> Result<StoredFile, SnapshotError> {
+    let Some(st) = store
+        .blob_stat(&hit.digest)?
+        .filter(|st| st.st_size as u64 == hit.digest.size())
+    else {
+        return store_read(store, hit.file, &path(), false);
+    };
+    let blob = BlobStamp::from_stat(&st);
+    let blob_changed = blob != hit.blob;
+    if blob_changed && !store.blob_is_intact(&hit.digest)? {
+        return store_read(store, hit.file, &path(), true);
+    }
+    Ok(StoredFile {
+        digest: hit.digest,
+        stamp: hit.file,
+        blob,
+        claimed_secs: hit.claimed_secs,
+        was_read: false,
+        blob_changed,
+    })
+}
+
+/// Reads and stores a file (replacing its blob file if `replace`).
+fn store_read(
+    store: &FsStore,
+    stamp: FileStamp,
+    path: &Path,
+    replace: bool,
+) -> Result<StoredFile, SnapshotError> {
+    let digest = if replace {
+        store.replace_file(path)?
+    } else {
+        store.put_file(path)?
+    };
+    let blob = store
+        .blob_stat(&digest)?
+        .map(|st| BlobStamp::from_stat(&st))
+        .unwrap_or_default();
+    // Safe for now: written just now, or claimed by `put_file` if it was
+    // old. Whether a claim was made is not known here, so none is
+    // recorded: the next snapshot claims it if the blob is old by then.
+    Ok(StoredFile {
+        digest,
+        stamp,
+        blob,
+        claimed_secs: 0,
+        was_read: true,
+        blob_changed: false,
+    })
+}
+
+/// Claims the blobs of stat cache hits that neither a claim nor their own
+/// writing protected recently, then checks them again: a blob a collection
+/// took meanwhile is stored again. Returns whether anything was claimed.
+fn claim_reused(
+    store: &FsStore,
+    root: &Path,
+    entries: &[Entry],
+    files: &mut [StoredFile],
+) -> Result<bool, SnapshotError> {
+    let now = now_secs();
+    let stale = |f: &StoredFile| {
+        !f.was_read && now - f.claimed_secs.max(f.blob.written_secs()) >= RECLAIM_AFTER_SECS
+    };
+    let nodes: Vec<_> = files
+        .iter()
+        .filter(|f| stale(f))
+        .map(|f| (f.digest, cairn_store::reach::Kind::Leaf))
+        .collect();
+    if nodes.is_empty() {
+        return Ok(false);
+    }
+    store.claim(&nodes)?;
+    for (e, f) in file_entries(entries).zip(files.iter_mut()) {
+        if !stale(f) {
+            continue;
+        }
+        let still = store
+            .blob_stat(&f.digest)?
+            .map(|st| BlobStamp::from_stat(&st));
+        if still == Some(f.blob) {
+            f.claimed_secs = now;
+        } else {
+            *f = store_read(store, f.stamp, &root.join(&e.rel), false)?;
+        }
+    }
+    Ok(true)
 }
 
 /// Encodes every directory, deepest first; returns the root's digest.

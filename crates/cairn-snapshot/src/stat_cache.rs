@@ -1,21 +1,42 @@
 //! The stat cache: what a file hashed to the last time it was added, keyed
-//! by everything that changes when its content can have changed.
+//! by its inode and trusted only while both the file and its blob are
+//! unchanged.
 //!
-//! An entry matches only if device, inode, size, mtime and ctime (in
-//! nanoseconds) are all unchanged; ctime cannot be set from user space, so a
-//! file rewritten and given its old mtime back still misses. Like git's
-//! index, files whose ctime is too close to the snapshot's start are not
-//! cached ("racily clean": they may change again within the clock's tick).
+//! **The file.** An entry matches only if device, inode, size, mtime and
+//! ctime (in nanoseconds) and the executable bit are all unchanged; ctime
+//! cannot be set from user space, so a file rewritten and given its old
+//! mtime back still misses. Like git's index, files whose ctime is too
+//! close to the snapshot's start are not cached ("racily clean": they may
+//! change again within the clock's tick).
 //!
-//! One cache per snapshotted root, in the store's `cache/stat/` directory,
-//! as plain text (`dev ino size mtime ctime x hex path` per line): it is
-//! derived data, and losing or corrupting it only costs a re-read.
+//! **The blob.** An entry also records the blob file's inode, mtime and
+//! ctime when it was last seen whole. A hit is trusted only after a `stat`
+//! of the blob finds it present with the same size and the same metadata:
+//! a blob deleted, truncated, appended to or rewritten in place (root
+//! ignores read-only modes) changes them, and the snapshot then re-checks
+//! or re-stores it instead of vouching for it ([`crate::snapshot`]).
+//!
+//! **The format** is git's index's idea: fixed-size binary records sorted
+//! by (device, inode), read with one `read` and searched in place, so
+//! loading a cache of 20,000 files parses no text and allocates nothing
+//! per file. One cache per snapshotted root, in the store's `cache/stat/`
+//! directory; it is derived data, and losing or corrupting it only costs a
+//! re-read.
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cairn_digest::Digest;
+use cairn_store::FsStore;
+
+const MAGIC: &[u8; 8] = b"cairnst2";
+/// Magic, entry count, root path length.
+const HEADER: usize = 8 + 8 + 8;
+const ENTRY: usize = 112;
+/// A cache file not touched for this long is touched when used, so that a
+/// collection can tell the unused ones by age.
+const TOUCH_AFTER: Duration = Duration::from_secs(24 * 3600);
 
 /// What identifies one version of a file on disk.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -23,15 +44,14 @@ pub struct FileStamp {
     dev: u64,
     ino: u64,
     size: u64,
-    mtime_ns: i128,
-    ctime_ns: i128,
+    mtime_ns: i64,
+    ctime_ns: i64,
     executable: bool,
 }
 
 impl FileStamp {
     /// The stamp of a file's `lstat`/`fstatat` result.
     pub fn from_stat(st: &rustix::fs::Stat) -> Self {
-        let ns = |secs: i64, nsecs: i64| i128::from(secs) * 1_000_000_000 + i128::from(nsecs);
         Self {
             dev: st.st_dev,
             ino: st.st_ino,
@@ -49,101 +69,280 @@ impl FileStamp {
 
     /// Whether this version changed so recently that it may change again
     /// unnoticed within the same timestamp tick.
-    pub fn is_racy(&self, snapshot_start_ns: i128) -> bool {
+    pub fn is_racy(&self, snapshot_start_ns: i64) -> bool {
         self.ctime_ns >= snapshot_start_ns - 1_000_000_000
     }
 }
 
-/// Relative path → (stamp, digest), loaded from and saved to one file.
-#[derive(Default)]
-pub struct StatCache {
-    file: Option<PathBuf>,
-    entries: HashMap<String, (FileStamp, Digest)>,
+/// What identifies a blob file as last seen whole.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct BlobStamp {
+    ino: u64,
+    mtime_ns: i64,
+    ctime_ns: i64,
 }
 
-impl StatCache {
-    /// Loads the cache for `root` kept in `cache_dir` (empty if none).
-    pub fn load(cache_dir: &Path, root: &Path) -> Self {
-        let key = Digest::of(root.as_os_str().as_encoded_bytes()).hex();
-        let file = cache_dir.join("stat").join(&key[..32]);
-        let entries = std::fs::read_to_string(&file)
-            .map(|text| text.lines().filter_map(parse_line).collect())
-            .unwrap_or_default();
+impl BlobStamp {
+    /// The stamp of a blob file's `stat`.
+    pub fn from_stat(st: &rustix::fs::Stat) -> Self {
         Self {
-            file: Some(file),
-            entries,
+            ino: st.st_ino,
+            mtime_ns: ns(st.st_mtime, st.st_mtime_nsec as i64),
+            ctime_ns: ns(st.st_ctime, st.st_ctime_nsec as i64),
         }
     }
 
-    /// The digest recorded for `path` if its stamp is unchanged.
-    pub fn lookup(&self, path: &str, stamp: &FileStamp) -> Option<Digest> {
-        self.entries
-            .get(path)
-            .filter(|(s, _)| s == stamp)
-            .map(|(_, d)| *d)
+    /// When the blob file was written, in seconds since the epoch.
+    pub fn written_secs(&self) -> i64 {
+        self.mtime_ns.div_euclid(1_000_000_000)
+    }
+}
+
+fn ns(secs: i64, nsecs: i64) -> i64 {
+    secs.saturating_mul(1_000_000_000).saturating_add(nsecs)
+}
+
+/// One file as the cache remembers it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Entry {
+    /// The file.
+    pub file: FileStamp,
+    /// What it hashed to.
+    pub digest: Digest,
+    /// Its blob file when last seen whole.
+    pub blob: BlobStamp,
+    /// When this cache last claimed the blob (seconds since the epoch).
+    pub claimed_secs: i64,
+}
+
+/// The cache of one snapshotted root: the bytes of its file, searched in place.
+pub struct StatCache {
+    file: PathBuf,
+    root: PathBuf,
+    bytes: Vec<u8>,
+    count: usize,
+    offset: usize,
+}
+
+impl StatCache {
+    /// Loads the cache for `root` kept in `store` (empty if none or unreadable).
+    pub fn load(store: &FsStore, root: &Path) -> Self {
+        let key = Digest::of(root.as_os_str().as_encoded_bytes()).hex();
+        let file = store.cache_dir().join("stat").join(&key[..32]);
+        let bytes = std::fs::read(&file).unwrap_or_default();
+        let mut cache = Self {
+            file,
+            root: root.to_path_buf(),
+            bytes,
+            count: 0,
+            offset: 0,
+        };
+        match cache.parse_header() {
+            Some((count, offset)) => {
+                cache.count = count;
+                cache.offset = offset;
+                cache.touch_if_old();
+            }
+            None => cache.bytes.clear(),
+        }
+        cache
+    }
+
+    fn parse_header(&self) -> Option<(usize, usize)> {
+        let b = &self.bytes;
+        if b.len() < HEADER || &b[..8] != MAGIC {
+            return None;
+        }
+        let count = u64::from_le_bytes(b[8..16].try_into().ok()?) as usize;
+        let root_len = u64::from_le_bytes(b[16..24].try_into().ok()?) as usize;
+        let offset = HEADER.checked_add(root_len)?;
+        let end = offset.checked_add(count.checked_mul(ENTRY)?)?;
+        (end == b.len() && &b[HEADER..offset] == self.root.as_os_str().as_encoded_bytes())
+            .then_some((count, offset))
+    }
+
+    fn touch_if_old(&self) {
+        let old = std::fs::metadata(&self.file)
+            .and_then(|m| m.modified())
+            .is_ok_and(|m| m.elapsed().unwrap_or_default() > TOUCH_AFTER);
+        if old {
+            if let Ok(f) = std::fs::File::options().append(true).open(&self.file) {
+                let _ = f.set_modified(SystemTime::now());
+            }
+        }
     }
 
     /// How many files the cache knows.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.count
+    }
+
+    /// The entry recorded for `stamp`'s inode if the file is unchanged.
+    pub fn lookup(&self, stamp: &FileStamp) -> Option<Entry> {
+        let (mut lo, mut hi) = (0, self.count);
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            let e = self.record(mid);
+            let key = (read_u64(e, 0), read_u64(e, 8));
+            match key.cmp(&(stamp.dev, stamp.ino)) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => {
+                    return decode(e).filter(|entry| entry.file == *stamp);
+                }
+            }
+        }
+        None
+    }
+
+    fn record(&self, i: usize) -> &[u8] {
+        let start = self.offset + i * ENTRY;
+        &self.bytes[start..start + ENTRY]
     }
 
     /// Replaces the whole cache with `entries` and writes it (best effort:
     /// a failure only costs re-reading files next time).
-    pub fn save(&mut self, entries: impl IntoIterator<Item = (String, FileStamp, Digest)>) {
-        self.entries = entries.into_iter().map(|(p, s, d)| (p, (s, d))).collect();
-        let Some(file) = &self.file else { return };
-        if let Err(e) = write_atomically(file, &self.entries) {
-            tracing::debug!(path = %file.display(), error = %e, "stat cache not saved");
+    pub fn save(&mut self, store: &FsStore, mut entries: Vec<Entry>) {
+        entries.sort_by_key(|e| (e.file.dev, e.file.ino));
+        entries.dedup_by_key(|e| (e.file.dev, e.file.ino));
+        let root = self.root.as_os_str().as_encoded_bytes();
+        let mut bytes = Vec::with_capacity(HEADER + root.len() + entries.len() * ENTRY);
+        bytes.extend_from_slice(MAGIC);
+        bytes.extend_from_slice(&(entries.len() as u64).to_le_bytes());
+        bytes.extend_from_slice(&(root.len() as u64).to_le_bytes());
+        bytes.extend_from_slice(root);
+        entries.iter().for_each(|e| encode(e, &mut bytes));
+        if let Err(e) = self.write(store, &bytes) {
+            tracing::debug!(path = %self.file.display(), error = %e, "stat cache not saved");
+        }
+        self.count = entries.len();
+        self.offset = HEADER + root.len();
+        self.bytes = bytes;
+    }
+
+    fn write(&self, store: &FsStore, bytes: &[u8]) -> Result<(), Box<dyn std::error::Error>> {
+        let dir = self.file.parent().expect("cache files have a parent");
+        let (tmp, mut out) = store.temp_file_in(dir)?;
+        let written = out
+            .write_all(bytes)
+            .and_then(|()| std::fs::rename(&tmp, &self.file));
+        if written.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        Ok(written?)
+    }
+}
+
+/// Seconds since the epoch, now.
+pub fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+fn read_u64(b: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
+}
+
+fn read_i64(b: &[u8], at: usize) -> i64 {
+    read_u64(b, at) as i64
+}
+
+fn encode(e: &Entry, out: &mut Vec<u8>) {
+    let f = &e.file;
+    for v in [f.dev, f.ino, f.size] {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    for v in [f.mtime_ns, f.ctime_ns] {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out.extend_from_slice(e.digest.hash());
+    out.extend_from_slice(&e.blob.ino.to_le_bytes());
+    for v in [e.blob.mtime_ns, e.blob.ctime_ns, e.claimed_secs] {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out.extend_from_slice(&u64::from(f.executable).to_le_bytes());
+}
+
+fn decode(b: &[u8]) -> Option<Entry> {
+    let size = read_u64(b, 16);
+    let hash: [u8; 32] = b[40..72].try_into().ok()?;
+    Some(Entry {
+        file: FileStamp {
+            dev: read_u64(b, 0),
+            ino: read_u64(b, 8),
+            size,
+            mtime_ns: read_i64(b, 24),
+            ctime_ns: read_i64(b, 32),
+            executable: read_u64(b, 104) & 1 == 1,
+        },
+        digest: cairn_digest::DigestRef { hash, size: None }.with_size(size),
+        blob: BlobStamp {
+            ino: read_u64(b, 72),
+            mtime_ns: read_i64(b, 80),
+            ctime_ns: read_i64(b, 88),
+        },
+        claimed_secs: read_i64(b, 96),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(ino: u64) -> Entry {
+        Entry {
+            file: FileStamp {
+                dev: 7,
+                ino,
+                size: 3,
+                mtime_ns: 1_700_000_000_000_000_001,
+                ctime_ns: -5,
+                executable: ino.is_multiple_of(2),
+            },
+            digest: Digest::of(b"abc"),
+            blob: BlobStamp {
+                ino: ino + 100,
+                mtime_ns: 9,
+                ctime_ns: 10,
+            },
+            claimed_secs: 1234,
         }
     }
-}
 
-fn write_atomically(
-    file: &Path,
-    entries: &HashMap<String, (FileStamp, Digest)>,
-) -> std::io::Result<()> {
-    let dir = file.parent().expect("cache files have a parent");
-    std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(".tmp-{}", std::process::id()));
-    let mut out = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
-    for (path, (s, d)) in entries {
-        writeln!(
-            out,
-            "{} {} {} {} {} {} {} {} {}",
-            s.dev,
-            s.ino,
-            s.size,
-            s.mtime_ns,
-            s.ctime_ns,
-            s.executable as u8,
-            d.hex(),
-            d.size(),
-            path
-        )?;
+    #[test]
+    fn entries_round_trip_and_are_found_by_inode() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = FsStore::open(tmp.path().join("s")).unwrap();
+        let root = tmp.path().join("src");
+        let mut cache = StatCache::load(&store, &root);
+        assert_eq!(cache.len(), 0);
+        let entries: Vec<Entry> = [5, 1, 9, 3].into_iter().map(entry).collect();
+        cache.save(&store, entries.clone());
+        let loaded = StatCache::load(&store, &root);
+        assert_eq!(loaded.len(), 4);
+        for e in &entries {
+            assert_eq!(loaded.lookup(&e.file), Some(*e));
+        }
+        let mut changed = entries[0].file;
+        changed.ctime_ns += 1;
+        assert_eq!(loaded.lookup(&changed), None);
+        assert_eq!(loaded.lookup(&entry(4).file), None);
+        // Another root's cache is not this one's, even if the file were swapped.
+        assert_eq!(StatCache::load(&store, &tmp.path().join("other")).len(), 0);
     }
-    out.into_inner().map_err(|e| e.into_error())?;
-    std::fs::rename(&tmp, file)
-}
 
-fn parse_line(line: &str) -> Option<(String, (FileStamp, Digest))> {
-    let mut parts = line.splitn(9, ' ');
-    let mut num = || parts.next()?.parse::<u64>().ok();
-    let (dev, ino, size) = (num()?, num()?, num()?);
-    // Timestamps fit in i64 nanoseconds until 2262 (and i128 parses slowly).
-    let mut time = || parts.next()?.parse::<i64>().ok();
-    let (mtime_ns, ctime_ns) = (time()?, time()?);
-    let x = parts.next()?;
-    let hex = parts.next()?;
-    let digest = Digest::from_hex(hex, parts.next()?.parse().ok()?).ok()?;
-    let path = parts.next()?.to_string();
-    let stamp = FileStamp {
-        dev,
-        ino,
-        size,
-        mtime_ns: mtime_ns.into(),
-        ctime_ns: ctime_ns.into(),
-        executable: x == "1",
-    };
-    Some((path, (stamp, digest)))
+    #[test]
+    fn a_damaged_cache_file_is_an_empty_cache() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = FsStore::open(tmp.path().join("s")).unwrap();
+        let root = tmp.path().join("src");
+        let mut cache = StatCache::load(&store, &root);
+        cache.save(&store, vec![entry(1)]);
+        let file = cache.file.clone();
+        let mut bytes = std::fs::read(&file).unwrap();
+        bytes.pop();
+        std::fs::write(&file, bytes).unwrap();
+        assert_eq!(StatCache::load(&store, &root).len(), 0);
+    }
 }
