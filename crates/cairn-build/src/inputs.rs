@@ -70,7 +70,10 @@ pub async fn resolve(
             let tree = if *unpack {
                 unpacked_tree(fs, refs, name, archive).await?
             } else {
-                one_file_tree(fs, name, url, archive)?
+                let tree = one_file_tree(fs, name, url, archive)?;
+                // The ref is what keeps the download through a collection.
+                remember_fetch(refs, name, &archive, &tree, None).await?;
+                tree
             };
             Ok(resolved(tree, Some((url.clone(), archive))))
         }
@@ -117,10 +120,15 @@ pub(crate) fn local_blob(fs: &FsStore, digest: DigestRef) -> Option<Digest> {
 }
 
 fn pinned_tree(fs: &FsStore, name: &str, digest: DigestRef) -> Result<Digest, BuildError> {
-    local_blob(fs, digest).ok_or_else(|| BuildError::MissingTree {
+    let missing = || BuildError::MissingTree {
         input: name.to_owned(),
         digest: digest.to_string(),
-    })
+    };
+    let tree = local_blob(fs, digest).ok_or_else(missing)?;
+    // Claimed before it is relied on: no collection takes it mid-build.
+    fs.claim(&[(tree, cairn_store::reach::Kind::Tree)])
+        .map_err(|e| BuildError::store(format!("input `{name}`: claiming {tree}"), e))?;
+    local_blob(fs, digest).ok_or_else(missing)
 }
 
 /// The fetched bytes' digest, fetching them only if the store lacks them.
@@ -176,12 +184,48 @@ async fn unpacked_tree(
     }
     let (fs2, input) = (fs.clone(), name.to_owned());
     let tree = blocking(move || unpack_and_snapshot(&fs2, &input, &archive)).await??;
+    remember_fetch(
+        refs,
+        name,
+        &archive,
+        &tree,
+        known.as_ref().map(|v| &v.version),
+    )
+    .await?;
+    Ok(tree)
+}
+
+/// Points `fetch/<archive hex>` at `tree` (unless it already does): a
+/// root that keeps both the fetched bytes and their tree, so a later build
+/// needs neither the network nor an unpack.
+async fn remember_fetch(
+    refs: &dyn RefStore,
+    name: &str,
+    archive: &Digest,
+    tree: &Digest,
+    expected: Option<&cairn_store::Version>,
+) -> Result<(), BuildError> {
+    let ref_name = fetch_ref(archive);
     let value = format!("{tree:#}").into_bytes();
-    let expected = known.as_ref().map(|v| &v.version);
-    match refs.compare_and_swap(&ref_name, expected, value).await {
-        Ok(_) | Err(StoreError::Conflict { .. }) => Ok(tree),
-        Err(e) => Err(store_err(e)),
+    let current = match expected {
+        Some(v) => Some(v.clone()),
+        None => match refs.get(&ref_name).await {
+            Ok(Some(v)) if v.value == value => return Ok(()),
+            Ok(v) => v.map(|v| v.version),
+            Err(e) => return Err(fetch_ref_error(name, &ref_name, e)),
+        },
+    };
+    match refs
+        .compare_and_swap(&ref_name, current.as_ref(), value)
+        .await
+    {
+        Ok(_) | Err(StoreError::Conflict { .. }) => Ok(()),
+        Err(e) => Err(fetch_ref_error(name, &ref_name, e)),
     }
+}
+
+fn fetch_ref_error(name: &str, ref_name: &RefName, e: StoreError) -> BuildError {
+    BuildError::store(format!("input `{name}`: ref {}", ref_name.as_str()), e)
 }
 
 fn unpack_and_snapshot(fs: &FsStore, name: &str, archive: &Digest) -> Result<Digest, BuildError> {

@@ -25,7 +25,7 @@ use cairn_tree::{encode_directory, proto::Directory};
 
 use crate::error::BuildError;
 use crate::logs::{kept_log_path, last_lines, Tail, TAIL_LINES};
-use crate::trees::{materialized, scratch, snapshot_temp};
+use crate::trees::{materialized, scratch, snapshot_temp, HeldTree};
 use crate::Reporter;
 
 /// The hostname every step sees.
@@ -91,7 +91,9 @@ pub fn run(fs: &FsStore, job: &Job, reporter: Arc<dyn Reporter>) -> Result<Ran, 
     let out_dir = work.path().join("out");
     let log_path = work.path().join("log");
     std::fs::create_dir(&out_dir).map_err(|e| BuildError::io("creating", &out_dir, e))?;
-    let plan = plan(fs, job, out_dir.clone())?;
+    // The mounted trees stay held (no collection removes them) until the
+    // step has ended.
+    let (plan, _held) = plan(fs, job, out_dir.clone())?;
     let (stdout, stderr) = open_log(&log_path)?;
     let tail = Tail::follow(&log_path, &job.name, reporter)?;
     let started = SystemTime::now();
@@ -153,21 +155,21 @@ fn store_log(fs: &FsStore, log_path: &Path) -> Result<Digest, cairn_store::Store
     }
 }
 
-/// The sandbox plan of `job`, with its trees materialized.
-fn plan(fs: &FsStore, job: &Job, out_dir: PathBuf) -> Result<Plan, BuildError> {
-    let mounts = job
-        .mounts
-        .iter()
-        .map(|m| {
-            Ok(Mount {
-                target: PathBuf::from(&m.target),
-                source: materialized(fs, &m.tree)?,
-                writable: m.writable,
-            })
-        })
-        .collect::<Result<Vec<_>, BuildError>>()?;
+/// The sandbox plan of `job`, with its trees materialized and held.
+fn plan(fs: &FsStore, job: &Job, out_dir: PathBuf) -> Result<(Plan, Vec<HeldTree>), BuildError> {
+    let mut held = Vec::new();
+    let mut mounts = Vec::new();
+    for m in &job.mounts {
+        let tree = materialized(fs, &m.tree)?;
+        mounts.push(Mount {
+            target: PathBuf::from(&m.target),
+            source: tree.path().to_path_buf(),
+            writable: m.writable,
+        });
+        held.push(tree);
+    }
     let l = job.step.limits;
-    Ok(Plan {
+    let plan = Plan {
         mounts,
         out_dir,
         argv: job.step.run.clone(),
@@ -183,7 +185,8 @@ fn plan(fs: &FsStore, job: &Job, out_dir: PathBuf) -> Result<Plan, BuildError> {
             file_size_bytes: None,
             tmp_bytes: Some(l.tmp),
         },
-    })
+    };
+    Ok((plan, held))
 }
 
 /// The log file, opened for appending twice (stdout and stderr share it).

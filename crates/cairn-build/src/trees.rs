@@ -3,55 +3,112 @@
 //! Input trees are materialized once into `<store>/cache/trees/<hex>`
 //! (hard links into the store, so it is cheap) and then bind-mounted
 //! read-only into every sandbox that mounts them: sandbox setup costs the
-//! same for a 1 MiB tree as for a 1 GiB toolchain. A tree is materialized
-//! into a temporary directory and renamed into place, so a crash or a
-//! concurrent build never leaves a half-written tree under its final name.
+//! same for a 1 MiB tree as for a 1 GiB toolchain. Those links are the
+//! store's own files, which is safe only because nothing writes them: the
+//! sandbox sees them read-only and nothing else is handed them. A tree is
+//! materialized into a temporary directory and renamed into place, so a
+//! crash or a concurrent build never leaves a half-written tree under its
+//! final name.
+//!
+//! A build holds each tree it mounts ([`HeldTree`]: a shared lock on the
+//! directory) until its step ends, and marks it used; a collection removes
+//! only trees nobody holds and nobody used within its grace period.
 //!
 //! Directories the build snapshots only once (a step's `/out`, an unpacked
 //! archive) are snapshotted with [`snapshot_temp`], which drops the stat
 //! cache the snapshot would otherwise keep for that never-again-seen path.
 
+use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use cairn_digest::Digest;
 use cairn_snapshot::{
-    materialize, snapshot, Added, MaterializeOptions, NoProgress, SnapshotError, SnapshotOptions,
+    materialize, snapshot, Added, MaterializeOptions, NoProgress, Placement, SnapshotError,
+    SnapshotOptions,
 };
+use cairn_store::fs::TempDir;
 use cairn_store::FsStore;
+use rustix::fs::{flock, FlockOperation};
 
 use crate::error::BuildError;
 
+/// How stale a tree's "last used" time may get before a build renews it.
+const MARK_USED_AFTER: Duration = Duration::from_secs(600);
+
+/// A materialized tree in use: no collection removes it while held.
+#[derive(Debug)]
+pub struct HeldTree {
+    path: PathBuf,
+    _lock: File,
+}
+
+impl HeldTree {
+    /// The read-only directory holding the tree.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
 /// The read-only directory holding tree `digest`, materializing it first
-/// if no earlier build did.
-pub fn materialized(fs: &FsStore, digest: &Digest) -> Result<PathBuf, BuildError> {
+/// if no earlier build did, held until the returned value is dropped.
+pub fn materialized(fs: &FsStore, digest: &Digest) -> Result<HeldTree, BuildError> {
     let dir = fs.cache_dir().join("trees");
     let path = dir.join(digest.hex());
-    if path.is_dir() {
-        return Ok(path);
+    loop {
+        if let Some(held) = hold(&path)? {
+            return Ok(held);
+        }
+        let tmp = fs
+            .temp_dir_in(&dir)
+            .map_err(|e| BuildError::store(format!("materializing tree {digest}"), e))?;
+        let dest = tmp.path().join("t");
+        materialize(
+            fs,
+            digest,
+            &dest,
+            MaterializeOptions {
+                placement: Placement::Link,
+            },
+            &NoProgress,
+        )
+        .map_err(|source| BuildError::Snapshot {
+            what: format!("materializing tree {digest}"),
+            source,
+        })?;
+        match std::fs::rename(&dest, &path) {
+            Ok(()) => {}
+            // Another build materialized the same tree meanwhile: use theirs.
+            Err(_) if path.is_dir() => {}
+            Err(e) => return Err(BuildError::io("renaming into", &path, e)),
+        }
     }
-    std::fs::create_dir_all(&dir).map_err(|e| BuildError::io("creating", &dir, e))?;
-    let tmp = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .tempdir_in(&dir)
-        .map_err(|e| BuildError::io("creating a directory in", &dir, e))?;
-    let dest = tmp.path().join("t");
-    materialize(
-        fs,
-        digest,
-        &dest,
-        MaterializeOptions { copy: false },
-        &NoProgress,
-    )
-    .map_err(|source| BuildError::Snapshot {
-        what: format!("materializing tree {digest}"),
-        source,
-    })?;
-    match std::fs::rename(&dest, &path) {
-        Ok(()) => Ok(path),
-        // Another build materialized the same tree meanwhile: use theirs.
-        Err(_) if path.is_dir() => Ok(path),
-        Err(e) => Err(BuildError::io("renaming into", &path, e)),
+}
+
+/// Locks the tree at `path` shared; `None` if it is not there (or a
+/// collection removed it before the lock was granted).
+fn hold(path: &Path) -> Result<Option<HeldTree>, BuildError> {
+    let lock = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(BuildError::io("opening", path, e)),
+    };
+    flock(&lock, FlockOperation::LockShared)
+        .map_err(|e| BuildError::io("locking", path, e.into()))?;
+    let held = rustix::fs::fstat(&lock).map_err(|e| BuildError::io("reading", path, e.into()))?;
+    let here = rustix::fs::stat(path).ok();
+    if held.st_nlink == 0 || here.is_none_or(|h| h.st_ino != held.st_ino) {
+        return Ok(None);
     }
+    let modified = lock.metadata().and_then(|m| m.modified());
+    if modified.is_ok_and(|m| m.elapsed().unwrap_or_default() > MARK_USED_AFTER) {
+        // Mark it used (best effort), so a collection keeps it a while.
+        let _ = lock.set_modified(SystemTime::now());
+    }
+    Ok(Some(HeldTree {
+        path: path.to_path_buf(),
+        _lock: lock,
+    }))
 }
 
 /// Snapshots a directory the build will not see again, without leaving a
@@ -66,12 +123,9 @@ pub fn snapshot_temp(fs: &FsStore, dir: &Path) -> Result<Added, SnapshotError> {
     added
 }
 
-/// A fresh directory under `<store>/cache/<what>/`, removed when dropped.
-pub fn scratch(fs: &FsStore, what: &str) -> Result<tempfile::TempDir, BuildError> {
-    let dir = fs.cache_dir().join(what);
-    std::fs::create_dir_all(&dir).map_err(|e| BuildError::io("creating", &dir, e))?;
-    tempfile::Builder::new()
-        .prefix(".tmp-")
-        .tempdir_in(&dir)
-        .map_err(|e| BuildError::io("creating a directory in", &dir, e))
+/// A fresh directory under `<store>/cache/<what>/`, removed when dropped,
+/// and by a collection if this process dies first.
+pub fn scratch(fs: &FsStore, what: &str) -> Result<TempDir, BuildError> {
+    fs.temp_dir_in(&fs.cache_dir().join(what))
+        .map_err(|e| BuildError::store(format!("creating a scratch directory for {what}"), e))
 }

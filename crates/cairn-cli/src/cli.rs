@@ -434,6 +434,11 @@ pub enum RefCommand {
         /// The ref must not exist yet.
         #[arg(long)]
         create: bool,
+        /// Set it even if the store lacks what VALUE names (or part of what
+        /// that reaches). Without it, such a value is refused: a dangling
+        /// ref pins nothing.
+        #[arg(long)]
+        allow_dangling: bool,
     },
 }
 
@@ -456,13 +461,23 @@ pub enum StoreCommand {
         recursive: bool,
     },
     /// Materialize a tree into a new or empty directory.
+    ///
+    /// Each file is its own writable copy (a reflink where the file system
+    /// can share blocks, else a copy): nothing done to the checkout can
+    /// change the store.
     Checkout {
         /// The tree's digest.
         digest: String,
         /// Where to write it.
         dir: PathBuf,
-        /// Write writable copies instead of read-only hard links into the store.
+        /// Hard-link files from the store instead of copying them: instant
+        /// and free of space, but the files ARE the store's blobs. They are
+        /// read-only, yet root ignores that: a write to a linked file by
+        /// root corrupts the store (`cairn store verify` finds it).
         #[arg(long)]
+        link: bool,
+        /// Copy files (the default; kept for scripts that asked for it).
+        #[arg(long, hide = true, conflicts_with = "link")]
         copy: bool,
     },
     /// Re-hash every blob; exit 1 naming each corrupt one.
@@ -470,15 +485,19 @@ pub enum StoreCommand {
     /// Maintenance of the backend: runs on a local directory store only (for a
     /// cairn server, on the server host against its own directory).
     Verify,
-    /// Delete blobs no ref reaches and older than the grace period.
+    /// Delete blobs nothing keeps, and derived data and leftovers with them.
     ///
+    /// Kept: everything a ref reaches (a digest written as its value
+    /// included), everything a command reused within the grace period, and
+    /// every blob written within it. Safe while other commands run.
     /// Maintenance of the backend: runs on a local directory store only (for a
     /// cairn server, on the server host against its own directory).
     Gc {
         /// Only report what would be deleted.
         #[arg(long)]
         dry_run: bool,
-        /// Never delete blobs younger than this (e.g. 30m, 2h).
+        /// Keep blobs written or reused less than this ago (e.g. 30m, 2h).
+        /// Commands running meanwhile are safe if they finish within it.
         #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
         grace: Duration,
     },

@@ -292,3 +292,120 @@ impl Drop for Unmount {
         let _ = Command::new("umount").arg(&self.0).status();
     }
 }
+
+fn json(out: &str) -> serde_json::Value {
+    serde_json::from_str(out).unwrap()
+}
+
+#[test]
+fn ref_set_refuses_what_the_store_lacks_unless_told_and_verify_names_it() {
+    let env = Env::new();
+    let src = env.tree("src", 5);
+    let tree = env.ok(&["store", "add", src.to_str().unwrap()]);
+    let never = format!("sha256:{}/5", "ab".repeat(32));
+    let err = env.fails(&["ref", "set", "pins/ghost", &never, "--create"]);
+    assert!(
+        err.contains(&never) && err.contains("--allow-dangling"),
+        "{err}"
+    );
+    assert_eq!(
+        env.run(&["ref", "get", "pins/ghost"]).status.code(),
+        Some(1)
+    );
+
+    // A tree missing one of its files is refused too, naming the file.
+    let victim = env.ok(&["store", "add", src.join("d1/f1").to_str().unwrap()]);
+    std::fs::remove_file(blob_file(&env.store, &victim)).unwrap();
+    let err = env.fails(&["ref", "set", "pins/src", &tree, "--create"]);
+    assert!(err.contains(victim.trim_start_matches("sha256:")), "{err}");
+
+    // Told, it sets the ref; verify then reports it and fails.
+    env.ok(&[
+        "ref",
+        "set",
+        "pins/src",
+        &tree,
+        "--create",
+        "--allow-dangling",
+    ]);
+    let out = env.run(&["store", "verify"]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("dangling: ref pins/src"), "{text}");
+    let report = json(&String::from_utf8(env.run(&["--json", "store", "verify"]).stdout).unwrap());
+    assert_eq!(report["dangling"][0]["ref"], "pins/src", "{report}");
+    assert_eq!(report["corrupt"].as_array().unwrap().len(), 0);
+
+    // Stored again, all is whole, and a plain value was never checked.
+    env.ok(&["store", "add", src.to_str().unwrap()]);
+    env.ok(&["store", "verify"]);
+    env.ok(&["ref", "set", "notes/plain", "just words", "--create"]);
+}
+
+#[test]
+fn re_adding_after_a_blob_was_lost_stores_it_again() {
+    let env = Env::new();
+    let src = env.tree("src", 40);
+    std::thread::sleep(std::time::Duration::from_millis(1100)); // not "racily clean"
+    let tree = env.ok(&["store", "add", src.to_str().unwrap()]);
+    let again = json(&env.ok(&["--json", "store", "add", src.to_str().unwrap()]));
+    assert_eq!(again["files_read"], 0);
+    let victim = env.ok(&["store", "add", src.join("d3/f3").to_str().unwrap()]);
+    std::fs::remove_file(blob_file(&env.store, &victim)).unwrap();
+    let readd = json(&env.ok(&["--json", "store", "add", src.to_str().unwrap()]));
+    assert_eq!(readd["digest"], tree.as_str());
+    assert_eq!(readd["files_read"], 1, "{readd}");
+    env.ok(&["store", "verify"]);
+    env.ok(&[
+        "store",
+        "checkout",
+        &tree,
+        env.root.join("out").to_str().unwrap(),
+    ]);
+}
+
+#[test]
+fn a_checkout_cannot_damage_the_store_unless_linked_on_purpose() {
+    use std::io::Write;
+    use std::os::unix::fs::MetadataExt;
+    let env = Env::new();
+    let src = env.tree("src", 10);
+    let tree = env.ok(&["store", "add", src.to_str().unwrap()]);
+    let out = env.root.join("out");
+    env.ok(&["store", "checkout", &tree, out.to_str().unwrap()]);
+    let file = out.join("d1/f1");
+    let blob = blob_file(
+        &env.store,
+        &env.ok(&["store", "add", file.to_str().unwrap()]),
+    );
+    assert_ne!(
+        std::fs::metadata(&file).unwrap().ino(),
+        std::fs::metadata(&blob).unwrap().ino()
+    );
+    // What root does to a checked-out file without a second thought.
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&file)
+        .unwrap();
+    f.write_all(b"local change\n").unwrap();
+    env.ok(&["store", "verify"]);
+
+    // --link hands out the store's own files, as its help says.
+    let linked = env.root.join("linked");
+    env.ok(&[
+        "store",
+        "checkout",
+        "--link",
+        &tree,
+        linked.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        std::fs::metadata(linked.join("d1/f1")).unwrap().ino(),
+        std::fs::metadata(&blob).unwrap().ino()
+    );
+    let help = env.ok(&["store", "checkout", "--help"]);
+    assert!(
+        help.contains("root") && help.contains("corrupts the store"),
+        "{help}"
+    );
+}

@@ -4,7 +4,8 @@
 //! files are hashed and stored in parallel (one read each), directories
 //! are encoded bottom-up as REAPI `Directory` messages, and a stat cache
 //! lets an unchanged file be re-added without reading it. [`materialize`]
-//! writes a tree back out, hard-linking files from the store where it can.
+//! writes a tree back out, each file its own copy (or, when asked, a hard
+//! link into the store).
 //!
 //! Both work on the local directory store ([`cairn_store::FsStore`]): a
 //! remote store receives trees by copying them from a local one, as git
@@ -16,7 +17,7 @@ mod snapshot;
 mod stat_cache;
 
 pub use error::SnapshotError;
-pub use materialize::{load_tree, materialize, MaterializeOptions, TreeListing};
+pub use materialize::{load_tree, materialize, MaterializeOptions, Placement, TreeListing};
 pub use snapshot::{snapshot, Added, SnapshotOptions};
 
 /// Receives progress from long operations; the CLI draws it, tests ignore it.

@@ -1,17 +1,27 @@
 //! Writing a tree from the store out to a directory.
 //!
-//! Files are hard-linked from the store when it is on the same file system
-//! (read-only, as Nix store paths are: a checkout costs a link per file and
-//! no copying); executable files link to a read-only executable copy kept
-//! in the store's `cache/exec/`, since a link shares its mode with the blob.
-//! Elsewhere, or when asked, files are copied and made writable.
+//! By default every file gets its own inode ([`Placement::Copy`]): a
+//! reflink where the file system can share blocks (`FICLONE`: btrfs, XFS,
+//! bcachefs), else a copy, writable like any file. Nothing done to the
+//! checkout can reach the store: the store's blob files are shared with
+//! no one who might write them, and root, who ignores read-only modes and
+//! runs CI and agents, cannot corrupt a blob by editing a checked-out file.
+//!
+//! [`Placement::Link`] hard-links files from the store instead (read-only,
+//! as Nix store paths are; executables link to a read-only executable
+//! copy in `cache/exec/`, since a link shares its mode with the blob). A
+//! checkout then costs a link per file and no space, but the files *are*
+//! the store's: whoever can write a read-only file writes the blob. It is
+//! for directories nobody writes, such as the input trees the build
+//! mounts read-only into its sandbox. Across file systems it copies.
 //!
 //! Nothing is ever written outside the destination: entry names were
 //! validated when the tree was decoded, the destination must be new or
 //! empty, and a symlink is created only if its target stays inside.
 
 use std::collections::HashMap;
-use std::os::unix::fs::PermissionsExt;
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use cairn_digest::Digest;
@@ -23,11 +33,24 @@ use rayon::prelude::*;
 use crate::error::SnapshotError;
 use crate::Progress;
 
+/// How files reach the destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Placement {
+    /// Each file its own, writable inode: a reflink where the file system
+    /// supports one, else a copy. Nothing done to it reaches the store.
+    #[default]
+    Copy,
+    /// Read-only hard links into the store: no copying, no space, but a
+    /// write to a file (by root, who ignores its mode) is a write to the
+    /// store's blob.
+    Link,
+}
+
 /// How to materialize.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct MaterializeOptions {
-    /// Copy files (writable) instead of hard-linking them from the store.
-    pub copy: bool,
+    /// How files are placed.
+    pub placement: Placement,
 }
 
 /// Every directory of a tree, loaded and validated.
@@ -157,21 +180,55 @@ fn place_file(
         Ok(m) if m.len() == digest.size() => {}
         _ => return Err(StoreError::NotFound(*digest).into()),
     }
-    if !options.copy {
+    if options.placement == Placement::Link && link_file(store, digest, exec, dest)? {
+        return Ok(());
+    }
+    copy_file(&blob, dest, exec)
+}
+
+/// Hard-links the file; `false` if the destination is on another file
+/// system (the caller copies then).
+fn link_file(
+    store: &FsStore,
+    digest: &Digest,
+    exec: bool,
+    dest: &Path,
+) -> Result<bool, SnapshotError> {
+    loop {
         let source = if exec {
             executable_copy(store, digest)?
         } else {
-            blob.clone()
+            store.blob_path(digest)
         };
         match std::fs::hard_link(&source, dest) {
-            Ok(()) => return Ok(()),
-            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::XDEV.raw_os_error()) => {}
+            Ok(()) => return Ok(true),
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::XDEV.raw_os_error()) => {
+                return Ok(false)
+            }
+            // A collection removed the executable copy meanwhile: make it again.
+            Err(e) if exec && e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return Err(SnapshotError::io("linking", dest, e)),
         }
     }
-    std::fs::copy(&blob, dest).map_err(|e| SnapshotError::io("copying to", dest, e))?;
+}
+
+/// Gives `dest` its own copy of `source`'s bytes: a reflink (shared
+/// blocks, copied on write) where the file system has them, else a copy.
+fn copy_file(source: &Path, dest: &Path, exec: bool) -> Result<(), SnapshotError> {
+    let mut from = File::open(source).map_err(|e| SnapshotError::io("opening", source, e))?;
     let mode = if exec { 0o755 } else { 0o644 };
-    std::fs::set_permissions(dest, std::fs::Permissions::from_mode(mode))
+    let mut to = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(dest)
+        .map_err(|e| SnapshotError::io("creating", dest, e))?;
+    if rustix::fs::ioctl_ficlone(&to, &from).is_err() {
+        // No reflinks here (ext4, tmpfs, another file system): copy
+        // (`copy_file_range`, in the kernel).
+        std::io::copy(&mut from, &mut to).map_err(|e| SnapshotError::io("copying to", dest, e))?;
+    }
+    to.set_permissions(std::fs::Permissions::from_mode(mode))
         .map_err(|e| SnapshotError::io("setting mode of", dest, e))
 }
 
@@ -182,13 +239,16 @@ fn executable_copy(store: &FsStore, digest: &Digest) -> Result<PathBuf, Snapshot
     if std::fs::symlink_metadata(&path).is_ok_and(|m| m.len() == digest.size()) {
         return Ok(path);
     }
-    std::fs::create_dir_all(&dir).map_err(|e| SnapshotError::io("creating", &dir, e))?;
-    let tmp = dir.join(format!(".tmp-{}-{}", std::process::id(), digest.hex()));
-    std::fs::copy(store.blob_path(digest), &tmp)
-        .map_err(|e| SnapshotError::io("copying to", &tmp, e))?;
-    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o555))
-        .map_err(|e| SnapshotError::io("setting mode of", &tmp, e))?;
-    std::fs::rename(&tmp, &path).map_err(|e| SnapshotError::io("renaming into", &path, e))?;
+    let (tmp, mut out) = store.temp_file_in(&dir)?;
+    let blob = store.blob_path(digest);
+    let copied = File::open(&blob)
+        .and_then(|mut from| std::io::copy(&mut from, &mut out))
+        .and_then(|_| out.set_permissions(std::fs::Permissions::from_mode(0o555)))
+        .and_then(|()| std::fs::rename(&tmp, &path));
+    if let Err(e) = copied {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(SnapshotError::io("copying to", &path, e));
+    }
     Ok(path)
 }
 

@@ -4,14 +4,19 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use cairn_snapshot::{
-    materialize, snapshot, MaterializeOptions, NoProgress, SnapshotError, SnapshotOptions,
+    materialize, snapshot, MaterializeOptions, NoProgress, Placement, SnapshotError,
+    SnapshotOptions,
 };
 use cairn_store::FsStore;
 use cairn_tree::DirectoryBuilder;
 use proptest::prelude::*;
 
-const LINKED: MaterializeOptions = MaterializeOptions { copy: false };
-const COPIED: MaterializeOptions = MaterializeOptions { copy: true };
+const LINKED: MaterializeOptions = MaterializeOptions {
+    placement: Placement::Link,
+};
+const COPIED: MaterializeOptions = MaterializeOptions {
+    placement: Placement::Copy,
+};
 
 fn add(store: &FsStore, path: &Path) -> cairn_snapshot::Added {
     snapshot(store, path, &SnapshotOptions::default(), &NoProgress).unwrap()

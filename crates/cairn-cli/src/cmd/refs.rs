@@ -1,8 +1,17 @@
 //! `cairn ref …`: plumbing over the store's refs, for scripts and for
 //! looking at what agents and promotions wrote.
+//!
+//! `ref set` refuses a value naming blobs the store does not hold whole
+//! (a ref is what keeps blobs through `store gc`, and a dangling one keeps
+//! nothing), unless `--allow-dangling` says that is meant. On a local
+//! store what the value names is claimed before it is checked, so a
+//! collection running meanwhile cannot take it between the check and the
+//! write.
 
 use anyhow::{bail, Result};
-use cairn_store::{RefName, Version};
+use cairn_store::dangling::first_missing;
+use cairn_store::roots::roots_of_ref;
+use cairn_store::{RefName, Store, Version};
 use serde::Serialize;
 
 use crate::cli::{Global, RefCommand};
@@ -51,10 +60,14 @@ pub async fn run(global: &Global, cmd: RefCommand) -> Result<i32> {
             value,
             expect,
             create,
+            allow_dangling,
         } => {
             let name = RefName::new(name)?;
             if expect.is_none() && !create {
                 bail!("say which version `{name}` must be at (--expect VERSION) or that it must not exist (--create)");
+            }
+            if !allow_dangling {
+                check_whole(&store, &name, value.as_bytes()).await?;
             }
             let expected = expect.map(Version);
             let version = store
@@ -70,4 +83,34 @@ pub async fn run(global: &Global, cmd: RefCommand) -> Result<i32> {
         }
     }
     Ok(0)
+}
+
+/// Fails unless the store holds everything `value` names, whole.
+async fn check_whole(store: &Store, name: &RefName, value: &[u8]) -> Result<()> {
+    let roots = roots_of_ref(name, value);
+    if roots.is_empty() {
+        return Ok(());
+    }
+    let local = store.local.as_deref();
+    if local.is_none() && roots.iter().any(|r| r.size.is_none()) {
+        bail!(
+            "ref {name}: write the digest with its size (sha256:<hex>/<size>) so that a remote \
+             store can be checked for it, or pass --allow-dangling"
+        );
+    }
+    if let Some(fs) = local {
+        let nodes: Vec<_> = roots
+            .iter()
+            .filter_map(|r| r.resolve(|h| fs.size_of_hash(h)))
+            .collect();
+        fs.claim(&nodes)?;
+    }
+    let missing = first_missing(store.blobs.as_ref(), local, &roots).await?;
+    if let Some(m) = missing.into_iter().flatten().next() {
+        bail!(
+            "ref {name} would name what the store does not hold: {m} (or part of what it \
+             reaches) is missing; add it first, or pass --allow-dangling to set the ref anyway"
+        );
+    }
+    Ok(())
 }

@@ -1,10 +1,11 @@
 //! `cairn store checkout DIGEST DIR`: materialize a tree (from a remote
-//! store: after copying what the local cache lacks).
+//! store: after copying what the local cache lacks), each file its own
+//! copy unless `--link` asks for hard links into the store.
 
 use std::path::Path;
 
 use anyhow::Result;
-use cairn_snapshot::{materialize, MaterializeOptions};
+use cairn_snapshot::{materialize, MaterializeOptions, Placement};
 use cairn_transfer::Kind;
 use serde::Serialize;
 
@@ -24,13 +25,24 @@ pub async fn run(
     ws: &Workspace,
     text: &str,
     dir: &Path,
-    copy: bool,
+    link: bool,
 ) -> Result<i32> {
     let digest = ws.digest(text).await?;
     ws.pull(digest, Kind::Tree).await?;
     super::require_tree(ws, &digest)?;
     let progress = Progress::new("checking out", None);
-    let files = materialize(&ws.fs, &digest, dir, MaterializeOptions { copy }, &progress);
+    let placement = if link {
+        Placement::Link
+    } else {
+        Placement::Copy
+    };
+    let files = materialize(
+        &ws.fs,
+        &digest,
+        dir,
+        MaterializeOptions { placement },
+        &progress,
+    );
     progress.finish();
     let result = CheckedOut {
         digest: digest.to_string(),

@@ -29,9 +29,9 @@ pub async fn run(global: &Global, cmd: StoreCommand) -> Result<i32> {
         StoreCommand::Add(args) => add::run(global, &ws, args).await,
         StoreCommand::Cat { digest } => cat::run(&ws, &digest).await,
         StoreCommand::Ls { digest, recursive } => ls::run(global, &ws, &digest, recursive).await,
-        StoreCommand::Checkout { digest, dir, copy } => {
-            checkout::run(global, &ws, &digest, &dir, copy).await
-        }
+        StoreCommand::Checkout {
+            digest, dir, link, ..
+        } => checkout::run(global, &ws, &digest, &dir, link).await,
         StoreCommand::Verify => verify::run(global, &ws).await,
         StoreCommand::Gc { dry_run, grace } => gc::run(global, &ws, grace, dry_run).await,
         StoreCommand::Copy { digest, to, kind } => copy::run(global, &ws, &digest, &to, kind).await,

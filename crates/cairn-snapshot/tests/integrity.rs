@@ -1,0 +1,158 @@
+//! What a snapshot and a checkout may not do to the store: vouch for a blob
+//! that is gone or damaged (the stat cache), or hand out a blob's inode to
+//! someone who can write it (a checkout).
+
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+
+use cairn_snapshot::{
+    materialize, snapshot, Added, MaterializeOptions, NoProgress, Placement, SnapshotOptions,
+};
+use cairn_store::FsStore;
+
+fn add(store: &FsStore, path: &Path) -> Added {
+    snapshot(store, path, &SnapshotOptions::default(), &NoProgress).unwrap()
+}
+
+/// A source tree old enough to be cached, added twice so the second add is
+/// all stat cache hits. Returns the store, the source and the README's blob.
+fn cached_tree(tmp: &Path) -> (FsStore, std::path::PathBuf, Added) {
+    let store = FsStore::open(tmp.join("store")).unwrap();
+    let src = tmp.join("src");
+    std::fs::create_dir_all(src.join("sub")).unwrap();
+    std::fs::write(src.join("README"), "precious words\n").unwrap();
+    for i in 0..100 {
+        std::fs::write(src.join("sub").join(format!("f{i}")), format!("file {i}\n")).unwrap();
+    }
+    // Stamps younger than a second are "racy" and never cached.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let first = add(&store, &src);
+    let again = add(&store, &src);
+    assert_eq!((again.digest, again.files_read), (first.digest, 0));
+    (store, src, first)
+}
+
+fn readme_blob(store: &FsStore) -> std::path::PathBuf {
+    store.blob_path(&cairn_digest::Digest::of(b"precious words\n"))
+}
+
+/// Writes to a blob file in place, as root may (read-only modes stop
+/// nobody with CAP_DAC_OVERRIDE).
+fn write_in_place(path: &Path, f: impl FnOnce(&mut std::fs::File)) {
+    let mut file = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    f(&mut file);
+}
+
+fn assert_store_whole(store: &FsStore) {
+    let report = store.verify_all(&|_| {}).unwrap();
+    assert!(report.corrupt.is_empty(), "corrupt: {:?}", report.corrupt);
+}
+
+#[test]
+fn a_deleted_blob_is_stored_again_not_vouched_for() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (store, src, first) = cached_tree(tmp.path());
+    std::fs::remove_file(readme_blob(&store)).unwrap();
+    let again = add(&store, &src);
+    assert_eq!(again.digest, first.digest);
+    assert_eq!(again.files_read, 1, "the missing blob was vouched for");
+    assert!(readme_blob(&store).exists());
+    assert_store_whole(&store);
+}
+
+/// A way root damages a blob file in place.
+type Damage = fn(&mut std::fs::File);
+
+#[test]
+fn a_blob_damaged_in_place_is_replaced() {
+    let damages: [(&str, Damage); 2] = [
+        ("appended to", |f| {
+            use std::io::Seek;
+            f.seek(std::io::SeekFrom::End(0)).unwrap();
+            f.write_all(b"appended by root\n").unwrap();
+        }),
+        ("overwritten at the same size", |f| {
+            f.write_all(b"PRECIOUS").unwrap();
+        }),
+    ];
+    for (how, damage) in damages {
+        let tmp = tempfile::tempdir().unwrap();
+        let (store, src, first) = cached_tree(tmp.path());
+        write_in_place(&readme_blob(&store), damage);
+        assert!(!store.verify_all(&|_| {}).unwrap().corrupt.is_empty());
+        let again = add(&store, &src);
+        assert_eq!(again.digest, first.digest, "{how}");
+        assert_eq!(
+            again.files_read, 1,
+            "{how}: the damaged blob was vouched for"
+        );
+        assert_store_whole(&store);
+        // And the cache trusts the repaired blob from then on.
+        assert_eq!(add(&store, &src).files_read, 0, "{how}");
+    }
+}
+
+#[test]
+fn a_blob_file_replaced_by_an_intact_copy_is_checked_not_reread() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (store, src, _) = cached_tree(tmp.path());
+    // Another writer replaced the file with the same bytes (a new inode).
+    let blob = readme_blob(&store);
+    let copy = tmp.path().join("copy");
+    std::fs::copy(&blob, &copy).unwrap();
+    std::fs::rename(&copy, &blob).unwrap();
+    let again = add(&store, &src);
+    assert_eq!(again.files_read, 0);
+    assert_store_whole(&store);
+}
+
+#[test]
+fn writing_to_a_default_checkout_never_reaches_the_store() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (store, _, first) = cached_tree(tmp.path());
+    let out = tmp.path().join("out");
+    materialize(
+        &store,
+        &first.digest,
+        &out,
+        MaterializeOptions::default(),
+        &NoProgress,
+    )
+    .unwrap();
+    let checked_out = out.join("README");
+    let meta = std::fs::metadata(&checked_out).unwrap();
+    assert_ne!(
+        meta.ino(),
+        std::fs::metadata(readme_blob(&store)).unwrap().ino()
+    );
+    assert_eq!(meta.permissions().mode() & 0o777, 0o644);
+    // What a user (root, in CI and agents) does to a checkout.
+    write_in_place(&checked_out, |f| {
+        use std::io::Seek;
+        f.seek(std::io::SeekFrom::End(0)).unwrap();
+        f.write_all(b"local edit\n").unwrap();
+    });
+    assert_store_whole(&store);
+}
+
+#[test]
+fn a_linked_checkout_shares_the_store_s_inodes_as_its_help_says() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (store, _, first) = cached_tree(tmp.path());
+    let out = tmp.path().join("out");
+    let link = MaterializeOptions {
+        placement: Placement::Link,
+    };
+    materialize(&store, &first.digest, &out, link, &NoProgress).unwrap();
+    let linked = std::fs::metadata(out.join("README")).unwrap();
+    assert_eq!(
+        linked.ino(),
+        std::fs::metadata(readme_blob(&store)).unwrap().ino()
+    );
+    assert_eq!(
+        linked.permissions().mode() & 0o222,
+        0,
+        "a linked file is writable"
+    );
+}
