@@ -84,6 +84,17 @@ impl Digest {
         encode_hex(&self.hash)
     }
 
+    /// The hash as 64 lowercase hex characters written into `out`, for a
+    /// caller that needs it many times without allocating.
+    pub fn hex_in<'a>(&self, out: &'a mut [u8; 64]) -> &'a str {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        for (i, b) in self.hash.iter().enumerate() {
+            out[2 * i] = DIGITS[usize::from(b >> 4)];
+            out[2 * i + 1] = DIGITS[usize::from(b & 0xf)];
+        }
+        std::str::from_utf8(out).expect("hex digits are ASCII")
+    }
+
     /// The number of bytes the digest covers.
     pub fn size(&self) -> u64 {
         self.size

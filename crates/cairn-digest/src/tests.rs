@@ -85,3 +85,10 @@ proptest! {
         let _ = text.parse::<DigestRef>();
     }
 }
+
+#[test]
+fn hex_in_a_buffer_is_hex() {
+    let d = Digest::of(b"hello");
+    let mut buf = [0u8; 64];
+    assert_eq!(d.hex_in(&mut buf), d.hex());
+}

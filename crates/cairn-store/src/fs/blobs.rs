@@ -13,23 +13,15 @@ use std::io::{self, Read, Write};
 use std::path::Path;
 
 use async_trait::async_trait;
-use cairn_digest::{Digest, Hasher};
+use cairn_digest::Digest;
 
 use super::FsStore;
 use crate::blob::{read_error, Assembled, BlobReader, BlobStore, VerifyingReader};
 use crate::error::{Result, StoreError};
 use crate::reach::Kind;
 
-/// Files at least this large are copied with hashing and writing overlapped.
-const PIPELINE_THRESHOLD: u64 = 8 << 20;
-const CHUNK: usize = 1 << 20;
 /// Blobs up to this size are read whole by `get` instead of streamed.
 const SMALL_BLOB: u64 = 64 << 10;
-/// Bytes a large blob's writer lets accumulate before starting their
-/// writeback ([`start_writeback`]).
-const WRITEBACK_STEP: u64 = 16 << 20;
-/// Chunks in flight between the hashing and the writing thread (memory bound).
-const CHUNKS_IN_FLIGHT: usize = 8;
 
 impl FsStore {
     /// Whether the blob is present with the right size. (Content is checked
@@ -63,20 +55,58 @@ impl FsStore {
     /// [`claim`](Self::claim)): the question a writer asks before reusing
     /// a blob instead of writing it.
     pub fn reuse_sync(&self, digest: &Digest) -> Result<bool> {
-        let Ok(meta) = std::fs::metadata(self.blob_path(digest)) else {
-            return Ok(false);
-        };
-        if meta.len() != digest.size() {
-            return Ok(false);
-        }
-        // Written less than a claim slot ago: its own age keeps it.
-        let age = meta.modified().ok().and_then(|m| m.elapsed().ok());
-        if age.is_some_and(|a| a < super::claims::CLAIM_SLOT) {
-            return Ok(true);
+        match self.found(digest) {
+            None => return Ok(false),
+            Some(true) => return Ok(true), // its own age keeps it
+            Some(false) => {}
         }
         self.claim(&[(*digest, Kind::Leaf)])?;
         // Present after the claim: no collection deletes it now.
         Ok(self.has_sync(digest))
+    }
+
+    /// Stores many blobs held in memory, in order: those already stored
+    /// are kept (and those not written recently claimed, in one batch).
+    pub fn put_bytes_many_sync(&self, blobs: &[Vec<u8>]) -> Result<Vec<Digest>> {
+        let digests: Vec<Digest> = blobs.iter().map(|b| Digest::of(b)).collect();
+        let found: Vec<Option<bool>> = digests.iter().map(|d| self.found(d)).collect();
+        let old: Vec<(Digest, Kind)> = digests
+            .iter()
+            .zip(&found)
+            .filter(|(_, f)| **f == Some(false))
+            .map(|(d, _)| (*d, Kind::Leaf))
+            .collect();
+        if !old.is_empty() {
+            self.claim(&old)?;
+        }
+        for ((digest, bytes), found) in digests.iter().zip(blobs).zip(found) {
+            // Present after the claim (or young): no collection deletes it now.
+            let kept = match found {
+                Some(true) => true,
+                Some(false) => self.has_sync(digest),
+                None => false,
+            };
+            if !kept {
+                self.write_new(digest, |file, path| {
+                    file.write_all(bytes)
+                        .map_err(|e| StoreError::io("writing", path, e))
+                })?;
+            }
+        }
+        Ok(digests)
+    }
+
+    /// Whether a blob is stored whole, and if so whether it was written
+    /// less than a claim slot ago (its own age keeps it then).
+    fn found(&self, digest: &Digest) -> Option<bool> {
+        let st = self.blob_stat(digest).ok().flatten()?;
+        if st.st_size as u64 != digest.size() {
+            return None;
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        Some(now - st.st_mtime < super::claims::CLAIM_SLOT.as_secs() as i64)
     }
 
     /// Stores bytes held in memory.
@@ -110,11 +140,7 @@ impl FsStore {
             .map_err(|e| StoreError::io("reading metadata of", source, e))?
             .len();
         let (tmp, mut out) = self.create_tmp()?;
-        let copied = if len >= PIPELINE_THRESHOLD {
-            copy_pipelined(&mut src, &mut out, source, &tmp)
-        } else {
-            copy_hashing(&mut src, &mut out, source, &tmp, len)
-        };
+        let copied = super::copy::copy_and_hash(&mut src, &mut out, source, &tmp, len);
         let digest = match copied {
             Ok(d) => d,
             Err(e) => {
@@ -166,94 +192,6 @@ impl FsStore {
     /// descriptor can still write) and locked while this writer lives.
     fn create_tmp(&self) -> Result<(std::path::PathBuf, File)> {
         super::temp::create_locked_file(|| self.tmp_path(), 0o444)
-    }
-}
-
-fn copy_hashing(
-    src: &mut File,
-    out: &mut File,
-    source: &Path,
-    tmp: &Path,
-    len: u64,
-) -> Result<Digest> {
-    let mut hasher = Hasher::new();
-    let mut buf = vec![0u8; (len as usize).clamp(1, CHUNK) + 1];
-    loop {
-        let n = read_some(src, &mut buf, source)?;
-        if n == 0 {
-            return Ok(hasher.finish());
-        }
-        hasher.update(&buf[..n]);
-        out.write_all(&buf[..n])
-            .map_err(|e| StoreError::io("writing", tmp, e))?;
-    }
-}
-
-/// Starts writing `len` bytes at `offset` back to disk without waiting
-/// for them. `POSIX_FADV_DONTNEED` on dirty pages starts their writeback
-/// (and drops pages already clean), so the sync that makes a large blob
-/// durable finds most of it on disk instead of writing all of it then:
-/// the disk works while the rest of the file is still being read and
-/// hashed. Advisory: a failure changes nothing but timing.
-fn start_writeback(file: &File, offset: u64, len: u64) {
-    let _ = rustix::fs::fadvise(
-        file,
-        offset,
-        std::num::NonZeroU64::new(len),
-        rustix::fs::Advice::DontNeed,
-    );
-}
-
-fn copy_pipelined(src: &mut File, out: &mut File, source: &Path, tmp: &Path) -> Result<Digest> {
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(CHUNKS_IN_FLIGHT);
-    let (back_tx, back_rx) = std::sync::mpsc::channel::<Vec<u8>>();
-    std::thread::scope(|scope| {
-        let writer = scope.spawn(move || -> io::Result<()> {
-            let mut written = 0u64;
-            let mut flushed = 0u64;
-            for chunk in rx {
-                out.write_all(&chunk)?;
-                written += chunk.len() as u64;
-                if written - flushed >= WRITEBACK_STEP {
-                    start_writeback(out, flushed, written - flushed);
-                    flushed = written;
-                }
-                let _ = back_tx.send(chunk);
-            }
-            Ok(())
-        });
-        let mut hasher = Hasher::new();
-        let read_result = loop {
-            let mut buf = back_rx.try_recv().unwrap_or_else(|_| vec![0u8; CHUNK]);
-            buf.resize(CHUNK, 0);
-            let n = match read_some(src, &mut buf, source) {
-                Ok(n) => n,
-                Err(e) => break Err(e),
-            };
-            if n == 0 {
-                break Ok(());
-            }
-            buf.truncate(n);
-            hasher.update(&buf);
-            if tx.send(buf).is_err() {
-                break Ok(()); // the writer failed; its error is reported below
-            }
-        };
-        drop(tx);
-        let written = writer.join().expect("writer thread panicked");
-        read_result?;
-        written.map_err(|e| StoreError::io("writing", tmp, e))?;
-        Ok(hasher.finish())
-    })
-}
-
-fn read_some(src: &mut File, buf: &mut [u8], path: &Path) -> Result<usize> {
-    loop {
-        match src.read(buf) {
-            Ok(n) => return Ok(n),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(StoreError::io("reading", path, e)),
-        }
     }
 }
 

@@ -29,6 +29,7 @@
 mod assemble;
 mod blobs;
 pub mod claims;
+mod copy;
 mod maintenance;
 mod refs;
 pub mod temp;
@@ -57,8 +58,9 @@ pub struct FsStore {
     /// Whether this handle renamed a blob into place since its last sync.
     wrote_blobs: AtomicBool,
     claims: Claims,
-    /// `blobs/`, opened once, for `stat`s relative to it.
-    blobs_dir: std::sync::OnceLock<Option<rustix::fd::OwnedFd>>,
+    /// The 256 shard directories of `blobs/`, each opened once when first
+    /// needed, for `stat`s relative to them (one path component each).
+    shards: Box<[std::sync::OnceLock<Option<rustix::fd::OwnedFd>>]>,
     /// What opening the store swept from `tmp/`, until a collection
     /// reports it.
     swept_at_open: std::sync::Mutex<Swept>,
@@ -101,7 +103,7 @@ impl FsStore {
             root,
             tmp_counter: AtomicU64::new(0),
             wrote_blobs: AtomicBool::new(false),
-            blobs_dir: std::sync::OnceLock::new(),
+            shards: (0..256).map(|_| std::sync::OnceLock::new()).collect(),
             swept_at_open: std::sync::Mutex::new(swept),
         }
     }
@@ -216,13 +218,14 @@ impl FsStore {
     }
 
     /// The metadata of a blob's file (`None` if absent), one `stat`
-    /// relative to `blobs/`.
+    /// relative to its shard directory.
     pub fn blob_stat(&self, digest: &Digest) -> Result<Option<rustix::fs::Stat>> {
-        let hex = digest.hex();
-        let rel = format!("{}/{hex}", &hex[..2]);
-        let dir = self.blobs_dir.get_or_init(|| {
+        let mut buf = [0u8; 64];
+        let hex = digest.hex_in(&mut buf);
+        let shard = usize::from(digest.hash()[0]);
+        let dir = self.shards[shard].get_or_init(|| {
             rustix::fs::open(
-                self.root.join("blobs"),
+                self.root.join("blobs").join(&hex[..2]),
                 rustix::fs::OFlags::PATH
                     | rustix::fs::OFlags::DIRECTORY
                     | rustix::fs::OFlags::CLOEXEC,
@@ -231,9 +234,7 @@ impl FsStore {
             .ok()
         });
         let stat = match dir {
-            Some(dir) => {
-                rustix::fs::statat(dir, rel.as_str(), rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
-            }
+            Some(dir) => rustix::fs::statat(dir, hex, rustix::fs::AtFlags::SYMLINK_NOFOLLOW),
             None => rustix::fs::lstat(self.blob_path(digest)),
         };
         match stat {
