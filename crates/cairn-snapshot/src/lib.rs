@@ -15,6 +15,7 @@ mod error;
 mod materialize;
 mod snapshot;
 mod stat_cache;
+mod walk;
 
 pub use error::SnapshotError;
 pub use materialize::{load_tree, materialize, MaterializeOptions, Placement, TreeListing};

@@ -12,12 +12,12 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use cairn_digest::Digest;
 use cairn_store::FsStore;
 use cairn_tree::{encode_directory, validate_name, DirectoryBuilder};
-use ignore::gitignore::{Gitignore, GitignoreBuilder};
 use rayon::prelude::*;
 use rustix::fs::{AtFlags, Mode, OFlags};
 
 use crate::error::SnapshotError;
 use crate::stat_cache::{now_secs, BlobStamp, Entry as CacheEntry, FileStamp, StatCache};
+use crate::walk::{unsupported, walk, Entry, Kind};
 use crate::Progress;
 
 /// How long a claim (or a blob's own writing) keeps it safe from a
@@ -46,18 +46,6 @@ pub struct Added {
     pub bytes: u64,
     /// Files whose content had to be read (stat cache misses).
     pub files_read: u64,
-}
-
-#[derive(Debug)]
-enum Kind {
-    File,
-    Dir,
-    Symlink,
-}
-
-struct Entry {
-    rel: String,
-    kind: Kind,
 }
 
 /// Snapshots `path` into `store`.
@@ -113,12 +101,12 @@ pub fn snapshot(
     if changed || claimed || cache.len() != files.len() {
         let entries = files
             .iter()
-            .filter(|f| !f.stamp.is_racy(start))
             .map(|f| CacheEntry {
                 file: f.stamp,
                 digest: f.digest,
                 blob: f.blob,
                 claimed_secs: f.claimed_secs,
+                trusted: !f.stamp.is_racy(start),
             })
             .collect();
         cache.save(store, entries);
@@ -132,102 +120,6 @@ fn start_ns() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos() as i64)
         .unwrap_or(0)
-}
-
-/// Lists everything under `root` but `root` itself, parents before their
-/// children. (A parallel walk measured slower on two cores: the stat cache
-/// is parsed on the other one meanwhile.)
-fn walk(root: &Path, options: &SnapshotOptions) -> Result<Vec<Entry>, SnapshotError> {
-    let excludes = exclude_matcher(root, &options.exclude)?;
-    let walker = ignore::WalkBuilder::new(root)
-        .standard_filters(false)
-        .git_ignore(options.gitignore)
-        .require_git(false)
-        .follow_links(false)
-        .filter_entry(move |e| {
-            let is_dir = e.file_type().is_some_and(|t| t.is_dir());
-            !excludes.matched(e.path(), is_dir).is_ignore()
-        })
-        .build();
-    let mut entries = Vec::new();
-    for item in walker {
-        let item = item.map_err(|e| walk_error(root, e))?;
-        entries.extend(classify(root, &item)?);
-    }
-    Ok(entries)
-}
-
-/// The entry for one walked path; `None` for the root itself.
-fn classify(root: &Path, item: &ignore::DirEntry) -> Result<Option<Entry>, SnapshotError> {
-    if item.depth() == 0 {
-        return Ok(None);
-    }
-    let path = item.path();
-    let rel = relative(root, path)?;
-    let file_type = item.file_type().expect("only stdin has no file type");
-    let kind = if file_type.is_dir() {
-        Kind::Dir
-    } else if file_type.is_file() {
-        Kind::File
-    } else if file_type.is_symlink() {
-        Kind::Symlink
-    } else {
-        return Err(unsupported(path, &file_type));
-    };
-    Ok(Some(Entry { rel, kind }))
-}
-
-fn exclude_matcher(root: &Path, patterns: &[String]) -> Result<Gitignore, SnapshotError> {
-    let mut builder = GitignoreBuilder::new(root);
-    for p in patterns {
-        builder
-            .add_line(None, p)
-            .map_err(|e| SnapshotError::BadPattern {
-                pattern: p.clone(),
-                reason: e.to_string(),
-            })?;
-    }
-    builder.build().map_err(|e| SnapshotError::BadPattern {
-        pattern: patterns.join(" "),
-        reason: e.to_string(),
-    })
-}
-
-fn walk_error(root: &Path, e: ignore::Error) -> SnapshotError {
-    let path = match &e {
-        ignore::Error::WithPath { path, .. } => path.clone(),
-        _ => root.to_path_buf(),
-    };
-    let io = e
-        .into_io_error()
-        .unwrap_or_else(|| std::io::Error::other("walk failed"));
-    SnapshotError::io("reading", path, io)
-}
-
-fn relative(root: &Path, path: &Path) -> Result<String, SnapshotError> {
-    let rel = path
-        .strip_prefix(root)
-        .expect("walked paths are under the root");
-    let text = rel.to_str().ok_or_else(|| SnapshotError::BadName {
-        path: path.to_path_buf(),
-        reason: "name is not valid UTF-8".into(),
-    })?;
-    Ok(text.to_string())
-}
-
-fn unsupported(path: &Path, t: &std::fs::FileType) -> SnapshotError {
-    use std::os::unix::fs::FileTypeExt;
-    let kind = if t.is_socket() {
-        "socket"
-    } else if t.is_fifo() {
-        "FIFO"
-    } else {
-        "device"
-    };
-    SnapshotError::Unsupported {
-        path: path.to_path_buf(),
-        kind,
-    }
 }
 
 struct StoredFile {
@@ -258,20 +150,21 @@ fn store_files(
     cache: &StatCache,
     progress: &dyn Progress,
 ) -> Result<Vec<StoredFile>, SnapshotError> {
-    // Files are stat'ed relative to the root: the kernel then walks only
-    // the path's components below it.
+    // Files are stat'ed relative to their directory, kept open while a
+    // worker goes through its files: the kernel then looks up one name.
     let root_dir = rustix::fs::open(
         root,
         OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
     )
     .map_err(|err| SnapshotError::io("opening", root, err.into()))?;
-    let store_one = |e: &Entry| -> Result<StoredFile, SnapshotError> {
-        let stat = rustix::fs::statat(&root_dir, e.rel.as_str(), AtFlags::SYMLINK_NOFOLLOW)
+    let store_one = |dir: &mut OpenDir, i: usize, e: &Entry| -> Result<StoredFile, SnapshotError> {
+        let stat = dir
+            .stat(&root_dir, &e.rel)
             .map_err(|err| SnapshotError::io("reading", root.join(&e.rel), err.into()))?;
         let stamp = FileStamp::from_stat(&stat);
         let path = || root.join(&e.rel);
-        let stored = match cache.lookup(&stamp) {
+        let stored = match cache.lookup(i, &stamp) {
             Some(hit) => trust_hit(store, hit, &path)?,
             None => store_read(store, stamp, &path(), false)?,
         };
@@ -282,9 +175,94 @@ fn store_files(
     if files.len() < PARALLEL_FROM {
         // A handful of files (a toolchain root's one binary): starting and
         // then idling the pool's threads would cost more than it saves.
-        return files.into_iter().map(store_one).collect();
+        let mut dir = OpenDir::default();
+        return files
+            .iter()
+            .enumerate()
+            .map(|(i, e)| store_one(&mut dir, i, e))
+            .collect();
     }
-    cairn_store::io_pool().install(|| files.par_iter().map(|e| store_one(e)).collect())
+    if cache.len() >= files.len() - files.len() / 10 {
+        // Nearly all stat cache hits: work for the CPUs, not the disk, so
+        // one thread per core (the I/O pool's extra threads would only
+        // compete for them).
+        return on_each_core(&files, &|dir, i, e: &&Entry| store_one(dir, i, e));
+    }
+    cairn_store::io_pool().install(|| {
+        files
+            .par_iter()
+            .enumerate()
+            .map_init(OpenDir::default, |dir, (i, e)| store_one(dir, i, e))
+            .collect()
+    })
+}
+
+/// The directory a worker last stat'ed a file in, kept open.
+#[derive(Default)]
+struct OpenDir {
+    rel: String,
+    fd: Option<rustix::fd::OwnedFd>,
+}
+
+impl OpenDir {
+    /// `lstat` of the file `rel` (relative to `root`), through its
+    /// directory, which is opened (`O_PATH`) only when it changes.
+    fn stat(
+        &mut self,
+        root: &rustix::fd::OwnedFd,
+        rel: &str,
+    ) -> rustix::io::Result<rustix::fs::Stat> {
+        let (parent, name) = split_parent(rel);
+        if parent.is_empty() {
+            return rustix::fs::statat(root, name, AtFlags::SYMLINK_NOFOLLOW);
+        }
+        if self.fd.is_none() || self.rel != parent {
+            let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+            self.fd = Some(rustix::fs::openat(root, parent, flags, Mode::empty())?);
+            parent.clone_into(&mut self.rel);
+        }
+        let dir = self.fd.as_ref().expect("opened above");
+        rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)
+    }
+}
+
+/// Runs `f` over `items` (with their positions) on one thread per core,
+/// each taking a contiguous part.
+fn on_each_core<T: Sync, R: Send>(
+    items: &[T],
+    f: &(dyn Fn(&mut OpenDir, usize, &T) -> Result<R, SnapshotError> + Sync),
+) -> Result<Vec<R>, SnapshotError> {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let part = items.len().div_ceil(cores).max(1);
+    std::thread::scope(|s| {
+        let workers: Vec<_> = items
+            .chunks(part)
+            .enumerate()
+            .skip(1)
+            .map(|(c, chunk)| {
+                s.spawn(move || {
+                    let start = c * part;
+                    let mut dir = OpenDir::default();
+                    chunk
+                        .iter()
+                        .enumerate()
+                        .map(|(i, e)| f(&mut dir, start + i, e))
+                        .collect::<Result<Vec<R>, _>>()
+                })
+            })
+            .collect();
+        let mut dir = OpenDir::default();
+        let first = items[..part.min(items.len())]
+            .iter()
+            .enumerate()
+            .map(|(i, e)| f(&mut dir, i, e))
+            .collect::<Result<Vec<R>, _>>();
+        let mut all = first?;
+        for w in workers {
+            all.extend(w.join().expect("a snapshot worker does not panic")?);
+        }
+        Ok(all)
+    })
 }
 
 /// A stat cache hit, trusted only while its blob is present and its file
@@ -425,14 +403,20 @@ fn encode_directories(
     // in reverse order of depth.
     let mut dirs: Vec<&str> = builders.keys().copied().collect();
     dirs.sort_by_key(|d| std::cmp::Reverse(depth(d)));
+    let mut encoded = Vec::with_capacity(dirs.len());
     for dir in dirs {
         let builder = builders.remove(dir).expect("each directory once");
-        let encoded = builder.build().map_err(|source| SnapshotError::BadName {
+        let built = builder.build().map_err(|source| SnapshotError::BadName {
             path: root.join(dir),
             reason: source.to_string(),
         })?;
-        let digest = store.put_bytes_sync(&encode_directory(&encoded))?;
+        let bytes = encode_directory(&built);
+        let digest = Digest::of(&bytes);
+        encoded.push(bytes);
         if dir.is_empty() {
+            // Stored together, deepest first: what is already stored is
+            // claimed in one batch.
+            store.put_bytes_many_sync(&encoded)?;
             return Ok(digest);
         }
         let (parent, name) = split_parent(dir);

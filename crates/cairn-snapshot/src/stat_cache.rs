@@ -16,10 +16,13 @@
 //! ignores read-only modes) changes them, and the snapshot then re-checks
 //! or re-stores it instead of vouching for it ([`crate::snapshot`]).
 //!
-//! **The format** is git's index's idea: fixed-size binary records sorted
-//! by (device, inode), read with one `read` and searched in place, so
-//! loading a cache of 20,000 files parses no text and allocates nothing
-//! per file. One cache per snapshotted root, in the store's `cache/stat/`
+//! **The format** is git's index's idea: fixed-size binary records, read
+//! with one `read` and searched in place, so loading a cache of 20,000
+//! files parses no text and allocates nothing per file. Records are in the
+//! order the snapshot walks files, so the record at a file's position is
+//! almost always its own (one comparison); an index of positions sorted by
+//! (device, inode) finds it otherwise (after files were added or
+//! removed). One cache per snapshotted root, in the store's `cache/stat/`
 //! directory; it is derived data, and losing or corrupting it only costs a
 //! re-read.
 
@@ -30,10 +33,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use cairn_digest::Digest;
 use cairn_store::FsStore;
 
-const MAGIC: &[u8; 8] = b"cairnst2";
+const MAGIC: &[u8; 8] = b"cairnst3";
 /// Magic, entry count, root path length.
 const HEADER: usize = 8 + 8 + 8;
 const ENTRY: usize = 112;
+/// Bytes per index slot (a record's position).
+const SLOT: usize = 4;
+/// Flag: a file seen too recently to trust ("racily clean"); its record
+/// only keeps the positions of the others aligned.
+const UNTRUSTED: u64 = 2;
 /// A cache file not touched for this long is touched when used, so that a
 /// collection can tell the unused ones by age.
 const TOUCH_AFTER: Duration = Duration::from_secs(24 * 3600);
@@ -113,6 +121,8 @@ pub struct Entry {
     pub blob: BlobStamp,
     /// When this cache last claimed the blob (seconds since the epoch).
     pub claimed_secs: i64,
+    /// Whether a lookup may match it (a "racily clean" file's may not).
+    pub trusted: bool,
 }
 
 /// The cache of one snapshotted root: the bytes of its file, searched in place.
@@ -156,7 +166,7 @@ impl StatCache {
         let count = u64::from_le_bytes(b[8..16].try_into().ok()?) as usize;
         let root_len = u64::from_le_bytes(b[16..24].try_into().ok()?) as usize;
         let offset = HEADER.checked_add(root_len)?;
-        let end = offset.checked_add(count.checked_mul(ENTRY)?)?;
+        let end = offset.checked_add(count.checked_mul(ENTRY + SLOT)?)?;
         (end == b.len() && &b[HEADER..offset] == self.root.as_os_str().as_encoded_bytes())
             .then_some((count, offset))
     }
@@ -177,19 +187,29 @@ impl StatCache {
         self.count
     }
 
-    /// The entry recorded for `stamp`'s inode if the file is unchanged.
-    pub fn lookup(&self, stamp: &FileStamp) -> Option<Entry> {
+    /// The entry recorded for `stamp`'s inode if the file is unchanged;
+    /// `position` is the file's place in the walk (where its record is
+    /// unless files came or went).
+    pub fn lookup(&self, position: usize, stamp: &FileStamp) -> Option<Entry> {
+        let key = (stamp.dev, stamp.ino);
+        let record = if position < self.count && key_of(self.record(position)) == key {
+            self.record(position)
+        } else {
+            self.find(key)?
+        };
+        decode(record).filter(|entry| entry.trusted && entry.file == *stamp)
+    }
+
+    /// Binary search of the index for `key`.
+    fn find(&self, key: (u64, u64)) -> Option<&[u8]> {
         let (mut lo, mut hi) = (0, self.count);
         while lo < hi {
             let mid = (lo + hi) / 2;
-            let e = self.record(mid);
-            let key = (read_u64(e, 0), read_u64(e, 8));
-            match key.cmp(&(stamp.dev, stamp.ino)) {
+            let record = self.record(self.slot(mid));
+            match key_of(record).cmp(&key) {
                 std::cmp::Ordering::Less => lo = mid + 1,
                 std::cmp::Ordering::Greater => hi = mid,
-                std::cmp::Ordering::Equal => {
-                    return decode(e).filter(|entry| entry.file == *stamp);
-                }
+                std::cmp::Ordering::Equal => return Some(record),
             }
         }
         None
@@ -200,18 +220,30 @@ impl StatCache {
         &self.bytes[start..start + ENTRY]
     }
 
-    /// Replaces the whole cache with `entries` and writes it (best effort:
-    /// a failure only costs re-reading files next time).
-    pub fn save(&mut self, store: &FsStore, mut entries: Vec<Entry>) {
-        entries.sort_by_key(|e| (e.file.dev, e.file.ino));
-        entries.dedup_by_key(|e| (e.file.dev, e.file.ino));
+    fn slot(&self, i: usize) -> usize {
+        let start = self.offset + self.count * ENTRY + i * SLOT;
+        u32::from_le_bytes(self.bytes[start..start + SLOT].try_into().expect("4 bytes")) as usize
+    }
+
+    /// Replaces the whole cache with `entries`, in walk order, and writes
+    /// it (best effort: a failure only costs re-reading files next time).
+    pub fn save(&mut self, store: &FsStore, entries: Vec<Entry>) {
+        let mut index: Vec<u32> = (0..entries.len() as u32).collect();
+        index.sort_by_key(|&i| {
+            let f = &entries[i as usize].file;
+            (f.dev, f.ino)
+        });
         let root = self.root.as_os_str().as_encoded_bytes();
-        let mut bytes = Vec::with_capacity(HEADER + root.len() + entries.len() * ENTRY);
+        let size = HEADER + root.len() + entries.len() * (ENTRY + SLOT);
+        let mut bytes = Vec::with_capacity(size);
         bytes.extend_from_slice(MAGIC);
         bytes.extend_from_slice(&(entries.len() as u64).to_le_bytes());
         bytes.extend_from_slice(&(root.len() as u64).to_le_bytes());
         bytes.extend_from_slice(root);
         entries.iter().for_each(|e| encode(e, &mut bytes));
+        index
+            .iter()
+            .for_each(|i| bytes.extend_from_slice(&i.to_le_bytes()));
         if let Err(e) = self.write(store, &bytes) {
             tracing::debug!(path = %self.file.display(), error = %e, "stat cache not saved");
         }
@@ -240,6 +272,10 @@ pub fn now_secs() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
+fn key_of(record: &[u8]) -> (u64, u64) {
+    (read_u64(record, 0), read_u64(record, 8))
+}
+
 fn read_u64(b: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
 }
@@ -261,12 +297,14 @@ fn encode(e: &Entry, out: &mut Vec<u8>) {
     for v in [e.blob.mtime_ns, e.blob.ctime_ns, e.claimed_secs] {
         out.extend_from_slice(&v.to_le_bytes());
     }
-    out.extend_from_slice(&u64::from(f.executable).to_le_bytes());
+    let flags = u64::from(f.executable) | if e.trusted { 0 } else { UNTRUSTED };
+    out.extend_from_slice(&flags.to_le_bytes());
 }
 
 fn decode(b: &[u8]) -> Option<Entry> {
     let size = read_u64(b, 16);
     let hash: [u8; 32] = b[40..72].try_into().ok()?;
+    let flags = read_u64(b, 104);
     Some(Entry {
         file: FileStamp {
             dev: read_u64(b, 0),
@@ -274,7 +312,7 @@ fn decode(b: &[u8]) -> Option<Entry> {
             size,
             mtime_ns: read_i64(b, 24),
             ctime_ns: read_i64(b, 32),
-            executable: read_u64(b, 104) & 1 == 1,
+            executable: flags & 1 == 1,
         },
         digest: cairn_digest::DigestRef { hash, size: None }.with_size(size),
         blob: BlobStamp {
@@ -283,6 +321,7 @@ fn decode(b: &[u8]) -> Option<Entry> {
             ctime_ns: read_i64(b, 88),
         },
         claimed_secs: read_i64(b, 96),
+        trusted: flags & UNTRUSTED == 0,
     })
 }
 
@@ -307,6 +346,7 @@ mod tests {
                 ctime_ns: 10,
             },
             claimed_secs: 1234,
+            trusted: true,
         }
     }
 
@@ -317,17 +357,22 @@ mod tests {
         let root = tmp.path().join("src");
         let mut cache = StatCache::load(&store, &root);
         assert_eq!(cache.len(), 0);
-        let entries: Vec<Entry> = [5, 1, 9, 3].into_iter().map(entry).collect();
+        let mut entries: Vec<Entry> = [5, 1, 9, 3].into_iter().map(entry).collect();
+        entries[2].trusted = false;
         cache.save(&store, entries.clone());
         let loaded = StatCache::load(&store, &root);
         assert_eq!(loaded.len(), 4);
-        for e in &entries {
-            assert_eq!(loaded.lookup(&e.file), Some(*e));
+        for (i, e) in entries.iter().enumerate() {
+            let expected = e.trusted.then_some(*e);
+            // At its place in the walk, and anywhere else (files came or went).
+            assert_eq!(loaded.lookup(i, &e.file), expected);
+            assert_eq!(loaded.lookup((i + 1) % 4, &e.file), expected);
+            assert_eq!(loaded.lookup(99, &e.file), expected);
         }
         let mut changed = entries[0].file;
         changed.ctime_ns += 1;
-        assert_eq!(loaded.lookup(&changed), None);
-        assert_eq!(loaded.lookup(&entry(4).file), None);
+        assert_eq!(loaded.lookup(0, &changed), None);
+        assert_eq!(loaded.lookup(0, &entry(4).file), None);
         // Another root's cache is not this one's, even if the file were swapped.
         assert_eq!(StatCache::load(&store, &tmp.path().join("other")).len(), 0);
     }
