@@ -68,7 +68,7 @@ pub fn materialized(fs: &FsStore, digest: &Digest) -> Result<HeldTree, BuildErro
             digest,
             &dest,
             MaterializeOptions {
-                placement: Placement::Link,
+                placement: Placement::MountOnly,
             },
             &NoProgress,
         )

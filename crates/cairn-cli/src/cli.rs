@@ -474,6 +474,7 @@ pub enum StoreCommand {
         /// and free of space, but the files ARE the store's blobs. They are
         /// read-only, yet root ignores that: a write to a linked file by
         /// root corrupts the store (`cairn store verify` finds it).
+        /// Executables are still copied.
         #[arg(long)]
         link: bool,
         /// Copy files (the default; kept for scripts that asked for it).

@@ -8,12 +8,15 @@
 //! runs CI and agents, cannot corrupt a blob by editing a checked-out file.
 //!
 //! [`Placement::Link`] hard-links files from the store instead (read-only,
-//! as Nix store paths are; executables link to a read-only executable
-//! copy in `cache/exec/`, since a link shares its mode with the blob). A
-//! checkout then costs a link per file and no space, but the files *are*
-//! the store's: whoever can write a read-only file writes the blob. It is
-//! for directories nobody writes, such as the input trees the build
-//! mounts read-only into its sandbox. Across file systems it copies.
+//! as Nix store paths are; executables get their own copy, since a link
+//! shares its mode with the blob). A checkout then costs a link per file
+//! and no space, but the files *are* the store's: whoever can write a
+//! read-only file writes the blob (`store verify` and the stat cache then
+//! notice). [`Placement::MountOnly`] links executables too, to a read-only
+//! executable copy in `cache/exec/` shared by every such tree: only for
+//! trees nothing but a read-only mount will ever see (the input trees the
+//! build mounts into its sandbox), because that copy is verified by
+//! nobody. Across file systems both copy.
 //!
 //! Nothing is ever written outside the destination: entry names were
 //! validated when the tree was decoded, the destination must be new or
@@ -42,8 +45,11 @@ pub enum Placement {
     Copy,
     /// Read-only hard links into the store: no copying, no space, but a
     /// write to a file (by root, who ignores its mode) is a write to the
-    /// store's blob.
+    /// store's blob. Executables are copies.
     Link,
+    /// Hard links for every file, executables to a shared read-only copy
+    /// in `cache/exec/`: for a tree only ever mounted read-only.
+    MountOnly,
 }
 
 /// How to materialize.
@@ -180,7 +186,12 @@ fn place_file(
         Ok(m) if m.len() == digest.size() => {}
         _ => return Err(StoreError::NotFound(*digest).into()),
     }
-    if options.placement == Placement::Link && link_file(store, digest, exec, dest)? {
+    let link = match options.placement {
+        Placement::Copy => false,
+        Placement::Link => !exec,
+        Placement::MountOnly => true,
+    };
+    if link && link_file(store, digest, exec, dest)? {
         return Ok(());
     }
     copy_file(&blob, dest, exec)

@@ -1,6 +1,6 @@
 //! Snapshot and materialize against a real local store.
 
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
 use cairn_snapshot::{
@@ -13,6 +13,9 @@ use proptest::prelude::*;
 
 const LINKED: MaterializeOptions = MaterializeOptions {
     placement: Placement::Link,
+};
+const MOUNTED: MaterializeOptions = MaterializeOptions {
+    placement: Placement::MountOnly,
 };
 const COPIED: MaterializeOptions = MaterializeOptions {
     placement: Placement::Copy,
@@ -44,7 +47,7 @@ fn snapshot_checkout_snapshot_is_stable_and_keeps_modes() {
     assert!(first.is_tree);
     assert_eq!((first.files, first.files_read), (2, 2));
 
-    for (name, options) in [("linked", LINKED), ("copied", COPIED)] {
+    for (name, options) in [("linked", LINKED), ("mounted", MOUNTED), ("copied", COPIED)] {
         let out = tmp.path().join(name);
         materialize(&store, &first.digest, &out, options, &NoProgress).unwrap();
         let mode = std::fs::metadata(out.join("bin/tool"))
@@ -52,6 +55,10 @@ fn snapshot_checkout_snapshot_is_stable_and_keeps_modes() {
             .permissions()
             .mode();
         assert_ne!(mode & 0o111, 0, "{name}: executable bit lost");
+        // Only a tree that will be mounted read-only shares the executable
+        // copy in cache/exec; a linked checkout gets its own.
+        let links = std::fs::metadata(out.join("bin/tool")).unwrap().nlink();
+        assert_eq!(links > 1, name == "mounted", "{name}: {links} links");
         assert_eq!(
             std::fs::read_link(out.join("tool")).unwrap(),
             Path::new("bin/tool")
