@@ -13,6 +13,7 @@
 #              under the repository
 #   RUNS       hyperfine runs per command (default 5); BIG_RUNS for the 1 GiB ones (3)
 #   ONLY       space-separated subset of: add20k add1g readd checkout verify profile
+#              (add1g compares with \`openssl dgst -sha256 F & cp F G && sync; wait\`)
 #   DROP       1 (default) drops the page cache before each cold run (needs root);
 #              0 only syncs, and the "cold" figures are then warm
 #
@@ -176,9 +177,14 @@ populate_20k() {
 
 # ---------------------------------------------------------------- 2. 1 GiB file into an empty store
 if want add1g; then
+    # The anchor a store must be compared with: hashing the file while
+    # copying it durably, as a user would with two tools at once.
+    G="$WORK/big-copy.bin" g=$(q "$WORK/big-copy.bin")
     bench add-1g "$BIG_RUNS" \
         "cairn store add" "$(aside "$S1G"); $COLD" \
             "$C --store $s1g store add $B" \
+        "openssl sha256 & cp && sync" "$(aside "$G"); $COLD" \
+            "openssl dgst -sha256 $B >/dev/null & cp $B $g && sync; wait" \
         "openssl sha256" "$COLD" \
             "openssl dgst -sha256 $B"
     log "peak memory of cairn store add (1 GiB file, 3 runs)"
@@ -210,8 +216,8 @@ if want checkout; then
     populate_20k
     D=$(q "$WORK/checkout") reset=$(aside "$WORK/checkout")
     bench checkout-20k "$RUNS" \
-        "cairn store checkout" "$reset; $COLD" "$C --store $s20 store checkout $DIGEST $D" \
-        "cairn store checkout --copy" "$reset; $COLD" "$C --store $s20 store checkout --copy $DIGEST $D" \
+        "cairn store checkout (copies)" "$reset; $COLD" "$C --store $s20 store checkout $DIGEST $D" \
+        "cairn store checkout --link" "$reset; $COLD" "$C --store $s20 store checkout --link $DIGEST $D" \
         "cp -r" "$reset; $COLD" "cp -r $T $D"
     eval "$reset"
 fi
