@@ -13,7 +13,11 @@
 //!   envelope's payload included), or a REAPI `ActionResult` / `Action`;
 //! * a ref named `fetch/<hex>` also keeps the blob `<hex>`: the fetched
 //!   bytes whose unpacked (or one-file) tree the value names, so a later
-//!   build neither fetches nor unpacks again.
+//!   build neither fetches nor unpacks again;
+//! * a ref named `oci/<hex>` (an image input's pin, its value the unpacked
+//!   tree written as `fetch/<hex>`'s is) also keeps the blob `<hex>`: the
+//!   pinned manifest or index, which the build's provenance names. Its
+//!   layers are not stored (the tree is), so it is kept as a leaf.
 //!
 //! A digest written without its size is kept by hash; it is walked once its
 //! size is known (the local store reads it from the blob file).
@@ -25,6 +29,8 @@ use crate::refs::RefName;
 
 /// The prefix of refs that record a fixed-output fetch (`fetch/<hex>`).
 pub const FETCH_PREFIX: &str = "fetch/";
+/// The prefix of refs that record an image input's tree (`oci/<hex>`).
+pub const OCI_PREFIX: &str = "oci/";
 
 /// A blob a ref names: its hash, its size when the ref says it, and how
 /// to read it.
@@ -65,7 +71,10 @@ pub fn roots_of_ref(name: &RefName, value: &[u8]) -> Vec<Root> {
         }],
         None => references_in(value).into_iter().map(Root::node).collect(),
     };
-    if let Some(hex) = name.as_str().strip_prefix(FETCH_PREFIX) {
+    let pinned = [FETCH_PREFIX, OCI_PREFIX]
+        .iter()
+        .find_map(|prefix| name.as_str().strip_prefix(prefix));
+    if let Some(hex) = pinned {
         if let Some(d) = parse_digest_text(hex) {
             roots.push(Root {
                 hash: d.hash,
@@ -143,5 +152,18 @@ mod tests {
         assert_eq!(full_digest(roots[1].hash, 5).hex(), HEX);
         assert_eq!(roots[1].kind, Kind::Leaf);
         assert_eq!(roots[1].resolve(|_| Some(5)).unwrap().0.size(), 5);
+    }
+
+    #[test]
+    fn an_oci_ref_keeps_the_pinned_manifest_and_the_tree() {
+        let tree = Digest::of(b"tree");
+        let roots = roots_of_ref(&name(&format!("oci/{HEX}")), format!("{tree:#}").as_bytes());
+        assert_eq!(roots.len(), 2);
+        assert_eq!(roots[0].resolve(|_| None), Some((tree, Kind::Unknown)));
+        assert_eq!(full_digest(roots[1].hash, 5).hex(), HEX);
+        assert_eq!(roots[1].kind, Kind::Leaf);
+        // Any other prefix names nothing by its name.
+        let other = roots_of_ref(&name(&format!("pins/{HEX}")), format!("{tree:#}").as_bytes());
+        assert_eq!(other.len(), 1);
     }
 }

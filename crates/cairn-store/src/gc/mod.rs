@@ -5,7 +5,8 @@
 //! **What is kept.** A blob is kept if any of these reaches it:
 //!
 //! * a ref ([`roots`](crate::roots): digests written as text, documents,
-//!   trees, REAPI results, and the fetched bytes of a `fetch/<hex>` ref);
+//!   trees, REAPI results, the fetched bytes of a `fetch/<hex>` ref and
+//!   the pinned manifest of an `oci/<hex>` ref);
 //! * a claim made less than the grace period ago ([`claims`]): what a
 //!   writer reused instead of writing;
 //!
