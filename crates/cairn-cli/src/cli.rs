@@ -481,7 +481,8 @@ pub enum StoreCommand {
         #[arg(long, hide = true, conflicts_with = "link")]
         copy: bool,
     },
-    /// Re-hash every blob; exit 1 naming each corrupt one.
+    /// Re-hash every blob and walk every ref; exit 1 naming each corrupt
+    /// blob and each dangling ref (one naming what the store lacks).
     ///
     /// Maintenance of the backend: runs on a local directory store only (for a
     /// cairn server, on the server host against its own directory).
