@@ -163,7 +163,10 @@ mod tests {
         assert_eq!(full_digest(roots[1].hash, 5).hex(), HEX);
         assert_eq!(roots[1].kind, Kind::Leaf);
         // Any other prefix names nothing by its name.
-        let other = roots_of_ref(&name(&format!("pins/{HEX}")), format!("{tree:#}").as_bytes());
+        let other = roots_of_ref(
+            &name(&format!("pins/{HEX}")),
+            format!("{tree:#}").as_bytes(),
+        );
         assert_eq!(other.len(), 1);
     }
 }
