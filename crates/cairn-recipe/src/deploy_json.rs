@@ -57,7 +57,9 @@ fn gate(g: &Gate) -> Value {
             v
         }
         Gate::Freeze { from, until } => json!({ "freeze": { "from": from, "until": until } }),
-        Gate::Check { command, timeout } => json!({ "check": command, "timeout": duration(*timeout) }),
+        Gate::Check { command, timeout } => {
+            json!({ "check": command, "timeout": duration(*timeout) })
+        }
     }
 }
 

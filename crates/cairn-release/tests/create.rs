@@ -39,9 +39,17 @@ async fn a_release_carries_signed_provenance_naming_every_input() {
     let run = serde_json::json!({"command": ["bin/hello"]});
     let deploy = serde_json::json!({"strategy": "rolling", "max_unavailable": "10%"});
     let now = datetime!(2026-11-23 10:02 UTC);
-    let created = create_release(&store, &built, run.clone(), Some(deploy.clone()), None, &key, now)
-        .await
-        .unwrap();
+    let created = create_release(
+        &store,
+        &built,
+        run.clone(),
+        Some(deploy.clone()),
+        None,
+        &key,
+        now,
+    )
+    .await
+    .unwrap();
 
     let loaded = load_release(&store, &created.release).await.unwrap();
     assert_eq!(loaded.release.artifact, built.artifact);

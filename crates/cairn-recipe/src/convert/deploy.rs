@@ -58,11 +58,7 @@ pub(crate) fn convert(src: &Source<'_>, wire: Spanned<DeployWire>) -> Result<Dep
 }
 
 /// A number of members (at least 1) or a percentage (1 to 100).
-fn amount(
-    src: &Source<'_>,
-    what: &str,
-    wire: Spanned<AmountWire>,
-) -> Result<Amount, RecipeError> {
+fn amount(src: &Source<'_>, what: &str, wire: Spanned<AmountWire>) -> Result<Amount, RecipeError> {
     let span: Range<usize> = wire.span();
     let invalid = |msg: String| src.error(span.clone(), ErrorKind::Invalid(msg));
     match wire.into_inner() {
@@ -151,7 +147,11 @@ fn instant(t: &toml::value::Datetime) -> i128 {
         Some(toml::value::Offset::Custom { minutes }) => i64::from(minutes),
         _ => 0,
     };
-    let (y, m, d) = (i64::from(date.year), i64::from(date.month), i64::from(date.day));
+    let (y, m, d) = (
+        i64::from(date.year),
+        i64::from(date.month),
+        i64::from(date.day),
+    );
     // Days from 1970-01-01 to y-m-d in the proleptic Gregorian calendar
     // (Howard Hinnant's days_from_civil).
     let y = if m <= 2 { y - 1 } else { y };

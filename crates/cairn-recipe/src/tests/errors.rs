@@ -297,7 +297,10 @@ fn deploy_errors() {
         "{e}"
     );
     let e = with_header(ZERO_CANARY);
-    assert!(e.starts_with("cairn.toml:9:20: `canary count` of 0%"), "{e}");
+    assert!(
+        e.starts_with("cairn.toml:9:20: `canary count` of 0%"),
+        "{e}"
+    );
     let e = with_header(BAD_ON_FAILURE);
     assert!(
         e.starts_with("cairn.toml:8:14: unknown variant `pray`, expected `halt` or `rollback`"),
@@ -305,7 +308,9 @@ fn deploy_errors() {
     );
     let e = with_header(BACKWARD_FREEZE);
     assert!(
-        e.starts_with("cairn.toml:8:10: freeze window ends (2026-01-05T01:00:00+02:00) before it starts"),
+        e.starts_with(
+            "cairn.toml:8:10: freeze window ends (2026-01-05T01:00:00+02:00) before it starts"
+        ),
         "{e}"
     );
     let e = with_header(BAD_STRATEGY);
