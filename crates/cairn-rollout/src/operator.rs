@@ -114,3 +114,99 @@ pub fn abort(record: &RolloutRecord, now: Time) -> Result<RolloutRecord, Operato
     r.updated = now.secs();
     Ok(r)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{Plan, Strategy};
+    use crate::record::Lease;
+    use cairn_digest::Digest;
+
+    fn rollout(phase: Phase) -> RolloutRecord {
+        let json = serde_json::json!({
+            "target": Digest::of(b"t"), "sequence": 3, "strategy": Plan::default(),
+            "phase": phase, "capacity": 1, "lease": 60, "created": 0, "updated": 0,
+        });
+        let mut r: RolloutRecord = serde_json::from_value(json).unwrap();
+        r.steward = Some(Lease {
+            member: "a".into(),
+            expires: 10,
+        });
+        r
+    }
+
+    const NOW: Time = Time(5_000_000);
+
+    #[test]
+    fn a_paused_rollout_resumes_where_it_was() {
+        let paused = pause(&rollout(Phase::Canary), NOW).unwrap();
+        assert_eq!(
+            (paused.phase, paused.resume_to),
+            (Phase::Paused, Some(Phase::Canary))
+        );
+        assert_eq!(paused.steward, None);
+        let resumed = resume(&paused, NOW).unwrap();
+        assert_eq!((resumed.phase, resumed.resume_to), (Phase::Canary, None));
+        assert_eq!(
+            pause(&paused, NOW).unwrap_err(),
+            OperatorError::NotPausable {
+                phase: Phase::Paused
+            }
+        );
+    }
+
+    #[test]
+    fn a_halted_rollout_resumes_in_the_phase_it_halted_in_and_a_bake_starts_over() {
+        let mut halted = rollout(Phase::Halted);
+        halted.strategy.strategy = Strategy::Canary {
+            count: crate::plan::Amount::Count(1),
+            bake: std::time::Duration::from_secs(60),
+        };
+        halted.halted = Some(Halt {
+            member: Some("b".into()),
+            reason: "b: unhealthy".into(),
+            at: 1,
+            phase: Phase::Baking,
+        });
+        halted.add_failure("b", "unhealthy", 1);
+        let r = resume(&halted, NOW).unwrap();
+        assert_eq!(r.phase, Phase::Baking);
+        assert_eq!(r.bake_until, Some(NOW.secs() + 60));
+        assert_eq!(r.halted, None);
+        assert_eq!(r.failures.len(), 1, "the failure stays on record");
+    }
+
+    #[test]
+    fn finished_or_rolled_back_rollouts_refuse_with_what_to_do() {
+        for phase in [
+            Phase::Done,
+            Phase::RolledBack,
+            Phase::Aborted,
+            Phase::Rolling,
+        ] {
+            let err = resume(&rollout(phase), NOW).unwrap_err();
+            assert!(matches!(err, OperatorError::NotResumable { .. }), "{phase}");
+            assert!(err
+                .to_string()
+                .starts_with(&format!("the rollout is {phase}: ")));
+        }
+        let err = resume(&rollout(Phase::RolledBack), NOW).unwrap_err();
+        assert!(
+            err.to_string().contains("promote the release again"),
+            "{err}"
+        );
+        for phase in [Phase::Done, Phase::Aborted, Phase::RolledBack] {
+            assert!(abort(&rollout(phase), NOW).is_err(), "{phase}");
+        }
+    }
+
+    #[test]
+    fn an_abort_stops_everything_and_says_so() {
+        let r = abort(&rollout(Phase::Rolling), NOW).unwrap();
+        assert_eq!(r.phase, Phase::Aborted);
+        let h = r.halted.unwrap();
+        assert_eq!((h.member, h.phase), (None, Phase::Rolling));
+        assert_eq!(h.reason, "aborted by an operator");
+        assert_eq!(r.steward, None);
+    }
+}

@@ -159,12 +159,14 @@ impl Plan {
 
     /// How many members may update at once in a set of `members`: all of
     /// them at once, else `max_unavailable` (a percentage rounds down, as
-    /// Kubernetes does, but is never below one).
+    /// Kubernetes does, but is never below one); never more than
+    /// [`crate::record::MAX_CAPACITY`].
     pub fn capacity(&self, members: u32) -> u32 {
-        match self.strategy {
+        let n = match self.strategy {
             Strategy::AtOnce => members.max(1),
             _ => self.max_unavailable.of(members, false),
-        }
+        };
+        n.min(crate::record::MAX_CAPACITY)
     }
 
     /// The canary wave's size in a set of `members` (a percentage rounds

@@ -17,7 +17,8 @@ use cairn_digest::Digest;
 use serde::{Deserialize, Serialize};
 
 pub use rollout::{
-    Failure, Halt, Lease, Phase, Position, RolloutRecord, Slot, SlotKind, Wave, MAX_FAILURES,
+    Failure, Halt, Lease, Phase, Position, RolloutRecord, Slot, SlotKind, Wave, MAX_CAPACITY,
+    MAX_FAILURES,
 };
 
 /// The ref holding one agent's member record.

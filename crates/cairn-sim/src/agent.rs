@@ -7,9 +7,29 @@
 //! the write in flight, its timers) is lost.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use cairn_digest::Digest;
-use cairn_rollout::{Action, Phase, Timing, View, Write};
+use cairn_rollout::{Action, MemberRecord, Phase, RolloutRecord, Timing, Version, View, Write};
+
+/// A write as sent: the rollout record shared rather than copied (it may
+/// hold thousands of slots).
+#[derive(Clone, Debug)]
+pub enum Sent {
+    /// This agent's member record.
+    Member(Option<Version>, MemberRecord),
+    /// The rollout record.
+    Rollout(Option<Version>, Arc<RolloutRecord>),
+}
+
+impl From<Write> for Sent {
+    fn from(w: Write) -> Self {
+        match w {
+            Write::Member { expected, record } => Sent::Member(expected, *record),
+            Write::Rollout { expected, record } => Sent::Rollout(expected, Arc::new(*record)),
+        }
+    }
+}
 
 /// The kind of swap in progress.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,7 +73,7 @@ pub struct Agent {
     /// The request whose reply it waits for.
     pub waiting: Option<u64>,
     /// The write in flight.
-    pub inflight: Option<Write>,
+    pub inflight: Option<Sent>,
     /// Writes still to make, then the action.
     pub writes: VecDeque<Write>,
     /// The action after the writes.

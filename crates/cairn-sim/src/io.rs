@@ -3,15 +3,13 @@
 //! actions that take time. This is the loop the crate docs of
 //! `cairn-rollout` describe, with the store and the machine simulated.
 
-use std::sync::Arc;
-
 use cairn_rollout::{
     decide, Action, Attempt, CheckResult, FleetFact, Health, Read, RolloutRead, Time, Versioned,
     Write,
 };
 
-use crate::agent::{Swap, SwapKind};
-use crate::scenario::{promotion, Kind};
+use crate::agent::{Sent, Swap, SwapKind};
+use crate::scenario::{promotion, Kind, Sabotage};
 use crate::store::{Value, ROLLOUT};
 use crate::trace::Ev;
 use crate::world::{describe, release, Event, Reads, Reply, World};
@@ -220,17 +218,17 @@ impl World {
             }
             Reply::Written(version) => {
                 match ag.inflight.take() {
-                    Some(Write::Member { record, .. }) => {
+                    Some(Sent::Member(_, record)) => {
                         ag.view.own = Some(Versioned {
                             version,
-                            value: *record,
+                            value: record,
                         });
                         ag.own_known = true;
                     }
-                    Some(Write::Rollout { record, .. }) => {
+                    Some(Sent::Rollout(_, record)) => {
                         ag.view.rollout = RolloutRead::Read(Versioned {
                             version,
-                            value: Arc::new(*record),
+                            value: record,
                         });
                     }
                     None => {}
@@ -239,7 +237,7 @@ impl World {
             }
             Reply::Conflict | Reply::Failed => {
                 let failed = matches!(reply, Reply::Failed);
-                if matches!(ag.inflight.take(), Some(Write::Member { .. })) || failed {
+                if matches!(ag.inflight.take(), Some(Sent::Member(..))) || failed {
                     ag.own_known = false;
                 }
                 ag.writes.clear();
@@ -288,6 +286,7 @@ impl World {
             }
             return;
         };
+        let write = Sent::from(write);
         self.agents[a].inflight = Some(write.clone());
         let req = self.request(a);
         let epoch = self.agents[a].epoch;
@@ -330,21 +329,20 @@ impl World {
         a: usize,
         epoch: u32,
         req: u64,
-        write: Write,
+        write: Sent,
         reply_at: Option<i64>,
     ) {
         let result = match write {
-            Write::Member { expected, record } => {
+            Sent::Member(expected, record) => {
                 let id = record.agent.clone();
                 let r = self
                     .store
-                    .compare_and_swap(&id, expected.as_ref(), Value::Member(*record));
+                    .compare_and_swap(&id, expected.as_ref(), Value::Member(record));
                 self.note(Some(a), Ev::Applied("member", r.is_ok()));
                 r
             }
-            Write::Rollout { expected, record } => {
+            Sent::Rollout(expected, new) => {
                 let old = self.store.peek_rollout().map(|(_, r)| r.clone());
-                let new = Arc::new(*record);
                 let r = self.store.compare_and_swap(
                     ROLLOUT,
                     expected.as_ref(),
@@ -401,6 +399,7 @@ impl World {
     }
 
     fn act(&mut self, a: usize, action: Action) {
+        let action = self.sabotaged(a, action);
         let ag = &mut self.agents[a];
         let skew = ag.skew;
         // The record the action was decided on, as this agent wrote it or
@@ -444,6 +443,33 @@ impl World {
         }
     }
 
+    /// What a sabotaged agent does instead of `action`.
+    fn sabotaged(&self, a: usize, action: Action) -> Action {
+        let ag = &self.agents[a];
+        let local = &ag.view.local;
+        let RolloutRead::Read(r) = &ag.view.rollout else {
+            return action;
+        };
+        let target = r.value.target;
+        let behind = local.running != Some(target) && local.fetched.contains(&target);
+        let far = cairn_rollout::Time(i64::MAX / 2);
+        match (self.sc.sabotage, &action) {
+            (Some(Sabotage::IgnoreSlots), Action::Wait { .. }) if behind => Action::Update {
+                release: target,
+                finish_by: far,
+            },
+            (Some(Sabotage::IgnoreHalts), Action::Wait { .. })
+                if behind && r.value.phase == cairn_rollout::Phase::Halted =>
+            {
+                Action::Update {
+                    release: target,
+                    finish_by: far,
+                }
+            }
+            _ => action,
+        }
+    }
+
     fn rollout_sequence(&self, a: usize) -> u64 {
         match &self.agents[a].view.rollout {
             RolloutRead::Read(r) => r.value.sequence,
@@ -466,6 +492,10 @@ impl World {
                 self.rng.range(deadline / 2, deadline * 95 / 100)
             }
             (SwapKind::Update, true) => self.rng.range(2000, 8000),
+        };
+        let took = match self.sc.sabotage {
+            Some(Sabotage::OverrunLeases) => took.max(finish_by - self.t + 5000),
+            _ => took,
         };
         let sequence = self.rollout_sequence(a);
         let ag = &mut self.agents[a];

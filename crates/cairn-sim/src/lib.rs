@@ -29,7 +29,7 @@ pub mod trace;
 pub mod world;
 
 pub use report::{Outcome, Summary};
-pub use scenario::{Faults, Kind, Scenario};
+pub use scenario::{Faults, Kind, Sabotage, Scenario};
 
 /// Runs one scenario to its end.
 pub fn run(scenario: Scenario, live_trace: bool) -> Outcome {

@@ -140,6 +140,18 @@ impl Faults {
     }
 }
 
+/// A deliberately broken agent, to show the checks catch what they claim
+/// to (never drawn from a seed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sabotage {
+    /// Agents update as soon as they have fetched, holding no slot.
+    IgnoreSlots,
+    /// Swaps run on past the end of their lease.
+    OverrunLeases,
+    /// Agents that hold a slot update even after the rollout halted.
+    IgnoreHalts,
+}
+
 /// Everything a run is made of.
 #[derive(Clone, Debug)]
 pub struct Scenario {
@@ -160,6 +172,8 @@ pub struct Scenario {
     pub fleet_ready: Duration,
     /// How many times the check gate fails before it passes.
     pub check_failures: u32,
+    /// A broken agent, for testing the checks.
+    pub sabotage: Option<Sabotage>,
 }
 
 /// The member id of member `i`.
@@ -235,6 +249,7 @@ impl Scenario {
             deadline: Duration::from_secs(20),
             fleet_ready: Duration::from_secs(rng.range(0, 400) as u64),
             check_failures: rng.range(0, 2) as u32,
+            sabotage: None,
         }
     }
 

@@ -169,8 +169,8 @@ impl Store {
             return Err(Conflict);
         }
         let bytes = match &value {
-            Value::Member(m) => m.to_json().len(),
-            Value::Rollout(r) => r.to_json().len(),
+            Value::Member(m) => json_len(m),
+            Value::Rollout(r) => json_len(&**r),
         };
         self.counts.bytes_written += bytes as u64;
         if name == ROLLOUT {
@@ -193,4 +193,21 @@ impl Store {
         );
         Ok(Version(version.to_string()))
     }
+}
+
+/// The length of `value` as JSON, without building the text.
+fn json_len<T: serde::Serialize>(value: &T) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut c = Count(0);
+    serde_json::to_writer(&mut c, value).expect("records serialize");
+    c.0
 }

@@ -73,7 +73,7 @@ pub(crate) enum Event {
         a: usize,
         epoch: u32,
         req: u64,
-        write: Write,
+        write: crate::agent::Sent,
         reply_at: Option<i64>,
     },
     /// A fetch ends.
@@ -506,6 +506,11 @@ impl World {
             .as_ref()
             .map_or_else(|| self.store.counts.clone(), |(_, c)| c.clone())
             .since(&self.at_promotion);
+        let trace = if self.check.violations.is_empty() {
+            String::new()
+        } else {
+            self.trace.render()
+        };
         Outcome {
             seed: self.sc.seed,
             agents: self.sc.agents,
@@ -519,11 +524,7 @@ impl World {
             racing_starts: self.check.racing_starts,
             events: self.events,
             violations: std::mem::take(&mut self.check.violations),
-            trace: if self.check.violations.is_empty() {
-                String::new()
-            } else {
-                self.trace.render()
-            },
+            trace,
         }
     }
 }

@@ -139,11 +139,8 @@ fn claim(cx: &mut Cx<'_>, kind: SlotKind) -> Action {
         expires,
         kind,
         wave: None,
-        granted: now.secs(),
     };
-    let rec = cx.edit();
-    rec.slots.retain(|s| s.member != slot.member);
-    rec.slots.push(slot);
+    cx.edit().put_slot(slot);
     action(cx, kind, Time::from_secs(expires))
 }
 

@@ -21,6 +21,10 @@ use crate::order::{keys, Key};
 use crate::record::{Attempt, Health, Lease, MemberState, Phase, Position, Slot, SlotKind};
 use crate::time::Time;
 
+/// The most slots one round grants (so a round reads at most this many
+/// candidates' records).
+const MAX_GRANTS: u32 = 1000;
+
 /// What the steward's round needs or does.
 pub(super) enum Out {
     /// Reads first.
@@ -250,6 +254,7 @@ fn forward(cx: &mut Cx<'_>) -> Out {
         }
         return Out::Nothing;
     }
+    let room = room.min(MAX_GRANTS);
     let candidates: Vec<Position> = after[..(room as usize).min(after.len())]
         .iter()
         .map(|k| k.position())
@@ -304,7 +309,7 @@ fn backward(cx: &mut Cx<'_>) -> Out {
         }
         return Out::Nothing;
     }
-    let room = rec.room(cx.now, cx.timing().margin()) as usize;
+    let room = rec.room(cx.now, cx.timing().margin()).min(MAX_GRANTS) as usize;
     let candidates: Vec<Position> = after[..room.min(after.len())]
         .iter()
         .map(|k| k.position())
@@ -387,7 +392,6 @@ fn grant(cx: &mut Cx<'_>, candidates: &[Position], kind: SlotKind) -> Out {
                 expires,
                 kind,
                 wave: Some(wave),
-                granted: now.secs(),
             }),
             (true, false) => away += 1,
             (false, _) => {}
@@ -412,9 +416,12 @@ fn grant(cx: &mut Cx<'_>, candidates: &[Position], kind: SlotKind) -> Out {
     // A candidate may still hold a slot carried over from an older
     // rollout: the new one replaces it (one slot per member, and the new
     // lease ends later).
+    let granted_to: std::collections::HashSet<&str> =
+        slots.iter().map(|s| s.member.as_str()).collect();
     rec.slots
-        .retain(|s| !slots.iter().any(|n| n.member == s.member));
+        .retain(|s| !granted_to.contains(s.member.as_str()));
     rec.slots.extend(slots);
+    rec.slots.sort_by(|a, b| a.member.cmp(&b.member));
     match rec.waves.last_mut() {
         Some(w) if !new_wave => {
             w.granted += granted;

@@ -10,6 +10,11 @@
 //! agent ever has to read every member record to know where the rollout
 //! stands. The dashboard reads `target`, `strategy`, `phase`, `slots` and
 //! `failures`.
+//!
+//! A slot is written compactly (`{"member": "host-a", "expires": 1767225600,
+//! "wave": 3}`), as a large set's record holds thousands and every agent
+//! reads it; at most [`MAX_CAPACITY`] are held at once, whatever the plan
+//! says, which keeps the record a few hundred kilobytes at most.
 
 use cairn_digest::Digest;
 use serde::{Deserialize, Serialize};
@@ -21,6 +26,10 @@ use crate::time::Time;
 /// At most this many failures are kept (the newest), so a record stays
 /// small however many members fail.
 pub const MAX_FAILURES: usize = 32;
+
+/// The most slots a rollout holds at once (an at-once rollout of a larger
+/// set goes in turns of this many).
+pub const MAX_CAPACITY: u32 = 5000;
 
 /// At most this many waves are kept in the history (the newest).
 const MAX_WAVES: usize = 64;
@@ -56,8 +65,9 @@ pub struct RolloutRecord {
     /// Where a rollback has reached in the same order.
     #[serde(default)]
     pub rollback_cursor: Option<Position>,
-    /// Update slots held now.
-    #[serde(default)]
+    /// Slots held now, sorted by member (kept sorted when read, so a
+    /// member finds its own by binary search).
+    #[serde(default, deserialize_with = "sorted_slots")]
     pub slots: Vec<Slot>,
     /// Members updated in the canary phase.
     #[serde(default)]
@@ -171,7 +181,7 @@ impl Phase {
 pub struct Position {
     /// Index in a pinned order, `u32::MAX` for members not pinned.
     pub rank: u32,
-    /// The first 8 bytes of SHA-256 over the release and the member id.
+    /// A hash of the release and the member id (see [`crate::order`]).
     pub hash: u64,
     /// The member id.
     pub member: String,
@@ -184,15 +194,19 @@ pub struct Slot {
     pub member: String,
     /// When the lease ends (Unix seconds, the granting agent's clock).
     pub expires: i64,
-    /// What the member may do with it.
-    #[serde(default)]
+    /// What the member may do with it (`update` is not written).
+    #[serde(default, skip_serializing_if = "SlotKind::is_update")]
     pub kind: SlotKind,
-    /// The wave it was granted in (`None`: a member taking a turn it missed).
-    #[serde(default)]
+    /// The wave it was granted in (`None`, not written: a member taking a
+    /// turn it missed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wave: Option<u32>,
-    /// When it was granted (Unix seconds).
-    #[serde(default)]
-    pub granted: i64,
+}
+
+impl SlotKind {
+    fn is_update(&self) -> bool {
+        *self == SlotKind::Update
+    }
 }
 
 /// What a slot is for.
@@ -276,7 +290,22 @@ impl RolloutRecord {
 
     /// The slot `member` holds, if any.
     pub fn slot_of(&self, member: &str) -> Option<&Slot> {
-        self.slots.iter().find(|s| s.member == member)
+        self.slots
+            .binary_search_by(|s| s.member.as_str().cmp(member))
+            .ok()
+            .map(|i| &self.slots[i])
+    }
+
+    /// Gives `slot` to its member, replacing any slot it held, keeping the
+    /// slots sorted.
+    pub fn put_slot(&mut self, slot: Slot) {
+        match self
+            .slots
+            .binary_search_by(|s| s.member.as_str().cmp(&slot.member))
+        {
+            Ok(i) => self.slots[i] = slot,
+            Err(i) => self.slots.insert(i, slot),
+        }
     }
 
     /// Slots that still count at `now`: a slot is held until `margin`
@@ -346,8 +375,126 @@ impl RolloutRecord {
     }
 }
 
+/// Reads slots and sorts them by member (a record written by hand, or by
+/// another version, may not be).
+fn sorted_slots<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Slot>, D::Error> {
+    let mut slots = Vec::<Slot>::deserialize(d)?;
+    slots.sort_by(|a, b| a.member.cmp(&b.member));
+    Ok(slots)
+}
+
 /// Whether a lease ending at `expires` (Unix seconds, another clock) has
 /// surely ended at `now`, allowing `margin` for clock differences.
 pub(crate) fn expired(expires: i64, now: Time, margin: std::time::Duration) -> bool {
     Time::from_secs(expires).plus(margin) < now
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::Amount;
+
+    fn sample() -> RolloutRecord {
+        RolloutRecord {
+            target: Digest::of(b"target"),
+            sequence: 4,
+            version: Some("1.2".into()),
+            strategy: Plan {
+                max_unavailable: Amount::Percent(10),
+                ..Plan::default()
+            },
+            phase: Phase::Rolling,
+            wave: 2,
+            members: 40,
+            capacity: 4,
+            lease: 90,
+            cursor: None,
+            rollback_cursor: None,
+            slots: vec![
+                Slot {
+                    member: "host-a".into(),
+                    expires: 1_767_225_600,
+                    kind: SlotKind::Update,
+                    wave: Some(2),
+                },
+                Slot {
+                    member: "host-b".into(),
+                    expires: 1_767_225_601,
+                    kind: SlotKind::Draining,
+                    wave: None,
+                },
+            ],
+            canaries: Vec::new(),
+            done: 5,
+            away: 1,
+            rolled_back: 0,
+            failures: Vec::new(),
+            halted: None,
+            gates: vec!["freeze until 2026-01-05T00:00:00Z".into()],
+            steward: None,
+            bake_until: None,
+            resume_to: None,
+            waves: Vec::new(),
+            created: 1_767_225_500,
+            updated: 1_767_225_550,
+        }
+    }
+
+    #[test]
+    fn rollout_records_round_trip_with_the_fields_the_dashboard_reads() {
+        let r = sample();
+        let json = r.to_json();
+        assert_eq!(RolloutRecord::parse("r", &json).unwrap(), r);
+        let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        assert_eq!(v["phase"], "rolling");
+        assert_eq!(v["strategy"]["strategy"], "rolling");
+        assert_eq!(v["strategy"]["max_unavailable"], "10%");
+        assert_eq!(v["slots"].as_array().unwrap().len(), 2);
+        assert!(v["failures"].is_array());
+        assert_eq!(v["target"]["hash"], Digest::of(b"target").to_string());
+        // Slots are written compactly: an update slot's kind is implied.
+        assert_eq!(
+            v["slots"][0],
+            serde_json::json!({"member": "host-a", "expires": 1_767_225_600, "wave": 2})
+        );
+        assert_eq!(v["slots"][1]["kind"], "draining");
+    }
+
+    #[test]
+    fn newer_fields_are_ignored_and_a_bad_record_names_its_ref() {
+        let mut v: serde_json::Value = serde_json::from_slice(&sample().to_json()).unwrap();
+        v["added_later"] = serde_json::json!({"x": 1});
+        let bytes = serde_json::to_vec(&v).unwrap();
+        assert_eq!(RolloutRecord::parse("r", &bytes).unwrap(), sample());
+        let err = RolloutRecord::parse("fleet/a/b/rollout", b"[]").unwrap_err();
+        assert!(err
+            .to_string()
+            .starts_with("fleet record fleet/a/b/rollout is not valid"));
+    }
+
+    #[test]
+    fn failures_keep_one_entry_per_member_and_the_newest_few() {
+        let mut r = sample();
+        for i in 0..40 {
+            r.add_failure(&format!("host-{i}"), "bad", i);
+        }
+        r.add_failure("host-39", "worse", 99);
+        assert_eq!(r.failures.len(), MAX_FAILURES);
+        assert_eq!(r.failures.last().unwrap().reason, "worse");
+        assert_eq!(
+            r.failures.iter().filter(|f| f.member == "host-39").count(),
+            1
+        );
+    }
+
+    #[test]
+    fn slots_count_until_a_margin_past_their_end() {
+        let r = sample();
+        let margin = std::time::Duration::from_secs(5);
+        let at = |s: i64| Time::from_secs(s);
+        assert_eq!(r.held(at(1_767_225_600), margin), 2);
+        assert_eq!(r.held(at(1_767_225_605), margin), 2);
+        assert_eq!(r.held(at(1_767_225_606), margin), 1);
+        assert_eq!(r.room(at(1_767_225_607), margin), 4);
+    }
 }

@@ -100,7 +100,6 @@ pub fn slot(member: &str, secs: i64) -> Slot {
         expires: at(secs),
         kind: SlotKind::Update,
         wave: Some(1),
-        granted: at(secs - 100),
     }
 }
 

@@ -49,8 +49,12 @@ fn the_steward_grants_the_next_members_in_turn_order_in_one_write() {
     let ids: Vec<String> = all.iter().map(|m| m.agent.clone()).collect();
     let order = order::in_order(&plan(3), &target(), &ids);
     let granted: Vec<&str> = w.slots.iter().map(|s| s.member.as_str()).collect();
-    let first: Vec<&str> = order[..3].iter().map(|p| p.member.as_str()).collect();
-    assert_eq!(granted, first);
+    let mut first: Vec<&str> = order[..3].iter().map(|p| p.member.as_str()).collect();
+    first.sort();
+    assert_eq!(
+        granted, first,
+        "the first three in turn order, kept sorted by id"
+    );
     assert_eq!(w.cursor.as_ref(), Some(&order[2]));
     assert!(w
         .slots
