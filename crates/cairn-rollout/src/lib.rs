@@ -25,7 +25,19 @@
 //!
 //! Call it again when the action ends, when its wait ends, when a watched
 //! ref changes, or when a local fact changes (a new statement accepted, a
-//! fetch finished, health changed).
+//! fetch finished, health changed); never while an update or a rollback is
+//! under way. A wait names two times: `refresh`, when to read the rollout
+//! record again, and `until`, when to decide again (sooner, when the
+//! member record's heartbeat is due). A decision before `refresh` may use
+//! the record already read, as long as it only writes the member record
+//! and waits; if it wants more, read first and decide again.
+//!
+//! The plan comes from the release (`Plan::from_json` of its `deploy`
+//! field; [`Plan::default`] when it has none) or from the set's override
+//! in the agent's configuration, which has the same shape. The swap
+//! budget ([`Timing::swap_budget`]) is the agent's to compute from the
+//! release's run specification: start, health deadline and bake, and the
+//! old process's stop grace.
 //!
 //! # Roles
 //!
