@@ -87,7 +87,7 @@
 //! properties with thousands of agents under crashes, lost and delayed
 //! writes, store outages and clock skew.
 
-pub mod decide;
+mod decide;
 mod decision;
 pub mod operator;
 pub mod order;

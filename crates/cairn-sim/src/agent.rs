@@ -17,7 +17,7 @@ use cairn_rollout::{Action, MemberRecord, Phase, RolloutRecord, Timing, Version,
 #[derive(Clone, Debug)]
 pub enum Sent {
     /// This agent's member record.
-    Member(Option<Version>, MemberRecord),
+    Member(Option<Version>, Box<MemberRecord>),
     /// The rollout record.
     Rollout(Option<Version>, Arc<RolloutRecord>),
 }
@@ -25,7 +25,7 @@ pub enum Sent {
 impl From<Write> for Sent {
     fn from(w: Write) -> Self {
         match w {
-            Write::Member { expected, record } => Sent::Member(expected, *record),
+            Write::Member { expected, record } => Sent::Member(expected, record),
             Write::Rollout { expected, record } => Sent::Rollout(expected, Arc::new(*record)),
         }
     }

@@ -22,6 +22,24 @@ use std::collections::{HashMap, HashSet};
 use cairn_digest::Digest;
 use cairn_rollout::{Phase, RolloutRecord, SlotKind};
 
+/// A swap about to start, as the checks see it.
+pub struct Start<'a> {
+    /// The member's index.
+    pub member: usize,
+    /// Its id.
+    pub id: &'a str,
+    /// The release it swaps to.
+    pub release: &'a Digest,
+    /// The rollout record in the store now.
+    pub stored: Option<&'a RolloutRecord>,
+    /// The phase of the record the decision was made on.
+    pub decided_in: Phase,
+    /// An update to the target (not a rollback).
+    pub update: bool,
+    /// The true time, in ms.
+    pub now: i64,
+}
+
 /// The running tally of the invariants.
 #[derive(Debug, Default)]
 pub struct Checker {
@@ -48,28 +66,27 @@ pub struct Checker {
 }
 
 impl Checker {
-    /// A member starts a swap; `slots` is the stored record's slot holders.
-    pub fn swap_start(
-        &mut self,
-        member: usize,
-        id: &str,
-        release: &Digest,
-        stored: Option<&RolloutRecord>,
-        decided_in: Phase,
-        update: bool,
-        now: i64,
-    ) {
+    /// A member starts a swap.
+    pub fn swap_start(&mut self, s: Start<'_>) {
+        let Start {
+            member,
+            id,
+            release,
+            stored,
+            decided_in,
+            update,
+            now,
+        } = s;
         self.tick(now);
         if !self.accepted.contains(release) {
             self.fail(format!(
                 "{id} swaps to {release:?}, which no statement named"
             ));
         }
-        match stored.and_then(|r| r.slot_of(id)) {
-            None => self.fail(format!(
+        if stored.and_then(|r| r.slot_of(id)).is_none() {
+            self.fail(format!(
                 "{id} starts a swap without a slot in the stored record"
-            )),
-            Some(_) => {}
+            ));
         }
         if update && !decided_in.allows_updates() {
             self.fail(format!(

@@ -20,7 +20,9 @@
 
 pub mod agent;
 pub mod check;
+mod converge;
 mod io;
+mod machine;
 pub mod report;
 pub mod rng;
 pub mod scenario;

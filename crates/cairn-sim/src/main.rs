@@ -150,7 +150,7 @@ fn parse(argv: Vec<String>) -> Result<Args, String> {
             other => return Err(format!("unknown flag {other:?}")),
         }
     }
-    if a.agents.iter().any(|n| *n == 0) {
+    if a.agents.contains(&0) {
         return Err("--agents must be at least 1".into());
     }
     Ok(a)

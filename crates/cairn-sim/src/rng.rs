@@ -14,11 +14,11 @@ impl Rng {
     /// A generator for one part of a run, independent of the others, so
     /// that adding a draw in one part does not shift every other part.
     pub fn fork(&mut self, stream: u64) -> Self {
-        Self(self.next() ^ stream.wrapping_mul(0xD1B5_4A32_D192_ED03))
+        Self(self.bits() ^ stream.wrapping_mul(0xD1B5_4A32_D192_ED03))
     }
 
     /// The next 64 random bits.
-    pub fn next(&mut self) -> u64 {
+    pub fn bits(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -32,16 +32,16 @@ impl Rng {
             return lo;
         }
         let span = (hi - lo) as u64 + 1;
-        lo + (self.next() % span) as i64
+        lo + (self.bits() % span) as i64
     }
 
     /// True with probability `p`.
     pub fn chance(&mut self, p: f64) -> bool {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64 <= p && p > 0.0
+        (self.bits() >> 11) as f64 / (1u64 << 53) as f64 <= p && p > 0.0
     }
 
     /// One of `items`.
     pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[(self.next() % items.len() as u64) as usize]
+        &items[(self.bits() % items.len() as u64) as usize]
     }
 }

@@ -13,7 +13,7 @@ use cairn_rollout::{MemberRecord, RolloutRecord, Version};
 #[derive(Clone, Debug)]
 pub enum Value {
     /// A member record.
-    Member(MemberRecord),
+    Member(Box<MemberRecord>),
     /// The rollout record (shared: readers get a pointer, not a copy).
     Rollout(Arc<RolloutRecord>),
 }

@@ -4,6 +4,8 @@
 use std::collections::VecDeque;
 use std::fmt;
 
+use cairn_rollout::{Action, Read, Write};
+
 /// One traced event.
 #[derive(Clone, Debug)]
 pub enum Ev {
@@ -76,7 +78,7 @@ impl fmt::Display for Line<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let who = self
             .1
-            .map_or("      ".to_string(), |a| crate::scenario::member_id(a));
+            .map_or("      ".to_string(), crate::scenario::member_id);
         write!(f, "{:>10.3}s {who} ", self.0 as f64 / 1000.0)?;
         match self.2 {
             Ev::Promote(s) => write!(f, "promote statement {s}"),
@@ -96,4 +98,37 @@ impl fmt::Display for Line<'_> {
             Ev::Violation(v) => write!(f, "VIOLATION: {v}"),
         }
     }
+}
+
+/// What a decision looks like in the trace.
+pub(crate) fn describe(reads: &[Read], writes: &[Write], action: &Action) -> String {
+    let mut s = String::new();
+    for r in reads {
+        match r {
+            Read::Members => s.push_str("list members; "),
+            Read::Records(n) => s.push_str(&format!("read {} records; ", n.len())),
+            Read::Fleet { service, set } => s.push_str(&format!("read fleet {service}/{set}; ")),
+        }
+    }
+    for w in writes {
+        match w {
+            Write::Rollout { record, .. } => s.push_str(&format!(
+                "write rollout ({}, wave {}, {} slots); ",
+                record.phase,
+                record.wave,
+                record.slots.len()
+            )),
+            Write::Member { record, .. } => {
+                s.push_str(&format!("write member ({:?}); ", record.state))
+            }
+        }
+    }
+    match action {
+        Action::Wait { reason, .. } => s.push_str(&format!("wait: {reason}")),
+        Action::Fetch { .. } => s.push_str("fetch"),
+        Action::Update { .. } => s.push_str("UPDATE"),
+        Action::RollBack { .. } => s.push_str("ROLL BACK"),
+        Action::RunCheck { gate, .. } => s.push_str(&format!("run check {gate}")),
+    }
+    s
 }
