@@ -35,7 +35,7 @@ pub async fn run(global: &Global, cmd: RolloutCommand) -> Result<i32> {
         RolloutCommand::Resume(t) => (operator::resume, t),
         RolloutCommand::Abort(t) => (operator::abort, t),
     };
-    let store = super::open_store(global)?;
+    let store = super::open_store(global, super::Access::Existing).await?;
     let service = target.service;
     let sets = match target.set {
         Some(set) => vec![set],
