@@ -181,12 +181,19 @@ impl Plan {
     /// The end of the freeze window `now` falls in, if any (the latest end
     /// when windows overlap).
     pub fn frozen_until(&self, now: Time) -> Option<Time> {
+        self.frozen_during(now, now, Duration::ZERO)
+    }
+
+    /// Whether an update running from `start` to `end` on a clock at most
+    /// `skew` off the true time might touch a freeze window: if so, the
+    /// time (on that clock) after which it no longer would, the latest
+    /// window's end plus `skew`. Grants look ahead by a slot's lease and
+    /// a holder by its swap, so no update runs inside a window, even on
+    /// clocks that differ.
+    pub fn frozen_during(&self, start: Time, end: Time, skew: Duration) -> Option<Time> {
         self.gates
             .iter()
-            .filter_map(|g| match g {
-                Gate::Freeze { from, until } if *from <= now && now < *until => Some(*until),
-                _ => None,
-            })
+            .filter_map(|g| g.freezes(start, end, skew))
             .max()
     }
 }
@@ -229,6 +236,20 @@ impl fmt::Display for Strategy {
     }
 }
 
+impl Gate {
+    /// For a freeze window that an update from `start` to `end` (on a
+    /// clock at most `skew` off) might touch: the window's end plus
+    /// `skew`. `None` for any other gate.
+    pub fn freezes(&self, start: Time, end: Time, skew: Duration) -> Option<Time> {
+        match self {
+            Gate::Freeze { from, until } if from.minus(skew) <= end && start < until.plus(skew) => {
+                Some(until.plus(skew))
+            }
+            _ => None,
+        }
+    }
+}
+
 impl fmt::Display for Gate {
     /// The gate in words, as status shows what a rollout waits on.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -243,9 +264,12 @@ impl fmt::Display for Gate {
                 set,
                 release: Some(r),
             } => write!(f, "fleet {service}/{set} healthy on {r}"),
-            Gate::Freeze { until, .. } => {
-                write!(f, "freeze until {}", crate::plan_wire::rfc3339(*until))
-            }
+            Gate::Freeze { from, until } => write!(
+                f,
+                "freeze from {} until {}",
+                crate::plan_wire::rfc3339(*from),
+                crate::plan_wire::rfc3339(*until)
+            ),
             Gate::Check { command, .. } => write!(f, "check `{}`", command.join(" ")),
         }
     }

@@ -13,6 +13,8 @@
 //!   version, no agent moves a stopped rollout forward (only an operator
 //!   resume does), and no swap to the target starts from a decision on a
 //!   version that allows no update.
+//! * **Freezes:** no update slot is granted, and no update runs, inside a
+//!   freeze window (true time).
 //! * **Trust:** no member runs a release no statement named.
 //! * **Convergence** (at the end): every member runs the rollout's
 //!   outcome, and the rollout reached the end it should.
@@ -38,6 +40,8 @@ pub struct Start<'a> {
     pub update: bool,
     /// The true time, in ms.
     pub now: i64,
+    /// The true time its lease ends, in ms (it must be over by then).
+    pub finish_by: i64,
 }
 
 /// The running tally of the invariants.
@@ -58,6 +62,8 @@ pub struct Checker {
     pub crashed_hosts: u32,
     /// Releases some statement named (and the baseline).
     pub accepted: HashSet<Digest>,
+    /// The plan's freeze windows, `[from, until)` in true ms.
+    pub freezes: Vec<(i64, i64)>,
     /// Updates that started after a halt was already stored (a member
     /// that read its grant just before): allowed, counted.
     pub racing_starts: u32,
@@ -76,6 +82,7 @@ impl Checker {
             decided_in,
             update,
             now,
+            finish_by,
         } = s;
         self.tick(now);
         if !self.accepted.contains(release) {
@@ -91,6 +98,11 @@ impl Checker {
         if update && !decided_in.allows_updates() {
             self.fail(format!(
                 "{id} starts an update decided in phase {decided_in}"
+            ));
+        }
+        if update && self.frozen(now, finish_by) {
+            self.fail(format!(
+                "{id} updates from {now} to {finish_by} ms, into a freeze window"
             ));
         }
         if update && stored.is_some_and(|r| !r.phase.allows_updates() && r.target == *release) {
@@ -147,12 +159,20 @@ impl Checker {
         }
     }
 
-    /// A rollout record was stored over `old`; `by_operator` if an
-    /// operator wrote it.
+    /// Whether `[start, end]` (true ms) touches a freeze window.
+    fn frozen(&self, start: i64, end: i64) -> bool {
+        self.freezes
+            .iter()
+            .any(|(from, until)| *from <= end && start < *until)
+    }
+
+    /// A rollout record was stored over `old` at `now` (true ms);
+    /// `by_operator` if an operator wrote it.
     pub fn rollout_written(
         &mut self,
         old: Option<&RolloutRecord>,
         new: &RolloutRecord,
+        now: i64,
         by_operator: bool,
         id_of: impl Fn(usize) -> String,
     ) {
@@ -179,6 +199,11 @@ impl Checker {
             old.phase,
             Phase::Halted | Phase::Aborted | Phase::Paused | Phase::RollingBack | Phase::RolledBack
         );
+        if granted && self.frozen(now, now) {
+            self.fail(format!(
+                "an update slot was granted at {now} ms, in a freeze window"
+            ));
+        }
         if granted && (!new.phase.allows_updates() || (stopped && old.phase == new.phase)) {
             self.fail(format!(
                 "an update slot was granted in phase {} (was {})",

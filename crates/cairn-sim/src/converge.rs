@@ -50,7 +50,7 @@ impl World {
             {
                 let agents = &self.agents;
                 self.check
-                    .rollout_written(Some(&record), &new, true, |m| agents[m].id.clone());
+                    .rollout_written(Some(&record), &new, self.t, true, |m| agents[m].id.clone());
                 self.operator_done += 1;
             }
         }

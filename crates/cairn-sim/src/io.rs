@@ -288,7 +288,9 @@ impl World {
                 if r.is_ok() {
                     let agents = &self.agents;
                     self.check
-                        .rollout_written(old.as_deref(), &new, false, |m| agents[m].id.clone());
+                        .rollout_written(old.as_deref(), &new, self.t, false, |m| {
+                            agents[m].id.clone()
+                        });
                     let slots: Vec<String> = if new.slots.len() > 12 {
                         vec![format!("{} slots", new.slots.len())]
                     } else {

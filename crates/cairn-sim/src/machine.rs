@@ -163,6 +163,7 @@ impl World {
             decided_in,
             update,
             now: self.t,
+            finish_by,
         });
         let ok = !update || self.healthy(a, &to);
         let deadline = self.sc.deadline.as_millis() as i64;

@@ -183,6 +183,15 @@ impl World {
             .collect();
         let mut check = Checker::default();
         check.accepted.insert(baseline);
+        check.freezes = sc
+            .plan
+            .gates
+            .iter()
+            .filter_map(|g| match g {
+                cairn_rollout::Gate::Freeze { from, until } => Some((from.0, until.0)),
+                _ => None,
+            })
+            .collect();
         let mut w = Self {
             check_failures_left: sc.check_failures,
             sc,

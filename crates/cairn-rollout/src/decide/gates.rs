@@ -1,11 +1,15 @@
 //! Gates: what a wave waits on before it starts.
 //!
-//! A freeze window is decided from `now` alone. A `fleet` gate needs the
+//! A freeze window is decided from `now` alone: no grant is made that
+//! could still be swapping when a window begins, nor before it ended on
+//! every clock (the skew bound on both sides). A `fleet` gate needs the
 //! other set's state, which the steward asks the agent to read. A `check`
 //! gate is a command the steward runs before each wave; its result comes
 //! back as a local fact, and a failed check is run again after
 //! [`crate::Timing::check_retry`]. What is waited on is written into the
 //! rollout record (`gates`), so status shows it.
+
+use std::time::Duration;
 
 use super::Cx;
 use crate::decision::{Action, Read};
@@ -29,16 +33,20 @@ pub(super) enum Gates {
 /// and check gates are passed once per wave, before its first grant
 /// (`new_wave`).
 pub(super) fn check(cx: &mut Cx<'_>, new_wave: bool) -> Gates {
-    let (now, view) = (cx.now, cx.view);
+    let (now, view, t) = (cx.now, cx.view, cx.timing());
     let gates = cx.rec().strategy.gates.clone();
+    // A grant now may be swapping until its lease ends (and the holder's
+    // clock may be ahead): it must be over before any window begins.
+    let reach = now.plus(Duration::from_secs(cx.rec().lease) + t.margin());
     let mut waiting = Vec::new();
     let mut reads = Vec::new();
     for gate in &gates {
+        if let Some(end) = gate.freezes(now, reach, t.max_skew) {
+            waiting.push(gate.to_string());
+            cx.wake(end);
+            continue;
+        }
         match gate {
-            Gate::Freeze { from, until } if *from <= now && now < *until => {
-                waiting.push(gate.to_string());
-                cx.wake(*until);
-            }
             Gate::Fleet {
                 service,
                 set,

@@ -68,9 +68,9 @@ pub(super) fn turn(cx: &mut Cx<'_>) -> Action {
     if !passed {
         return turn_wait(cx, &me);
     }
-    if let Some(until) = rec.strategy.frozen_until(now) {
-        let gate = format!("freeze until {}", crate::plan_wire::rfc3339(until));
-        return Action::wait(until, Reason::Gates(vec![gate]));
+    let reach = now.plus(Duration::from_secs(rec.lease) + t.margin());
+    if let Some(wait) = frozen(cx, reach) {
+        return wait;
     }
     if rec.room(now, t.margin()) == 0 {
         return Action::wait(now.plus(t.poll), Reason::NoRoom);
@@ -127,7 +127,27 @@ fn start(cx: &mut Cx<'_>, slot: Slot) -> Action {
         }
         finish_by = Time::from_secs(expires);
     }
+    if slot.kind == SlotKind::Update {
+        if let Some(wait) = frozen(cx, finish_by) {
+            release_own(cx);
+            return wait;
+        }
+    }
     action(cx, slot.kind, finish_by)
+}
+
+/// A wait, if an update from now until `end` might touch a freeze window
+/// (on any clock within the skew bound).
+fn frozen(cx: &Cx<'_>, end: Time) -> Option<Action> {
+    let (now, t, plan) = (cx.now, cx.timing(), &cx.rec().strategy);
+    let until = plan.frozen_during(now, end, t.max_skew)?;
+    let gates = plan
+        .gates
+        .iter()
+        .filter(|g| g.freezes(now, end, t.max_skew).is_some())
+        .map(ToString::to_string)
+        .collect();
+    Some(Action::wait(until, Reason::Gates(gates)))
 }
 
 /// Takes a free slot of `kind` (the caller checked there is one).

@@ -23,7 +23,10 @@ fn the_recipes_deploy_json_is_a_plan() {
     assert_eq!(p.max_unavailable, Amount::Count(2));
     assert_eq!(p.gates.len(), 3);
     assert_eq!(p.gates[0].to_string(), "fleet db/eu-1 healthy");
-    assert_eq!(p.gates[1].to_string(), "freeze until 2026-01-05T00:00:00Z");
+    assert_eq!(
+        p.gates[1].to_string(),
+        "freeze from 2025-12-20T00:00:00Z until 2026-01-05T00:00:00Z"
+    );
     assert_eq!(p.gates[2].to_string(), "check `bin/ready`");
     let recipe = cairn_recipe::Recipe::parse("cairn.toml", DESIGN_EXAMPLE).unwrap();
     let p = Plan::from_json(&recipe.deploy.unwrap().to_json()).unwrap();
@@ -65,6 +68,34 @@ gates = [{ freeze = { from = 2025-12-20T00:00:00Z, until = 2026-01-05T00:00:00Z 
     assert_eq!(p.capacity(100), 3);
     let inside = Time::from_secs(1_766_300_000);
     assert_eq!(p.frozen_until(inside), Some(Time::from_secs(1_767_571_200)));
+    // An update that would still run when the window begins is held, and
+    // the window is widened by the skew on both sides.
+    let (from, until) = (
+        Time::from_secs(1_766_188_800),
+        Time::from_secs(1_767_571_200),
+    );
+    let skew = Duration::from_secs(2);
+    let before = from.minus(Duration::from_secs(90));
+    assert_eq!(
+        p.frozen_during(before, before.plus(Duration::from_secs(60)), skew),
+        None
+    );
+    assert_eq!(
+        p.frozen_during(before, before.plus(Duration::from_secs(89)), skew),
+        Some(until.plus(skew))
+    );
+    assert_eq!(
+        p.frozen_during(
+            until.plus(Duration::from_secs(1)),
+            until.plus(Duration::from_secs(60)),
+            skew
+        ),
+        Some(until.plus(skew))
+    );
+    assert_eq!(
+        p.frozen_during(until.plus(skew), until.plus(Duration::from_secs(60)), skew),
+        None
+    );
     let err = toml::from_str::<Plan>("max_unavailable = 1\nspeed = 2\n").unwrap_err();
     assert!(err.to_string().contains("unknown field `speed`"), "{err}");
 }

@@ -53,10 +53,69 @@ fn nothing_is_granted_inside_a_freeze_window_and_status_says_why() {
     let w = rollout_write(&d).unwrap();
     assert!(w.slots.is_empty());
     assert_eq!(w.gates.len(), 1);
-    assert!(w.gates[0].starts_with("freeze until "), "{:?}", w.gates);
-    // After the window it goes on.
-    let later = cairn_rollout::decide(&steward_view_at(&p, 3600), Time::from_secs(at(3601)));
+    assert!(w.gates[0].starts_with("freeze from "), "{:?}", w.gates);
+    // Not while another clock may still be inside it (the skew bound)...
+    let edge = cairn_rollout::decide(&steward_view_at(&p, 3601), Time::from_secs(at(3601)));
+    assert!(rollout_write(&edge).unwrap().slots.is_empty());
+    // ...after it, it goes on.
+    let later = cairn_rollout::decide(&steward_view_at(&p, 3603), Time::from_secs(at(3603)));
     assert_eq!(rollout_write(&later).unwrap().slots.len(), 1);
+}
+
+#[test]
+fn no_grant_is_made_that_could_still_swap_when_a_window_begins() {
+    let t = cairn_rollout::Timing::default();
+    // The fixtures' record grants leases of 100 s.
+    let reach = 100 + t.margin().as_secs() as i64 + t.max_skew.as_secs() as i64;
+    let window = |from| {
+        gated(Gate::Freeze {
+            from: Time::from_secs(at(from)),
+            until: Time::from_secs(at(from + 3600)),
+        })
+    };
+    let near = window(reach);
+    let d = decide_now(&steward_view(&near));
+    assert!(rollout_write(&d).unwrap().slots.is_empty());
+    assert!(matches!(d.action, Action::Wait { .. }));
+    let far = window(reach + 2);
+    assert_eq!(
+        rollout_write(&decide_now(&steward_view(&far)))
+            .unwrap()
+            .slots
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn a_holder_whose_swap_would_reach_into_a_window_gives_its_slot_back() {
+    let p = gated(Gate::Freeze {
+        from: Time::from_secs(at(30)),
+        until: Time::from_secs(at(3600)),
+    });
+    let mut rec = record(p.clone(), Phase::Rolling, 3);
+    rec.put_slot(slot("host-1", 80));
+    rec.steward = Some(Lease {
+        member: "host-9".into(),
+        expires: at(20),
+    });
+    let mut v = reading(view("host-1", p), rec);
+    v.local.fetched = vec![target()];
+    let d = decide_now(&v);
+    assert!(matches!(d.action, Action::Wait { .. }), "{:?}", d.action);
+    assert!(rollout_write(&d).unwrap().slot_of("host-1").is_none());
+    // With the window further off, the same slot is used.
+    let mut later = v.clone();
+    let mut rec = match &v.rollout {
+        cairn_rollout::RolloutRead::Read(r) => (*r.value).clone(),
+        _ => unreachable!(),
+    };
+    rec.strategy.gates = vec![Gate::Freeze {
+        from: Time::from_secs(at(90)),
+        until: Time::from_secs(at(3600)),
+    }];
+    later = reading(later, rec);
+    assert!(matches!(decide_now(&later).action, Action::Update { .. }));
 }
 
 #[test]
