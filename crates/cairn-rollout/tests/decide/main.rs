@@ -5,4 +5,5 @@
 mod fixtures;
 mod gates;
 mod member;
+mod props;
 mod steward;
