@@ -12,8 +12,9 @@
 #   SEEDS=20 BIG_SEEDS=5 bash bench/rollout.sh      # a quick look
 #
 #   rolling  rolling rollouts, max_unavailable = 10%, at N = 10, 100,
-#            1,000 (SEEDS seeds each) and 10,000 (BIG_SEEDS seeds): the
-#            issue's target is BIG_SEEDS = 1000 with zero violations
+#            1,000 (SEEDS seeds each) and 10,000 (BIG_SEEDS seeds from
+#            seed 100000): the target is BIG_SEEDS = 1000 with
+#            zero violations
 #   mixed    every kind of run (canary, at-once, failing releases, halts
 #            and resumes, rollbacks, newer statements mid-rollout, gates,
 #            operator pause/abort), max_unavailable drawn per seed, at
@@ -22,6 +23,8 @@
 # Knobs (environment):
 #   SEEDS      seeds per size below 10,000 (default 1000)
 #   BIG_SEEDS  seeds at 10,000 agents (default 1000)
+#   CHUNK      seeds per invocation at 10,000 agents (default 20); results
+#              in bench/results/rollout-10000-<first>.{json,md,failures}
 #   THREADS    simulation threads (default: all cores)
 #   ONLY       subset of: rolling mixed
 #   SIM        the cairn-sim binary; default: build it with
@@ -37,6 +40,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/.." && pwd)
 SEEDS=${SEEDS:-1000}
 BIG_SEEDS=${BIG_SEEDS:-1000}
+CHUNK=${CHUNK:-20}
 THREADS=${THREADS:-$(nproc)}
 ONLY=${ONLY:-"rolling mixed"}
 OUT="$HERE/results"
@@ -78,7 +82,12 @@ sweep() { # NAME SEEDS AGENTS KIND [EXTRA...]
 
 if want rolling; then
     sweep rolling-small "$SEEDS" 10,100,1000 rolling --max-unavailable 10%
-    sweep rolling-10000 "$BIG_SEEDS" 10000 rolling --max-unavailable 10%
+    # In chunks of CHUNK seeds from seed 100000, each with its own
+    # results, so a sweep cut short still leaves what it ran.
+    for ((first = 0; first < BIG_SEEDS; first += CHUNK)); do
+        n=$((BIG_SEEDS - first < CHUNK ? BIG_SEEDS - first : CHUNK))
+        sweep "10000-$first" "$n" 10000 rolling --max-unavailable 10% --first-seed $((100000 + first))
+    done
 fi
 if want mixed; then
     sweep mixed "$SEEDS" 10,100,1000 mixed
