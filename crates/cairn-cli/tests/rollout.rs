@@ -184,6 +184,10 @@ fn an_operator_pauses_resumes_and_aborts_a_rollout() {
 fn a_missing_or_unreadable_rollout_is_named() {
     let c = Cairn::new();
     let err = c.refused(&["rollout", "pause", "hello"]);
+    assert!(err.contains("no store at"), "{err}");
+    // A store with another service's rollout only.
+    c.ok(&["ref", "set", "fleet/db/eu/rollout", "{}", "--create"]);
+    let err = c.refused(&["rollout", "pause", "hello"]);
     assert!(err.contains("hello has no rollout"), "{err}");
     let err = c.refused(&["rollout", "pause", "hello", "--set", "eu"]);
     assert!(

@@ -359,3 +359,39 @@ fn at_once_gives_everyone_a_slot_in_one_wave() {
 }
 
 use cairn_rollout::Timing;
+
+#[test]
+fn a_halted_rollout_moves_again_only_on_a_newer_statement() {
+    let mut halted = record(Plan::default(), Phase::Halted, 10);
+    halted.halted = Some(cairn_rollout::Halt {
+        member: Some("host-b".into()),
+        reason: "host-b: failed its health check on the target".into(),
+        at: at(-30),
+        phase: Phase::Rolling,
+    });
+    // The same statement: every agent waits, whoever it is, and nothing
+    // it writes moves the phase.
+    for me in ["host-a", "host-b", "host-c"] {
+        let (_, d) = decide_with(
+            reading(view(me, Plan::default()), halted.clone()),
+            &[member("host-a", old(), MemberState::Running, 0)],
+        );
+        assert!(waits(&d), "{me}: {:?}", d.action);
+        if let Some(w) = rollout_write(&d) {
+            assert_eq!(w.phase, Phase::Halted, "{me}");
+        }
+    }
+    // A newer statement replaces it with a new rollout, by
+    // compare-and-swap on the version read.
+    let mut v = reading(view("host-a", Plan::default()), halted);
+    let acc = v.accepted.as_mut().unwrap();
+    acc.sequence = SEQ + 1;
+    acc.release = old();
+    let d = decide_now(&v);
+    let Some(Write::Rollout { expected, record }) = d.writes.first() else {
+        panic!("{:?}", d.writes)
+    };
+    assert_eq!(expected.as_ref(), Some(&Version("7".into())));
+    assert_eq!((record.sequence, record.phase), (SEQ + 1, Phase::Rolling));
+    assert!(record.halted.is_none());
+}
