@@ -144,6 +144,32 @@ pub enum Command {
     /// differing file otherwise). An input whose bytes the store lacks is
     /// named, with how to provide it.
     Verify(VerifyArgs),
+    /// Pause, resume or abort a deployment set's rollout.
+    #[command(subcommand)]
+    Rollout(RolloutCommand),
+}
+
+/// `cairn rollout …`: writes the set's rollout record by compare-and-swap;
+/// the agents follow it.
+#[derive(Debug, Subcommand)]
+pub enum RolloutCommand {
+    /// Start no more updates; members in the middle of one finish it.
+    Pause(RolloutTarget),
+    /// Continue a paused rollout, or a halted one from where it halted
+    /// (members that failed are not tried again).
+    Resume(RolloutTarget),
+    /// Stop a rollout for good; promoting a newer statement starts a new one.
+    Abort(RolloutTarget),
+}
+
+/// Which rollout `cairn rollout` acts on.
+#[derive(Debug, Args)]
+pub struct RolloutTarget {
+    /// The service.
+    pub service: String,
+    /// The deployment set [default: every set of the service with a rollout].
+    #[arg(long)]
+    pub set: Option<String>,
 }
 
 /// Where the recipe is: `-C DIR` and `--file FILE`.

@@ -22,6 +22,7 @@ pub mod name;
 pub mod samples;
 
 mod convert;
+mod deploy_json;
 mod run_json;
 mod units;
 mod wire;
@@ -30,8 +31,8 @@ pub use action::{compile_action, CompileError, CompiledAction, ResolvedMount, SO
 pub use error::{ErrorKind, Location, RecipeError};
 pub use graph::UnknownStep;
 pub use model::{
-    Deploy, Gate, HealthCheck, Input, Limits, Mount, MountSource, Probe, Recipe, Release, RunSpec,
-    Step, Stop, Strategy,
+    Amount, Deploy, Gate, HealthCheck, Input, Limits, Mount, MountSource, OnFailure, Probe, Recipe,
+    Release, RunSpec, Step, Stop, Strategy,
 };
 pub use name::{InputName, Name, StepName};
 pub use units::{parse_bytes, parse_duration};

@@ -202,10 +202,33 @@ pub const SIGNALS: [&str; 8] = [
 pub struct Deploy {
     /// The rollout strategy.
     pub strategy: Strategy,
-    /// Members updating at once (at least 1; default 1).
-    pub max_unavailable: u32,
-    /// Conditions that must hold before the rollout proceeds.
+    /// Members updating at once: a number (at least 1) or a percentage of
+    /// the set (default 1).
+    pub max_unavailable: Amount,
+    /// What happens to members already updated when one fails (default
+    /// halt).
+    pub on_failure: OnFailure,
+    /// Conditions that must hold before each wave starts.
     pub gates: Vec<Gate>,
+}
+
+/// A number of members, or a share of the deployment set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Amount {
+    /// `2`: that many members (at least 1).
+    Count(u32),
+    /// `"10%"`: that percentage of the set's members (1 to 100).
+    Percent(u32),
+}
+
+/// `on_failure = "halt" | "rollback"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnFailure {
+    /// Stop the rollout; members already updated keep the new release.
+    Halt,
+    /// Stop the rollout and return updated members to their previous
+    /// release, as many at a time as `max_unavailable` allows.
+    Rollback,
 }
 
 /// `strategy = "at-once" | "rolling" | "canary"`.
@@ -218,8 +241,8 @@ pub enum Strategy {
     /// `canary = { count, bake }`: `count` members first, watched for
     /// `bake`, then the rest as `rolling`.
     Canary {
-        /// Members in the first wave (default 1).
-        count: u32,
+        /// Members in the first wave: a number or a percentage (default 1).
+        count: Amount,
         /// How long they must stay healthy (default 5m).
         bake: Duration,
     },

@@ -160,10 +160,62 @@ pub(crate) struct StopWire {
 #[serde(deny_unknown_fields)]
 pub(crate) struct DeployWire {
     pub strategy: Option<StrategyWire>,
-    pub max_unavailable: Option<Spanned<u32>>,
+    pub max_unavailable: Option<Spanned<AmountWire>>,
     pub canary: Option<Spanned<CanaryWire>>,
+    pub on_failure: Option<OnFailureWire>,
     #[serde(default)]
     pub gates: Vec<Spanned<GateWire>>,
+}
+
+/// `2` or `"10%"`, checked for range in `convert`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AmountWire {
+    Count(u64),
+    Percent(u64),
+}
+
+impl<'de> Deserialize<'de> for AmountWire {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(AmountVisitor)
+    }
+}
+
+struct AmountVisitor;
+
+impl Visitor<'_> for AmountVisitor {
+    type Value = AmountWire;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a number of members or a percentage such as \"10%\"")
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<AmountWire, E> {
+        u64::try_from(v)
+            .map(AmountWire::Count)
+            .map_err(|_| E::custom(format!("{v} members is negative")))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<AmountWire, E> {
+        Ok(AmountWire::Count(v))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<AmountWire, E> {
+        v.strip_suffix('%')
+            .and_then(|n| n.trim().parse().ok())
+            .map(AmountWire::Percent)
+            .ok_or_else(|| {
+                E::custom(format!(
+                    "{v:?} is not a percentage; expected a number of members or e.g. \"10%\""
+                ))
+            })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum OnFailureWire {
+    Halt,
+    Rollback,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -177,7 +229,7 @@ pub(crate) enum StrategyWire {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CanaryWire {
-    pub count: Option<u32>,
+    pub count: Option<Spanned<AmountWire>>,
     pub bake: Option<HumanDuration>,
 }
 

@@ -82,10 +82,13 @@ pub struct Created {
 }
 
 /// Signs provenance and a release for `built`, stores both, returns digests.
+/// `run` and `deploy` are `[release.run]` and `[deploy]` as JSON
+/// (`RunSpec::to_json`, `Deploy::to_json` in cairn-recipe).
 pub async fn create_release(
     store: &Store,
     built: &Built,
     run: serde_json::Value,
+    deploy: Option<serde_json::Value>,
     version: Option<String>,
     key: &SigningKey,
     now: OffsetDateTime,
@@ -138,6 +141,7 @@ pub async fn create_release(
         artifact: built.artifact,
         action: built.action,
         run,
+        deploy,
         provenance,
         created: now,
     };

@@ -24,6 +24,7 @@ fn release(version: &str) -> Release {
         artifact: Digest::of(version.as_bytes()),
         action: Digest::of(b"action"),
         run: serde_json::json!({"command": ["bin/hello"]}),
+        deploy: None,
         provenance: Digest::of(b"provenance"),
         created: NOW,
     }

@@ -37,10 +37,19 @@ async fn a_release_carries_signed_provenance_naming_every_input() {
         finished: datetime!(2026-11-23 10:01 UTC),
     };
     let run = serde_json::json!({"command": ["bin/hello"]});
+    let deploy = serde_json::json!({"strategy": "rolling", "max_unavailable": "10%"});
     let now = datetime!(2026-11-23 10:02 UTC);
-    let created = create_release(&store, &built, run.clone(), None, &key, now)
-        .await
-        .unwrap();
+    let created = create_release(
+        &store,
+        &built,
+        run.clone(),
+        Some(deploy.clone()),
+        None,
+        &key,
+        now,
+    )
+    .await
+    .unwrap();
 
     let loaded = load_release(&store, &created.release).await.unwrap();
     assert_eq!(loaded.release.artifact, built.artifact);
@@ -49,6 +58,7 @@ async fn a_release_carries_signed_provenance_naming_every_input() {
         format!("2026.11.23-{}", &built.artifact.hex()[..8])
     );
     assert_eq!(loaded.release.run, run);
+    assert_eq!(loaded.release.deploy, Some(deploy));
     let trusted: KeySet = [key.public_key()].into_iter().collect();
     verify_release(&loaded.envelope, &trusted, &created.release).unwrap();
 

@@ -2,24 +2,61 @@
 //!
 //! ```text
 //! fleet/<service>/<set>/members/<agent>   a MemberRecord, heartbeated
-//! fleet/<service>/<set>/rollout           the rollout record
+//! fleet/<service>/<set>/rollout           a RolloutRecord
 //! ```
 //!
 //! Records are JSON. Fields are added over time, so unknown fields are
 //! ignored when read (an older agent must not refuse a newer member's
 //! record), and every field added later has a default.
 
+mod rollout;
+
+pub(crate) use rollout::expired;
+
 use cairn_digest::Digest;
 use serde::{Deserialize, Serialize};
 
+pub use rollout::{
+    Failure, Halt, Lease, Phase, Position, RolloutRecord, Slot, SlotKind, Wave, MAX_CAPACITY,
+    MAX_FAILURES,
+};
+
 /// The ref holding one agent's member record.
 pub fn member_ref(service: &str, set: &str, agent: &str) -> String {
-    format!("fleet/{service}/{set}/members/{agent}")
+    format!("{}{agent}", members_prefix(service, set))
+}
+
+/// The prefix under which a deployment set's member records are listed.
+pub fn members_prefix(service: &str, set: &str) -> String {
+    format!("fleet/{service}/{set}/members/")
 }
 
 /// The ref holding a deployment set's rollout record.
 pub fn rollout_ref(service: &str, set: &str) -> String {
     format!("fleet/{service}/{set}/rollout")
+}
+
+/// The opaque version a ref was read at (the store's counter or ETag),
+/// handed back with a compare-and-swap.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Version(pub String);
+
+/// A record together with the version of the ref it was read from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Versioned<T> {
+    /// The ref's version.
+    pub version: Version,
+    /// The record.
+    pub value: T,
+}
+
+/// One attempt to run a release: which, and from which channel statement.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attempt {
+    /// The release.
+    pub release: Digest,
+    /// The sequence number of the statement it was accepted from.
+    pub sequence: u64,
 }
 
 /// What one agent reports about itself (`fleet/<service>/<set>/members/<id>`).
@@ -51,6 +88,13 @@ pub struct MemberRecord {
     /// The last failure, in one line, if any.
     #[serde(default)]
     pub last_error: Option<String>,
+    /// The release a rollback returns to (the one run before `release`).
+    #[serde(default)]
+    pub previous: Option<Digest>,
+    /// The release that last failed its health check here, and from which
+    /// statement: it is not tried again until a newer statement names it.
+    #[serde(default)]
+    pub failed: Option<Attempt>,
 }
 
 /// What an agent is doing.
@@ -76,7 +120,7 @@ pub enum MemberState {
 }
 
 /// The running service's health as the agent last saw it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Health {
     /// Passing its health check.
@@ -84,6 +128,7 @@ pub enum Health {
     /// Failing it.
     Unhealthy,
     /// Not checked yet (or no service running).
+    #[default]
     Unknown,
 }
 
@@ -130,6 +175,11 @@ mod tests {
             health: Health::Healthy,
             heartbeat: 1_700_000_000,
             last_error: None,
+            previous: Some(Digest::of(b"older")),
+            failed: Some(Attempt {
+                release: Digest::of(b"bad"),
+                sequence: 2,
+            }),
         };
         let json = r.to_json();
         assert_eq!(MemberRecord::parse("m", &json).unwrap(), r);

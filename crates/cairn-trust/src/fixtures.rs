@@ -80,6 +80,7 @@ pub fn release() -> Release {
         artifact: Digest::of(ARTIFACT_BYTES),
         action: Digest::of(b"action"),
         run: serde_json::json!({"command": ["bin/hello"]}),
+        deploy: None,
         provenance: Digest::of(b"provenance"),
         created: CREATED,
     }

@@ -9,6 +9,7 @@ mod policy;
 mod refs;
 mod release;
 mod resolve;
+mod rollout;
 mod server;
 mod store;
 mod verify;
@@ -35,6 +36,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Verify(args) => verify::run(&cli.global, args).await,
         Command::Channel(cmd) => channel::run(&cli.global, cmd).await,
         Command::Policy(cmd) => policy::run(&cli.global, cmd),
+        Command::Rollout(cmd) => rollout::run(&cli.global, cmd).await,
         Command::Promote {
             release,
             channel,

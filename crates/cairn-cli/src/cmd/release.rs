@@ -86,7 +86,8 @@ pub async fn run(global: &Global, args: ReleaseArgs) -> Result<i32> {
         finished,
     };
     let run = release_spec.run.to_json();
-    let created = create_release(&store, &built, run, args.version, &key, finished).await?;
+    let deploy = builder.recipe().deploy.as_ref().map(|d| d.to_json());
+    let created = create_release(&store, &built, run, deploy, args.version, &key, finished).await?;
     let loaded = load_release(&store, &created.release).await?;
     ws.push(created.release, Kind::Unknown).await?;
     ws.push_ref(&release_ref(&built.service, &created.release)?)

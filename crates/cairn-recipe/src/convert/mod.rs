@@ -4,6 +4,7 @@
 //! checked last, once every mount resolved, so that a cycle error can name
 //! the whole cycle.
 
+mod deploy;
 mod release;
 mod step;
 
@@ -50,7 +51,7 @@ pub(crate) fn recipe(src: &Source<'_>, wire: RecipeWire) -> Result<Recipe, Recip
         .release
         .map(|r| release::convert(src, r, &steps))
         .transpose()?;
-    let deploy = wire.deploy.map(|d| release::deploy(src, d)).transpose()?;
+    let deploy = wire.deploy.map(|d| deploy::convert(src, d)).transpose()?;
     Ok(Recipe {
         service,
         inputs,

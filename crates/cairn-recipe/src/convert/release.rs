@@ -1,4 +1,4 @@
-//! Converting `[release]` and `[deploy]`.
+//! Converting `[release]`.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -6,11 +6,9 @@ use std::time::Duration;
 use toml::Spanned;
 
 use crate::error::{ErrorKind, RecipeError, Source};
-use crate::model::{
-    Deploy, Gate, HealthCheck, Probe, Release, RunSpec, Step, Stop, Strategy, SIGNALS,
-};
+use crate::model::{HealthCheck, Probe, Release, RunSpec, Step, Stop, SIGNALS};
 use crate::name::{Name, StepName};
-use crate::wire::{DeployWire, GateWire, HealthWire, ReleaseWire, StopWire, StrategyWire};
+use crate::wire::{HealthWire, ReleaseWire, StopWire};
 
 /// Converts `[release]`, checking the step exists and the health socket is
 /// declared.
@@ -118,104 +116,5 @@ fn stop(src: &Source<'_>, wire: Option<StopWire>) -> Result<Stop, RecipeError> {
     Ok(Stop {
         signal,
         grace: grace.map_or(Duration::from_secs(10), |d| d.0),
-    })
-}
-
-/// Converts `[deploy]`.
-pub(crate) fn deploy(src: &Source<'_>, wire: Spanned<DeployWire>) -> Result<Deploy, RecipeError> {
-    let w = wire.into_inner();
-    let max_unavailable = match w.max_unavailable {
-        Some(m) if *m.get_ref() == 0 => {
-            return Err(src.error(
-                m.span(),
-                ErrorKind::Invalid("`max_unavailable` must be at least 1".into()),
-            ))
-        }
-        Some(m) => m.into_inner(),
-        None => 1,
-    };
-    let strategy = match (w.strategy.unwrap_or(StrategyWire::Rolling), w.canary) {
-        (StrategyWire::Canary, c) => {
-            let (count, bake) = c.map_or((None, None), |c| {
-                let c = c.into_inner();
-                (c.count, c.bake)
-            });
-            Strategy::Canary {
-                count: count.unwrap_or(1).max(1),
-                bake: bake.map_or(Duration::from_secs(300), |d| d.0),
-            }
-        }
-        (_, Some(c)) => {
-            let msg = "`canary` settings need `strategy = \"canary\"`";
-            return Err(src.error(c.span(), ErrorKind::Invalid(msg.into())));
-        }
-        (StrategyWire::AtOnce, None) => Strategy::AtOnce,
-        (StrategyWire::Rolling, None) => Strategy::Rolling,
-    };
-    let gates = w
-        .gates
-        .into_iter()
-        .map(|g| gate(src, g))
-        .collect::<Result<_, _>>()?;
-    Ok(Deploy {
-        strategy,
-        max_unavailable,
-        gates,
-    })
-}
-
-fn gate(src: &Source<'_>, wire: Spanned<GateWire>) -> Result<Gate, RecipeError> {
-    let span = wire.span();
-    let w = wire.into_inner();
-    let invalid = |msg: String| src.error(span.clone(), ErrorKind::Invalid(msg));
-    let forms = [w.fleet.is_some(), w.freeze.is_some(), w.check.is_some()];
-    if forms.iter().filter(|f| **f).count() != 1 {
-        return Err(invalid(
-            "a gate must have exactly one of `fleet`, `freeze` or `check`".into(),
-        ));
-    }
-    if w.fleet.is_none() && w.release.is_some() {
-        return Err(invalid(
-            "`release` is only allowed in a `fleet` gate".into(),
-        ));
-    }
-    if w.check.is_none() && w.timeout.is_some() {
-        return Err(invalid(
-            "`timeout` is only allowed in a `check` gate".into(),
-        ));
-    }
-    if let Some(fleet) = w.fleet {
-        let parts = fleet
-            .split_once('/')
-            .and_then(|(a, b)| Some((Name::new(a)?, Name::new(b)?)));
-        let (service, set) = parts
-            .ok_or_else(|| invalid(format!("gate fleet {fleet:?} must be \"service/set\"")))?;
-        let release = w.release.map(|r| super::digest(src, &r)).transpose()?;
-        return Ok(Gate::Fleet {
-            service,
-            set,
-            release,
-        });
-    }
-    if let Some(f) = w.freeze {
-        if f.from.offset.is_none()
-            || f.until.offset.is_none()
-            || f.from.date.is_none()
-            || f.until.date.is_none()
-        {
-            return Err(invalid(
-                "freeze times need a date, a time and an offset, e.g. 2025-12-20T00:00:00Z".into(),
-            ));
-        }
-        let (from, until) = (f.from.to_string(), f.until.to_string());
-        return Ok(Gate::Freeze { from, until });
-    }
-    let command = w.check.unwrap_or_default();
-    if command.is_empty() {
-        return Err(invalid("gate `check` must not be empty".into()));
-    }
-    Ok(Gate::Check {
-        command,
-        timeout: w.timeout.map_or(Duration::from_secs(60), |d| d.0),
     })
 }

@@ -131,6 +131,32 @@ const ZERO_UNAVAILABLE: &str = r#"
 max_unavailable = 0
 "#;
 
+const PERCENT_OVER: &str = r#"
+[deploy]
+max_unavailable = "150%"
+"#;
+
+const NOT_A_PERCENT: &str = r#"
+[deploy]
+max_unavailable = "ten"
+"#;
+
+const ZERO_CANARY: &str = r#"
+[deploy]
+strategy = "canary"
+canary = { count = "0%" }
+"#;
+
+const BAD_ON_FAILURE: &str = r#"
+[deploy]
+on_failure = "pray"
+"#;
+
+const BACKWARD_FREEZE: &str = r#"
+[deploy]
+gates = [{ freeze = { from = 2026-01-05T00:00:00Z, until = 2026-01-05T01:00:00+02:00 } }]
+"#;
+
 const BAD_STRATEGY: &str = r#"
 [deploy]
 strategy = "yolo"
@@ -260,6 +286,33 @@ fn input_forms() {
 fn deploy_errors() {
     let e = with_header(ZERO_UNAVAILABLE);
     assert_eq!(e, "cairn.toml:8:19: `max_unavailable` must be at least 1");
+    let e = with_header(PERCENT_OVER);
+    assert_eq!(
+        e,
+        "cairn.toml:8:19: `max_unavailable` of 150% is out of range; a percentage is 1% to 100%"
+    );
+    let e = with_header(NOT_A_PERCENT);
+    assert!(
+        e.starts_with("cairn.toml:8:19: \"ten\" is not a percentage"),
+        "{e}"
+    );
+    let e = with_header(ZERO_CANARY);
+    assert!(
+        e.starts_with("cairn.toml:9:20: `canary count` of 0%"),
+        "{e}"
+    );
+    let e = with_header(BAD_ON_FAILURE);
+    assert!(
+        e.starts_with("cairn.toml:8:14: unknown variant `pray`, expected `halt` or `rollback`"),
+        "{e}"
+    );
+    let e = with_header(BACKWARD_FREEZE);
+    assert!(
+        e.starts_with(
+            "cairn.toml:8:10: freeze window ends (2026-01-05T01:00:00+02:00) before it starts"
+        ),
+        "{e}"
+    );
     let e = with_header(BAD_STRATEGY);
     assert!(
         e.starts_with("cairn.toml:8:12: unknown variant `yolo`, expected one of"),

@@ -6,7 +6,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 
 use super::{parse, HEADER};
-use crate::model::{Gate, Input, MountSource, Probe, Strategy};
+use crate::model::{Amount, Gate, Input, MountSource, OnFailure, Probe, Strategy};
 use crate::samples::{DESIGN_EXAMPLE, DIAMOND, ROOTFS_DIGEST, VENDOR_DIGEST};
 use crate::{Name, Recipe, UnknownStep};
 
@@ -51,8 +51,8 @@ fn design_example_parses() {
     );
     let deploy = r.deploy.unwrap();
     assert_eq!(
-        (deploy.strategy, deploy.max_unavailable),
-        (Strategy::Rolling, 1)
+        (deploy.strategy, deploy.max_unavailable, deploy.on_failure),
+        (Strategy::Rolling, Amount::Count(1), OnFailure::Halt)
     );
 }
 
@@ -65,7 +65,9 @@ fn diamond_parses() {
     assert!(r.steps[&n("gen")].mounts["/src"].writable);
     let deploy = r.deploy.unwrap();
     let bake = Duration::from_secs(600);
-    assert_eq!(deploy.strategy, Strategy::Canary { count: 2, bake });
+    let count = Amount::Count(2);
+    assert_eq!(deploy.strategy, Strategy::Canary { count, bake });
+    assert_eq!(deploy.max_unavailable, Amount::Count(2));
     assert!(
         matches!(&deploy.gates[0], Gate::Fleet { service, release: None, .. } if service.as_str() == "db")
     );
@@ -102,6 +104,20 @@ fn minimal_recipe_defaults() {
         ("/", crate::model::DEFAULT_TIMEOUT)
     );
     assert!(r.release.is_none() && r.deploy.is_none());
+}
+
+#[test]
+fn deploy_takes_percentages_and_a_failure_policy() {
+    let text = format!(
+        "{HEADER}\n[deploy]\nstrategy = \"canary\"\nmax_unavailable = \"10%\"\n\
+         canary = {{ count = \"5 %\", bake = \"1m\" }}\non_failure = \"rollback\"\n"
+    );
+    let deploy = parse(&text).deploy.unwrap();
+    assert_eq!(deploy.max_unavailable, Amount::Percent(10));
+    let bake = Duration::from_secs(60);
+    let count = Amount::Percent(5);
+    assert_eq!(deploy.strategy, Strategy::Canary { count, bake });
+    assert_eq!(deploy.on_failure, OnFailure::Rollback);
 }
 
 proptest! {

@@ -1,11 +1,14 @@
 //! Fleet records (`fleet/<service>/<set>/members/<agent>` and
 //! `fleet/<service>/<set>/rollout`) read into the dashboard's views.
 //!
-//! Agents write these records and their schema is still young, so they are
-//! read as plain JSON: the known fields (`release`, `sequence`, `state`,
-//! `health`, `heartbeat`; `target`, `strategy`, `phase`, `slots`,
-//! `failures`) are taken as text or counts, anything else is ignored, and
-//! a record that is not JSON becomes a row with an error.
+//! Agents write these records (`cairn_rollout::MemberRecord` and
+//! `RolloutRecord`), but the dashboard reads them as plain JSON, so that
+//! a record from another version still shows: the known fields
+//! (`release`, `sequence`, `state`, `health`, `heartbeat`; `target`,
+//! `strategy`, `phase`, `slots`, `failures`) are taken as text or counts
+//! (a digest written as `{"hash", "size"}` as its hash, a plan as a few
+//! words), anything else is ignored, and a record that is not JSON becomes
+//! a row with an error.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -82,6 +85,38 @@ fn text(value: Option<&Value>, key: &str) -> String {
     }
 }
 
+/// A release field: the agents write a digest as `{"hash": "sha256:…",
+/// "size": N}`; a plain string is taken as it is.
+fn release_text(value: Option<&Value>, key: &str) -> String {
+    match value.and_then(|v| v.get(key)).and_then(|d| d.get("hash")) {
+        Some(Value::String(hash)) => hash.clone(),
+        _ => text(value, key),
+    }
+}
+
+/// The rollout's plan in a few words (`rolling, 10% at a time`); a plain
+/// string is taken as it is.
+fn strategy_text(value: Option<&Value>) -> String {
+    let plan = value.and_then(|v| v.get("strategy"));
+    let Some(plan) = plan.filter(|p| p.get("strategy").is_some_and(Value::is_string)) else {
+        return text(value, "strategy");
+    };
+    let field = |k: &str| text(Some(plan), k);
+    match field("strategy").as_str() {
+        "at-once" => "at-once".into(),
+        "canary" => {
+            let canary = plan.get("canary");
+            format!(
+                "canary of {} for {}, then {} at a time",
+                text(canary, "count"),
+                text(canary, "bake"),
+                field("max_unavailable")
+            )
+        }
+        s => format!("{s}, {} at a time", field("max_unavailable")),
+    }
+}
+
 /// A time field: Unix seconds are shown in RFC 3339, anything else as text.
 fn time_text(value: Option<&Value>, key: &str) -> String {
     let seconds = value.and_then(|v| v.get(key)).and_then(Value::as_i64);
@@ -109,7 +144,7 @@ fn member_view(
     let v = value.as_ref().ok();
     MemberView {
         agent: agent.into(),
-        release: release_label(&text(v, "release"), versions),
+        release: release_label(&release_text(v, "release"), versions),
         sequence: text(v, "sequence"),
         state: text(v, "state"),
         health: text(v, "health"),
@@ -120,8 +155,8 @@ fn member_view(
 
 fn rollout_view(v: Option<&Value>, versions: &HashMap<String, String>) -> RolloutView {
     RolloutView {
-        target: release_label(&text(v, "target"), versions),
-        strategy: text(v, "strategy"),
+        target: release_label(&release_text(v, "target"), versions),
+        strategy: strategy_text(v),
         phase: text(v, "phase"),
         slots: count(v, "slots"),
         failures: count(v, "failures"),
@@ -187,6 +222,33 @@ mod tests {
         let v = json!({"heartbeat": 0, "other": "2026-01-01"});
         assert_eq!(time_text(Some(&v), "heartbeat"), "1970-01-01T00:00:00Z");
         assert_eq!(time_text(Some(&v), "other"), "2026-01-01");
+    }
+
+    #[test]
+    fn the_agents_records_are_read_as_they_write_them() {
+        let d = Digest::of(b"release");
+        let digest = json!({"hash": d.to_string(), "size": 7});
+        let m = member_view(
+            "a1",
+            Ok(json!({"release": digest, "state": "running"})),
+            &HashMap::new(),
+        );
+        assert_eq!(m.release, short(&d));
+        let rollout = json!({
+            "target": digest, "phase": "rolling",
+            "strategy": {"strategy": "rolling", "max_unavailable": "10%", "on_failure": "halt", "gates": []},
+            "slots": [{"member": "a1", "expires": 1}], "failures": [],
+        });
+        let r = rollout_view(Some(&rollout), &HashMap::new());
+        assert_eq!(r.target, short(&d));
+        assert_eq!(r.strategy, "rolling, 10% at a time");
+        assert_eq!(r.slots, 1);
+        let canary = json!({"strategy": {"strategy": "canary", "max_unavailable": 2,
+                            "canary": {"count": 1, "bake": "10m"}}});
+        assert_eq!(
+            rollout_view(Some(&canary), &HashMap::new()).strategy,
+            "canary of 1 for 10m, then 2 at a time"
+        );
     }
 
     #[test]

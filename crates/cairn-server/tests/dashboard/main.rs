@@ -73,6 +73,7 @@ impl Fixture {
                 artifact: blob(format!("artifact {version}")).await.unwrap(),
                 action: blob(format!("action {version}")).await.unwrap(),
                 run: json!({"command": ["/bin/web"]}),
+                deploy: None,
                 provenance: blob(format!("provenance {version}")).await.unwrap(),
                 created: OffsetDateTime::now_utc(),
             };

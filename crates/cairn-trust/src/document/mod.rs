@@ -124,6 +124,13 @@ pub struct Release {
     /// The run specification (command, sockets, health, stop, env); kept
     /// as JSON here, interpreted by the agent.
     pub run: serde_json::Value,
+    /// How the release rolls out across a deployment set (`[deploy]` of
+    /// `cairn.toml`: strategy, `max_unavailable`, `on_failure`, gates);
+    /// kept as JSON here, interpreted by the agents (`cairn_rollout::Plan`).
+    /// Absent in releases made before it existed, and then not written at
+    /// all, so their payload, and so their digest, stays the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deploy: Option<serde_json::Value>,
     /// Payload digest of the provenance statement's envelope.
     pub provenance: Digest,
     /// When the release was made.

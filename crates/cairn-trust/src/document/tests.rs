@@ -10,6 +10,20 @@ fn release_round_trips_through_its_payload() {
 }
 
 #[test]
+fn a_release_without_deploy_keeps_its_payload_and_one_with_it_round_trips() {
+    // A release made before `deploy` existed: the same bytes, the same digest.
+    let old = br#"{"service":"hello","version":"1.2.3","artifact":{"hash":"sha256:0000000000000000000000000000000000000000000000000000000000000001","size":3},"action":{"hash":"sha256:0000000000000000000000000000000000000000000000000000000000000002","size":6},"run":{"command":["bin/hello"]},"provenance":{"hash":"sha256:0000000000000000000000000000000000000000000000000000000000000003","size":10},"created":"2026-01-01T12:00:00Z"}"#;
+    let parsed = Release::from_payload(old).unwrap();
+    assert_eq!(parsed.deploy, None);
+    assert_eq!(parsed.to_payload(), old.to_vec());
+    let mut with = release();
+    with.deploy = Some(serde_json::json!({"strategy": "rolling", "max_unavailable": "10%"}));
+    let payload = with.to_payload();
+    assert_eq!(Release::from_payload(&payload).unwrap(), with);
+    assert_ne!(payload, release().to_payload());
+}
+
+#[test]
 fn times_are_rfc3339() {
     let json: serde_json::Value = serde_json::from_slice(&release().to_payload()).unwrap();
     assert_eq!(json["created"], "2026-01-01T12:00:00Z");

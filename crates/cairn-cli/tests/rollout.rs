@@ -1,0 +1,226 @@
+//! Rollouts from the command line, with the real binary: a release carries
+//! its `[deploy]`, and an operator pauses, resumes and aborts a set's
+//! rollout record, refused with the reason when the rollout is past that.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use cairn_digest::Digest;
+use cairn_rollout::{Plan, RolloutRecord};
+
+const CAIRN: &str = env!("CARGO_BIN_EXE_cairn");
+const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/busybox-hello");
+
+struct Cairn {
+    _tmp: tempfile::TempDir,
+    project: PathBuf,
+    store: PathBuf,
+    keys: PathBuf,
+}
+
+impl Cairn {
+    fn new() -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().to_path_buf();
+        Self {
+            project: root.join("busybox-hello"),
+            store: root.join("store"),
+            keys: root.join("keys"),
+            _tmp: tmp,
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        std::fs::create_dir_all(&self.project).unwrap();
+        Command::new(CAIRN)
+            .arg("--store")
+            .arg(&self.store)
+            .arg("--keys")
+            .arg(&self.keys)
+            .args(args)
+            .current_dir(&self.project)
+            .env_remove("CAIRN_STORE")
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "cairn {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
+    /// Runs, expects exit 1, returns stderr.
+    fn refused(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "cairn {args:?} should fail: {err}"
+        );
+        err
+    }
+
+    fn get(&self, name: &str) -> serde_json::Value {
+        serde_json::from_str(&self.ok(&["--json", "ref", "get", name])).unwrap()
+    }
+}
+
+#[test]
+fn a_release_carries_its_deploy_table_and_one_without_carries_none() {
+    let c = Cairn::new();
+    std::fs::create_dir_all(c.project.join("src")).unwrap();
+    for file in ["cairn.toml", "make-rootfs.sh", "src/greeting.txt"] {
+        std::fs::copy(Path::new(EXAMPLE).join(file), c.project.join(file)).unwrap();
+    }
+    let made = Command::new("sh")
+        .arg(c.project.join("make-rootfs.sh"))
+        .env("CAIRN", CAIRN)
+        .env("CAIRN_STORE", &c.store)
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    c.ok(&["key", "generate", "ci"]);
+    let show = |release: &str| -> serde_json::Value {
+        serde_json::from_str(&c.ok(&["--json", "release", "show", release])).unwrap()
+    };
+
+    let plain = c.ok(&["release", "--key", "ci", "--version", "1"]);
+    assert!(show(&plain)["document"].get("deploy").is_none());
+
+    let recipe = c.project.join("cairn.toml");
+    let mut text = std::fs::read_to_string(&recipe).unwrap();
+    text.push_str(
+        "\n[deploy]\nstrategy = \"canary\"\nmax_unavailable = \"10%\"\n\
+         canary = { count = 2, bake = \"10m\" }\non_failure = \"rollback\"\n",
+    );
+    std::fs::write(&recipe, text).unwrap();
+    let planned = c.ok(&["release", "--key", "ci", "--version", "2"]);
+    let deploy = show(&planned)["document"]["deploy"].clone();
+    assert_eq!(
+        deploy,
+        serde_json::json!({"strategy": "canary", "max_unavailable": "10%",
+            "canary": {"count": 2, "bake": "10m"}, "on_failure": "rollback", "gates": []})
+    );
+    let plan = Plan::from_json(&deploy).unwrap();
+    assert_eq!(plan.capacity(50), 5);
+}
+
+fn rollout(phase: &str) -> String {
+    let json = serde_json::json!({
+        "target": Digest::of(b"release 2"), "sequence": 2, "strategy": Plan::default(),
+        "phase": phase, "capacity": 1, "lease": 80, "created": 1, "updated": 1,
+        "slots": [{"member": "host-a", "expires": 99}],
+    });
+    String::from_utf8(
+        serde_json::from_value::<RolloutRecord>(json)
+            .unwrap()
+            .to_json(),
+    )
+    .unwrap()
+}
+
+#[test]
+fn an_operator_pauses_resumes_and_aborts_a_rollout() {
+    let c = Cairn::new();
+    let name = "fleet/hello/eu/rollout";
+    c.ok(&["ref", "set", name, &rollout("rolling"), "--create"]);
+    c.ok(&[
+        "ref",
+        "set",
+        "fleet/hello/eu/members/host-a",
+        "{}",
+        "--create",
+    ]);
+
+    assert_eq!(
+        c.ok(&["rollout", "pause", "hello"]),
+        "hello/eu: rolling -> paused"
+    );
+    let paused = c.get(name);
+    let record: serde_json::Value =
+        serde_json::from_str(paused["value"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        (record["phase"].as_str(), record["resume_to"].as_str()),
+        (Some("paused"), Some("rolling"))
+    );
+    assert_eq!(
+        record["slots"][0]["member"], "host-a",
+        "slots held stay held"
+    );
+
+    let out: serde_json::Value =
+        serde_json::from_str(&c.ok(&["--json", "rollout", "resume", "hello", "--set", "eu"]))
+            .unwrap();
+    assert_eq!(
+        out,
+        serde_json::json!([{"service": "hello", "set": "eu", "from": "paused", "to": "rolling"}])
+    );
+    assert_eq!(
+        c.ok(&["rollout", "abort", "hello"]),
+        "hello/eu: rolling -> aborted"
+    );
+
+    let before = c.get(name)["version"].clone();
+    let err = c.refused(&["rollout", "resume", "hello"]);
+    assert!(
+        err.contains("hello/eu: the rollout is aborted: an aborted rollout does not resume; promote the release again to retry it"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert_eq!(c.get(name)["version"], before, "nothing written");
+}
+
+#[test]
+fn a_missing_or_unreadable_rollout_is_named() {
+    let c = Cairn::new();
+    let err = c.refused(&["rollout", "pause", "hello"]);
+    assert!(err.contains("no store at"), "{err}");
+    // A store with another service's rollout only.
+    c.ok(&["ref", "set", "fleet/db/eu/rollout", "{}", "--create"]);
+    let err = c.refused(&["rollout", "pause", "hello"]);
+    assert!(err.contains("hello has no rollout"), "{err}");
+    let err = c.refused(&["rollout", "pause", "hello", "--set", "eu"]);
+    assert!(
+        err.contains("fleet/hello/eu/rollout does not exist"),
+        "{err}"
+    );
+    c.ok(&[
+        "ref",
+        "set",
+        "fleet/hello/eu/rollout",
+        "{\"phase\": 3}",
+        "--create",
+    ]);
+    let err = c.refused(&["rollout", "pause", "hello"]);
+    assert!(
+        err.contains("fleet record fleet/hello/eu/rollout is not valid"),
+        "{err}"
+    );
+    let err = c.refused(&["rollout", "resume", "hello", "--set", "done"]);
+    assert!(
+        err.contains("fleet/hello/done/rollout does not exist"),
+        "{err}"
+    );
+    c.ok(&[
+        "ref",
+        "set",
+        "fleet/hello/us/rollout",
+        &rollout("done"),
+        "--create",
+    ]);
+    let err = c.refused(&["rollout", "pause", "hello", "--set", "us"]);
+    assert!(
+        err.contains("hello/us: the rollout is done: only a rollout in progress can be paused"),
+        "{err}"
+    );
+}

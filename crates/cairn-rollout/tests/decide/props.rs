@@ -1,0 +1,163 @@
+//! Property tests of one decision: whatever the record holds (phase,
+//! slots and their leases, plan, freeze window), whoever decides and
+//! whatever its members' records say, a decision never holds more slots
+//! than the capacity allows, never grants or starts an update where the
+//! phase or a freeze window forbids it, and starts an update only under
+//! its own slot with a lease that covers the whole swap.
+
+use std::time::Duration;
+
+use cairn_rollout::{
+    Action, Amount, Gate, Health, Lease, MemberState, Phase, Plan, RolloutRecord, SlotKind,
+    Strategy as Rollout, Time, Timing,
+};
+use proptest::prelude::*;
+
+use crate::fixtures::*;
+
+const PHASES: [Phase; 9] = [
+    Phase::Canary,
+    Phase::Baking,
+    Phase::Rolling,
+    Phase::Done,
+    Phase::Halted,
+    Phase::RollingBack,
+    Phase::RolledBack,
+    Phase::Paused,
+    Phase::Aborted,
+];
+
+fn amount() -> impl Strategy<Value = Amount> {
+    prop_oneof![
+        (1u32..6).prop_map(Amount::Count),
+        (1u32..80).prop_map(Amount::Percent)
+    ]
+}
+
+fn plan() -> impl Strategy<Value = Plan> {
+    let strategy = prop_oneof![
+        Just(Rollout::AtOnce),
+        Just(Rollout::Rolling),
+        amount().prop_map(|count| Rollout::Canary {
+            count,
+            bake: Duration::from_secs(60)
+        }),
+    ];
+    // A freeze window somewhere around now (seconds from now, length).
+    let freeze = prop::option::of((-200i64..400, 1i64..300));
+    (strategy, amount(), freeze).prop_map(|(strategy, max_unavailable, freeze)| Plan {
+        strategy,
+        max_unavailable,
+        gates: freeze
+            .map(|(from, len)| Gate::Freeze {
+                from: Time::from_secs(at(from)),
+                until: Time::from_secs(at(from + len)),
+            })
+            .into_iter()
+            .collect(),
+        ..Plan::default()
+    })
+}
+
+/// A record, the deciding member's index, its state, the members'
+/// heartbeat ages.
+fn situation() -> impl Strategy<Value = (RolloutRecord, usize, bool, Vec<i64>)> {
+    (
+        plan(),
+        prop::sample::select(PHASES.to_vec()),
+        2u32..24,
+        // Slots: member index, lease end from now, kind.
+        prop::collection::vec((0usize..24, -60i64..150, any::<bool>()), 0..10),
+        any::<usize>(),
+        any::<bool>(),
+        prop::option::of(-20i64..40),
+        prop::collection::vec(0i64..400, 24),
+    )
+        .prop_map(|(plan, phase, n, slots, me, on_target, steward, beats)| {
+            let mut rec = record(plan, phase, n);
+            for (i, expires, rollback) in slots {
+                let mut s = slot(&id(i % n as usize), expires);
+                if rollback {
+                    s.kind = SlotKind::Rollback;
+                }
+                rec.put_slot(s);
+            }
+            rec.steward = steward.map(|e| Lease {
+                member: id(0),
+                expires: at(e),
+            });
+            (
+                rec,
+                me % n as usize,
+                on_target,
+                beats[..n as usize].to_vec(),
+            )
+        })
+}
+
+fn id(i: usize) -> String {
+    format!("host-{i:02}")
+}
+
+/// Slots whose lease has not surely ended, as anyone counts them now.
+fn held(rec: &RolloutRecord) -> usize {
+    rec.held(now(), Timing::default().margin())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn a_decision_keeps_capacity_phase_freeze_and_lease_rules(
+        (rec, me, on_target, beats) in situation()
+    ) {
+        let t = Timing::default();
+        let n = beats.len();
+        let members: Vec<_> = (0..n)
+            .map(|i| {
+                let release = if on_target && i == me { target() } else { old() };
+                member(&id(i), release, MemberState::Running, beats[i])
+            })
+            .collect();
+        let mut v = reading(view(&id(me), rec.strategy.clone()), rec.clone());
+        if on_target {
+            v.local.running = Some(target());
+            v.local.previous = Some(old());
+        }
+        v.local.health = Health::Healthy;
+        let (_, d) = decide_with(v, &members);
+        let written = rollout_write(&d);
+        let after = written.unwrap_or(&rec);
+        let granted: Vec<_> = after
+            .slots
+            .iter()
+            .filter(|s| s.kind == SlotKind::Update)
+            .filter(|s| rec.slot_of(&s.member).is_none_or(|o| o.kind != SlotKind::Update))
+            .collect();
+
+        // Never more slots held than the capacity, unless already so.
+        prop_assert!(
+            held(after) <= held(&rec).max(after.capacity as usize),
+            "{} held after, {} before, capacity {}", held(after), held(&rec), after.capacity
+        );
+        // No update slot is granted where the phase forbids updates.
+        if !granted.is_empty() {
+            prop_assert!(after.phase.allows_updates(), "granted in {}", after.phase);
+            prop_assert!(rec.phase.allows_updates() || rec.phase == Phase::Baking,
+                "granted after {}", rec.phase);
+            // Nor when an update granted now might reach a freeze window.
+            let reach = now().plus(Duration::from_secs(rec.lease) + t.margin());
+            prop_assert_eq!(rec.strategy.frozen_during(now(), reach, t.max_skew), None);
+        }
+        if let Action::Update { release, finish_by } = d.action {
+            prop_assert_eq!(release, target());
+            prop_assert!(after.phase.allows_updates());
+            let mine = after.slot_of(&id(me));
+            prop_assert!(mine.is_some_and(|s| s.kind == SlotKind::Update));
+            let lease_end = Time::from_secs(mine.unwrap().expires);
+            prop_assert!(finish_by <= lease_end);
+            prop_assert!(now().plus(t.swap_budget) <= finish_by, "the lease covers the swap");
+            prop_assert_eq!(rec.strategy.frozen_during(now(), finish_by, t.max_skew), None);
+        }
+    }
+}
