@@ -31,6 +31,13 @@ struct Ran {
     stderr: String,
 }
 
+impl Ran {
+    /// A path in the step's `/out` (valid while `self` lives).
+    fn out(&self, rel: &str) -> PathBuf {
+        self.outcome.out.path().expect("/out was sent").join(rel)
+    }
+}
+
 impl Fixture {
     fn new() -> Fixture {
         let dir = tempfile::tempdir().unwrap();
@@ -40,7 +47,6 @@ impl Fixture {
         for a in APPLETS {
             std::os::unix::fs::symlink("busybox", bin.join(a)).unwrap();
         }
-        fs::create_dir(dir.path().join("out")).unwrap();
         Fixture { dir }
     }
 
@@ -55,7 +61,6 @@ impl Fixture {
                 source: self.path("rootfs"),
                 writable: false,
             }],
-            out_dir: self.path("out"),
             argv: vec!["sh".into(), "-c".into(), script.into()],
             env: BTreeMap::from([("PATH".into(), "/bin".into())]),
             workdir: "/work".into(),
@@ -101,10 +106,7 @@ fn writes_out_and_propagates_exit_code() {
     let f = Fixture::new();
     let r = f.sh("echo hello > /out/greeting; echo to-stdout; echo to-stderr >&2; exit 3");
     assert_exit(&r, 3);
-    assert_eq!(
-        fs::read_to_string(f.path("out/greeting")).unwrap(),
-        "hello\n"
-    );
+    assert_eq!(fs::read_to_string(r.out("greeting")).unwrap(), "hello\n");
     assert_eq!(r.stdout, "to-stdout\n");
     assert_eq!(r.stderr, "to-stderr\n");
 }
@@ -163,7 +165,7 @@ fn writes_outside_out_and_tmp_fail_and_writable_copies_stay_private() {
     );
     assert_eq!(fs::read_to_string(f.path("data/file")).unwrap(), "original");
     assert!(!f.path("data/new").exists());
-    assert!(f.path("out/ok").exists());
+    assert!(r.out("ok").exists());
     assert!(!f.path("rootfs/x").exists() && !f.path("rootfs/bin/x").exists());
 }
 

@@ -27,6 +27,11 @@ pub struct SnapshotOptions {
     pub exclude: Vec<String>,
     /// Also honour `.gitignore` files found in the tree.
     pub gitignore: bool,
+    /// A directory seen once (a build's `/out`): no stat cache is read or
+    /// written, and the path is used as given, not resolved, since it may
+    /// be a `/proc/self/fd/N/.` path to a mount only this process reaches
+    /// (resolving it would name another directory).
+    pub seen_once: bool,
 }
 
 /// What a snapshot stored.
@@ -81,11 +86,18 @@ pub fn snapshot(
     if !meta.is_dir() {
         return Err(unsupported(path, &meta.file_type()));
     }
-    let root = std::fs::canonicalize(path).map_err(|e| SnapshotError::io("resolving", path, e))?;
+    let root = if options.seen_once {
+        path.to_path_buf()
+    } else {
+        std::fs::canonicalize(path).map_err(|e| SnapshotError::io("resolving", path, e))?
+    };
     let clock = Instant::now();
     // The stat cache is parsed while the directory is walked.
     let (entries, mut cache) = std::thread::scope(|s| {
-        let cache = s.spawn(|| StatCache::load(&store.cache_dir(), &root));
+        let cache = s.spawn(|| match options.seen_once {
+            true => StatCache::default(),
+            false => StatCache::load(&store.cache_dir(), &root),
+        });
         let entries = walk(&root, options);
         let cache = cache.join().expect("loading the stat cache does not panic");
         entries.map(|e| (e, cache))

@@ -141,6 +141,7 @@ fn excludes_and_gitignore_leave_paths_out() {
         &SnapshotOptions {
             exclude: vec!["target".into()],
             gitignore: true,
+            ..SnapshotOptions::default()
         },
         &NoProgress,
     )
