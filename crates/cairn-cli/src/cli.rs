@@ -46,15 +46,15 @@ pub struct Global {
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
 
-    /// Bearer token for an http(s):// store (a `cairn server`).
-    #[arg(
-        long,
-        global = true,
-        env = "CAIRN_TOKEN",
-        value_name = "TOKEN",
-        hide_env_values = true
-    )]
-    pub token: Option<String>,
+    /// A file holding the bearer token for an http(s):// store (a `cairn
+    /// server`); CAIRN_TOKEN may hold the token itself. Never on the command
+    /// line, where every local user sees it in `ps`.
+    #[arg(long, global = true, env = "CAIRN_TOKEN_FILE", value_name = "PATH")]
+    pub token_file: Option<PathBuf>,
+
+    /// Refused: a token on the command line is visible to every local user.
+    #[arg(long = "token", global = true, hide = true, value_name = "TOKEN")]
+    pub token_on_command_line: Option<String>,
 }
 
 /// The top-level commands.

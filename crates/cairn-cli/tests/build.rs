@@ -318,11 +318,13 @@ fn a_step_sees_nothing_of_the_host() {
     let script = format!(
         r#"r=$OUT/report
 for p in $(cat paths); do test -e "$p" && echo "visible $p" >> $r; done
-env | grep -q AWS_SECRET && echo "env leaked" >> $r
+for p in $(cat paths); do grep -a -q -F "$p" /proc/1/cmdline && echo "cmdline shows $p" >> $r; done
+env | grep -q -e AWS_SECRET -e CAIRN_TOKEN && echo "env leaked" >> $r
+cat /proc/1/environ > /dev/null 2>&1 && echo "pid 1 environ readable" >> $r
 nc -w 2 127.0.0.1 {port} </dev/null && echo "tcp connected" >> $r
 sleep 987654 &
 echo written > /src/input.txt || true
-ln -s /etc/passwd $OUT/passwd
+ln -s input.txt $OUT/link
 echo done >> $r"#
     );
     let p = Project::new(
@@ -336,16 +338,21 @@ echo done >> $r"#
         "",
         1,
     ));
+    let token_file = tmp.path().join("token");
+    std::fs::write(&token_file, "cairn_secret_token").unwrap();
     let paths = [
         p.store.display().to_string(),
         home,
         keys.display().to_string(),
+        token_file.display().to_string(),
     ];
     std::fs::write(p.dir.join("src/paths"), paths.join("\n")).unwrap();
     let src_before = p.ok(&["store", "add", p.dir.join("src").to_str().unwrap()]);
     let out = p
-        .command(&["--json", "build", "-C", p.dir.to_str().unwrap()])
+        .command(&["--json", "--token-file", token_file.to_str().unwrap()])
+        .args(["build", "-C", p.dir.to_str().unwrap()])
         .env("AWS_SECRET_ACCESS_KEY", "fake")
+        .env("CAIRN_TOKEN", "cairn_secret_env_token")
         .env("CAIRN_KEYS", &keys)
         .output()
         .unwrap();
@@ -379,10 +386,10 @@ echo done >> $r"#
     let link = p
         .ls(&tree)
         .into_iter()
-        .find(|e| e["path"] == "passwd")
+        .find(|e| e["path"] == "link")
         .unwrap();
     assert_eq!(link["kind"], "link");
-    assert_eq!(link["target"], "/etc/passwd");
+    assert_eq!(link["target"], "input.txt");
 }
 
 /// Copies an example to a temporary directory and returns it.

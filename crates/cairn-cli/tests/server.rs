@@ -50,7 +50,32 @@ fn refs_through_a_running_server_with_a_token_made_while_it_runs() {
         "the token itself must not be stored"
     );
 
-    let with_token = ["--store", &url, "--token", &token];
+    // A token on the command line is refused (everyone sees it in ps),
+    // before anything is sent; an empty token file too.
+    let shown = cairn(&["--store", &url, "--token", &token, "ref", "get", "app/x"]);
+    assert_eq!(shown.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&shown.stderr);
+    assert!(
+        err.contains("--token-file") && err.contains("CAIRN_TOKEN"),
+        "{err}"
+    );
+    let token_file = tmp.path().join("token");
+    std::fs::write(&token_file, "\n").unwrap();
+    let token_file = token_file.to_str().unwrap();
+    let empty = cairn(&[
+        "--store",
+        &url,
+        "--token-file",
+        token_file,
+        "ref",
+        "get",
+        "app/x",
+    ]);
+    assert_eq!(empty.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&empty.stderr).contains("is empty"));
+    std::fs::write(token_file, format!("{token}\n")).unwrap();
+
+    let with_token = ["--store", &url, "--token-file", token_file];
     ok(&[
         &with_token[..],
         &["ref", "set", "app/x", "hello", "--create"],

@@ -20,10 +20,12 @@
 pub mod proto;
 
 mod directory;
+mod links;
 mod path;
 
 pub use directory::{
     decode_directory, directory_digest, encode_directory, validate_directory, DirectoryBuilder,
     TreeError,
 };
-pub use path::{symlink_target_stays_inside, validate_name, NameError};
+pub use links::{EscapingLink, LinkTree, Resolution, MAX_SYMLINK_FOLLOWS};
+pub use path::{validate_name, NameError};
