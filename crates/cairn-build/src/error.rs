@@ -178,6 +178,18 @@ pub enum BuildError {
         /// What it really occupies.
         largest_allocated: u64,
     },
+    /// A symlink in `/out` leads outside it (resolved through the others).
+    #[error(
+        "step `{step}`: /out/{path} -> {target} leads outside /out; a release of it could not be checked out"
+    )]
+    EscapingOutput {
+        /// The step.
+        step: String,
+        /// The symlink, relative to `/out` (escaped for printing).
+        path: String,
+        /// Its target (escaped for printing).
+        target: String,
+    },
     /// The step succeeded but a declared output is missing from `/out`.
     #[error("step `{step}` did not produce required output /out/{path}")]
     MissingOutput {

@@ -111,7 +111,7 @@ pub fn run(fs: &FsStore, job: &Job, reporter: Arc<dyn Reporter>) -> Result<Ran, 
             job.name
         )));
     };
-    check_output_size(job, &out_dir)?;
+    check_output(job, &out_dir)?;
     for path in &job.step.outputs {
         if std::fs::symlink_metadata(out_dir.join(path)).is_err() {
             return Err(BuildError::MissingOutput {
@@ -133,12 +133,15 @@ pub fn run(fs: &FsStore, job: &Job, reporter: Arc<dyn Reporter>) -> Result<Ran, 
 }
 
 /// Refuses an `/out` whose files' apparent sizes add up to more than
-/// `limits.out`: the tmpfs bounds what is allocated, but a sparse file
-/// would be read (and stored) at its full length.
-fn check_output_size(job: &Job, out_dir: &Path) -> Result<(), BuildError> {
+/// `limits.out` (the tmpfs bounds what is allocated, but a sparse file
+/// would be read, and stored, at its full length), or that holds a symlink
+/// leading outside it once resolved through the others (a release of it
+/// could not be checked out).
+fn check_output(job: &Job, out_dir: &Path) -> Result<(), BuildError> {
     let limit = job.step.limits.out;
     let mut total = 0u64;
     let mut largest: Option<(PathBuf, u64, u64)> = None;
+    let mut links = cairn_tree::LinkTree::new();
     let mut pending = vec![PathBuf::new()];
     while let Some(rel) = pending.pop() {
         let dir = out_dir.join(&rel);
@@ -151,6 +154,13 @@ fn check_output_size(job: &Job, out_dir: &Path) -> Result<(), BuildError> {
             let rel = rel.join(entry.file_name());
             if meta.is_dir() {
                 pending.push(rel);
+            } else if meta.is_symlink() {
+                let target = std::fs::read_link(entry.path())
+                    .map_err(|e| BuildError::io("reading", entry.path(), e))?;
+                // Names that are not UTF-8 are refused by the snapshot.
+                if let (Some(rel), Some(target)) = (rel.to_str(), target.to_str()) {
+                    links.insert(rel, target);
+                }
             } else if meta.is_file() {
                 use std::os::unix::fs::MetadataExt;
                 total = total.saturating_add(meta.len());
@@ -159,6 +169,13 @@ fn check_output_size(job: &Job, out_dir: &Path) -> Result<(), BuildError> {
                 }
             }
         }
+    }
+    if let Some(escape) = links.first_escape() {
+        return Err(BuildError::EscapingOutput {
+            step: job.name.clone(),
+            path: cairn_escape::name_str(&escape.path).into_owned(),
+            target: cairn_escape::name_str(&escape.target).into_owned(),
+        });
     }
     match largest {
         Some((path, size, allocated)) if total > limit => Err(BuildError::OutputTooLarge {
