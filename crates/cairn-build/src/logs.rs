@@ -114,6 +114,13 @@ pub fn last_lines(path: &Path, n: usize) -> Vec<String> {
         .collect()
 }
 
+/// Where a failed step's log is kept: `<cache>/logs/<step>-<action hex>.log`.
+pub fn kept_log_path(cache_dir: &Path, step: &str, action_hex: &str) -> PathBuf {
+    cache_dir
+        .join("logs")
+        .join(format!("{step}-{action_hex}.log"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,11 +138,4 @@ mod tests {
         assert_eq!(last_lines(&log, 5)[0], "one");
         assert_eq!(std::fs::read(&log).unwrap(), raw);
     }
-}
-
-/// Where a failed step's log is kept: `<cache>/logs/<step>-<action hex>.log`.
-pub fn kept_log_path(cache_dir: &Path, step: &str, action_hex: &str) -> PathBuf {
-    cache_dir
-        .join("logs")
-        .join(format!("{step}-{action_hex}.log"))
 }
