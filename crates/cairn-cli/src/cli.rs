@@ -557,6 +557,20 @@ pub struct ServerArgs {
     /// The PEM private key for --tls-cert (PKCS#8, PKCS#1 or SEC1).
     #[arg(long, value_name = "PEM", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Open connections one client address may hold; more are closed at once.
+    #[arg(long, default_value_t = 128, value_name = "N")]
+    pub max_connections_per_client: usize,
+    /// Open connections in all (lowered to fit the file-descriptor limit).
+    #[arg(long, default_value_t = 4096, value_name = "N")]
+    pub max_connections: usize,
+    /// Time a client has to send a whole request head once the connection
+    /// waits for one (also how long an idle keep-alive connection stays).
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub header_timeout: Duration,
+    /// Longest pause in a request body, and longest wait for a client to
+    /// read a response.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub idle_timeout: Duration,
 }
 
 /// `cairn server …`
