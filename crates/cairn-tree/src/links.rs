@@ -65,6 +65,14 @@ impl LinkTree {
         self.links.remove(path);
     }
 
+    /// Forgets the symlink at `path` and every one below it (a directory
+    /// there was removed).
+    pub fn remove_under(&mut self, path: &str) {
+        let below = format!("{path}/");
+        self.links
+            .retain(|p, _| p != path && !p.starts_with(&below));
+    }
+
     /// Whether the tree has no symlinks.
     pub fn is_empty(&self) -> bool {
         self.links.is_empty()
@@ -207,6 +215,14 @@ mod tests {
             t.resolve("x"),
             Resolution::Inside("usr/lib/libz.so.1.3".into())
         );
+    }
+
+    #[test]
+    fn removing_a_directory_forgets_its_links() {
+        let mut t = tree(&[("a/l", "../.."), ("a/b/m", "x"), ("ab", "x")]);
+        t.remove_under("a");
+        assert_eq!(t.first_escape(), None);
+        assert_eq!(t.resolve("ab"), Resolution::Inside("x".into()));
     }
 
     #[test]

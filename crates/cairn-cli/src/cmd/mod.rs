@@ -18,7 +18,7 @@ pub use workspace::Workspace;
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use cairn_store::{OpenOptions, Store};
 
 use crate::cli::{Cli, Command, Global};
