@@ -336,14 +336,13 @@ pub struct RegistryArgs {
     /// The registry user name, when the registry asks for one.
     #[arg(long, env = "CAIRN_REGISTRY_USER", value_name = "NAME")]
     pub registry_user: Option<String>,
-    /// The registry password or token.
-    #[arg(
-        long,
-        env = "CAIRN_REGISTRY_PASSWORD",
-        value_name = "SECRET",
-        hide_env_values = true
-    )]
-    pub registry_password: Option<String>,
+    /// A file holding the registry password or token;
+    /// CAIRN_REGISTRY_PASSWORD may hold it itself. Never on the command line.
+    #[arg(long, value_name = "PATH")]
+    pub registry_password_file: Option<PathBuf>,
+    /// Refused: a password on the command line is visible to every local user.
+    #[arg(long = "registry-password", hide = true, value_name = "SECRET")]
+    pub registry_password_on_command_line: Option<String>,
     /// Upload blobs larger than this in chunks of this many bytes.
     #[arg(long, hide = true, value_name = "BYTES")]
     pub upload_chunk_size: Option<u64>,

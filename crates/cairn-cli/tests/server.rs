@@ -143,3 +143,39 @@ fn tokens_are_listed_and_a_revoked_token_is_refused_by_the_running_server() {
         "{err}"
     );
 }
+
+#[test]
+fn a_registry_password_on_the_command_line_is_refused_before_anything_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let layout = tmp.path().join("layout");
+    let digest = format!("sha256:{}", "0".repeat(64));
+    let shown = cairn(&[
+        "--store",
+        store.to_str().unwrap(),
+        "image",
+        "build",
+        &digest,
+        "--output",
+        layout.to_str().unwrap(),
+        "--registry-password",
+        "hunter2",
+    ]);
+    let line = support::refused(&shown, 1, "--registry-password-file");
+    assert!(line.contains("CAIRN_REGISTRY_PASSWORD"), "{line}");
+    assert!(!line.contains("hunter2"), "{line}");
+    assert!(!store.exists() && !layout.exists());
+    // An empty password file is refused too.
+    let file = tmp.path().join("password");
+    std::fs::write(&file, "").unwrap();
+    let empty = cairn(&[
+        "--store",
+        store.to_str().unwrap(),
+        "image",
+        "build",
+        &digest,
+        "--registry-password-file",
+        file.to_str().unwrap(),
+    ]);
+    support::refused(&empty, 1, "is empty");
+}
