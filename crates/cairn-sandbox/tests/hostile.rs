@@ -366,3 +366,46 @@ fn no_terminal_and_fixed_limits_whatever_the_caller_has() {
     assert_exit(&r, 0);
     assert_eq!(r.stdout, "tty=0\n8192\n0\nno-tty\n", "{}", r.stderr);
 }
+
+#[test]
+fn pid_1_s_other_proc_files_and_the_kernel_s_other_windows_are_closed() {
+    let f = Fixture::new();
+    let r = f.sh(
+        "for p in mem stack environ io syscall; do \
+           head -c 1 /proc/1/$p >/dev/null 2>&1 || echo $p-refused; \
+         done; \
+         for p in cwd ns; do ls /proc/1/$p/ >/dev/null 2>&1 || echo $p-refused; done; \
+         ls /sys >/dev/null 2>&1 || echo no-sys; \
+         ls /dev/shm /dev/pts /dev/tty /dev/kmsg /dev/mem >/dev/null 2>&1 || echo no-devices; \
+         (echo x > /proc/sys/kernel/hostname) 2>/dev/null || echo sysctl-refused; \
+         (echo x > /proc/sysrq-trigger) 2>/dev/null || echo sysrq-refused; \
+         grep -E '^(CapEff|CapPrm|CapAmb|NoNewPrivs|Seccomp):' /proc/self/status | tr -s '\\t ' ' '; \
+         grep -c keyring /proc/keys",
+    );
+    assert_exit(&r, 0);
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "mem-refused",
+            "stack-refused",
+            "environ-refused",
+            "io-refused",
+            "syscall-refused",
+            "cwd-refused",
+            "ns-refused",
+            "no-sys",
+            "no-devices",
+            "sysctl-refused",
+            "sysrq-refused",
+            "CapPrm: 0000000000000000",
+            "CapEff: 0000000000000000",
+            "CapAmb: 0000000000000000",
+            "NoNewPrivs: 1",
+            "Seccomp: 2",
+            "1",
+        ],
+        "stderr: {}",
+        r.stderr
+    );
+}
