@@ -122,7 +122,14 @@ fn tokens_are_listed_and_a_revoked_token_is_refused_by_the_running_server() {
     let table = ok(&["--store", store_arg, "server", "token", "list"]);
     assert!(!table.contains(&ci) && !table.contains(&ops), "{table}");
 
-    let read = |token: &str| cairn(&["--store", &server.url, "--token", token, "ref", "list"]);
+    let read = |token: &str| {
+        Command::new(CAIRN)
+            .args(["--store", &server.url, "ref", "list"])
+            .env_remove("CAIRN_STORE")
+            .env("CAIRN_TOKEN", token)
+            .output()
+            .unwrap()
+    };
     assert!(read(&ci).status.success());
     ok(&["--store", store_arg, "server", "token", "revoke", "ci"]);
     // The same running server: the next request with the token is refused.
