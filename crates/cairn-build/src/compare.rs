@@ -27,7 +27,7 @@ impl fmt::Display for Entry {
         match self {
             Entry::File(d, false) => write!(f, "{d:#}"),
             Entry::File(d, true) => write!(f, "{d:#} (executable)"),
-            Entry::Symlink(t) => write!(f, "symlink -> {t}"),
+            Entry::Symlink(t) => write!(f, "symlink -> {}", cairn_escape::name_str(t)),
         }
     }
 }

@@ -145,16 +145,50 @@ pub enum BuildError {
         source: std::io::Error,
     },
     /// The step ran and failed; nothing was cached.
-    #[error("step `{step}` {}; full log: {}", describe(termination), log.display())]
+    #[error("step `{step}` {}; full log: {}", describe(termination, limits), log.display())]
     StepFailed {
         /// The step.
         step: String,
         /// How it ended.
         termination: Termination,
+        /// The step's limits (named when one of them ended it).
+        limits: cairn_recipe::Limits,
         /// The last lines of its log.
         tail: Vec<String>,
         /// Where the full log is kept.
         log: PathBuf,
+    },
+    /// The files in `/out` add up to more than `limits.out` (a sparse
+    /// file counts at its full length: that is what would be stored).
+    #[error(
+        "step `{step}`: the files in /out add up to {} (largest: /out/{largest}, {} long, {} allocated), over limits.out = {}",
+        bytes(*total), bytes(*largest_size), bytes(*largest_allocated), bytes(*limit)
+    )]
+    OutputTooLarge {
+        /// The step.
+        step: String,
+        /// Their apparent sizes added up.
+        total: u64,
+        /// The limit.
+        limit: u64,
+        /// The largest file, relative to `/out` (escaped for printing).
+        largest: String,
+        /// Its apparent size.
+        largest_size: u64,
+        /// What it really occupies.
+        largest_allocated: u64,
+    },
+    /// A symlink in `/out` leads outside it (resolved through the others).
+    #[error(
+        "step `{step}`: /out/{path} -> {target} leads outside /out; a release of it could not be checked out"
+    )]
+    EscapingOutput {
+        /// The step.
+        step: String,
+        /// The symlink, relative to `/out` (escaped for printing).
+        path: String,
+        /// Its target (escaped for printing).
+        target: String,
     },
     /// The step succeeded but a declared output is missing from `/out`.
     #[error("step `{step}` did not produce required output /out/{path}")]
@@ -196,12 +230,46 @@ impl BuildError {
     }
 }
 
-/// How a step ended, in words.
-pub fn describe(t: &Termination) -> String {
+/// How a step ended, in words, naming the limit that ended it.
+pub fn describe(t: &Termination, limits: &cairn_recipe::Limits) -> String {
     match t {
         Termination::Exited(code) => format!("exited with code {code}"),
+        Termination::Signaled(libc::SIGSYS) => format!(
+            "was killed by signal {} (SIGSYS: a system call of another architecture, which the sandbox refuses)",
+            libc::SIGSYS
+        ),
         Termination::Signaled(sig) => format!("was killed by signal {sig}"),
         Termination::TimedOut => "timed out and was killed".into(),
-        Termination::MemoryExceeded => "exceeded its memory limit and was killed".into(),
+        Termination::MemoryExceeded => format!(
+            "exceeded its memory limit (limits.memory = {}, /tmp and /out included) and was killed",
+            bytes(limits.memory)
+        ),
+        Termination::ProcessLimit => format!(
+            "reached its process limit (limits.processes = {}) and was killed",
+            limits.processes
+        ),
+        Termination::OutOfSpace { mount, limit } => {
+            let key = match mount {
+                cairn_sandbox::Scratch::Out => "out",
+                cairn_sandbox::Scratch::Tmp => "tmp",
+            };
+            format!("failed with {mount} full (limits.{key} = {})", bytes(*limit))
+        }
+    }
+}
+
+/// A byte count for people: `512 B`, `1.5 KiB`, `4 GiB`.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 || value.fract() == 0.0 {
+        format!("{value} {}", UNITS[unit])
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
     }
 }

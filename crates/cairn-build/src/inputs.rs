@@ -56,6 +56,7 @@ pub async fn resolve(
             let options = SnapshotOptions {
                 exclude: exclude.clone(),
                 gitignore: *gitignore,
+                ..SnapshotOptions::default()
             };
             let tree = snapshot_path(fs, &recipe_dir.join(path), options, name).await?;
             Ok(resolved(tree, None))

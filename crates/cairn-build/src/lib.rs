@@ -57,7 +57,9 @@ pub trait Reporter: Send + Sync {
     }
     /// A step started running in the sandbox.
     fn step_started(&self, _step: &str) {}
-    /// One line of a running step's output (stdout and stderr interleaved).
+    /// One line of a running step's output (stdout and stderr interleaved),
+    /// escaped for a terminal (control characters and escape sequences made
+    /// visible).
     fn log_line(&self, _step: &str, _line: &str) {}
     /// A step ran successfully.
     fn step_finished(&self, _step: &str, _output: &Digest, _seconds: f64) {}

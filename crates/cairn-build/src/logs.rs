@@ -1,7 +1,9 @@
 //! A running step's log: one file both stdout and stderr append to (so
 //! lines interleave as on a terminal), tailed live by a thread that hands
 //! each complete line to the [`Reporter`], and read back at the end for the
-//! tail shown when a step fails.
+//! tail shown when a step fails. Both are escaped for a terminal
+//! (`cairn-escape`): a step's escape sequences never reach the user's
+//! screen raw. The file keeps the raw bytes.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
@@ -85,20 +87,31 @@ fn follow(file: File, stop: &AtomicBool, step: &str, reporter: &dyn Reporter) {
 }
 
 fn emit(reporter: &dyn Reporter, step: &str, line: &[u8]) {
-    let text = String::from_utf8_lossy(line);
-    reporter.log_line(step, text.trim_end_matches(['\n', '\r']));
+    reporter.log_line(step, &cairn_escape::text(trim_line_end(line)));
 }
 
-/// The last `n` lines of a log (lossily decoded).
+/// `line` without its `\n` or `\r\n`.
+fn trim_line_end(line: &[u8]) -> &[u8] {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+/// The last `n` lines of a log, escaped for a terminal.
 pub fn last_lines(path: &Path, n: usize) -> Vec<String> {
     let mut bytes = Vec::new();
     if let Ok(mut f) = File::open(path) {
         let _ = f.read_to_end(&mut bytes);
     }
-    let text = String::from_utf8_lossy(&bytes);
-    let lines: Vec<&str> = text.lines().collect();
+    let bytes = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
+    if bytes.is_empty() {
+        return vec![];
+    }
+    let lines: Vec<&[u8]> = bytes.split(|b| *b == b'\n').collect();
     let start = lines.len().saturating_sub(n);
-    lines[start..].iter().map(|l| l.to_string()).collect()
+    lines[start..]
+        .iter()
+        .map(|l| cairn_escape::text(trim_line_end(l)).into_owned())
+        .collect()
 }
 
 /// Where a failed step's log is kept: `<cache>/logs/<step>-<action hex>.log`.
@@ -106,4 +119,23 @@ pub fn kept_log_path(cache_dir: &Path, step: &str, action_hex: &str) -> PathBuf 
     cache_dir
         .join("logs")
         .join(format!("{step}-{action_hex}.log"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tail_is_escaped_and_the_file_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log");
+        let raw = b"one\r\n\x1b]0;title\x07two\n\x1b[2Jthree\xff";
+        std::fs::write(&log, raw).unwrap();
+        assert_eq!(
+            last_lines(&log, 2),
+            ["\\x1b]0;title\\x07two", "\\x1b[2Jthree\\xff"]
+        );
+        assert_eq!(last_lines(&log, 5)[0], "one");
+        assert_eq!(std::fs::read(&log).unwrap(), raw);
+    }
 }

@@ -4,12 +4,14 @@
 //! directly, so what runs is exactly what the action digest describes: the
 //! `Command`'s argv, environment (the fixed variables plus the step's) and
 //! working directory, and the mounted trees, materialized once into the
-//! read-only tree cache ([`crate::trees`]). `/out` starts as an empty
-//! scratch directory; the log is a file the CLI sees live through the
-//! [`Reporter`]. After a successful exit the required outputs are checked,
-//! `/out` is snapshotted (symlinks are stored as symlinks, never followed)
-//! and the log is stored as a blob; after a failure nothing is stored and
-//! the log is kept under `<store>/cache/logs/`.
+//! read-only tree cache ([`crate::trees`]). `/out` is the sandbox's own
+//! tmpfs, read through the descriptor it hands back; the log is a file the
+//! CLI sees live through the [`Reporter`]. After a successful exit the
+//! required outputs are checked, the files' apparent sizes must fit
+//! `limits.out` (a sparse file would be stored at its full length), `/out`
+//! is snapshotted (symlinks are stored as symlinks, never followed) and the
+//! log is stored as a blob; after a failure nothing is stored and the log
+//! is kept under `<store>/cache/logs/`.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -25,7 +27,7 @@ use cairn_tree::{encode_directory, proto::Directory};
 
 use crate::error::BuildError;
 use crate::logs::{kept_log_path, last_lines, Tail, TAIL_LINES};
-use crate::trees::{materialized, scratch, snapshot_temp, HeldTree};
+use crate::trees::{materialized, scratch, snapshot_output, HeldTree};
 use crate::Reporter;
 
 /// The hostname every step sees.
@@ -88,12 +90,10 @@ pub struct Ran {
 /// Runs `job` in the sandbox; blocks until it ends.
 pub fn run(fs: &FsStore, job: &Job, reporter: Arc<dyn Reporter>) -> Result<Ran, BuildError> {
     let work = scratch(fs, "build")?;
-    let out_dir = work.path().join("out");
     let log_path = work.path().join("log");
-    std::fs::create_dir(&out_dir).map_err(|e| BuildError::io("creating", &out_dir, e))?;
     // The mounted trees stay held (no collection removes them) until the
     // step has ended.
-    let (plan, _held) = plan(fs, job, out_dir.clone())?;
+    let (plan, _held) = plan(fs, job)?;
     let (stdout, stderr) = open_log(&log_path)?;
     let tail = Tail::follow(&log_path, &job.name, reporter)?;
     let started = SystemTime::now();
@@ -107,6 +107,13 @@ pub fn run(fs: &FsStore, job: &Job, reporter: Arc<dyn Reporter>) -> Result<Ran, 
     if !outcome.status.success() {
         return Err(failed(fs, job, outcome.status, &log_path));
     }
+    let Some(out_dir) = outcome.out.path() else {
+        return Err(BuildError::Task(format!(
+            "step `{}`: the sandbox did not hand back /out",
+            job.name
+        )));
+    };
+    check_output(job, &out_dir)?;
     for path in &job.step.outputs {
         if std::fs::symlink_metadata(out_dir.join(path)).is_err() {
             return Err(BuildError::MissingOutput {
@@ -127,6 +134,64 @@ pub fn run(fs: &FsStore, job: &Job, reporter: Arc<dyn Reporter>) -> Result<Ran, 
     })
 }
 
+/// Refuses an `/out` whose files' apparent sizes add up to more than
+/// `limits.out` (the tmpfs bounds what is allocated, but a sparse file
+/// would be read, and stored, at its full length), or that holds a symlink
+/// leading outside it once resolved through the others (a release of it
+/// could not be checked out).
+fn check_output(job: &Job, out_dir: &Path) -> Result<(), BuildError> {
+    let limit = job.step.limits.out;
+    let mut total = 0u64;
+    let mut largest: Option<(PathBuf, u64, u64)> = None;
+    let mut links = cairn_tree::LinkTree::new();
+    let mut pending = vec![PathBuf::new()];
+    while let Some(rel) = pending.pop() {
+        let dir = out_dir.join(&rel);
+        let entries = std::fs::read_dir(&dir).map_err(|e| BuildError::io("reading", &dir, e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| BuildError::io("reading", &dir, e))?;
+            let meta = entry
+                .metadata()
+                .map_err(|e| BuildError::io("reading", entry.path(), e))?;
+            let rel = rel.join(entry.file_name());
+            if meta.is_dir() {
+                pending.push(rel);
+            } else if meta.is_symlink() {
+                let target = std::fs::read_link(entry.path())
+                    .map_err(|e| BuildError::io("reading", entry.path(), e))?;
+                // Names that are not UTF-8 are refused by the snapshot.
+                if let (Some(rel), Some(target)) = (rel.to_str(), target.to_str()) {
+                    links.insert(rel, target);
+                }
+            } else if meta.is_file() {
+                use std::os::unix::fs::MetadataExt;
+                total = total.saturating_add(meta.len());
+                if largest.as_ref().is_none_or(|l| meta.len() > l.1) {
+                    largest = Some((rel, meta.len(), meta.blocks() * 512));
+                }
+            }
+        }
+    }
+    if let Some(escape) = links.first_escape() {
+        return Err(BuildError::EscapingOutput {
+            step: job.name.clone(),
+            path: cairn_escape::name_str(&escape.path).into_owned(),
+            target: cairn_escape::name_str(&escape.target).into_owned(),
+        });
+    }
+    match largest {
+        Some((path, size, allocated)) if total > limit => Err(BuildError::OutputTooLarge {
+            step: job.name.clone(),
+            total,
+            limit,
+            largest: cairn_escape::name(path.as_os_str().as_encoded_bytes()).into_owned(),
+            largest_size: size,
+            largest_allocated: allocated,
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// The tree of `/out`. An empty `/out` (a step run only for its checks)
 /// is the empty directory, stored without walking or snapshotting anything.
 fn output_tree(fs: &FsStore, step: &str, out_dir: &Path) -> Result<Digest, BuildError> {
@@ -138,7 +203,7 @@ fn output_tree(fs: &FsStore, step: &str, out_dir: &Path) -> Result<Digest, Build
             .put_bytes_sync(&empty)
             .map_err(|e| BuildError::store(format!("storing the output of step `{step}`"), e));
     }
-    let added = snapshot_temp(fs, out_dir).map_err(|source| BuildError::Snapshot {
+    let added = snapshot_output(fs, out_dir).map_err(|source| BuildError::Snapshot {
         what: format!("output of step `{step}`"),
         source,
     })?;
@@ -156,7 +221,7 @@ fn store_log(fs: &FsStore, log_path: &Path) -> Result<Digest, cairn_store::Store
 }
 
 /// The sandbox plan of `job`, with its trees materialized and held.
-fn plan(fs: &FsStore, job: &Job, out_dir: PathBuf) -> Result<(Plan, Vec<HeldTree>), BuildError> {
+fn plan(fs: &FsStore, job: &Job) -> Result<(Plan, Vec<HeldTree>), BuildError> {
     let mut held = Vec::new();
     let mut mounts = Vec::new();
     for m in &job.mounts {
@@ -171,7 +236,6 @@ fn plan(fs: &FsStore, job: &Job, out_dir: PathBuf) -> Result<(Plan, Vec<HeldTree
     let l = job.step.limits;
     let plan = Plan {
         mounts,
-        out_dir,
         argv: job.step.run.clone(),
         env: job.env.clone(),
         workdir: PathBuf::from(&job.step.workdir),
@@ -184,6 +248,7 @@ fn plan(fs: &FsStore, job: &Job, out_dir: PathBuf) -> Result<(Plan, Vec<HeldTree
             cpu_seconds: None,
             file_size_bytes: None,
             tmp_bytes: Some(l.tmp),
+            out_bytes: Some(l.out),
         },
     };
     Ok((plan, held))
@@ -215,6 +280,7 @@ fn failed(fs: &FsStore, job: &Job, status: Termination, log: &std::path::Path) -
     BuildError::StepFailed {
         step: job.name.clone(),
         termination: status,
+        limits: job.step.limits,
         tail: last_lines(log, TAIL_LINES),
         log: kept,
     }
@@ -231,7 +297,7 @@ mod tests {
         let out = tmp.path().join("out");
         std::fs::create_dir(&out).unwrap();
         let fast = output_tree(&fs, "s", &out).unwrap();
-        assert_eq!(fast, snapshot_temp(&fs, &out).unwrap().digest);
+        assert_eq!(fast, crate::trees::snapshot_temp(&fs, &out).unwrap().digest);
         assert!(fs.has_sync(&fast));
     }
 }

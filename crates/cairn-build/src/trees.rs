@@ -123,6 +123,16 @@ pub fn snapshot_temp(fs: &FsStore, dir: &Path) -> Result<Added, SnapshotError> {
     added
 }
 
+/// Snapshots a build's `/out` (reached through the sandbox's descriptor,
+/// seen once: no stat cache).
+pub fn snapshot_output(fs: &FsStore, dir: &Path) -> Result<Added, SnapshotError> {
+    let options = SnapshotOptions {
+        seen_once: true,
+        ..SnapshotOptions::default()
+    };
+    snapshot(fs, dir, &options, &NoProgress)
+}
+
 /// A fresh directory under `<store>/cache/<what>/`, removed when dropped,
 /// and by a collection if this process dies first.
 pub fn scratch(fs: &FsStore, what: &str) -> Result<TempDir, BuildError> {

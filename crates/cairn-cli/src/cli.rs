@@ -46,15 +46,15 @@ pub struct Global {
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
 
-    /// Bearer token for an http(s):// store (a `cairn server`).
-    #[arg(
-        long,
-        global = true,
-        env = "CAIRN_TOKEN",
-        value_name = "TOKEN",
-        hide_env_values = true
-    )]
-    pub token: Option<String>,
+    /// A file holding the bearer token for an http(s):// store (a `cairn
+    /// server`); CAIRN_TOKEN may hold the token itself. Never on the command
+    /// line, where every local user sees it in `ps`.
+    #[arg(long, global = true, env = "CAIRN_TOKEN_FILE", value_name = "PATH")]
+    pub token_file: Option<PathBuf>,
+
+    /// Refused: a token on the command line is visible to every local user.
+    #[arg(long = "token", global = true, hide = true, value_name = "TOKEN")]
+    pub token_on_command_line: Option<String>,
 }
 
 /// The top-level commands.
@@ -362,14 +362,13 @@ pub struct RegistryArgs {
     /// The registry user name, when the registry asks for one.
     #[arg(long, env = "CAIRN_REGISTRY_USER", value_name = "NAME")]
     pub registry_user: Option<String>,
-    /// The registry password or token.
-    #[arg(
-        long,
-        env = "CAIRN_REGISTRY_PASSWORD",
-        value_name = "SECRET",
-        hide_env_values = true
-    )]
-    pub registry_password: Option<String>,
+    /// A file holding the registry password or token;
+    /// CAIRN_REGISTRY_PASSWORD may hold it itself. Never on the command line.
+    #[arg(long, value_name = "PATH")]
+    pub registry_password_file: Option<PathBuf>,
+    /// Refused: a password on the command line is visible to every local user.
+    #[arg(long = "registry-password", hide = true, value_name = "SECRET")]
+    pub registry_password_on_command_line: Option<String>,
     /// Upload blobs larger than this in chunks of this many bytes.
     #[arg(long, hide = true, value_name = "BYTES")]
     pub upload_chunk_size: Option<u64>,
@@ -604,6 +603,20 @@ pub struct ServerArgs {
     /// The PEM private key for --tls-cert (PKCS#8, PKCS#1 or SEC1).
     #[arg(long, value_name = "PEM", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Open connections one client address may hold; more are closed at once.
+    #[arg(long, default_value_t = 128, value_name = "N")]
+    pub max_connections_per_client: usize,
+    /// Open connections in all (lowered to fit the file-descriptor limit).
+    #[arg(long, default_value_t = 4096, value_name = "N")]
+    pub max_connections: usize,
+    /// Time a client has to send a whole request head once the connection
+    /// waits for one (also how long an idle keep-alive connection stays).
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub header_timeout: Duration,
+    /// Longest pause in a request body, and longest wait for a client to
+    /// read a response.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub idle_timeout: Duration,
 }
 
 /// `cairn server …`

@@ -108,9 +108,12 @@ pub fn report(json: bool, message: &str, details: &[String], exit_code: i32) {
         stderr_line(&value.to_string());
         return;
     }
+    // Errors name paths and quote what came from outside (a step's log
+    // tail, file names): nothing of it reaches the terminal raw.
+    let message = cairn_escape::text(message.as_bytes());
     stderr_line(&format!("error: {message}"));
     for line in details {
-        stderr_line(&format!("  {line}"));
+        stderr_line(&format!("  {}", cairn_escape::text(line.as_bytes())));
     }
 }
 

@@ -2,143 +2,16 @@
 //! root file system made in the test from Debian's `busybox-static`
 //! (`/bin/busybox`; the tests fail if it is missing, `.ci/run` installs it).
 
+#[path = "project/mod.rs"]
+mod project;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 const CAIRN: &str = env!("CARGO_BIN_EXE_cairn");
-const BUSYBOX: &str = "/bin/busybox";
 
-struct Project {
-    _tmp: tempfile::TempDir,
-    root: PathBuf,
-    dir: PathBuf,
-    store: PathBuf,
-}
-
-impl Project {
-    /// A project with a busybox rootfs and `src/`, built by `run` (a shell
-    /// script) in one step `build`; `extra` is appended to the step table.
-    fn new(script: &str, extra: &str) -> Self {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path().to_path_buf();
-        let dir = root.join("proj");
-        make_rootfs(&dir.join("rootfs"));
-        std::fs::create_dir_all(dir.join("src")).unwrap();
-        std::fs::write(dir.join("src/input.txt"), "an input\n").unwrap();
-        let p = Self {
-            store: root.join("store"),
-            root,
-            dir,
-            _tmp: tmp,
-        };
-        p.recipe(&format!(
-            r#"[service]
-name = "t"
-[inputs.rootfs]
-path = "rootfs"
-[inputs.src]
-path = "src"
-[steps.build]
-mounts = {{ "/" = "rootfs", "/src" = "src" }}
-workdir = "/src"
-env = {{ PATH = "/bin" }}
-run = ["/bin/sh", "-c", '''{script}''']
-{extra}
-"#
-        ));
-        p
-    }
-
-    fn recipe(&self, text: &str) {
-        std::fs::write(self.dir.join("cairn.toml"), text).unwrap();
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(CAIRN);
-        c.arg("--store")
-            .arg(&self.store)
-            .args(args)
-            .env_remove("CAIRN_STORE");
-        c
-    }
-
-    fn build(&self, args: &[&str]) -> Output {
-        let mut all = vec!["build", "-C", self.dir.to_str().unwrap()];
-        all.extend_from_slice(args);
-        self.command(&all).output().unwrap()
-    }
-
-    /// Builds with `--json` and expects success; returns the last step's JSON.
-    fn build_json(&self, args: &[&str]) -> serde_json::Value {
-        let mut all = vec!["--json"];
-        all.extend_from_slice(args);
-        let out = self.build(&all);
-        assert!(out.status.success(), "build failed: {}", stderr(&out));
-        let steps: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        steps.as_array().unwrap().last().unwrap().clone()
-    }
-
-    /// Builds expecting exit 1; returns stderr.
-    fn build_fails(&self, args: &[&str]) -> String {
-        let out = self.build(args);
-        assert_eq!(
-            out.status.code(),
-            Some(1),
-            "expected failure: {}",
-            stderr(&out)
-        );
-        stderr(&out)
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.command(args).output().unwrap();
-        assert!(out.status.success(), "cairn {args:?}: {}", stderr(&out));
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    /// The entries of a tree (`store ls -r --json`).
-    fn ls(&self, tree: &str) -> Vec<serde_json::Value> {
-        let text = self.ok(&["--json", "store", "ls", "-r", tree]);
-        serde_json::from_str::<serde_json::Value>(&text)
-            .unwrap()
-            .as_array()
-            .unwrap()
-            .clone()
-    }
-
-    /// The content of the file `path` in tree `tree`.
-    fn cat(&self, tree: &str, path: &str) -> String {
-        let entries = self.ls(tree);
-        let e = entries.iter().find(|e| e["path"] == path);
-        let digest = e.unwrap_or_else(|| panic!("{path} not in {entries:?}"))["digest"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        self.ok(&["store", "cat", &digest])
-    }
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// `dir/bin/busybox` plus one symlink per applet.
-fn make_rootfs(dir: &Path) {
-    assert!(
-        Path::new(BUSYBOX).exists(),
-        "{BUSYBOX} is missing: apt-get install busybox-static"
-    );
-    let bin = dir.join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    std::fs::copy(BUSYBOX, bin.join("busybox")).unwrap();
-    let list = Command::new(BUSYBOX).arg("--list").output().unwrap();
-    for applet in String::from_utf8(list.stdout).unwrap().lines() {
-        if applet != "busybox" {
-            std::os::unix::fs::symlink("busybox", bin.join(applet)).unwrap();
-        }
-    }
-}
+use project::{stderr, Project};
 
 const REPRODUCIBLE: &str = "cp input.txt $OUT/copy; echo built > $OUT/built";
 
@@ -318,11 +191,13 @@ fn a_step_sees_nothing_of_the_host() {
     let script = format!(
         r#"r=$OUT/report
 for p in $(cat paths); do test -e "$p" && echo "visible $p" >> $r; done
-env | grep -q AWS_SECRET && echo "env leaked" >> $r
+for p in $(cat paths); do grep -a -q -F "$p" /proc/1/cmdline && echo "cmdline shows $p" >> $r; done
+env | grep -q -e AWS_SECRET -e CAIRN_TOKEN && echo "env leaked" >> $r
+cat /proc/1/environ > /dev/null 2>&1 && echo "pid 1 environ readable" >> $r
 nc -w 2 127.0.0.1 {port} </dev/null && echo "tcp connected" >> $r
 sleep 987654 &
 echo written > /src/input.txt || true
-ln -s /etc/passwd $OUT/passwd
+ln -s input.txt $OUT/link
 echo done >> $r"#
     );
     let p = Project::new(
@@ -336,16 +211,21 @@ echo done >> $r"#
         "",
         1,
     ));
+    let token_file = tmp.path().join("token");
+    std::fs::write(&token_file, "cairn_secret_token").unwrap();
     let paths = [
         p.store.display().to_string(),
         home,
         keys.display().to_string(),
+        token_file.display().to_string(),
     ];
     std::fs::write(p.dir.join("src/paths"), paths.join("\n")).unwrap();
     let src_before = p.ok(&["store", "add", p.dir.join("src").to_str().unwrap()]);
     let out = p
-        .command(&["--json", "build", "-C", p.dir.to_str().unwrap()])
+        .command(&["--json", "--token-file", token_file.to_str().unwrap()])
+        .args(["build", "-C", p.dir.to_str().unwrap()])
         .env("AWS_SECRET_ACCESS_KEY", "fake")
+        .env("CAIRN_TOKEN", "cairn_secret_env_token")
         .env("CAIRN_KEYS", &keys)
         .output()
         .unwrap();
@@ -379,10 +259,10 @@ echo done >> $r"#
     let link = p
         .ls(&tree)
         .into_iter()
-        .find(|e| e["path"] == "passwd")
+        .find(|e| e["path"] == "link")
         .unwrap();
     assert_eq!(link["kind"], "link");
-    assert_eq!(link["target"], "/etc/passwd");
+    assert_eq!(link["target"], "input.txt");
 }
 
 /// Copies an example to a temporary directory and returns it.

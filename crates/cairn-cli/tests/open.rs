@@ -205,7 +205,10 @@ fn a_server_is_checked_at_once() {
         err.contains(private) && err.contains("without a token"),
         "{err}"
     );
-    let args = ["--store", private, "--token", "wrong", "ref", "list"];
+    let wrong = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(wrong.path(), "wrong").unwrap();
+    let wrong = wrong.path().to_str().unwrap().to_owned();
+    let args = ["--store", private, "--token-file", &wrong, "ref", "list"];
     refused(&cairn(dir, &args), 1, "unknown token");
 
     // Not a cairn server's address, or nothing there.

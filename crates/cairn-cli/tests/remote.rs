@@ -97,7 +97,7 @@ impl Machine {
             cmd.arg("--store").arg(s);
         }
         if let Some(t) = &self.token {
-            cmd.arg("--token").arg(t);
+            cmd.env("CAIRN_TOKEN", t);
         }
         if let Some(k) = &self.keys {
             cmd.arg("--keys").arg(k);

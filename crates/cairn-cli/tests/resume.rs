@@ -206,7 +206,8 @@ fn a_killed_copy_to_a_server_resumes_with_only_what_is_missing() {
         .env_remove("CAIRN_STORE")
         .arg("--store")
         .arg(&source)
-        .args(["--token", &token, "store", "copy", &digest, "--to", &url])
+        .env("CAIRN_TOKEN", &token)
+        .args(["store", "copy", &digest, "--to", &url])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -241,8 +242,18 @@ fn a_killed_copy_to_a_server_resumes_with_only_what_is_missing() {
     );
 
     let before = request_bytes(&url, &token);
+    let token_file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(token_file.path(), &token).unwrap();
+    let token_file = token_file.path().to_str().unwrap().to_owned();
     let args = [
-        "--json", "--token", &token, "store", "copy", &digest, "--to", &url,
+        "--json",
+        "--token-file",
+        &token_file,
+        "store",
+        "copy",
+        &digest,
+        "--to",
+        &url,
     ];
     let rerun = copy_report(cairn(&source, &args));
     let received = request_bytes(&url, &token) - before;

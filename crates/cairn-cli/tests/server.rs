@@ -50,7 +50,32 @@ fn refs_through_a_running_server_with_a_token_made_while_it_runs() {
         "the token itself must not be stored"
     );
 
-    let with_token = ["--store", &url, "--token", &token];
+    // A token on the command line is refused (everyone sees it in ps),
+    // before anything is sent; an empty token file too.
+    let shown = cairn(&["--store", &url, "--token", &token, "ref", "get", "app/x"]);
+    assert_eq!(shown.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&shown.stderr);
+    assert!(
+        err.contains("--token-file") && err.contains("CAIRN_TOKEN"),
+        "{err}"
+    );
+    let token_file = tmp.path().join("token");
+    std::fs::write(&token_file, "\n").unwrap();
+    let token_file = token_file.to_str().unwrap();
+    let empty = cairn(&[
+        "--store",
+        &url,
+        "--token-file",
+        token_file,
+        "ref",
+        "get",
+        "app/x",
+    ]);
+    assert_eq!(empty.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&empty.stderr).contains("is empty"));
+    std::fs::write(token_file, format!("{token}\n")).unwrap();
+
+    let with_token = ["--store", &url, "--token-file", token_file];
     ok(&[
         &with_token[..],
         &["ref", "set", "app/x", "hello", "--create"],
@@ -97,7 +122,14 @@ fn tokens_are_listed_and_a_revoked_token_is_refused_by_the_running_server() {
     let table = ok(&["--store", store_arg, "server", "token", "list"]);
     assert!(!table.contains(&ci) && !table.contains(&ops), "{table}");
 
-    let read = |token: &str| cairn(&["--store", &server.url, "--token", token, "ref", "list"]);
+    let read = |token: &str| {
+        Command::new(CAIRN)
+            .args(["--store", &server.url, "ref", "list"])
+            .env_remove("CAIRN_STORE")
+            .env("CAIRN_TOKEN", token)
+            .output()
+            .unwrap()
+    };
     assert!(read(&ci).status.success());
     ok(&["--store", store_arg, "server", "token", "revoke", "ci"]);
     // The same running server: the next request with the token is refused.
@@ -117,4 +149,40 @@ fn tokens_are_listed_and_a_revoked_token_is_refused_by_the_running_server() {
         err.contains("no token named \"ci\"") && err.contains("ops"),
         "{err}"
     );
+}
+
+#[test]
+fn a_registry_password_on_the_command_line_is_refused_before_anything_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let layout = tmp.path().join("layout");
+    let digest = format!("sha256:{}", "0".repeat(64));
+    let shown = cairn(&[
+        "--store",
+        store.to_str().unwrap(),
+        "image",
+        "build",
+        &digest,
+        "--output",
+        layout.to_str().unwrap(),
+        "--registry-password",
+        "hunter2",
+    ]);
+    let line = support::refused(&shown, 1, "--registry-password-file");
+    assert!(line.contains("CAIRN_REGISTRY_PASSWORD"), "{line}");
+    assert!(!line.contains("hunter2"), "{line}");
+    assert!(!store.exists() && !layout.exists());
+    // An empty password file is refused too.
+    let file = tmp.path().join("password");
+    std::fs::write(&file, "").unwrap();
+    let empty = cairn(&[
+        "--store",
+        store.to_str().unwrap(),
+        "image",
+        "build",
+        &digest,
+        "--registry-password-file",
+        file.to_str().unwrap(),
+    ]);
+    support::refused(&empty, 1, "is empty");
 }

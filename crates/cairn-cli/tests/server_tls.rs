@@ -65,7 +65,14 @@ fn https_with_a_self_signed_certificate_trusted_through_cairn_ca_cert() {
     let url = server.url.clone();
     assert!(url.starts_with("https://127.0.0.1:"), "{url}");
 
-    let with_token = ["--store", &url, "--token", &token];
+    let token_file = tmp.path().join("token");
+    std::fs::write(&token_file, &token).unwrap();
+    let with_token = [
+        "--store",
+        &url,
+        "--token-file",
+        token_file.to_str().unwrap(),
+    ];
     let set = [
         &with_token[..],
         &["ref", "set", "app/x", "hello", "--create"],

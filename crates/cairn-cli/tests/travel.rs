@@ -39,7 +39,7 @@ impl Machine {
             .arg(&self.keys)
             .current_dir(&self.dir);
         if let Some(t) = &self.token {
-            cmd.arg("--token").arg(t);
+            cmd.env("CAIRN_TOKEN", t);
         }
         cmd.args(args).output().unwrap()
     }

@@ -15,4 +15,4 @@ mod fetch;
 mod unpack;
 
 pub use fetch::{fetch, FetchError};
-pub use unpack::{unpack, UnpackError};
+pub use unpack::{unpack, unpack_with, UnpackError, UnpackLimits, RATIO_FLOOR};

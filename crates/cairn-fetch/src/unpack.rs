@@ -2,12 +2,19 @@
 //!
 //! An archive is data from outside, so every entry is checked before it is
 //! written: only plain relative paths (no absolute paths, no `..`), only
-//! regular files, directories, symlinks that stay inside the destination
-//! and hard links to files already unpacked. Paths are walked component by
-//! component from the destination without following symlinks: an entry
-//! `a/x` after a symlink `a -> /tmp` is refused, not written through the
-//! link. Files keep only their executable bit (0755 or 0644); owners and
-//! times are ignored, since trees do not record them.
+//! regular files, directories, symlinks and hard links to files already
+//! unpacked. Paths are walked component by component from the destination
+//! without following symlinks: an entry `a/x` after a symlink `a -> /tmp`
+//! is refused, not written through the link. Once every entry is in, each
+//! symlink is resolved through the others (`cairn_tree::LinkTree`); one
+//! that leads outside refuses the archive, naming it. Files keep only their
+//! executable bit (0755 or 0644); owners and times are ignored, since trees
+//! do not record them.
+//!
+//! What an archive may unpack to is bounded ([`UnpackLimits`]): the files'
+//! total size, that size against the archive's own (a small archive that
+//! expands a thousandfold is a decompression bomb) and the number of
+//! entries. Each file's size is checked before a byte of it is written.
 //!
 //! This is blocking I/O; async callers run it in `spawn_blocking`.
 
@@ -16,6 +23,7 @@ use std::io::{self, BufReader, Read, Seek, SeekFrom};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
+use cairn_tree::LinkTree;
 use tar::EntryType;
 
 /// Why an archive could not be unpacked.
@@ -38,6 +46,16 @@ pub enum UnpackError {
         /// What is wrong with it.
         reason: String,
     },
+    /// The archive unpacks to more than a limit allows.
+    #[error("{}: refusing entry {entry:?}: {reason}", archive.display())]
+    TooLarge {
+        /// The archive.
+        archive: PathBuf,
+        /// The entry that went over.
+        entry: String,
+        /// Which limit, with its value.
+        reason: String,
+    },
     /// Reading the archive or writing the destination failed.
     #[error("{}: unpacking into {}: {source}", archive.display(), path.display())]
     Io {
@@ -56,13 +74,55 @@ const ZSTD_MAGIC: &[u8] = &[0x28, 0xb5, 0x2f, 0xfd];
 const TAR_MAGIC: &[u8] = b"ustar";
 const TAR_MAGIC_OFFSET: usize = 257;
 
-/// Unpacks `archive` into `dest_dir` (created if missing). On error, what
-/// was unpacked so far stays in `dest_dir`, which the caller discards;
-/// nothing is ever written outside it.
+/// Bounds on what one archive may unpack to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnpackLimits {
+    /// The files' sizes added up, in bytes (default 16 GiB).
+    pub max_bytes: u64,
+    /// Unpacked bytes per byte of the archive file, once past
+    /// [`RATIO_FLOOR`] (default 200; source tarballs compress 3–10×).
+    pub max_ratio: u64,
+    /// Entries of any kind (default 1,000,000).
+    pub max_entries: u64,
+}
+
+/// Unpacked bytes below which the expansion ratio is not checked: a tiny
+/// archive of a few small files may well expand a hundredfold.
+pub const RATIO_FLOOR: u64 = 64 << 20;
+
+impl Default for UnpackLimits {
+    fn default() -> Self {
+        Self {
+            max_bytes: 16 << 30,
+            max_ratio: 200,
+            max_entries: 1_000_000,
+        }
+    }
+}
+
+/// Unpacks `archive` into `dest_dir` (created if missing) within the
+/// default [`UnpackLimits`].
 pub fn unpack(archive: &Path, dest_dir: &Path) -> Result<(), UnpackError> {
+    unpack_with(archive, dest_dir, &UnpackLimits::default())
+}
+
+/// Unpacks `archive` into `dest_dir` (created if missing) within `limits`.
+/// On error, what was unpacked so far stays in `dest_dir`, which the caller
+/// discards; nothing is ever written outside it.
+pub fn unpack_with(
+    archive: &Path,
+    dest_dir: &Path,
+    limits: &UnpackLimits,
+) -> Result<(), UnpackError> {
+    let archive_len = std::fs::metadata(archive).map(|m| m.len()).unwrap_or(0);
     let ctx = Ctx {
         archive,
         dest: dest_dir,
+        limits: *limits,
+        archive_len,
+        links: std::cell::RefCell::new(LinkTree::new()),
+        written: std::cell::Cell::new(0),
+        entries: std::cell::Cell::new(0),
     };
     fs::create_dir_all(dest_dir).map_err(ctx.io(dest_dir))?;
     let mut file = File::open(archive).map_err(ctx.io(archive))?;
@@ -86,6 +146,15 @@ pub fn unpack(archive: &Path, dest_dir: &Path) -> Result<(), UnpackError> {
         let mut entry = entry.map_err(ctx.io(archive))?;
         ctx.entry(&mut entry)?;
     }
+    if let Some(escape) = ctx.links.borrow().first_escape() {
+        return Err(ctx.hostile(
+            &escape.path,
+            format!(
+                "symlink target {:?} leads outside the archive (resolved through its other symlinks)",
+                escape.target
+            ),
+        ));
+    }
     Ok(())
 }
 
@@ -103,6 +172,13 @@ fn read_up_to(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
 struct Ctx<'a> {
     archive: &'a Path,
     dest: &'a Path,
+    limits: UnpackLimits,
+    archive_len: u64,
+    /// Every symlink unpacked so far, by path.
+    links: std::cell::RefCell<LinkTree>,
+    /// File bytes written so far.
+    written: std::cell::Cell<u64>,
+    entries: std::cell::Cell<u64>,
 }
 
 impl Ctx<'_> {
@@ -123,12 +199,53 @@ impl Ctx<'_> {
         }
     }
 
+    fn too_large(&self, entry: &str, reason: String) -> UnpackError {
+        UnpackError::TooLarge {
+            archive: self.archive.to_owned(),
+            entry: entry.to_owned(),
+            reason,
+        }
+    }
+
+    /// Counts an entry and `bytes` more of file content against the limits.
+    fn account(&self, entry: &str, bytes: u64) -> Result<(), UnpackError> {
+        let l = &self.limits;
+        let entries = self.entries.get() + 1;
+        if entries > l.max_entries {
+            let reason = format!("the archive has more than {} entries", l.max_entries);
+            return Err(self.too_large(entry, reason));
+        }
+        self.entries.set(entries);
+        let total = self.written.get().saturating_add(bytes);
+        if total > l.max_bytes {
+            let reason = format!(
+                "its files add up to more than {} bytes (the unpacking limit)",
+                l.max_bytes
+            );
+            return Err(self.too_large(entry, reason));
+        }
+        if total > RATIO_FLOOR && total > self.archive_len.saturating_mul(l.max_ratio) {
+            let reason = format!(
+                "it expands to more than {} times the archive's {} bytes (a decompression bomb?)",
+                l.max_ratio, self.archive_len
+            );
+            return Err(self.too_large(entry, reason));
+        }
+        self.written.set(total);
+        Ok(())
+    }
+
     fn entry<R: Read>(&self, entry: &mut tar::Entry<'_, R>) -> Result<(), UnpackError> {
         let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
         let kind = entry.header().entry_type();
         if matches!(kind, EntryType::XGlobalHeader | EntryType::XHeader) {
             return Ok(());
         }
+        let size = match kind {
+            EntryType::Regular | EntryType::Continuous => entry.size(),
+            _ => 0,
+        };
+        self.account(&raw, size)?;
         let parts = self.components(&raw, &raw)?;
         if parts.is_empty() {
             return match kind {
@@ -139,13 +256,30 @@ impl Ctx<'_> {
         let (name, parents) = parts.split_last().expect("not empty");
         let parent = self.make_parents(&raw, parents)?;
         let path = parent.join(name);
+        let rel = parts.join("/");
+        if kind == EntryType::Symlink {
+            let target = self.link_name(entry, &raw)?;
+            let mut links = self.links.borrow_mut();
+            links.insert(&rel, &target);
+            // Refused at once if it leads outside through what is in so
+            // far; later entries can still change that, hence the check
+            // of the whole tree at the end.
+            if links.resolve(&rel) == cairn_tree::Resolution::Escapes {
+                return Err(self.hostile(
+                    &raw,
+                    format!("symlink target {target:?} points outside the archive"),
+                ));
+            }
+        } else {
+            self.links.borrow_mut().remove(&rel);
+        }
         match kind {
             EntryType::Directory => self.make_dir(&raw, &path),
             EntryType::Regular | EntryType::Continuous => {
                 self.clear(&raw, &path)?;
                 self.write_file(entry, &path)
             }
-            EntryType::Symlink => self.symlink(entry, &raw, parents.len(), &path),
+            EntryType::Symlink => self.symlink(entry, &raw, &path),
             EntryType::Link => self.hard_link(entry, &raw, &path),
             other => Err(self.hostile(&raw, format!("entries of type {other:?} are not allowed"))),
         }
@@ -232,16 +366,9 @@ impl Ctx<'_> {
         &self,
         entry: &tar::Entry<'_, R>,
         raw: &str,
-        depth: usize,
         path: &Path,
     ) -> Result<(), UnpackError> {
         let target = self.link_name(entry, raw)?;
-        if !cairn_tree::symlink_target_stays_inside(depth, &target) {
-            return Err(self.hostile(
-                raw,
-                format!("symlink target {target:?} points outside the archive"),
-            ));
-        }
         self.clear(raw, path)?;
         std::os::unix::fs::symlink(&target, path).map_err(self.io(path))
     }

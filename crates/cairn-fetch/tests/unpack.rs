@@ -6,7 +6,7 @@ use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use cairn_fetch::{unpack, UnpackError};
+use cairn_fetch::{unpack, unpack_with, UnpackError, UnpackLimits};
 use tar::{EntryType, Header};
 
 const APP: &[u8] = b"#!/bin/sh\necho hello\n";
@@ -169,6 +169,8 @@ fn refused(entries: &[Entry<'_>], entry: &str, reason: &str) {
         matches!(&err, UnpackError::Hostile { entry: e, .. } if e == entry),
         "{text}"
     );
+    // (`entry` is the archive path or, for a symlink found escaping only
+    // once all are in, its path in the tree.)
     assert!(text.contains(reason), "{text}");
     s.assert_outside_untouched();
 }
@@ -220,6 +222,68 @@ fn refuses_symlink_escape_then_write_through() {
         "d/a",
         "points outside",
     );
+}
+
+#[test]
+fn refuses_a_symlink_escaping_through_another() {
+    // Each target alone stays inside; `up` followed through `l` does not.
+    let entries = [
+        link(EntryType::Symlink, "a/b/c/l", "../../.."),
+        link(EntryType::Symlink, "up", "a/b/c/l/../../.."),
+    ];
+    refused(&entries, "up", "points outside");
+    // The same links in the other order: `up` first (then dangling, so
+    // lexically inside), `l` after; the whole tree is checked at the end.
+    let entries = [
+        link(EntryType::Symlink, "up", "a/b/c/l/../../.."),
+        link(EntryType::Symlink, "a/b/c/l", "../../.."),
+    ];
+    refused(&entries, "up", "leads outside the archive");
+}
+
+#[test]
+fn unpacking_stops_at_its_limits_before_writing() {
+    let s = Scratch::new();
+    let archive = s.root.join("a.tar");
+    // A header claiming 2 GiB of content, with none behind it.
+    let mut h = Header::new_gnu();
+    h.set_path("big").unwrap();
+    h.set_size(2 << 30);
+    h.set_mode(0o644);
+    h.set_cksum();
+    let mut bytes = h.as_bytes().to_vec();
+    bytes.extend_from_slice(&[0u8; 1024]);
+    fs::write(&archive, &bytes).unwrap();
+    let limits = UnpackLimits {
+        max_bytes: 1 << 30,
+        ..UnpackLimits::default()
+    };
+    let err = unpack_with(&archive, &s.dest(), &limits).unwrap_err();
+    assert!(
+        matches!(&err, UnpackError::TooLarge { entry, .. } if entry == "big"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("1073741824 bytes"), "{err}");
+    assert!(!s.dest().join("big").exists());
+
+    // A decompression bomb: 80 MiB of zeros in a few KiB of zstd.
+    let zeros = vec![0u8; 80 << 20];
+    let tar = tar_bytes(&[file("zeros", &zeros, 0o644)]);
+    let zst = zstd::encode_all(&tar[..], 19).unwrap();
+    assert!(zst.len() < (80 << 20) / 200, "{}", zst.len());
+    let err = s.unpack("a.tar.zst", &zst).unwrap_err();
+    assert!(err.to_string().contains("decompression bomb"), "{err}");
+    assert!(!s.dest().join("zeros").exists());
+
+    // Entries are counted too.
+    let limits = UnpackLimits {
+        max_entries: 2,
+        ..UnpackLimits::default()
+    };
+    fs::write(&archive, tar_bytes(&good_entries())).unwrap();
+    let err = unpack_with(&archive, &s.root.join("a.second"), &limits).unwrap_err();
+    assert!(err.to_string().contains("more than 2 entries"), "{err}");
+    s.assert_outside_untouched();
 }
 
 #[test]

@@ -93,6 +93,81 @@ fn links_out_are_refused() {
 }
 
 #[test]
+fn links_escaping_through_other_links_are_refused() {
+    // Each target alone stays inside; followed, `up` climbs out.
+    let chain = [
+        E("a/", DIR, "", b""),
+        E("a/b/", DIR, "", b""),
+        E("a/b/c/", DIR, "", b""),
+        E("a/b/c/l", SYMLINK, "../../..", b""),
+        E("up", SYMLINK, "a/b/c/l/../../..", b""),
+    ];
+    refused(&chain, "points outside");
+    // The same links the other way round: `up` looks harmless when written.
+    let reversed = [
+        E("a/", DIR, "", b""),
+        E("a/b/", DIR, "", b""),
+        E("a/b/c/", DIR, "", b""),
+        E("up", SYMLINK, "a/b/c/l/../../..", b""),
+        E("a/b/c/l", SYMLINK, "../../..", b""),
+    ];
+    refused(&reversed, "through the image's other symlinks");
+}
+
+#[test]
+fn a_link_escapes_through_a_link_of_a_later_layer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("root");
+    fs::create_dir(&d).unwrap();
+    let mut budget = Budget::new(Limits::default());
+    let mut layer = |entries: &[E]| {
+        let tar = tar_of(entries);
+        apply_layer(
+            &tar[..],
+            LayerCompression::None,
+            tar.len() as u64,
+            &d,
+            &mut budget,
+        )
+    };
+    layer(&[E("up", SYMLINK, "x/y/..", b""), E("x/", DIR, "", b"")]).unwrap();
+    // `x/y -> ..` alone names the root: outside only together with `up`.
+    let err =
+        layer(&[E("x/y", SYMLINK, "..", b"")]).expect_err("escape through a later layer accepted");
+    assert!(matches!(err, LayerError::Hostile { .. }), "{err}");
+    assert!(err.to_string().contains("outside"), "{err}");
+}
+
+#[test]
+fn removed_links_no_longer_count() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("root");
+    fs::create_dir(&d).unwrap();
+    let mut budget = Budget::new(Limits::default());
+    let mut layer = |entries: &[E]| {
+        let tar = tar_of(entries);
+        apply_layer(
+            &tar[..],
+            LayerCompression::None,
+            tar.len() as u64,
+            &d,
+            &mut budget,
+        )
+    };
+    layer(&[E("a/", DIR, "", b""), E("a/l", SYMLINK, "..", b"")]).unwrap();
+    // `a/l` is gone (whited out with its directory): `up` through a real
+    // directory a/l stays inside.
+    layer(&[
+        E(".wh.a", FILE, "", b""),
+        E("a/", DIR, "", b""),
+        E("a/l/", DIR, "", b""),
+        E("up", SYMLINK, "a/l/..", b""),
+    ])
+    .unwrap();
+    assert_eq!(fs::read_link(d.join("up")).unwrap(), Path::new("a/l/.."));
+}
+
+#[test]
 fn nothing_is_written_through_a_symlink() {
     refused(
         &[E("d", SYMLINK, ".", b""), E("d/x", FILE, "", b"x")],

@@ -22,7 +22,7 @@ use crate::model::{Limits, Recipe, Step};
 pub const SOURCE_DATE_EPOCH: &str = "0";
 
 /// The sandbox flavour; bump it when the sandbox changes what steps see.
-pub const SANDBOX: &str = "linux-ns-v1";
+pub const SANDBOX: &str = "linux-ns-v2";
 
 /// Where a step writes its output, and the REAPI output path for it.
 pub const OUT_DIR: &str = "/out";
@@ -177,6 +177,7 @@ fn platform(s: &Step, mounts: &[ResolvedMount]) -> proto::Platform {
         processes,
         open_files,
         tmp,
+        out,
     } = s.limits;
     let mut props = vec![
         ("cairn.sandbox".to_owned(), SANDBOX.to_owned()),
@@ -184,6 +185,7 @@ fn platform(s: &Step, mounts: &[ResolvedMount]) -> proto::Platform {
         ("cairn.limit.processes".to_owned(), processes.to_string()),
         ("cairn.limit.open_files".to_owned(), open_files.to_string()),
         ("cairn.limit.tmp".to_owned(), tmp.to_string()),
+        ("cairn.limit.out".to_owned(), out.to_string()),
     ];
     for m in mounts {
         let mode = if m.writable { "rw" } else { "ro" };

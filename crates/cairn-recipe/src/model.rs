@@ -115,6 +115,10 @@ pub struct Limits {
     pub open_files: u32,
     /// `tmp`: size of the `/tmp` tmpfs in bytes, default 1 GiB.
     pub tmp: u64,
+    /// `out`: size of the `/out` tmpfs in bytes, and the most the files
+    /// in it may add up to (sparse files at their full length), default
+    /// 4 GiB. Like `/tmp` it is memory: `memory` must leave room for it.
+    pub out: u64,
 }
 
 impl Default for Limits {
@@ -124,6 +128,7 @@ impl Default for Limits {
             processes: 1024,
             open_files: 4096,
             tmp: 1 << 30,
+            out: 4 << 30,
         }
     }
 }

@@ -117,6 +117,7 @@ pub(crate) struct LimitsWire {
     pub processes: Option<u32>,
     pub open_files: Option<u32>,
     pub tmp: Option<ByteSize>,
+    pub out: Option<ByteSize>,
 }
 
 #[derive(Debug, Deserialize)]

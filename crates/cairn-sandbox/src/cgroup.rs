@@ -37,6 +37,7 @@ pub(crate) struct Cgroup {
     dirs: Vec<PathBuf>,
     procs: Vec<File>,
     memory: Option<PathBuf>,
+    pids: Option<PathBuf>,
     freezer: Option<PathBuf>,
 }
 
@@ -69,6 +70,7 @@ impl Cgroup {
             dirs: vec![],
             procs: vec![],
             memory: None,
+            pids: None,
             freezer: None,
         };
         let wanted = [
@@ -89,6 +91,7 @@ impl Cgroup {
             cg.dirs.push(dir.clone());
             match controller {
                 "memory" => cg.memory = Some(dir.clone()),
+                "pids" => cg.pids = Some(dir.clone()),
                 "freezer" => cg.freezer = Some(dir.clone()),
                 _ => {}
             }
@@ -124,15 +127,10 @@ impl Cgroup {
                 write(&memsw, &bytes.to_string())?;
             }
         }
-        if let Some(n) = limits.max_processes {
-            let dir = Path::new(ROOT).join("pids").join(self.name());
+        if let (Some(dir), Some(n)) = (&self.pids, limits.max_processes) {
             write(&dir.join("pids.max"), &(n + HELPER_PROCESSES).to_string())?;
         }
         Ok(())
-    }
-
-    fn name(&self) -> &std::ffi::OsStr {
-        self.dirs[0].file_name().expect("cgroup dirs have names")
     }
 
     /// Raw fds of the `cgroup.procs` files, for the child to join.
@@ -146,6 +144,21 @@ impl Cgroup {
         let text = fs::read_to_string(dir.join("memory.oom_control")).unwrap_or_default();
         text.lines()
             .find_map(|l| l.strip_prefix("oom_kill "))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Whether a process limit is set (and so worth watching).
+    pub(crate) fn limits_processes(&self) -> bool {
+        self.pids.is_some()
+    }
+
+    /// How many forks the process limit refused (`pids.events`).
+    pub(crate) fn refused_forks(&self) -> u64 {
+        let Some(dir) = &self.pids else { return 0 };
+        let text = fs::read_to_string(dir.join("pids.events")).unwrap_or_default();
+        text.lines()
+            .find_map(|l| l.strip_prefix("max "))
             .and_then(|n| n.trim().parse().ok())
             .unwrap_or(0)
     }

@@ -3,27 +3,35 @@
 //! `run` spawns a `std::process::Command` whose `pre_exec` hook calls
 //! [`enter`]. Everything here is async-signal-safe: raw syscalls through
 //! `libc`, no allocation, no locks, reading only the precomputed
-//! [`Script`]. The processes are:
+//! [`Script`] (and writing descriptors into its preallocated slots). The
+//! processes are:
 //!
-//! 1. **outer** (the spawned child, host pid namespace): closes every
-//!    inherited fd but 0–2, the status pipe (fd 3) and the `cgroup.procs`
-//!    files, `unshare`s user/mount/pid/net/ipc/uts namespaces, writes its uid
-//!    and gid maps, forks *init*, then moves itself and *init* into the
-//!    cgroups (an RCU grace period each time, overlapping *init*'s setup),
-//!    tells *init* so on a pipe and waits for it.
-//! 2. **init** (pid 1 of the new pid namespace): builds the root filesystem
-//!    and pivots into it, sets the hostname, brings `lo` up, waits until it
-//!    is in the cgroups, enters a new cgroup namespace (so the step sees its
-//!    cgroup as `/`), forks *step*,
-//!    reaps every orphan, and when *step* ends writes its wait status to the
-//!    status pipe and exits — and the kernel kills whatever is left in the
-//!    namespace. It dies with *outer* (`PR_SET_PDEATHSIG`), which dies with
-//!    the caller's thread.
-//! 3. **step**: sets rlimits, `no_new_privs`, the workdir, marks every fd but
-//!    0–2 close-on-exec and `execve`s the command with exactly the plan's
-//!    environment.
+//! 1. **outer** (the spawned child, host namespaces, the caller's ids):
+//!    closes every inherited fd but 0–2, the status socket (fd 3) and the
+//!    `cgroup.procs` files, drops supplementary groups when root, and
+//!    `clone`s *init* into new user/mount/pid/net/ipc/uts namespaces. From
+//!    outside, with the caller's privileges, it writes init's uid and gid
+//!    maps (the step's id to the host ids `ids.rs` chose), tells init so,
+//!    moves itself and init into the cgroups (an RCU grace period each
+//!    time, overlapping init's setup), tells init again and waits for it.
+//! 2. **init** (pid 1 of the new pid namespace): wipes the caller's command
+//!    line and environment from its copy of the caller's memory and is not
+//!    dumpable. Still with the caller's host uid, it mounts the root tmpfs
+//!    and clones every host source into a detached mount; then it becomes
+//!    the step's uid (keeping its capabilities in the namespace, which are
+//!    none on the host), assembles the root from the clones, pivots into
+//!    it, sets the hostname, brings `lo` up, sends the parent descriptors
+//!    of `/out` and `/tmp`, waits until it is in the cgroups, enters a new
+//!    cgroup namespace, forks *step*, reaps every orphan, and when *step*
+//!    ends writes its wait status to the status socket and exits — and the
+//!    kernel kills whatever is left in the namespace. It dies with
+//!    *outer* (`PR_SET_PDEATHSIG`), which dies with the caller's thread.
+//! 3. **step**: a new session (no controlling terminal), fixed rlimits, a
+//!    fresh empty session keyring, `no_new_privs`, the workdir, every fd
+//!    but 0–2 close-on-exec, the system-call filter (`filter.rs`), then
+//!    `execve` with exactly the plan's environment.
 //!
-//! Failures are reported on the status pipe as fixed-size [`Message`]s
+//! Failures are reported on the status socket as fixed-size [`Message`]s
 //! (`stage`, `index`, `errno`); the parent turns them into errors that name
 //! the operation. Nothing here ever returns to std's `exec` path.
 
@@ -32,7 +40,7 @@ use std::os::raw::c_int;
 
 use crate::script::Script;
 
-/// The status pipe's fd number in the children.
+/// The status socket's fd number in the children.
 const STATUS_FD: c_int = 3;
 
 /// Where a failure happened; `index` in a [`Message`] refines it.
@@ -42,7 +50,7 @@ pub(crate) enum Stage {
     /// The step ended; `value` is its wait status.
     Exited = 0,
     JoinCgroup = 1,
-    Unshare = 2,
+    Namespaces = 2,
     IdMap = 3,
     Fork = 4,
     /// `index` is the position in `Script::ops`.
@@ -55,21 +63,32 @@ pub(crate) enum Stage {
     Privileges = 10,
     /// `value` is the errno of the last `execve` attempt.
     Exec = 11,
+    /// `index` is the position in `Script::clones`.
+    Clone = 12,
+    /// Mounting the root tmpfs (`index` 0: making mounts private).
+    Root = 13,
+    SwitchIds = 14,
+    Pivot = 15,
+    Keyring = 16,
+    /// `index` is the filter's position in `Script::filters`.
+    Filter = 17,
+    /// Not a failure: the message carries the watched mounts' descriptors.
+    Watched = 18,
 }
 
 impl Stage {
     pub(crate) fn from_u32(v: u32) -> Option<Stage> {
         use Stage::*;
         [
-            Exited, JoinCgroup, Unshare, IdMap, Fork, Filesystem, Hostname, Loopback, Rlimit,
-            Workdir, Privileges, Exec,
+            Exited, JoinCgroup, Namespaces, IdMap, Fork, Filesystem, Hostname, Loopback, Rlimit,
+            Workdir, Privileges, Exec, Clone, Root, SwitchIds, Pivot, Keyring, Filter, Watched,
         ]
         .into_iter()
         .find(|s| *s as u32 == v)
     }
 }
 
-/// One report on the status pipe: 12 bytes, written atomically.
+/// One report on the status socket: 12 bytes, one datagram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Message {
     pub stage: u32,
@@ -154,7 +173,7 @@ fn wait(pid: libc::pid_t) -> (libc::pid_t, c_int) {
 }
 
 /// Entry point from `pre_exec`, in the freshly forked child. Never returns.
-pub(crate) fn enter(s: &Script) -> ! {
+pub(crate) fn enter(s: &mut Script) -> ! {
     match outer(s) {
         Ok(code) => {
             // SAFETY: async-signal-safe exit.
@@ -164,7 +183,7 @@ pub(crate) fn enter(s: &Script) -> ! {
     }
 }
 
-fn outer(s: &Script) -> Sys<c_int> {
+fn outer(s: &mut Script) -> Sys<c_int> {
     // SAFETY: plain syscalls on integers. The cgroup fds are >= 10
     // (`MIN_PROCS_FD`), so the dup2 onto 3 cannot clobber them.
     unsafe {
@@ -174,6 +193,11 @@ fn outer(s: &Script) -> Sys<c_int> {
         }
     }
     close_all_but(&s.cgroup_procs);
+    if s.clear_groups {
+        // SAFETY: an empty group list.
+        let r = unsafe { libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>()) };
+        check(r, Stage::Privileges, 2)?;
+    }
     let mut go = [0 as c_int; 2];
     // SAFETY: `go` is a valid out-array of two fds.
     check(
@@ -189,12 +213,7 @@ fn outer(s: &Script) -> Sys<c_int> {
         | libc::CLONE_NEWNET
         | libc::CLONE_NEWIPC
         | libc::CLONE_NEWUTS;
-    // SAFETY: unshare takes only flags.
-    check(unsafe { libc::unshare(flags) }.into(), Stage::Unshare, 0)?;
-    write_file(c"/proc/self/setgroups", b"deny", 0)?;
-    write_file(c"/proc/self/uid_map", &s.uid_map, 1)?;
-    write_file(c"/proc/self/gid_map", &s.gid_map, 2)?;
-    let pid = raw_fork()?;
+    let pid = raw_clone(flags).map_err(|(_, i, e)| (Stage::Namespaces, i, e))?;
     if pid == 0 {
         // SAFETY: closing fds this process owns.
         unsafe {
@@ -207,10 +226,16 @@ fn outer(s: &Script) -> Sys<c_int> {
     }
     // SAFETY: closing our copy of pid 1's end.
     unsafe { libc::close(go[0]) };
+    let tell = || {
+        // SAFETY: a one-byte write to our pipe.
+        unsafe { libc::write(go[1], b"1".as_ptr().cast(), 1) };
+    };
+    write_id_maps(s, pid)?;
+    tell();
     join_cgroups(s, pid)?;
-    // SAFETY: a one-byte write to our pipe, then closing what we own.
+    tell();
+    // SAFETY: closing what we own.
     unsafe {
-        libc::write(go[1], b"1".as_ptr().cast(), 1);
         libc::close(go[1]);
         for fd in &s.cgroup_procs {
             libc::close(*fd);
@@ -222,6 +247,46 @@ fn outer(s: &Script) -> Sys<c_int> {
     } else {
         125
     })
+}
+
+/// `fork` into new namespaces, without glibc's atfork handlers.
+fn raw_clone(flags: c_int) -> Sys<libc::pid_t> {
+    // SAFETY: clone with a null stack behaves like fork; both sides
+    // continue on their own copy of this stack.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (flags | libc::SIGCHLD) as libc::c_ulong,
+            0,
+            0,
+            0,
+            0,
+        )
+    };
+    check(ret, Stage::Fork, 0).map(|p| p as libc::pid_t)
+}
+
+/// Writes `setgroups`, `uid_map` and `gid_map` of `pid` (from outside its
+/// user namespace, with our privileges).
+fn write_id_maps(s: &Script, pid: libc::pid_t) -> Sys {
+    let files: [(&[u8], &[u8]); 3] = [
+        (b"/setgroups\0", b"deny"),
+        (b"/uid_map\0", &s.uid_map),
+        (b"/gid_map\0", &s.gid_map),
+    ];
+    for (i, (name, data)) in files.into_iter().enumerate() {
+        let mut path = [0u8; 48];
+        let mut digits = [0u8; 12];
+        let pid = decimal(pid as u32, &mut digits);
+        let mut n = 0;
+        for part in [&b"/proc/"[..], pid, name] {
+            path[n..n + part.len()].copy_from_slice(part);
+            n += part.len();
+        }
+        let path = CStr::from_bytes_with_nul(&path[..n]).expect("one NUL at the end");
+        write_file(path, data, i as u32)?;
+    }
+    Ok(())
 }
 
 /// Closes every fd from 4 up except `keep` (sorted, all >= 4).
@@ -281,35 +346,54 @@ fn write_file(path: &CStr, data: &[u8], index: u32) -> Sys {
     Ok(())
 }
 
-/// Pid 1 of the sandbox; `go` is readable once the outer process has moved
-/// it into the cgroups. Never returns.
-fn init(s: &Script, go: c_int) -> ! {
+/// Overwrites the caller's command line and environment strings in this
+/// process's copy of its memory.
+fn wipe_caller_strings(s: &Script) {
+    const NAME: &[u8] = b"cairn-sandbox-init";
+    let (args, env) = (s.caller.args, s.caller.env);
+    // SAFETY: both areas are mapped, writable parts of the stack this
+    // process inherited (the kernel recorded them at exec); nothing in this
+    // process reads them any more.
+    unsafe {
+        for (start, len) in [args, env] {
+            if start != 0 && len != 0 {
+                std::ptr::write_bytes(start as *mut u8, 0, len);
+            }
+        }
+        if args.0 != 0 && args.1 > NAME.len() {
+            std::ptr::copy_nonoverlapping(NAME.as_ptr(), args.0 as *mut u8, NAME.len());
+        }
+        libc::prctl(libc::PR_SET_NAME, c"cairn-init".as_ptr());
+    }
+}
+
+/// Pid 1 of the sandbox; `go` gets a byte once the outer process has
+/// written the id maps, and another once it is in the cgroups. Never returns.
+fn init(s: &mut Script, go: c_int) -> ! {
     // SAFETY: prctl with integer arguments. Non-dumpable: the step (same
     // uid) must not read pid 1's environ/memory/exe, which are the caller's.
     unsafe {
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
         libc::prctl(libc::PR_SET_DUMPABLE, 0);
     }
-    let setup = || -> Sys {
-        for (i, op) in s.ops.iter().enumerate() {
-            crate::mounts::apply(op).map_err(|e| (Stage::Filesystem, i as u32, e))?;
-        }
-        // SAFETY: pointer and length of an owned buffer.
-        let r = unsafe { libc::sethostname(s.hostname.as_ptr().cast(), s.hostname.len()) };
-        check(r.into(), Stage::Hostname, 0)?;
-        crate::mounts::loopback_up().map_err(|e| (Stage::Loopback, 0, e))
-    };
-    if let Err(e) = setup() {
-        fail_and_exit(e)
-    }
-    if !joined(go) {
-        // The outer process failed to join and has reported why.
+    wipe_caller_strings(s);
+    if !go_ahead(go) {
+        // The outer process failed and has reported why.
         // SAFETY: async-signal-safe exit.
         unsafe { libc::_exit(126) }
     }
+    if let Err(e) = build_root(s) {
+        fail_and_exit(e)
+    }
+    if !go_ahead(go) {
+        // SAFETY: as above.
+        unsafe { libc::_exit(126) }
+    }
+    // SAFETY: closing an fd we own.
+    unsafe { libc::close(go) };
     // SAFETY: unshare takes only flags; pid 1 has CAP_SYS_ADMIN in its userns.
     if unsafe { libc::unshare(libc::CLONE_NEWCGROUP) } == -1 {
-        fail_and_exit((Stage::Unshare, 1, errno()))
+        fail_and_exit((Stage::Namespaces, 1, errno()))
     }
     let step_pid = match raw_fork() {
         Ok(0) => step(s),
@@ -330,9 +414,99 @@ fn init(s: &Script, go: c_int) -> ! {
     }
 }
 
-/// Waits for the outer process's go-ahead on `go` (then closes it): true if
-/// it came, false if the outer process closed the pipe without it.
-fn joined(go: c_int) -> bool {
+/// Builds the root filesystem and enters it (see the module docs).
+fn build_root(s: &mut Script) -> Sys {
+    use crate::mounts;
+    mounts::make_private().map_err(|e| (Stage::Root, 0, e))?;
+    let root = mounts::mount_root(&s.staging, &s.root_data).map_err(|e| (Stage::Root, 1, e))?;
+    for (i, c) in s.clones.iter().enumerate() {
+        s.clone_fds[i] =
+            mounts::clone_source(&c.source, c.attrs).map_err(|e| (Stage::Clone, i as u32, e))?;
+    }
+    let id = crate::plan::SANDBOX_ID as libc::c_long;
+    // SAFETY: raw set*id calls affect only this (single-threaded) process.
+    unsafe {
+        check(
+            libc::syscall(libc::SYS_setresgid, id, id, id),
+            Stage::SwitchIds,
+            0,
+        )?;
+        check(
+            libc::syscall(libc::SYS_setresuid, id, id, id),
+            Stage::SwitchIds,
+            1,
+        )?;
+    }
+    for (i, op) in s.ops.iter().enumerate() {
+        mounts::apply(op, root, &s.clone_fds).map_err(|e| (Stage::Filesystem, i as u32, e))?;
+    }
+    // SAFETY: pointer and length of an owned buffer.
+    let r = unsafe { libc::sethostname(s.hostname.as_ptr().cast(), s.hostname.len()) };
+    check(r.into(), Stage::Hostname, 0)?;
+    mounts::loopback_up().map_err(|e| (Stage::Loopback, 0, e))?;
+    mounts::pivot(root).map_err(|e| (Stage::Pivot, 0, e))?;
+    // SAFETY: closing fds we own; the clones are attached by now.
+    unsafe {
+        libc::close(root);
+        for fd in &s.clone_fds {
+            libc::close(*fd);
+        }
+    }
+    send_watched()
+}
+
+/// Sends the parent `O_PATH` descriptors of the watched tmpfs mounts, so
+/// it can read `/out` after the sandbox is gone and see which mount filled up.
+fn send_watched() -> Sys {
+    let mut fds = [-1 as c_int; crate::script::WATCHED];
+    let paths = [c"/out", c"/tmp"];
+    for (i, path) in paths.iter().enumerate() {
+        // SAFETY: a valid C string.
+        fds[i] = unsafe {
+            libc::open(
+                path.as_ptr(),
+                libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            )
+        };
+        check(fds[i].into(), Stage::Pivot, 1 + i as u32)?;
+    }
+    let msg = Message {
+        stage: Stage::Watched as u32,
+        index: fds.len() as u32,
+        value: 0,
+    }
+    .encode();
+    // SAFETY: a control buffer sized by CMSG_SPACE for the fds, filled
+    // through the CMSG macros; `msg` and `fds` outlive the call.
+    unsafe {
+        const SPACE: usize = 64;
+        let mut control = [0u8; SPACE];
+        let bytes = std::mem::size_of_val(&fds) as u32;
+        let mut iov = libc::iovec {
+            iov_base: msg.as_ptr() as *mut libc::c_void,
+            iov_len: msg.len(),
+        };
+        let mut hdr: libc::msghdr = std::mem::zeroed();
+        hdr.msg_iov = &mut iov;
+        hdr.msg_iovlen = 1;
+        hdr.msg_control = control.as_mut_ptr().cast();
+        hdr.msg_controllen = libc::CMSG_SPACE(bytes) as usize;
+        let cmsg = libc::CMSG_FIRSTHDR(&hdr);
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(bytes) as usize;
+        std::ptr::copy_nonoverlapping(fds.as_ptr(), libc::CMSG_DATA(cmsg).cast(), fds.len());
+        let r = libc::sendmsg(STATUS_FD, &hdr, libc::MSG_NOSIGNAL);
+        for fd in fds {
+            libc::close(fd);
+        }
+        check(r as libc::c_long, Stage::Pivot, 9).map(drop)
+    }
+}
+
+/// Waits for the outer process's next go-ahead byte on `go`: true if it
+/// came, false if the outer process closed the pipe without it.
+fn go_ahead(go: c_int) -> bool {
     let mut b = [0u8; 1];
     loop {
         // SAFETY: reading into a one-byte stack buffer from an fd we own.
@@ -340,11 +514,12 @@ fn joined(go: c_int) -> bool {
         if r == -1 && errno() == libc::EINTR {
             continue;
         }
-        // SAFETY: closing an fd we own.
-        unsafe { libc::close(go) };
         return r == 1;
     }
 }
+
+/// `KEYCTL_JOIN_SESSION_KEYRING` (linux/keyctl.h).
+const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
 
 /// The step itself: final process settings, then `execve`. Never returns.
 fn step(s: &Script) -> ! {
@@ -360,12 +535,34 @@ fn step(s: &Script) -> ! {
                 };
                 check(libc::setrlimit(*res, &lim).into(), Stage::Rlimit, i as u32)?;
             }
+            // A new anonymous session keyring: nothing of the caller's.
+            let r = libc::syscall(
+                libc::SYS_keyctl,
+                KEYCTL_JOIN_SESSION_KEYRING,
+                std::ptr::null::<libc::c_char>(),
+            );
+            if r == -1 && errno() != libc::ENOSYS {
+                return Err((Stage::Keyring, 0, errno()));
+            }
             let r = libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
             check(r.into(), Stage::Privileges, 0)?;
             check(libc::chdir(s.workdir.as_ptr()).into(), Stage::Workdir, 0)?;
-            // Keep the status pipe open until exec succeeds, then let it go.
+            // Keep the status socket open until exec succeeds, then let it go.
             let r = libc::close_range(3, u32::MAX, libc::CLOSE_RANGE_CLOEXEC as c_int);
             check(r.into(), Stage::Privileges, 1)?;
+            for (i, program) in s.filters.iter().enumerate() {
+                let prog = libc::sock_fprog {
+                    len: program.len() as u16,
+                    filter: program.as_ptr() as *mut libc::sock_filter,
+                };
+                let r = libc::syscall(
+                    libc::SYS_seccomp,
+                    libc::SECCOMP_SET_MODE_FILTER,
+                    0,
+                    &prog as *const libc::sock_fprog,
+                );
+                check(r, Stage::Filter, i as u32)?;
+            }
         }
         Ok(())
     };

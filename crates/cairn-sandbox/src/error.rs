@@ -13,7 +13,7 @@ pub enum SandboxError {
     /// The plan is invalid.
     #[error("invalid sandbox plan")]
     Plan(#[from] PlanError),
-    /// A mount source (or `out_dir`) cannot be used.
+    /// A mount source cannot be used.
     #[error("sandbox input {path:?} for {target:?}")]
     Source {
         /// Host path.
@@ -42,6 +42,9 @@ pub enum SandboxError {
         #[source]
         source: io::Error,
     },
+    /// No host ids can be given to the step (see [`crate::FIRST_HOST_ID`]).
+    #[error("no host user id for the sandbox: {0}")]
+    HostIds(String),
     /// Starting the sandbox process failed.
     #[error("cannot start sandbox process")]
     Spawn(#[source] io::Error),

@@ -1,26 +1,31 @@
 //! The executor: turns a validated [`Plan`] into a running sandbox, waits
 //! for it under the wall-clock timeout, and tears everything down.
 //!
-//! Order of events: validate → prepare sources in a scratch dir → create
-//! cgroups → lower to a [`crate::script::Script`] → `Command::spawn` with a
+//! Order of events: validate → choose the step's host ids (`ids.rs`) →
+//! prepare sources in a private scratch dir (0700) → create cgroups →
+//! lower to a [`crate::script::Script`] → `Command::spawn` with a
 //! `pre_exec` hook that never returns to std (see [`crate::child`]) → wait
-//! (`poll` on a pidfd) until the outer process exits or the deadline
-//! passes → on timeout SIGKILL it (its pid-1 child follows through
-//! `PR_SET_PDEATHSIG`, taking the whole pid namespace with it) and
-//! freeze-and-kill the cgroup → read the status pipe → remove cgroups and
-//! scratch.
+//! (`poll` on a pidfd) until the outer process exits, the deadline passes
+//! or the process limit was hit → on timeout or limit SIGKILL it (its pid-1
+//! child follows through `PR_SET_PDEATHSIG`, taking the whole pid
+//! namespace with it) and freeze-and-kill the cgroup → read the status
+//! socket (the step's status and the descriptors of `/out` and `/tmp`) →
+//! remove cgroups and scratch.
 
-use std::io::Read;
+use std::io;
+use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::os::unix::io::AsRawFd;
 use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
 use crate::cgroup::Cgroup;
-use crate::child::{self, Message, Stage};
+use crate::child::{Message, Stage};
 use crate::error::SandboxError;
+use crate::ids::HostIds;
 use crate::plan::Plan;
 use crate::{prepare, script};
 
@@ -35,6 +40,33 @@ pub enum Termination {
     TimedOut,
     /// The memory limit was hit and the kernel's OOM killer intervened.
     MemoryExceeded,
+    /// A `fork` was refused by the process limit; the whole tree was killed.
+    ProcessLimit,
+    /// The step failed after filling `/out` or `/tmp` (named, with its size).
+    OutOfSpace {
+        /// Which one.
+        mount: Scratch,
+        /// Its size in bytes.
+        limit: u64,
+    },
+}
+
+/// The sandbox's size-limited writable mounts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Scratch {
+    /// `/out` (`Limits::out_bytes`).
+    Out,
+    /// `/tmp` (`Limits::tmp_bytes`).
+    Tmp,
+}
+
+impl std::fmt::Display for Scratch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Scratch::Out => "/out",
+            Scratch::Tmp => "/tmp",
+        })
+    }
 }
 
 impl Termination {
@@ -45,12 +77,30 @@ impl Termination {
 }
 
 /// Result of a step that ran (successfully or not).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug)]
 pub struct Outcome {
     /// How it ended.
     pub status: Termination,
     /// Wall-clock time from spawn to the end of the outer process.
     pub duration: Duration,
+    /// What the step left in `/out`.
+    pub out: OutputDir,
+}
+
+/// The step's `/out`: a tmpfs that outlives the sandbox for as long as
+/// this value does, reachable only through this process's descriptor.
+#[derive(Debug)]
+pub struct OutputDir {
+    fd: Option<OwnedFd>,
+}
+
+impl OutputDir {
+    /// A path to the directory, valid in this process while `self` lives
+    /// (`/proc/self/fd/<n>/.`); `None` if the sandbox never sent it.
+    pub fn path(&self) -> Option<PathBuf> {
+        let fd = self.fd.as_ref()?;
+        Some(PathBuf::from(format!("/proc/self/fd/{}/.", fd.as_raw_fd())))
+    }
 }
 
 /// Runs `plan` in a fresh sandbox; blocks until it ends and is torn down.
@@ -64,6 +114,7 @@ pub fn run(
     stderr: impl Into<Stdio>,
 ) -> Result<Outcome, SandboxError> {
     plan.validate()?;
+    let ids = HostIds::acquire()?;
     let scratch = tempfile::Builder::new()
         .prefix("cairn-sandbox-")
         .tempdir()
@@ -76,68 +127,150 @@ pub fn run(
         path: staging.clone(),
         source,
     })?;
-    let (root_entries, sources) = prepare::sources(plan, scratch.path())?;
-    let ops = script::filesystem_ops(&staging, &root_entries, &sources, plan);
-    let descriptions: Vec<String> = ops.iter().map(script::Op::describe).collect();
+    let owner = ids.dedicated.then_some((ids.uid, ids.gid));
+    let (root_entries, sources) = prepare::sources(plan, scratch.path(), owner)?;
+    let (clones, ops) = script::filesystem(&root_entries, &sources, plan);
+    let mut descriptions: Vec<String> = ops.iter().map(script::Op::describe).collect();
+    let clone_names: Vec<String> = clones
+        .iter()
+        .map(|c| c.source.to_string_lossy().into_owned())
+        .collect();
     let cgroup = Cgroup::create(&plan.limits)?;
-    let result = spawn_and_wait(plan, ops, &cgroup, stdout.into(), stderr.into());
+    let spawn = Spawn {
+        plan,
+        staging: &staging,
+        clones,
+        ops,
+        ids: &ids,
+    };
+    let result = spawn_and_wait(spawn, &cgroup, stdout.into(), stderr.into());
     let oom_kills = cgroup.oom_kills();
+    let refused_forks = cgroup.refused_forks();
     cgroup.remove();
     if let Err(e) = scratch.close() {
         tracing::warn!(error = %e, "cannot remove sandbox scratch dir");
     }
-    let (messages, status, timed_out, duration) = result?;
-    let status = interpret(plan, &messages, &descriptions, timed_out, oom_kills, status)?;
-    Ok(Outcome { status, duration })
+    drop(ids);
+    let waited = result?;
+    descriptions.extend(clone_names.iter().map(|n| format!("clone {n}")));
+    let mut waited = waited;
+    let mut watched = std::mem::take(&mut waited.watched);
+    let counters = Counters {
+        oom_kills,
+        refused_forks,
+        full: full_mount(plan, &watched),
+    };
+    let status = interpret(plan, &waited, &descriptions, &clone_names, counters)?;
+    let out = OutputDir {
+        fd: (!watched.is_empty()).then(|| watched.swap_remove(0)),
+    };
+    Ok(Outcome {
+        status,
+        duration: waited.duration,
+        out,
+    })
 }
 
-type Waited = (Vec<Message>, std::process::ExitStatus, bool, Duration);
+/// What `spawn_and_wait` needs besides the cgroup and the log files.
+struct Spawn<'a> {
+    plan: &'a Plan,
+    staging: &'a std::path::Path,
+    clones: Vec<script::Clone>,
+    ops: Vec<script::Op>,
+    ids: &'a HostIds,
+}
+
+/// What the sandbox reported and how long it took.
+struct Waited {
+    messages: Vec<Message>,
+    watched: Vec<OwnedFd>,
+    outer: std::process::ExitStatus,
+    ended: Ended,
+    duration: Duration,
+}
+
+/// Why waiting stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    Exited,
+    TimedOut,
+    ProcessLimit,
+}
 
 fn spawn_and_wait(
-    plan: &Plan,
-    ops: Vec<script::Op>,
+    spawn: Spawn<'_>,
     cgroup: &Cgroup,
     stdout: Stdio,
     stderr: Stdio,
 ) -> Result<Waited, SandboxError> {
-    let (status_r, status_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
-        .map_err(|e| SandboxError::Spawn(e.into()))?;
-    let script = script::build(plan, ops, cgroup.procs_fds(), status_w.as_raw_fd());
+    use rustix::net::{socketpair, AddressFamily, SocketFlags, SocketType};
+    let (status_r, status_w) = socketpair(
+        AddressFamily::UNIX,
+        SocketType::SEQPACKET,
+        SocketFlags::CLOEXEC,
+        None,
+    )
+    .map_err(|e| SandboxError::Spawn(e.into()))?;
+    let plan = spawn.plan;
+    let mut script = script::build(script::Process {
+        plan,
+        staging: spawn.staging,
+        clones: spawn.clones,
+        ops: spawn.ops,
+        cgroup_procs: cgroup.procs_fds(),
+        status_fd: status_w.as_raw_fd(),
+        host_ids: (spawn.ids.uid, spawn.ids.gid),
+        clear_groups: spawn.ids.dedicated,
+    });
     let mut cmd = Command::new("/cairn-sandbox-init-never-executed");
     cmd.stdin(Stdio::null()).stdout(stdout).stderr(stderr);
     // SAFETY: `child::enter` only performs async-signal-safe raw syscalls on
     // data precomputed in `script`, and never returns (it execs or exits).
     unsafe {
-        cmd.pre_exec(move || child::enter(&script));
+        cmd.pre_exec(move || crate::child::enter(&mut script));
     }
     let start = Instant::now();
     let mut child = cmd.spawn().map_err(SandboxError::Spawn)?;
     drop(status_w);
     let deadline = start + plan.timeout;
-    let exited = wait_until(&child, deadline).inspect_err(|_| {
+    let ended = wait_until(&child, deadline, cgroup).inspect_err(|_| {
         let _ = child.kill();
         let _ = child.wait();
     });
-    let exited = exited?;
-    if !exited {
-        tracing::debug!(timeout = ?plan.timeout, "sandbox timed out, killing it");
+    let ended = ended?;
+    if ended != Ended::Exited {
+        tracing::debug!(?ended, "killing the sandbox");
         let _ = child.kill();
         cgroup.kill_all();
     }
-    let status = child.wait().map_err(SandboxError::Spawn)?;
-    let timed_out = !exited;
+    let outer = child.wait().map_err(SandboxError::Spawn)?;
     let duration = start.elapsed();
-    Ok((read_messages(status_r), status, timed_out, duration))
+    let (messages, watched) = read_messages(status_r);
+    Ok(Waited {
+        messages,
+        watched,
+        outer,
+        ended,
+        duration,
+    })
 }
 
-/// Waits until `child` exits (true) or `deadline` passes (false), sleeping
-/// in `poll` on a pidfd so the exit is noticed at once.
-fn wait_until(child: &Child, deadline: Instant) -> Result<bool, SandboxError> {
+/// How often a running step's process limit is checked.
+const LIMIT_CHECK: Duration = Duration::from_millis(50);
+
+/// Waits until `child` exits, `deadline` passes or a fork was refused by
+/// the process limit, sleeping in `poll` on a pidfd so the exit is noticed
+/// at once.
+fn wait_until(child: &Child, deadline: Instant, cgroup: &Cgroup) -> Result<Ended, SandboxError> {
     let pid = rustix::process::Pid::from_child(child);
     let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
         .map_err(|e| SandboxError::Spawn(e.into()))?;
+    let watch_limit = cgroup.limits_processes();
     loop {
-        let left = deadline.saturating_duration_since(Instant::now());
+        let mut left = deadline.saturating_duration_since(Instant::now());
+        if watch_limit {
+            left = left.min(LIMIT_CHECK);
+        }
         // Round up, so the deadline has passed when poll times out.
         let ms = left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
         let mut fds = [libc::pollfd {
@@ -148,8 +281,9 @@ fn wait_until(child: &Child, deadline: Instant) -> Result<bool, SandboxError> {
         // SAFETY: one valid pollfd on an fd we own, for the duration of the call.
         let ready = unsafe { libc::poll(fds.as_mut_ptr(), 1, ms) };
         match ready {
-            1.. => return Ok(true),
-            0 if Instant::now() >= deadline => return Ok(false),
+            1.. => return Ok(Ended::Exited),
+            0 if Instant::now() >= deadline => return Ok(Ended::TimedOut),
+            0 if watch_limit && cgroup.refused_forks() > 0 => return Ok(Ended::ProcessLimit),
             0 => continue,
             _ => {
                 let e = std::io::Error::last_os_error();
@@ -161,34 +295,97 @@ fn wait_until(child: &Child, deadline: Instant) -> Result<bool, SandboxError> {
     }
 }
 
-/// Reads what the children reported; never blocks (a straggler holding the
-/// write end must not hang us).
-fn read_messages(fd: rustix::fd::OwnedFd) -> Vec<Message> {
-    let _ = rustix::fs::fcntl_setfl(&fd, rustix::fs::OFlags::NONBLOCK);
-    let mut bytes = vec![];
-    let _ = std::fs::File::from(fd).read_to_end(&mut bytes);
-    bytes
-        .chunks_exact(Message::SIZE)
-        .map(Message::decode)
-        .collect()
+/// Reads what the children reported, with the descriptors they sent;
+/// never blocks (a straggler holding the other end must not hang us).
+fn read_messages(socket: OwnedFd) -> (Vec<Message>, Vec<OwnedFd>) {
+    let mut messages = vec![];
+    let mut fds = vec![];
+    loop {
+        let mut buf = [0u8; Message::SIZE];
+        let mut control = [0u8; 64];
+        let mut iov = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
+        // SAFETY: a zeroed msghdr pointing at live stack buffers; the
+        // received descriptors are taken into `OwnedFd`s exactly once.
+        unsafe {
+            let mut hdr: libc::msghdr = std::mem::zeroed();
+            hdr.msg_iov = &mut iov;
+            hdr.msg_iovlen = 1;
+            hdr.msg_control = control.as_mut_ptr().cast();
+            hdr.msg_controllen = control.len();
+            let flags = libc::MSG_DONTWAIT | libc::MSG_CMSG_CLOEXEC;
+            let n = libc::recvmsg(socket.as_fd().as_raw_fd(), &mut hdr, flags);
+            if n <= 0 {
+                break;
+            }
+            let mut cmsg = libc::CMSG_FIRSTHDR(&hdr);
+            while !cmsg.is_null() {
+                if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
+                    let data = libc::CMSG_DATA(cmsg) as *const libc::c_int;
+                    let len = (*cmsg).cmsg_len as usize - libc::CMSG_LEN(0) as usize;
+                    for i in 0..len / std::mem::size_of::<libc::c_int>() {
+                        fds.push(OwnedFd::from_raw_fd(std::ptr::read_unaligned(data.add(i))));
+                    }
+                }
+                cmsg = libc::CMSG_NXTHDR(&hdr, cmsg);
+            }
+            if n as usize == Message::SIZE {
+                messages.push(Message::decode(&buf));
+            }
+        }
+    }
+    (messages, fds)
+}
+
+/// What the cgroups and mounts say about how a step ended.
+struct Counters {
+    oom_kills: u64,
+    refused_forks: u64,
+    full: Option<(Scratch, u64)>,
+}
+
+/// The first watched tmpfs (`/out`, `/tmp`) that is full, with its size.
+fn full_mount(plan: &Plan, watched: &[OwnedFd]) -> Option<(Scratch, u64)> {
+    let limits = [
+        (Scratch::Out, plan.limits.out_bytes),
+        (Scratch::Tmp, plan.limits.tmp_bytes),
+    ];
+    for (fd, (mount, limit)) in watched.iter().zip(limits) {
+        let Ok(st) = rustix::fs::fstatfs(fd) else {
+            continue;
+        };
+        // Full: less than a block free (tmpfs reserves nothing).
+        if st.f_bavail == 0 || st.f_ffree == 0 {
+            let size = st.f_blocks * st.f_bsize as u64;
+            return Some((mount, limit.unwrap_or(size)));
+        }
+    }
+    None
 }
 
 fn interpret(
     plan: &Plan,
-    messages: &[Message],
+    waited: &Waited,
     descriptions: &[String],
-    timed_out: bool,
-    oom_kills: u64,
-    outer: std::process::ExitStatus,
+    clone_names: &[String],
+    counters: Counters,
 ) -> Result<Termination, SandboxError> {
-    if timed_out {
-        return Ok(Termination::TimedOut);
+    match waited.ended {
+        Ended::TimedOut if counters.refused_forks == 0 => return Ok(Termination::TimedOut),
+        Ended::TimedOut | Ended::ProcessLimit => return Ok(Termination::ProcessLimit),
+        Ended::Exited => {}
     }
-    let Some(msg) = messages.first() else {
+    let outer = waited.outer;
+    let Some(msg) = waited
+        .messages
+        .iter()
+        .find(|m| m.stage != Stage::Watched as u32)
+    else {
         return Err(SandboxError::Lost(outer));
     };
-    let errno = std::io::Error::from_raw_os_error(msg.value);
-    let what = |s: &str| s.to_string();
+    let errno = io::Error::from_raw_os_error(msg.value);
     let index = msg.index as usize;
     let status = match Stage::from_u32(msg.stage) {
         Some(Stage::Exited) => msg.value,
@@ -199,24 +396,8 @@ fn interpret(
             })
         }
         Some(stage) => {
-            let what = match stage {
-                Stage::Filesystem => descriptions.get(index).cloned().unwrap_or_default(),
-                Stage::IdMap => format!(
-                    "write {}",
-                    ["setgroups", "uid_map", "gid_map"][index.min(2)]
-                ),
-                Stage::Rlimit => format!("set resource limit #{index}"),
-                Stage::Workdir => format!("enter workdir {}", plan.workdir.display()),
-                Stage::JoinCgroup => what("join cgroup"),
-                Stage::Unshare => what("unshare namespaces"),
-                Stage::Fork => what("fork"),
-                Stage::Hostname => what("set hostname"),
-                Stage::Loopback => what("bring up lo"),
-                Stage::Privileges => what("drop privileges / close fds"),
-                Stage::Exited | Stage::Exec => unreachable!("handled above"),
-            };
             return Err(SandboxError::Setup {
-                what,
+                what: setup_step(stage, index, plan, descriptions, clone_names),
                 source: errno,
             });
         }
@@ -227,10 +408,56 @@ fn interpret(
     } else {
         Termination::Signaled(libc::WTERMSIG(status))
     };
+    if term.success() {
+        return Ok(term);
+    }
     // The OOM killer may hit any process of the step (e.g. one stage of a
-    // pipeline); a step that did not succeed after an OOM kill ran out of memory.
-    if oom_kills > 0 && !term.success() {
+    // pipeline); a step that did not succeed after an OOM kill ran out of
+    // memory. Likewise for a refused fork, or a full /out or /tmp.
+    if counters.oom_kills > 0 {
         return Ok(Termination::MemoryExceeded);
     }
+    if counters.refused_forks > 0 {
+        return Ok(Termination::ProcessLimit);
+    }
+    if let Some((mount, limit)) = counters.full {
+        return Ok(Termination::OutOfSpace { mount, limit });
+    }
     Ok(term)
+}
+
+/// Names the setup operation a failure message points at.
+fn setup_step(
+    stage: Stage,
+    index: usize,
+    plan: &Plan,
+    descriptions: &[String],
+    clone_names: &[String],
+) -> String {
+    let what = |s: &str| s.to_string();
+    match stage {
+        Stage::Filesystem => descriptions.get(index).cloned().unwrap_or_default(),
+        Stage::Clone => format!(
+            "bind {}",
+            clone_names.get(index).map_or("?", String::as_str)
+        ),
+        Stage::IdMap => format!(
+            "write {}",
+            ["setgroups", "uid_map", "gid_map"][index.min(2)]
+        ),
+        Stage::Rlimit => format!("set resource limit #{index}"),
+        Stage::Workdir => format!("enter workdir {}", plan.workdir.display()),
+        Stage::JoinCgroup => what("join cgroup"),
+        Stage::Namespaces => what("create namespaces"),
+        Stage::Fork => what("fork"),
+        Stage::Hostname => what("set hostname"),
+        Stage::Loopback => what("bring up lo"),
+        Stage::Privileges => what("drop privileges / close fds"),
+        Stage::Root => what("mount the root tmpfs"),
+        Stage::SwitchIds => what("switch to the step's user id"),
+        Stage::Pivot => what("pivot into the new root"),
+        Stage::Keyring => what("join a new session keyring"),
+        Stage::Filter => what("install the system-call filter"),
+        Stage::Exited | Stage::Exec | Stage::Watched => unreachable!("not setup failures"),
+    }
 }

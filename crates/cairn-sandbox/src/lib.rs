@@ -9,29 +9,41 @@
 //! # What the step sees
 //!
 //! * New user, mount, pid, net, ipc, uts and cgroup namespaces. Inside, the
-//!   step runs as uid/gid [`SANDBOX_ID`] (1000), mapped to the invoking
-//!   user outside; it has no capabilities and `no_new_privs` is set.
+//!   step runs as uid/gid [`SANDBOX_ID`] (1000). Outside it is the invoking
+//!   user, or, when that is root, an id of its own from a dedicated range
+//!   ([`FIRST_HOST_ID`], as Nix's build users), never root; supplementary
+//!   groups are dropped. It has no capabilities, `no_new_privs` is set and
+//!   a system-call filter refuses what a build never needs
+//!   ([`refused_calls`]).
 //! * A root filesystem made only of the plan's mounts on a fresh tmpfs
-//!   (remounted read-only after setup); inputs are bound read-only, nosuid,
-//!   nodev, recursively; a `writable` mount is a private copy in the scratch
-//!   dir, discarded afterwards. `/out` is `out_dir`, read-write; `/tmp` a
-//!   private tmpfs (`limits.tmp_bytes` large); a workdir outside every
-//!   mount is another private tmpfs of that size, discarded afterwards
-//!   (inside a mount it is as writable as the mount); `/proc` a fresh
-//!   procfs of the new pid namespace; `/dev` a tmpfs holding only
-//!   `null zero full random urandom` (bound from the
-//!   host) and the `fd stdin stdout stderr` symlinks. No tty, no pts.
+//!   (read-only after setup); inputs are bound read-only, nosuid, nodev,
+//!   recursively; a `writable` mount is a private copy in the scratch dir
+//!   (mode 0700, owned by the step's host ids, no setuid bits), discarded
+//!   afterwards. `/out` is a tmpfs of `limits.out_bytes`, handed back to the
+//!   caller as [`OutputDir`] (it never exists on a host file system);
+//!   `/tmp` a tmpfs of `limits.tmp_bytes`; a workdir outside every mount is
+//!   another such tmpfs, discarded afterwards (inside a mount it is as
+//!   writable as the mount); `/proc` a fresh procfs of the new pid
+//!   namespace; `/dev` a tmpfs holding only `null zero full random urandom`
+//!   (bound from the host) and the `fd stdin stdout stderr` symlinks. No
+//!   tty, no pts, no controlling terminal (a new session).
 //! * Only a loopback interface, up. Host TCP ports and host abstract unix
 //!   sockets are unreachable (the latter is Nix's CVE-2024-27297).
-//! * Exactly `plan.env`; stdin `/dev/null`; stdout/stderr what the caller
-//!   passed (logs stream live); no other fd of the parent.
+//! * Nothing of the caller: exactly `plan.env`; stdin `/dev/null`;
+//!   stdout/stderr what the caller passed (logs stream live); no other fd;
+//!   a fresh, empty session keyring; fixed rlimits; pid 1 (a fork of the
+//!   caller) wipes the caller's command line and environment from its
+//!   memory and is not dumpable.
 //! * Hostname `plan.hostname`.
 //!
 //! # Limits and teardown
 //!
 //! Memory and process count are limited with a per-step cgroup (v1 here;
 //! see `cgroup.rs` for why not `RLIMIT_AS`), and an OOM kill is
-//! reported as [`Termination::MemoryExceeded`]. Open files, CPU seconds and
+//! reported as [`Termination::MemoryExceeded`]; a fork refused by the
+//! process limit kills the step at once and is reported as
+//! [`Termination::ProcessLimit`]; a step that fails with `/out` or `/tmp`
+//! full is [`Termination::OutOfSpace`]. Open files, CPU seconds and
 //! file size are rlimits. The wall-clock timeout kills the sandbox's outer
 //! process; its child, pid 1 of the namespace, dies with it
 //! (`PR_SET_PDEATHSIG`), and when pid 1 dies the kernel kills every process
@@ -61,18 +73,29 @@
 //!   walking the new root with `O_NOFOLLOW` (`mounts.rs`), so
 //!   symlinks inside inputs cannot redirect mount points to the host.
 //!   Requires Linux ≥ 5.12.
-//! * Setup failures travel back on a pipe as `(stage, index, errno)` and
+//! * Setup failures travel back on a socket as `(stage, index, errno)` and
 //!   become [`SandboxError::Setup`] naming the operation.
+//! * The system-call filter is compiled with `seccompiler` (rust-vmm's,
+//!   used by Firecracker): pure Rust, no libseccomp C library to link, and
+//!   its output is a plain BPF program the step installs with one raw
+//!   `seccomp(2)` call after `fork`. libseccomp would generate a better
+//!   decision tree for long allow lists; a short deny list gains nothing
+//!   from it, as the kernel's action cache skips the filter for every call
+//!   not on the list.
 
 mod cgroup;
 mod child;
 mod error;
 mod exec;
+mod filter;
+mod ids;
 mod mounts;
 mod plan;
 mod prepare;
 mod script;
 
 pub use error::SandboxError;
-pub use exec::{run, Outcome, Termination};
+pub use exec::{run, Outcome, OutputDir, Scratch, Termination};
+pub use filter::refused_calls;
+pub use ids::{FIRST_HOST_ID, HOST_ID_SLOTS};
 pub use plan::{Limits, Mount, Plan, PlanError, RESERVED, SANDBOX_ID};

@@ -11,7 +11,7 @@
 use std::ffi::CStr;
 use std::os::raw::c_int;
 
-use crate::script::Op;
+use crate::script::{Op, ATTR_RDONLY};
 
 const OPEN_TREE_CLONE: libc::c_uint = 1;
 const AT_RECURSIVE: libc::c_uint = 0x8000;
@@ -70,11 +70,11 @@ fn require_type(fd: &Fd, kinds: &[libc::mode_t]) -> Sys {
 }
 
 /// Opens `root/dirs…`, creating missing directories, never following symlinks.
-fn walk(root: &CStr, dirs: &[std::ffi::CString]) -> Sys<Fd> {
+fn walk(root: c_int, dirs: &[std::ffi::CString]) -> Sys<Fd> {
     let flags = libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC;
     // SAFETY: valid C strings and fds throughout; every fd is owned by an `Fd`.
     unsafe {
-        let mut fd = open_fd(libc::open(root.as_ptr(), flags))?;
+        let mut fd = open_fd(libc::openat(root, c".".as_ptr(), flags))?;
         for d in dirs {
             if libc::mkdirat(fd.0, d.as_ptr(), 0o755) == -1 && errno() != libc::EEXIST {
                 return Err(errno());
@@ -135,16 +135,10 @@ fn walk_one(dir: &Fd, name: &CStr) -> Sys<Fd> {
     }
 }
 
-/// Recursively binds `source` onto the mount point `target` with `attrs`.
-fn bind(source: &CStr, target: &Fd, attrs: u64) -> Sys {
-    let attr = MountAttr {
-        attr_set: attrs,
-        attr_clr: 0,
-        propagation: 0,
-        userns_fd: 0,
-    };
-    // SAFETY: raw mount-API syscalls with valid C strings, fds and a
-    // correctly sized `mount_attr`.
+/// Clones the mount tree at host path `source` (recursively) into a
+/// detached mount with `attrs` set on every mount of it; returns its fd.
+pub(crate) fn clone_source(source: &CStr, attrs: u64) -> Sys<c_int> {
+    // SAFETY: `open_tree` with a valid C string; the fd is owned by `Fd`.
     unsafe {
         let tree = libc::syscall(
             libc::SYS_open_tree,
@@ -153,24 +147,107 @@ fn bind(source: &CStr, target: &Fd, attrs: u64) -> Sys {
             OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | AT_RECURSIVE,
         );
         let tree = open_fd(check(tree)? as c_int)?;
-        check(libc::syscall(
+        set_attrs(&tree, attrs, AT_RECURSIVE)?;
+        let fd = tree.0;
+        std::mem::forget(tree);
+        Ok(fd)
+    }
+}
+
+/// `mount_setattr` on the mount `fd` is the root of (`AT_RECURSIVE`: and
+/// every mount below it).
+fn set_attrs(fd: &Fd, attrs: u64, recursive: libc::c_uint) -> Sys {
+    let attr = MountAttr {
+        attr_set: attrs,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: a valid fd, empty path and a correctly sized `mount_attr`.
+    check(unsafe {
+        libc::syscall(
             libc::SYS_mount_setattr,
-            tree.0,
+            fd.0,
             c"".as_ptr(),
-            libc::AT_EMPTY_PATH as libc::c_uint | AT_RECURSIVE,
+            libc::AT_EMPTY_PATH as libc::c_uint | recursive,
             &attr as *const MountAttr,
             std::mem::size_of::<MountAttr>(),
-        ))?;
-        check(libc::syscall(
+        )
+    })
+    .map(drop)
+}
+
+/// Moves the detached mount `tree` onto the mount point `target`.
+fn attach(tree: c_int, target: &Fd) -> Sys {
+    // SAFETY: two valid fds and empty paths.
+    check(unsafe {
+        libc::syscall(
             libc::SYS_move_mount,
-            tree.0,
+            tree,
             c"".as_ptr(),
             target.0,
             c"".as_ptr(),
             MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
-        ))?;
+        )
+    })
+    .map(drop)
+}
+
+/// `/proc/self/fd/<fd>` in `buf`, NUL-terminated (no allocation): a path
+/// `mount(2)` resolves to what `fd` refers to.
+fn fd_path(fd: c_int, buf: &mut [u8; 32]) -> &CStr {
+    const PREFIX: &[u8] = b"/proc/self/fd/";
+    let mut digits = [0u8; 12];
+    let mut i = digits.len();
+    let mut n = fd as u32;
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
     }
-    Ok(())
+    let len = PREFIX.len() + digits.len() - i;
+    buf[..PREFIX.len()].copy_from_slice(PREFIX);
+    buf[PREFIX.len()..len].copy_from_slice(&digits[i..]);
+    buf[len] = 0;
+    CStr::from_bytes_with_nul(&buf[..=len]).expect("one NUL at the end")
+}
+
+/// Mounts the root tmpfs on host directory `staging` and opens it.
+pub(crate) fn mount_root(staging: &CStr, data: &CStr) -> Sys<c_int> {
+    let flags = libc::MS_NOSUID | libc::MS_NODEV;
+    mount(c"tmpfs", staging, c"tmpfs", flags, data)?;
+    // SAFETY: a valid C string.
+    let fd = unsafe {
+        libc::open(
+            staging.as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        )
+    };
+    check(fd.into()).map(|_| fd)
+}
+
+/// Makes every mount private, so nothing propagates back to the host.
+pub(crate) fn make_private() -> Sys {
+    mount(c"none", c"/", c"", libc::MS_REC | libc::MS_PRIVATE, c"")
+}
+
+/// `pivot_root` into the mount `root` and detach the old root.
+pub(crate) fn pivot(root: c_int) -> Sys {
+    // SAFETY: the `pivot_root(".", ".")` idiom: the old root ends up
+    // stacked on "." and is detached at once.
+    unsafe {
+        check(libc::fchdir(root).into())?;
+        check(libc::syscall(
+            libc::SYS_pivot_root,
+            c".".as_ptr(),
+            c".".as_ptr(),
+        ))?;
+        check(libc::umount2(c".".as_ptr(), libc::MNT_DETACH).into())?;
+        check(libc::chdir(c"/".as_ptr()).into()).map(drop)
+    }
 }
 
 fn mount(src: &CStr, at: &CStr, fstype: &CStr, flags: libc::c_ulong, data: &CStr) -> Sys {
@@ -187,56 +264,41 @@ fn mount(src: &CStr, at: &CStr, fstype: &CStr, flags: libc::c_ulong, data: &CStr
     check(r.into()).map(drop)
 }
 
-/// Applies one operation; returns the errno on failure.
-pub(crate) fn apply(op: &Op) -> Sys {
+/// Applies one operation below the root `root`; `clones` are the
+/// detached mounts of [`crate::script::Script::clones`].
+pub(crate) fn apply(op: &Op, root: c_int, clones: &[c_int]) -> Sys {
+    let mut buf = [0u8; 32];
     match op {
-        Op::MakePrivate => mount(c"none", c"/", c"", libc::MS_REC | libc::MS_PRIVATE, c""),
-        Op::Tmpfs { at, flags, data } => mount(c"tmpfs", at, c"tmpfs", *flags, data),
-        Op::Proc { at } => {
-            let flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
-            mount(c"proc", at, c"proc", flags, c"")
-        }
-        Op::MakeDirs { root, dirs } => walk(root, dirs).map(drop),
-        Op::Bind {
-            source,
-            root,
+        Op::MakeDirs { dirs } => walk(root, dirs).map(drop),
+        Op::Attach {
+            clone,
             dirs,
             name,
             file,
-            attrs,
+            ..
         } => {
             let dir = walk(root, dirs)?;
             let target = mount_point(&dir, name, *file)?;
-            bind(source, &target, *attrs)
+            attach(clones[*clone], &target)
         }
-        Op::Symlink {
-            root,
-            dirs,
-            name,
-            target,
-        } => {
+        Op::Symlink { dirs, name, target } => {
             let dir = walk(root, dirs)?;
             // SAFETY: valid C strings and fd.
             let r = unsafe { libc::symlinkat(target.as_ptr(), dir.0, name.as_ptr()) };
             check(r.into()).map(drop)
         }
-        Op::PivotRoot { new_root } => {
-            // SAFETY: the `pivot_root(".", ".")` idiom: the old root ends up
-            // stacked on "." and is detached at once.
-            unsafe {
-                check(libc::chdir(new_root.as_ptr()).into())?;
-                check(libc::syscall(
-                    libc::SYS_pivot_root,
-                    c".".as_ptr(),
-                    c".".as_ptr(),
-                ))?;
-                check(libc::umount2(c".".as_ptr(), libc::MNT_DETACH).into())?;
-                check(libc::chdir(c"/".as_ptr()).into()).map(drop)
-            }
+        Op::Tmpfs { dirs, flags, data } => {
+            let dir = walk(root, dirs)?;
+            mount(c"tmpfs", fd_path(dir.0, &mut buf), c"tmpfs", *flags, data)
         }
-        Op::RemountReadOnly { at, flags } => {
-            let flags = libc::MS_REMOUNT | libc::MS_RDONLY | *flags;
-            mount(c"none", at, c"", flags, c"")
+        Op::Proc { dirs } => {
+            let dir = walk(root, dirs)?;
+            let flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+            mount(c"proc", fd_path(dir.0, &mut buf), c"proc", flags, c"")
+        }
+        Op::ReadOnly { dirs } => {
+            let dir = walk(root, dirs)?;
+            set_attrs(&dir, ATTR_RDONLY, 0)
         }
     }
 }

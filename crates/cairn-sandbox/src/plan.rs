@@ -17,7 +17,8 @@ use serde::{Deserialize, Serialize};
 pub const RESERVED: [&str; 4] = ["/out", "/proc", "/dev", "/tmp"];
 
 /// The uid and gid the step runs as inside the sandbox (mapped to the
-/// invoking user outside). Not 0: the step has no capabilities at all.
+/// invoking user outside, or to an id of its own when that is root; see
+/// [`crate::FIRST_HOST_ID`]). Not 0: the step has no capabilities at all.
 pub const SANDBOX_ID: u32 = 1000;
 
 /// Everything needed to run one step. Pure data: serializable, comparable.
@@ -26,8 +27,6 @@ pub struct Plan {
     /// Host paths bound into the sandbox. A mount at `/` is allowed: its
     /// top-level entries are bound one by one onto the sandbox's tmpfs root.
     pub mounts: Vec<Mount>,
-    /// Host directory bound read-write at `/out`.
-    pub out_dir: PathBuf,
     /// The command; `argv[0]` is searched in `env["PATH"]` unless it has a `/`.
     pub argv: Vec<String>,
     /// The complete environment of the step; nothing is inherited.
@@ -72,6 +71,8 @@ pub struct Limits {
     pub file_size_bytes: Option<u64>,
     /// Size of the `/tmp` tmpfs, and of the workdir's when it gets one (each).
     pub tmp_bytes: Option<u64>,
+    /// Size of the `/out` tmpfs.
+    pub out_bytes: Option<u64>,
 }
 
 /// Why a plan was rejected.
@@ -124,9 +125,6 @@ pub enum PlanError {
     /// The timeout is zero.
     #[error("timeout must be positive")]
     ZeroTimeout,
-    /// `out_dir` is not an absolute host path.
-    #[error("out_dir {0:?} must be an absolute host path")]
-    OutDir(PathBuf),
 }
 
 impl Plan {
@@ -153,9 +151,6 @@ impl Plan {
             check_nul("mount source", &m.source.to_string_lossy())?;
         }
         check_normalized("workdir", &self.workdir)?;
-        if !self.out_dir.is_absolute() {
-            return Err(PlanError::OutDir(self.out_dir.clone()));
-        }
         if self.argv.is_empty() {
             return Err(PlanError::EmptyArgv);
         }
@@ -227,7 +222,6 @@ mod tests {
                 source: "/srv/rootfs".into(),
                 writable: false,
             }],
-            out_dir: "/srv/out".into(),
             argv: vec!["/bin/sh".into()],
             env: BTreeMap::new(),
             workdir: "/src".into(),

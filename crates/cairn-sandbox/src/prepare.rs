@@ -9,8 +9,9 @@
 
 use std::ffi::OsString;
 use std::fs;
+use std::fs::Permissions;
 use std::io;
-use std::os::unix::fs::symlink;
+use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::error::SandboxError;
@@ -32,23 +33,12 @@ fn scratch_err(path: &Path) -> impl FnOnce(io::Error) -> SandboxError + '_ {
 pub(crate) fn sources(
     plan: &Plan,
     scratch: &Path,
+    owner: Option<(u32, u32)>,
 ) -> Result<(Vec<RootEntry>, Vec<Source>), SandboxError> {
-    let meta = fs::metadata(&plan.out_dir).map_err(|source| SandboxError::Source {
-        path: plan.out_dir.clone(),
-        target: "/out".into(),
-        source,
-    })?;
-    if !meta.is_dir() {
-        return Err(SandboxError::Source {
-            path: plan.out_dir.clone(),
-            target: "/out".into(),
-            source: io::Error::from(io::ErrorKind::NotADirectory),
-        });
-    }
     let mut root = vec![];
     let mut others = vec![];
     for (i, m) in plan.mounts_in_order().into_iter().enumerate() {
-        let src = source(m, scratch, i)?;
+        let src = source(m, scratch, i, owner)?;
         if m.target == Path::new("/") {
             root = root_entries(&src)?;
         } else {
@@ -58,7 +48,12 @@ pub(crate) fn sources(
     Ok((root, others))
 }
 
-fn source(m: &Mount, scratch: &Path, i: usize) -> Result<Source, SandboxError> {
+fn source(
+    m: &Mount,
+    scratch: &Path,
+    i: usize,
+    owner: Option<(u32, u32)>,
+) -> Result<Source, SandboxError> {
     let err = |source| SandboxError::Source {
         path: m.source.clone(),
         target: m.target.clone(),
@@ -69,7 +64,7 @@ fn source(m: &Mount, scratch: &Path, i: usize) -> Result<Source, SandboxError> {
         let copy = scratch.join(format!("copy-{i}"));
         // Follow a symlinked source itself, like the read-only bind does.
         let from = fs::canonicalize(&m.source).map_err(err)?;
-        copy_tree(&from, &copy)?;
+        copy_tree(&from, &copy, owner)?;
         copy
     } else {
         m.source.clone()
@@ -120,8 +115,10 @@ fn root_entries(root: &Source) -> Result<Vec<RootEntry>, SandboxError> {
 }
 
 /// Copies a file or directory tree, keeping symlinks as symlinks and
-/// permission bits; other special files are skipped.
-fn copy_tree(from: &Path, to: &Path) -> Result<(), SandboxError> {
+/// permission bits (never setuid, setgid or sticky); other special files
+/// are skipped. With `owner`, every copy belongs to those host ids (the
+/// step's), so the step can change its private copy.
+fn copy_tree(from: &Path, to: &Path, owner: Option<(u32, u32)>) -> Result<(), SandboxError> {
     let meta = fs::symlink_metadata(from).map_err(scratch_err(from))?;
     let ty = meta.file_type();
     if ty.is_symlink() {
@@ -131,11 +128,19 @@ fn copy_tree(from: &Path, to: &Path) -> Result<(), SandboxError> {
         fs::create_dir(to).map_err(scratch_err(to))?;
         for e in fs::read_dir(from).map_err(scratch_err(from))? {
             let e = e.map_err(scratch_err(from))?;
-            copy_tree(&e.path(), &to.join(e.file_name()))?;
+            copy_tree(&e.path(), &to.join(e.file_name()), owner)?;
         }
-        fs::set_permissions(to, meta.permissions()).map_err(scratch_err(to))?;
+        fs::set_permissions(to, Permissions::from_mode(meta.mode() & 0o777))
+            .map_err(scratch_err(to))?;
     } else if ty.is_file() {
         fs::copy(from, to).map_err(scratch_err(to))?;
+        fs::set_permissions(to, Permissions::from_mode(meta.mode() & 0o777))
+            .map_err(scratch_err(to))?;
+    } else {
+        return Ok(());
+    }
+    if let Some((uid, gid)) = owner {
+        std::os::unix::fs::lchown(to, Some(uid), Some(gid)).map_err(scratch_err(to))?;
     }
     Ok(())
 }

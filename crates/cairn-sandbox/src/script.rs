@@ -3,17 +3,25 @@
 //!
 //! Between `fork` and `exec` of a multi-threaded program only
 //! async-signal-safe calls are allowed: no allocation, no locks. So every
-//! string the child needs (paths, argv, envp, uid maps) and every decision
+//! string the child needs (paths, argv, envp, id maps) and every decision
 //! (which directories to create, what to bind where with which flags) is
 //! made here, in the parent, and the child ([`crate::child`]) merely walks a
 //! `Script` calling raw syscalls. Each [`Op`] can describe itself, so an
 //! `errno` reported by the child becomes an error naming the mount.
+//!
+//! The root filesystem is built in two phases (see `child.rs`): while pid 1
+//! still has the caller's host uid it clones every host source into a
+//! detached mount ([`Clone`]); then, as the step's uid, it assembles the
+//! root from those clones and fresh tmpfs mounts, every path walked from
+//! the root's descriptor without following symlinks ([`Op`]).
 
 use std::ffi::{CStr, CString};
 use std::os::raw::c_char;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::io::RawFd;
 use std::path::{Component, Path};
+
+use seccompiler::BpfProgram;
 
 use crate::plan::{Plan, RESERVED, SANDBOX_ID};
 use crate::prepare::RootEntry;
@@ -27,6 +35,10 @@ pub(crate) const ATTR_NOEXEC: u64 = 0x8;
 /// Host device nodes bound into the sandbox's `/dev`.
 pub(crate) const DEVICES: [&str; 5] = ["null", "zero", "full", "random", "urandom"];
 
+/// How many descriptors pid 1 sends back: `/out` and `/tmp`, in that
+/// order (`Scratch`'s order).
+pub(crate) const WATCHED: usize = 2;
+
 /// A mount source after preparation: a host path (the original, or a private
 /// copy for writable mounts) and whether it is a directory.
 #[derive(Debug, Clone)]
@@ -37,74 +49,75 @@ pub(crate) struct Source {
     pub writable: bool,
 }
 
-/// One root-filesystem operation, run by the sandbox's pid 1 before
-/// `pivot_root`. Paths under the staging root are walked component by
-/// component without following symlinks, so an input tree cannot redirect a
-/// mount point onto the host.
+/// A host path pid 1 clones into a detached mount (with `attrs`) while it
+/// can still reach it; [`Op::Attach`] later places the clone.
+#[derive(Debug)]
+pub(crate) struct Clone {
+    pub source: CString,
+    pub attrs: u64,
+}
+
+/// One root-filesystem operation, run by the sandbox's pid 1 as the
+/// step's uid, on paths below the new root's descriptor (`dirs` are walked
+/// one component at a time with `O_NOFOLLOW`, created if missing).
 #[derive(Debug)]
 pub(crate) enum Op {
-    /// `mount --make-rprivate /`: nothing propagates back to the host.
-    MakePrivate,
-    /// Mount a tmpfs at an absolute host-side path.
-    Tmpfs {
-        at: CString,
-        flags: libc::c_ulong,
-        data: CString,
-    },
-    /// Create directories `root/components…` (existing ones are fine).
-    MakeDirs { root: CString, dirs: Vec<CString> },
-    /// Bind `source` (recursively) at `root/components…` with attributes.
-    Bind {
-        source: CString,
-        root: CString,
+    /// Create directories `dirs…` (existing ones are fine).
+    MakeDirs { dirs: Vec<CString> },
+    /// Place clone number `clone` at `dirs…/name`.
+    Attach {
+        clone: usize,
         dirs: Vec<CString>,
         name: CString,
         file: bool,
-        attrs: u64,
+        /// For messages only.
+        source: CString,
     },
-    /// Create symlink `name -> target` in directory `root/dirs…`.
+    /// Create symlink `name -> target` in directory `dirs…`.
     Symlink {
-        root: CString,
         dirs: Vec<CString>,
         name: CString,
         target: CString,
     },
-    /// Mount a fresh procfs (of the new pid namespace).
-    Proc { at: CString },
-    /// `pivot_root` into `new_root` and detach the old root.
-    PivotRoot { new_root: CString },
-    /// Remount a tmpfs read-only (after `pivot_root`, sandbox path).
-    RemountReadOnly { at: CString, flags: libc::c_ulong },
+    /// Mount a tmpfs on `dirs…`.
+    Tmpfs {
+        dirs: Vec<CString>,
+        flags: libc::c_ulong,
+        data: CString,
+    },
+    /// Mount a fresh procfs (of the new pid namespace) on `dirs…`.
+    Proc { dirs: Vec<CString> },
+    /// Make the mount at `dirs…` read-only.
+    ReadOnly { dirs: Vec<CString> },
+}
+
+fn show(dirs: &[CString], name: Option<&CString>) -> String {
+    let mut p = String::new();
+    for d in dirs.iter().chain(name) {
+        p.push('/');
+        p.push_str(&d.to_string_lossy());
+    }
+    if p.is_empty() {
+        p.push('/');
+    }
+    p
 }
 
 impl Op {
     /// Human description used in errors.
     pub(crate) fn describe(&self) -> String {
         let s = |c: &CStr| c.to_string_lossy().into_owned();
-        let join = |dirs: &[CString], name: Option<&CString>| {
-            let mut p = String::new();
-            for d in dirs.iter().chain(name) {
-                p.push('/');
-                p.push_str(&d.to_string_lossy());
-            }
-            if p.is_empty() {
-                p.push('/');
-            }
-            p
-        };
         match self {
-            Op::MakePrivate => "make mounts private".into(),
-            Op::Tmpfs { at, .. } => format!("mount tmpfs at {}", s(at)),
-            Op::MakeDirs { dirs, .. } => format!("create directory {}", join(dirs, None)),
-            Op::Bind {
+            Op::MakeDirs { dirs } => format!("create directory {}", show(dirs, None)),
+            Op::Attach {
                 source, dirs, name, ..
-            } => format!("bind {} at {}", s(source), join(dirs, Some(name))),
-            Op::Symlink {
-                dirs, name, target, ..
-            } => format!("symlink {} -> {}", join(dirs, Some(name)), s(target)),
-            Op::Proc { at } => format!("mount proc at {}", s(at)),
-            Op::PivotRoot { new_root } => format!("pivot_root into {}", s(new_root)),
-            Op::RemountReadOnly { at, .. } => format!("remount {} read-only", s(at)),
+            } => format!("bind {} at {}", s(source), show(dirs, Some(name))),
+            Op::Symlink { dirs, name, target } => {
+                format!("symlink {} -> {}", show(dirs, Some(name)), s(target))
+            }
+            Op::Tmpfs { dirs, .. } => format!("mount tmpfs at {}", show(dirs, None)),
+            Op::Proc { dirs } => format!("mount proc at {}", show(dirs, None)),
+            Op::ReadOnly { dirs } => format!("make {} read-only", show(dirs, None)),
         }
     }
 }
@@ -138,16 +151,54 @@ impl CArray {
     }
 }
 
+/// The caller's memory that pid 1, a fork of the caller, wipes: its
+/// command line and environment strings (`/proc/1/cmdline` is readable by
+/// anyone in the namespace).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct CallerStrings {
+    pub args: (usize, usize),
+    pub env: (usize, usize),
+}
+
+impl CallerStrings {
+    /// Reads the areas from `/proc/self/stat` (fields 48–51).
+    pub(crate) fn of_this_process() -> CallerStrings {
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+        // The command name (field 2) may hold spaces and parentheses.
+        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        let f: Vec<usize> = rest
+            .split_whitespace()
+            .map(|w| w.parse().unwrap_or(0))
+            .collect();
+        // `rest` starts at field 3.
+        let field = |n: usize| f.get(n - 3).copied().unwrap_or(0);
+        let area = |start: usize, end: usize| (start, end.saturating_sub(start));
+        CallerStrings {
+            args: area(field(48), field(49)),
+            env: area(field(50), field(51)),
+        }
+    }
+}
+
 /// Everything the three child processes need, precomputed.
 #[derive(Debug)]
 pub(crate) struct Script {
     /// `cgroup.procs` files (fds >= 10, sorted) the outer process moves
     /// itself and pid 1 into.
     pub cgroup_procs: Vec<RawFd>,
-    /// Write end of the status pipe; becomes fd 3 in the children.
+    /// The status socket; becomes fd 3 in the children.
     pub status_fd: RawFd,
+    /// Running as root: drop supplementary groups before the namespaces.
+    pub clear_groups: bool,
     pub uid_map: Vec<u8>,
     pub gid_map: Vec<u8>,
+    pub caller: CallerStrings,
+    /// The host directory the root tmpfs is mounted on.
+    pub staging: CString,
+    pub root_data: CString,
+    pub clones: Vec<Clone>,
+    /// Filled by pid 1: the clones' descriptors (preallocated, one per clone).
+    pub clone_fds: Vec<RawFd>,
     pub ops: Vec<Op>,
     pub hostname: Vec<u8>,
     pub rlimits: Vec<(libc::__rlimit_resource_t, u64)>,
@@ -156,6 +207,7 @@ pub(crate) struct Script {
     pub exec_candidates: Vec<CString>,
     pub argv: CArray,
     pub envp: CArray,
+    pub filters: &'static [BpfProgram],
 }
 
 fn cstr(bytes: &[u8]) -> CString {
@@ -167,108 +219,115 @@ fn cpath(p: &Path) -> CString {
     cstr(p.as_os_str().as_bytes())
 }
 
-/// Splits an absolute sandbox path into (parent components, last name).
-fn split(target: &Path) -> (Vec<CString>, Option<CString>) {
-    let mut parts: Vec<CString> = target
+/// The components of an absolute sandbox path.
+fn parts(target: &Path) -> Vec<CString> {
+    target
         .components()
         .filter_map(|c| match c {
             Component::Normal(n) => Some(cstr(n.as_bytes())),
             _ => None,
         })
-        .collect();
-    let last = parts.pop();
-    (parts, last)
-}
-
-fn bind_op(root: &CString, target: &Path, src: &Source, attrs: u64) -> Op {
-    let (dirs, name) = split(target);
-    Op::Bind {
-        source: cpath(&src.host),
-        root: root.clone(),
-        dirs,
-        name: name.expect("bind targets are never /"),
-        file: !src.is_dir,
-        attrs,
-    }
+        .collect()
 }
 
 /// `nosuid,nodev`: every tmpfs and bind of the sandbox has at least these.
 const NOSUID_NODEV: libc::c_ulong = libc::MS_NOSUID | libc::MS_NODEV;
 
-/// Mount attributes of an input (or `/out`) bind.
+/// Mount attributes of an input bind.
 fn input_attrs(writable: bool) -> u64 {
     ATTR_NOSUID | ATTR_NODEV | if writable { 0 } else { ATTR_RDONLY }
 }
 
-/// Mount options of a tmpfs with `mode`, size-limited if `size` is set.
+/// Options of a tmpfs with `mode`, owned by the step, size-limited if
+/// `size` is set.
 fn tmpfs_data(mode: &str, size: Option<u64>) -> CString {
+    let owner = format!("mode={mode},uid={SANDBOX_ID},gid={SANDBOX_ID}");
     let data = match size {
-        Some(bytes) => format!("mode={mode},size={bytes}"),
-        None => format!("mode={mode}"),
+        Some(bytes) => format!("{owner},size={bytes}"),
+        None => owner,
     };
     cstr(data.as_bytes())
 }
 
-/// Lowers the root-filesystem part of a plan to operations.
+/// The clones and operations that build the root filesystem.
+struct Builder {
+    clones: Vec<Clone>,
+    ops: Vec<Op>,
+}
+
+impl Builder {
+    fn bind(&mut self, target: &Path, host: &Path, file: bool, attrs: u64) {
+        let mut dirs = parts(target);
+        let name = dirs.pop().expect("bind targets are never /");
+        self.clones.push(Clone {
+            source: cpath(host),
+            attrs,
+        });
+        self.ops.push(Op::Attach {
+            clone: self.clones.len() - 1,
+            dirs,
+            name,
+            file,
+            source: cpath(host),
+        });
+    }
+
+    fn tmpfs(&mut self, at: &Path, flags: libc::c_ulong, data: CString) {
+        self.ops.push(Op::MakeDirs { dirs: parts(at) });
+        self.ops.push(Op::Tmpfs {
+            dirs: parts(at),
+            flags,
+            data,
+        });
+    }
+}
+
+/// Lowers the root-filesystem part of a plan to clones and operations.
 ///
 /// `root_entries` are the top-level entries of a mount at `/` (name, source,
 /// symlink target if it is one); `sources` are the other mounts, parents first.
-pub(crate) fn filesystem_ops(
-    staging: &Path,
+pub(crate) fn filesystem(
     root_entries: &[RootEntry],
     sources: &[Source],
     plan: &Plan,
-) -> Vec<Op> {
-    let root = cpath(staging);
-    let mut ops = vec![
-        Op::MakePrivate,
-        Op::Tmpfs {
-            at: root.clone(),
-            flags: NOSUID_NODEV,
-            data: tmpfs_data("0755", None),
-        },
-    ];
-    ops.extend(root_entries.iter().map(|e| root_entry_op(&root, e)));
+) -> (Vec<Clone>, Vec<Op>) {
+    let mut b = Builder {
+        clones: vec![],
+        ops: vec![],
+    };
+    for (name, src, link) in root_entries {
+        match link {
+            Some(to) => b.ops.push(Op::Symlink {
+                dirs: vec![],
+                name: cstr(name.as_bytes()),
+                target: cpath(to),
+            }),
+            None => b.bind(
+                &Path::new("/").join(name),
+                &src.host,
+                !src.is_dir,
+                input_attrs(src.writable),
+            ),
+        }
+    }
     if workdir_is_unmounted(plan, root_entries) {
-        ops.extend(workdir_tmpfs_ops(staging, plan));
+        let data = tmpfs_data("0755", plan.limits.tmp_bytes);
+        b.tmpfs(&plan.workdir, NOSUID_NODEV, data);
     }
     for src in sources {
-        ops.push(bind_op(&root, &src.target, src, input_attrs(src.writable)));
-    }
-    let out = Source {
-        target: "/out".into(),
-        host: plan.out_dir.clone(),
-        is_dir: true,
-        writable: true,
-    };
-    ops.push(bind_op(&root, &out.target, &out, input_attrs(true)));
-    ops.extend(system_dir_ops(staging, plan));
-    let (mut dirs, last) = split(&plan.workdir);
-    dirs.extend(last);
-    ops.push(Op::MakeDirs {
-        root: root.clone(),
-        dirs,
-    });
-    ops.extend(finish_ops(root));
-    ops
-}
-
-/// Binds (or recreates, for a symlink) one top-level entry of the `/` mount.
-fn root_entry_op(root: &CString, (name, src, link): &RootEntry) -> Op {
-    match link {
-        Some(to) => Op::Symlink {
-            root: root.clone(),
-            dirs: vec![],
-            name: cstr(name.as_bytes()),
-            target: cpath(to),
-        },
-        None => bind_op(
-            root,
-            &Path::new("/").join(name),
-            src,
+        b.bind(
+            &src.target,
+            &src.host,
+            !src.is_dir,
             input_attrs(src.writable),
-        ),
+        );
     }
+    system_dirs(&mut b, plan);
+    b.ops.push(Op::MakeDirs {
+        dirs: parts(&plan.workdir),
+    });
+    b.ops.push(Op::ReadOnly { dirs: vec![] });
+    (b.clones, b.ops)
 }
 
 /// Whether the workdir lies outside every mount: not `/`, not under `/out`,
@@ -289,56 +348,25 @@ fn workdir_is_unmounted(plan: &Plan, root_entries: &[RootEntry]) -> bool {
     !(in_root_entry || in_mount || reserved)
 }
 
-/// Creates the workdir on the root tmpfs and mounts its own tmpfs there,
-/// before any mount below it is bound. Every component of the path is a
-/// directory this sandbox just created (nothing is mounted on it yet), so
-/// the path-based mount cannot be redirected.
-fn workdir_tmpfs_ops(staging: &Path, plan: &Plan) -> [Op; 2] {
-    let (mut dirs, last) = split(&plan.workdir);
-    dirs.extend(last);
-    let relative = plan.workdir.strip_prefix("/").unwrap_or(&plan.workdir);
-    [
-        Op::MakeDirs {
-            root: cpath(staging),
-            dirs,
-        },
-        Op::Tmpfs {
-            at: cpath(&staging.join(relative)),
-            flags: NOSUID_NODEV,
-            data: tmpfs_data("0755", plan.limits.tmp_bytes),
-        },
-    ]
-}
-
-/// `/tmp`, `/dev` (devices and fd links) and `/proc`.
-fn system_dir_ops(staging: &Path, plan: &Plan) -> Vec<Op> {
-    let root = cpath(staging);
+/// `/out`, `/tmp`, `/dev` (devices and fd links) and `/proc`.
+fn system_dirs(b: &mut Builder, plan: &Plan) {
     let data = |s: &str| cstr(s.as_bytes());
-    let mut ops = vec![];
-    let tmpfs = [
-        ("tmp", tmpfs_data("1777", plan.limits.tmp_bytes)),
-        ("dev", tmpfs_data("0755", None)),
-    ];
-    for (dir, options) in tmpfs {
-        ops.push(Op::MakeDirs {
-            root: root.clone(),
-            dirs: vec![data(dir)],
-        });
-        ops.push(Op::Tmpfs {
-            at: cpath(&staging.join(dir)),
-            flags: NOSUID_NODEV | libc::MS_NOEXEC,
-            data: options,
-        });
-    }
+    let l = &plan.limits;
+    b.tmpfs(
+        Path::new("/out"),
+        NOSUID_NODEV,
+        tmpfs_data("0755", l.out_bytes),
+    );
+    let noexec = NOSUID_NODEV | libc::MS_NOEXEC;
+    b.tmpfs(Path::new("/tmp"), noexec, tmpfs_data("1777", l.tmp_bytes));
+    b.tmpfs(
+        Path::new("/dev"),
+        noexec,
+        tmpfs_data("0755", Some(64 << 10)),
+    );
     for dev in DEVICES {
-        let host = Source {
-            target: Path::new("/dev").join(dev),
-            host: Path::new("/dev").join(dev),
-            is_dir: false,
-            writable: true,
-        };
-        let attrs = ATTR_NOSUID | ATTR_NOEXEC;
-        ops.push(bind_op(&root, &host.target, &host, attrs));
+        let host = Path::new("/dev").join(dev);
+        b.bind(&host, &host, true, ATTR_NOSUID | ATTR_NOEXEC);
     }
     let links = [
         ("fd", "/proc/self/fd"),
@@ -347,57 +375,72 @@ fn system_dir_ops(staging: &Path, plan: &Plan) -> Vec<Op> {
         ("stderr", "/proc/self/fd/2"),
     ];
     for (name, to) in links {
-        ops.push(Op::Symlink {
-            root: root.clone(),
+        b.ops.push(Op::Symlink {
             dirs: vec![data("dev")],
             name: data(name),
             target: data(to),
         });
     }
-    ops.push(Op::MakeDirs {
-        root,
+    b.ops.push(Op::ReadOnly {
+        dirs: vec![data("dev")],
+    });
+    b.ops.push(Op::MakeDirs {
         dirs: vec![data("proc")],
     });
-    ops.push(Op::Proc {
-        at: cpath(&staging.join("proc")),
+    b.ops.push(Op::Proc {
+        dirs: vec![data("proc")],
     });
-    ops
 }
 
-/// `pivot_root`, then `/dev` and the root tmpfs become read-only (the
-/// workdir's own tmpfs, a separate mount, stays writable).
-fn finish_ops(new_root: CString) -> [Op; 3] {
-    [
-        Op::PivotRoot { new_root },
-        Op::RemountReadOnly {
-            at: cstr(b"/dev"),
-            flags: NOSUID_NODEV | libc::MS_NOEXEC,
-        },
-        Op::RemountReadOnly {
-            at: cstr(b"/"),
-            flags: NOSUID_NODEV,
-        },
-    ]
-}
+/// Limits every step gets whatever the plan says, so that nothing of the
+/// caller's own limits reaches it: no core dumps, a bounded locked-memory
+/// and message-queue allowance, no real-time priority.
+const FIXED_RLIMITS: [(libc::__rlimit_resource_t, u64); 5] = [
+    (libc::RLIMIT_CORE, 0),
+    (libc::RLIMIT_MEMLOCK, 8 << 20),
+    (libc::RLIMIT_MSGQUEUE, 800 << 10),
+    (libc::RLIMIT_RTPRIO, 0),
+    (libc::RLIMIT_NICE, 0),
+];
 
 /// The process part: ids, hostname, limits, command line.
-pub(crate) fn build(
-    plan: &Plan,
-    ops: Vec<Op>,
-    cgroup_procs: Vec<RawFd>,
-    status_fd: RawFd,
-) -> Script {
+pub(crate) struct Process<'a> {
+    pub plan: &'a Plan,
+    pub staging: &'a Path,
+    pub clones: Vec<Clone>,
+    pub ops: Vec<Op>,
+    pub cgroup_procs: Vec<RawFd>,
+    pub status_fd: RawFd,
+    pub host_ids: (u32, u32),
+    pub clear_groups: bool,
+}
+
+/// Lowers everything into a [`Script`].
+pub(crate) fn build(p: Process<'_>) -> Script {
+    let plan = p.plan;
     let map = |outside: u32| format!("{SANDBOX_ID} {outside} 1\n").into_bytes();
     let l = &plan.limits;
-    let mut rlimits = vec![(libc::RLIMIT_CORE, 0)];
+    let hard = |res| {
+        let mut r = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: `r` is a valid out-pointer.
+        unsafe { libc::getrlimit(res, &mut r) };
+        r.rlim_max
+    };
+    // A step may only lower a limit: a fixed one is capped by ours, an
+    // unset one is our hard limit (soft and hard alike).
+    let mut rlimits: Vec<_> = FIXED_RLIMITS
+        .iter()
+        .map(|&(res, v)| (res, v.min(hard(res))))
+        .collect();
     for (res, v) in [
         (libc::RLIMIT_NOFILE, l.open_files),
         (libc::RLIMIT_CPU, l.cpu_seconds),
         (libc::RLIMIT_FSIZE, l.file_size_bytes),
     ] {
-        if let Some(v) = v {
-            rlimits.push((res, v));
-        }
+        rlimits.push((res, v.unwrap_or_else(|| hard(res))));
     }
     let argv0 = &plan.argv[0];
     let exec_candidates = if argv0.contains('/') {
@@ -409,14 +452,20 @@ pub(crate) fn build(
             .map(|d| cstr(format!("{}/{argv0}", d.trim_end_matches('/')).as_bytes()))
             .collect()
     };
-    let mut cgroup_procs = cgroup_procs;
+    let mut cgroup_procs = p.cgroup_procs;
     cgroup_procs.sort_unstable();
     Script {
         cgroup_procs,
-        status_fd,
-        uid_map: map(rustix::process::geteuid().as_raw()),
-        gid_map: map(rustix::process::getegid().as_raw()),
-        ops,
+        status_fd: p.status_fd,
+        clear_groups: p.clear_groups,
+        uid_map: map(p.host_ids.0),
+        gid_map: map(p.host_ids.1),
+        caller: CallerStrings::of_this_process(),
+        staging: cpath(p.staging),
+        root_data: tmpfs_data("0755", Some(1 << 20)),
+        clone_fds: vec![-1; p.clones.len()],
+        clones: p.clones,
+        ops: p.ops,
         hostname: plan.hostname.as_bytes().to_vec(),
         rlimits,
         workdir: cpath(&plan.workdir),
@@ -428,5 +477,6 @@ pub(crate) fn build(
                 .map(|(k, v)| cstr(format!("{k}={v}").as_bytes()))
                 .collect(),
         ),
+        filters: crate::filter::programs(),
     }
 }

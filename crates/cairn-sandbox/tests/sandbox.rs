@@ -5,106 +5,21 @@
 //! (`apt-get install busybox-static`), root for the cgroup tests. Missing
 //! prerequisites make tests fail, never skip.
 
-use std::collections::BTreeMap;
+mod common;
+
 use std::fs::{self, File};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-use cairn_sandbox::{run, Limits, Mount, Outcome, Plan, Termination};
-use tempfile::TempDir;
-
-const BUSYBOX: &str = "/bin/busybox";
-const APPLETS: &[&str] = &[
-    "sh", "cat", "ls", "echo", "sleep", "wget", "nc", "id", "hostname", "env", "ps", "head", "tr",
-    "touch", "seq", "test", "stat", "pidof", "mkdir", "rm", "readlink", "grep", "wc", "nslookup",
-    "true", "false", "dd",
-];
-
-/// A scratch area: a busybox rootfs, an out dir, log files.
-struct Fixture {
-    dir: TempDir,
-}
-
-struct Ran {
-    outcome: Outcome,
-    stdout: String,
-    stderr: String,
-}
-
-impl Fixture {
-    fn new() -> Fixture {
-        let dir = tempfile::tempdir().unwrap();
-        let bin = dir.path().join("rootfs/bin");
-        fs::create_dir_all(&bin).unwrap();
-        fs::copy(BUSYBOX, bin.join("busybox")).expect("busybox-static must be installed");
-        for a in APPLETS {
-            std::os::unix::fs::symlink("busybox", bin.join(a)).unwrap();
-        }
-        fs::create_dir(dir.path().join("out")).unwrap();
-        Fixture { dir }
-    }
-
-    fn path(&self, p: &str) -> PathBuf {
-        self.dir.path().join(p)
-    }
-
-    fn plan(&self, script: &str) -> Plan {
-        Plan {
-            mounts: vec![Mount {
-                target: "/".into(),
-                source: self.path("rootfs"),
-                writable: false,
-            }],
-            out_dir: self.path("out"),
-            argv: vec!["sh".into(), "-c".into(), script.into()],
-            env: BTreeMap::from([("PATH".into(), "/bin".into())]),
-            workdir: "/work".into(),
-            hostname: "cairn".into(),
-            timeout: Duration::from_secs(10),
-            limits: Limits::default(),
-        }
-    }
-
-    fn run(&self, plan: &Plan) -> Ran {
-        let (o, e) = (self.path("stdout.log"), self.path("stderr.log"));
-        let outcome = run(plan, File::create(&o).unwrap(), File::create(&e).unwrap())
-            .expect("sandbox must start");
-        Ran {
-            outcome,
-            stdout: fs::read_to_string(o).unwrap(),
-            stderr: fs::read_to_string(e).unwrap(),
-        }
-    }
-
-    fn sh(&self, script: &str) -> Ran {
-        self.run(&self.plan(script))
-    }
-
-    fn sh_plan(&self, plan: &Plan) -> Ran {
-        self.run(plan)
-    }
-}
-
-#[track_caller]
-fn assert_exit(r: &Ran, code: i32) {
-    assert_eq!(
-        r.outcome.status,
-        Termination::Exited(code),
-        "stdout:\n{}\nstderr:\n{}",
-        r.stdout,
-        r.stderr
-    );
-}
+use cairn_sandbox::{run, Mount, Termination};
+use common::{assert_exit, host_processes_with, Fixture, BUSYBOX};
 
 #[test]
 fn writes_out_and_propagates_exit_code() {
     let f = Fixture::new();
     let r = f.sh("echo hello > /out/greeting; echo to-stdout; echo to-stderr >&2; exit 3");
     assert_exit(&r, 3);
-    assert_eq!(
-        fs::read_to_string(f.path("out/greeting")).unwrap(),
-        "hello\n"
-    );
+    assert_eq!(fs::read_to_string(r.out("greeting")).unwrap(), "hello\n");
     assert_eq!(r.stdout, "to-stdout\n");
     assert_eq!(r.stderr, "to-stderr\n");
 }
@@ -163,7 +78,7 @@ fn writes_outside_out_and_tmp_fail_and_writable_copies_stay_private() {
     );
     assert_eq!(fs::read_to_string(f.path("data/file")).unwrap(), "original");
     assert!(!f.path("data/new").exists());
-    assert!(f.path("out/ok").exists());
+    assert!(r.out("ok").exists());
     assert!(!f.path("rootfs/x").exists() && !f.path("rootfs/bin/x").exists());
 }
 
@@ -281,19 +196,6 @@ fn environment_is_exactly_the_plan() {
     let r = f.sh("cat /proc/1/environ");
     assert_exit(&r, 1);
     assert!(!r.stdout.contains("AWS"), "{}", r.stdout);
-}
-
-fn host_processes_with(marker: &str) -> Vec<String> {
-    let mut found = vec![];
-    for e in fs::read_dir("/proc").unwrap().flatten() {
-        if let Ok(cmd) = fs::read(e.path().join("cmdline")) {
-            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-            if cmd.contains(marker) {
-                found.push(cmd);
-            }
-        }
-    }
-    found
 }
 
 #[test]

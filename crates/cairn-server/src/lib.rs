@@ -21,6 +21,7 @@
 mod api;
 mod auth;
 mod body;
+mod conn;
 mod dashboard;
 mod durable;
 mod error;
@@ -36,6 +37,7 @@ use std::sync::Arc;
 use cairn_store::Store;
 use tokio::net::TcpListener;
 
+pub use conn::ConnectionLimits;
 pub use tokens::{Scope, TokenError};
 
 /// How a server behaves, apart from the store it serves.
@@ -52,6 +54,8 @@ pub struct ServerConfig {
     /// Serve HTTPS with this configuration (see [`tls::load`]); `None`:
     /// plain HTTP.
     pub tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+    /// Connections per client and in total, and how long they may idle.
+    pub limits: ConnectionLimits,
 }
 
 /// The default number of ref events kept for reconnecting watchers.
@@ -75,7 +79,8 @@ pub(crate) struct AppState {
 pub(crate) type State = Arc<AppState>;
 
 /// Serves `store` on `listener` until `shutdown` completes, then stops
-/// accepting, ends open watches and waits for requests in flight.
+/// accepting, ends open watches and waits for requests in flight. The
+/// connection limits are lowered to fit the file-descriptor limit.
 pub async fn serve(
     listener: TcpListener,
     store: Store,
@@ -96,22 +101,18 @@ pub async fn serve(
         stopping,
     });
     events::spawn_backend_feed(state.clone()).await;
-    let router = api::router(state);
+    let idle = config.limits.idle_timeout;
+    let router = api::router(state.clone()).layer(axum::middleware::map_request(
+        move |req: axum::extract::Request| async move {
+            req.map(|b| axum::body::Body::new(body::IdleBody::new(b, idle)))
+        },
+    ));
     let shutdown = async move {
         shutdown.await;
         tracing::info!("shutting down");
         let _ = stop_tx.send(true);
     };
-    match config.tls {
-        None => {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(shutdown)
-                .await
-        }
-        Some(tls) => {
-            axum::serve(tls::TlsListener::new(listener, tls)?, router)
-                .with_graceful_shutdown(shutdown)
-                .await
-        }
-    }
+    let tls = config.tls.map(tokio_rustls::TlsAcceptor::from);
+    let limits = config.limits.fitted_to_fd_limit();
+    conn::serve(listener, router, tls, limits, state, shutdown).await
 }

@@ -45,6 +45,7 @@ pub struct Metrics {
     bytes_out: AtomicU64,
     /// hits, misses for ac then cas.
     cache: [AtomicU64; 4],
+    connections_refused: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -59,6 +60,11 @@ impl Metrics {
     pub fn cache_lookup(&self, cache: Cache, hit: bool) {
         let i = (cache as usize) * 2 + usize::from(!hit);
         self.cache[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a connection closed at once for being over a limit.
+    pub fn connection_refused(&self) {
+        self.connections_refused.fetch_add(1, Ordering::Relaxed);
     }
 
     fn observe(&self, route: &str, method: &str, status: u16, seconds: f64) {
@@ -109,6 +115,12 @@ impl Metrics {
             "cairn_http_response_bytes_total",
             "Response body bytes sent.",
             &self.bytes_out,
+        );
+        counter(
+            &mut out,
+            "cairn_connections_refused_total",
+            "Connections closed at once: over the per-client or total limit.",
+            &self.connections_refused,
         );
         out.push_str("# HELP cairn_cache_lookups_total Bazel cache GETs by cache and result.\n");
         out.push_str("# TYPE cairn_cache_lookups_total counter\n");

@@ -20,7 +20,8 @@
 //!
 //! Nothing is ever written outside the destination: entry names were
 //! validated when the tree was decoded, the destination must be new or
-//! empty, and a symlink is created only if its target stays inside.
+//! empty, and symlinks are created only if every one of them, resolved
+//! through the others (`cairn_tree::LinkTree`), stays inside.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -30,7 +31,7 @@ use std::path::{Path, PathBuf};
 use cairn_digest::Digest;
 use cairn_store::{FsStore, StoreError};
 use cairn_tree::proto::Directory;
-use cairn_tree::{decode_directory, symlink_target_stays_inside};
+use cairn_tree::{decode_directory, LinkTree};
 use rayon::prelude::*;
 
 use crate::error::SnapshotError;
@@ -121,8 +122,9 @@ pub fn materialize(
     let tree = load_tree(store, root)?;
     let mut files: Vec<(PathBuf, Digest, bool)> = Vec::new();
     let mut symlinks: Vec<(PathBuf, String)> = Vec::new();
+    let mut links = LinkTree::new();
     let mut problem = None;
-    tree.walk(|rel, depth, dir| {
+    tree.walk(|rel, _depth, dir| {
         let here = dest.join(rel);
         if !rel.is_empty() {
             if let Err(e) = std::fs::create_dir(&here) {
@@ -134,17 +136,19 @@ pub fn materialize(
             files.push((here.join(&f.name), d, f.is_executable));
         }
         for s in &dir.symlinks {
-            if !symlink_target_stays_inside(depth, &s.target) {
-                problem.get_or_insert(SnapshotError::EscapingSymlink {
-                    path: here.join(&s.name),
-                    target: s.target.clone(),
-                });
-            }
+            links.insert(&join(rel, &s.name), &s.target);
             symlinks.push((here.join(&s.name), s.target.clone()));
         }
     });
     if let Some(e) = problem {
         return Err(e);
+    }
+    // Resolved through the tree's other symlinks, not judged one by one.
+    if let Some(escape) = links.first_escape() {
+        return Err(SnapshotError::EscapingSymlink {
+            path: dest.join(&escape.path),
+            target: escape.target,
+        });
     }
     cairn_store::io_pool().install(|| {
         files.par_iter().try_for_each(|(path, digest, exec)| {

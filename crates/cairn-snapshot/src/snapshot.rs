@@ -31,6 +31,11 @@ pub struct SnapshotOptions {
     pub exclude: Vec<String>,
     /// Also honour `.gitignore` files found in the tree.
     pub gitignore: bool,
+    /// A directory seen once (a build's `/out`): no stat cache is read or
+    /// written, and the path is used as given, not resolved, since it may
+    /// be a `/proc/self/fd/N/.` path to a mount only this process reaches
+    /// (resolving it would name another directory).
+    pub seen_once: bool,
 }
 
 /// What a snapshot stored.
@@ -73,11 +78,18 @@ pub fn snapshot(
     if !meta.is_dir() {
         return Err(unsupported(path, &meta.file_type()));
     }
-    let root = std::fs::canonicalize(path).map_err(|e| SnapshotError::io("resolving", path, e))?;
+    let root = if options.seen_once {
+        path.to_path_buf()
+    } else {
+        std::fs::canonicalize(path).map_err(|e| SnapshotError::io("resolving", path, e))?
+    };
     let clock = Instant::now();
     // The stat cache is parsed while the directory is walked.
     let (entries, mut cache) = std::thread::scope(|s| {
-        let cache = s.spawn(|| StatCache::load(store, &root));
+        let cache = s.spawn(|| match options.seen_once {
+            true => StatCache::default(),
+            false => StatCache::load(store, &root),
+        });
         let entries = walk(&root, options);
         let cache = cache.join().expect("loading the stat cache does not panic");
         entries.map(|e| (e, cache))
@@ -98,7 +110,7 @@ pub fn snapshot(
     // Durable before the stat cache may vouch for them.
     store.sync_written()?;
     let changed = files.iter().any(|f| f.was_read || f.blob_changed);
-    if changed || claimed || cache.len() != files.len() {
+    if !options.seen_once && (changed || claimed || cache.len() != files.len()) {
         let entries = files
             .iter()
             .map(|f| CacheEntry {

@@ -126,6 +126,8 @@ pub struct Entry {
 }
 
 /// The cache of one snapshotted root: the bytes of its file, searched in place.
+/// The default is an empty cache that is never saved (a directory seen once).
+#[derive(Default)]
 pub struct StatCache {
     file: PathBuf,
     root: PathBuf,

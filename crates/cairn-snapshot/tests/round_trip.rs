@@ -153,6 +153,7 @@ fn excludes_and_gitignore_leave_paths_out() {
         &SnapshotOptions {
             exclude: vec!["target".into()],
             gitignore: true,
+            ..SnapshotOptions::default()
         },
         &NoProgress,
     )
@@ -204,6 +205,37 @@ fn escaping_symlinks_are_never_created() {
         assert!(std::fs::symlink_metadata(out.join("evil")).is_err());
         std::fs::remove_dir_all(&out).unwrap();
     }
+}
+
+#[test]
+fn a_symlink_escaping_through_another_is_never_created() {
+    // a/b/c/l -> ../../.. names the root; up -> a/b/c/l/../../.. is
+    // lexically `a`, but followed it goes through l and above the root.
+    let tmp = tempfile::tempdir().unwrap();
+    let store = FsStore::open(tmp.path().join("store")).unwrap();
+    let put = |b: DirectoryBuilder| {
+        store
+            .put_bytes_sync(&cairn_tree::encode_directory(&b.build().unwrap()))
+            .unwrap()
+    };
+    let mut c = DirectoryBuilder::new();
+    c.symlink("l", "../../..");
+    let mut b = DirectoryBuilder::new();
+    b.directory("c", put(c));
+    let mut a = DirectoryBuilder::new();
+    a.directory("b", put(b));
+    let mut root = DirectoryBuilder::new();
+    root.directory("a", put(a))
+        .symlink("up", "a/b/c/l/../../..");
+    let digest = put(root);
+    let out = tmp.path().join("out");
+    let err = materialize(&store, &digest, &out, LINKED, &NoProgress).unwrap_err();
+    match &err {
+        SnapshotError::EscapingSymlink { path, .. } => assert_eq!(path, &out.join("up")),
+        other => panic!("{other}"),
+    }
+    assert!(std::fs::symlink_metadata(out.join("up")).is_err());
+    assert!(std::fs::symlink_metadata(out.join("a/b/c/l")).is_err());
 }
 
 #[test]

@@ -20,6 +20,7 @@
 pub mod proto;
 
 mod directory;
+mod links;
 mod path;
 mod prefix;
 
@@ -27,5 +28,6 @@ pub use directory::{
     decode_directory, directory_digest, encode_directory, validate_directory, DirectoryBuilder,
     TreeError,
 };
-pub use path::{symlink_target_stays_inside, validate_name, NameError};
+pub use links::{EscapingLink, LinkTree, Resolution, MAX_SYMLINK_FOLLOWS};
+pub use path::{validate_name, NameError};
 pub use prefix::could_begin_directory;

@@ -1,7 +1,8 @@
-//! Entry names and symlink targets: what a tree may contain.
+//! Entry names: what a tree may contain (symlinks are judged by
+//! resolving them, in `links.rs`).
 //!
-//! Both checks are pure string logic so that decoding, snapshotting and
-//! materializing share one definition of "safe".
+//! Pure string logic, so that decoding, snapshotting and materializing
+//! share one definition of "safe".
 
 /// Why a name cannot be a tree entry.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -27,32 +28,6 @@ pub fn validate_name(name: &str) -> Result<(), NameError> {
     }
 }
 
-/// Whether a symlink at depth `depth` below the root (0 = in the root
-/// directory itself) with `target` resolves inside the tree.
-///
-/// Absolute targets are outside by definition: the tree may be materialized
-/// anywhere. A relative target is walked lexically; climbing above the root
-/// at any point is an escape, even if the path comes back down.
-pub fn symlink_target_stays_inside(depth: usize, target: &str) -> bool {
-    if target.is_empty() || target.starts_with('/') || target.contains('\0') {
-        return false;
-    }
-    let mut level = depth as isize;
-    for part in target.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                level -= 1;
-                if level < 0 {
-                    return false;
-                }
-            }
-            _ => level += 1,
-        }
-    }
-    true
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -65,17 +40,5 @@ mod tests {
         assert!(matches!(validate_name(".."), Err(NameError::Dot(_))));
         assert!(matches!(validate_name("a/b"), Err(NameError::BadChar(_))));
         assert!(matches!(validate_name("a\0"), Err(NameError::BadChar(_))));
-    }
-
-    #[test]
-    fn symlink_targets() {
-        assert!(symlink_target_stays_inside(0, "a/b"));
-        assert!(symlink_target_stays_inside(1, "../b"));
-        assert!(symlink_target_stays_inside(2, "../../x"));
-        assert!(!symlink_target_stays_inside(0, "../x"));
-        assert!(!symlink_target_stays_inside(1, "../../x"));
-        assert!(!symlink_target_stays_inside(0, "/etc/passwd"));
-        assert!(!symlink_target_stays_inside(0, "a/../../x"));
-        assert!(!symlink_target_stays_inside(0, ""));
     }
 }

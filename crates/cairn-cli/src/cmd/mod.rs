@@ -19,7 +19,7 @@ pub use workspace::Workspace;
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use cairn_store::{OpenOptions, Store};
 
 use crate::cli::{Cli, Command, Global};
@@ -103,8 +103,8 @@ pub fn store_url(global: &Global) -> String {
     }
 }
 
-/// Everything opening a store needs, read once here: `--token`
-/// (`CAIRN_TOKEN`), the CA file in `CAIRN_CA_CERT`, and the `AWS_*`
+/// Everything opening a store needs, read once here: the token
+/// (`--token-file`, `CAIRN_TOKEN`), the CA file in `CAIRN_CA_CERT`, and the `AWS_*`
 /// variables for S3.
 fn open_options(global: &Global, access: Access) -> Result<OpenOptions> {
     let env = cairn_store::http::CA_CERT_ENV;
@@ -122,7 +122,7 @@ fn open_options(global: &Global, access: Access) -> Result<OpenOptions> {
         .filter(|(name, _)| name.starts_with("AWS_"))
         .collect();
     Ok(OpenOptions {
-        token: global.token.clone(),
+        token: token(global)?,
         ca_certs,
         create: access == Access::Create,
         aws,
@@ -140,4 +140,25 @@ pub fn default_location() -> PathBuf {
             PathBuf::from(home).join(".local/share")
         });
     data.join("cairn/store")
+}
+
+/// The bearer token: the contents of `--token-file` (`CAIRN_TOKEN_FILE`),
+/// else `CAIRN_TOKEN`. `--token VALUE` is refused, naming both.
+pub fn token(global: &Global) -> Result<Option<String>> {
+    if global.token_on_command_line.is_some() {
+        bail!(
+            "--token puts the token where every local user can read it (ps, /proc); \
+             give --token-file PATH or set CAIRN_TOKEN"
+        );
+    }
+    if let Some(path) = &global.token_file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the token file {}", path.display()))?;
+        let token = text.trim();
+        if token.is_empty() {
+            bail!("the token file {} is empty", path.display());
+        }
+        return Ok(Some(token.to_owned()));
+    }
+    Ok(std::env::var("CAIRN_TOKEN").ok().filter(|t| !t.is_empty()))
 }

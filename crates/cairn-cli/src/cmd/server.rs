@@ -73,16 +73,39 @@ async fn serve(global: &Global, args: ServerArgs) -> Result<i32> {
     let mut stdout = std::io::stdout();
     writeln!(stdout, "listening on {scheme}://{addr}")?;
     stdout.flush()?;
+    raise_fd_limit();
     let config = ServerConfig {
         tokens,
         anonymous_read: args.anonymous_read,
         event_ring: 0,
         tls,
+        limits: cairn_server::ConnectionLimits {
+            per_client: args.max_connections_per_client,
+            total: args.max_connections,
+            header_timeout: args.header_timeout,
+            idle_timeout: args.idle_timeout,
+        },
     };
     cairn_server::serve(listener, store, config, shutdown_signal())
         .await
         .context("serving")?;
     Ok(0)
+}
+
+/// Raises the soft file-descriptor limit to the hard one: every connection
+/// holds one, and the server caps its connections below the limit.
+fn raise_fd_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        let raised = Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        };
+        if let Err(e) = setrlimit(Resource::Nofile, raised) {
+            tracing::warn!("cannot raise the file-descriptor limit: {e}");
+        }
+    }
 }
 
 /// Completes on the first SIGINT or SIGTERM.

@@ -19,6 +19,8 @@ pub(super) struct Applier<'a> {
     pub(super) dest: &'a Path,
     /// Paths (relative) this layer created: whiteouts leave them alone.
     pub(super) created: HashSet<PathBuf>,
+    /// The symlinks of the image so far, by relative path.
+    pub(super) links: &'a mut cairn_tree::LinkTree,
 }
 
 impl Applier<'_> {
@@ -77,13 +79,15 @@ impl Applier<'_> {
             }
             EntryType::Symlink => {
                 let target = link_name(entry, &raw)?;
-                if !cairn_tree::symlink_target_stays_inside(parents.len(), &target) {
+                self.replace(&raw, &path, &rel)?;
+                let key = parts.join("/");
+                self.links.insert(&key, &target);
+                if self.links.resolve(&key) == cairn_tree::Resolution::Escapes {
                     return Err(Self::hostile(
                         &raw,
                         format!("symlink target {target:?} points outside the image"),
                     ));
                 }
-                self.replace(&raw, &path, &rel)?;
                 std::os::unix::fs::symlink(&target, &path).map_err(Self::io(&path))
             }
             EntryType::Link => {
@@ -111,7 +115,9 @@ impl Applier<'_> {
         if format!("{WHITEOUT}{hidden}") == OPAQUE {
             for child in fs::read_dir(parent).map_err(Self::io(parent))? {
                 let child = child.map_err(Self::io(parent))?;
-                if !self.created.contains(&rel_parent.join(child.file_name())) {
+                let rel = rel_parent.join(child.file_name());
+                if !self.created.contains(&rel) {
+                    self.links.remove_under(&rel.to_string_lossy());
                     remove_any(&child.path()).map_err(Self::io(&child.path()))?;
                 }
             }
@@ -134,6 +140,7 @@ impl Applier<'_> {
             return Ok(()); // a whiteout hides lower layers only
         }
         let target = parent.join(hidden);
+        self.links.remove_under(&rel.to_string_lossy());
         match fs::symlink_metadata(&target) {
             Ok(_) => remove_any(&target).map_err(Self::io(&target)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
@@ -195,7 +202,10 @@ impl Applier<'_> {
                 raw,
                 format!("{} is already a directory of this layer", rel.display()),
             )),
-            Ok(_) => remove_any(path).map_err(Self::io(path)),
+            Ok(_) => {
+                self.links.remove_under(&rel.to_string_lossy());
+                remove_any(path).map_err(Self::io(path))
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(Self::io(path)(e)),
         }

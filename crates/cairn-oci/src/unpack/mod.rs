@@ -10,7 +10,9 @@
 //! `cairn-fetch` applies to archives and more: paths are plain relative
 //! names (no `..`, nothing absolute, UTF-8, valid tree names); parents are
 //! walked from the destination without following symlinks, so nothing is
-//! written through a link; symlink targets must stay inside the image;
+//! written through a link; symlinks must stay inside the image, resolved through
+//! the image's other symlinks (`cairn_tree::LinkTree`: `a/b/l -> ../..` and
+//! `up -> a/b/l/..` escape together);
 //! hard links must name a regular file already unpacked; device nodes,
 //! fifos and other special files are refused (a tree cannot hold them); a
 //! whiteout must name one plain entry (`.wh...`, `.wh..`, `.wh.` and the
@@ -81,12 +83,14 @@ pub enum LayerError {
     },
 }
 
-/// What has been spent of the [`Limits`] so far.
+/// What has been spent of the [`Limits`] so far, and the symlinks the
+/// layers applied so far have left (to judge escapes through each other).
 #[derive(Debug)]
 pub struct Budget {
     limits: Limits,
     bytes: u64,
     entries: u64,
+    links: cairn_tree::LinkTree,
 }
 
 impl Budget {
@@ -96,6 +100,7 @@ impl Budget {
             limits,
             bytes: 0,
             entries: 0,
+            links: cairn_tree::LinkTree::new(),
         }
     }
 }
@@ -139,12 +144,14 @@ pub fn apply_layer(
     let mut applier = Applier {
         dest,
         created: HashSet::new(),
+        links: &mut budget.links,
     };
     let entries = tar.entries().map_err(io_at(dest))?;
+    let mut count = budget.entries;
     for entry in entries {
         let mut entry = entry.map_err(|e| too_large_or(e, dest, layer_cap, total_left))?;
-        budget.entries += 1;
-        if budget.entries > budget.limits.entries {
+        count += 1;
+        if count > budget.limits.entries {
             return Err(LayerError::TooLarge(format!(
                 "more than {} entries",
                 budget.limits.entries
@@ -155,6 +162,18 @@ pub fn apply_layer(
             other => other,
         })?;
     }
+    // A link that stayed inside when it was written may escape through a
+    // link written after it (`up -> a/l/..` before `a/l -> ..`).
+    if let Some(escape) = applier.links.first_escape() {
+        return Err(LayerError::Hostile {
+            entry: escape.path,
+            reason: format!(
+                "symlink target {:?} leads outside the image through the image's other symlinks",
+                escape.target
+            ),
+        });
+    }
+    budget.entries = count;
     budget.bytes += tar.into_inner().read;
     Ok(())
 }

@@ -113,5 +113,6 @@ fn limits(w: LimitsWire) -> Limits {
         processes: w.processes.unwrap_or(d.processes),
         open_files: w.open_files.unwrap_or(d.open_files),
         tmp: w.tmp.map_or(d.tmp, |b| b.0),
+        out: w.out.map_or(d.out, |b| b.0),
     }
 }

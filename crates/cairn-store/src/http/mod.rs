@@ -153,7 +153,7 @@ impl HttpStore {
                 plain.then(|| line.to_string())
             });
         let hint = if status == StatusCode::UNAUTHORIZED {
-            " (give a token with --token or CAIRN_TOKEN)"
+            " (give a token with --token-file or CAIRN_TOKEN)"
         } else {
             ""
         };

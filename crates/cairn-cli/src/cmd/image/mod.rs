@@ -96,17 +96,43 @@ pub async fn run(global: &Global, cmd: ImageCommand) -> Result<i32> {
 /// `CAIRN_REGISTRY_USER` and `CAIRN_REGISTRY_PASSWORD`, plain HTTP for
 /// loopback registries only.
 pub fn registry_from_env() -> Result<RegistryConfig> {
-    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let user = std::env::var("CAIRN_REGISTRY_USER")
+        .ok()
+        .filter(|v| !v.is_empty());
     registry_config(&RegistryArgs {
-        registry_user: var("CAIRN_REGISTRY_USER"),
-        registry_password: var("CAIRN_REGISTRY_PASSWORD"),
+        registry_user: user,
         ..RegistryArgs::default()
     })
 }
 
+/// The registry password: the contents of `--registry-password-file`, else
+/// `CAIRN_REGISTRY_PASSWORD`. `--registry-password VALUE` is refused (every
+/// local user sees a command line).
+fn registry_password(args: &RegistryArgs) -> Result<Option<String>> {
+    if args.registry_password_on_command_line.is_some() {
+        bail!(
+            "--registry-password puts the password where every local user can read it (ps, /proc); \
+             give --registry-password-file PATH or set CAIRN_REGISTRY_PASSWORD"
+        );
+    }
+    if let Some(path) = &args.registry_password_file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the password file {}", path.display()))?;
+        let password = text.trim_end_matches(['\n', '\r']);
+        if password.is_empty() {
+            bail!("the password file {} is empty", path.display());
+        }
+        return Ok(Some(password.to_owned()));
+    }
+    Ok(std::env::var("CAIRN_REGISTRY_PASSWORD")
+        .ok()
+        .filter(|v| !v.is_empty()))
+}
+
 /// The registry settings the flags and environment give.
 pub fn registry_config(args: &RegistryArgs) -> Result<RegistryConfig> {
-    let credentials = match (&args.registry_user, &args.registry_password) {
+    let password = registry_password(args)?;
+    let credentials = match (&args.registry_user, &password) {
         (Some(u), Some(p)) => Some(Credentials {
             username: u.clone(),
             password: p.clone(),

@@ -27,6 +27,7 @@ pub async fn run(global: &Global, ws: &Workspace, args: AddArgs) -> Result<i32> 
     let options = SnapshotOptions {
         exclude: args.exclude,
         gitignore: args.gitignore,
+        ..SnapshotOptions::default()
     };
     let progress = Progress::new("adding", None);
     let added = snapshot(&ws.fs, &args.path, &options, &progress);

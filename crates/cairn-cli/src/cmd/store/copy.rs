@@ -3,7 +3,7 @@
 //!
 //! The source is the global `--store`; the destination is opened with its
 //! checks (for S3, credentials and conditional writes; for a server, its
-//! health and `--token`) before anything moves, and created if it is a
+//! health and the token) before anything moves, and created if it is a
 //! local directory not yet a store. A digest whose blob is a release
 //! document, or a `releases/<service>/<hex>` ref, is copied as a release
 //! (`cairn_release::copy_release`); a `channels/<service>/<channel>` ref as
@@ -41,7 +41,7 @@ pub async fn run(
     to: &str,
     kind: CopyKind,
 ) -> Result<i32> {
-    // --token (CAIRN_TOKEN) goes to the destination too: copying from a
+    // The token (--token-file, CAIRN_TOKEN) goes to the destination too: copying from a
     // local store to a `cairn server` needs write access there.
     let dest = super::super::connect(to, global, super::super::Access::Create)
         .await

@@ -1,7 +1,7 @@
 //! `cairn store ls DIGEST`: a tree's entries, one per line: kind, size,
 //! digest, path (last, so the columns line up; a symlink shows its
 //! target). From a remote store: after copying the tree into the local
-//! cache.
+//! cache. Names are escaped for the terminal.
 
 use anyhow::Result;
 use cairn_digest::Digest;
@@ -77,6 +77,7 @@ pub async fn run(global: &Global, ws: &Workspace, text: &str, recursive: bool) -
         entries.retain(|e| !e.path.contains('/'));
     }
     entries.sort_by(|a, b| a.path.cmp(&b.path));
+    // Text escapes names for the terminal (JSON escapes them itself).
     emit(global.json, &entries, |entries| {
         entries
             .iter()
@@ -84,8 +85,12 @@ pub async fn run(global: &Global, ws: &Workspace, text: &str, recursive: bool) -
                 let size = e.size.map(|s| s.to_string()).unwrap_or_default();
                 let digest = e.digest.as_deref().unwrap_or("-");
                 let path = match &e.target {
-                    Some(t) => format!("{} -> {t}", e.path),
-                    None => e.path.clone(),
+                    Some(t) => format!(
+                        "{} -> {}",
+                        cairn_escape::name_str(&e.path),
+                        cairn_escape::name_str(t)
+                    ),
+                    None => cairn_escape::name_str(&e.path).into_owned(),
                 };
                 format!("{:<4}  {size:>10}  {digest:<71}  {path}", e.kind)
             })

@@ -1,0 +1,120 @@
+//! `cairn build` of hostile steps, end to end: what each attempt ends as,
+//! the one-line error naming the limit, path or call, exit status 1, and
+//! the terminal never receiving a step's escape sequences raw.
+
+#[path = "project/mod.rs"]
+mod project;
+
+use project::Project;
+
+/// A control character or escape sequence reached stderr raw.
+fn has_raw_controls(text: &str) -> bool {
+    text.chars()
+        .any(|c| (c.is_control() && c != '\n') || ('\u{80}'..='\u{9f}').contains(&c))
+}
+
+#[test]
+fn a_sparse_file_over_limits_out_fails_the_build_naming_it() {
+    let p = Project::new(
+        "truncate -s 1099511627776 $OUT/disk.img && echo small > $OUT/ok",
+        "limits = { out = \"64MiB\" }",
+    );
+    let err = p.build_fails(&[]);
+    assert!(err.contains("/out/disk.img"), "{err}");
+    assert!(
+        err.contains("1 TiB long") && err.contains("limits.out = 64 MiB"),
+        "{err}"
+    );
+    assert!(err.contains("0 B allocated"), "{err}");
+}
+
+#[test]
+fn filling_out_or_forking_without_end_names_the_limit() {
+    let p = Project::new(
+        "dd if=/dev/zero of=$OUT/big bs=1024 count=8192",
+        "limits = { out = \"1MiB\" }",
+    );
+    let err = p.build_fails(&[]);
+    assert!(err.contains("/out full (limits.out = 1 MiB)"), "{err}");
+
+    let p = Project::new(
+        "b() { b & b; }; b",
+        "limits = { processes = 16 }\ntimeout = \"60s\"",
+    );
+    let started = std::time::Instant::now();
+    let err = p.build_fails(&[]);
+    assert!(
+        err.contains("process limit (limits.processes = 16)"),
+        "{err}"
+    );
+    assert!(started.elapsed().as_secs() < 30, "waited for the timeout");
+}
+
+#[test]
+fn an_output_symlink_escaping_through_another_fails_the_build() {
+    let p = Project::new(
+        "mkdir -p $OUT/a/b/c && ln -s ../../.. $OUT/a/b/c/l && ln -s a/b/c/l/../../.. $OUT/up",
+        "",
+    );
+    let err = p.build_fails(&[]);
+    assert!(
+        err.contains("/out/up -> a/b/c/l/../../.. leads outside /out"),
+        "{err}"
+    );
+    let p = Project::new("ln -s /etc/passwd $OUT/passwd", "");
+    let err = p.build_fails(&[]);
+    assert!(err.contains("/out/passwd -> /etc/passwd"), "{err}");
+}
+
+#[test]
+fn a_step_s_escape_sequences_never_reach_the_terminal_raw() {
+    // OSC 0 (window title), OSC 8 (hyperlink), CSI (clear screen), a lone
+    // CR, C1 CSI, a bidi override; then a failure, so the tail is shown.
+    let script = r#"printf 'title\033]0;pwned\007 link\033]8;;http://x\033\\ clear\033[2J cr\rover c1\302\2332J bidi\342\200\256x\n'; exit 3"#;
+    let p = Project::new(script, "");
+    for args in [&[][..], &["-v"][..]] {
+        let out = p.build(args);
+        assert_eq!(out.status.code(), Some(1));
+        let err = project::stderr(&out);
+        assert!(!has_raw_controls(&err), "raw control characters: {err:?}");
+        assert!(err.contains("title\\x1b]0;pwned\\x07"), "{err}");
+        assert!(
+            err.contains("clear\\x1b[2J cr\\rover c1\\u{9b}2J bidi\\u{202e}x"),
+            "{err}"
+        );
+    }
+    // The kept log holds the raw bytes.
+    let logs = p.store.join("cache/logs");
+    let log = std::fs::read_dir(&logs)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    assert!(std::fs::read(log)
+        .unwrap()
+        .windows(4)
+        .any(|w| w == b"\x1b[2J"));
+}
+
+#[test]
+fn names_with_control_characters_are_escaped_everywhere() {
+    let p = Project::new(r#"printf x > "$OUT/$(printf 'evil\033[2J\nname')""#, "");
+    let out = p.build_json(&[]);
+    let tree = out["output"].as_str().unwrap().to_owned();
+    let listed = p.ok(&["store", "ls", &tree]);
+    assert!(listed.contains("evil\\x1b[2J\\nname"), "{listed}");
+    assert!(!has_raw_controls(&listed), "{listed:?}");
+    // An error naming the file: checkout into a destination that has it.
+    let dest = p.root.join("co");
+    std::fs::create_dir(&dest).unwrap();
+    std::fs::write(dest.join("evil\x1b[2J\nname"), "").unwrap();
+    let out = p
+        .command(&["store", "checkout", &tree, dest.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = project::stderr(&out);
+    assert!(!has_raw_controls(&err), "{err:?}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
