@@ -31,9 +31,10 @@ pub use error::{ErrorKind, Location, RecipeError};
 pub use graph::UnknownStep;
 pub use model::{
     Deploy, Gate, HealthCheck, Input, Limits, Mount, MountSource, Probe, Recipe, Release, RunSpec,
-    Step, Stop, Strategy,
+    Step, Stop, Strategy, DEFAULT_THRESHOLD,
 };
 pub use name::{InputName, Name, StepName};
+pub use run_json::RunSpecError;
 pub use units::{parse_bytes, parse_duration};
 
 impl Recipe {

@@ -7,7 +7,8 @@ use toml::Spanned;
 
 use crate::error::{ErrorKind, RecipeError, Source};
 use crate::model::{
-    Deploy, Gate, HealthCheck, Probe, Release, RunSpec, Step, Stop, Strategy, SIGNALS,
+    Deploy, Gate, HealthCheck, Probe, Release, RunSpec, Step, Stop, Strategy, DEFAULT_THRESHOLD,
+    SIGNALS,
 };
 use crate::name::{Name, StepName};
 use crate::wire::{DeployWire, GateWire, HealthWire, ReleaseWire, StopWire, StrategyWire};
@@ -91,11 +92,20 @@ fn health(
         (_, _, Some(argv)) => Probe::Exec(argv),
         (None, None, None) => unreachable!("exactly one form checked above"),
     };
+    let threshold = match w.threshold {
+        Some(t) if *t.get_ref() == 0 => {
+            let msg = "health check `threshold` must be at least 1";
+            return Err(src.error(t.span(), ErrorKind::Invalid(msg.into())));
+        }
+        Some(t) => t.into_inner(),
+        None => DEFAULT_THRESHOLD,
+    };
     Ok(HealthCheck {
         probe,
         interval: w.interval.map_or(Duration::from_secs(1), |d| d.0),
         deadline: w.deadline.map_or(Duration::from_secs(30), |d| d.0),
         bake: w.bake.map_or(Duration::ZERO, |d| d.0),
+        threshold,
     })
 }
 
