@@ -278,6 +278,11 @@ pub enum ChannelCommand {
     /// Write one with `cairn policy add FILE SERVICE CHANNEL --key NAME`
     /// rather than copying key ids by hand. Unknown fields, a key or channel
     /// listed twice, and a threshold above the number of keys are refused.
+    ///
+    /// On success the statement's sequence is remembered (per service and
+    /// channel, in $XDG_STATE_HOME/cairn/accepted, else
+    /// ~/.local/state/cairn/accepted), and any later statement with a lower
+    /// sequence, or another statement with the same one, is refused.
     #[command(verbatim_doc_comment)]
     Verify {
         /// The service.
@@ -287,7 +292,7 @@ pub enum ChannelCommand {
         /// The trust policy file.
         #[arg(long)]
         policy: PathBuf,
-        /// Refuse statements not newer than this sequence.
+        /// Also refuse statements not newer than this sequence.
         #[arg(long)]
         last_sequence: Option<u64>,
     },
