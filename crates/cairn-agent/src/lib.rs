@@ -40,7 +40,7 @@ pub mod state;
 pub mod status;
 pub mod users;
 
-pub use agent::{Agent, AgentError, PumpCommand, Settings, ShutdownMode};
+pub use agent::{Agent, AgentError, CrashPoint, PumpCommand, Settings, ShutdownMode};
 pub use config::AgentConfig;
 pub use gate::{Decision, Immediately, Outcome, UpdateGate, UpdateRequest};
 pub use phase::Phase;

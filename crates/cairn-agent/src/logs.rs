@@ -136,9 +136,18 @@ pub struct PumpSettings {
 }
 
 /// Copies `input` to the log files line by line until it ends.
+///
+/// Writing never stops the pump: lines that cannot be written (a full
+/// disk) are counted and dropped, and a note saying how many is written
+/// once writing works again. A pump that exited would leave the service a
+/// pipe without a reader, and its next write would kill it.
 pub fn pump(mut input: impl Read, s: &PumpSettings) -> io::Result<()> {
-    std::fs::create_dir_all(&s.files.dir)?;
-    let mut writer = Writer::open(s)?;
+    let _ = std::fs::create_dir_all(&s.files.dir);
+    let mut writer = Writer {
+        s,
+        file: append(&s.files.current()).ok(),
+        dropped: 0,
+    };
     let mut buf = vec![0u8; 64 << 10];
     let mut partial: Vec<u8> = Vec::new();
     loop {
@@ -159,13 +168,13 @@ pub fn pump(mut input: impl Read, s: &PumpSettings) -> io::Result<()> {
         }
         partial.drain(..start);
         if !out.is_empty() {
-            writer.write(&out)?;
+            writer.write(&out);
         }
     }
     if !partial.is_empty() {
         let mut out = Vec::new();
         line(&mut out, &s.tag, &partial);
-        writer.write(&out)?;
+        writer.write(&out);
     }
     Ok(())
 }
@@ -181,34 +190,51 @@ fn line(out: &mut Vec<u8>, tag: &str, text: &[u8]) {
 
 struct Writer<'a> {
     s: &'a PumpSettings,
-    file: File,
+    file: Option<File>,
+    /// Lines dropped since the last successful write.
+    dropped: u64,
 }
 
-impl<'a> Writer<'a> {
-    fn open(s: &'a PumpSettings) -> io::Result<Self> {
-        Ok(Self {
-            file: append(&s.files.current())?,
-            s,
-        })
+impl Writer<'_> {
+    /// Writes whole lines; on failure counts them as dropped.
+    fn write(&mut self, bytes: &[u8]) {
+        if self.try_write(bytes).is_err() {
+            self.dropped += bytes.iter().filter(|b| **b == b'\n').count() as u64;
+            self.file = None;
+        }
     }
 
-    fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.follow_rotation()?;
-        self.file.write_all(bytes)?;
-        if self.file.stream_position()? >= self.s.limits.max_bytes {
+    fn try_write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.reopen_if_needed()?;
+        let file = self.file.as_mut().expect("opened above");
+        if self.dropped > 0 {
+            let note = format!(
+                "{} [{} lines dropped: the log could not be written]\n",
+                self.s.tag, self.dropped
+            );
+            file.write_all(note.as_bytes())?;
+            self.dropped = 0;
+        }
+        file.write_all(bytes)?;
+        if file.stream_position()? >= self.s.limits.max_bytes {
             self.rotate()?;
         }
         Ok(())
     }
 
-    /// Reopens the current file if another pump rotated it away.
-    fn follow_rotation(&mut self) -> io::Result<()> {
-        let ours = self.file.metadata()?.ino();
+    /// (Re)opens the current file if there is none, or if another pump
+    /// rotated it away.
+    fn reopen_if_needed(&mut self) -> io::Result<()> {
+        let ours = match &self.file {
+            Some(f) => Some(f.metadata()?.ino()),
+            None => None,
+        };
         let path = std::fs::metadata(self.s.files.current())
             .map(|m| m.ino())
             .ok();
-        if path != Some(ours) {
-            self.file = append(&self.s.files.current())?;
+        if ours.is_none() || path != ours {
+            let _ = std::fs::create_dir_all(&self.s.files.dir);
+            self.file = Some(append(&self.s.files.current())?);
         }
         Ok(())
     }
@@ -217,7 +243,10 @@ impl<'a> Writer<'a> {
         let files = &self.s.files;
         let lock = File::create(files.lock_path())?;
         rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)?;
-        let ours = self.file.metadata()?.ino();
+        let ours = match &self.file {
+            Some(f) => f.metadata()?.ino(),
+            None => return Ok(()),
+        };
         let path = std::fs::metadata(files.current()).map(|m| m.ino()).ok();
         if path == Some(ours) {
             let keep = self.s.limits.keep;
@@ -231,7 +260,7 @@ impl<'a> Writer<'a> {
                 std::fs::rename(files.current(), files.rotated(1))?;
             }
         }
-        self.file = append(&files.current())?;
+        self.file = Some(append(&files.current())?);
         Ok(())
     }
 }

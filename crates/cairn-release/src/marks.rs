@@ -133,12 +133,14 @@ fn io(action: &'static str, path: &Path, source: std::io::Error) -> MarkError {
 
 fn read(path: &Path) -> Result<Option<Mark>, MarkError> {
     match std::fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|source| MarkError::Malformed {
-                path: path.to_path_buf(),
-                source,
-            }),
+        Ok(bytes) => {
+            serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|source| MarkError::Malformed {
+                    path: path.to_path_buf(),
+                    source,
+                })
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(io("reading", path, e)),
     }

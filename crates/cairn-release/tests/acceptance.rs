@@ -50,9 +50,17 @@ async fn check(store: &Store, last: Option<&Mark>) -> Result<Accepted, AcceptErr
 }
 
 async fn promote_at(store: &Store, channel: &str, release: &Digest) {
-    promote(store, "hello", channel, release, &key(1), DEFAULT_EXPIRY, NOW)
-        .await
-        .unwrap();
+    promote(
+        store,
+        "hello",
+        channel,
+        release,
+        &key(1),
+        DEFAULT_EXPIRY,
+        NOW,
+    )
+    .await
+    .unwrap();
 }
 
 fn refusal(result: Result<Accepted, AcceptError>) -> Refused {
@@ -73,11 +81,17 @@ async fn accepts_a_good_statement_and_the_same_one_again() {
     promote_at(&store, "prod", &v1).await;
     let first = check(&store, None).await.unwrap();
     assert!(first.is_new);
-    assert_eq!((first.release_digest, first.release.version.as_str()), (v1, "1.0"));
+    assert_eq!(
+        (first.release_digest, first.release.version.as_str()),
+        (v1, "1.0")
+    );
     assert_eq!(first.run.command, ["bin/hello"]);
     let mark = first.mark();
     let again = check(&store, Some(&mark)).await.unwrap();
-    assert!(!again.is_new, "the statement accepted last time is not news");
+    assert!(
+        !again.is_new,
+        "the statement accepted last time is not news"
+    );
 
     let v2 = publish(&store, "hello", "2.0", &key(1)).await;
     promote_at(&store, "prod", &v2).await;
@@ -119,16 +133,27 @@ async fn older_and_equal_but_different_statements_are_replays() {
         release: v1,
     };
     let r = refusal(check(&store, Some(&other)).await);
-    assert!(matches!(r, Refused::Statement(Refusal::StaleSequence { .. })));
+    assert!(matches!(
+        r,
+        Refused::Statement(Refusal::StaleSequence { .. })
+    ));
 }
 
 #[tokio::test]
 async fn expired_foreign_and_unsigned_statements_are_refused() {
     let store = Store::memory();
     let v1 = publish(&store, "hello", "1.0", &key(1)).await;
-    promote(&store, "hello", "prod", &v1, &key(1), Duration::seconds(1), NOW)
-        .await
-        .unwrap();
+    promote(
+        &store,
+        "hello",
+        "prod",
+        &v1,
+        &key(1),
+        Duration::seconds(1),
+        NOW,
+    )
+    .await
+    .unwrap();
     let (policy, keys) = trust();
     let later = NOW + Duration::seconds(2);
     let r = accept(&store, &policy, &keys, None, later).await;
@@ -142,13 +167,24 @@ async fn expired_foreign_and_unsigned_statements_are_refused() {
         .await
         .unwrap();
     let r = refusal(check(&store, None).await);
-    assert!(matches!(r, Refused::Statement(Refusal::UnknownKey(_))), "{r}");
+    assert!(
+        matches!(r, Refused::Statement(Refusal::UnknownKey(_))),
+        "{r}"
+    );
 
     // A statement for another service placed in this channel's ref.
     let other = publish(&store, "other", "1.0", &key(1)).await;
-    promote(&store, "other", "prod", &other, &key(1), DEFAULT_EXPIRY, NOW)
-        .await
-        .unwrap();
+    promote(
+        &store,
+        "other",
+        "prod",
+        &other,
+        &key(1),
+        DEFAULT_EXPIRY,
+        NOW,
+    )
+    .await
+    .unwrap();
     let theirs = store
         .refs
         .get(&RefName::new("channels/other/prod").unwrap())
@@ -163,7 +199,10 @@ async fn expired_foreign_and_unsigned_statements_are_refused() {
         .await
         .unwrap();
     let r = refusal(check(&store, None).await);
-    assert!(matches!(r, Refused::Statement(Refusal::WrongService { .. })));
+    assert!(matches!(
+        r,
+        Refused::Statement(Refusal::WrongService { .. })
+    ));
 
     // Not an envelope at all.
     let now = store.refs.get(&name).await.unwrap().unwrap();
@@ -186,7 +225,13 @@ async fn releases_that_fail_their_own_checks_are_refused() {
     promote_at(&store, "prod", &foreign).await;
     let r = refusal(check(&store, None).await);
     assert!(
-        matches!(r, Refused::Release { reason: Refusal::ReleaseUntrusted { .. }, .. }),
+        matches!(
+            r,
+            Refused::Release {
+                reason: Refusal::ReleaseUntrusted { .. },
+                ..
+            }
+        ),
         "{r}"
     );
 

@@ -81,6 +81,40 @@ pub struct Settings {
     pub read_only: bool,
     /// How often the member record is rewritten at the least.
     pub heartbeat: Duration,
+    /// Fault injection: die with SIGKILL at this step of a swap.
+    pub crash_at: Option<CrashPoint>,
+}
+
+/// A step of a swap at which the agent can be made to die (fault
+/// injection for crash-recovery tests; `CAIRN_AGENT_CRASH_AT` in the CLI).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CrashPoint {
+    /// The release is fetched and materialized; nothing switched.
+    Fetched,
+    /// `current` points at the new generation; no new process yet.
+    Switched,
+    /// The new process runs beside the old one; not yet healthy.
+    Started,
+    /// The new process is healthy; the old one is being stopped.
+    Draining,
+}
+
+impl std::str::FromStr for CrashPoint {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "fetched" => Self::Fetched,
+            "switched" => Self::Switched,
+            "started" => Self::Started,
+            "draining" => Self::Draining,
+            _ => {
+                return Err(format!(
+                    "unknown crash point {s:?} (fetched, switched, started, draining)"
+                ))
+            }
+        })
+    }
 }
 
 /// How the agent should end.
@@ -179,6 +213,7 @@ pub struct Agent {
     restart: supervise::Restarts,
     poll: update::PollBackoff,
     retry_update: Option<Instant>,
+    crash_at: Option<CrashPoint>,
     _lock: File,
 }
 
@@ -241,6 +276,7 @@ impl Agent {
             restart: supervise::Restarts::default(),
             poll: update::PollBackoff::default(),
             retry_update: None,
+            crash_at: s.crash_at,
             _lock: lock,
         };
         agent.recover().await?;
@@ -301,6 +337,9 @@ impl Agent {
         };
         watcher.abort();
         self.shutdown(mode).await;
+        if mode == ShutdownMode::Detach {
+            reporter.abort();
+        }
         let _ = tokio::time::timeout(Duration::from_secs(5), reporter).await;
         mode
     }
@@ -366,6 +405,7 @@ impl Agent {
             s.member.target = self.phase.target();
             s.member.state = self.phase.member_state();
             s.member.health = health;
+            s.member.heartbeat = crate::status::now_ms() / 1000;
             s.current = current;
             s.processes = processes;
             s.failed = self.state.failed.clone();
@@ -392,14 +432,32 @@ impl Agent {
         Some(r.next_probe)
     }
 
+    /// Stops the service (or, detaching, leaves it to the next agent) and
+    /// reports the member stopped.
     async fn shutdown(&mut self, mode: ShutdownMode) {
         self.notifier.notify("STOPPING=1");
-        self.set_phase(Phase::Stopping);
-        if mode == ShutdownMode::Stop {
-            self.stop_everything().await;
+        match mode {
+            ShutdownMode::Stop => {
+                tracing::info!("stopping the service");
+                self.stop_everything().await;
+                self.set_phase(Phase::Stopping);
+            }
+            ShutdownMode::Detach => {
+                tracing::info!("leaving the service running for the next agent");
+            }
         }
-        self.publish();
-        let _ = self.state.save(&self.layout);
+        self.save();
+    }
+
+    /// Kills the agent with SIGKILL if `point` is the configured crash
+    /// point (fault injection: the crash-recovery tests stop the agent at
+    /// an exact step of a swap this way).
+    fn crash_point(&self, point: CrashPoint) {
+        if self.crash_at == Some(point) {
+            tracing::warn!("crash point {point:?} reached: killing the agent");
+            // SAFETY: kill(2) on our own pid.
+            unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+        }
     }
 }
 

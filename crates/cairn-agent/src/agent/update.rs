@@ -227,6 +227,7 @@ impl Agent {
             }
         };
         self.poll.fetch_failures = 0;
+        self.crash_point(super::CrashPoint::Fetched);
         let member = self.status.borrow().member.clone();
         let request = UpdateRequest {
             service: &self.cfg.service,
@@ -337,6 +338,7 @@ impl Agent {
             self.serving = old;
             return Err(e.to_string());
         }
+        self.crash_point(super::CrashPoint::Switched);
         let shared_sockets = !run.sockets.is_empty();
         if !shared_sockets {
             if let Some(o) = old.take() {
@@ -349,6 +351,7 @@ impl Agent {
             Err(e) => return self.roll_back(old, None, old_gen, e.to_string()).await,
         };
         self.timings(|t| t.started = now_ms());
+        self.crash_point(super::CrashPoint::Started);
         if let Some((target, check)) = &new.probe {
             if let Err(e) = health::wait_healthy(&new.process, check, target).await {
                 return self.roll_back(old, Some(new), old_gen, e.to_string()).await;
@@ -362,6 +365,8 @@ impl Agent {
         self.set_role(&new.process, Role::Serving);
         new.healthy_since = Some(Instant::now());
         if let Some(o) = old.take() {
+            self.set_role(&o.process, Role::Draining);
+            self.crash_point(super::CrashPoint::Draining);
             self.stop_running(&o).await;
             self.timings(|t| t.old_stopped = now_ms());
         }
@@ -449,6 +454,7 @@ impl Agent {
         });
         self.gate.finished(&release, &outcome).await;
         self.settle();
+        self.prune().await;
     }
 
     /// Back to `Idle` when something serves, `Failed` when nothing does
@@ -517,11 +523,19 @@ impl Agent {
         hooks::run(name, argv, self.layout.root(), &env, self.cfg.hooks.timeout).await
     }
 
-    /// Keeps the newest generations (and whatever runs or is current),
-    /// removes the rest with their pins, and collects the local store.
+    /// Keeps the newest generations that did not fail (and whatever runs
+    /// or is current), removes the rest with their pins, and collects the
+    /// local store.
     async fn prune(&mut self) {
         let keep = self.cfg.generations;
-        let mut numbers: Vec<u64> = self.state.generations.iter().map(|g| g.number).collect();
+        let failed = |g: &Generation| self.state.failed.iter().any(|f| f.release == g.release);
+        let mut numbers: Vec<u64> = self
+            .state
+            .generations
+            .iter()
+            .filter(|g| !failed(g))
+            .map(|g| g.number)
+            .collect();
         numbers.sort_unstable_by(|a, b| b.cmp(a));
         let current = generation::current(&self.layout);
         let running: Vec<u64> = self.state.processes.iter().map(|p| p.generation).collect();

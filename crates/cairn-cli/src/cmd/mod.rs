@@ -1,15 +1,18 @@
 //! One module per command; each turns parsed arguments into library calls
 //! and a rendered result.
 
+mod agent;
 mod build;
 mod channel;
 mod image;
 mod key;
 mod policy;
+mod logs;
 mod refs;
 mod release;
 mod resolve;
 mod server;
+mod status;
 mod store;
 mod verify;
 mod workspace;
@@ -35,6 +38,10 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Verify(args) => verify::run(&cli.global, args).await,
         Command::Channel(cmd) => channel::run(&cli.global, cmd).await,
         Command::Policy(cmd) => policy::run(&cli.global, cmd),
+        Command::Agent(args) => agent::run(&cli.global, args).await,
+        Command::Status(args) => status::run(&cli.global, args).await,
+        Command::Logs(args) => logs::run(args).await,
+        Command::LogPump(args) => logs::pump(args),
         Command::Promote {
             release,
             channel,
