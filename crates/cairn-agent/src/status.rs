@@ -133,28 +133,66 @@ pub fn now_ms() -> i64 {
     d.as_millis() as i64
 }
 
-/// Writes the member record whenever `status` changes and at least every
-/// `heartbeat`; runs until the sender is dropped.
+/// Writes the member record whenever it changes (heartbeat aside) and at
+/// least every `heartbeat`; runs until the sender is dropped or the member
+/// is stopped. A failed write is retried with backoff (1 s doubling to the
+/// heartbeat interval) and logged once until a write succeeds again.
 pub async fn report(store: Store, mut status: watch::Receiver<Status>, heartbeat: Duration) {
     let first = status.borrow().clone();
     let Ok(name) = RefName::new(member_ref(&first.service, &first.set, &first.member.agent)) else {
         return;
     };
     let mut version: Option<Version> = None;
+    let mut written: Option<MemberRecord> = None;
+    let mut last_write = tokio::time::Instant::now();
+    let mut failing = false;
+    let mut retry = Duration::from_secs(1);
     loop {
         let mut record = status.borrow_and_update().member.clone();
-        record.heartbeat = now_ms() / 1000;
-        if let Err(e) = write(&store, &name, &record, &mut version).await {
-            tracing::warn!("writing member record {name}: {e}");
+        let due = last_write.elapsed() >= heartbeat;
+        let changed = written
+            .as_ref()
+            .is_none_or(|w| !same_but_heartbeat(w, &record));
+        let mut wait = heartbeat.saturating_sub(last_write.elapsed());
+        if changed || due {
+            record.heartbeat = now_ms() / 1000;
+            match write(&store, &name, &record, &mut version).await {
+                Ok(()) => {
+                    if failing {
+                        tracing::info!("member record {name} written again");
+                    }
+                    failing = false;
+                    retry = Duration::from_secs(1);
+                    written = Some(record.clone());
+                    last_write = tokio::time::Instant::now();
+                    wait = heartbeat;
+                }
+                Err(e) => {
+                    if !failing {
+                        tracing::warn!("writing member record {name}: {e}");
+                    }
+                    failing = true;
+                    wait = retry;
+                    retry = (retry * 2).min(heartbeat);
+                }
+            }
         }
-        if record.state == cairn_rollout::MemberState::Stopped {
+        if record.state == cairn_rollout::MemberState::Stopped && !failing {
             return;
         }
+        let sleep = tokio::time::sleep(wait);
         tokio::select! {
-            changed = status.changed() => if changed.is_err() { return },
-            _ = tokio::time::sleep(heartbeat) => {}
+            changed = status.changed(), if !failing => if changed.is_err() { return },
+            _ = sleep => {}
         }
     }
+}
+
+fn same_but_heartbeat(a: &MemberRecord, b: &MemberRecord) -> bool {
+    MemberRecord {
+        heartbeat: b.heartbeat,
+        ..a.clone()
+    } == *b
 }
 
 async fn write(

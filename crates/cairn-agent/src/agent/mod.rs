@@ -328,12 +328,15 @@ impl Agent {
                 _ = at(self.retry_update) => Wake::Retry,
                 _ = at(self.probe_due()) => Wake::Probe,
             };
+            let polled = matches!(wake, Wake::Channel | Wake::Retry);
             let work = self.handle(wake);
             tokio::select! {
                 _ = work => {}
                 _ = wait_for_shutdown(&mut shutdown) => {}
             }
-            next_poll = Instant::now() + self.poll.delay(self.cfg.poll_interval);
+            if polled {
+                next_poll = Instant::now() + self.poll.delay(self.cfg.poll_interval);
+            }
         };
         watcher.abort();
         self.shutdown(mode).await;

@@ -257,6 +257,8 @@ impl Agent {
         match self.swap(number).await {
             Ok(()) => {
                 tracing::info!("now serving {version} ({release}), generation {number}");
+                self.state.failed.retain(|f| f.release != release);
+                self.save();
                 self.count(|c| c.swaps += 1);
                 self.set_error(None);
                 if let Err(e) = self.hook("post_swap", number, None).await {
@@ -351,6 +353,7 @@ impl Agent {
             Err(e) => return self.roll_back(old, None, old_gen, e.to_string()).await,
         };
         self.timings(|t| t.started = now_ms());
+        self.publish();
         self.crash_point(super::CrashPoint::Started);
         if let Some((target, check)) = &new.probe {
             if let Err(e) = health::wait_healthy(&new.process, check, target).await {
