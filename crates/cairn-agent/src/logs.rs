@@ -10,7 +10,8 @@
 //! the pipe. (runit's `svlogd` and s6's `s6-log` are built the same way.)
 //!
 //! Files: `STATE/logs/<service>.log`, then `.1` (newest rotated) … `.N`.
-//! Each line is prefixed with a tag naming the process (`v2[1234] …`).
+//! Each line is prefixed with a tag naming the generation and process
+//! (`gen2[1234] …`).
 //! During a swap two pumps append to the same file: each write is whole
 //! lines in one `write(2)` on an `O_APPEND` file, and rotation happens under
 //! an `flock` with a re-check, so lines neither interleave nor get lost.
@@ -129,7 +130,7 @@ impl LogFiles {
 pub struct PumpSettings {
     /// The files.
     pub files: LogFiles,
-    /// The prefix of each line (`v2[1234]`).
+    /// The prefix of each line (`gen2[1234]`).
     pub tag: String,
     /// Rotation.
     pub limits: LogLimits,

@@ -112,7 +112,7 @@ impl Agent {
             self.state.processes.pop();
             return Err(e.into()); // `forked` is dropped: the child exits unrun
         }
-        let tag = format!("{}[{}]", g.version, forked.pid);
+        let tag = format!("gen{number}[{}]", forked.pid);
         let pumped = self.spawn_pump(pipe_r, &tag);
         let released = pumped.and_then(|()| forked.release().map_err(LaunchError::from));
         if let Err(e) = released {

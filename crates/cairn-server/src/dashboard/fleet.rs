@@ -2,10 +2,13 @@
 //! `fleet/<service>/<set>/rollout`) read into the dashboard's views.
 //!
 //! Agents write these records and their schema is still young, so they are
-//! read as plain JSON: the known fields (`release`, `sequence`, `state`,
-//! `health`, `heartbeat`; `target`, `strategy`, `phase`, `slots`,
-//! `failures`) are taken as text or counts, anything else is ignored, and
-//! a record that is not JSON becomes a row with an error.
+//! read as plain JSON: the known fields (`release`, `version`, `sequence`,
+//! `state`, `health`, `heartbeat`, `last_error`; `target`, `strategy`,
+//! `phase`, `slots`, `failures`) are taken as text or counts, anything else
+//! is ignored, and a record that is not JSON becomes a row with an error.
+//! A digest may be text (`sha256:…`) or a digest object (`{"hash":
+//! "sha256:…", "size": N}`, as `cairn agent` writes `cairn_rollout`'s
+//! member records); both show as the short digest with its version.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -73,6 +76,17 @@ async fn read_json(store: &Store, name: &RefName) -> Result<Result<Value, String
     Ok(serde_json::from_slice(&stored.value).map_err(|e| format!("not JSON: {e}")))
 }
 
+/// A digest field as text: a string as it is, a digest object's `hash`.
+fn digest_text(value: Option<&Value>, key: &str) -> String {
+    match value.and_then(|v| v.get(key)) {
+        Some(Value::Object(o)) => match o.get("hash") {
+            Some(Value::String(h)) => h.clone(),
+            _ => text(value, key),
+        },
+        _ => text(value, key),
+    }
+}
+
 /// A field as text: strings as they are, other values as compact JSON.
 fn text(value: Option<&Value>, key: &str) -> String {
     match value.and_then(|v| v.get(key)) {
@@ -107,20 +121,26 @@ fn member_view(
     versions: &HashMap<String, String>,
 ) -> MemberView {
     let v = value.as_ref().ok();
+    let mut release = release_label(&digest_text(v, "release"), versions);
+    let version = text(v, "version");
+    if !version.is_empty() && !release.is_empty() && !release.ends_with(')') {
+        release = format!("{release} ({version})");
+    }
     MemberView {
         agent: agent.into(),
-        release: release_label(&text(v, "release"), versions),
+        release,
         sequence: text(v, "sequence"),
         state: text(v, "state"),
         health: text(v, "health"),
         heartbeat: time_text(v, "heartbeat"),
+        last_error: text(v, "last_error"),
         error: value.err(),
     }
 }
 
 fn rollout_view(v: Option<&Value>, versions: &HashMap<String, String>) -> RolloutView {
     RolloutView {
-        target: release_label(&text(v, "target"), versions),
+        target: release_label(&digest_text(v, "target"), versions),
         strategy: text(v, "strategy"),
         phase: text(v, "phase"),
         slots: count(v, "slots"),
@@ -165,6 +185,43 @@ mod tests {
         assert_eq!((m.state.as_str(), m.health.as_str()), ("running", ""));
         let bad = member_view("a2", Err("not JSON".into()), &HashMap::new());
         assert_eq!(bad.error.as_deref(), Some("not JSON"));
+    }
+
+    #[test]
+    fn member_records_as_agents_write_them() {
+        let d = Digest::of(b"release");
+        let record = cairn_rollout::MemberRecord {
+            agent: "host-a".into(),
+            release: Some(d),
+            version: Some("2.0".into()),
+            sequence: Some(4),
+            generation: Some(2),
+            target: None,
+            state: cairn_rollout::MemberState::RollingBack,
+            health: cairn_rollout::Health::Unhealthy,
+            heartbeat: 0,
+            last_error: Some("release 3 failed".into()),
+        };
+        let v: Value = serde_json::from_slice(&record.to_json()).unwrap();
+        let m = member_view("host-a", Ok(v), &HashMap::new());
+        assert_eq!(m.release, format!("{} (2.0)", short(&d)));
+        assert_eq!(
+            (m.state.as_str(), m.health.as_str()),
+            ("rolling-back", "unhealthy")
+        );
+        assert_eq!(
+            (m.sequence.as_str(), m.last_error.as_str()),
+            ("4", "release 3 failed")
+        );
+        let known = HashMap::from([(short(&d), "2.0-known".to_string())]);
+        let m = member_view(
+            "host-a",
+            Ok(serde_json::from_slice(&record.to_json()).unwrap()),
+            &known,
+        );
+        assert_eq!(m.release, format!("{} (2.0-known)", short(&d)));
+        let r = rollout_view(Some(&json!({"target": d})), &HashMap::new());
+        assert_eq!(r.target, short(&d));
     }
 
     #[test]
