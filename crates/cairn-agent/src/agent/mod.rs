@@ -2,15 +2,15 @@
 //! sockets and the service processes, and reacts to what happens.
 //!
 //! [`Agent::start`] locks the state directory, opens the local store and
-//! converges with what already runs ([`recover`]). [`Agent::run`] then
+//! converges with what already runs (`recover.rs`). [`Agent::run`] then
 //! loops, waking for:
 //!
 //! * a change of the channel (pushed by the store, or the poll timer):
 //!   the acceptance chain runs, and an accepted release that is not what
 //!   runs is fetched, materialized, put to the gate, and swapped in
-//!   ([`update`]);
+//!   (`update.rs`);
 //! * the service exiting on its own: restart with exponential backoff
-//!   ([`supervise`]);
+//!   (`supervise.rs`);
 //! * the health-check interval: steady-state probes, reported;
 //! * a shutdown request: stop the service gracefully and exit, or leave
 //!   it running for the next agent to adopt ([`ShutdownMode::Detach`]).
@@ -213,6 +213,8 @@ pub struct Agent {
     restart: supervise::Restarts,
     poll: update::PollBackoff,
     retry_update: Option<Instant>,
+    /// The channel ref's version at the last full acceptance check.
+    seen: Option<(cairn_store::Version, Instant)>,
     crash_at: Option<CrashPoint>,
     _lock: File,
 }
@@ -276,6 +278,7 @@ impl Agent {
             restart: supervise::Restarts::default(),
             poll: update::PollBackoff::default(),
             retry_update: None,
+            seen: None,
             crash_at: s.crash_at,
             _lock: lock,
         };

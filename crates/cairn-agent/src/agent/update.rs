@@ -42,6 +42,10 @@ use crate::status::now_ms;
 /// Failed releases remembered.
 const MAX_FAILED: usize = 20;
 
+/// How long an unchanged channel ref is trusted without running the whole
+/// acceptance chain again (which also re-checks expiry).
+const FULL_CHECK: Duration = Duration::from_secs(60);
+
 /// Slows polling down while the store fails: the poll interval doubled per
 /// failure, up to 30 s (or the interval, if longer).
 #[derive(Debug, Default)]
@@ -101,9 +105,29 @@ pub(crate) async fn watch_channel(
 
 impl Agent {
     /// Reads the channel through the acceptance chain and acts on it.
+    ///
+    /// A poll first reads only the channel ref; when its version is the
+    /// one fully checked less than a minute ago, the chain is not run again
+    /// (one small read per poll instead of four).
     pub(super) async fn check_channel(&mut self) {
         let noticed = now_ms();
         let (service, channel) = (self.cfg.service.clone(), self.cfg.channel.clone());
+        let store_was_down = self.poll.failures > 0;
+        let Ok(name) = cairn_release::channel_ref(&service, &channel) else {
+            return;
+        };
+        let head = match self.remote.refs.get(&name).await {
+            Ok(head) => head.map(|v| v.version),
+            Err(e) => return self.store_down(e.to_string()),
+        };
+        let unchanged = matches!(
+            (&head, &self.seen),
+            (Some(v), Some((seen, at))) if v == seen && at.elapsed() < FULL_CHECK
+        );
+        if unchanged {
+            self.store_up(store_was_down);
+            return self.reconcile(noticed).await;
+        }
         let mark = match self.marks.get(&service, &channel) {
             Ok(m) => m,
             Err(e) => return self.report_error(e.to_string()),
@@ -117,10 +141,9 @@ impl Agent {
             now,
         )
         .await;
-        let store_was_down = self.poll.failures > 0;
         match result {
             Ok(accepted) => {
-                self.poll.failures = 0;
+                self.store_up(store_was_down);
                 if let Err(e) = self.marks.raise(&service, &channel, &accepted.mark()) {
                     return self.report_error(e.to_string());
                 }
@@ -132,16 +155,18 @@ impl Agent {
                         accepted.release.version
                     );
                 }
-                self.status.send_modify(|s| s.refused = None);
-                if store_was_down {
+                self.seen = head.map(|v| (v, Instant::now()));
+                if self.status.borrow().refused.is_some() {
+                    self.status.send_modify(|s| s.refused = None);
                     self.set_error(None);
                 }
                 self.target = Some(accepted);
                 self.reconcile(noticed).await;
             }
-            Err(AcceptError::Empty { .. }) => self.poll.failures = 0,
+            Err(AcceptError::Empty { .. }) => self.store_up(store_was_down),
             Err(e @ AcceptError::Refused { .. }) => {
-                self.poll.failures = 0;
+                self.store_up(store_was_down);
+                self.seen = head.map(|v| (v, Instant::now()));
                 let msg = e.to_string();
                 if self.status.borrow().refused.as_deref() != Some(msg.as_str()) {
                     tracing::warn!("{msg}");
@@ -150,16 +175,26 @@ impl Agent {
                     self.set_error(Some(msg));
                 }
             }
-            Err(e @ AcceptError::Store { .. }) => {
-                self.poll.failures += 1;
-                self.count(|c| c.store_errors += 1);
-                let msg = format!("store unreachable, retrying: {e}");
-                if !store_was_down {
-                    tracing::warn!("{msg}");
-                }
-                self.set_error(Some(msg));
-            }
+            Err(e @ AcceptError::Store { .. }) => self.store_down(e.to_string()),
         }
+    }
+
+    fn store_up(&mut self, was_down: bool) {
+        self.poll.failures = 0;
+        if was_down {
+            tracing::info!("the store answers again");
+            self.set_error(None);
+        }
+    }
+
+    fn store_down(&mut self, error: String) {
+        self.poll.failures += 1;
+        self.count(|c| c.store_errors += 1);
+        let msg = format!("store unreachable, retrying: {error}");
+        if self.poll.failures == 1 {
+            tracing::warn!("{msg}");
+        }
+        self.set_error(Some(msg));
     }
 
     fn report_error(&mut self, msg: String) {
