@@ -63,6 +63,7 @@ pub async fn run(
     let mut cmd = tokio::process::Command::new(&argv[0]);
     cmd.args(&argv[1..])
         .current_dir(cwd)
+        .env_remove("CAIRN_TOKEN")
         .env("CAIRN_HOOK", name)
         .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(std::process::Stdio::null())

@@ -207,6 +207,7 @@ impl Agent {
             .args(["--service", &self.cfg.service, "--tag", tag])
             .args(["--max-bytes", &limits.max_bytes.to_string()])
             .args(["--keep", &limits.keep.to_string()])
+            .current_dir(self.layout.root())
             .stdin(std::process::Stdio::from(pipe))
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null());

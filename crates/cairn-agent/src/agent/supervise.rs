@@ -76,6 +76,9 @@ impl Agent {
         if stayed_up {
             self.restart.attempts = 0;
         }
+        // Anything it left in its process group could hold the sockets and
+        // take connections nobody serves.
+        crate::process::kill_group(r.process.pid(), libc::SIGKILL);
         self.remove_record(&r.process);
         let msg = format!(
             "service (generation {}, pid {}) exited ({status}); restarting in {:?}",
@@ -198,11 +201,18 @@ impl Agent {
     }
 
     pub(super) fn remove_record(&mut self, p: &ServiceProcess) {
-        self.state.processes.retain(|r| r.identity != p.identity);
-        self.save();
+        if let Some(rec) = self.record_of(p) {
+            self.remove_record_of(&rec);
+        }
     }
 
+    /// Forgets a process that is gone, and removes its Unix probe twins.
     fn remove_record_of(&mut self, rec: &ProcessRecord) {
+        for (_, address) in &rec.twins {
+            if let crate::sockets::ProbeAddress::Unix(path) = address {
+                let _ = std::fs::remove_file(path);
+            }
+        }
         self.state.processes.retain(|r| r.identity != rec.identity);
         self.save();
     }

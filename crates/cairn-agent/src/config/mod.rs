@@ -37,8 +37,8 @@
 //! ```
 //!
 //! Parsing works as `cairn.toml`'s does: serde wire types with spans and
-//! `deny_unknown_fields` ([`wire`]), converted into the validated
-//! [`AgentConfig`] ([`convert`]). Every error names the file, the line and
+//! `deny_unknown_fields` (`wire.rs`), converted into the validated
+//! [`AgentConfig`] (`convert.rs`). Every error names the file, the line and
 //! column, and the key. The parse is pure: relative paths are resolved
 //! against the file's directory, and what needs the machine (the token
 //! file, the hostname, keys looked up by id) is resolved by the caller.
