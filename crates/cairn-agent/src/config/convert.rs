@@ -191,15 +191,10 @@ fn trust(
         threshold: *w.threshold.get_ref(),
     };
     if let Some(problem) = policy.problem() {
-        let key = if problem.contains("threshold") {
-            "trust.threshold"
-        } else {
-            "trust.keys"
-        };
-        let at = if key == "trust.threshold" {
-            w.threshold.span()
-        } else {
-            span
+        // The same test `problem` ends with, to point at the right key.
+        let (key, at) = match policy.threshold {
+            t if t == 0 || t > policy.keys.len() => ("trust.threshold", w.threshold.span()),
+            _ => ("trust.keys", span),
         };
         return Err(src.error(at, key, problem));
     }

@@ -3,17 +3,17 @@
 //! hand over to `cairn_agent::Agent` until a signal says stop.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use cairn_agent::config::TokenSource;
 use cairn_agent::{Agent, AgentConfig, Immediately, PumpCommand, Settings, ShutdownMode};
-use cairn_store::{RefName, Store};
+use cairn_store::{OpenOptions, RefName, Store};
 use cairn_trust::KeySet;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 
+use super::Access;
 use crate::cli::{AgentArgs, Global};
 
 /// How often the member record is rewritten when nothing changes.
@@ -37,7 +37,7 @@ pub async fn run(global: &Global, args: AgentArgs) -> Result<i32> {
     };
     let keys = trusted_keys(global, &config)?;
     let credentials = cairn_agent::users::resolve(config.user.as_deref(), config.group.as_deref())?;
-    let remote = open_remote(&config, token).await?;
+    let remote = open_remote(global, &config, token).await?;
     let notify = std::env::var("NOTIFY_SOCKET").ok();
     let settings = Settings {
         id,
@@ -159,16 +159,19 @@ fn trusted_keys(global: &Global, config: &AgentConfig) -> Result<KeySet> {
 
 /// Opens the store the agent follows and reads its channel once, so a
 /// wrong URL or token fails now rather than at the first release.
-async fn open_remote(config: &AgentConfig, token: Option<String>) -> Result<Store> {
+async fn open_remote(
+    global: &Global,
+    config: &AgentConfig,
+    token: Option<String>,
+) -> Result<Store> {
     let url = &config.store;
-    if let cairn_store::StoreUrl::Local(path) = cairn_store::StoreUrl::parse(url)? {
-        if !Path::new(&path).join("cairn-store").exists() {
-            bail!("store {url} in agent.toml is not a cairn store");
-        }
-    }
-    let store = cairn_store::open_async_with_token(url, token)
+    let options = OpenOptions {
+        token,
+        ..super::open_options(global, Access::Existing)?
+    };
+    let store = cairn_store::connect(url, &options)
         .await
-        .with_context(|| format!("opening store {url}"))?;
+        .with_context(|| format!("opening store {url} (agent.toml `store`)"))?;
     let channel = RefName::new(format!("channels/{}/{}", config.service, config.channel))?;
     store
         .refs

@@ -111,7 +111,7 @@ pub fn store_url(global: &Global) -> String {
 /// Everything opening a store needs, read once here: `--token`
 /// (`CAIRN_TOKEN`), the CA file in `CAIRN_CA_CERT`, and the `AWS_*`
 /// variables for S3.
-fn open_options(global: &Global, access: Access) -> Result<OpenOptions> {
+pub fn open_options(global: &Global, access: Access) -> Result<OpenOptions> {
     let env = cairn_store::http::CA_CERT_ENV;
     let ca_certs: Vec<PathBuf> = std::env::var_os(env)
         .filter(|v| !v.is_empty())

@@ -27,7 +27,7 @@ struct Row {
 /// Runs `cairn status`.
 pub async fn run(global: &Global, args: StatusArgs) -> Result<i32> {
     cairn_trust::document::validate_name("service", &args.service)?;
-    let store = super::open_store(global)?;
+    let store = super::open_store(global, super::Access::Existing).await?;
     let prefix = match &args.set {
         Some(set) => format!("fleet/{}/{set}/members/", args.service),
         None => format!("fleet/{}/", args.service),

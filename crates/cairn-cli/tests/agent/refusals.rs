@@ -155,7 +155,9 @@ fn bad_configurations_and_stores_fail_at_start() {
         &[],
     );
     assert!(
-        err.contains("store /nonexistent/store in agent.toml is not a cairn store"),
+        err.contains(
+            "opening store /nonexistent/store (agent.toml `store`): no store at /nonexistent/store"
+        ),
         "{err}"
     );
 
@@ -198,7 +200,8 @@ fn bad_configurations_and_stores_fail_at_start() {
     };
     let err = refused_at_start("start-badtoken", options, |t| t.into(), &[]);
     assert!(
-        err.contains(&format!("store http://{addr} did not answer")) && err.contains("401"),
+        err.contains(&format!("opening store http://{addr} (agent.toml `store`)"))
+            && err.contains("401"),
         "{err}"
     );
 }
