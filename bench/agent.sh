@@ -15,8 +15,10 @@
 #   CAIRN=/path/to/cairn ONLY="swaps" bash bench/agent.sh
 #
 # Knobs (environment):
-#   CAIRN   cairn binary; default: build it (and the driver, the
-#           agent_bench example) with CARGO_TARGET_DIR=<repo>/target/bench
+#   CAIRN   cairn binary; default: build it with
+#           CARGO_TARGET_DIR=<repo>/target/bench
+#   DRIVER  the load and timing driver (the agent_bench example of
+#           cairn-cli); default: build it the same way
 #   WORK    scratch directory (default /var/tmp/cairn-bench-agent); not in the repo
 #   RUNS    promotions timed per store in `latency` (default 5)
 #   SWAPS   swaps in `swaps` (default 20)
@@ -45,9 +47,12 @@ for t in python3 gcc timeout; do
 done
 [[ -x /bin/busybox ]] || die "missing /bin/busybox (apt-get install -y busybox-static)"
 find_cairn
-log "building the driver (agent_bench example)"
-(cd "$REPO" && CARGO_TARGET_DIR="$REPO/target/bench" cargo build --release -q -p cairn-cli --example agent_bench)
-DRIVER="$REPO/target/bench/release/examples/agent_bench"
+if [[ -z ${DRIVER:-} ]]; then
+    log "building the driver (agent_bench example)"
+    (cd "$REPO" && CARGO_TARGET_DIR="$REPO/target/bench" cargo build --release -q -p cairn-cli --example agent_bench)
+    DRIVER="$REPO/target/bench/release/examples/agent_bench"
+fi
+[[ -x $DRIVER ]] || die "DRIVER=$DRIVER is not executable"
 unset CAIRN_STORE CAIRN_TOKEN CAIRN_KEYS
 
 rm -rf "$WORK"
