@@ -36,8 +36,8 @@ mod copy;
 mod create;
 mod error;
 mod history;
-mod recorded;
 mod marks;
+mod recorded;
 mod release;
 
 pub use acceptance::{accept, AcceptError, Accepted, Refused};
