@@ -8,11 +8,12 @@
 #
 #   ./make-toolchain.sh        # needs gcc and libc6-dev (apt-get install gcc libc6-dev)
 #   CAIRN=/path/to/cairn ./make-toolchain.sh
+#   ./make-toolchain.sh DIR    # into DIR instead of ./toolchain
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 cairn=${CAIRN:-cairn}
 command -v gcc >/dev/null || { echo "make-toolchain.sh: gcc not found; apt-get install gcc libc6-dev" >&2; exit 1; }
-tc="$here/toolchain"
+tc=${1:-"$here/toolchain"}
 rm -rf "$tc"
 mkdir -p "$tc"
 

@@ -147,6 +147,22 @@ pub enum Command {
     /// Pause, resume or abort a deployment set's rollout.
     #[command(subcommand)]
     Rollout(RolloutCommand),
+    /// Run the agent: follow a channel, run its releases, swap without downtime.
+    ///
+    /// Reads agent.toml (store, token, service, channel, set, trust, sockets,
+    /// env, hooks…; see docs/ARCHITECTURE.md), opens and probes the store,
+    /// adopts a service a previous agent left running, then follows the
+    /// channel until SIGTERM or SIGINT (which stop the service gracefully)
+    /// or SIGUSR2 (which leaves it running for the next agent).
+    Agent(AgentArgs),
+    /// Show a service's fleet members: version, state, health, heartbeat.
+    Status(StatusArgs),
+    /// Print a service's output on this machine (-f: keep following).
+    Logs(LogsArgs),
+    /// Copy a service's output from stdin into its rotated log files
+    /// (started by the agent, one per service process).
+    #[command(hide = true)]
+    LogPump(LogPumpArgs),
 }
 
 /// `cairn rollout …`: writes the set's rollout record by compare-and-swap;
@@ -170,6 +186,60 @@ pub struct RolloutTarget {
     /// The deployment set [default: every set of the service with a rollout].
     #[arg(long)]
     pub set: Option<String>,
+}
+
+/// `cairn agent`
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// The agent's configuration file.
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+}
+
+/// `cairn status SERVICE`
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The service.
+    pub service: String,
+    /// Only this deployment set [default: every set].
+    #[arg(long)]
+    pub set: Option<String>,
+}
+
+/// `cairn logs SERVICE`
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// The service.
+    pub service: String,
+    /// Keep printing what the service writes, across rotations.
+    #[arg(short, long)]
+    pub follow: bool,
+    /// The agent's configuration (its state_dir holds the logs).
+    #[arg(long, value_name = "FILE", conflicts_with = "state_dir")]
+    pub config: Option<PathBuf>,
+    /// The agent's state directory [default: /var/lib/cairn/SERVICE].
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+/// `cairn log-pump` (internal)
+#[derive(Debug, Args)]
+pub struct LogPumpArgs {
+    /// The log directory.
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// The service (names the files).
+    #[arg(long)]
+    pub service: String,
+    /// The prefix of each line.
+    #[arg(long)]
+    pub tag: String,
+    /// Bytes per file before rotating.
+    #[arg(long)]
+    pub max_bytes: u64,
+    /// Rotated files kept.
+    #[arg(long)]
+    pub keep: u32,
 }
 
 /// Where the recipe is: `-C DIR` and `--file FILE`.
@@ -304,6 +374,11 @@ pub enum ChannelCommand {
     /// Write one with `cairn policy add FILE SERVICE CHANNEL --key NAME`
     /// rather than copying key ids by hand. Unknown fields, a key or channel
     /// listed twice, and a threshold above the number of keys are refused.
+    ///
+    /// On success the statement's sequence is remembered (per service and
+    /// channel, in $XDG_STATE_HOME/cairn/accepted, else
+    /// ~/.local/state/cairn/accepted), and any later statement with a lower
+    /// sequence, or another statement with the same one, is refused.
     #[command(verbatim_doc_comment)]
     Verify {
         /// The service.
@@ -313,7 +388,7 @@ pub enum ChannelCommand {
         /// The trust policy file.
         #[arg(long)]
         policy: PathBuf,
-        /// Refuse statements not newer than this sequence.
+        /// Also refuse statements not newer than this sequence.
         #[arg(long)]
         last_sequence: Option<u64>,
     },

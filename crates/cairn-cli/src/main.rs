@@ -19,7 +19,12 @@ fn main() {
         Ok(cli) => cli,
         Err(e) => usage_error(json, e),
     };
-    init_tracing(cli.global.verbose);
+    // The agent runs for days: what it does is logged at info by default.
+    let verbose = match cli.command {
+        cli::Command::Agent(_) => cli.global.verbose.max(1),
+        _ => cli.global.verbose,
+    };
+    init_tracing(verbose);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -65,6 +65,7 @@ impl Pipeline {
             .args(args)
             .current_dir(&self.project)
             .env_remove("CAIRN_STORE")
+            .env("XDG_STATE_HOME", self.root.join("state"))
             .output()
             .unwrap()
     }
@@ -126,6 +127,28 @@ impl Pipeline {
         let mut args = vec!["channel", "verify", SERVICE, "prod", "--policy", policy];
         args.extend_from_slice(extra);
         self.run(&args)
+    }
+
+    /// `channel verify` that must be refused: exit status 1, one error
+    /// line naming the refusal and containing `needle`; returns stderr.
+    fn verify_refused(&self, policy: &str, extra: &[&str], needle: &str) -> String {
+        let err = refused(&self.verify_channel(policy, extra), 1, needle);
+        assert!(err.contains("error: refused "), "{err}");
+        err
+    }
+
+    /// Replaces the value of ref `name` with `value`.
+    fn set_ref(&self, name: &str, value: &str) {
+        let now: serde_json::Value =
+            serde_json::from_str(&self.ok(&["--json", "ref", "get", name])).unwrap();
+        self.ok(&[
+            "ref",
+            "set",
+            name,
+            value,
+            "--expect",
+            now["version"].as_str().unwrap(),
+        ]);
     }
 }
 
@@ -284,7 +307,11 @@ fn attacks_are_refused_with_their_reason_and_change_nothing() {
         "--expect",
         rel["version"].as_str().unwrap(),
     ]);
-    refused(&p.verify_channel(&good, &[]), 1, "refused release");
+    refused(
+        &p.verify_channel(&good, &[]),
+        1,
+        "refused channel busybox-hello/prod: release sha256:",
+    );
     let now: serde_json::Value =
         serde_json::from_str(&p.ok(&["--json", "ref", "get", &release_ref])).unwrap();
     p.ok(&[
@@ -344,6 +371,61 @@ fn attacks_are_refused_with_their_reason_and_change_nothing() {
     }
     assert_eq!(p.channel_json()["sequence"].as_u64(), seq_before);
     assert!(before["sequence"].as_u64() < seq_before);
+}
+
+#[test]
+fn accepted_sequences_are_remembered_without_a_flag() {
+    let p = Pipeline::new();
+    let release = p.release("1.0");
+    let policy = p.policy(&["ci", "ops"], 1);
+    p.ok(&["promote", &release, "--channel", "prod", "--key", "ops"]);
+    let name = format!("channels/{SERVICE}/prod");
+    let first: serde_json::Value =
+        serde_json::from_str(&p.ok(&["--json", "ref", "get", &name])).unwrap();
+    p.ok(&["promote", &release, "--channel", "prod", "--key", "ops"]);
+    let accepted: serde_json::Value = serde_json::from_str(&p.ok(&[
+        "--json", "channel", "verify", SERVICE, "prod", "--policy", &policy,
+    ]))
+    .unwrap();
+    assert_eq!(
+        (accepted["sequence"].as_u64(), accepted["new"].as_bool()),
+        (Some(2), Some(true))
+    );
+    // The same statement again is accepted, and is not news.
+    let again: serde_json::Value = serde_json::from_str(&p.ok(&[
+        "--json", "channel", "verify", SERVICE, "prod", "--policy", &policy,
+    ]))
+    .unwrap();
+    assert_eq!(again["new"].as_bool(), Some(false));
+    let mark = p
+        .root
+        .join("state/cairn/accepted")
+        .join(SERVICE)
+        .join("prod.json");
+    let mark: serde_json::Value = serde_json::from_slice(&std::fs::read(mark).unwrap()).unwrap();
+    assert_eq!(mark["sequence"], 2);
+
+    // Statement #1, validly signed, replayed into the ref: refused from
+    // memory alone, and the mark stays.
+    p.set_ref(&name, first["value"].as_str().unwrap());
+    p.verify_refused(
+        &policy,
+        &[],
+        "sequence 1 is not greater than the last accepted sequence 2",
+    );
+    // A fresh state directory has no memory: it accepts #1 (first contact).
+    let out = Command::new(CAIRN)
+        .args([
+            "--store",
+            p.store.to_str().unwrap(),
+            "--keys",
+            p.keys.to_str().unwrap(),
+        ])
+        .args(["channel", "verify", SERVICE, "prod", "--policy", &policy])
+        .env("XDG_STATE_HOME", p.root.join("other-state"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
 }
 
 #[test]

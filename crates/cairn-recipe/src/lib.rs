@@ -32,9 +32,10 @@ pub use error::{ErrorKind, Location, RecipeError};
 pub use graph::UnknownStep;
 pub use model::{
     Amount, Deploy, Gate, HealthCheck, Input, Limits, Mount, MountSource, OnFailure, Probe, Recipe,
-    Release, RunSpec, Step, Stop, Strategy,
+    Release, RunSpec, Step, Stop, Strategy, DEFAULT_THRESHOLD,
 };
 pub use name::{InputName, Name, StepName};
+pub use run_json::RunSpecError;
 pub use units::{parse_bytes, parse_duration};
 
 impl Recipe {

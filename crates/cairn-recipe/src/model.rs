@@ -168,6 +168,9 @@ pub struct HealthCheck {
     pub deadline: Duration,
     /// Time it must then stay healthy (default 0s).
     pub bake: Duration,
+    /// Consecutive failed probes that make a started process unhealthy
+    /// (default 3; at least 1).
+    pub threshold: u32,
 }
 
 /// The four kinds of health probe.
@@ -196,6 +199,10 @@ pub struct Stop {
     /// Time before `KILL` (default 10s).
     pub grace: Duration,
 }
+
+/// Consecutive failed probes that make a process unhealthy, unless a
+/// health check says otherwise.
+pub const DEFAULT_THRESHOLD: u32 = 3;
 
 /// The signals a service may ask to be stopped with.
 pub const SIGNALS: [&str; 8] = [

@@ -148,6 +148,7 @@ pub(crate) struct HealthWire {
     pub interval: Option<HumanDuration>,
     pub deadline: Option<HumanDuration>,
     pub bake: Option<HumanDuration>,
+    pub threshold: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -24,16 +24,24 @@
 //! (`cairn channel sign` adds one), and keep running what they accepted
 //! before.
 //!
-//! This crate does not verify trust: that is `cairn_trust::verify`, which
-//! every consumer calls with its own policy.
+//! The rules of trust are `cairn_trust::verify`'s; this crate runs them on
+//! what the store holds, in the one acceptance chain every consumer uses
+//! ([`accept`]), and keeps each consumer's high-water marks on disk
+//! ([`HighWaterMarks`]) so that an older statement is refused after a
+//! restart too.
 
+mod acceptance;
 mod channel;
 mod copy;
 mod create;
 mod error;
 mod history;
+mod marks;
 mod recorded;
 mod release;
+
+pub use acceptance::{accept, AcceptError, Accepted, Refused};
+pub use marks::{HighWaterMarks, Mark, MarkError};
 
 pub use channel::{
     channel_ref, cosign, current, merge_signatures, promote, record_signatures, statement_ref,

@@ -191,7 +191,10 @@ impl ChannelPolicy {
         self.keys.contains(id)
     }
 
-    fn problem(&self) -> Option<String> {
+    /// The rule this entry breaks, if any: names valid, no key twice,
+    /// `1 <= threshold <= keys.len()`. Every policy entry, whether read
+    /// from a policy file or from an agent's `[trust]`, is checked here.
+    pub fn problem(&self) -> Option<String> {
         if let Err(e) = validate_name("service", &self.service) {
             return Some(e.to_string());
         }

@@ -1,14 +1,14 @@
 //! `cairn promote`, `cairn rollback` and `cairn channel …`: moving channels
 //! between signed releases, and checking them as an agent would.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use cairn_digest::Digest;
-use cairn_release::{Current, LoadedRelease};
-use cairn_store::{BlobStoreExt, Store};
-use cairn_trust::{verify_channel, verify_release, KeySet, TrustPolicy};
+use cairn_release::{Current, HighWaterMarks, Mark};
+use cairn_store::Store;
+use cairn_trust::TrustPolicy;
 use serde::Serialize;
 use time::OffsetDateTime;
 
@@ -203,8 +203,8 @@ async fn existing(store: &Store, service: &str, channel: &str) -> Result<Current
     }
 }
 
-/// Verifies as an agent would: the statement against the policy, then the
-/// release it names, then that the artifact is in the store.
+/// Verifies as an agent would, with the library's acceptance chain, and
+/// raises this user's high-water mark for the channel on success.
 async fn verify(
     global: &Global,
     store: &Store,
@@ -223,41 +223,20 @@ async fn verify(
         );
     };
     let keys = cairn_keyring::public_keys(&cairn_keyring::keys_dir(global.keys.clone())?)?;
-    let cur = existing(store, service, channel).await?;
+    let marks = HighWaterMarks::new(state_dir().join("accepted"));
+    let stored = marks.get(service, channel)?;
+    let last = floor(stored, last_sequence);
     let now = OffsetDateTime::now_utc();
-    let verified = verify_channel(&cur.envelope, entry, &keys, last_sequence, now)
-        .map_err(|r| anyhow::anyhow!("refused channel {service}/{channel}: {r}"))?;
-    let release = verified.statement.release;
-    let LoadedRelease {
-        envelope,
-        release: doc,
-    } = cairn_release::load_release(store, &release)
-        .await
-        .with_context(|| format!("refused channel {service}/{channel}: release {release}"))?;
-    let trusted: KeySet = entry
-        .keys
-        .iter()
-        .filter_map(|id| keys.get(id))
-        .copied()
-        .collect();
-    verify_release(&envelope, &trusted, &release)
-        .map_err(|r| anyhow::anyhow!("refused release {release}: {r}"))?;
-    if doc.service != service {
-        bail!(
-            "refused release {release}: it is for service {:?}",
-            doc.service
-        );
-    }
-    check_artifact(store, &doc.artifact)
-        .await
-        .map_err(|e| anyhow::anyhow!("refused release {release}: {e}"))?;
+    let accepted = cairn_release::accept(store, entry, &keys, last.as_ref(), now).await?;
+    marks.raise(service, channel, &accepted.mark())?;
     let out = serde_json::json!({
         "accepted": true,
-        "sequence": verified.statement.sequence,
-        "release": release.to_string(),
-        "version": doc.version,
-        "artifact": doc.artifact.to_string(),
-        "signed_by": verified.signers.iter().map(|k| k.to_string()).collect::<Vec<_>>(),
+        "sequence": accepted.statement.statement.sequence,
+        "new": accepted.is_new,
+        "release": accepted.release_digest.to_string(),
+        "version": accepted.release.version,
+        "artifact": accepted.release.artifact.to_string(),
+        "signed_by": accepted.statement.signers.iter().map(|k| k.to_string()).collect::<Vec<_>>(),
     });
     emit(global.json, &out, |o| {
         format!(
@@ -270,12 +249,31 @@ async fn verify(
     Ok(0)
 }
 
-/// The artifact's root directory must be in the store and match its digest.
-async fn check_artifact(store: &Store, artifact: &Digest) -> Result<()> {
-    let bytes = store.blobs.get_bytes(artifact).await?;
-    cairn_tree::decode_directory(&bytes)
-        .map_err(|e| anyhow::anyhow!("artifact {artifact} is not a tree: {e}"))?;
-    Ok(())
+/// The mark to verify against: the one recorded, unless `--last-sequence`
+/// asks for a higher floor (a mark no statement matches).
+fn floor(stored: Option<Mark>, flag: Option<u64>) -> Option<Mark> {
+    match (stored, flag) {
+        (Some(m), Some(n)) if n <= m.sequence => Some(m),
+        (_, Some(n)) => Some(Mark {
+            sequence: n,
+            statement: Digest::empty(),
+            release: Digest::empty(),
+        }),
+        (m, None) => m,
+    }
+}
+
+/// This user's state directory: `$XDG_STATE_HOME/cairn`, else
+/// `~/.local/state/cairn`.
+pub fn state_dir() -> PathBuf {
+    std::env::var_os("XDG_STATE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let home = std::env::var_os("HOME").unwrap_or_else(|| "/".into());
+            PathBuf::from(home).join(".local/state")
+        })
+        .join("cairn")
 }
 
 /// One statement of `channel history`.

@@ -1,16 +1,19 @@
 //! One module per command; each turns parsed arguments into library calls
 //! and a rendered result.
 
+mod agent;
 mod build;
 mod channel;
 mod image;
 mod key;
+mod logs;
 mod policy;
 mod refs;
 mod release;
 mod resolve;
 mod rollout;
 mod server;
+mod status;
 mod store;
 mod verify;
 mod workspace;
@@ -37,6 +40,10 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Channel(cmd) => channel::run(&cli.global, cmd).await,
         Command::Policy(cmd) => policy::run(&cli.global, cmd),
         Command::Rollout(cmd) => rollout::run(&cli.global, cmd).await,
+        Command::Agent(args) => agent::run(&cli.global, args).await,
+        Command::Status(args) => status::run(&cli.global, args).await,
+        Command::Logs(args) => logs::run(args).await,
+        Command::LogPump(args) => logs::pump(args),
         Command::Promote {
             release,
             channel,
@@ -106,7 +113,7 @@ pub fn store_url(global: &Global) -> String {
 /// Everything opening a store needs, read once here: the token
 /// (`--token-file`, `CAIRN_TOKEN`), the CA file in `CAIRN_CA_CERT`, and the `AWS_*`
 /// variables for S3.
-fn open_options(global: &Global, access: Access) -> Result<OpenOptions> {
+pub fn open_options(global: &Global, access: Access) -> Result<OpenOptions> {
     let env = cairn_store::http::CA_CERT_ENV;
     let ca_certs: Vec<PathBuf> = std::env::var_os(env)
         .filter(|v| !v.is_empty())

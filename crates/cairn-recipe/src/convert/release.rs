@@ -6,7 +6,7 @@ use std::time::Duration;
 use toml::Spanned;
 
 use crate::error::{ErrorKind, RecipeError, Source};
-use crate::model::{HealthCheck, Probe, Release, RunSpec, Step, Stop, SIGNALS};
+use crate::model::{HealthCheck, Probe, Release, RunSpec, Step, Stop, DEFAULT_THRESHOLD, SIGNALS};
 use crate::name::{Name, StepName};
 use crate::wire::{HealthWire, ReleaseWire, StopWire};
 
@@ -89,11 +89,20 @@ fn health(
         (_, _, Some(argv)) => Probe::Exec(argv),
         (None, None, None) => unreachable!("exactly one form checked above"),
     };
+    let threshold = match w.threshold {
+        Some(t) if *t.get_ref() == 0 => {
+            let msg = "health check `threshold` must be at least 1";
+            return Err(src.error(t.span(), ErrorKind::Invalid(msg.into())));
+        }
+        Some(t) => t.into_inner(),
+        None => DEFAULT_THRESHOLD,
+    };
     Ok(HealthCheck {
         probe,
         interval: w.interval.map_or(Duration::from_secs(1), |d| d.0),
         deadline: w.deadline.map_or(Duration::from_secs(30), |d| d.0),
         bake: w.bake.map_or(Duration::ZERO, |d| d.0),
+        threshold,
     })
 }
 

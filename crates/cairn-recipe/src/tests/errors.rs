@@ -264,6 +264,16 @@ fn bad_health_socket() {
 }
 
 #[test]
+fn zero_health_threshold() {
+    let text = BAD_HEALTH_SOCKET.replace("socket = \"htp\"", "socket = \"http\", threshold = 0");
+    let e = with_header(&text);
+    assert!(
+        e.starts_with("cairn.toml:15:") && e.ends_with("`threshold` must be at least 1"),
+        "{e}"
+    );
+}
+
+#[test]
 fn release_of_unknown_step() {
     assert_eq!(
         with_header(RELEASE_UNKNOWN_STEP),

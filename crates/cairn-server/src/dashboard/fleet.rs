@@ -142,13 +142,19 @@ fn member_view(
     versions: &HashMap<String, String>,
 ) -> MemberView {
     let v = value.as_ref().ok();
+    let mut release = release_label(&release_text(v, "release"), versions);
+    let version = text(v, "version");
+    if !version.is_empty() && !release.is_empty() && !release.ends_with(')') {
+        release = format!("{release} ({version})");
+    }
     MemberView {
         agent: agent.into(),
-        release: release_label(&release_text(v, "release"), versions),
+        release,
         sequence: text(v, "sequence"),
         state: text(v, "state"),
         health: text(v, "health"),
         heartbeat: time_text(v, "heartbeat"),
+        last_error: text(v, "last_error"),
         error: value.err(),
     }
 }
@@ -200,6 +206,43 @@ mod tests {
         assert_eq!((m.state.as_str(), m.health.as_str()), ("running", ""));
         let bad = member_view("a2", Err("not JSON".into()), &HashMap::new());
         assert_eq!(bad.error.as_deref(), Some("not JSON"));
+    }
+
+    #[test]
+    fn member_records_as_agents_write_them() {
+        let d = Digest::of(b"release");
+        let record = cairn_rollout::MemberRecord {
+            agent: "host-a".into(),
+            release: Some(d),
+            version: Some("2.0".into()),
+            sequence: Some(4),
+            generation: Some(2),
+            target: None,
+            state: cairn_rollout::MemberState::RollingBack,
+            health: cairn_rollout::Health::Unhealthy,
+            heartbeat: 0,
+            last_error: Some("release 3 failed".into()),
+        };
+        let v: Value = serde_json::from_slice(&record.to_json()).unwrap();
+        let m = member_view("host-a", Ok(v), &HashMap::new());
+        assert_eq!(m.release, format!("{} (2.0)", short(&d)));
+        assert_eq!(
+            (m.state.as_str(), m.health.as_str()),
+            ("rolling-back", "unhealthy")
+        );
+        assert_eq!(
+            (m.sequence.as_str(), m.last_error.as_str()),
+            ("4", "release 3 failed")
+        );
+        let known = HashMap::from([(short(&d), "2.0-known".to_string())]);
+        let m = member_view(
+            "host-a",
+            Ok(serde_json::from_slice(&record.to_json()).unwrap()),
+            &known,
+        );
+        assert_eq!(m.release, format!("{} (2.0-known)", short(&d)));
+        let r = rollout_view(Some(&json!({"target": d})), &HashMap::new());
+        assert_eq!(r.target, short(&d));
     }
 
     #[test]

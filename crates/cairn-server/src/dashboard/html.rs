@@ -159,13 +159,21 @@ fn fleet(set: &SetView) -> String {
         );
     }
     let title = format!("Fleet {}", set.name);
-    let heads = ["agent", "release", "seq", "state", "health", "heartbeat"];
+    let heads = [
+        "agent",
+        "release",
+        "seq",
+        "state",
+        "health",
+        "heartbeat",
+        "last error",
+    ];
     table(&title, &heads, set.members.iter().map(member_row)) + &out
 }
 
 fn member_row(m: &MemberView) -> String {
     if let Some(e) = &m.error {
-        return error_row(&m.agent, e, 6);
+        return error_row(&m.agent, e, 7);
     }
     let health = if m.health.is_empty() || m.health == "healthy" {
         ""
@@ -179,6 +187,10 @@ fn member_row(m: &MemberView) -> String {
         ("", &m.state),
         (health, &m.health),
         ("", &m.heartbeat),
+        (
+            if m.last_error.is_empty() { "" } else { "bad" },
+            &m.last_error,
+        ),
     ])
 }
 

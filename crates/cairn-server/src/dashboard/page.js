@@ -22,9 +22,10 @@
     [c.expired ? "bad" : "", c.expires]]);
   const releaseRow = (r) => r.error ? errorRow("?", r.error, 4) : row([
     ["digest", r.digest], ["version", r.version], ["digest", r.provenance], ["", r.created]]);
-  const memberRow = (m) => m.error ? errorRow(m.agent, m.error, 6) : row([
+  const memberRow = (m) => m.error ? errorRow(m.agent, m.error, 7) : row([
     ["name", m.agent], ["digest", m.release], ["num", m.sequence], ["", m.state],
-    [m.health === "" || m.health === "healthy" ? "" : "bad", m.health], ["", m.heartbeat]]);
+    [m.health === "" || m.health === "healthy" ? "" : "bad", m.health], ["", m.heartbeat],
+    [m.last_error ? "bad" : "", m.last_error]]);
 
   function rollout(r) {
     if (!r) return "";
@@ -34,7 +35,7 @@
       `${r.done}/${r.total} on target <progress max="100" value="${pct}"></progress></div>`;
   }
   const fleet = (set) => table("Fleet " + set.name,
-    ["agent", "release", "seq", "state", "health", "heartbeat"],
+    ["agent", "release", "seq", "state", "health", "heartbeat", "last error"],
     set.members.map(memberRow)) + rollout(set.rollout);
   const service = (s) => `<section><h2>${esc(s.name)}</h2>` +
     table("Channels", ["channel", "release", "version", "seq", "signed by", "expires"],

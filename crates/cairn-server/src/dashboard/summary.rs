@@ -129,6 +129,8 @@ pub struct MemberView {
     pub health: String,
     /// Its last heartbeat.
     pub heartbeat: String,
+    /// The last failure it reported (empty if none).
+    pub last_error: String,
     /// Why the ref could not be read, if it could not.
     pub error: Option<String>,
 }

@@ -160,6 +160,23 @@ fn dashboard_shows_the_store_and_follows_promotions_live() {
         "the page reloaded"
     );
 
+    // A member record as `cairn agent` writes it (digests as objects)
+    // appears live too.
+    let second = fixture.release_and_promote("1.6.0");
+    fixture.put_json(
+        &format!("fleet/{SERVICE}/eu/members/agent-eu-9"),
+        json!({"agent": "agent-eu-9", "release": second, "version": "1.6.0", "sequence": 3,
+               "state": "updating", "health": "unknown", "heartbeat": 0,
+               "last_error": "swap in progress"}),
+    );
+    let fleet = page.wait_for("the agent's member on the page", body, |text| {
+        text.contains("agent-eu-9") && text.contains("swap in progress")
+    });
+    assert!(
+        fleet.contains(&format!("{} (1.6.0)", &second.hex()[..12])),
+        "{fleet}"
+    );
+
     if std::env::var_os("CAIRN_UPDATE_SCREENSHOT").is_some_and(|v| v == "1") {
         save_screenshot(&mut page);
     }

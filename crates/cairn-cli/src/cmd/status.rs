@@ -1,0 +1,155 @@
+//! `cairn status SERVICE [--set S]`: the service's fleet members as the
+//! agents last reported them, as a table or `--json`.
+
+use anyhow::{bail, Result};
+use cairn_rollout::MemberRecord;
+use serde::Serialize;
+
+use crate::cli::{Global, StatusArgs};
+use crate::output::emit;
+
+/// A member whose heartbeat is older than this is marked stale.
+const STALE_SECONDS: i64 = 60;
+
+#[derive(Serialize)]
+struct Row {
+    set: String,
+    agent: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    record: Option<MemberRecord>,
+    /// Seconds since the last heartbeat.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    age: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+/// Runs `cairn status`.
+pub async fn run(global: &Global, args: StatusArgs) -> Result<i32> {
+    cairn_trust::document::validate_name("service", &args.service)?;
+    let store = super::open_store(global, super::Access::Existing).await?;
+    let prefix = match &args.set {
+        Some(set) => format!("fleet/{}/{set}/members/", args.service),
+        None => format!("fleet/{}/", args.service),
+    };
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let mut rows = Vec::new();
+    for name in store.refs.list(&prefix).await? {
+        let parts: Vec<&str> = name.as_str().split('/').collect();
+        let [_, _, set, "members", agent] = parts[..] else {
+            continue;
+        };
+        let Some(stored) = store.refs.get(&name).await? else {
+            continue;
+        };
+        let (record, error) = match MemberRecord::parse(name.as_str(), &stored.value) {
+            Ok(r) => (Some(r), None),
+            Err(e) => (None, Some(e.to_string())),
+        };
+        rows.push(Row {
+            set: set.into(),
+            agent: agent.into(),
+            age: record.as_ref().map(|r| now - r.heartbeat),
+            record,
+            error,
+        });
+    }
+    if rows.is_empty() && !global.json {
+        bail!(
+            "no agent has reported for {}{}",
+            args.service,
+            args.set.map(|s| format!(" in set {s}")).unwrap_or_default()
+        );
+    }
+    emit(global.json, &rows, |rows| table(rows));
+    Ok(0)
+}
+
+fn table(rows: &[Row]) -> String {
+    let mut lines = vec![[
+        "SET",
+        "AGENT",
+        "VERSION",
+        "RELEASE",
+        "SEQ",
+        "GEN",
+        "STATE",
+        "HEALTH",
+        "HEARTBEAT",
+        "ERROR",
+    ]
+    .map(String::from)
+    .to_vec()];
+    for row in rows {
+        let Some(r) = &row.record else {
+            lines.push(vec![
+                row.set.clone(),
+                row.agent.clone(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                row.error.clone().unwrap_or_default(),
+            ]);
+            continue;
+        };
+        let age = row.age.unwrap_or(0);
+        let heartbeat = if age > STALE_SECONDS {
+            format!("{age}s ago (stale)")
+        } else {
+            format!("{age}s ago")
+        };
+        let mut state = text(&r.state);
+        if let Some(t) = r.target {
+            state = format!("{state} -> {}", short(&t));
+        }
+        lines.push(vec![
+            row.set.clone(),
+            row.agent.clone(),
+            r.version.clone().unwrap_or_else(|| "-".into()),
+            r.release.map_or_else(|| "-".into(), |d| short(&d)),
+            r.sequence.map_or_else(|| "-".into(), |s| s.to_string()),
+            r.generation.map_or_else(|| "-".into(), |g| g.to_string()),
+            state,
+            text(&r.health),
+            heartbeat,
+            r.last_error.clone().unwrap_or_default(),
+        ]);
+    }
+    let widths: Vec<usize> = (0..lines[0].len())
+        .map(|i| {
+            lines
+                .iter()
+                .map(|l| l[i].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    lines
+        .iter()
+        .map(|l| {
+            let cells: Vec<String> = l
+                .iter()
+                .zip(&widths)
+                .map(|(c, w)| format!("{c:<w$}"))
+                .collect();
+            cells.join("  ").trim_end().to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn short(d: &cairn_digest::Digest) -> String {
+    d.hex()[..12].to_string()
+}
+
+/// An enum value in its JSON spelling (`rolling-back`, `healthy`).
+fn text<T: Serialize>(value: &T) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
