@@ -112,8 +112,13 @@ pub async fn unpin(local: &Store, release: &Digest) -> Result<(), StoreError> {
 /// file itself is collected its chunk list is dropped too, and a second
 /// pass collects the chunks.
 pub async fn collect(local: &Store, fs: &FsStore) -> Result<u64, StoreError> {
-    let grace = std::time::Duration::ZERO;
-    let mut freed = cairn_store::gc::collect_garbage(fs, grace, false)
+    // The agent is the only writer of its local store and does not fetch
+    // while it collects, so nothing needs a grace period.
+    let options = cairn_store::gc::GcOptions {
+        grace: std::time::Duration::ZERO,
+        dry_run: false,
+    };
+    let mut freed = cairn_store::gc::collect_garbage(fs, &options)
         .await?
         .removed_bytes;
     let mut dropped = false;
@@ -131,7 +136,7 @@ pub async fn collect(local: &Store, fs: &FsStore) -> Result<u64, StoreError> {
         }
     }
     if dropped {
-        freed += cairn_store::gc::collect_garbage(fs, grace, false)
+        freed += cairn_store::gc::collect_garbage(fs, &options)
             .await?
             .removed_bytes;
     }

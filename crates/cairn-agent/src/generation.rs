@@ -20,7 +20,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use cairn_digest::Digest;
-use cairn_snapshot::{MaterializeOptions, NoProgress};
+use cairn_snapshot::{MaterializeOptions, NoProgress, Placement};
 use cairn_store::FsStore;
 
 use crate::state::{sync_dir, Generation, Layout};
@@ -87,7 +87,9 @@ pub fn materialize(
         store,
         artifact,
         &tmp,
-        MaterializeOptions { copy: false },
+        MaterializeOptions {
+            placement: Placement::Link,
+        },
         &NoProgress,
     )
     .map_err(|source| GenerationError::Materialize { number, source })?;

@@ -30,6 +30,7 @@ async fn publish(store: &Store, service: &str, version: &str, signer: &SigningKe
         run: serde_json::json!({"command": ["bin/hello"]}),
         provenance: Digest::of(b"provenance"),
         created: NOW,
+        deploy: None,
     };
     publish_release(store, &release, signer).await.unwrap()
 }
@@ -253,6 +254,7 @@ async fn releases_that_fail_their_own_checks_are_refused() {
         run: serde_json::json!({"command": []}),
         provenance: Digest::of(b"provenance"),
         created: NOW,
+        deploy: None,
     };
     let v3 = publish_release(&store, &bad, &key(1)).await.unwrap();
     promote_at(&store, "prod", &v3).await;

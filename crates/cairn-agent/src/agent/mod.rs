@@ -241,6 +241,8 @@ impl Agent {
             health: Health::Unknown,
             heartbeat: 0,
             last_error: None,
+            previous: None,
+            failed: None,
         };
         let (status, _) = watch::channel(Status {
             member,

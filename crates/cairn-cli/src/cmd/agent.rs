@@ -24,9 +24,9 @@ pub async fn run(global: &Global, args: AgentArgs) -> Result<i32> {
     let text = std::fs::read_to_string(&args.config)
         .with_context(|| format!("reading {}", args.config.display()))?;
     let config = AgentConfig::parse(&args.config, &text)?;
-    if global.token.is_some() && config.token.is_none() {
+    if super::token(global)?.is_some() && config.token.is_none() {
         bail!(
-            "the agent takes its store token from {} (`token` or `token_file`), not from --token or CAIRN_TOKEN",
+            "the agent takes its store token from {} (`token` or `token_file`), not from --token-file or CAIRN_TOKEN",
             args.config.display()
         );
     }

@@ -222,6 +222,8 @@ mod tests {
             health: cairn_rollout::Health::Unhealthy,
             heartbeat: 0,
             last_error: Some("release 3 failed".into()),
+            previous: None,
+            failed: None,
         };
         let v: Value = serde_json::from_slice(&record.to_json()).unwrap();
         let m = member_view("host-a", Ok(v), &HashMap::new());
