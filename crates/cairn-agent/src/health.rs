@@ -214,6 +214,7 @@ pub async fn wait_healthy(
 ) -> Result<(), Unhealthy> {
     let deadline = Instant::now() + check.deadline;
     let mut last = String::from("no probe answered yet");
+    let mut probed = false;
     loop {
         let started = Instant::now();
         let budget = deadline.saturating_duration_since(started);
@@ -223,12 +224,19 @@ pub async fn wait_healthy(
                 last,
             });
         }
-        let timeout = budget.min(check.interval.max(Duration::from_secs(2)));
+        let full = check.interval.max(Duration::from_secs(2));
+        let timeout = budget.min(full);
         tokio::select! {
             status = process.exited() => return Err(exited(status)),
             result = probe(target, timeout) => match result {
                 Ok(()) => return Ok(()),
-                Err(e) => last = e,
+                // A probe the deadline cut short says less than the answer
+                // before it (`answered 503`): keep that one.
+                Err(_) if timeout < full && probed => {}
+                Err(e) => {
+                    probed = true;
+                    last = e;
+                }
             },
         }
         let next = (started + check.interval).min(deadline);
