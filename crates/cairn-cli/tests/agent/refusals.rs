@@ -183,13 +183,18 @@ fn bad_configurations_and_stores_fail_at_start() {
         "{err}"
     );
 
+    let token_file = fx.root.join("caller-token");
+    std::fs::write(&token_file, "t").unwrap();
     let err = refused_at_start(
-        "start-cmdline-token",
+        "start-caller-token",
         Options::default(),
         |t| t.into(),
-        &["--token", "t"],
+        &["--token-file", token_file.to_str().unwrap()],
     );
-    assert!(err.contains("not from --token or CAIRN_TOKEN"), "{err}");
+    assert!(
+        err.contains("not from --token-file or CAIRN_TOKEN"),
+        "{err}"
+    );
 
     let addr = free_port();
     let _server = Server::start(&fx.store, addr);
