@@ -103,7 +103,10 @@ impl Machine {
             cmd.arg("--keys").arg(k);
         }
         if let Some(c) = &self.cache {
-            cmd.env("CAIRN_CACHE", c);
+            // This user's own state (the channels it accepted), never the
+            // real user's and never another test's.
+            cmd.env("CAIRN_CACHE", c)
+                .env("XDG_STATE_HOME", c.with_extension("state"));
         }
         if let Some(d) = &self.dir {
             cmd.current_dir(d);

@@ -33,6 +33,9 @@ impl Machine {
         cmd.env_remove("CAIRN_STORE")
             .env_remove("CAIRN_TOKEN")
             .env("CAIRN_CACHE", &self.cache)
+            // This user's own state (the channels it accepted), never the
+            // real user's and never another test's.
+            .env("XDG_STATE_HOME", self.cache.with_extension("state"))
             .arg("--store")
             .arg(&self.store)
             .arg("--keys")

@@ -83,7 +83,7 @@ fn command_is_canonical() {
     let mut sorted = props.clone();
     sorted.sort();
     assert_eq!(props, sorted);
-    assert!(props.contains(&"cairn.sandbox=linux-ns-v1".to_owned()));
+    assert!(props.contains(&format!("cairn.sandbox={}", crate::action::SANDBOX)));
     assert!(props.contains(&"cairn.output:bin/app=required".to_owned()));
     assert!(props.contains(&format!(
         "cairn.mount:/src={:#}:rw",
