@@ -2,6 +2,7 @@
 //! blob, a full disk; and the service trying to write into its code.
 
 use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -228,9 +229,15 @@ fn a_full_disk_fails_the_fetch_cleanly() {
 #[test]
 fn the_service_cannot_write_into_its_generation() {
     let fx = fixture();
+    // The service's user must be able to reach its generation: the state
+    // directory goes where every user may traverse, whatever the mode of
+    // the checkout this test runs from (a fresh `mktemp -d` is 0700).
+    let reachable = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(reachable.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let options = Options {
         top: "user = \"nobody\"\n".into(),
         extra: "\n[env]\nHELLO_TRY_WRITE = \"1\"\n".into(),
+        state_dir: Some(reachable.path().join("state")),
         ..Options::default()
     };
     let mut a = TestAgent::new("readonly", options);
