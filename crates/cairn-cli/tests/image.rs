@@ -241,6 +241,10 @@ fn exports_are_byte_identical_across_places_times_umasks_and_users() {
         .unwrap();
     let store2 = other.path().join("store");
     run_ok(Command::new("cp").arg("-a").arg(&p.store).arg(&store2));
+    // The other user runs its own copy of the binary: the checkout it was
+    // built in may be a directory only its owner can traverse.
+    let cairn2 = other.path().join("cairn");
+    std::fs::copy(CAIRN, &cairn2).unwrap();
     run_ok(
         Command::new("chown")
             .args(["-R", "65534:65534"])
@@ -254,7 +258,8 @@ fn exports_are_byte_identical_across_places_times_umasks_and_users() {
             .arg(second.parent().unwrap()),
     );
     let script = format!(
-        "umask 077; exec {CAIRN} --store {} image build {} --output {}",
+        "umask 077; exec {} --store {} image build {} --output {}",
+        cairn2.display(),
         store2.display(),
         p.release,
         second.display()
