@@ -163,6 +163,9 @@ pub enum AgentError {
         #[source]
         source: std::io::Error,
     },
+    /// The service's user cannot reach its generations.
+    #[error(transparent)]
+    User(#[from] crate::users::UserError),
     /// The status endpoint could not be bound.
     #[error("binding the status endpoint {address}: {source}")]
     Status {
@@ -226,6 +229,9 @@ impl Agent {
     pub async fn start(s: Settings, gate: Box<dyn UpdateGate>) -> Result<Self, AgentError> {
         let layout = Layout::new(&s.config.state_dir);
         let lock = lock(&layout)?;
+        if let Some(credentials) = &s.credentials {
+            crate::users::check_reachable(credentials, layout.root())?;
+        }
         let fs = FsStore::open(layout.store())?;
         let local = Store::local(fs);
         let local_fs = local.local.clone().expect("a local store has a directory");

@@ -1,6 +1,7 @@
 //! Statements the agent must refuse (nothing of them fetched or run), and
 //! configurations and stores it must refuse at start.
 
+use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 use std::time::Duration;
 
@@ -70,6 +71,15 @@ fn refused_statements_fetch_and_run_nothing() {
     refused(
         "a tampered statement",
         "the payload or signature was altered",
+    );
+
+    // The same statement with its signatures taken away: unsigned.
+    let mut unsigned: serde_json::Value = serde_json::from_str(&third).unwrap();
+    unsigned["signatures"] = serde_json::json!([]);
+    fx.set_ref(&channel, &unsigned.to_string());
+    refused(
+        "an unsigned statement",
+        "only 0 distinct trusted key(s) signed, the channel requires 1",
     );
 
     // Statement #1 again: validly signed, but older than what was accepted.
@@ -207,6 +217,25 @@ fn bad_configurations_and_stores_fail_at_start() {
     assert!(
         err.contains(&format!("opening store http://{addr} (agent.toml `store`)"))
             && err.contains("401"),
+        "{err}"
+    );
+
+    // The service's user could not reach its generations: a state
+    // directory below a directory only root may search.
+    let closed = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(closed.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let options = Options {
+        top: "user = \"nobody\"\n".into(),
+        state_dir: Some(closed.path().join("state")),
+        ..Options::default()
+    };
+    let err = refused_at_start("start-unreachable", options, |t| t.into(), &[]);
+    assert!(
+        err.contains("the service's user (uid 65534, gid 65534) cannot reach")
+            && err.contains(&format!(
+                "{} is mode 0700, owned by uid 0",
+                closed.path().canonicalize().unwrap().display()
+            )),
         "{err}"
     );
 }
