@@ -47,7 +47,7 @@ pub use blob::{Assembled, BlobReader, BlobStore, BlobStoreExt, VerifyingReader};
 pub use error::{ErrorKind, RemoteError, Result, StoreError};
 pub use fs::{io_pool, FsStore};
 pub use memory::MemoryStore;
-pub use refs::{RefEvent, RefName, RefStore, RefWatch, Version, Versioned};
+pub use refs::{IfChanged, RefEvent, RefName, RefStore, RefWatch, Version, Versioned};
 pub use url::{connect, OpenOptions, StoreUrl};
 
 use std::sync::Arc;

@@ -98,6 +98,15 @@ pub struct RefEvent {
     pub name: RefName,
 }
 
+/// What a conditional read ([`RefStore::get_if_changed`]) found.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum IfChanged {
+    /// The ref is still at the version the caller knew.
+    Unchanged,
+    /// It changed: its value and version now, or `None` if it is gone.
+    Changed(Option<Versioned>),
+}
+
 /// A stream of changes under a prefix.
 pub type RefWatch = BoxStream<'static, Result<RefEvent>>;
 
@@ -106,6 +115,17 @@ pub type RefWatch = BoxStream<'static, Result<RefEvent>>;
 pub trait RefStore: Send + Sync + fmt::Debug {
     /// The current value and version, or `None` if the ref does not exist.
     async fn get(&self, name: &RefName) -> Result<Option<Versioned>>;
+
+    /// The ref, unless it is still at `known`: what a poller calls. The
+    /// default reads it whole and compares; backends with conditional
+    /// reads (S3's and the server's `If-None-Match`) answer an unchanged
+    /// ref without sending its value.
+    async fn get_if_changed(&self, name: &RefName, known: &Version) -> Result<IfChanged> {
+        Ok(match self.get(name).await? {
+            Some(v) if &v.version == known => IfChanged::Unchanged,
+            now => IfChanged::Changed(now),
+        })
+    }
 
     /// Every ref whose name starts with `prefix`, sorted.
     async fn list(&self, prefix: &str) -> Result<Vec<RefName>>;

@@ -23,7 +23,7 @@ use std::time::Duration;
 use cairn_digest::Digest;
 use cairn_recipe::RunSpec;
 use cairn_release::{accept, AcceptError, Accepted};
-use cairn_store::Store;
+use cairn_store::{IfChanged, Store};
 use futures::StreamExt;
 use time::OffsetDateTime;
 use tokio::sync::Notify;
@@ -106,9 +106,10 @@ pub(crate) async fn watch_channel(
 impl Agent {
     /// Reads the channel through the acceptance chain and acts on it.
     ///
-    /// A poll first reads only the channel ref; when its version is the
-    /// one fully checked less than a minute ago, the chain is not run again
-    /// (one small read per poll instead of four).
+    /// A poll first asks whether the channel ref moved from the version
+    /// fully checked less than a minute ago: a conditional read, which on
+    /// S3 and on a server is a 304 with no body. Unchanged, the chain is
+    /// not run again (one small request per poll instead of four).
     pub(super) async fn check_channel(&mut self) {
         let noticed = now_ms();
         let (service, channel) = (self.cfg.service.clone(), self.cfg.channel.clone());
@@ -116,18 +117,23 @@ impl Agent {
         let Ok(name) = cairn_release::channel_ref(&service, &channel) else {
             return;
         };
-        let head = match self.remote.refs.get(&name).await {
-            Ok(head) => head.map(|v| v.version),
+        let recent = self
+            .seen
+            .as_ref()
+            .filter(|(_, at)| at.elapsed() < FULL_CHECK)
+            .map(|(version, _)| version.clone());
+        let read = match &recent {
+            Some(known) => self.remote.refs.get_if_changed(&name, known).await,
+            None => self.remote.refs.get(&name).await.map(IfChanged::Changed),
+        };
+        let head = match read {
+            Ok(IfChanged::Unchanged) => {
+                self.store_up(store_was_down);
+                return self.reconcile(noticed).await;
+            }
+            Ok(IfChanged::Changed(head)) => head.map(|v| v.version),
             Err(e) => return self.store_down(e.to_string()),
         };
-        let unchanged = matches!(
-            (&head, &self.seen),
-            (Some(v), Some((seen, at))) if v == seen && at.elapsed() < FULL_CHECK
-        );
-        if unchanged {
-            self.store_up(store_was_down);
-            return self.reconcile(noticed).await;
-        }
         let mark = match self.marks.get(&service, &channel) {
             Ok(m) => m,
             Err(e) => return self.report_error(e.to_string()),

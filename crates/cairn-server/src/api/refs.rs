@@ -4,7 +4,8 @@
 //! HTTP's own conditional requests carry the compare-and-swap: a read
 //! returns the version as an `ETag`; a write names the version it expects
 //! with `If-Match: "<version>"`, or `If-None-Match: *` to create. A lost
-//! race is 412. A write with neither header is refused with 428 rather
+//! race is 412. A read with `If-None-Match: "<version>"` of a ref still
+//! at that version is 304 with no body (what a poller sends). A write with neither header is refused with 428 rather
 //! than done unconditionally: every cairn ref write is a CAS.
 
 use axum::body::Body;
@@ -84,7 +85,14 @@ pub async fn get(
         .get(&name)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("ref {name} does not exist")))?;
-    let mut response = v.value.into_response();
+    // A poller names the version it has; unchanged, it gets no body.
+    let unchanged = header(&headers, header::IF_NONE_MATCH.as_str())
+        .is_some_and(|tags| tags.split(',').any(|t| t.trim() == etag(&v.version)));
+    let mut response = if unchanged {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        v.value.into_response()
+    };
     response
         .headers_mut()
         .insert(header::ETAG, etag(&v.version));

@@ -7,7 +7,7 @@ use std::time::Duration;
 use futures::StreamExt;
 
 use crate::error::{ErrorKind, StoreError};
-use crate::refs::{watch_or_poll, RefName, RefStore, Version};
+use crate::refs::{watch_or_poll, IfChanged, RefName, RefStore, Version, Versioned};
 
 /// Compare-and-swap, listing, the size limit and deletion, against a
 /// store with no ref under `conformance/` or named `elsewhere`.
@@ -31,6 +31,19 @@ pub async fn refs(store: &dyn RefStore) {
         .await
         .unwrap();
     assert_ne!(v1, v2, "a write must change the version");
+    assert_eq!(
+        store.get_if_changed(&name, &v2).await.unwrap(),
+        IfChanged::Unchanged,
+        "a conditional read at the current version"
+    );
+    assert_eq!(
+        store.get_if_changed(&name, &v1).await.unwrap(),
+        IfChanged::Changed(Some(Versioned {
+            value: b"2".to_vec(),
+            version: v2.clone()
+        })),
+        "a conditional read at an older version"
+    );
     let stale = store
         .compare_and_swap(&name, Some(&v1), b"3".to_vec())
         .await;
@@ -76,6 +89,11 @@ pub async fn refs(store: &dyn RefStore) {
     );
     store.delete(&name, &v2).await.unwrap();
     assert!(store.get(&name).await.unwrap().is_none());
+    assert_eq!(
+        store.get_if_changed(&name, &v2).await.unwrap(),
+        IfChanged::Changed(None),
+        "a conditional read of a deleted ref"
+    );
     let v3 = store
         .compare_and_swap(&name, None, b"again".to_vec())
         .await

@@ -1,6 +1,7 @@
 //! Refs over `/v1/refs/…`: versions travel as ETags, compare-and-swap as
 //! `If-Match` / `If-None-Match: *`, and a lost race comes back as 412,
-//! which becomes [`StoreError::Conflict`].
+//! which becomes [`StoreError::Conflict`]. A poll's read names the version
+//! it has (`If-None-Match: "<version>"`) and an unchanged ref is a 304.
 
 use async_trait::async_trait;
 use reqwest::{header, Method, Response, StatusCode};
@@ -8,7 +9,7 @@ use tracing::instrument;
 
 use super::{is_not_found, HttpStore};
 use crate::error::{Result, StoreError};
-use crate::refs::{check_ref_size, RefName, RefStore, RefWatch, Version, Versioned};
+use crate::refs::{check_ref_size, IfChanged, RefName, RefStore, RefWatch, Version, Versioned};
 
 #[derive(serde::Deserialize)]
 struct RefList {
@@ -63,16 +64,20 @@ impl HttpStore {
     }
 }
 
-#[async_trait]
-impl RefStore for HttpStore {
-    #[instrument(skip_all, fields(name = %name))]
-    async fn get(&self, name: &RefName) -> Result<Option<Versioned>> {
+impl HttpStore {
+    /// Reads a ref, conditionally on it having moved from `known`.
+    async fn read_ref(&self, name: &RefName, known: Option<&Version>) -> Result<IfChanged> {
         let what = format!("reading ref {name}");
-        let response = self
-            .send(self.request(Method::GET, &ref_path(name)), &what)
-            .await?;
+        let mut rb = self.request(Method::GET, &ref_path(name));
+        if let Some(known) = known {
+            rb = rb.header(header::IF_NONE_MATCH, quoted(known));
+        }
+        let response = self.send(rb, &what).await?;
         if is_not_found(response.status()) {
-            return Ok(None);
+            return Ok(IfChanged::Changed(None));
+        }
+        if known.is_some() && response.status() == StatusCode::NOT_MODIFIED {
+            return Ok(IfChanged::Unchanged);
         }
         if !response.status().is_success() {
             return Err(self.failure(&what, response).await);
@@ -82,10 +87,30 @@ impl RefStore for HttpStore {
             .bytes()
             .await
             .map_err(|e| self.transport(&what, e))?;
-        Ok(Some(Versioned {
+        Ok(IfChanged::Changed(Some(Versioned {
             value: value.to_vec(),
             version,
-        }))
+        })))
+    }
+}
+
+#[async_trait]
+impl RefStore for HttpStore {
+    #[instrument(skip_all, fields(name = %name))]
+    async fn get(&self, name: &RefName) -> Result<Option<Versioned>> {
+        match self.read_ref(name, None).await? {
+            IfChanged::Changed(now) => Ok(now),
+            IfChanged::Unchanged => Err(self.malformed(
+                &format!("reading ref {name}"),
+                "the server answered 304 to a plain read".into(),
+            )),
+        }
+    }
+
+    /// `If-None-Match: "<version>"`: an unchanged ref is a 304, no body.
+    #[instrument(skip_all, fields(name = %name))]
+    async fn get_if_changed(&self, name: &RefName, known: &Version) -> Result<IfChanged> {
+        self.read_ref(name, Some(known)).await
     }
 
     #[instrument(skip_all, fields(prefix = %prefix))]

@@ -13,16 +13,17 @@
 //! is writing (retired fleet members, expired cache entries).
 //!
 //! S3 cannot push changes, so [`RefStore::watch`] returns `None` and
-//! callers poll.
+//! callers poll, with conditional reads ([`RefStore::get_if_changed`]):
+//! an unchanged ref costs a 304 and no body.
 
 use async_trait::async_trait;
 use futures::TryStreamExt;
 use object_store::path::Path;
-use object_store::{PutMode, PutOptions, UpdateVersion};
+use object_store::{GetOptions, PutMode, PutOptions, UpdateVersion};
 
 use super::S3Store;
 use crate::error::{Result, StoreError};
-use crate::refs::{check_ref_size, conflict, RefName, RefStore, Version, Versioned};
+use crate::refs::{check_ref_size, conflict, IfChanged, RefName, RefStore, Version, Versioned};
 
 /// Random bytes before each ref's value (see the module docs).
 pub const NONCE_LEN: usize = 16;
@@ -37,6 +38,26 @@ impl S3Store {
             what: format!("ref {name} in {}", self.url),
             reason: reason.into(),
         }
+    }
+
+    /// Reads a ref with `options` (which may make the read conditional).
+    async fn read_ref(&self, name: &RefName, options: GetOptions) -> Result<IfChanged> {
+        let got = match self.objects.get_opts(&ref_path(name), options).await {
+            Ok(got) => got,
+            Err(object_store::Error::NotFound { .. }) => return Ok(IfChanged::Changed(None)),
+            Err(object_store::Error::NotModified { .. }) => return Ok(IfChanged::Unchanged),
+            Err(e) => return Err(self.error(format!("reading ref {name}"), e)),
+        };
+        let version = self.version_of(name, got.meta.e_tag.clone())?;
+        let body = got
+            .bytes()
+            .await
+            .map_err(|e| self.error(format!("reading ref {name}"), e))?;
+        let value = body
+            .get(NONCE_LEN..)
+            .ok_or_else(|| self.malformed(name, "shorter than its nonce"))?
+            .to_vec();
+        Ok(IfChanged::Changed(Some(Versioned { value, version })))
     }
 
     async fn etag(&self, name: &RefName) -> Result<Option<Version>> {
@@ -60,21 +81,20 @@ impl S3Store {
 #[async_trait]
 impl RefStore for S3Store {
     async fn get(&self, name: &RefName) -> Result<Option<Versioned>> {
-        let got = match self.objects.get(&ref_path(name)).await {
-            Ok(got) => got,
-            Err(object_store::Error::NotFound { .. }) => return Ok(None),
-            Err(e) => return Err(self.error(format!("reading ref {name}"), e)),
+        match self.read_ref(name, GetOptions::default()).await? {
+            IfChanged::Changed(now) => Ok(now),
+            IfChanged::Unchanged => Err(self.malformed(name, "answered 304 to a plain read")),
+        }
+    }
+
+    /// A conditional GET (`If-None-Match: "<etag>"`): an unchanged ref is a
+    /// 304 with no body, which is all a poller needs.
+    async fn get_if_changed(&self, name: &RefName, known: &Version) -> Result<IfChanged> {
+        let options = GetOptions {
+            if_none_match: Some(format!("\"{}\"", known.0)),
+            ..GetOptions::default()
         };
-        let version = self.version_of(name, got.meta.e_tag.clone())?;
-        let body = got
-            .bytes()
-            .await
-            .map_err(|e| self.error(format!("reading ref {name}"), e))?;
-        let value = body
-            .get(NONCE_LEN..)
-            .ok_or_else(|| self.malformed(name, "shorter than its nonce"))?
-            .to_vec();
-        Ok(Some(Versioned { value, version }))
+        self.read_ref(name, options).await
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<RefName>> {
