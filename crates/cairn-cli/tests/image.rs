@@ -1,6 +1,6 @@
 //! OCI images end to end, checked by tools nobody on this project wrote:
 //! Debian's `docker-registry` (the CNCF distribution registry) on a
-//! loopback port with htpasswd auth, `skopeo` copying what cairn pushed,
+//! loopback port with htpasswd auth or the Docker token protocol, `skopeo` copying what cairn pushed,
 //! `umoci` making and unpacking images, and `podman` running one.
 
 use std::net::TcpStream;
@@ -13,16 +13,23 @@ const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/busyb
 const GREETING: &str = "Hello from a hermetic busybox build!";
 const USER: &str = "cairn-ci";
 const PASSWORD: &str = "s3cret-for-tests";
+const ISSUER: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/token-issuer.py"
+);
 
-/// A `docker-registry` on a free loopback port, with basic auth; killed
-/// (by its pid) when dropped.
+/// A `docker-registry` on a free loopback port, with basic auth or with
+/// the token protocol; killed (by its pid, with its token issuer) when
+/// dropped.
 struct Registry {
     child: Child,
+    issuer: Option<Child>,
     host: String,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Registry {
+    /// Basic auth against an htpasswd file.
     fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let hash = run_ok(Command::new("python3").args([
@@ -31,6 +38,41 @@ impl Registry {
             PASSWORD,
         ]));
         std::fs::write(dir.path().join("htpasswd"), format!("{USER}:{hash}\n")).unwrap();
+        let auth = format!(
+            "auth:\n  htpasswd:\n    realm: cairn-tests\n    path: {}\n",
+            dir.path().join("htpasswd").display()
+        );
+        Self::launch(dir, &auth, None)
+    }
+
+    /// The Docker token protocol: the registry answers 401 with a Bearer
+    /// challenge naming a token issuer (tests/fixtures/token-issuer.py),
+    /// which takes the user's Basic credentials and hands out a signed JWT
+    /// that the registry checks against the issuer's certificate.
+    fn start_with_token_issuer() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut issuer = Command::new("python3")
+            .arg(ISSUER)
+            .arg(dir.path())
+            .args([USER, PASSWORD])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 starts the token issuer");
+        let mut port = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(issuer.stdout.take().unwrap()),
+            &mut port,
+        )
+        .unwrap();
+        let port: u16 = port.trim().parse().expect("the issuer prints its port");
+        let auth = format!(
+            "auth:\n  token:\n    realm: http://127.0.0.1:{port}/token\n    service: cairn-test-registry\n    issuer: cairn-test-issuer\n    rootcertbundle: {}\n",
+            dir.path().join("issuer.pem").display()
+        );
+        Self::launch(dir, &auth, Some(issuer))
+    }
+
+    fn launch(dir: tempfile::TempDir, auth: &str, issuer: Option<Child>) -> Self {
         // docker-registry cannot listen on port 0: take a free port and
         // hand it over (the window is a few milliseconds).
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -40,9 +82,8 @@ impl Registry {
             .port();
         let host = format!("127.0.0.1:{port}");
         let config = format!(
-            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {host}\nauth:\n  htpasswd:\n    realm: cairn-tests\n    path: {}\n",
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {host}\n{auth}",
             dir.path().join("data").display(),
-            dir.path().join("htpasswd").display()
         );
         std::fs::write(dir.path().join("config.yml"), config).unwrap();
         let child = Command::new("docker-registry")
@@ -54,8 +95,9 @@ impl Registry {
             .expect("docker-registry is installed (apt-get install docker-registry)");
         let registry = Self {
             child,
+            issuer,
             host,
-            _dir: dir,
+            dir,
         };
         let deadline = Instant::now() + Duration::from_secs(20);
         while TcpStream::connect(&registry.host).is_err() {
@@ -68,12 +110,19 @@ impl Registry {
     fn creds(&self) -> String {
         format!("{USER}:{PASSWORD}")
     }
+
+    /// What the token issuer was asked, one line a request.
+    fn issuer_requests(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("requests.log")).unwrap_or_default()
+    }
 }
 
 impl Drop for Registry {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        for child in std::iter::once(&mut self.child).chain(self.issuer.as_mut()) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
@@ -661,4 +710,86 @@ print(put(json.dumps(m).encode()), ld)
     );
     assert!(!p.tmp.path().join("escaped").exists() && !dir.join("escaped").exists());
     assert_eq!(p.ok(&["ref", "list", "oci/"]), "");
+}
+
+#[test]
+fn push_and_verify_through_a_registry_that_hands_out_bearer_tokens() {
+    let p = Project::new();
+    let reg = Registry::start_with_token_issuer();
+    let repo = format!("{}/team/hello", reg.host);
+
+    // No credentials: the issuer refuses, and so does the push.
+    let err = refused(p.run(&["image", "push", &p.release, &repo, "--key", "ci"]));
+    assert!(
+        err.contains(&repo) && err.contains("/token: HTTP 401"),
+        "{err}"
+    );
+    assert!(
+        reg.issuer_requests()
+            .contains("GET /token authenticated=False"),
+        "the push never asked the issuer: {}",
+        reg.issuer_requests()
+    );
+
+    // A wrong password: refused too, with the same exit status.
+    let mut wrong = p.cairn();
+    wrong
+        .env("CAIRN_REGISTRY_USER", USER)
+        .env("CAIRN_REGISTRY_PASSWORD", "not-the-password")
+        .args(["image", "push", &p.release, &repo, "--key", "ci"]);
+    let err = refused(wrong.output().unwrap());
+    assert!(
+        err.contains(&repo) && err.contains("/token: HTTP 401"),
+        "{err}"
+    );
+
+    // The right one: a token for push and pull, and the image lands.
+    let pushed = p.with_login(&[
+        "image",
+        "push",
+        &p.release,
+        &format!("{repo}:v1"),
+        "--key",
+        "ci",
+    ]);
+    let manifest = pushed["manifest"].as_str().unwrap().to_string();
+    assert!(
+        reg.issuer_requests()
+            .contains("GET /token authenticated=True"),
+        "{}",
+        reg.issuer_requests()
+    );
+
+    // skopeo, which speaks the token protocol on its own, reads it back.
+    let back = p.tmp.path().join("back");
+    run_ok(
+        Command::new("skopeo")
+            .args([
+                "copy",
+                "--src-tls-verify=false",
+                "--src-creds",
+                &reg.creds(),
+            ])
+            .arg(format!("docker://{repo}:v1"))
+            .arg(format!("oci:{}:v1", back.display())),
+    );
+    assert_eq!(layout_manifest(&back), manifest);
+
+    // And `image verify` pulls the attestation with a pull token.
+    let policy = p.policy("ci");
+    let mut verify = p.cairn();
+    verify
+        .env("CAIRN_REGISTRY_USER", USER)
+        .env("CAIRN_REGISTRY_PASSWORD", PASSWORD)
+        .args([
+            "--json",
+            "image",
+            "verify",
+            &format!("{repo}:v1"),
+            "--policy",
+        ])
+        .arg(&policy);
+    let accepted: serde_json::Value = serde_json::from_str(&run_ok(&mut verify)).unwrap();
+    assert_eq!(accepted["accepted"], true);
+    assert_eq!(accepted["manifest"], manifest.as_str());
 }
