@@ -323,3 +323,59 @@ fn sigterm_stops_the_service_and_sigusr2_leaves_it_running() {
     let logs = std::fs::read_to_string(a.state.join(format!("logs/{SERVICE}.log"))).unwrap();
     assert!(logs.contains("drained; exiting"), "{logs}");
 }
+
+#[test]
+fn an_agent_follows_a_channel_in_s3_by_polling() {
+    use cairn_store::moto::Moto;
+
+    let fx = fixture();
+    let moto = Moto::start();
+    moto.create_bucket("agents");
+    let url = moto.url("agents", "fleet");
+    let aws = [
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+    ];
+    let channel = format!("channels/{SERVICE}/s3poll");
+    // Releases travel to the bucket the way a team would send them: the
+    // channel, with its history and every release it names.
+    let send = || {
+        let out = Command::new(CAIRN)
+            .arg("--store")
+            .arg(&fx.store)
+            .args(["store", "copy", "--to", &url, &channel])
+            .env_remove("CAIRN_STORE")
+            .env_remove("CAIRN_TOKEN")
+            .envs(aws)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "store copy: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    fx.promote(&fx.v1, "s3poll", "ci", None);
+    send();
+
+    let mut a = TestAgent::new(
+        "s3poll",
+        Options {
+            store: Some(url.clone()),
+            ..Options::default()
+        },
+    );
+    a.start_with(&aws);
+    a.wait_serving("1", T);
+
+    // S3 cannot push: the agent sees the next statement by polling.
+    fx.promote(&fx.v2, "s3poll", "ci", None);
+    send();
+    let s = a.wait_serving("2", T);
+    assert_eq!(s["member"]["sequence"], 2, "{s}");
+    assert_eq!(a.version().as_deref(), Some("2"));
+    assert!(
+        s["counters"]["store_errors"].as_u64() == Some(0),
+        "conditional polls were counted as store errors: {s}"
+    );
+}
