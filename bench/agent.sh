@@ -168,13 +168,7 @@ if want bytes; then
     mkdir -p "$proj/data"
     cp "$REPO/examples/busybox-hello/make-rootfs.sh" "$proj/"
     (cd "$proj" && CAIRN=$CAIRN CAIRN_STORE=$STORE ./make-rootfs.sh >/dev/null)
-    python3 - "$proj/data" <<'PY'
-import random, sys
-rng = random.Random(10)
-for i in range(100):
-    with open(f"{sys.argv[1]}/f{i:03d}.bin", "wb") as f:
-        f.write(rng.randbytes(64 << 10))
-PY
+    files100 "$proj/data" 10 65536 65536
     cat >"$proj/cairn.toml" <<'EOF'
 [service]
 name = "files100"

@@ -1,4 +1,4 @@
-# What bench/store.sh, bench/build.sh and bench/server.sh share. Sourced,
+# What the scripts in bench/ share. Sourced,
 # not run: the sourcing script sets NAME (for messages), REPO, WORK and
 # ONLY first, and DROP where it measures cold runs.
 
@@ -47,5 +47,20 @@ for i in range(20):
         for k in range(100):
             with open(f"{d}/f{k:03d}.bin", "wb") as f:
                 f.write(rng.randbytes(rng.randint(1024, 16384)))
+PY
+}
+
+# The 100-file artifact of the "one file changed" figures (agent fetch,
+# image push): f000.bin … f099.bin of random bytes, MIN to MAX bytes each,
+# from a fixed seed.
+files100() { # DIR SEED MIN MAX
+    python3 - "$@" <<'PY'
+import os, random, sys
+d, seed, lo, hi = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+rng = random.Random(seed)
+os.makedirs(d, exist_ok=True)
+for i in range(100):
+    with open(f"{d}/f{i:03d}.bin", "wb") as f:
+        f.write(rng.randbytes(rng.randint(lo, hi)))
 PY
 }

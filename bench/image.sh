@@ -111,14 +111,7 @@ if want push; then
     mkdir -p "$p"
     cp "$REPO/examples/busybox-hello/make-rootfs.sh" "$p/"
     (cd "$p" && CAIRN="$CAIRN" sh make-rootfs.sh >/dev/null)
-    python3 - "$p/src" <<'PY'
-import os, random, sys
-rng = random.Random(14)
-os.makedirs(sys.argv[1])
-for i in range(100):
-    with open(f"{sys.argv[1]}/f{i:03d}.bin", "wb") as f:
-        f.write(rng.randbytes(rng.randint(4096, 65536)))
-PY
+    files100 "$p/src" 14 4096 65536
     cat >"$p/cairn.toml" <<'TOML'
 [service]
 name = "hundred"
