@@ -18,7 +18,9 @@
 #            materialized) vs a 1 MiB tree. Target: within 20%.
 #
 # Knobs: CAIRN (default: build with CARGO_TARGET_DIR=<repo>/target/bench),
-# WORK (default /var/tmp/cairn-bench-build, not inside the repo), RUNS (20).
+# CAIRN_BASE (an older binary: "cached" then measures it too, in the same
+# hyperfine call, before and after a change), WORK (default
+# /var/tmp/cairn-bench-build, not inside the repo), RUNS (20).
 # Results: bench/results/build-*.json and bench/results/build-summary.md.
 set -euo pipefail
 
@@ -95,7 +97,12 @@ if want cached; then
     fi
     "$CAIRN" build -C "$P" >/dev/null
     log "cached: cairn build (20k-file source, cache hit) vs git status"
-    hf cached "$CAIRN build -C $P" "git -C $P/src status --porcelain"
+    base=()
+    if [[ -n ${CAIRN_BASE:-} ]]; then
+        "$CAIRN_BASE" build -C "$P" >/dev/null
+        base=("$CAIRN_BASE build -C $P")
+    fi
+    hf cached "$CAIRN build -C $P" "${base[@]}" "git -C $P/src status --porcelain"
 fi
 
 # ---------------------------------------------------------------- sandbox
@@ -137,6 +144,7 @@ for name, target in [("cached", "<= 1.5x"), ("sandbox", "<= 2x"), ("setup", "<= 
     p = f"{out}/build-{name}.json"
     if not os.path.exists(p):
         continue
-    a, b = json.load(open(p))["results"]
+    r = json.load(open(p))["results"]
+    a, b = r[0], r[-1]  # cairn, the baseline (an older cairn may sit between)
     print(f"| {name} | {a['median']*1000:.1f} ms | {b['median']*1000:.1f} ms | {a['median']/b['median']:.2f}x | {target} |")
 PY

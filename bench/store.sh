@@ -12,6 +12,8 @@
 #              keep it on the same file system as nothing else in particular, but NOT
 #              under the repository
 #   RUNS       hyperfine runs per command (default 5); BIG_RUNS for the 1 GiB ones (3)
+#   CAIRN_BASE an older cairn binary, measured in add1g's hyperfine call too
+#              (before and after a change, under the same load)
 #   ONLY       space-separated subset of: add20k add1g readd checkout verify profile
 #              (add1g compares with \`openssl dgst -sha256 F & cp F G && sync; wait\`)
 #   DROP       1 (default) drops the page cache before each cold run (needs root);
@@ -180,9 +182,16 @@ if want add1g; then
     # The anchor a store must be compared with: hashing the file while
     # copying it durably, as a user would with two tools at once.
     G="$WORK/big-copy.bin" g=$(q "$WORK/big-copy.bin")
+    # CAIRN_BASE: an older binary measured in the same call (before/after).
+    base=()
+    if [[ -n ${CAIRN_BASE:-} ]]; then
+        base=("cairn (base) store add" "$(aside "$S1G"); $COLD"
+              "$(q "$CAIRN_BASE") --store $s1g store add $B")
+    fi
     bench add-1g "$BIG_RUNS" \
         "cairn store add" "$(aside "$S1G"); $COLD" \
             "$C --store $s1g store add $B" \
+        "${base[@]}" \
         "openssl sha256 & cp && sync" "$(aside "$G"); $COLD" \
             "openssl dgst -sha256 $B >/dev/null & cp $B $g && sync; wait" \
         "openssl sha256" "$COLD" \

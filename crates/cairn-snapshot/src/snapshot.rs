@@ -64,7 +64,9 @@ pub fn snapshot(
     let meta =
         std::fs::symlink_metadata(path).map_err(|e| SnapshotError::io("reading", path, e))?;
     if meta.is_file() {
-        let digest = store.put_file(path)?;
+        // Flushed on its own: a `syncfs` would also wait for every other
+        // writer's dirty data on the file system.
+        let digest = store.put_file_durable(path)?;
         store.sync_written()?;
         progress.advance(1, digest.size());
         return Ok(Added {
@@ -393,17 +395,22 @@ fn encode_directories(
         let builder = builders
             .get_mut(parent)
             .expect("parents are walked before children");
-        match e.kind {
+        match &e.kind {
             Kind::File => {
                 let f = files.next().expect("one stored file per file entry");
                 builder.file(name, f.digest, f.stamp.executable());
             }
-            Kind::Symlink => {
-                let path = root.join(&e.rel);
-                let target = std::fs::read_link(&path)
-                    .map_err(|err| SnapshotError::io("reading link", &path, err))?;
-                let target = target.to_str().ok_or_else(|| SnapshotError::BadName {
-                    path: path.clone(),
+            Kind::Symlink(read) => {
+                let path = || root.join(&e.rel);
+                let target = match read {
+                    Some(bytes) => bytes.clone(),
+                    None => std::fs::read_link(path())
+                        .map_err(|err| SnapshotError::io("reading link", &path(), err))?
+                        .into_os_string()
+                        .into_encoded_bytes(),
+                };
+                let target = String::from_utf8(target).map_err(|_| SnapshotError::BadName {
+                    path: path(),
                     reason: "symlink target is not valid UTF-8".into(),
                 })?;
                 builder.symlink(name, target);

@@ -5,8 +5,9 @@
 //! common case, and every build input), the walk reads directories itself
 //! with `getdents64` relative to already-open directory descriptors, taking
 //! each entry's kind from the directory entry: no `stat`, no absolute path
-//! built per entry. With `.gitignore` files, the `ignore` crate (ripgrep's
-//! walker) applies their rules. Both apply the `--exclude` patterns with
+//! built per entry, and a symlink's target read there (`readlinkat`
+//! relative to the open directory). With `.gitignore` files, the `ignore`
+//! crate (ripgrep's walker) applies their rules. Both apply the `--exclude` patterns with
 //! gitignore semantics and prune an excluded directory whole.
 
 use std::ffi::CStr;
@@ -27,8 +28,9 @@ pub(crate) enum Kind {
     File,
     /// A directory.
     Dir,
-    /// A symlink (never followed).
-    Symlink,
+    /// A symlink (never followed), with its target when the walk read it
+    /// (relative to the open directory: one name to look up, not a path).
+    Symlink(Option<Vec<u8>>),
 }
 
 /// One path under the root.
@@ -78,7 +80,7 @@ fn classify(root: &Path, item: &ignore::DirEntry) -> Result<Option<Entry>, Snaps
     } else if file_type.is_file() {
         Kind::File
     } else if file_type.is_symlink() {
-        Kind::Symlink
+        Kind::Symlink(None)
     } else {
         return Err(unsupported(path, &file_type));
     };
@@ -138,6 +140,11 @@ pub(crate) fn unsupported(path: &Path, t: &std::fs::FileType) -> SnapshotError {
     }
 }
 
+/// Bytes of directory entries one `getdents64` call returns at most: a
+/// directory of a few hundred entries is read in one call, and the buffer
+/// is reused for every directory of the walk.
+const GETDENTS_BUFFER: usize = 32 << 10;
+
 /// The walk without `.gitignore` files: depth first, each directory read
 /// with `getdents64` and its subdirectories opened relative to it, so only
 /// the directories on the current path are open at once.
@@ -148,8 +155,9 @@ fn walk_directories(root: &Path, excludes: &Gitignore) -> Result<Vec<Entry>, Sna
         next: usize,
     }
     let mut entries = Vec::new();
+    let mut buf = vec![std::mem::MaybeUninit::<u8>::uninit(); GETDENTS_BUFFER];
     let fd = open_dir(root, None, "")?;
-    let subdirs = read_dir(root, &fd, "", excludes, &mut entries)?;
+    let subdirs = read_dir(root, &fd, "", excludes, &mut entries, &mut buf)?;
     let mut stack = vec![Frame {
         fd,
         subdirs,
@@ -163,7 +171,7 @@ fn walk_directories(root: &Path, excludes: &Gitignore) -> Result<Vec<Entry>, Sna
         top.next += 1;
         let name = rel.rsplit('/').next().expect("a relative path has a name");
         let fd = open_dir(root, Some(&top.fd), name).map_err(|e| with_path(e, root, &rel))?;
-        let subdirs = read_dir(root, &fd, &rel, excludes, &mut entries)?;
+        let subdirs = read_dir(root, &fd, &rel, excludes, &mut entries, &mut buf)?;
         stack.push(Frame {
             fd,
             subdirs,
@@ -196,18 +204,20 @@ fn with_path(e: SnapshotError, root: &Path, rel: &str) -> SnapshotError {
 
 /// Appends the entries of the directory `fd` (at `prefix`) to `entries`,
 /// excluded ones left out; returns its subdirectories' relative paths.
+/// `fd` is read from its start with `getdents64` into `buf` (no second
+/// descriptor, unlike `readdir`: the directory was just opened).
 fn read_dir(
     root: &Path,
     fd: &OwnedFd,
     prefix: &str,
     excludes: &Gitignore,
     entries: &mut Vec<Entry>,
+    buf: &mut [std::mem::MaybeUninit<u8>],
 ) -> Result<Vec<String>, SnapshotError> {
     let shown = || root.join(prefix);
-    let mut dir = rustix::fs::Dir::read_from(fd)
-        .map_err(|e| SnapshotError::io("reading", shown(), e.into()))?;
+    let mut dir = rustix::fs::RawDir::new(fd, buf);
     let mut subdirs = Vec::new();
-    while let Some(item) = dir.read() {
+    while let Some(item) = dir.next() {
         let item = item.map_err(|e| SnapshotError::io("reading", shown(), e.into()))?;
         let Some(name) = entry_name(item.file_name(), root, prefix)? else {
             continue; // "." and ".."
@@ -215,7 +225,11 @@ fn read_dir(
         let rel = if prefix.is_empty() {
             name.to_owned()
         } else {
-            format!("{prefix}/{name}")
+            let mut rel = String::with_capacity(prefix.len() + 1 + name.len());
+            rel.push_str(prefix);
+            rel.push('/');
+            rel.push_str(name);
+            rel
         };
         let file_type = match item.file_type() {
             FileType::Unknown => {
@@ -228,7 +242,7 @@ fn read_dir(
         let kind = match file_type {
             FileType::RegularFile => Kind::File,
             FileType::Directory => Kind::Dir,
-            FileType::Symlink => Kind::Symlink,
+            FileType::Symlink => Kind::Symlink(None),
             FileType::Socket => return Err(unsupported_kind(root.join(&rel), "socket")),
             FileType::Fifo => return Err(unsupported_kind(root.join(&rel), "FIFO")),
             _ => return Err(unsupported_kind(root.join(&rel), "device")),
@@ -237,6 +251,14 @@ fn read_dir(
         if excludes.matched(&rel, is_dir).is_ignore() {
             continue;
         }
+        let kind = match kind {
+            Kind::Symlink(None) => {
+                let target = rustix::fs::readlinkat(fd, name, Vec::new())
+                    .map_err(|e| SnapshotError::io("reading link", root.join(&rel), e.into()))?;
+                Kind::Symlink(Some(target.into_bytes()))
+            }
+            kind => kind,
+        };
         if is_dir {
             subdirs.push(rel.clone());
         }

@@ -83,6 +83,32 @@ async fn blobs_are_read_only_and_leave_no_temp_files() {
     );
 }
 
+#[test]
+fn a_durable_put_stores_the_file_and_keeps_a_blob_already_there() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let fs = FsStore::open(dir.path()).unwrap();
+    let big: Vec<u8> = (0..(9u32 << 20)).map(|i| (i % 251) as u8).collect();
+    for (name, bytes) in [("big", &big[..]), ("small", &b"small file"[..])] {
+        let src = dir.path().join(name);
+        std::fs::write(&src, bytes).unwrap();
+        let d = fs.put_file_durable(&src).unwrap();
+        assert_eq!(d, Digest::of(bytes));
+        assert_eq!(std::fs::read(fs.blob_path(&d)).unwrap(), bytes);
+        let inode = std::fs::metadata(fs.blob_path(&d)).unwrap().ino();
+        // Again: the blob file is kept, not replaced.
+        assert_eq!(fs.put_file_durable(&src).unwrap(), d);
+        assert_eq!(std::fs::metadata(fs.blob_path(&d)).unwrap().ino(), inode);
+    }
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+        0
+    );
+    let missing = dir.path().join("missing");
+    let err = fs.put_file_durable(&missing).unwrap_err();
+    assert!(err.to_string().contains("missing"), "{err}");
+}
+
 #[tokio::test]
 async fn corrupt_and_truncated_blobs_are_caught_on_read() {
     let dir = tempfile::tempdir().unwrap();

@@ -124,16 +124,26 @@ impl FsStore {
     /// Stores a file's content, reading it once; returns its digest. A blob
     /// already stored under that digest is kept (and claimed).
     pub fn put_file(&self, source: &Path) -> Result<Digest> {
-        self.store_file(source, false)
+        self.store_file(source, Put::Keep)
     }
 
     /// Stores a file's content, replacing the blob file even if one is
     /// there: the repair of a blob whose file was found changed.
     pub fn replace_file(&self, source: &Path) -> Result<Digest> {
-        self.store_file(source, true)
+        self.store_file(source, Put::Replace)
     }
 
-    fn store_file(&self, source: &Path, replace: bool) -> Result<Digest> {
+    /// [`put_file`](Self::put_file), and durable when it returns: a new
+    /// blob file's data is flushed (`fdatasync`) before it is renamed into
+    /// place and its shard directory after, so a single file costs two
+    /// flushes of its own instead of a [`sync`](Self::sync) of the whole
+    /// file system (which also waits for every other writer's dirty data).
+    /// A blob found already stored is kept as it is.
+    pub fn put_file_durable(&self, source: &Path) -> Result<Digest> {
+        self.store_file(source, Put::Durable)
+    }
+
+    fn store_file(&self, source: &Path, how: Put) -> Result<Digest> {
         let mut src = File::open(source).map_err(|e| StoreError::io("opening", source, e))?;
         let len = src
             .metadata()
@@ -148,14 +158,33 @@ impl FsStore {
                 return Err(e);
             }
         };
-        if !replace && self.reuse_sync(&digest)? {
+        if how != Put::Replace && self.reuse_sync(&digest)? {
             let _ = std::fs::remove_file(&tmp);
             return Ok(digest);
+        }
+        if how == Put::Durable {
+            if let Err(e) = out.sync_data() {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(StoreError::io("flushing", &tmp, e));
+            }
+            self.rename_tmp(&tmp, &digest)?;
+            drop(out);
+            return self.sync_shard(&digest);
         }
         // `out` (and its lock) lives until the temp file has its name.
         self.commit_tmp(&tmp, &digest)?;
         drop(out);
         Ok(digest)
+    }
+
+    /// Flushes the directory entry of a blob just renamed into place.
+    fn sync_shard(&self, digest: &Digest) -> Result<Digest> {
+        let path = self.blob_path(digest);
+        let shard = path.parent().expect("blob files are in a shard");
+        File::open(shard)
+            .and_then(|dir| dir.sync_all())
+            .map_err(|e| StoreError::io("flushing", shard, e))?;
+        Ok(*digest)
     }
 
     /// Writes a blob whose digest is known into a temp file, then renames.
@@ -177,15 +206,21 @@ impl FsStore {
     /// in between. Replacing an existing copy (another writer won the
     /// race) is harmless: the bytes are the same.
     fn commit_tmp(&self, tmp: &Path, digest: &Digest) -> Result<()> {
+        self.rename_tmp(tmp, digest)?;
+        self.note_blob_written();
+        Ok(())
+    }
+
+    /// [`commit_tmp`](Self::commit_tmp) without noting a write for the
+    /// next [`sync_written`](Self::sync_written) (the caller flushes it).
+    fn rename_tmp(&self, tmp: &Path, digest: &Digest) -> Result<()> {
         let dest = self.blob_path(digest);
         self.claims.shared(|| {
             std::fs::rename(tmp, &dest).map_err(|e| {
                 let _ = std::fs::remove_file(tmp);
                 StoreError::io("renaming into", &dest, e)
             })
-        })?;
-        self.note_blob_written();
-        Ok(())
+        })
     }
 
     /// A new temp file in `tmp/`, read-only from birth (the open
@@ -193,6 +228,18 @@ impl FsStore {
     fn create_tmp(&self) -> Result<(std::path::PathBuf, File)> {
         super::temp::create_locked_file(|| self.tmp_path(), 0o444)
     }
+}
+
+/// How [`FsStore::store_file`] treats the blob it computed.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Put {
+    /// Keep a blob already stored; a new one is made durable by the next
+    /// [`FsStore::sync`].
+    Keep,
+    /// Write the blob file even if one is there.
+    Replace,
+    /// Keep a blob already stored; flush a new one before returning.
+    Durable,
 }
 
 #[async_trait]
