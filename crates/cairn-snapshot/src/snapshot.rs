@@ -405,7 +405,7 @@ fn encode_directories(
                 let target = match read {
                     Some(bytes) => bytes.clone(),
                     None => std::fs::read_link(path())
-                        .map_err(|err| SnapshotError::io("reading link", &path(), err))?
+                        .map_err(|err| SnapshotError::io("reading link", path(), err))?
                         .into_os_string()
                         .into_encoded_bytes(),
                 };

@@ -19,7 +19,8 @@
 //! crash before the data reached the disk) fails verification on read and
 //! is treated as missing by `put`. Durability is batched: [`FsStore::sync`]
 //! (`syncfs(2)`) runs before any ref is written and before a command reports
-//! success, instead of one `fsync` per blob.
+//! success, instead of one `fsync` per blob. A single file stored on its
+//! own is flushed on its own instead ([`FsStore::put_file_durable`]).
 //!
 //! What a writer leaves half-done when it dies is removed by the next
 //! collection, and `tmp/` also whenever the store is opened ([`temp`]);
