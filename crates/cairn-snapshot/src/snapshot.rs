@@ -241,42 +241,48 @@ impl OpenDir {
 }
 
 /// Runs `f` over `items` (with their positions) on one thread per core,
-/// each taking a contiguous part.
+/// each taking a contiguous part and writing its results into its part of
+/// one vector (no per-thread vectors appended afterwards: for 20,000 files
+/// that copy touched another megabyte of fresh pages).
 fn on_each_core<T: Sync, R: Send>(
     items: &[T],
     f: &(dyn Fn(&mut OpenDir, usize, &T) -> Result<R, SnapshotError> + Sync),
 ) -> Result<Vec<R>, SnapshotError> {
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let part = items.len().div_ceil(cores).max(1);
+    let mut out: Vec<Option<R>> = Vec::with_capacity(items.len());
+    out.resize_with(items.len(), || None);
     std::thread::scope(|s| {
-        let workers: Vec<_> = items
-            .chunks(part)
-            .enumerate()
-            .skip(1)
-            .map(|(c, chunk)| {
-                s.spawn(move || {
-                    let start = c * part;
-                    let mut dir = OpenDir::default();
-                    chunk
-                        .iter()
-                        .enumerate()
-                        .map(|(i, e)| f(&mut dir, start + i, e))
-                        .collect::<Result<Vec<R>, _>>()
-                })
-            })
+        let mut parts = out.chunks_mut(part).zip(items.chunks(part)).enumerate();
+        let first = parts.next();
+        let workers: Vec<_> = parts
+            .map(|(c, (slots, chunk))| s.spawn(move || fill(f, c * part, chunk, slots)))
             .collect();
-        let mut dir = OpenDir::default();
-        let first = items[..part.min(items.len())]
-            .iter()
-            .enumerate()
-            .map(|(i, e)| f(&mut dir, i, e))
-            .collect::<Result<Vec<R>, _>>();
-        let mut all = first?;
+        let mut result = first.map_or(Ok(()), |(_, (slots, chunk))| fill(f, 0, chunk, slots));
         for w in workers {
-            all.extend(w.join().expect("a snapshot worker does not panic")?);
+            let done = w.join().expect("a snapshot worker does not panic");
+            result = result.and(done);
         }
-        Ok(all)
-    })
+        result
+    })?;
+    Ok(out
+        .into_iter()
+        .map(|r| r.expect("every item has its result"))
+        .collect())
+}
+
+/// Runs `f` over `chunk` (starting at position `start`) into `slots`.
+fn fill<T, R>(
+    f: &(dyn Fn(&mut OpenDir, usize, &T) -> Result<R, SnapshotError> + Sync),
+    start: usize,
+    chunk: &[T],
+    slots: &mut [Option<R>],
+) -> Result<(), SnapshotError> {
+    let mut dir = OpenDir::default();
+    for (i, (slot, item)) in slots.iter_mut().zip(chunk).enumerate() {
+        *slot = Some(f(&mut dir, start + i, item)?);
+    }
+    Ok(())
 }
 
 /// A stat cache hit, trusted only while its blob is present and its file
