@@ -7,8 +7,8 @@
 //! each entry's kind from the directory entry: no `stat`, no absolute path
 //! built per entry, and a symlink's target read there (`readlinkat`
 //! relative to the open directory). With `.gitignore` files, the `ignore`
-//! crate (ripgrep's walker) applies their rules. Both apply the `--exclude` patterns with
-//! gitignore semantics and prune an excluded directory whole.
+//! crate (ripgrep's walker) applies their rules. Both apply the `--exclude`
+//! patterns with gitignore semantics and prune an excluded directory whole.
 
 use std::ffi::CStr;
 use std::os::unix::ffi::OsStrExt;
