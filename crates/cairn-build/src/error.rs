@@ -157,6 +157,25 @@ pub enum BuildError {
         tail: Vec<String>,
         /// Where the full log is kept.
         log: PathBuf,
+        /// For a test step with a JUnit report: the failures it lists.
+        failures: Vec<String>,
+    },
+    /// `[release] requires` a test step that has not passed on the inputs
+    /// the release is built from (it failed, or never ran on them).
+    #[error(
+        "release refused: test step `{step}` has not passed on these inputs (run `cairn test`)"
+    )]
+    TestNotPassed {
+        /// The test step.
+        step: String,
+    },
+    /// The step uses a part of `cairn.toml` this build cannot run yet.
+    #[error("step `{step}`: {what} is not supported by this version of cairn build")]
+    Unsupported {
+        /// The step.
+        step: String,
+        /// What it uses.
+        what: String,
     },
     /// The files in `/out` add up to more than `limits.out` (a sparse
     /// file counts at its full length: that is what would be stored).

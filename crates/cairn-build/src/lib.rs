@@ -26,18 +26,21 @@ pub mod error;
 pub mod graft;
 pub mod image;
 pub mod inputs;
+pub mod junit;
 pub mod remote;
 pub mod run;
 pub mod trees;
 
 mod builder;
 mod logs;
+mod pipeline;
 mod report;
 
 pub use builder::Builder;
 pub use compare::Difference;
 pub use error::BuildError;
 pub use inputs::ResolvedInput;
+pub use pipeline::PipelineReport;
 pub use remote::{Published, Remote};
 pub use report::{BuildOptions, BuildReport, StepReport};
 
@@ -63,6 +66,8 @@ pub trait Reporter: Send + Sync {
     fn log_line(&self, _step: &str, _line: &str) {}
     /// A step ran successfully.
     fn step_finished(&self, _step: &str, _output: &Digest, _seconds: f64) {}
+    /// A step of a pipeline failed (the others go on).
+    fn step_failed(&self, _step: &str) {}
     /// Something the user should know that does not fail the build (a
     /// result that could not be published to the remote cache, or one the
     /// remote holds with a different output).
