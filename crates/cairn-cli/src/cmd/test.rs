@@ -125,7 +125,13 @@ fn rows(report: &PipelineReport, is_test: &dyn Fn(&str) -> bool) -> Vec<StepJson
             BuildError::StepFailed { failures, .. } => failures.clone(),
             _ => Vec::new(),
         };
-        rows.push(failed_row(name, "failed", is_test(name), e.to_string(), failures));
+        rows.push(failed_row(
+            name,
+            "failed",
+            is_test(name),
+            e.to_string(),
+            failures,
+        ));
     }
     for (name, needs) in &report.skipped {
         let why = format!("not run: it needs step `{needs}`, which did not succeed");
