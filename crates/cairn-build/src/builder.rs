@@ -397,9 +397,9 @@ impl Builder {
         }
     }
 
-    /// Refuses a step using what the build cannot run yet (services, a
-    /// platform other than the host's): running it natively and alone
-    /// would cache a result that does not mean what the recipe says.
+    /// Refuses a step using what the build cannot run yet (a platform
+    /// other than the host's): running it natively would cache a result
+    /// that does not mean what the recipe says.
     fn supported(&self, name: &str) -> Result<(), BuildError> {
         let step = &self.recipe.steps[name];
         let unsupported = |what: String| {
@@ -408,9 +408,6 @@ impl Builder {
                 what,
             })
         };
-        if let Some(service) = step.services.keys().next() {
-            return unsupported(format!("service `{service}`"));
-        }
         match step.platform {
             Some(p) if Some(p) != cairn_recipe::Platform::host() => {
                 unsupported(format!("platform = \"{}\"", p.as_str()))

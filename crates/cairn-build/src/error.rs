@@ -145,7 +145,7 @@ pub enum BuildError {
         source: std::io::Error,
     },
     /// The step ran and failed; nothing was cached.
-    #[error("step `{step}` {}; full log: {}", describe(termination, limits), log.display())]
+    #[error("step `{step}` {}; full log: {}", describe(termination, limits, services), log.display())]
     StepFailed {
         /// The step.
         step: String,
@@ -159,6 +159,19 @@ pub enum BuildError {
         log: PathBuf,
         /// For a test step with a JUnit report: the failures it lists.
         failures: Vec<String>,
+        /// The step's services, in the sandbox plan's order (named when
+        /// one of them ended it).
+        services: Vec<String>,
+    },
+    /// A service of the step cannot be run as written.
+    #[error("step `{step}`: service `{service}`: {reason}")]
+    BadService {
+        /// The step.
+        step: String,
+        /// The service.
+        service: String,
+        /// What is wrong.
+        reason: String,
     },
     /// `[release] requires` a test step that has not passed on the inputs
     /// the release is built from (it failed, or never ran on them).
@@ -250,8 +263,16 @@ impl BuildError {
 }
 
 /// How a step ended, in words, naming the limit that ended it.
-pub fn describe(t: &Termination, limits: &cairn_recipe::Limits) -> String {
+pub fn describe(t: &Termination, limits: &cairn_recipe::Limits, services: &[String]) -> String {
     match t {
+        Termination::ServiceNotReady { service, ended } => {
+            let name = services.get(*service).map_or("?", String::as_str);
+            match ended {
+                None => format!("did not run: service `{name}` was not ready by its health check's deadline (its output is in the log)"),
+                Some(cairn_sandbox::ServiceEnd::Exited(code)) => format!("did not run: service `{name}` exited with code {code} before it was ready (its output is in the log)"),
+                Some(cairn_sandbox::ServiceEnd::Signaled(sig)) => format!("did not run: service `{name}` was killed by signal {sig} before it was ready"),
+            }
+        }
         Termination::Exited(code) => format!("exited with code {code}"),
         Termination::Signaled(libc::SIGSYS) => format!(
             "was killed by signal {} (SIGSYS: a system call of another architecture, which the sandbox refuses)",

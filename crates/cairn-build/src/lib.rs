@@ -29,6 +29,7 @@ pub mod inputs;
 pub mod junit;
 pub mod remote;
 pub mod run;
+pub mod services;
 pub mod trees;
 
 mod builder;

@@ -254,6 +254,7 @@ fn plan(fs: &FsStore, job: &Job) -> Result<(Plan, Vec<HeldTree>), BuildError> {
             tmp_bytes: Some(l.tmp),
             out_bytes: Some(l.out),
         },
+        services: crate::services::plan(job)?,
     };
     Ok((plan, held))
 }
@@ -294,6 +295,7 @@ fn failed(
         tail: last_lines(log, TAIL_LINES),
         log: kept,
         failures,
+        services: job.step.services.keys().map(|n| n.to_string()).collect(),
     }
 }
 

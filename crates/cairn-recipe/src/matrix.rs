@@ -72,11 +72,14 @@ pub(crate) fn expand(
     Ok((out, groups))
 }
 
+/// One expansion of a matrix step: its name and the value of each key.
+type Combination = (String, BTreeMap<String, String>);
+
 /// Every combination of values: (step name, key → value).
 fn combinations(
     name: &str,
     matrix: &BTreeMap<String, Vec<String>>,
-) -> Result<Vec<(String, BTreeMap<String, String>)>, String> {
+) -> Result<Vec<Combination>, String> {
     if matrix.is_empty() {
         return Err("`matrix` needs at least one key".into());
     }
