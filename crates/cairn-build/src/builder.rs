@@ -397,23 +397,34 @@ impl Builder {
         }
     }
 
-    /// Refuses a step using what the build cannot run yet (a platform
-    /// other than the host's): running it natively would cache a result
-    /// that does not mean what the recipe says.
+    /// Refuses a step for another platform that cannot be emulated as
+    /// written: it needs an `emulator` input (never the host's binfmt
+    /// configuration), and its programs named by absolute path (QEMU
+    /// user mode does not search `PATH`).
     fn supported(&self, name: &str) -> Result<(), BuildError> {
         let step = &self.recipe.steps[name];
-        let unsupported = |what: String| {
-            Err(BuildError::Unsupported {
-                step: name.to_owned(),
-                what,
-            })
+        let Some(platform) = crate::platform::foreign(step) else {
+            return Ok(());
         };
-        match step.platform {
-            Some(p) if Some(p) != cairn_recipe::Platform::host() => {
-                unsupported(format!("platform = \"{}\"", p.as_str()))
-            }
-            _ => Ok(()),
+        if !step.mounts.contains_key(cairn_recipe::EMULATOR_MOUNT) {
+            return Err(BuildError::NoEmulator {
+                step: name.to_owned(),
+                platform: platform.as_str().to_owned(),
+                emulator: crate::platform::emulator_file(platform),
+            });
         }
+        let programs = std::iter::once(&step.run).chain(step.services.values().map(|s| &s.run));
+        if let Some(argv) = programs.into_iter().find(|argv| !argv[0].starts_with('/')) {
+            return Err(BuildError::Unsupported {
+                step: name.to_owned(),
+                what: format!(
+                    "`{}` without an absolute path on platform {} (QEMU user mode does not search PATH)",
+                    argv[0],
+                    platform.as_str()
+                ),
+            });
+        }
+        Ok(())
     }
 
     /// The complete cached result of `action`: the local action cache's,

@@ -182,6 +182,18 @@ pub enum BuildError {
         /// The test step.
         step: String,
     },
+    /// A step for another platform names no emulator tree.
+    #[error(
+        "step `{step}`: platform {platform} is not this machine's, so it runs under QEMU user emulation from a pinned tree: add a directory holding {emulator} to the store (`cairn store add DIR`, e.g. with Debian's /usr/bin/{emulator}), declare it as an input (`tree = \"sha256:…\"`) and name that input with `emulator = \"INPUT\"`"
+    )]
+    NoEmulator {
+        /// The step.
+        step: String,
+        /// Its platform.
+        platform: String,
+        /// The emulator's file name (`qemu-aarch64-static`).
+        emulator: String,
+    },
     /// The step uses a part of `cairn.toml` this build cannot run yet.
     #[error("step `{step}`: {what} is not supported by this version of cairn build")]
     Unsupported {

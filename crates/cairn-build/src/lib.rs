@@ -27,6 +27,7 @@ pub mod graft;
 pub mod image;
 pub mod inputs;
 pub mod junit;
+pub mod platform;
 pub mod remote;
 pub mod run;
 pub mod services;

@@ -240,7 +240,7 @@ fn plan(fs: &FsStore, job: &Job) -> Result<(Plan, Vec<HeldTree>), BuildError> {
     let l = job.step.limits;
     let plan = Plan {
         mounts,
-        argv: job.step.run.clone(),
+        argv: crate::platform::argv(&job.step, &job.step.run),
         env: job.env.clone(),
         workdir: PathBuf::from(&job.step.workdir),
         hostname: HOSTNAME.into(),

@@ -9,7 +9,7 @@
 
 use std::net::SocketAddr;
 
-use cairn_recipe::{HealthCheck, Probe};
+use cairn_recipe::{HealthCheck, Probe, Step};
 use cairn_sandbox::{Readiness, Service};
 
 use crate::error::BuildError;
@@ -26,10 +26,11 @@ pub fn plan(job: &Job) -> Result<Vec<Service>, BuildError> {
         };
         let mut env = job.env.clone();
         env.extend(s.env.clone());
-        let ready = s.health.as_ref().map(readiness).transpose().map_err(bad)?;
+        let ready = s.health.as_ref().map(|h| readiness(&job.step, h));
+        let ready = ready.transpose().map_err(bad)?;
         services.push(Service {
             name: name.to_string(),
-            argv: s.run.clone(),
+            argv: crate::platform::argv(&job.step, &s.run),
             env,
             ready,
         });
@@ -37,14 +38,14 @@ pub fn plan(job: &Job) -> Result<Vec<Service>, BuildError> {
     Ok(services)
 }
 
-fn readiness(h: &HealthCheck) -> Result<Readiness, String> {
+fn readiness(step: &Step, h: &HealthCheck) -> Result<Readiness, String> {
     let probe = match &h.probe {
         Probe::Tcp(addr) => cairn_sandbox::Probe::Tcp(address(addr)?),
         Probe::Http(url) => {
             let (addr, path) = http(url)?;
             cairn_sandbox::Probe::Http { addr, path }
         }
-        Probe::Exec(argv) => cairn_sandbox::Probe::Exec(argv.clone()),
+        Probe::Exec(argv) => cairn_sandbox::Probe::Exec(crate::platform::argv(step, argv)),
         Probe::SocketHttp { .. } => {
             return Err(
                 "a service holds no named sockets: probe http = \"http://127.0.0.1:PORT/path\""
