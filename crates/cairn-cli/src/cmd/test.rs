@@ -129,7 +129,7 @@ fn rows(report: &PipelineReport, is_test: &dyn Fn(&str) -> bool) -> Vec<StepJson
             name,
             "failed",
             is_test(name),
-            e.to_string(),
+            with_causes(e),
             failures,
         ));
     }
@@ -178,11 +178,27 @@ fn failures(report: &PipelineReport) -> Detailed {
     }
     let mut details = Vec::new();
     for (_, e) in &report.failed {
-        details.push(e.to_string());
+        details.push(with_causes(e));
         details.extend(super::build::failure_details(e));
     }
     for (name, needs) in &report.skipped {
         details.push(format!("step `{name}` not run: it needs `{needs}`"));
     }
     Detailed::new(message, details)
+}
+
+/// The error and its causes on one line (`cannot execute "/b/hello" in the
+/// sandbox: Exec format error`).
+fn with_causes(e: &BuildError) -> String {
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = c.source();
+    }
+    text
 }
