@@ -375,3 +375,57 @@ fn test_with_nothing_to_test_and_unknown_steps_are_refused() {
     let out = p.run(&["release", "--key", "ci"]);
     refused(&out, 1, "which is not a test step");
 }
+
+/// A matrix test step: one step per value, each run and cached on its own,
+/// and its name in `requires` stands for all of them.
+const MATRIX: &str = r#"
+[service]
+name = "matrix"
+
+[inputs.rootfs]
+path = "rootfs"
+
+[inputs.src]
+path = "src"
+
+[steps.build]
+mounts = { "/" = "rootfs", "/src" = "src" }
+env = { PATH = "/bin" }
+run = ["/bin/sh", "-c", "cp /src/greeting.txt /out/"]
+
+[steps.check]
+test = true
+matrix = { variant = ["plain", "upper"] }
+mounts = { "/" = "rootfs", "/app" = "steps.build" }
+env = { PATH = "/bin", VARIANT = "${matrix.variant}" }
+run = ["/bin/sh", "-c", "echo checking ${matrix.variant}; test $VARIANT = plain || grep -q HELLO /app/greeting.txt"]
+
+[release]
+step = "build"
+requires = ["steps.check"]
+
+[release.run]
+command = ["greeting.txt"]
+"#;
+
+#[test]
+fn a_matrix_test_expands_into_one_step_per_value_and_gates_as_a_group() {
+    let p = Example::new();
+    p.write("cairn.toml", MATRIX);
+    let (code, steps, err) = p.test(&[]);
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(step(&steps, "check-plain")["status"], "built");
+    assert_eq!(step(&steps, "check-upper")["status"], "failed");
+    assert!(err.contains("[check-plain] checking plain"), "{err}");
+    assert!(err.contains("[check-upper] checking upper"), "{err}");
+    // One of the group failed: the release is refused, naming it.
+    let out = p.run(&["release", "--key", "ci"]);
+    refused(&out, 1, "test step `check-upper` has not passed");
+
+    p.write("src/greeting.txt", "HELLO\n");
+    let (code, steps, err) = p.test(&[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(step(&steps, "check-upper")["status"], "built");
+    let out = p.run(&["release", "--key", "ci"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
