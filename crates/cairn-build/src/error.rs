@@ -145,23 +145,18 @@ pub enum BuildError {
         source: std::io::Error,
     },
     /// The step ran and failed; nothing was cached.
-    #[error("step `{step}` {}; full log: {}", describe(termination, limits, services), log.display())]
+    #[error("step `{step}` {}; full log: {}", describe(&ended.termination, &ended.limits, &ended.services), log.display())]
     StepFailed {
         /// The step.
         step: String,
         /// How it ended.
-        termination: Termination,
-        /// The step's limits (named when one of them ended it).
-        limits: cairn_recipe::Limits,
+        ended: Box<Ended>,
         /// The last lines of its log.
         tail: Vec<String>,
         /// Where the full log is kept.
         log: PathBuf,
         /// For a test step with a JUnit report: the failures it lists.
         failures: Vec<String>,
-        /// The step's services, in the sandbox plan's order (named when
-        /// one of them ended it).
-        services: Vec<String>,
     },
     /// A service of the step cannot be run as written.
     #[error("step `{step}`: service `{service}`: {reason}")]
@@ -272,6 +267,18 @@ impl BuildError {
             source,
         }
     }
+}
+
+/// How a failed step ended, with what its description names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ended {
+    /// How it ended.
+    pub termination: Termination,
+    /// The step's limits (named when one of them ended it).
+    pub limits: cairn_recipe::Limits,
+    /// The step's services, in the sandbox plan's order (named when one of
+    /// them ended it).
+    pub services: Vec<String>,
 }
 
 /// How a step ended, in words, naming the limit that ended it.

@@ -16,6 +16,14 @@
 //! and its outputs fetched, and what a build produces is published there,
 //! outputs before the action-cache entry.
 //!
+//! A whole pipeline ([`Builder::run_pipeline`], `pipeline.rs`) runs every
+//! step asked for and what it needs, independent steps in parallel up to
+//! a job limit; a test step (`test = true`) is cached when it passes and
+//! never when it fails, its JUnit report's failures read back ([`junit`]),
+//! and [`Builder::require_passed`] is the gate of `[release] requires`.
+//! A test's services go into its sandbox plan ([`services`]); a step for
+//! another platform runs under the QEMU of its emulator tree ([`platform`]).
+//!
 //! The crate never prints: progress and live log lines go through the
 //! [`Reporter`] trait the CLI implements, and results come back as a
 //! [`BuildReport`] the CLI renders.

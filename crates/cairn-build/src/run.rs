@@ -290,12 +290,14 @@ fn failed(
     }
     BuildError::StepFailed {
         step: job.name.clone(),
-        termination: status,
-        limits: job.step.limits,
+        ended: Box::new(crate::error::Ended {
+            termination: status,
+            limits: job.step.limits,
+            services: job.step.services.keys().map(|n| n.to_string()).collect(),
+        }),
         tail: last_lines(log, TAIL_LINES),
         log: kept,
         failures,
-        services: job.step.services.keys().map(|n| n.to_string()).collect(),
     }
 }
 

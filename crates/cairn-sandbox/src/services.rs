@@ -140,7 +140,8 @@ mod tests {
     #[test]
     fn a_plain_service_is_accepted_and_bad_ones_are_named() {
         assert_eq!(validate(&[service()]), Ok(()));
-        let cases: [(&str, fn(&mut Service)); 5] = [
+        type Edit = fn(&mut Service);
+        let cases: [(&str, Edit); 5] = [
             ("argv is empty", |s| s.argv.clear()),
             ("invalid environment", |s| {
                 s.env.insert("A=B".into(), "x".into());
