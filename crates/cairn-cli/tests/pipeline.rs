@@ -429,3 +429,63 @@ fn a_matrix_test_expands_into_one_step_per_value_and_gates_as_a_group() {
     let out = p.run(&["release", "--key", "ci"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
+
+/// A failing test's report is the step's own output: a symlink to a host
+/// file, a symlinked directory on the way, or a FIFO is not read (and
+/// does not hang the build); the failure says why no failures are listed.
+#[test]
+fn a_hostile_report_is_never_followed_out_of_out() {
+    let p = Example::new();
+    let secret = p.root.join("host-secret.xml");
+    std::fs::write(
+        &secret,
+        r#"<testsuite><testcase name="leaked"><failure message="host secret"/></testcase></testsuite>"#,
+    )
+    .unwrap();
+    let secret_dir = p.root.join("host-dir");
+    std::fs::create_dir(&secret_dir).unwrap();
+    std::fs::copy(&secret, secret_dir.join("junit.xml")).unwrap();
+    let cases = [
+        (
+            "junit.xml",
+            format!("ln -s {} /out/junit.xml", secret.display()),
+            "a symlink on the way",
+        ),
+        (
+            "d/junit.xml",
+            format!("ln -s {} /out/d", secret_dir.display()),
+            "a symlink on the way",
+        ),
+        (
+            "junit.xml",
+            "mkfifo /out/junit.xml".to_owned(),
+            "not a regular file",
+        ),
+        ("junit.xml", "true".to_owned(), "the test wrote no report"),
+    ];
+    for (report, script, why) in cases {
+        p.write(
+            "cairn.toml",
+            &format!(
+                r#"[service]
+name = "hostile"
+[inputs.rootfs]
+path = "rootfs"
+[steps.t]
+test = true
+report = "{report}"
+mounts = {{ "/" = "rootfs" }}
+env = {{ PATH = "/bin" }}
+run = ["/bin/sh", "-c", "{script}; exit 1"]
+"#
+            ),
+        );
+        let (code, steps, err) = p.test(&[]);
+        assert_eq!(code, 1, "{script}: {err}");
+        let failures = step(&steps, "t")["failures"].as_array().unwrap().clone();
+        assert_eq!(failures.len(), 1, "{script}: {failures:?}");
+        let line = failures[0].as_str().unwrap();
+        assert!(line.contains(why), "{script}: {line}");
+        assert!(!err.contains("host secret"), "{script}: {err}");
+    }
+}
