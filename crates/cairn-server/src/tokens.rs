@@ -184,6 +184,7 @@ pub fn load(path: &Path) -> Result<Vec<(String, Holder)>, TokenError> {
 /// returns the new token: 32 random bytes, base64url, prefixed `cairn_`.
 /// Only its hash is written.
 pub fn create(path: &Path, name: &str, scopes: &[Scope]) -> Result<String, TokenError> {
+    let _lock = lock(path)?;
     let mut file = read_file(path)?;
     if name.is_empty() || file.tokens.iter().any(|t| t.name == name) {
         return Err(TokenError::BadName(name.into()));
@@ -232,6 +233,7 @@ pub fn list(path: &Path) -> Result<Vec<Listed>, TokenError> {
 /// the changed file on its next request and refuses the token from then
 /// on.
 pub fn revoke(path: &Path, name: &str) -> Result<(), TokenError> {
+    let _lock = lock(path)?;
     let mut file = read_file(path)?;
     let before = file.tokens.len();
     file.tokens.retain(|t| t.name != name);
@@ -244,6 +246,33 @@ pub fn revoke(path: &Path, name: &str) -> Result<(), TokenError> {
         });
     }
     write_file(path, &file)
+}
+
+/// Holds `<file>.lock` exclusively while a change reads, edits and
+/// replaces the file, so two changes at once cannot lose one another's
+/// tokens (each would otherwise replace the file it read).
+fn lock(path: &Path) -> Result<std::fs::File, TokenError> {
+    let io = |action| {
+        move |source| TokenError::Io {
+            action,
+            path: path.into(),
+            source,
+        }
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(io("creating the directory of"))?;
+    }
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&name)
+        .map_err(io("opening the lock of"))?;
+    file.lock().map_err(io("locking"))?;
+    Ok(file)
 }
 
 fn read_file(path: &Path) -> Result<File, TokenError> {
@@ -290,7 +319,13 @@ fn write_file(path: &Path, file: &File) -> Result<(), TokenError> {
         .and_then(|()| out.write_all(text.as_bytes()))
         .and_then(|()| out.sync_all())
         .map_err(io("writing"))?;
-    std::fs::rename(&tmp, path).map_err(io("replacing"))
+    std::fs::rename(&tmp, path).map_err(io("replacing"))?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io("syncing the directory of"))?;
+    }
+    Ok(())
 }
 
 fn invalid(path: &Path, reason: String) -> TokenError {
@@ -328,6 +363,26 @@ mod tests {
             create(&path, "ci", &[Scope::Read]).is_err(),
             "duplicate name"
         );
+    }
+
+    #[test]
+    fn concurrent_creates_keep_every_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokens.toml");
+        let threads: Vec<_> = (0..16)
+            .map(|i| {
+                let path = path.clone();
+                std::thread::spawn(move || create(&path, &format!("t{i}"), &[Scope::Read]).unwrap())
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let mut names: Vec<String> = list(&path).unwrap().into_iter().map(|l| l.name).collect();
+        names.sort();
+        let mut want: Vec<String> = (0..16).map(|i| format!("t{i}")).collect();
+        want.sort();
+        assert_eq!(names, want);
     }
 
     #[test]
