@@ -531,15 +531,15 @@ impl Agent {
             Outcome::Aborted(_) => "aborted",
             _ => "rolled-back",
         };
+        self.gate.finished(&release, &outcome).await;
+        // Pruned before the phase settles, and the outcome reported last,
+        // so that whoever sees the update over sees it all done.
+        self.prune().await;
+        self.settle();
         self.timings(|t| {
             t.done = now_ms();
             t.outcome = label.into();
         });
-        self.gate.finished(&release, &outcome).await;
-        // Pruned before the phase settles, so that a member reported
-        // running again no longer keeps the failed generation.
-        self.prune().await;
-        self.settle();
     }
 
     /// Back to `Idle` when something serves, `Failed` when nothing does
