@@ -162,6 +162,7 @@ impl Agent {
                     );
                 }
                 self.seen = head.map(|v| (v, Instant::now()));
+                self.gate.accepted(&accepted);
                 if self.status.borrow().refused.is_some() {
                     self.status.send_modify(|s| s.refused = None);
                     self.set_error(None);
@@ -283,7 +284,12 @@ impl Agent {
             retry_after,
         } = self.gate.decide(&request).await
         {
-            tracing::info!("waiting to update to {release}: {reason}");
+            if self.waiting_for != Some(release) {
+                tracing::info!("waiting to update to {release}: {reason}");
+            } else {
+                tracing::debug!("waiting to update to {release}: {reason}");
+            }
+            self.waiting_for = Some(release);
             self.set_phase(Phase::Waiting(release));
             self.retry_update = Some(Instant::now() + retry_after);
             return;
@@ -328,6 +334,39 @@ impl Agent {
                 .await;
             }
         }
+    }
+
+    /// Returns to the kept generation of release `to` because the fleet's
+    /// rollout rolls back (the same swap as an update), and tells the gate
+    /// how it went.
+    pub(super) async fn return_to(&mut self, to: Digest) {
+        let serving = self
+            .serving
+            .as_ref()
+            .and_then(|r| self.state.generation(r.generation))
+            .map(|g| g.release);
+        let kept = self.state.generations.iter().find(|g| g.release == to);
+        let outcome = match (serving == Some(to), kept.map(|g| g.number)) {
+            (true, _) => Outcome::Swapped,
+            (false, None) => Outcome::Aborted(format!("no kept generation of {to} to return to")),
+            (false, Some(number)) => {
+                tracing::info!("the rollout rolls back: returning to {to}");
+                self.set_phase(Phase::RollingBack(to));
+                match self.swap(number).await {
+                    Ok(()) => {
+                        self.save();
+                        self.count(|c| c.rollbacks += 1);
+                        Outcome::Swapped
+                    }
+                    Err(reason) => Outcome::RolledBack(reason),
+                }
+            }
+        };
+        if let Outcome::Aborted(reason) | Outcome::RolledBack(reason) = &outcome {
+            self.report_error(format!("returning to {to}: {reason}"));
+        }
+        self.gate.finished(&to, &outcome).await;
+        self.settle();
     }
 
     /// Fetches the release and materializes its generation (reusing a kept
@@ -492,13 +531,15 @@ impl Agent {
             Outcome::Aborted(_) => "aborted",
             _ => "rolled-back",
         };
+        self.gate.finished(&release, &outcome).await;
+        // Pruned before the phase settles, and the outcome reported last,
+        // so that whoever sees the update over sees it all done.
+        self.prune().await;
+        self.settle();
         self.timings(|t| {
             t.done = now_ms();
             t.outcome = label.into();
         });
-        self.gate.finished(&release, &outcome).await;
-        self.settle();
-        self.prune().await;
     }
 
     /// Back to `Idle` when something serves, `Failed` when nothing does

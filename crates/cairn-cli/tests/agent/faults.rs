@@ -67,15 +67,20 @@ fn a_store_outage_keeps_the_service_and_the_agent_catches_up() {
     let _server = Server::start(&fx.store, addr);
     let s = a.wait_serving("2", Duration::from_secs(60));
     assert!(s["member"]["last_error"].is_null(), "{s}");
-    // Its member record reached the store again.
-    let json = cairn(
-        &fx.store,
-        &fx.keys,
-        &fx.root,
-        &["--json", "status", SERVICE, "--set", "outage"],
-    );
-    let rows: serde_json::Value = serde_json::from_str(&json).unwrap();
-    assert_eq!(rows[0]["record"]["version"], "2");
+    // Its member record reaches the store again (written by the fleet
+    // driver once it decides after the swap).
+    let mut json = String::new();
+    let reported = eventually(T, || {
+        json = cairn(
+            &fx.store,
+            &fx.keys,
+            &fx.root,
+            &["--json", "status", SERVICE, "--set", "outage"],
+        );
+        let report: serde_json::Value = serde_json::from_str(&json).unwrap();
+        report["members"][0]["record"]["version"] == "2"
+    });
+    assert!(reported, "{json}");
 }
 
 #[test]

@@ -27,6 +27,11 @@ pub struct Options {
     pub top: String,
     /// More agent.toml, appended (tables such as `[env]`, `[hooks]`).
     pub extra: String,
+    /// Its id (default `a1`).
+    pub id: Option<String>,
+    /// The channel it follows and the set it is in (default: the test's
+    /// name), for several agents in one set.
+    pub channel: Option<String>,
 }
 
 /// An agent under test.
@@ -45,12 +50,22 @@ pub struct TestAgent {
     log: PathBuf,
 }
 
-/// A free loopback port (bound, read, released).
+/// A free loopback port (bound, read, released), never one handed out
+/// before in this test process (the kernel may give a released port
+/// again, and two agents of one test would then fight over it).
 pub fn free_port() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let addr = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let mut given = GIVEN.lock().unwrap();
+        if !given.contains(&addr.port()) {
+            given.push(addr.port());
+            return addr;
+        }
+    }
 }
 
 /// Polls `cond` every 50 ms for up to `timeout`; returns whether it held.
@@ -111,12 +126,14 @@ impl TestAgent {
             .token
             .map(|t| format!("token = {t:?}\n"))
             .unwrap_or_default();
+        let channel = options.channel.as_deref().unwrap_or(name);
+        let id = options.id.as_deref().unwrap_or("a1");
         let text = format!(
             r#"store = {store:?}
 {token}service = "{SERVICE}"
-channel = "{name}"
-set = "{name}"
-id = "a1"
+channel = "{channel}"
+set = "{channel}"
+id = "{id}"
 state_dir = {state:?}
 poll_interval = "500ms"
 status_listen = "{status_addr}"
