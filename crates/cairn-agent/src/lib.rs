@@ -6,7 +6,8 @@
 //! (`cairn_release::accept`); an accepted release is copied from the store
 //! into the agent's own local store ([`fetch`]), materialized read-only as
 //! a generation beside the previous ones ([`generation`]), and, when the
-//! [`gate`] allows, swapped in: the new process starts on the same
+//! [`gate`] allows (with [`fleet`], the deployment set's rollout
+//! protocol: slots, waves, canaries, halts), swapped in: the new process starts on the same
 //! listening sockets the agent holds ([`sockets`]), is health-checked on a
 //! private twin socket ([`health`]), and the old one is stopped gracefully.
 //! A release that fails its health check is rolled back and not retried
@@ -27,6 +28,7 @@
 pub mod agent;
 pub mod config;
 pub mod fetch;
+pub mod fleet;
 pub mod gate;
 pub mod generation;
 pub mod health;
@@ -42,5 +44,6 @@ pub mod users;
 
 pub use agent::{Agent, AgentError, CrashPoint, PumpCommand, Settings, ShutdownMode};
 pub use config::AgentConfig;
-pub use gate::{Decision, Immediately, Outcome, UpdateGate, UpdateRequest};
+pub use fleet::Fleet;
+pub use gate::{Command, Decision, GateContext, Immediately, Outcome, UpdateGate, UpdateRequest};
 pub use phase::Phase;

@@ -17,6 +17,9 @@
 //!   Failed ◄───────────────────────────────────      (nothing serves)
 //!  (any) ──► Stopping
 //! ```
+//!
+//! One more edge: Idle or Waiting ──► RollingBack, when the set's rollout
+//! rolls back and this member returns to its previous release.
 
 use cairn_digest::Digest;
 use cairn_rollout::MemberState;
@@ -55,6 +58,7 @@ impl Phase {
                 | (Waiting(_), Idle)
                 | (Updating(_), Idle | RollingBack(_) | Failed)
                 | (RollingBack(_), Idle | Failed)
+                | (Idle | Waiting(_), RollingBack(_))
                 | (Idle, Failed)
                 | (Failed, Idle)
         )

@@ -195,7 +195,9 @@ fn same_but_heartbeat(a: &MemberRecord, b: &MemberRecord) -> bool {
     } == *b
 }
 
-async fn write(
+/// Writes `record` by compare-and-swap at `version`, re-reading the
+/// version on a conflict (a few times).
+pub(crate) async fn write(
     store: &Store,
     name: &RefName,
     record: &MemberRecord,

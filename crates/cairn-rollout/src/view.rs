@@ -14,8 +14,9 @@ use std::time::Duration;
 
 use cairn_digest::Digest;
 
+use crate::decision::Write;
 use crate::plan::Plan;
-use crate::record::{Attempt, Health, MemberRecord, Phase, RolloutRecord, Versioned};
+use crate::record::{Attempt, Health, MemberRecord, Phase, RolloutRecord, Version, Versioned};
 use crate::time::Time;
 
 /// Everything one decision is made from.
@@ -232,5 +233,24 @@ impl View {
         self.members = None;
         self.peers.clear();
         self.fleets.clear();
+    }
+
+    /// Puts a write that succeeded into the view, at the version the
+    /// store returned for it.
+    pub fn wrote(&mut self, write: Write, version: Version) {
+        match write {
+            Write::Member { record, .. } => {
+                self.own = Some(Versioned {
+                    version,
+                    value: *record,
+                })
+            }
+            Write::Rollout { record, .. } => {
+                self.rollout = RolloutRead::Read(Versioned {
+                    version,
+                    value: Arc::new(*record),
+                })
+            }
+        }
     }
 }

@@ -38,7 +38,7 @@ use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
 use crate::config::AgentConfig;
-use crate::gate::UpdateGate;
+use crate::gate::{Command, UpdateGate};
 use cairn_recipe::HealthCheck;
 
 use crate::health::{Monitor, ProbeTarget};
@@ -304,11 +304,23 @@ impl Agent {
         mut self,
         mut shutdown: watch::Receiver<Option<ShutdownMode>>,
     ) -> ShutdownMode {
-        let reporter = tokio::spawn(crate::status::report(
-            self.remote.clone(),
-            self.status.subscribe(),
-            self.heartbeat,
-        ));
+        let context = crate::gate::GateContext {
+            store: self.remote.clone(),
+            service: self.cfg.service.clone(),
+            set: self.cfg.set.clone(),
+            agent: self.id.clone(),
+            status: self.status.subscribe(),
+        };
+        // A gate that runs the fleet protocol writes the member record
+        // itself; otherwise the reporter does.
+        let reporter = match self.gate.start(context) {
+            Some(task) => task,
+            None => tokio::spawn(crate::status::report(
+                self.remote.clone(),
+                self.status.subscribe(),
+                self.heartbeat,
+            )),
+        };
         if let Some(addr) = self.cfg.status_listen {
             match crate::status::bind(addr).await {
                 Ok(listener) => {
@@ -330,16 +342,22 @@ impl Agent {
             if let Some(mode) = *shutdown.borrow() {
                 break mode;
             }
+            let (restart_due, retry_due, probe_due) =
+                (self.restart.due, self.retry_update, self.probe_due());
             let wake = tokio::select! {
                 _ = shutdown.changed() => continue,
+                command = self.gate.command() => Wake::Gate(command),
                 _ = changed.notified() => Wake::Channel,
                 _ = tokio::time::sleep_until(next_poll) => Wake::Channel,
                 status = exited(&self.serving) => Wake::Exited(status),
-                _ = at(self.restart.due) => Wake::Restart,
-                _ = at(self.retry_update) => Wake::Retry,
-                _ = at(self.probe_due()) => Wake::Probe,
+                _ = at(restart_due) => Wake::Restart,
+                _ = at(retry_due) => Wake::Retry,
+                _ = at(probe_due) => Wake::Probe,
             };
-            let polled = matches!(wake, Wake::Channel | Wake::Retry);
+            let polled = matches!(
+                wake,
+                Wake::Channel | Wake::Retry | Wake::Gate(Command::Recheck)
+            );
             let work = self.handle(wake);
             tokio::select! {
                 _ = work => {}
@@ -360,10 +378,11 @@ impl Agent {
 
     async fn handle(&mut self, wake: Wake) {
         match wake {
-            Wake::Channel | Wake::Retry => {
+            Wake::Channel | Wake::Retry | Wake::Gate(Command::Recheck) => {
                 self.retry_update = None;
                 self.check_channel().await;
             }
+            Wake::Gate(Command::RollBack { to }) => self.return_to(to).await,
             Wake::Exited(status) => self.service_exited(status).await,
             Wake::Restart => self.restart_service().await,
             Wake::Probe => self.probe_serving().await,
@@ -401,6 +420,15 @@ impl Agent {
             Some(r) if r.monitor.healthy() && r.healthy_since.is_some() => Health::Healthy,
             Some(_) => Health::Unhealthy,
         };
+        let failed = |r: &cairn_digest::Digest| self.state.failed.iter().any(|f| &f.release == r);
+        let previous = serving_gen.and_then(|s| {
+            self.state
+                .generations
+                .iter()
+                .filter(|g| g.release != s.release && !failed(&g.release))
+                .max_by_key(|g| g.number)
+                .map(|g| g.release)
+        });
         let processes = self
             .state
             .processes
@@ -416,6 +444,7 @@ impl Agent {
             s.member.version = serving_gen.map(|g| g.version.clone());
             s.member.sequence = serving_gen.map(|g| g.sequence);
             s.member.generation = serving_gen.map(|g| g.number);
+            s.member.previous = previous;
             s.member.target = self.phase.target();
             s.member.state = self.phase.member_state();
             s.member.health = health;
@@ -478,6 +507,7 @@ impl Agent {
 /// What woke the loop.
 enum Wake {
     Channel,
+    Gate(Command),
     Retry,
     Exited(Option<String>),
     Restart,

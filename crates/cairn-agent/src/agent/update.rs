@@ -162,6 +162,7 @@ impl Agent {
                     );
                 }
                 self.seen = head.map(|v| (v, Instant::now()));
+                self.gate.accepted(&accepted);
                 if self.status.borrow().refused.is_some() {
                     self.status.send_modify(|s| s.refused = None);
                     self.set_error(None);
@@ -328,6 +329,39 @@ impl Agent {
                 .await;
             }
         }
+    }
+
+    /// Returns to the kept generation of release `to` because the fleet's
+    /// rollout rolls back (the same swap as an update), and tells the gate
+    /// how it went.
+    pub(super) async fn return_to(&mut self, to: Digest) {
+        let serving = self
+            .serving
+            .as_ref()
+            .and_then(|r| self.state.generation(r.generation))
+            .map(|g| g.release);
+        let kept = self.state.generations.iter().find(|g| g.release == to);
+        let outcome = match (serving == Some(to), kept.map(|g| g.number)) {
+            (true, _) => Outcome::Swapped,
+            (false, None) => Outcome::Aborted(format!("no kept generation of {to} to return to")),
+            (false, Some(number)) => {
+                tracing::info!("the rollout rolls back: returning to {to}");
+                self.set_phase(Phase::RollingBack(to));
+                match self.swap(number).await {
+                    Ok(()) => {
+                        self.save();
+                        self.count(|c| c.rollbacks += 1);
+                        Outcome::Swapped
+                    }
+                    Err(reason) => Outcome::RolledBack(reason),
+                }
+            }
+        };
+        if let Outcome::Aborted(reason) | Outcome::RolledBack(reason) = &outcome {
+            self.report_error(format!("returning to {to}: {reason}"));
+        }
+        self.gate.finished(&to, &outcome).await;
+        self.settle();
     }
 
     /// Fetches the release and materializes its generation (reusing a kept

@@ -9,8 +9,10 @@ use cairn_recipe::Location;
 use cairn_trust::{ChannelPolicy, KeyId, KeySet, PublicKey};
 use toml::Spanned;
 
-use super::wire::{AgentWire, HooksWire, LogsWire, TrustWire};
-use super::{AgentConfig, ConfigError, Hooks, LogLimits, SocketAddress, TokenSource, Trust};
+use super::wire::{AgentWire, FleetWire, HooksWire, LogsWire, TrustWire};
+use super::{
+    AgentConfig, ConfigError, FleetTiming, Hooks, LogLimits, SocketAddress, TokenSource, Trust,
+};
 
 /// The text being converted, for errors and relative paths.
 pub(crate) struct Source<'a> {
@@ -106,6 +108,8 @@ pub(crate) fn config(src: &Source<'_>, w: AgentWire) -> Result<AgentConfig, Conf
         env: env(src, w.env)?,
         hooks: hooks(src, w.hooks)?,
         logs: logs(src, w.logs)?,
+        fleet: fleet(src, w.fleet)?,
+        deploy: w.deploy.map(|d| deploy(src, d)).transpose()?,
         service,
         channel,
         set,
@@ -282,6 +286,42 @@ fn hooks(src: &Source<'_>, w: Option<HooksWire>) -> Result<Hooks, ConfigError> {
         on_rollback: argv("hooks.on_rollback", w.on_rollback)?,
         timeout: duration(src, "hooks.timeout", w.timeout, Duration::from_secs(30))?,
     })
+}
+
+/// `[fleet]`: the rollout protocol's intervals; the defaults of
+/// [`cairn_rollout::Timing`] for what is not given.
+fn fleet(src: &Source<'_>, w: Option<FleetWire>) -> Result<FleetTiming, ConfigError> {
+    let d = FleetTiming::default();
+    let Some(w) = w else { return Ok(d) };
+    let timeout_span = w.member_timeout.as_ref().map(Spanned::span);
+    let heartbeat = duration(src, "fleet.heartbeat", w.heartbeat, d.heartbeat)?;
+    let t = FleetTiming {
+        poll: duration(src, "fleet.poll", w.poll, d.poll)?,
+        idle_poll: duration(src, "fleet.idle_poll", w.idle_poll, d.idle_poll)?,
+        heartbeat,
+        member_timeout: duration(
+            src,
+            "fleet.member_timeout",
+            w.member_timeout,
+            d.member_timeout.max(heartbeat * 3),
+        )?,
+        steward_lease: duration(src, "fleet.steward_lease", w.steward_lease, d.steward_lease)?,
+        max_skew: duration(src, "fleet.max_skew", w.max_skew, d.max_skew)?,
+    };
+    if let Some(span) = timeout_span.filter(|_| t.member_timeout <= t.heartbeat * 2) {
+        let msg = "must be more than twice `fleet.heartbeat` (a live member would look away)";
+        return Err(src.error(span, "fleet.member_timeout", msg));
+    }
+    Ok(t)
+}
+
+/// `[deploy]`: the set's plan, the same shape as `cairn.toml`'s (unknown
+/// keys refused).
+fn deploy(src: &Source<'_>, v: Spanned<toml::Value>) -> Result<cairn_rollout::Plan, ConfigError> {
+    use serde::Deserialize;
+    let span = v.span();
+    cairn_rollout::Plan::deserialize(v.into_inner())
+        .map_err(|e| src.error(span, "deploy", e.message().trim().to_string()))
 }
 
 fn logs(src: &Source<'_>, w: Option<LogsWire>) -> Result<LogLimits, ConfigError> {

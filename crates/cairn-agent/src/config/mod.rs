@@ -34,6 +34,18 @@
 //! [logs]
 //! max_size = "10MiB"                # per file, then rotated
 //! keep = 5                          # rotated files kept
+//!
+//! [fleet]                           # the rollout protocol's intervals
+//! poll = "2s"                       # deciding while there is work
+//! idle_poll = "60s"                 # the longest wait otherwise
+//! heartbeat = "60s"                 # member record rewritten at least
+//! member_timeout = "180s"           # a member silent this long is away
+//! steward_lease = "30s"
+//! max_skew = "2s"                   # clocks of the set differ by at most
+//!
+//! [deploy]                          # overrides the release's [deploy]
+//! strategy = "canary"               # same shape as cairn.toml's
+//! canary = { count = 1, bake = "5m" }
 //! ```
 //!
 //! Parsing works as `cairn.toml`'s does: serde wire types with spans and
@@ -93,6 +105,43 @@ pub struct AgentConfig {
     pub hooks: Hooks,
     /// Log rotation.
     pub logs: LogLimits,
+    /// `[fleet]`: the rollout protocol's intervals.
+    pub fleet: FleetTiming,
+    /// `[deploy]`: this set's rollout plan, overriding the release's.
+    pub deploy: Option<cairn_rollout::Plan>,
+}
+
+/// `[fleet]`: how often the agent reads and writes the fleet records. The
+/// swap budget is not here: it comes from each release's run
+/// specification.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FleetTiming {
+    /// How often it decides while it has something to do.
+    pub poll: Duration,
+    /// The longest it waits between decisions otherwise.
+    pub idle_poll: Duration,
+    /// How often the member record is rewritten when nothing changed.
+    pub heartbeat: Duration,
+    /// A member silent this long is away (its turn is skipped).
+    pub member_timeout: Duration,
+    /// How long the steward lease lasts.
+    pub steward_lease: Duration,
+    /// The most two agents' clocks may differ by.
+    pub max_skew: Duration,
+}
+
+impl Default for FleetTiming {
+    fn default() -> Self {
+        let t = cairn_rollout::Timing::default();
+        Self {
+            poll: t.poll,
+            idle_poll: t.idle_poll,
+            heartbeat: t.heartbeat,
+            member_timeout: t.member_timeout,
+            steward_lease: t.steward_lease,
+            max_skew: t.max_skew,
+        }
+    }
 }
 
 /// Where the store token is read from.

@@ -198,3 +198,61 @@ fn the_token_is_not_shown_in_debug_output() {
     let c = parse(&text).unwrap();
     assert!(!format!("{c:?}").contains("s3cr3t"));
 }
+
+#[test]
+fn fleet_timing_and_a_deploy_override() {
+    let c = parse(&example()).unwrap();
+    assert_eq!(c.fleet, FleetTiming::default());
+    assert!(c.deploy.is_none());
+    let text = format!(
+        "{}\n[fleet]\npoll = \"300ms\"\nheartbeat = \"1s\"\nmember_timeout = \"5s\"\n\n[deploy]\nstrategy = \"canary\"\ncanary = {{ count = 1, bake = \"2s\" }}\non_failure = \"rollback\"\n",
+        example()
+    );
+    let c = parse(&text).unwrap();
+    assert_eq!(c.fleet.poll, Duration::from_millis(300));
+    assert_eq!(c.fleet.member_timeout, Duration::from_secs(5));
+    let plan = c.deploy.unwrap();
+    assert_eq!(
+        plan.strategy,
+        cairn_rollout::Strategy::Canary {
+            count: cairn_rollout::Amount::Count(1),
+            bake: Duration::from_secs(2)
+        }
+    );
+    assert_eq!(plan.on_failure, cairn_rollout::OnFailure::Rollback);
+}
+
+#[test]
+fn fleet_and_deploy_errors_name_line_and_key() {
+    let bad = format!(
+        "{}\n[deploy]\nstrategy = \"rolling\"\nmax_unavalable = 2\n",
+        example()
+    );
+    let e = error(&bad);
+    assert!(
+        e.starts_with("/etc/cairn/agent.toml:19:1: `deploy`: unknown field `max_unavalable`"),
+        "{e}"
+    );
+    let bad = format!("{}\n[deploy]\nstrategy = \"sideways\"\n", example());
+    let e = error(&bad);
+    assert!(
+        e.starts_with("/etc/cairn/agent.toml:19:1: `deploy`: ") && e.contains("sideways"),
+        "{e}"
+    );
+    let bad = format!(
+        "{}\n[fleet]\nheartbeat = \"10s\"\nmember_timeout = \"15s\"\n",
+        example()
+    );
+    assert_eq!(
+        error(&bad),
+        "/etc/cairn/agent.toml:21:18: `fleet.member_timeout`: must be more than twice `fleet.heartbeat` (a live member would look away)"
+    );
+    let bad = format!("{}\n[fleet]\npoll = \"soon\"\n", example());
+    assert!(error(&bad).contains("`fleet.poll`"), "{}", error(&bad));
+    let bad = format!("{}\n[fleet]\npol = \"1s\"\n", example());
+    assert!(
+        error(&bad).contains("unknown field `pol`"),
+        "{}",
+        error(&bad)
+    );
+}

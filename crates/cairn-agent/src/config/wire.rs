@@ -30,6 +30,8 @@ pub(crate) struct AgentWire {
     pub env: BTreeMap<Spanned<String>, String>,
     pub hooks: Option<HooksWire>,
     pub logs: Option<LogsWire>,
+    pub fleet: Option<FleetWire>,
+    pub deploy: Option<Spanned<toml::Value>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -53,4 +55,15 @@ pub(crate) struct HooksWire {
 pub(crate) struct LogsWire {
     pub max_size: Option<Spanned<toml::Value>>,
     pub keep: Option<Spanned<u32>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FleetWire {
+    pub poll: Option<Spanned<String>>,
+    pub idle_poll: Option<Spanned<String>>,
+    pub heartbeat: Option<Spanned<String>>,
+    pub member_timeout: Option<Spanned<String>>,
+    pub steward_lease: Option<Spanned<String>>,
+    pub max_skew: Option<Spanned<String>>,
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use cairn_agent::config::TokenSource;
-use cairn_agent::{Agent, AgentConfig, Immediately, PumpCommand, Settings, ShutdownMode};
+use cairn_agent::{Agent, AgentConfig, Fleet, PumpCommand, Settings, ShutdownMode};
 use cairn_store::{OpenOptions, RefName, Store};
 use cairn_trust::KeySet;
 use tokio::signal::unix::{signal, SignalKind};
@@ -56,7 +56,11 @@ pub async fn run(global: &Global, args: AgentArgs) -> Result<i32> {
         crash_at: crash_point()?,
         config,
     };
-    let agent = Agent::start(settings, Box::new(Immediately)).await?;
+    let fleet = Fleet::new(
+        settings.config.fleet.clone(),
+        settings.config.deploy.clone(),
+    );
+    let agent = Agent::start(settings, Box::new(fleet)).await?;
     let (tx, rx) = watch::channel(None);
     tokio::spawn(forward_signals(tx));
     agent.run(rx).await;

@@ -1,0 +1,377 @@
+//! The driver task: rounds of read, decide, write, act.
+//!
+//! A round reads the rollout record (and this agent's member record when
+//! its version is not known: at start, after a failed member write),
+//! decides, does the reads the decision asks for and decides again, then
+//! writes in order by compare-and-swap. A conflict or a store error ends
+//! the round: nothing is acted on that may not have been written. Then the
+//! action: a wait (until its time, a local change, or a word from the
+//! gate), a grant to the agent (and no deciding until the swap is over),
+//! or a gate's check command.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cairn_rollout::{
+    decide, Action, Attempt, CheckResult, Local, MemberRecord, MemberState, RolloutRead, Time,
+    Timing, Versioned, View,
+};
+use cairn_store::{RefStore, Store, StoreError};
+use tokio::sync::{watch, Notify};
+
+use super::io::{self, Names, WriteError};
+use super::{lock, Grant, Shared};
+use crate::config::FleetTiming;
+use crate::gate::GateContext;
+use crate::status::{now_ms, Status};
+
+/// A decision that keeps asking for reads in one round is a bug.
+const MAX_READ_STEPS: u32 = 8;
+
+/// Check results kept for the protocol.
+const MAX_CHECKS: usize = 16;
+
+/// The longest wait after the store failed.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+pub(super) struct Driver {
+    store: Store,
+    names: Option<Names>,
+    view: View,
+    own_known: bool,
+    status: watch::Receiver<Status>,
+    shared: Arc<Mutex<Shared>>,
+    to_driver: Arc<Notify>,
+    to_agent: Arc<Notify>,
+    checks: Vec<CheckResult>,
+    failures: u32,
+}
+
+impl Driver {
+    pub fn new(
+        cx: GateContext,
+        timing: &FleetTiming,
+        shared: Arc<Mutex<Shared>>,
+        to_driver: Arc<Notify>,
+        to_agent: Arc<Notify>,
+    ) -> Self {
+        let names = match Names::new(&cx.service, &cx.set, &cx.agent) {
+            Ok(n) => Some(n),
+            Err(e) => {
+                tracing::error!("fleet records: {e}");
+                None
+            }
+        };
+        let timing = Timing {
+            poll: timing.poll,
+            idle_poll: timing.idle_poll,
+            heartbeat: timing.heartbeat,
+            member_timeout: timing.member_timeout,
+            steward_lease: timing.steward_lease,
+            max_skew: timing.max_skew,
+            ..Timing::default()
+        };
+        Self {
+            store: cx.store,
+            names,
+            view: View::new(cx.agent, timing),
+            own_known: false,
+            status: cx.status,
+            shared,
+            to_driver,
+            to_agent,
+            checks: Vec::new(),
+            failures: 0,
+        }
+    }
+
+    fn refs(&self) -> Arc<dyn RefStore> {
+        self.store.refs.clone()
+    }
+
+    /// Runs until the member is stopped (its last record written) or the
+    /// agent is gone.
+    pub async fn run(mut self) {
+        let Some(names) = self.names.clone() else {
+            return;
+        };
+        loop {
+            if self.stopped() {
+                return self.last_word(&names).await;
+            }
+            self.refresh();
+            let until = match self.round(&names).await {
+                Ok(until) => {
+                    if self.failures > 0 {
+                        tracing::info!("the fleet records can be read and written again");
+                    }
+                    self.failures = 0;
+                    until
+                }
+                Err(e) => {
+                    self.failures += 1;
+                    if self.failures == 1 {
+                        tracing::warn!("fleet records: {e}");
+                    }
+                    self.own_known = false;
+                    let backoff = self.view.timing.poll * (1 << self.failures.min(5));
+                    Time(now_ms()).plus(backoff.min(MAX_BACKOFF))
+                }
+            };
+            if !self.sleep(until).await {
+                return;
+            }
+        }
+    }
+
+    /// The view's local facts and timing from the agent's status and what
+    /// the gate heard.
+    fn refresh(&mut self) {
+        let local = self.local();
+        let sh = lock(&self.shared);
+        self.view.accepted = sh.accepted.clone();
+        if !sh.budget.is_zero() {
+            self.view.timing.swap_budget = sh.budget;
+        }
+        drop(sh);
+        self.view.local = local;
+    }
+
+    fn local(&self) -> Local {
+        let s = self.status.borrow();
+        let sh = lock(&self.shared);
+        let accepted = sh.accepted.as_ref().map(|a| a.release);
+        let failed = s
+            .failed
+            .iter()
+            .rev()
+            .find(|f| Some(f.release) == accepted)
+            .or(s.failed.last())
+            .map(|f| Attempt {
+                release: f.release,
+                sequence: f.sequence,
+            });
+        Local {
+            running: s.member.release,
+            version: s.member.version.clone(),
+            sequence: s.member.sequence,
+            generation: s.member.generation,
+            previous: s.member.previous,
+            health: s.member.health,
+            fetched: sh.fetched.clone(),
+            failed,
+            checks: self.checks.clone(),
+            last_error: s.member.last_error.clone(),
+        }
+    }
+
+    fn stopped(&self) -> bool {
+        self.status.borrow().member.state == MemberState::Stopped
+    }
+
+    /// One round; returns when to start the next at the latest.
+    async fn round(&mut self, names: &Names) -> Result<Time, StoreError> {
+        let refs = self.refs();
+        self.view.new_round();
+        self.view.rollout = io::rollout(refs.as_ref(), &names.rollout).await?;
+        if !self.own_known {
+            self.view.own =
+                io::member(refs.as_ref(), &names.own)
+                    .await?
+                    .map(|(version, record)| Versioned {
+                        version,
+                        value: record.unwrap_or_else(|| self.placeholder()),
+                    });
+            self.own_known = true;
+        }
+        let mut d = decide(&self.view, Time(now_ms()));
+        let mut steps = 0;
+        while !d.reads.is_empty() {
+            steps += 1;
+            if steps > MAX_READ_STEPS {
+                tracing::error!("the rollout decision keeps asking for reads: {:?}", d.reads);
+                return Ok(Time(now_ms()).plus(self.view.timing.poll));
+            }
+            io::read(refs.as_ref(), names, &mut self.view, &d.reads).await?;
+            d = decide(&self.view, Time(now_ms()));
+        }
+        for w in d.writes {
+            let member = matches!(w, cairn_rollout::Write::Member { .. });
+            match io::write(refs.as_ref(), names, &mut self.view, w).await {
+                Ok(()) => {}
+                Err(WriteError::Conflict) => {
+                    if member {
+                        self.own_known = false;
+                    }
+                    let again = self.view.timing.poll / 4;
+                    return Ok(Time(now_ms()).plus(again));
+                }
+                Err(WriteError::Store(e)) => return Err(e),
+            }
+        }
+        Ok(self.act(d.action).await)
+    }
+
+    /// Carries the action out; returns when to decide again at the latest.
+    async fn act(&mut self, action: Action) -> Time {
+        let poll = self.view.timing.poll;
+        match action {
+            Action::Wait { until, reason, .. } => {
+                lock(&self.shared).reason = Some(reason.to_string());
+                until
+            }
+            Action::Fetch { release } => {
+                // The agent fetches an accepted release on its own before it
+                // asks the gate, which tells the driver.
+                lock(&self.shared).reason = Some(format!("fetching {release}"));
+                Time(now_ms()).plus(poll)
+            }
+            Action::Update { release, finish_by } => {
+                self.grant(Grant::Update { release, finish_by }, finish_by)
+                    .await
+            }
+            Action::RollBack { to, finish_by } => {
+                self.grant(Grant::RollBack { to, finish_by }, finish_by)
+                    .await
+            }
+            Action::RunCheck {
+                gate,
+                wave,
+                command,
+                timeout,
+            } => {
+                let passed = run_check(&command, timeout).await;
+                let sequence = match &self.view.rollout {
+                    RolloutRead::Read(r) => r.value.sequence,
+                    _ => 0,
+                };
+                self.checks.push(CheckResult {
+                    sequence,
+                    wave,
+                    gate,
+                    passed,
+                    at: Time(now_ms()),
+                });
+                let excess = self.checks.len().saturating_sub(MAX_CHECKS);
+                self.checks.drain(..excess);
+                Time(now_ms())
+            }
+        }
+    }
+
+    /// Hands `grant` to the agent and waits until it carried it out, or
+    /// until `finish_by` passed without the agent taking it.
+    async fn grant(&mut self, grant: Grant, finish_by: Time) -> Time {
+        lock(&self.shared).grant = Some(grant);
+        self.to_agent.notify_one();
+        loop {
+            {
+                let mut sh = lock(&self.shared);
+                if sh.grant.is_none() && !sh.busy {
+                    break;
+                }
+                if sh.grant.is_some() && Time(now_ms()) >= finish_by {
+                    sh.grant = None;
+                    break;
+                }
+            }
+            let poll = self.view.timing.poll;
+            tokio::select! {
+                _ = self.to_driver.notified() => {}
+                _ = tokio::time::sleep(poll) => {}
+            }
+            if self.stopped() {
+                break;
+            }
+        }
+        Time(now_ms())
+    }
+
+    /// Waits until `until`, a word from the gate, or a change of the local
+    /// facts; false when the agent is gone.
+    async fn sleep(&mut self, until: Time) -> bool {
+        let ms = until.0.saturating_sub(now_ms()).max(0) as u64;
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(ms);
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => return true,
+                _ = self.to_driver.notified() => return true,
+                changed = self.status.changed() => {
+                    if changed.is_err() {
+                        return false;
+                    }
+                    if self.stopped() || self.local() != self.view.local {
+                        return true;
+                    }
+                }
+            }
+        }
+    }
+
+    /// A record standing in for an unreadable own record (rewritten at
+    /// once).
+    fn placeholder(&self) -> MemberRecord {
+        MemberRecord {
+            agent: self.view.me.clone(),
+            release: None,
+            version: None,
+            sequence: None,
+            generation: None,
+            target: None,
+            state: MemberState::Starting,
+            health: cairn_rollout::Health::Unknown,
+            heartbeat: 0,
+            last_error: None,
+            previous: None,
+            failed: None,
+        }
+    }
+
+    /// The member record of a stopped member, written once.
+    async fn last_word(&mut self, names: &Names) {
+        let mut record = self.status.borrow().member.clone();
+        record.heartbeat = now_ms() / 1000;
+        record.failed = self.view.local.failed;
+        let mut version = match &self.view.own {
+            Some(o) if self.own_known => Some(cairn_store::Version(o.version.0.clone())),
+            _ => None,
+        };
+        let refs = self.refs();
+        if !self.own_known {
+            version = refs.get(&names.own).await.ok().flatten().map(|v| v.version);
+        }
+        if let Err(e) = crate::status::write(&self.store, &names.own, &record, &mut version).await {
+            tracing::warn!("writing member record {}: {e}", names.own);
+        }
+    }
+}
+
+/// Runs a gate's check command; whether it exited 0 within `timeout`.
+async fn run_check(command: &[String], timeout: Duration) -> bool {
+    let Some((program, args)) = command.split_first() else {
+        return false;
+    };
+    let child = tokio::process::Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!("gate check {program}: {e}");
+            return false;
+        }
+    };
+    match tokio::time::timeout(timeout, child.wait()).await {
+        Ok(Ok(status)) => status.success(),
+        Ok(Err(e)) => {
+            tracing::warn!("gate check {program}: {e}");
+            false
+        }
+        Err(_) => {
+            tracing::warn!("gate check {program}: timed out after {timeout:?}");
+            false
+        }
+    }
+}
