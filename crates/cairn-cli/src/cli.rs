@@ -155,7 +155,13 @@ pub enum Command {
     /// channel until SIGTERM or SIGINT (which stop the service gracefully)
     /// or SIGUSR2 (which leaves it running for the next agent).
     Agent(AgentArgs),
-    /// Show a service's fleet members: version, state, health, heartbeat.
+    /// Show a service's fleet members and the story of each set's rollout.
+    ///
+    /// Members: version, state, health, heartbeat. Rollout: target, phase,
+    /// wave, members updated / updating / pending / failed, slots held and
+    /// by whom until when, what the next wave waits on, time per wave.
+    /// Exits 3 when a rollout stopped on a failure (halted, rolling back or
+    /// rolled back).
     Status(StatusArgs),
     /// Print a service's output on this machine (-f: keep following).
     Logs(LogsArgs),

@@ -199,7 +199,7 @@ impl UpdateGate for Fleet {
                 .reason
                 .clone()
                 .unwrap_or_else(|| "waiting for the rollout".into()),
-            retry_after: self.timing.poll,
+            retry_after: self.timing.idle_poll,
         }
     }
 

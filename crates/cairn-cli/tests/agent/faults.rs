@@ -74,8 +74,8 @@ fn a_store_outage_keeps_the_service_and_the_agent_catches_up() {
         &fx.root,
         &["--json", "status", SERVICE, "--set", "outage"],
     );
-    let rows: serde_json::Value = serde_json::from_str(&json).unwrap();
-    assert_eq!(rows[0]["record"]["version"], "2");
+    let report: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(report["members"][0]["record"]["version"], "2");
 }
 
 #[test]

@@ -27,6 +27,11 @@ pub struct Options {
     pub top: String,
     /// More agent.toml, appended (tables such as `[env]`, `[hooks]`).
     pub extra: String,
+    /// Its id (default `a1`).
+    pub id: Option<String>,
+    /// The channel it follows and the set it is in (default: the test's
+    /// name), for several agents in one set.
+    pub channel: Option<String>,
 }
 
 /// An agent under test.
@@ -111,12 +116,14 @@ impl TestAgent {
             .token
             .map(|t| format!("token = {t:?}\n"))
             .unwrap_or_default();
+        let channel = options.channel.as_deref().unwrap_or(name);
+        let id = options.id.as_deref().unwrap_or("a1");
         let text = format!(
             r#"store = {store:?}
 {token}service = "{SERVICE}"
-channel = "{name}"
-set = "{name}"
-id = "a1"
+channel = "{channel}"
+set = "{channel}"
+id = "{id}"
 state_dir = {state:?}
 poll_interval = "500ms"
 status_listen = "{status_addr}"

@@ -14,5 +14,6 @@ mod load;
 
 mod crash;
 mod faults;
+mod fleet;
 mod refusals;
 mod swap;

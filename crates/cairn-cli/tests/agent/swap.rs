@@ -72,9 +72,11 @@ fn a_promoted_release_runs_healthy_and_is_reported() {
         &fx.root,
         &["--json", "status", SERVICE, "--set", "deploy"],
     );
-    let rows: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let report: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let rows = &report["members"];
     assert_eq!(rows[0]["record"]["state"], "running");
     assert!(rows[0]["age"].as_i64().unwrap() < 30);
+    assert_eq!(report["rollouts"][0]["phase"], "done", "{json}");
 
     // The service's output, through `cairn logs`.
     let logs = Command::new(CAIRN)
@@ -201,14 +203,21 @@ fn a_release_failing_its_health_check_is_rolled_back() {
     let state = a.state_json();
     assert_eq!(state["failed"][0]["sequence"], 2);
 
-    // Reported in the store too.
-    let json = cairn(
-        &fx.store,
-        &fx.keys,
-        &fx.root,
-        &["--json", "status", SERVICE, "--set", "rollback"],
-    );
+    // Reported in the store too, and the set's rollout halted on it
+    // (exit 3).
+    let out = Command::new(CAIRN)
+        .arg("--store")
+        .arg(&fx.store)
+        .args(["--json", "status", SERVICE, "--set", "rollback"])
+        .env_remove("CAIRN_STORE")
+        .output()
+        .unwrap();
+    let json = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{json}");
     assert!(json.contains("answered 503"), "{json}");
+    let report: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(report["rollouts"][0]["phase"], "halted", "{json}");
+    assert_eq!(report["rollouts"][0]["failed"][0], "a1", "{json}");
 
     // Not retried while the statement stays the same …
     std::thread::sleep(Duration::from_secs(2));
@@ -317,7 +326,8 @@ fn sigterm_stops_the_service_and_sigusr2_leaves_it_running() {
         &fx.root,
         &["--json", "status", SERVICE, "--set", "stop"],
     );
-    let rows: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let report: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let rows = &report["members"];
     assert_eq!(rows[0]["record"]["state"], "stopped");
     assert_eq!(rows[0]["record"]["health"], "unknown");
     let logs = std::fs::read_to_string(a.state.join(format!("logs/{SERVICE}.log"))).unwrap();

@@ -1,9 +1,26 @@
 //! `cairn status SERVICE [--set S]`: the service's fleet members as the
-//! agents last reported them, as a table or `--json`.
+//! agents last reported them, and each set's rollout (`story.rs`): as a
+//! table and the rollout's story, or `--json`. Exits 3 when a rollout
+//! stopped on a failure (halted, rolling back or rolled back), so a
+//! script can tell.
+
+mod story;
 
 use anyhow::{bail, Result};
-use cairn_rollout::MemberRecord;
+use cairn_rollout::{MemberRecord, RolloutRecord};
 use serde::Serialize;
+
+use story::Story;
+
+/// The exit status when a shown rollout stopped on a failure.
+const EXIT_ROLLOUT_FAILED: i32 = 3;
+
+/// What `--json` prints.
+#[derive(Serialize)]
+struct Report {
+    members: Vec<Row>,
+    rollouts: Vec<Story>,
+}
 
 use crate::cli::{Global, StatusArgs};
 use crate::output::emit;
@@ -34,8 +51,22 @@ pub async fn run(global: &Global, args: StatusArgs) -> Result<i32> {
     };
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let mut rows = Vec::new();
-    for name in store.refs.list(&prefix).await? {
+    let mut rollouts = Vec::new();
+    let names = store.refs.list(&format!("fleet/{}/", args.service)).await?;
+    for name in names {
         let parts: Vec<&str> = name.as_str().split('/').collect();
+        if let [_, _, set, "rollout"] = parts[..] {
+            if args.set.as_deref().is_none_or(|s| s == set) {
+                if let Some(stored) = store.refs.get(&name).await? {
+                    let rec = RolloutRecord::parse(name.as_str(), &stored.value)?;
+                    rollouts.push((set.to_string(), rec));
+                }
+            }
+            continue;
+        }
+        if !name.as_str().starts_with(&prefix) {
+            continue;
+        }
         let [_, _, set, "members", agent] = parts[..] else {
             continue;
         };
@@ -61,8 +92,28 @@ pub async fn run(global: &Global, args: StatusArgs) -> Result<i32> {
             args.set.map(|s| format!(" in set {s}")).unwrap_or_default()
         );
     }
-    emit(global.json, &rows, |rows| table(rows));
-    Ok(0)
+    let stories: Vec<Story> = rollouts
+        .iter()
+        .map(|(set, rec)| {
+            let members: Vec<MemberRecord> = rows
+                .iter()
+                .filter(|r| &r.set == set)
+                .filter_map(|r| r.record.clone())
+                .collect();
+            Story::new(set, rec, &members, now)
+        })
+        .collect();
+    let failed = stories.iter().any(Story::failed_rollout);
+    let report = Report {
+        members: rows,
+        rollouts: stories,
+    };
+    emit(global.json, &report, |r| {
+        let mut parts = vec![table(&r.members)];
+        parts.extend(r.rollouts.iter().map(Story::text));
+        parts.join("\n\n")
+    });
+    Ok(if failed { EXIT_ROLLOUT_FAILED } else { 0 })
 }
 
 fn table(rows: &[Row]) -> String {
