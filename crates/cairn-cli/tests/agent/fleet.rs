@@ -67,7 +67,12 @@ fn rollout(set: &str) -> Option<Value> {
     let out = Command::new(CAIRN)
         .arg("--store")
         .arg(&fx.store)
-        .args(["--json", "ref", "get", &format!("fleet/{SERVICE}/{set}/rollout")])
+        .args([
+            "--json",
+            "ref",
+            "get",
+            &format!("fleet/{SERVICE}/{set}/rollout"),
+        ])
         .env_remove("CAIRN_STORE")
         .output()
         .unwrap();
@@ -85,7 +90,10 @@ fn wait_rollout(set: &str, what: &str, cond: impl Fn(&Value) -> bool) -> Value {
         last = rollout(set);
         last.as_ref().is_some_and(&cond)
     });
-    assert!(ok, "timed out waiting for the rollout to be {what}: {last:?}");
+    assert!(
+        ok,
+        "timed out waiting for the rollout to be {what}: {last:?}"
+    );
     last.unwrap()
 }
 
@@ -131,7 +139,11 @@ impl Watcher {
                                 seen.versions[i].push(v);
                             }
                         }
-                        other => s.lock().unwrap().failures.push(format!("m{}: {other:?}", i + 1)),
+                        other => s
+                            .lock()
+                            .unwrap()
+                            .failures
+                            .push(format!("m{}: {other:?}", i + 1)),
                     }
                     let state = http_get(*status, "/status")
                         .ok()
@@ -193,7 +205,10 @@ fn a_rolling_rollout_swaps_one_member_at_a_time() {
         seen.most_swapping, 1,
         "max_unavailable = 1: at most one member swapping at any moment: {seen:?}"
     );
-    assert!(seen.failures.is_empty(), "every member kept serving: {seen:?}");
+    assert!(
+        seen.failures.is_empty(),
+        "every member kept serving: {seen:?}"
+    );
     for (i, versions) in seen.versions.iter().enumerate() {
         assert_eq!(versions, &["1", "2"], "m{}: {seen:?}", i + 1);
     }
@@ -207,7 +222,10 @@ fn a_rolling_rollout_swaps_one_member_at_a_time() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(text.contains("phase      done"), "{text}");
-    assert!(text.contains("members    3: 3 updated, 0 updating, 0 pending, 0 failed"), "{text}");
+    assert!(
+        text.contains("members    3: 3 updated, 0 updating, 0 pending, 0 failed"),
+        "{text}"
+    );
     let out = status("fleet-roll", true);
     assert_eq!(out.status.code(), Some(0));
     let json: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -228,7 +246,10 @@ fn a_canary_that_fails_health_halts_the_rollout_and_rolls_itself_back() {
     let halted = wait_rollout("fleet-canary", "halted", |r| r["phase"] == "halted");
     let who = halted["halted"]["member"].as_str().unwrap().to_string();
     assert!(
-        halted["halted"]["reason"].as_str().unwrap().starts_with(&format!("{who}: ")),
+        halted["halted"]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("{who}: ")),
         "{halted}"
     );
     let index: usize = who[1..].parse().unwrap();
@@ -241,13 +262,21 @@ fn a_canary_that_fails_health_halts_the_rollout_and_rolls_itself_back() {
     // The others get no turn: give them time to misbehave, then look.
     std::thread::sleep(Duration::from_secs(3));
     let seen = watcher.finish();
-    assert!(seen.failures.is_empty(), "every member kept serving: {seen:?}");
+    assert!(
+        seen.failures.is_empty(),
+        "every member kept serving: {seen:?}"
+    );
     for (i, a) in agents.iter().enumerate() {
         let s = a.status().unwrap();
         assert_eq!(s["member"]["version"], "1", "m{}: {s}", i + 1);
         assert_eq!(a.version().as_deref(), Some("1"));
         if i + 1 != index {
-            assert_eq!(s["counters"]["swaps"], 1, "m{} never swapped to v3: {s}", i + 1);
+            assert_eq!(
+                s["counters"]["swaps"],
+                1,
+                "m{} never swapped to v3: {s}",
+                i + 1
+            );
             assert_eq!(s["counters"]["rollbacks"], 0, "m{}: {s}", i + 1);
             assert_eq!(seen.versions[i], ["1"], "m{}: {seen:?}", i + 1);
         }
@@ -258,7 +287,11 @@ fn a_canary_that_fails_health_halts_the_rollout_and_rolls_itself_back() {
 
     let out = status("fleet-canary", false);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(3), "a halted rollout: exit 3: {text}");
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "a halted rollout: exit 3: {text}"
+    );
     assert!(text.contains("phase      halted"), "{text}");
     assert!(text.contains(&format!("halted     {who}: ")), "{text}");
     assert!(text.contains("1 failed"), "{text}");
@@ -285,7 +318,9 @@ fn a_member_killed_holding_a_slot_frees_it_when_its_lease_ends() {
 
     fx.promote(&fx.v2, "fleet-kill", "ci", None);
     let held = wait_rollout("fleet-kill", "m2 holding a slot", |r| {
-        r["slots"].as_array().is_some_and(|s| s.iter().any(|s| s["member"] == "m2"))
+        r["slots"]
+            .as_array()
+            .is_some_and(|s| s.iter().any(|s| s["member"] == "m2"))
     });
     let m2 = agents[1].wait_exit(T);
     assert_eq!(

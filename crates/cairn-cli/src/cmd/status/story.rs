@@ -155,7 +155,11 @@ impl Story {
         let version = self.version.as_deref().unwrap_or("-");
         line(
             "target",
-            format!("{version} ({}), statement {}", short(&self.target), self.sequence),
+            format!(
+                "{version} ({}), statement {}",
+                short(&self.target),
+                self.sequence
+            ),
         );
         line("strategy", self.strategy.clone());
         line("phase", self.phase.to_string());
@@ -163,7 +167,8 @@ impl Story {
             line("halted", h.clone());
         }
         line("wave", self.wave.to_string());
-        let total = self.updated.len() + self.updating.len() + self.pending.len() + self.failed.len();
+        let total =
+            self.updated.len() + self.updating.len() + self.pending.len() + self.failed.len();
         line(
             "members",
             format!(
@@ -195,11 +200,18 @@ impl Story {
             };
             line(
                 "slot",
-                format!("{} ({kind}{wave}) until {} ({left})", s.member, rfc3339(s.expires)),
+                format!(
+                    "{} ({kind}{wave}) until {} ({left})",
+                    s.member,
+                    rfc3339(s.expires)
+                ),
             );
         }
         if let Some(s) = &self.steward {
-            line("steward", format!("{} until {}", s.member, rfc3339(s.expires)));
+            line(
+                "steward",
+                format!("{} until {}", s.member, rfc3339(s.expires)),
+            );
         }
         if let Some(b) = self.bake_until {
             line("baking", format!("until {}", rfc3339(b)));
@@ -208,7 +220,11 @@ impl Story {
             line("waits on", self.gates.join("; "));
         }
         for w in &self.waves {
-            let state = if w.finished.is_some() { "" } else { ", running" };
+            let state = if w.finished.is_some() {
+                ""
+            } else {
+                ", running"
+            };
             line(
                 "wave",
                 format!(
