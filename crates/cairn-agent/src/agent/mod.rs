@@ -216,6 +216,8 @@ pub struct Agent {
     restart: supervise::Restarts,
     poll: update::PollBackoff,
     retry_update: Option<Instant>,
+    /// The release the gate last said to wait for (logged once).
+    waiting_for: Option<cairn_digest::Digest>,
     /// The channel ref's version at the last full acceptance check.
     seen: Option<(cairn_store::Version, Instant)>,
     crash_at: Option<CrashPoint>,
@@ -286,6 +288,7 @@ impl Agent {
             restart: supervise::Restarts::default(),
             poll: update::PollBackoff::default(),
             retry_update: None,
+            waiting_for: None,
             seen: None,
             crash_at: s.crash_at,
             _lock: lock,

@@ -284,7 +284,12 @@ impl Agent {
             retry_after,
         } = self.gate.decide(&request).await
         {
-            tracing::info!("waiting to update to {release}: {reason}");
+            if self.waiting_for != Some(release) {
+                tracing::info!("waiting to update to {release}: {reason}");
+            } else {
+                tracing::debug!("waiting to update to {release}: {reason}");
+            }
+            self.waiting_for = Some(release);
             self.set_phase(Phase::Waiting(release));
             self.retry_update = Some(Instant::now() + retry_after);
             return;

@@ -300,6 +300,7 @@ impl Driver {
                     if changed.is_err() {
                         return false;
                     }
+                    drop(self.status.borrow_and_update());
                     if self.stopped() || self.local() != self.view.local {
                         return true;
                     }

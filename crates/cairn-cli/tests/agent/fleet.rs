@@ -346,3 +346,62 @@ fn a_member_killed_holding_a_slot_frees_it_when_its_lease_ends() {
     agents[1].wait_serving("2", T * 2);
     assert_eq!(agents[1].version().as_deref(), Some("2"));
 }
+
+/// `cairn rollout ACTION SERVICE --set SET` against the fixture's store.
+fn operator(action: &str, set: &str) -> Output {
+    let fx = fixture();
+    Command::new(CAIRN)
+        .arg("--store")
+        .arg(&fx.store)
+        .args(["rollout", action, SERVICE, "--set", set])
+        .env_remove("CAIRN_STORE")
+        .env_remove("CAIRN_TOKEN")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_paused_rollout_starts_no_update_until_resumed() {
+    let fx = fixture();
+    let mut agents = members("fleet-pause", "");
+    start_all(&mut agents, "fleet-pause");
+    fx.promote(&fx.v2, "fleet-pause", "ci", None);
+    let first = eventually(T, || {
+        agents.iter().any(|a| a.version().as_deref() == Some("2"))
+    });
+    assert!(first, "no member reached v2");
+    let out = operator("pause", "fleet-pause");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "http-hello/fleet-pause: rolling -> paused"
+    );
+    // A member in the middle of its swap finishes it; then nothing moves.
+    wait_rollout("fleet-pause", "paused with no slot held", |r| {
+        r["phase"] == "paused" && r["slots"].as_array().is_some_and(|s| s.is_empty())
+    });
+    let versions = || -> Vec<Option<String>> { agents.iter().map(|a| a.version()).collect() };
+    let before = versions();
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(versions(), before, "no member moved while paused");
+    let on_v1 = before.iter().filter(|v| v.as_deref() == Some("1")).count();
+    assert!(on_v1 >= 1, "the pause left members on v1: {before:?}");
+    let out = status("fleet-pause", false);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("phase      paused"), "{text}");
+
+    let out = operator("resume", "fleet-pause");
+    assert_eq!(out.status.code(), Some(0));
+    for a in &agents {
+        a.wait_serving("2", T * 2);
+    }
+    wait_rollout("fleet-pause", "done after the resume", |r| {
+        r["phase"] == "done"
+    });
+}

@@ -145,6 +145,9 @@ fn create(
             .slots
             .iter()
             .filter(|s| !crate::record::expired(s.expires, now, margin))
+            // Not this agent's own: it decides only when no swap of its
+            // own is under way, so that slot is certainly over.
+            .filter(|s| s.member != view.me)
             .map(|s| crate::record::Slot {
                 kind: SlotKind::Draining,
                 wave: None,

@@ -108,8 +108,14 @@ fn claim(cx: &mut Cx<'_>) -> bool {
 /// Frees slots whose lease surely ended; an update slot freed this way
 /// counts its member as away.
 fn reclaim(cx: &mut Cx<'_>) {
+    // The steward's own draining slot is over too: it decides only when
+    // no swap of its own is under way.
+    let me = cx.me();
     let lapsed: Vec<usize> = (0..cx.rec().slots.len())
-        .filter(|&i| cx.expired(cx.rec().slots[i].expires))
+        .filter(|&i| {
+            let s = &cx.rec().slots[i];
+            cx.expired(s.expires) || (s.kind == SlotKind::Draining && s.member == me)
+        })
         .collect();
     if lapsed.is_empty() {
         return;

@@ -246,3 +246,42 @@ fn a_rollback_grants_slots_to_updated_members_only() {
         .all(|s| all[..3].iter().any(|m| m.agent == s.member)));
     assert!(matches!(d.action, Action::Wait { .. }));
 }
+
+#[test]
+fn a_new_rollout_carries_the_others_slots_over_but_not_its_creators_own() {
+    // The old rollout (older sequence) still lists slots of host-00 (the
+    // agent now deciding, so certainly not swapping) and host-01.
+    let mut old_rec = record(plan(1), Phase::Rolling, 3);
+    old_rec.sequence = SEQ - 1;
+    old_rec.target = old();
+    old_rec.slots = vec![slot("host-00", 60), slot("host-01", 60)];
+    let d = decide_now(&reading(view("host-00", plan(1)), old_rec));
+    let w = rollout_write(&d).expect("the new rollout");
+    assert_eq!(w.sequence, SEQ);
+    let held: Vec<(&str, SlotKind)> = w
+        .slots
+        .iter()
+        .map(|s| (s.member.as_str(), s.kind))
+        .collect();
+    assert_eq!(held, [("host-01", SlotKind::Draining)]);
+
+    // A steward drops its own draining slot, and keeps another's.
+    let mut rec = stewarded(record(plan(1), Phase::Rolling, 3), "host-00");
+    for (id, kind) in [
+        ("host-00", SlotKind::Draining),
+        ("host-01", SlotKind::Draining),
+    ] {
+        rec.slots.push(cairn_rollout::Slot {
+            kind,
+            wave: None,
+            ..slot(id, 60)
+        });
+    }
+    let (_, d) = decide_with(reading(steward("host-00", plan(1)), rec), &members(3));
+    let w = rollout_write(&d).expect("a write");
+    assert!(w.slot_of("host-00").is_none(), "{:?}", w.slots);
+    assert_eq!(
+        w.slot_of("host-01").map(|s| s.kind),
+        Some(SlotKind::Draining)
+    );
+}
