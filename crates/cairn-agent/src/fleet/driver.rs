@@ -141,7 +141,7 @@ impl Driver {
         let s = self.status.borrow();
         let sh = lock(&self.shared);
         let accepted = sh.accepted.as_ref().map(|a| a.release);
-        let failed = s
+        let reported = s
             .failed
             .iter()
             .rev()
@@ -151,6 +151,13 @@ impl Driver {
                 release: f.release,
                 sequence: f.sequence,
             });
+        // The gate hears of a failure before the agent's status shows it.
+        let heard = sh.failed.filter(|f| Some(f.release) == accepted);
+        let failed = match (heard, reported) {
+            (Some(h), Some(r)) if r.release == h.release && r.sequence >= h.sequence => Some(r),
+            (Some(h), _) => Some(h),
+            (None, r) => r,
+        };
         Local {
             running: s.member.release,
             version: s.member.version.clone(),
@@ -195,6 +202,23 @@ impl Driver {
             io::read(refs.as_ref(), names, &mut self.view, &d.reads).await?;
             d = decide(&self.view, Time(now_ms()));
         }
+        tracing::debug!(
+            "fleet decision: writes {:?}, action {:?}",
+            d.writes
+                .iter()
+                .map(|w| match w {
+                    cairn_rollout::Write::Member { .. } => "member".to_string(),
+                    cairn_rollout::Write::Rollout { record, .. } => format!(
+                        "rollout #{} {} wave {} slots {:?}",
+                        record.sequence,
+                        record.phase,
+                        record.wave,
+                        record.slots.iter().map(|s| &s.member).collect::<Vec<_>>()
+                    ),
+                })
+                .collect::<Vec<_>>(),
+            d.action
+        );
         for w in d.writes {
             let member = matches!(w, cairn_rollout::Write::Member { .. });
             match io::write(refs.as_ref(), names, &mut self.view, w).await {
@@ -270,7 +294,13 @@ impl Driver {
                 if sh.grant.is_none() && !sh.busy {
                     break;
                 }
-                if sh.grant.is_some() && Time(now_ms()) >= finish_by {
+                // Not taken by the end of its lease, or the agent moved on
+                // to another statement: decide again.
+                let moved_on = match (&sh.grant, &sh.accepted) {
+                    (Some(Grant::Update { release, .. }), Some(a)) => a.release != *release,
+                    _ => false,
+                };
+                if sh.grant.is_some() && (Time(now_ms()) >= finish_by || moved_on) {
                     sh.grant = None;
                     break;
                 }

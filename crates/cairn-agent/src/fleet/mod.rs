@@ -82,6 +82,9 @@ struct Shared {
     busy: bool,
     /// Why the member waits, as the driver last decided.
     reason: Option<String>,
+    /// The accepted release's failed attempt here, as the gate heard it
+    /// (before the agent's status says so).
+    failed: Option<cairn_rollout::Attempt>,
 }
 
 /// The fleet protocol as an [`UpdateGate`].
@@ -188,11 +191,10 @@ impl UpdateGate for Fleet {
                 sh.busy = true;
                 return Decision::Proceed;
             }
-            if release == request.target {
-                // Seen too late to fit: the driver renews or waits.
-                sh.grant = None;
-                self.to_driver.notify_one();
-            }
+            // For another release, or seen too late to fit: the driver
+            // decides again (renewing the lease, or not).
+            sh.grant = None;
+            self.to_driver.notify_one();
         }
         Decision::Wait {
             reason: sh
@@ -203,8 +205,23 @@ impl UpdateGate for Fleet {
         }
     }
 
-    async fn finished(&mut self, _target: &Digest, _outcome: &Outcome) {
-        self.shared().busy = false;
+    async fn finished(&mut self, target: &Digest, outcome: &Outcome) {
+        let mut sh = self.shared();
+        sh.busy = false;
+        if !matches!(outcome, Outcome::Swapped) {
+            let sequence = sh
+                .accepted
+                .as_ref()
+                .filter(|a| a.release == *target)
+                .map(|a| a.sequence);
+            if let Some(sequence) = sequence {
+                sh.failed = Some(cairn_rollout::Attempt {
+                    release: *target,
+                    sequence,
+                });
+            }
+        }
+        drop(sh);
         self.to_driver.notify_one();
     }
 

@@ -382,9 +382,16 @@ fn a_paused_rollout_starts_no_update_until_resumed() {
         "http-hello/fleet-pause: rolling -> paused"
     );
     // A member in the middle of its swap finishes it; then nothing moves.
-    wait_rollout("fleet-pause", "paused with no slot held", |r| {
-        r["phase"] == "paused" && r["slots"].as_array().is_some_and(|s| s.is_empty())
+    wait_rollout("fleet-pause", "paused", |r| r["phase"] == "paused");
+    let settled = eventually(T, || {
+        agents.iter().all(|a| {
+            a.status().is_some_and(|s| {
+                s["member"]["state"] != "updating"
+                    && s["processes"].as_array().is_some_and(|p| p.len() == 1)
+            })
+        })
     });
+    assert!(settled, "a swap under way when paused did not finish");
     let versions = || -> Vec<Option<String>> { agents.iter().map(|a| a.version()).collect() };
     let before = versions();
     std::thread::sleep(Duration::from_secs(4));
