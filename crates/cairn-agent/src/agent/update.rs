@@ -536,8 +536,10 @@ impl Agent {
             t.outcome = label.into();
         });
         self.gate.finished(&release, &outcome).await;
-        self.settle();
+        // Pruned before the phase settles, so that a member reported
+        // running again no longer keeps the failed generation.
         self.prune().await;
+        self.settle();
     }
 
     /// Back to `Idle` when something serves, `Failed` when nothing does

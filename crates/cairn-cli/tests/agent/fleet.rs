@@ -412,3 +412,41 @@ fn a_paused_rollout_starts_no_update_until_resumed() {
         r["phase"] == "done"
     });
 }
+
+#[test]
+fn on_failure_rollback_returns_the_updated_members_to_the_previous_release() {
+    let fx = fixture();
+    // m1 and m2 go first; m3's pre_swap hook refuses version 2, so m3
+    // fails once the others run it.
+    let deploy = "\n[deploy]\non_failure = \"rollback\"\norder = [\"m1\", \"m2\", \"m3\"]\n";
+    let mut agents = members("fleet-back", deploy);
+    let hook =
+        "\n[hooks]\npre_swap = [\"/bin/sh\", \"-c\", \"test \\\"$CAIRN_NEW_VERSION\\\" != 2\"]\n";
+    let text = std::fs::read_to_string(&agents[2].config).unwrap();
+    std::fs::write(&agents[2].config, format!("{text}{hook}")).unwrap();
+    start_all(&mut agents, "fleet-back");
+
+    fx.promote(&fx.v2, "fleet-back", "ci", None);
+    agents[0].wait_serving("2", T);
+    agents[1].wait_serving("2", T);
+    let back = wait_rollout("fleet-back", "rolled back", |r| r["phase"] == "rolled-back");
+    assert_eq!(back["halted"]["member"], "m3", "{back}");
+    assert_eq!(back["rolled_back"], 2, "{back}");
+    for a in &agents {
+        let s = a.wait_for("back on v1", T, |s| {
+            s["member"]["version"] == "1"
+                && s["member"]["health"] == "healthy"
+                && s["processes"].as_array().is_some_and(|p| p.len() == 1)
+        });
+        assert_eq!(a.version().as_deref(), Some("1"), "{s}");
+    }
+    let m1 = agents[0].status().unwrap();
+    assert_eq!(m1["counters"]["swaps"], 2, "v1, then v2: {m1}");
+    assert_eq!(m1["counters"]["rollbacks"], 1, "then back to v1: {m1}");
+
+    let out = status("fleet-back", false);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{text}");
+    assert!(text.contains("phase      rolled-back"), "{text}");
+    assert!(text.contains("halted     m3: "), "{text}");
+}
