@@ -50,12 +50,22 @@ pub struct TestAgent {
     log: PathBuf,
 }
 
-/// A free loopback port (bound, read, released).
+/// A free loopback port (bound, read, released), never one handed out
+/// before in this test process (the kernel may give a released port
+/// again, and two agents of one test would then fight over it).
 pub fn free_port() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let addr = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let mut given = GIVEN.lock().unwrap();
+        if !given.contains(&addr.port()) {
+            given.push(addr.port());
+            return addr;
+        }
+    }
 }
 
 /// Polls `cond` every 50 ms for up to `timeout`; returns whether it held.
