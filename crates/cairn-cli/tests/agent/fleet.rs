@@ -480,3 +480,37 @@ fn on_failure_rollback_returns_the_updated_members_to_the_previous_release() {
     assert!(text.contains("phase      rolled-back"), "{text}");
     assert!(text.contains("halted     m3: "), "{text}");
 }
+
+#[test]
+fn a_member_joining_mid_rollout_takes_its_turn() {
+    let fx = fixture();
+    let pinned = "\n[deploy]\norder = [\"m1\", \"m2\"]\n";
+    let mut agents = members("fleet-join", pinned);
+    let mut late = agents.pop().unwrap();
+    start_all(&mut agents, "fleet-join");
+
+    fx.promote(&fx.v2, "fleet-join", "ci", None);
+    agents[0].wait_serving("2", T);
+    // m3 joins while m2 has not had its turn: its first release is the
+    // rollout's target, under a slot like everyone's.
+    late.start();
+    agents.push(late);
+    for a in &agents {
+        a.wait_serving("2", T * 2);
+    }
+    let done = wait_rollout("fleet-join", "done", |r| r["phase"] == "done");
+    assert!(done["slots"].as_array().unwrap().is_empty(), "{done}");
+    let m3 = agents[2].status().unwrap();
+    assert_eq!(
+        m3["counters"]["swaps"], 1,
+        "m3 started on v2 directly: {m3}"
+    );
+    let out = status("fleet-join", true);
+    assert_eq!(out.status.code(), Some(0));
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        json["rollouts"][0]["updated"].as_array().unwrap().len(),
+        3,
+        "{json}"
+    );
+}
