@@ -155,6 +155,27 @@ fn bad_configurations_and_stores_fail_at_start() {
         "{err}"
     );
 
+    // The set's rollout plan: unknown keys refused, naming the table.
+    let config = format!(
+        "{}",
+        fx.root.join("tests/start-deploy/agent.toml").display()
+    );
+    let err = refused_at_start(
+        "start-deploy",
+        Options {
+            extra: "\n[deploy]\nstrategy = \"rolling\"\nmax_unavalable = 2\n".into(),
+            ..Options::default()
+        },
+        |t| t.into(),
+        &[],
+    );
+    assert!(
+        err.contains(&format!(
+            "{config}:17:1: `deploy`: unknown field `max_unavalable`"
+        )),
+        "{err}"
+    );
+
     let err = refused_at_start(
         "start-nostore",
         Options {
