@@ -115,10 +115,14 @@ impl Story {
                     seconds_left: s.expires - now,
                 })
                 .collect(),
-            steward: rec.steward.as_ref().map(|l| LeaseView {
-                member: l.member.clone(),
-                expires: l.expires,
-            }),
+            steward: rec
+                .steward
+                .as_ref()
+                .filter(|_| rec.phase.needs_steward())
+                .map(|l| LeaseView {
+                    member: l.member.clone(),
+                    expires: l.expires,
+                }),
             gates: rec.gates.clone(),
             bake_until: rec.bake_until,
             halted: rec.halted.as_ref().map(|h| h.reason.clone()),
@@ -131,7 +135,13 @@ impl Story {
                     granted: w.granted,
                     started: w.started,
                     finished: w.finished,
-                    seconds: w.finished.unwrap_or(now) - w.started,
+                    // A wave a halt or an operator cut short ends with
+                    // the record's last write.
+                    seconds: w.finished.unwrap_or(if rec.phase.is_forward() {
+                        now
+                    } else {
+                        rec.updated
+                    }) - w.started,
                 })
                 .collect(),
             created: rec.created,
@@ -220,10 +230,10 @@ impl Story {
             line("waits on", self.gates.join("; "));
         }
         for w in &self.waves {
-            let state = if w.finished.is_some() {
-                ""
-            } else {
-                ", running"
+            let state = match (w.finished, self.phase.is_forward()) {
+                (Some(_), _) => "",
+                (None, true) => ", running",
+                (None, false) => ", stopped",
             };
             line(
                 "wave",
