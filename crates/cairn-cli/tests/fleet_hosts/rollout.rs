@@ -1,0 +1,173 @@
+//! Releases reaching every host; a host cut off mid-rollout; the store
+//! restarted mid-rollout; the same over S3.
+
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use crate::fixture::fixture;
+use crate::fleet::{answer, check_moved, observe, Fleet, StoreProcess, T};
+use crate::harness::Server;
+
+/// Checks `cairn status` (run on a member host against the fleet's store):
+/// one row per member, each running `version`, healthy.
+fn assert_status(fleet: &Fleet, version: &str) {
+    let rows = fleet.status();
+    let mut agents: Vec<&str> = rows.iter().map(|r| r["agent"].as_str().unwrap()).collect();
+    agents.sort();
+    let expected: Vec<String> = (0..fleet.members.len()).map(|i| format!("m{i}")).collect();
+    assert_eq!(agents, expected, "{rows:?}");
+    for row in &rows {
+        assert_eq!(row["set"], fleet.channel.as_str(), "{row}");
+        let record = &row["record"];
+        assert_eq!(record["version"], version, "{row}");
+        assert_eq!(record["health"], "healthy", "{row}");
+        assert_eq!(record["state"], "running", "{row}");
+    }
+}
+
+/// v1 promoted: every host serves it on its own address, and `cairn
+/// status` lists every member healthy; then v2 promoted: every host moves
+/// to it, every request answered, none back to v1.
+fn deploy_then_update(fleet: &Fleet) {
+    let fx = fixture();
+    let began = Instant::now();
+    fleet.promote(&fx.v1);
+    fleet.wait_all("1");
+    eprintln!(
+        "{}: v1 on every host in {:?}",
+        fleet.channel,
+        began.elapsed()
+    );
+    for i in 0..fleet.members.len() {
+        assert_eq!(fleet.answer(i).as_deref(), Ok("1"), "member {i}");
+        // The address exists only inside the test network.
+        assert!(
+            answer(fleet.members[i].http).is_err(),
+            "member {i}'s address answers outside the test network"
+        );
+    }
+    assert_status(fleet, "1");
+
+    let targets = fleet.targets();
+    let (promoted, answers) = observe(&targets, || {
+        let promoted = Instant::now();
+        fleet.promote(&fx.v2);
+        fleet.wait_all("2");
+        promoted
+    });
+    for (i, a) in answers.iter().enumerate() {
+        let moved = check_moved(i, a, "1", "2");
+        eprintln!(
+            "{}: member {i} answered 2 after {:?}, both for {:?} ({} requests)",
+            fleet.channel,
+            moved.first_new.duration_since(promoted),
+            moved.last_old.map(|t| t.duration_since(moved.first_new)),
+            a.len()
+        );
+    }
+    assert_status(fleet, "2");
+    eprintln!("{}: whole scenario {:?}", fleet.channel, began.elapsed());
+}
+
+#[test]
+fn every_host_runs_the_release_and_moves_to_the_next_without_a_failed_request() {
+    let fleet = Fleet::with_server("hosts-server", 4);
+    deploy_then_update(&fleet);
+}
+
+#[test]
+fn over_s3_every_host_runs_the_release_and_moves_to_the_next() {
+    let fleet = Fleet::with_s3("hosts-s3", 4);
+    deploy_then_update(&fleet);
+}
+
+#[test]
+fn a_host_cut_off_keeps_serving_and_converges_when_reconnected() {
+    let fx = fixture();
+    let began = Instant::now();
+    let fleet = Fleet::with_server("hosts-cut", 4);
+    let cut = 3;
+    let store: SocketAddr = fleet.url.trim_start_matches("http://").parse().unwrap();
+    fleet.promote(&fx.v1);
+    fleet.wait_all("1");
+
+    let targets = fleet.targets();
+    let (reconnected, answers) = observe(&targets, || {
+        fleet.host(cut).cut();
+        let reach = fleet
+            .host(cut)
+            .run(|| TcpStream::connect_timeout(&store, Duration::from_secs(1)));
+        assert!(reach.is_err(), "the cut-off host still reaches the store");
+        fleet.promote(&fx.v2);
+        for i in (0..fleet.members.len()).filter(|&i| i != cut) {
+            fleet.host(i).run(|| fleet.members[i].wait_serving("2", T));
+        }
+        // The others are done; the cut-off host still runs v1, healthy.
+        std::thread::sleep(Duration::from_secs(2));
+        let status = fleet.host(cut).run(|| fleet.members[cut].status()).unwrap();
+        assert_eq!(status["member"]["version"], "1", "{status}");
+        assert_eq!(status["member"]["health"], "healthy", "{status}");
+        fleet.host(cut).reconnect();
+        let reconnected = Instant::now();
+        fleet
+            .host(cut)
+            .run(|| fleet.members[cut].wait_serving("2", T));
+        eprintln!(
+            "hosts-cut: converged {:?} after reconnecting",
+            reconnected.elapsed()
+        );
+        reconnected
+    });
+    for (i, a) in answers.iter().enumerate() {
+        let moved = check_moved(i, a, "1", "2");
+        if i == cut {
+            assert!(
+                moved.first_new > reconnected,
+                "the cut-off host moved while cut off"
+            );
+        } else {
+            assert!(
+                moved.first_new < reconnected,
+                "member {i} waited for the cut-off host"
+            );
+        }
+    }
+    assert_status(&fleet, "2");
+    eprintln!("hosts-cut: whole scenario {:?}", began.elapsed());
+}
+
+#[test]
+fn the_store_server_restarted_mid_rollout_and_every_agent_converges() {
+    let fx = fixture();
+    let began = Instant::now();
+    let mut fleet = Fleet::with_server("hosts-restart", 3);
+    let addr: SocketAddr = fleet.url.trim_start_matches("http://").parse().unwrap();
+    fleet.promote(&fx.v1);
+    fleet.wait_all("1");
+
+    let targets = fleet.targets();
+    let (exit, answers) = observe(&targets, || {
+        let Some(StoreProcess::Server(server)) = fleet.store.take() else {
+            unreachable!("a server fleet")
+        };
+        fleet.promote(&fx.v2);
+        let exit = server.terminate(Duration::from_secs(20));
+        std::thread::sleep(Duration::from_secs(2));
+        let launcher = fleet.net.hosts[0].launcher_str();
+        let server = Server::start_under(&launcher, &fx.store, addr);
+        fleet.store = Some(StoreProcess::Server(server));
+        let restarted = Instant::now();
+        fleet.wait_all("2");
+        eprintln!(
+            "hosts-restart: converged {:?} after the restart",
+            restarted.elapsed()
+        );
+        exit
+    });
+    assert!(exit.success(), "cairn server on SIGTERM: {exit:?}");
+    for (i, a) in answers.iter().enumerate() {
+        check_moved(i, a, "1", "2");
+    }
+    assert_status(&fleet, "2");
+    eprintln!("hosts-restart: whole scenario {:?}", began.elapsed());
+}
