@@ -74,6 +74,7 @@ fn deploy_then_update(fleet: &Fleet) {
     let (promoted, answers) = observe(&targets, || {
         let promoted = Instant::now();
         fleet.promote(&fx.v2);
+        eprintln!("{}: promoted in {:?}", fleet.channel, promoted.elapsed());
         fleet.wait_all("2");
         promoted
     });
