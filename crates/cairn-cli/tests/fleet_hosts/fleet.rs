@@ -7,7 +7,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use cairn_store::moto::Moto;
@@ -27,6 +27,16 @@ const SERVICE_PORT: u16 = 8080;
 const STATUS_PORT: u16 = 9090;
 /// The bucket of S3 fleets.
 const BUCKET: &str = "cairn-fleet";
+/// The rollout protocol's intervals, short so a rollout takes seconds.
+const FLEET_TIMING: &str = r#"
+[fleet]
+poll = "300ms"
+idle_poll = "2s"
+heartbeat = "1s"
+member_timeout = "4s"
+steward_lease = "3s"
+max_skew = "500ms"
+"#;
 /// moto accepts any credentials.
 const AWS: [(&str, &str); 2] = [
     ("AWS_ACCESS_KEY_ID", "test"),
@@ -55,8 +65,9 @@ pub struct Fleet {
 }
 
 impl Fleet {
-    /// `members` agents following a `cairn server` on host 0.
-    pub fn with_server(channel: &str, members: usize) -> Self {
+    /// `members` agents following a `cairn server` on host 0, with
+    /// `extra` appended to their agent.toml (a `[deploy]` override).
+    pub fn with_server(channel: &str, members: usize, extra: &str) -> Self {
         let fx = fixture();
         // `cairn server token create` rewrites the tokens file without a
         // lock: two at once lose one token. One at a time here.
@@ -91,12 +102,12 @@ impl Fleet {
             token_file: Some(token_file),
             net,
         };
-        fleet.start_members(members, Some(token));
+        fleet.start_members(members, Some(token), extra);
         fleet
     }
 
     /// `members` agents following an S3 bucket (moto on host 0).
-    pub fn with_s3(channel: &str, members: usize) -> Self {
+    pub fn with_s3(channel: &str, members: usize, extra: &str) -> Self {
         let net = Net::new(members + 1);
         let host = &net.hosts[0];
         let moto = Moto::spawn_under(&host.launcher_str(), &host.ip.to_string(), STORE_PORT);
@@ -112,29 +123,42 @@ impl Fleet {
             token_file: None,
             net,
         };
-        fleet.start_members(members, None);
+        fleet.start_members(members, None, extra);
         fleet
     }
 
-    fn start_members(&mut self, count: usize, token: Option<String>) {
+    fn start_members(&mut self, count: usize, token: Option<String>, extra: &str) {
         for i in 0..count {
-            let host = &self.net.hosts[i + 1];
-            let mut agent = TestAgent::new(
-                &format!("{}-m{i}", self.channel),
-                Options {
-                    store: Some(self.url.clone()),
-                    token: token.clone(),
-                    launcher: host.launcher(),
-                    http: Some(SocketAddr::new(host.ip.into(), SERVICE_PORT)),
-                    status_listen: Some(SocketAddr::new(Ipv4Addr::LOCALHOST.into(), STATUS_PORT)),
-                    channel: Some(self.channel.clone()),
-                    id: Some(format!("m{i}")),
-                    ..Options::default()
-                },
-            );
-            agent.start_with(&AWS);
+            let agent = self.member(i, token.clone(), extra);
             self.members.push(agent);
         }
+    }
+
+    /// Starts member `i`'s agent again (it stopped or died), with `env`.
+    pub fn restart_member(&mut self, i: usize, env: &[(&str, &str)]) {
+        let env: Vec<(&str, &str)> = AWS.iter().chain(env).copied().collect();
+        self.members[i].start_with(&env);
+    }
+
+    /// Member `i`'s agent, started.
+    fn member(&self, i: usize, token: Option<String>, extra: &str) -> TestAgent {
+        let host = &self.net.hosts[i + 1];
+        let mut agent = TestAgent::new(
+            &format!("{}-m{i}", self.channel),
+            Options {
+                store: Some(self.url.clone()),
+                token: token.clone(),
+                launcher: host.launcher(),
+                http: Some(SocketAddr::new(host.ip.into(), SERVICE_PORT)),
+                status_listen: Some(SocketAddr::new(Ipv4Addr::LOCALHOST.into(), STATUS_PORT)),
+                channel: Some(self.channel.clone()),
+                id: Some(format!("m{i}")),
+                extra: format!("{FLEET_TIMING}{extra}"),
+                ..Options::default()
+            },
+        );
+        agent.start_with(&AWS);
+        agent
     }
 
     /// The host member `i` runs on.
@@ -184,8 +208,8 @@ impl Fleet {
         }
     }
 
-    /// `cairn status SERVICE --set CHANNEL --json`, run on member 0's host
-    /// against the fleet's store.
+    /// The member rows of `cairn status SERVICE --set CHANNEL --json`, run
+    /// on member 0's host against the fleet's store.
     pub fn status(&self) -> Vec<Value> {
         let mut args = vec!["--store", self.url.as_str()];
         if let Some(f) = &self.token_file {
@@ -195,11 +219,39 @@ impl Fleet {
         let out = self
             .run_cairn(self.host(0), &args)
             .unwrap_or_else(|e| panic!("cairn status: {e}"));
-        serde_json::from_str::<Value>(&out)
-            .unwrap()
+        let report: Value = serde_json::from_str(&out).unwrap();
+        report["members"]
             .as_array()
-            .unwrap()
+            .unwrap_or_else(|| panic!("no members in {report}"))
             .clone()
+    }
+
+    /// The set's rollout record (`fleet/SERVICE/SET/rollout`), read on
+    /// member 0's host through the fleet's store, if there is one.
+    pub fn rollout(&self) -> Option<Value> {
+        let name = format!("fleet/{SERVICE}/{}/rollout", self.channel);
+        let mut args = vec!["--store", self.url.as_str()];
+        if let Some(f) = &self.token_file {
+            args.extend(["--token-file", f.to_str().unwrap()]);
+        }
+        args.extend(["--json", "ref", "get", &name]);
+        let out = self.run_cairn(self.host(0), &args).ok()?;
+        let v: Value = serde_json::from_str(&out).ok()?;
+        serde_json::from_str(v["value"].as_str()?).ok()
+    }
+
+    /// Waits until the rollout record satisfies `cond`; panics naming
+    /// `what` with the last record otherwise.
+    pub fn wait_rollout(&self, what: &str, cond: impl Fn(&Value) -> bool) -> Value {
+        let end = Instant::now() + T;
+        loop {
+            let last = self.rollout();
+            if last.as_ref().is_some_and(&cond) {
+                return last.unwrap();
+            }
+            assert!(Instant::now() < end, "rollout not {what}: {last:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// Waits until every member runs `version`, healthy.
@@ -209,18 +261,41 @@ impl Fleet {
         }
     }
 
+    /// Waits until every member runs `version`, healthy, and the set's
+    /// rollout of it is done (its slots released). A release promoted
+    /// before that waits for the slots' leases to end.
+    pub fn settle(&self, version: &str) {
+        self.wait_all(version);
+        let done = self.wait_rollout(&format!("done on {version}"), |r| {
+            r["phase"] == "done" && r["version"] == version
+        });
+        assert!(done["slots"].as_array().unwrap().is_empty(), "{done}");
+    }
+
     /// What member `i`'s service answers now (see [`answer`]).
     pub fn answer(&self, i: usize) -> Result<String, String> {
         let addr = self.members[i].http;
         self.host(i).run(|| answer(addr))
     }
 
-    /// Where each member's service is, for [`observe`].
-    pub fn targets(&self) -> Vec<(Host, SocketAddr)> {
+    /// Where each member's service and status endpoint are, for
+    /// [`observe`].
+    pub fn targets(&self) -> Vec<Target> {
         (0..self.members.len())
-            .map(|i| (self.host(i).clone(), self.members[i].http))
+            .map(|i| Target {
+                host: self.host(i).clone(),
+                http: self.members[i].http,
+                status: self.members[i].status_addr,
+            })
             .collect()
     }
+}
+
+/// A member, as [`observe`] polls it.
+pub struct Target {
+    host: Host,
+    http: SocketAddr,
+    status: SocketAddr,
 }
 
 /// The version a service answers `GET /` with, or why there was none.
@@ -235,26 +310,35 @@ pub fn answer(addr: SocketAddr) -> Result<String, String> {
     }
 }
 
-/// One answer of one member's service, and when it came.
-pub type Answer = (Instant, Result<String, String>);
+/// One poll of one member: when, what its service answered, and what
+/// its agent said it was doing (`member.state` of `/status`).
+pub struct Answer {
+    pub at: Instant,
+    pub answer: Result<String, String>,
+    pub state: Option<String>,
+}
 
-/// Polls every target's service (every 25 ms, from inside its host) while
-/// `during` runs; returns what `during` returned and every answer.
-pub fn observe<R>(
-    targets: &[(Host, SocketAddr)],
-    during: impl FnOnce() -> R,
-) -> (R, Vec<Vec<Answer>>) {
+/// Polls every target's service and agent status (every 25 ms, from
+/// inside its host) while `during` runs; returns what `during` returned
+/// and every member's polls.
+pub fn observe<R>(targets: &[Target], during: impl FnOnce() -> R) -> (R, Vec<Vec<Answer>>) {
     let stop = AtomicBool::new(false);
     std::thread::scope(|s| {
         let pollers: Vec<_> = targets
             .iter()
-            .map(|(host, addr)| {
+            .map(|t| {
                 let stop = &stop;
                 s.spawn(move || {
-                    host.run(|| {
+                    t.host.run(|| {
                         let mut answers = Vec::new();
                         while !stop.load(Ordering::SeqCst) {
-                            answers.push((Instant::now(), answer(*addr)));
+                            let at = Instant::now();
+                            let answer = answer(t.http);
+                            let state = http_get(t.status, "/status")
+                                .ok()
+                                .and_then(|(_, body)| serde_json::from_str::<Value>(&body).ok())
+                                .and_then(|v| v["member"]["state"].as_str().map(str::to_string));
+                            answers.push(Answer { at, answer, state });
                             std::thread::sleep(Duration::from_millis(25));
                         }
                         answers
@@ -267,6 +351,43 @@ pub fn observe<R>(
         let answers = pollers.into_iter().map(|p| p.join().unwrap()).collect();
         (result, answers)
     })
+}
+
+/// The spans (first and last poll) in which each member's agent said it
+/// was swapping (`updating` or `rolling-back`); checks that no two
+/// members' spans overlap, which sampling can shorten but never make up:
+/// at most one member unavailable at any moment.
+pub fn check_one_at_a_time(answers: &[Vec<Answer>]) -> Vec<Vec<(Instant, Instant)>> {
+    let spans: Vec<Vec<(Instant, Instant)>> = answers.iter().map(|a| swapping_spans(a)).collect();
+    for (i, a) in spans.iter().enumerate() {
+        for (j, b) in spans.iter().enumerate().skip(i + 1) {
+            for x in a {
+                for y in b {
+                    assert!(
+                        x.1 < y.0 || y.1 < x.0,
+                        "members {i} and {j} swapping at once: {x:?} and {y:?}"
+                    );
+                }
+            }
+        }
+    }
+    spans
+}
+
+fn swapping_spans(answers: &[Answer]) -> Vec<(Instant, Instant)> {
+    let mut spans = Vec::new();
+    let mut open: Option<(Instant, Instant)> = None;
+    for a in answers {
+        let swapping = matches!(a.state.as_deref(), Some("updating" | "rolling-back"));
+        match (&mut open, swapping) {
+            (Some(span), true) => span.1 = a.at,
+            (None, true) => open = Some((a.at, a.at)),
+            (Some(_), false) => spans.extend(open.take()),
+            (None, false) => {}
+        }
+    }
+    spans.extend(open);
+    spans
 }
 
 /// When a member moved: the first answer of the new version, and the
@@ -282,8 +403,8 @@ pub struct Moved {
 pub fn check_moved(member: usize, answers: &[Answer], from: &str, to: &str) -> Moved {
     let mut first_new = None;
     let mut last_old = None;
-    for (at, a) in answers {
-        match a.as_deref() {
+    for Answer { at, answer, .. } in answers {
+        match answer.as_deref() {
             Ok(v) if v == to => {
                 first_new.get_or_insert(*at);
             }
@@ -293,16 +414,52 @@ pub fn check_moved(member: usize, answers: &[Answer], from: &str, to: &str) -> M
     }
     let first_new = first_new.unwrap_or_else(|| panic!("member {member} never answered {to}"));
     assert_eq!(
-        answers.last().unwrap().1.as_deref(),
+        answers.last().unwrap().answer.as_deref(),
         Ok(to),
         "member {member}'s last answer"
     );
     assert!(
-        answers[0].1.as_deref() == Ok(from),
+        answers[0].answer.as_deref() == Ok(from),
         "member {member} answered {to} before the promotion"
     );
     Moved {
         first_new,
         last_old: last_old.filter(|&t| t > first_new),
     }
+}
+
+/// Releases v1 and v2 of the fixture's service whose `[deploy]` says
+/// rolling, at most one member unavailable; made once per test binary.
+pub struct Rolling {
+    pub v1: String,
+    pub v2: String,
+}
+
+/// [`Rolling`], built on first use from the fixture's project.
+pub fn rolling() -> &'static Rolling {
+    static ROLLING: OnceLock<Rolling> = OnceLock::new();
+    ROLLING.get_or_init(|| {
+        let fx = fixture();
+        let project = fx.root.join("src").join(SERVICE);
+        let recipe = project.join("cairn.toml");
+        let text = std::fs::read_to_string(&recipe).unwrap();
+        let deploy = "\n[deploy]\nstrategy = \"rolling\"\nmax_unavailable = 1\n";
+        std::fs::write(&recipe, format!("{text}{deploy}")).unwrap();
+        let release = |version: &str| {
+            let header = format!("#define VERSION \"{version}\"\n");
+            std::fs::write(project.join("src/version.h"), header).unwrap();
+            cairn(
+                &fx.store,
+                &fx.keys,
+                &project,
+                &["release", "--key", "ci", "--version", version],
+            )
+        };
+        let rolling = Rolling {
+            v1: release("1"),
+            v2: release("2"),
+        };
+        std::fs::write(&recipe, text).unwrap();
+        rolling
+    })
 }

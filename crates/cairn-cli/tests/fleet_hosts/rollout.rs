@@ -2,12 +2,15 @@
 //! restarted mid-rollout; the same over S3.
 
 use std::net::{SocketAddr, TcpStream};
+use std::os::unix::process::ExitStatusExt;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use crate::fixture::fixture;
-use crate::fleet::{answer, check_moved, observe, Fleet, StoreProcess, T};
+use crate::fleet::{
+    answer, check_moved, check_one_at_a_time, observe, rolling, Answer, Fleet, StoreProcess, T,
+};
 use crate::harness::Server;
 
 /// Waits until `cairn status` (run on a member host against the fleet's
@@ -47,14 +50,22 @@ fn status_problem(fleet: &Fleet, rows: &[Value], version: &str) -> Option<String
     })
 }
 
-/// v1 promoted: every host serves it on its own address, and `cairn
-/// status` lists every member healthy; then v2 promoted: every host moves
-/// to it, every request answered, none back to v1.
-fn deploy_then_update(fleet: &Fleet) {
-    let fx = fixture();
+/// How a rollout may take members down.
+#[derive(Clone, Copy, PartialEq)]
+enum Pace {
+    /// Every member at once.
+    AtOnce,
+    /// At most one member swapping at any moment.
+    OneAtATime,
+}
+
+/// `v1` promoted: every host serves it on its own address, and `cairn
+/// status` lists every member healthy; then `v2` promoted: every host
+/// moves to it, every request answered, at the `pace` the plan says.
+fn deploy_then_update(fleet: &Fleet, (v1, v2): (&str, &str), pace: Pace) {
     let began = Instant::now();
-    fleet.promote(&fx.v1);
-    fleet.wait_all("1");
+    fleet.promote(v1);
+    fleet.settle("1");
     eprintln!(
         "{}: v1 on every host in {:?}",
         fleet.channel,
@@ -73,47 +84,80 @@ fn deploy_then_update(fleet: &Fleet) {
     let targets = fleet.targets();
     let (promoted, answers) = observe(&targets, || {
         let promoted = Instant::now();
-        fleet.promote(&fx.v2);
+        fleet.promote(v2);
         eprintln!("{}: promoted in {:?}", fleet.channel, promoted.elapsed());
         fleet.wait_all("2");
         promoted
     });
+    let spans = check_one_at_a_time_if(pace, &answers);
     for (i, a) in answers.iter().enumerate() {
         let moved = check_moved(i, a, "1", "2");
         eprintln!(
-            "{}: member {i} answered 2 after {:?}, both for {:?} ({} requests)",
+            "{}: member {i} answered 2 after {:?}, both for {:?}, swapping {:?} ({} polls)",
             fleet.channel,
             moved.first_new.duration_since(promoted),
             moved.last_old.map(|t| t.duration_since(moved.first_new)),
+            spans[i]
+                .iter()
+                .map(|(a, b)| (a.duration_since(promoted), b.duration_since(*a)))
+                .collect::<Vec<_>>(),
             a.len()
         );
     }
     assert_status(fleet, "2");
+    fleet.settle("2");
     eprintln!("{}: whole scenario {:?}", fleet.channel, began.elapsed());
 }
 
-#[test]
-fn every_host_runs_the_release_and_moves_to_the_next_without_a_failed_request() {
-    let fleet = Fleet::with_server("hosts-server", 4);
-    deploy_then_update(&fleet);
+/// The swapping spans of every member; with [`Pace::OneAtATime`], checks
+/// they never overlap and that every member swapped.
+fn check_one_at_a_time_if(pace: Pace, answers: &[Vec<Answer>]) -> Vec<Vec<(Instant, Instant)>> {
+    if pace == Pace::AtOnce {
+        return answers.iter().map(|_| Vec::new()).collect();
+    }
+    let spans = check_one_at_a_time(answers);
+    for (i, s) in spans.iter().enumerate() {
+        assert!(!s.is_empty(), "member {i} was never seen swapping");
+    }
+    spans
 }
 
 #[test]
-fn over_s3_every_host_runs_the_release_and_moves_to_the_next() {
-    let fleet = Fleet::with_s3("hosts-s3", 4);
-    deploy_then_update(&fleet);
+fn at_once_every_host_runs_the_release_and_moves_to_the_next_without_a_failed_request() {
+    let fx = fixture();
+    let at_once = "\n[deploy]\nstrategy = \"at-once\"\n";
+    let fleet = Fleet::with_server("hosts-server", 4, at_once);
+    deploy_then_update(&fleet, (&fx.v1, &fx.v2), Pace::AtOnce);
+}
+
+#[test]
+fn a_rolling_release_across_five_hosts_has_at_most_one_member_unavailable() {
+    let releases = rolling();
+    let fleet = Fleet::with_server("hosts-rolling", 5, "");
+    deploy_then_update(&fleet, (&releases.v1, &releases.v2), Pace::OneAtATime);
+    let done = fleet.wait_rollout("done", |r| r["phase"] == "done");
+    assert_eq!(done["done"], 5, "{done}");
+    assert_eq!(done["waves"].as_array().unwrap().len(), 5, "{done}");
+    assert!(done["slots"].as_array().unwrap().is_empty(), "{done}");
+}
+
+#[test]
+fn over_s3_a_release_reaches_every_host_one_at_a_time() {
+    let fx = fixture();
+    let fleet = Fleet::with_s3("hosts-s3", 4, "");
+    deploy_then_update(&fleet, (&fx.v1, &fx.v2), Pace::OneAtATime);
 }
 
 #[test]
 fn a_host_cut_off_keeps_serving_restarts_its_service_and_converges_when_reconnected() {
     let fx = fixture();
     let began = Instant::now();
-    let fleet = Fleet::with_server("hosts-cut", 4);
+    let fleet = Fleet::with_server("hosts-cut", 4, "");
     let cut = 3;
     let (host, agent) = (fleet.host(cut), &fleet.members[cut]);
     let store: SocketAddr = fleet.url.trim_start_matches("http://").parse().unwrap();
     fleet.promote(&fx.v1);
-    fleet.wait_all("1");
+    fleet.settle("1");
 
     host.cut();
     let cut_at = Instant::now();
@@ -197,10 +241,10 @@ fn a_host_cut_off_keeps_serving_restarts_its_service_and_converges_when_reconnec
 fn the_store_server_restarted_mid_rollout_and_every_agent_converges() {
     let fx = fixture();
     let began = Instant::now();
-    let mut fleet = Fleet::with_server("hosts-restart", 3);
+    let mut fleet = Fleet::with_server("hosts-restart", 3, "");
     let addr: SocketAddr = fleet.url.trim_start_matches("http://").parse().unwrap();
     fleet.promote(&fx.v1);
-    fleet.wait_all("1");
+    fleet.settle("1");
 
     let targets = fleet.targets();
     let (exit, answers) = observe(&targets, || {
@@ -227,4 +271,56 @@ fn the_store_server_restarted_mid_rollout_and_every_agent_converges() {
     }
     assert_status(&fleet, "2");
     eprintln!("hosts-restart: whole scenario {:?}", began.elapsed());
+}
+
+#[test]
+fn an_agent_killed_holding_a_slot_frees_it_when_its_lease_ends() {
+    let fx = fixture();
+    let began = Instant::now();
+    // m0 goes first, and dies (SIGKILL, at its own hand) once it switched
+    // under its slot.
+    let mut fleet = Fleet::with_server("hosts-kill", 4, "\n[deploy]\norder = [\"m0\"]\n");
+    fleet.promote(&fx.v1);
+    fleet.settle("1");
+    let detached = fleet.members[0].signal_and_wait(libc::SIGUSR2);
+    assert_eq!(detached.code(), Some(0), "m0 detaches, its service running");
+    fleet.restart_member(0, &[("CAIRN_AGENT_CRASH_AT", "switched")]);
+    fleet.host(0).run(|| fleet.members[0].wait_serving("1", T));
+
+    let targets = fleet.targets();
+    let (restarted, answers) = observe(&targets, || {
+        fleet.promote(&fx.v2);
+        let held = fleet.wait_rollout("m0 holding a slot", |r| {
+            r["slots"]
+                .as_array()
+                .is_some_and(|s| s.iter().any(|s| s["member"] == "m0"))
+        });
+        let m0 = fleet.members[0].wait_exit(T);
+        assert_eq!(m0.signal(), Some(libc::SIGKILL), "m0 died by SIGKILL");
+        let expires = held["slots"][0]["expires"].as_i64().unwrap();
+        for i in 1..fleet.members.len() {
+            let s = fleet.host(i).run(|| fleet.members[i].wait_serving("2", T));
+            let started = s["last_update"]["started"].as_i64().unwrap() / 1000;
+            assert!(
+                started >= expires,
+                "member {i} swapped before m0's lease ended ({expires}): {s}"
+            );
+        }
+        let done = fleet.wait_rollout("done without m0", |r| r["phase"] == "done");
+        assert!(done["slots"].as_array().unwrap().is_empty(), "{done}");
+        // m0 comes back and takes its turn.
+        let restarted = Instant::now();
+        fleet.restart_member(0, &[]);
+        fleet.host(0).run(|| fleet.members[0].wait_serving("2", T));
+        restarted
+    });
+    check_one_at_a_time(&answers[1..]);
+    for (i, a) in answers.iter().enumerate() {
+        let moved = check_moved(i, a, "1", "2");
+        if i == 0 {
+            assert!(moved.first_new > restarted, "m0 served v2 while dead");
+        }
+    }
+    assert_status(&fleet, "2");
+    eprintln!("hosts-kill: whole scenario {:?}", began.elapsed());
 }
