@@ -219,6 +219,8 @@ fn a_host_cut_off_keeps_serving_restarts_its_service_and_converges_when_reconnec
         );
         reconnected
     });
+    // The rollout went on one at a time without the cut-off host.
+    check_one_at_a_time_if(Pace::OneAtATime, &answers);
     for (i, a) in answers.iter().enumerate() {
         let moved = check_moved(i, a, "1", "2");
         if i == cut {
@@ -266,6 +268,7 @@ fn the_store_server_restarted_mid_rollout_and_every_agent_converges() {
         exit
     });
     assert!(exit.success(), "cairn server on SIGTERM: {exit:?}");
+    check_one_at_a_time_if(Pace::OneAtATime, &answers);
     for (i, a) in answers.iter().enumerate() {
         check_moved(i, a, "1", "2");
     }
