@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use crate::fixture::{cairn, fixture, CAIRN, SERVICE};
 use crate::harness::{http_get, Options, Server, TestAgent};
-use crate::support::netns::{Host, Net};
+use crate::support::netns::{check_prerequisites, Host, Net};
 
 /// How long a member may take to reach a state.
 pub const T: Duration = Duration::from_secs(60);
@@ -68,6 +68,7 @@ impl Fleet {
     /// `members` agents following a `cairn server` on host 0, with
     /// `extra` appended to their agent.toml (a `[deploy]` override).
     pub fn with_server(channel: &str, members: usize, extra: &str) -> Self {
+        check_prerequisites();
         let fx = fixture();
         // `cairn server token create` rewrites the tokens file without a
         // lock: two at once lose one token. One at a time here.
@@ -108,6 +109,7 @@ impl Fleet {
 
     /// `members` agents following an S3 bucket (moto on host 0).
     pub fn with_s3(channel: &str, members: usize, extra: &str) -> Self {
+        check_prerequisites();
         let net = Net::new(members + 1);
         let host = &net.hosts[0];
         let moto = Moto::spawn_under(&host.launcher_str(), &host.ip.to_string(), STORE_PORT);
@@ -159,6 +161,11 @@ impl Fleet {
         );
         agent.start_with(&AWS);
         agent
+    }
+
+    /// Where the store listens (on host 0).
+    pub fn store_addr(&self) -> SocketAddr {
+        SocketAddr::new(self.net.hosts[0].ip.into(), STORE_PORT)
     }
 
     /// The host member `i` runs on.

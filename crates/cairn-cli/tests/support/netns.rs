@@ -67,7 +67,7 @@ pub fn ip(args: &[&str]) {
 }
 
 /// Fails the test, with what is missing, unless it runs as root with `ip`.
-fn check_prerequisites() {
+pub fn check_prerequisites() {
     // SAFETY: geteuid(2) has no preconditions.
     let euid = unsafe { libc::geteuid() };
     assert_eq!(
