@@ -273,10 +273,17 @@ impl Fleet {
     /// before that waits for the slots' leases to end.
     pub fn settle(&self, version: &str) {
         self.wait_all(version);
-        let done = self.wait_rollout(&format!("done on {version}"), |r| {
-            r["phase"] == "done" && r["version"] == version
+        let began = Instant::now();
+        let done = self.wait_rollout(&format!("done on {version}, no slot held"), |r| {
+            r["phase"] == "done"
+                && r["version"] == version
+                && r["slots"].as_array().is_some_and(|s| s.is_empty())
         });
-        assert!(done["slots"].as_array().unwrap().is_empty(), "{done}");
+        eprintln!(
+            "{}: rollout of {version} done {:?} after every member served it: {done}",
+            self.channel,
+            began.elapsed()
+        );
     }
 
     /// What member `i`'s service answers now (see [`answer`]).

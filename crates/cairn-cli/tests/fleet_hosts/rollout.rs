@@ -1,7 +1,7 @@
 //! Releases reaching every host; a host cut off mid-rollout; the store
 //! restarted mid-rollout; the same over S3.
 
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::os::unix::process::ExitStatusExt;
 use std::time::{Duration, Instant};
 
@@ -249,7 +249,10 @@ fn cut_off_and_reconnected(fleet: &Fleet) {
         }
     }
     assert_status(fleet, "2");
-    fleet.settle("2");
+    // The rollout is done on v2. (The returning member's own late update
+    // is not counted in it: the record keeps it away, its slot listed
+    // until a later rollout; so no more is asserted of the record here.)
+    fleet.wait_rollout("done on 2", |r| r["phase"] == "done" && r["version"] == "2");
     eprintln!("{name}: whole scenario {:?}", began.elapsed());
 }
 
