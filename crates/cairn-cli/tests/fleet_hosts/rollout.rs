@@ -124,16 +124,16 @@ fn check_one_at_a_time_if(pace: Pace, answers: &[Vec<Answer>]) -> Vec<Vec<(Insta
 
 #[test]
 fn at_once_every_host_runs_the_release_and_moves_to_the_next_without_a_failed_request() {
-    let fx = fixture();
     let at_once = "\n[deploy]\nstrategy = \"at-once\"\n";
     let fleet = Fleet::with_server("hosts-server", 4, at_once);
+    let fx = fixture();
     deploy_then_update(&fleet, (&fx.v1, &fx.v2), Pace::AtOnce);
 }
 
 #[test]
 fn a_rolling_release_across_five_hosts_has_at_most_one_member_unavailable() {
-    let releases = rolling();
     let fleet = Fleet::with_server("hosts-rolling", 5, "");
+    let releases = rolling();
     deploy_then_update(&fleet, (&releases.v1, &releases.v2), Pace::OneAtATime);
     let done = fleet.wait_rollout("done", |r| r["phase"] == "done");
     assert_eq!(done["done"], 5, "{done}");
@@ -143,8 +143,8 @@ fn a_rolling_release_across_five_hosts_has_at_most_one_member_unavailable() {
 
 #[test]
 fn over_s3_a_release_reaches_every_host_one_at_a_time() {
-    let fx = fixture();
     let fleet = Fleet::with_s3("hosts-s3", 4, "");
+    let fx = fixture();
     deploy_then_update(&fleet, (&fx.v1, &fx.v2), Pace::OneAtATime);
 }
 
@@ -258,9 +258,9 @@ fn cut_off_and_reconnected(fleet: &Fleet) {
 
 #[test]
 fn the_store_server_restarted_mid_rollout_and_every_agent_converges() {
-    let fx = fixture();
     let began = Instant::now();
     let mut fleet = Fleet::with_server("hosts-restart", 3, "");
+    let fx = fixture();
     let addr = fleet.store_addr();
     fleet.promote(&fx.v1);
     fleet.settle("1");
@@ -295,11 +295,11 @@ fn the_store_server_restarted_mid_rollout_and_every_agent_converges() {
 
 #[test]
 fn an_agent_killed_holding_a_slot_frees_it_when_its_lease_ends() {
-    let fx = fixture();
     let began = Instant::now();
     // m0 goes first, and dies (SIGKILL, at its own hand) once it switched
     // under its slot.
     let mut fleet = Fleet::with_server("hosts-kill", 4, "\n[deploy]\norder = [\"m0\"]\n");
+    let fx = fixture();
     fleet.promote(&fx.v1);
     fleet.settle("1");
     let detached = fleet.members[0].signal_and_wait(libc::SIGUSR2);
