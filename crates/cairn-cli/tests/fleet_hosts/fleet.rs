@@ -1,12 +1,10 @@
 //! A fleet under test: a network of hosts ([`Net`]), the store on host 0,
 //! and on each other host a `cairn agent` following one channel, serving
-//! on the host's private address; plus [`observe`], which polls every
-//! member's service while something happens.
+//! on the host's private address.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
-use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::process::{Command, Output};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -14,8 +12,9 @@ use cairn_store::moto::Moto;
 use serde_json::Value;
 
 use crate::fixture::{cairn, fixture, CAIRN, SERVICE};
-use crate::harness::{http_get, Options, Server, TestAgent};
+use crate::harness::{Options, Server, TestAgent};
 use crate::support::netns::{check_prerequisites, Host, Net};
+use crate::watch::{answer, Target};
 
 /// How long a member may take to reach a state.
 pub const T: Duration = Duration::from_secs(60);
@@ -198,6 +197,15 @@ impl Fleet {
 
     /// Runs `cairn ARGS` on `host`; stdout, or stderr as the error.
     pub fn run_cairn(&self, host: &Host, args: &[&str]) -> Result<String, String> {
+        let out = self.cairn_output(host, args);
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    fn cairn_output(&self, host: &Host, args: &[&str]) -> Output {
         let fx = fixture();
         let mut command: Command = host.command(CAIRN);
         command
@@ -207,30 +215,36 @@ impl Fleet {
             .env_remove("CAIRN_STORE")
             .env_remove("CAIRN_TOKEN")
             .envs(AWS);
-        let out = command.output().expect("running cairn");
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
+        command.output().expect("running cairn")
     }
 
     /// The member rows of `cairn status SERVICE --set CHANNEL --json`, run
-    /// on member 0's host against the fleet's store.
+    /// on member 0's host against the fleet's store; it must exit 0.
     pub fn status(&self) -> Vec<Value> {
+        let (code, rows) = self.status_with_code();
+        assert_eq!(code, Some(0), "cairn status exit status");
+        rows
+    }
+
+    /// [`Fleet::status`] and the exit status (3: a failed rollout).
+    pub fn status_with_code(&self) -> (Option<i32>, Vec<Value>) {
         let mut args = vec!["--store", self.url.as_str()];
         if let Some(f) = &self.token_file {
             args.extend(["--token-file", f.to_str().unwrap()]);
         }
         args.extend(["--json", "status", SERVICE, "--set", &self.channel]);
-        let out = self
-            .run_cairn(self.host(0), &args)
-            .unwrap_or_else(|e| panic!("cairn status: {e}"));
-        let report: Value = serde_json::from_str(&out).unwrap();
-        report["members"]
+        let out = self.cairn_output(self.host(0), &args);
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "cairn status: {e}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        let rows = report["members"]
             .as_array()
             .unwrap_or_else(|| panic!("no members in {report}"))
-            .clone()
+            .clone();
+        (out.status.code(), rows)
     }
 
     /// The set's rollout record (`fleet/SERVICE/SET/rollout`), read on
@@ -302,143 +316,6 @@ impl Fleet {
                 status: self.members[i].status_addr,
             })
             .collect()
-    }
-}
-
-/// A member, as [`observe`] polls it.
-pub struct Target {
-    host: Host,
-    http: SocketAddr,
-    status: SocketAddr,
-}
-
-/// The version a service answers `GET /` with, or why there was none.
-pub fn answer(addr: SocketAddr) -> Result<String, String> {
-    match http_get(addr, "/")? {
-        (200, body) => body
-            .split(' ')
-            .nth(3)
-            .map(str::to_string)
-            .ok_or_else(|| format!("not a version: {body:?}")),
-        (code, body) => Err(format!("HTTP {code}: {body}")),
-    }
-}
-
-/// One poll of one member: when, what its service answered, and what
-/// its agent said it was doing (`member.state` of `/status`).
-pub struct Answer {
-    pub at: Instant,
-    pub answer: Result<String, String>,
-    pub state: Option<String>,
-}
-
-/// Polls every target's service and agent status (every 25 ms, from
-/// inside its host) while `during` runs; returns what `during` returned
-/// and every member's polls.
-pub fn observe<R>(targets: &[Target], during: impl FnOnce() -> R) -> (R, Vec<Vec<Answer>>) {
-    let stop = AtomicBool::new(false);
-    std::thread::scope(|s| {
-        let pollers: Vec<_> = targets
-            .iter()
-            .map(|t| {
-                let stop = &stop;
-                s.spawn(move || {
-                    t.host.run(|| {
-                        let mut answers = Vec::new();
-                        while !stop.load(Ordering::SeqCst) {
-                            let at = Instant::now();
-                            let answer = answer(t.http);
-                            let state = http_get(t.status, "/status")
-                                .ok()
-                                .and_then(|(_, body)| serde_json::from_str::<Value>(&body).ok())
-                                .and_then(|v| v["member"]["state"].as_str().map(str::to_string));
-                            answers.push(Answer { at, answer, state });
-                            std::thread::sleep(Duration::from_millis(25));
-                        }
-                        answers
-                    })
-                })
-            })
-            .collect();
-        let result = during();
-        stop.store(true, Ordering::SeqCst);
-        let answers = pollers.into_iter().map(|p| p.join().unwrap()).collect();
-        (result, answers)
-    })
-}
-
-/// The spans (first and last poll) in which each member's agent said it
-/// was swapping (`updating` or `rolling-back`); checks that no two
-/// members' spans overlap, which sampling can shorten but never make up:
-/// at most one member unavailable at any moment.
-pub fn check_one_at_a_time(answers: &[Vec<Answer>]) -> Vec<Vec<(Instant, Instant)>> {
-    let spans: Vec<Vec<(Instant, Instant)>> = answers.iter().map(|a| swapping_spans(a)).collect();
-    for (i, a) in spans.iter().enumerate() {
-        for (j, b) in spans.iter().enumerate().skip(i + 1) {
-            for x in a {
-                for y in b {
-                    assert!(
-                        x.1 < y.0 || y.1 < x.0,
-                        "members {i} and {j} swapping at once: {x:?} and {y:?}"
-                    );
-                }
-            }
-        }
-    }
-    spans
-}
-
-fn swapping_spans(answers: &[Answer]) -> Vec<(Instant, Instant)> {
-    let mut spans = Vec::new();
-    let mut open: Option<(Instant, Instant)> = None;
-    for a in answers {
-        let swapping = matches!(a.state.as_deref(), Some("updating" | "rolling-back"));
-        match (&mut open, swapping) {
-            (Some(span), true) => span.1 = a.at,
-            (None, true) => open = Some((a.at, a.at)),
-            (Some(_), false) => spans.extend(open.take()),
-            (None, false) => {}
-        }
-    }
-    spans.extend(open);
-    spans
-}
-
-/// When a member moved: the first answer of the new version, and the
-/// last of the old one (after the first while both processes share the
-/// socket during the swap).
-pub struct Moved {
-    pub first_new: Instant,
-    pub last_old: Option<Instant>,
-}
-
-/// Checks one member's answers: every request answered, by `from` or `to`
-/// only, `from` first and `to` last.
-pub fn check_moved(member: usize, answers: &[Answer], from: &str, to: &str) -> Moved {
-    let mut first_new = None;
-    let mut last_old = None;
-    for Answer { at, answer, .. } in answers {
-        match answer.as_deref() {
-            Ok(v) if v == to => {
-                first_new.get_or_insert(*at);
-            }
-            Ok(v) if v == from => last_old = Some(*at),
-            other => panic!("member {member} answered {other:?} (moving {from} to {to})"),
-        }
-    }
-    let first_new = first_new.unwrap_or_else(|| panic!("member {member} never answered {to}"));
-    assert_eq!(
-        answers.last().unwrap().answer.as_deref(),
-        Ok(to),
-        "member {member}'s last answer"
-    );
-    assert!(
-        answers[0].answer.as_deref() == Ok(from),
-        "member {member} answered {to} before the promotion"
-    );
-    Moved {
-        first_new,
-        last_old: last_old.filter(|&t| t > first_new),
     }
 }
 

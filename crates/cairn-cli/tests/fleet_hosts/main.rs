@@ -18,5 +18,7 @@ mod harness;
 mod support;
 
 mod fleet;
+mod watch;
 
+mod faults;
 mod rollout;
