@@ -29,13 +29,27 @@ use crate::{graft, BuildOptions, BuildReport, NoReporter, Reporter, StepReport};
 
 /// How one step treats the action cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
+pub(crate) enum Mode {
     /// Use a complete cached result; else run and record.
     Normal,
+    /// Use a complete cached result; else fail with
+    /// [`BuildError::TestNotPassed`] (nothing runs).
+    CachedOnly,
     /// Run even if cached, and compare with the cached output.
     Check,
     /// Run; neither read nor write the cache.
     Uncached,
+}
+
+impl Mode {
+    /// The mode `options` ask for.
+    pub(crate) fn of(options: BuildOptions) -> Self {
+        match (options.check, options.no_cache) {
+            (true, _) => Mode::Check,
+            (false, true) => Mode::Uncached,
+            (false, false) => Mode::Normal,
+        }
+    }
 }
 
 /// Which action cache answered.
@@ -53,7 +67,7 @@ pub struct Builder {
     /// Where path inputs are found; `None` for a recipe read back from a
     /// release, whose inputs are all pinned trees.
     recipe_dir: Option<PathBuf>,
-    reporter: Arc<dyn Reporter>,
+    pub(crate) reporter: Arc<dyn Reporter>,
     remote: Option<Remote>,
     registry: cairn_oci::RegistryConfig,
     inputs: Mutex<HashMap<String, ResolvedInput>>,
@@ -167,11 +181,7 @@ impl Builder {
         step: &str,
         options: BuildOptions,
     ) -> Result<BuildReport, BuildError> {
-        let mode = match (options.check, options.no_cache) {
-            (true, _) => Mode::Check,
-            (false, true) => Mode::Uncached,
-            (false, false) => Mode::Normal,
-        };
+        let mode = Mode::of(options);
         self.build_with(step, |_| mode).await
     }
 
@@ -203,7 +213,7 @@ impl Builder {
         Ok(all)
     }
 
-    async fn build_with(
+    pub(crate) async fn build_with(
         &self,
         step: &str,
         mode: impl Fn(&str) -> Mode,
@@ -222,7 +232,7 @@ impl Builder {
         Ok(BuildReport { steps })
     }
 
-    fn step_names(&self) -> Vec<String> {
+    pub(crate) fn step_names(&self) -> Vec<String> {
         self.recipe.steps.keys().map(|s| s.to_string()).collect()
     }
 
@@ -257,7 +267,7 @@ impl Builder {
 
     /// Resolves the inputs not resolved yet, concurrently (snapshots and
     /// fetches of different inputs overlap).
-    async fn resolve_inputs(&self, waves: &[Vec<String>]) -> Result<(), BuildError> {
+    pub(crate) async fn resolve_inputs(&self, waves: &[Vec<String>]) -> Result<(), BuildError> {
         let missing: Vec<String> = {
             let memo = self.inputs.lock().expect("inputs lock");
             let needed = self.needed_inputs(waves).into_iter();
@@ -317,12 +327,13 @@ impl Builder {
     }
 
     /// Builds one step whose dependencies are in `outputs`.
-    async fn step(
+    pub(crate) async fn step(
         &self,
         name: &str,
         outputs: &BTreeMap<String, Digest>,
         mode: Mode,
     ) -> Result<StepReport, BuildError> {
+        self.supported(name)?;
         let mounts = self.mounts(name, outputs);
         let (fs, m) = (self.fs.clone(), mounts.clone());
         let root = blocking(move || graft::input_root(&fs, &m)).await??;
@@ -347,7 +358,10 @@ impl Builder {
             seconds,
         };
         match (mode, found) {
-            (Mode::Normal, Some((hit, origin))) => {
+            (Mode::CachedOnly, None) => Err(BuildError::TestNotPassed {
+                step: name.to_owned(),
+            }),
+            (Mode::Normal | Mode::CachedOnly, Some((hit, origin))) => {
                 if origin == Origin::Remote {
                     self.reporter.step_fetched(name, &hit.output);
                 } else {
@@ -381,6 +395,36 @@ impl Builder {
                 Ok(report(ran.output, None, ran.duration.as_secs_f64()))
             }
         }
+    }
+
+    /// Refuses a step for another platform that cannot be emulated as
+    /// written: it needs an `emulator` input (never the host's binfmt
+    /// configuration), and its programs named by absolute path (QEMU
+    /// user mode does not search `PATH`).
+    fn supported(&self, name: &str) -> Result<(), BuildError> {
+        let step = &self.recipe.steps[name];
+        let Some(platform) = crate::platform::foreign(step) else {
+            return Ok(());
+        };
+        if !step.mounts.contains_key(cairn_recipe::EMULATOR_MOUNT) {
+            return Err(BuildError::NoEmulator {
+                step: name.to_owned(),
+                platform: platform.as_str().to_owned(),
+                emulator: crate::platform::emulator_file(platform),
+            });
+        }
+        let programs = std::iter::once(&step.run).chain(step.services.values().map(|s| &s.run));
+        if let Some(argv) = programs.into_iter().find(|argv| !argv[0].starts_with('/')) {
+            return Err(BuildError::Unsupported {
+                step: name.to_owned(),
+                what: format!(
+                    "`{}` without an absolute path on platform {} (QEMU user mode does not search PATH)",
+                    argv[0],
+                    platform.as_str()
+                ),
+            });
+        }
+        Ok(())
     }
 
     /// The complete cached result of `action`: the local action cache's,

@@ -145,18 +145,57 @@ pub enum BuildError {
         source: std::io::Error,
     },
     /// The step ran and failed; nothing was cached.
-    #[error("step `{step}` {}; full log: {}", describe(termination, limits), log.display())]
+    #[error("step `{step}` {}; full log: {}", describe(&ended.termination, &ended.limits, &ended.services), log.display())]
     StepFailed {
         /// The step.
         step: String,
         /// How it ended.
-        termination: Termination,
-        /// The step's limits (named when one of them ended it).
-        limits: cairn_recipe::Limits,
+        ended: Box<Ended>,
         /// The last lines of its log.
         tail: Vec<String>,
         /// Where the full log is kept.
         log: PathBuf,
+        /// For a test step with a JUnit report: the failures it lists.
+        failures: Vec<String>,
+    },
+    /// A service of the step cannot be run as written.
+    #[error("step `{step}`: service `{service}`: {reason}")]
+    BadService {
+        /// The step.
+        step: String,
+        /// The service.
+        service: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// `[release] requires` a test step that has not passed on the inputs
+    /// the release is built from (it failed, or never ran on them).
+    #[error(
+        "release refused: test step `{step}` has not passed on these inputs (run `cairn test`)"
+    )]
+    TestNotPassed {
+        /// The test step.
+        step: String,
+    },
+    /// A step for another platform names no emulator tree.
+    #[error(
+        "step `{step}`: platform {platform} is not this machine's, so it runs under QEMU user emulation from a pinned tree: add a directory holding {emulator} to the store (`cairn store add DIR`, e.g. with Debian's /usr/bin/{emulator}), declare it as an input (`tree = \"sha256:…\"`) and name that input with `emulator = \"INPUT\"`"
+    )]
+    NoEmulator {
+        /// The step.
+        step: String,
+        /// Its platform.
+        platform: String,
+        /// The emulator's file name (`qemu-aarch64-static`).
+        emulator: String,
+    },
+    /// The step uses a part of `cairn.toml` this build cannot run yet.
+    #[error("step `{step}`: {what} is not supported by this version of cairn build")]
+    Unsupported {
+        /// The step.
+        step: String,
+        /// What it uses.
+        what: String,
     },
     /// The files in `/out` add up to more than `limits.out` (a sparse
     /// file counts at its full length: that is what would be stored).
@@ -230,9 +269,29 @@ impl BuildError {
     }
 }
 
+/// How a failed step ended, with what its description names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ended {
+    /// How it ended.
+    pub termination: Termination,
+    /// The step's limits (named when one of them ended it).
+    pub limits: cairn_recipe::Limits,
+    /// The step's services, in the sandbox plan's order (named when one of
+    /// them ended it).
+    pub services: Vec<String>,
+}
+
 /// How a step ended, in words, naming the limit that ended it.
-pub fn describe(t: &Termination, limits: &cairn_recipe::Limits) -> String {
+pub fn describe(t: &Termination, limits: &cairn_recipe::Limits, services: &[String]) -> String {
     match t {
+        Termination::ServiceNotReady { service, ended } => {
+            let name = services.get(*service).map_or("?", String::as_str);
+            match ended {
+                None => format!("did not run: service `{name}` was not ready by its health check's deadline (its output is in the log)"),
+                Some(cairn_sandbox::ServiceEnd::Exited(code)) => format!("did not run: service `{name}` exited with code {code} before it was ready (its output is in the log)"),
+                Some(cairn_sandbox::ServiceEnd::Signaled(sig)) => format!("did not run: service `{name}` was killed by signal {sig} before it was ready"),
+            }
+        }
         Termination::Exited(code) => format!("exited with code {code}"),
         Termination::Signaled(libc::SIGSYS) => format!(
             "was killed by signal {} (SIGSYS: a system call of another architecture, which the sandbox refuses)",

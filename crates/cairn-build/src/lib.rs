@@ -16,6 +16,14 @@
 //! and its outputs fetched, and what a build produces is published there,
 //! outputs before the action-cache entry.
 //!
+//! A whole pipeline ([`Builder::run_pipeline`], `pipeline.rs`) runs every
+//! step asked for and what it needs, independent steps in parallel up to
+//! a job limit; a test step (`test = true`) is cached when it passes and
+//! never when it fails, its JUnit report's failures read back ([`junit`]),
+//! and [`Builder::require_passed`] is the gate of `[release] requires`.
+//! A test's services go into its sandbox plan ([`services`]); a step for
+//! another platform runs under the QEMU of its emulator tree ([`platform`]).
+//!
 //! The crate never prints: progress and live log lines go through the
 //! [`Reporter`] trait the CLI implements, and results come back as a
 //! [`BuildReport`] the CLI renders.
@@ -26,18 +34,23 @@ pub mod error;
 pub mod graft;
 pub mod image;
 pub mod inputs;
+pub mod junit;
+pub mod platform;
 pub mod remote;
 pub mod run;
+pub mod services;
 pub mod trees;
 
 mod builder;
 mod logs;
+mod pipeline;
 mod report;
 
 pub use builder::Builder;
 pub use compare::Difference;
 pub use error::BuildError;
 pub use inputs::ResolvedInput;
+pub use pipeline::PipelineReport;
 pub use remote::{Published, Remote};
 pub use report::{BuildOptions, BuildReport, StepReport};
 
@@ -63,6 +76,8 @@ pub trait Reporter: Send + Sync {
     fn log_line(&self, _step: &str, _line: &str) {}
     /// A step ran successfully.
     fn step_finished(&self, _step: &str, _output: &Digest, _seconds: f64) {}
+    /// A step of a pipeline failed (the others go on).
+    fn step_failed(&self, _step: &str) {}
     /// Something the user should know that does not fail the build (a
     /// result that could not be published to the remote cache, or one the
     /// remote holds with a different output).

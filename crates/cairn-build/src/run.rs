@@ -105,7 +105,11 @@ pub fn run(fs: &FsStore, job: &Job, reporter: Arc<dyn Reporter>) -> Result<Ran, 
         source: Box::new(source),
     })?;
     if !outcome.status.success() {
-        return Err(failed(fs, job, outcome.status, &log_path));
+        let failures = match (&job.step.report, outcome.out.path()) {
+            (Some(report), Some(out)) if job.step.test => report_failures(&out, report),
+            _ => Vec::new(),
+        };
+        return Err(failed(fs, job, outcome.status, &log_path, failures));
     }
     let Some(out_dir) = outcome.out.path() else {
         return Err(BuildError::Task(format!(
@@ -236,7 +240,7 @@ fn plan(fs: &FsStore, job: &Job) -> Result<(Plan, Vec<HeldTree>), BuildError> {
     let l = job.step.limits;
     let plan = Plan {
         mounts,
-        argv: job.step.run.clone(),
+        argv: crate::platform::argv(&job.step, &job.step.run),
         env: job.env.clone(),
         workdir: PathBuf::from(&job.step.workdir),
         hostname: HOSTNAME.into(),
@@ -250,6 +254,7 @@ fn plan(fs: &FsStore, job: &Job) -> Result<(Plan, Vec<HeldTree>), BuildError> {
             tmp_bytes: Some(l.tmp),
             out_bytes: Some(l.out),
         },
+        services: crate::services::plan(job)?,
     };
     Ok((plan, held))
 }
@@ -268,7 +273,13 @@ fn open_log(path: &std::path::Path) -> Result<(File, File), BuildError> {
 }
 
 /// The error for a failed run, keeping its log where the user can read it.
-fn failed(fs: &FsStore, job: &Job, status: Termination, log: &std::path::Path) -> BuildError {
+fn failed(
+    fs: &FsStore,
+    job: &Job,
+    status: Termination,
+    log: &std::path::Path,
+    failures: Vec<String>,
+) -> BuildError {
     let kept = kept_log_path(&fs.cache_dir(), &job.name, &job.action.hex());
     let keep = kept
         .parent()
@@ -279,11 +290,63 @@ fn failed(fs: &FsStore, job: &Job, status: Termination, log: &std::path::Path) -
     }
     BuildError::StepFailed {
         step: job.name.clone(),
-        termination: status,
-        limits: job.step.limits,
+        ended: Box::new(crate::error::Ended {
+            termination: status,
+            limits: job.step.limits,
+            services: job.step.services.keys().map(|n| n.to_string()).collect(),
+        }),
         tail: last_lines(log, TAIL_LINES),
         log: kept,
+        failures,
     }
+}
+
+/// The largest report read back from a failed test.
+const MAX_REPORT: u64 = 4 << 20;
+
+/// The failures listed in the failed test's report `/out/<report>`, or a
+/// line saying why there are none to show. The report is opened beneath
+/// `/out` without following any symlink (the step wrote it; it must not
+/// name a file of the host's), non-blocking (a FIFO is refused, not
+/// waited on), and read up to [`MAX_REPORT`].
+fn report_failures(out_dir: &Path, report: &str) -> Vec<String> {
+    match read_report(out_dir, report) {
+        Ok(text) => {
+            let listed = crate::junit::failures(&text);
+            if listed.is_empty() {
+                vec![format!("/out/{report} lists no failed test case")]
+            } else {
+                listed
+            }
+        }
+        Err(why) => vec![format!("/out/{report}: {why}")],
+    }
+}
+
+fn read_report(out_dir: &Path, report: &str) -> Result<String, String> {
+    use rustix::fs::{openat2, Mode, OFlags, ResolveFlags};
+    use std::io::Read;
+    let dir = rustix::fs::open(out_dir, OFlags::DIRECTORY | OFlags::RDONLY, Mode::empty())
+        .map_err(|e| e.to_string())?;
+    let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
+    let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let fd = openat2(&dir, report, flags, Mode::empty(), resolve).map_err(|e| match e {
+        rustix::io::Errno::NOENT => "the test wrote no report".to_owned(),
+        rustix::io::Errno::LOOP | rustix::io::Errno::XDEV => {
+            "not read: a symlink on the way".to_owned()
+        }
+        e => format!("not read: {e}"),
+    })?;
+    let file = File::from(fd);
+    let meta = file.metadata().map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err("not read: not a regular file".into());
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_REPORT)
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 #[cfg(test)]

@@ -132,6 +132,17 @@ pub enum Command {
     /// entry already there. Pinned inputs the cache lacks come from the
     /// remote.
     Build(BuildArgs),
+    /// Run every test step of ./cairn.toml and the steps they need, in parallel.
+    ///
+    /// Independent steps run at the same time, at most --jobs of them. A
+    /// passing test is cached like any step, so a rerun without changes
+    /// runs nothing; a failing test is never cached, and is shown with the
+    /// tail of its log and the failures its JUnit report (`report = …`)
+    /// lists. A failed step fails only the steps that need it: the others
+    /// run on. Exit status 1 when any step failed. `[release] requires`
+    /// makes `cairn release` refuse unless its tests passed here on the
+    /// same inputs.
+    Test(TestArgs),
     /// Build the release step, sign it with SLSA provenance, store it; prints the release digest.
     Release(ReleaseArgs),
     /// Rebuild a release from the recipe and inputs it recorded and compare the bytes.
@@ -743,12 +754,34 @@ pub enum TokenCommand {
 #[derive(Debug, Args)]
 pub struct BuildArgs {
     /// The step [default: the release's step, or the only step].
+    #[arg(conflicts_with = "all")]
     pub step: Option<String>,
+    /// Build every step, independent ones in parallel (see `cairn test`).
+    #[arg(long)]
+    pub all: bool,
+    /// With --all: how many steps run at once [default: the number of CPUs].
+    #[arg(long, short = 'j', requires = "all", value_parser = clap::value_parser!(u16).range(1..))]
+    pub jobs: Option<u16>,
     /// Run the step(s) again even if cached and fail if any output byte differs.
     #[arg(long)]
     pub check: bool,
     /// Neither use nor update the action cache.
     #[arg(long, conflicts_with = "check")]
+    pub no_cache: bool,
+    #[command(flatten)]
+    pub recipe: RecipeLocation,
+}
+
+/// `cairn test`.
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// Test steps to run [default: every step with `test = true`].
+    pub steps: Vec<String>,
+    /// How many steps run at once [default: the number of CPUs].
+    #[arg(long, short = 'j', value_parser = clap::value_parser!(u16).range(1..))]
+    pub jobs: Option<u16>,
+    /// Run every step again even if cached (the passes are not recorded).
+    #[arg(long)]
     pub no_cache: bool,
     #[command(flatten)]
     pub recipe: RecipeLocation,

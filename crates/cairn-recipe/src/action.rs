@@ -197,6 +197,7 @@ fn platform(s: &Step, mounts: &[ResolvedMount]) -> proto::Platform {
     for out in &s.outputs {
         props.push((format!("cairn.output:{out}"), "required".to_owned()));
     }
+    props.extend(pipeline_properties(s));
     props.sort();
     proto::Platform {
         properties: props
@@ -204,6 +205,28 @@ fn platform(s: &Step, mounts: &[ResolvedMount]) -> proto::Platform {
             .map(|(name, value)| proto::PlatformProperty { name, value })
             .collect(),
     }
+}
+
+/// The pipeline's additions, present only when used (so steps that use
+/// none keep the action digests they always had): the platform (the cache
+/// never mixes architectures), whether the step is a test and where its
+/// report is, and each service exactly as it will be run.
+fn pipeline_properties(s: &Step) -> Vec<(String, String)> {
+    let mut props = Vec::new();
+    if let Some(p) = s.platform {
+        props.push(("cairn.platform".to_owned(), p.as_str().to_owned()));
+    }
+    if s.test {
+        let report = s.report.clone().unwrap_or_default();
+        props.push(("cairn.test".to_owned(), report));
+    }
+    for (name, service) in &s.services {
+        props.push((
+            format!("cairn.service:{name}"),
+            service.to_json().to_string(),
+        ));
+    }
+    props
 }
 
 fn duration(d: Duration) -> proto::Duration {

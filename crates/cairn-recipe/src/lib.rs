@@ -19,10 +19,12 @@ pub mod error;
 pub mod graph;
 pub mod model;
 pub mod name;
+pub mod platform;
 pub mod samples;
 
 mod convert;
 mod deploy_json;
+mod matrix;
 mod run_json;
 mod units;
 mod wire;
@@ -32,9 +34,11 @@ pub use error::{ErrorKind, Location, RecipeError};
 pub use graph::UnknownStep;
 pub use model::{
     Amount, Deploy, Gate, HealthCheck, Input, Limits, Mount, MountSource, OnFailure, Probe, Recipe,
-    Release, RunSpec, Step, Stop, Strategy, DEFAULT_THRESHOLD,
+    Release, RunSpec, Service, Step, Stop, Strategy, DEFAULT_THRESHOLD, EMULATOR_MOUNT,
+    SERVICES_DIR,
 };
 pub use name::{InputName, Name, StepName};
+pub use platform::Platform;
 pub use run_json::RunSpecError;
 pub use units::{parse_bytes, parse_duration};
 

@@ -12,6 +12,7 @@ use std::time::Duration;
 use cairn_digest::DigestRef;
 
 use crate::name::{InputName, Name, StepName};
+pub use crate::platform::Platform;
 
 /// A parsed and validated `cairn.toml`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,6 +81,45 @@ pub struct Step {
     pub limits: Limits,
     /// Paths relative to `/out` that must exist when the step ends.
     pub outputs: Vec<String>,
+    /// `test = true`: the step is a test. It passes when it exits 0 (a pass
+    /// is cached like any result; a failure never is), it may write a
+    /// report (`report`), and `[release] requires` can gate on it.
+    pub test: bool,
+    /// `report = "junit.xml"`: the test's report below `/out` (JUnit XML),
+    /// whose failures are shown when the test fails.
+    pub report: Option<String>,
+    /// `platform = "linux/arm64"`: the platform the step's programs are
+    /// built for. A step for another platform than the host's runs them
+    /// under the user-mode emulator of its `emulator` input, which is
+    /// mounted at [`EMULATOR_MOUNT`]. `None`: the host's, natively.
+    pub platform: Option<Platform>,
+    /// `[steps.NAME.services.SVC]`: processes started in the step's own
+    /// sandbox before its command, each artifact mounted at
+    /// `/services/SVC` ([`SERVICES_DIR`]).
+    pub services: BTreeMap<Name, Service>,
+}
+
+/// Where a step's `emulator` input is mounted.
+pub const EMULATOR_MOUNT: &str = "/.cairn/emulator";
+
+/// Where the artifacts of a step's services are mounted, one directory each.
+pub const SERVICES_DIR: &str = "/services";
+
+/// A process a test step needs running, started in its sandbox (sharing its
+/// loopback) before the step's command and stopped after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Service {
+    /// The step whose `/out` is the service's artifact.
+    pub step: StepName,
+    /// The command line (absolute paths, usually below `/services/SVC`).
+    pub run: Vec<String>,
+    /// Environment added to the step's.
+    pub env: BTreeMap<String, String>,
+    /// When the service is ready; `None`: as soon as it started. Probes as
+    /// in `[release.run]`, except socket-relative HTTP (services hold no
+    /// sockets of an agent's): `{ http = "http://127.0.0.1:PORT/path" }`,
+    /// `{ tcp = "127.0.0.1:PORT" }` or `{ exec = [...] }`.
+    pub health: Option<HealthCheck>,
 }
 
 /// The default step timeout.
@@ -140,6 +180,10 @@ pub struct Release {
     pub step: StepName,
     /// `[release.run]`.
     pub run: RunSpec,
+    /// `requires = ["steps.unit", …]`: test steps that must pass, on the
+    /// same inputs, before a release is signed (a matrix step's name stands
+    /// for every step it expands to).
+    pub requires: Vec<StepName>,
 }
 
 /// How an agent runs the artifact.

@@ -18,9 +18,22 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::model::{HealthCheck, Probe, RunSpec, Stop, DEFAULT_THRESHOLD, SIGNALS};
+use crate::model::{HealthCheck, Probe, RunSpec, Service, Stop, DEFAULT_THRESHOLD, SIGNALS};
 use crate::name::Name;
 use crate::units::parse_duration;
+
+impl Service {
+    /// The service as JSON (`step`, `run`, `env`, `health` with every
+    /// default filled in): what the action records of it.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "step": self.step.as_str(),
+            "run": self.run,
+            "env": self.env,
+            "health": self.health.as_ref().map(health_json),
+        })
+    }
+}
 
 impl RunSpec {
     /// The JSON form recorded in a release.

@@ -49,7 +49,7 @@ pub(crate) struct InputWire {
     pub oci: Option<Spanned<String>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct StepWire {
     #[serde(default)]
@@ -62,10 +62,35 @@ pub(crate) struct StepWire {
     pub limits: LimitsWire,
     #[serde(default)]
     pub outputs: Vec<Spanned<String>>,
+    /// `test = true`: the step is a test (see [`crate::model::Step::test`]).
+    #[serde(default)]
+    pub test: bool,
+    /// `report = "junit.xml"`: where below `/out` a test writes its report.
+    pub report: Option<Spanned<String>>,
+    /// `platform = "linux/arm64"`.
+    pub platform: Option<Spanned<String>>,
+    /// `emulator = "qemu"`: the input holding `qemu-<arch>-static`.
+    pub emulator: Option<Spanned<String>>,
+    /// `matrix = { arch = ["amd64", "arm64"] }`, expanded by [`crate::matrix`].
+    pub matrix: Option<Spanned<BTreeMap<String, Vec<String>>>>,
+    /// `[steps.NAME.services.SVC]`: processes started before a test.
+    #[serde(default)]
+    pub services: BTreeMap<String, Spanned<StepServiceWire>>,
+}
+
+/// `[steps.NAME.services.SVC]`: `step` is the artifact (mounted at
+/// `/services/SVC`), `run` its command, `health` when it is ready.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct StepServiceWire {
+    pub step: Spanned<String>,
+    pub run: Spanned<Vec<String>>,
+    pub env: Option<Spanned<BTreeMap<String, String>>>,
+    pub health: Option<Spanned<HealthWire>>,
 }
 
 /// `"src"`, `"steps.build"` or `{ input = "src", writable = true }`.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct MountWire {
     pub input: String,
     pub writable: bool,
@@ -110,7 +135,7 @@ impl<'de> Visitor<'de> for MountVisitor {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct LimitsWire {
     pub memory: Option<ByteSize>,
@@ -125,6 +150,9 @@ pub(crate) struct LimitsWire {
 pub(crate) struct ReleaseWire {
     pub step: Spanned<String>,
     pub run: RunWire,
+    /// `requires = ["steps.unit", …]`: tests that must pass before signing.
+    #[serde(default)]
+    pub requires: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -138,7 +166,7 @@ pub(crate) struct RunWire {
     pub env: Option<Spanned<BTreeMap<String, String>>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct HealthWire {
     pub http: Option<String>,

@@ -41,7 +41,7 @@ use std::os::raw::c_int;
 use crate::script::Script;
 
 /// The status socket's fd number in the children.
-const STATUS_FD: c_int = 3;
+pub(crate) const STATUS_FD: c_int = 3;
 
 /// Where a failure happened; `index` in a [`Message`] refines it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,14 +74,35 @@ pub(crate) enum Stage {
     Filter = 17,
     /// Not a failure: the message carries the watched mounts' descriptors.
     Watched = 18,
+    /// Service `index` ended (`value`: its wait status) or did not answer
+    /// its probe before the deadline (`value` -1); the command never ran.
+    ServiceNotReady = 19,
 }
 
 impl Stage {
     pub(crate) fn from_u32(v: u32) -> Option<Stage> {
         use Stage::*;
         [
-            Exited, JoinCgroup, Namespaces, IdMap, Fork, Filesystem, Hostname, Loopback, Rlimit,
-            Workdir, Privileges, Exec, Clone, Root, SwitchIds, Pivot, Keyring, Filter, Watched,
+            Exited,
+            JoinCgroup,
+            Namespaces,
+            IdMap,
+            Fork,
+            Filesystem,
+            Hostname,
+            Loopback,
+            Rlimit,
+            Workdir,
+            Privileges,
+            Exec,
+            Clone,
+            Root,
+            SwitchIds,
+            Pivot,
+            Keyring,
+            Filter,
+            Watched,
+            ServiceNotReady,
         ]
         .into_iter()
         .find(|s| *s as u32 == v)
@@ -119,7 +140,7 @@ impl Message {
 
 type Sys<T = ()> = Result<T, (Stage, u32, c_int)>;
 
-fn errno() -> c_int {
+pub(crate) fn errno() -> c_int {
     std::io::Error::last_os_error()
         .raw_os_error()
         .unwrap_or(libc::EIO)
@@ -152,7 +173,7 @@ fn fail_and_exit((stage, index, value): (Stage, u32, c_int)) -> ! {
 }
 
 /// `fork` without glibc's atfork handlers (they may take locks).
-fn raw_fork() -> Sys<libc::pid_t> {
+pub(crate) fn raw_fork() -> Sys<libc::pid_t> {
     // SAFETY: clone with only SIGCHLD and a null stack behaves like fork;
     // both sides continue on their own copy of this stack.
     let ret = unsafe { libc::syscall(libc::SYS_clone, libc::SIGCHLD as libc::c_ulong, 0, 0, 0, 0) };
@@ -395,6 +416,16 @@ fn init(s: &mut Script, go: c_int) -> ! {
     if unsafe { libc::unshare(libc::CLONE_NEWCGROUP) } == -1 {
         fail_and_exit((Stage::Namespaces, 1, errno()))
     }
+    // The services, each ready (or failed) before the next starts.
+    if let Err((index, ended)) = crate::ready::start_services(s) {
+        report(Message {
+            stage: Stage::ServiceNotReady as u32,
+            index,
+            value: ended,
+        });
+        // SAFETY: exiting pid 1 makes the kernel kill the whole namespace.
+        unsafe { libc::_exit(0) }
+    }
     let step_pid = match raw_fork() {
         Ok(0) => step(s),
         Ok(pid) => pid,
@@ -523,6 +554,13 @@ const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
 
 /// The step itself: final process settings, then `execve`. Never returns.
 fn step(s: &Script) -> ! {
+    run_program(s, &s.program, 0)
+}
+
+/// A process of the step (the command, a service, an exec probe): the
+/// final process settings, then `execve` of `program`; a failure is
+/// reported with `index` (0: the command, 1 + i: service i). Never returns.
+pub(crate) fn run_program(s: &Script, program: &crate::script::Program, index: u32) -> ! {
     let prepare = || -> Sys {
         // SAFETY: syscalls with integer or valid-pointer arguments only.
         unsafe {
@@ -570,9 +608,9 @@ fn step(s: &Script) -> ! {
         fail_and_exit(e)
     }
     let mut last = libc::ENOENT;
-    for path in &s.exec_candidates {
+    for path in &program.exec_candidates {
         // SAFETY: NUL-terminated arrays of valid C strings built by the parent.
-        unsafe { libc::execve(path.as_ptr(), s.argv.as_ptr(), s.envp.as_ptr()) };
+        unsafe { libc::execve(path.as_ptr(), program.argv.as_ptr(), program.envp.as_ptr()) };
         let e = errno();
         // Like execvp: keep searching on "not here", remember "not allowed".
         if e == libc::EACCES {
@@ -582,5 +620,5 @@ fn step(s: &Script) -> ! {
             break;
         }
     }
-    fail_and_exit((Stage::Exec, 0, last))
+    fail_and_exit((Stage::Exec, index, last))
 }

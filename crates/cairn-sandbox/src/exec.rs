@@ -49,6 +49,25 @@ pub enum Termination {
         /// Its size in bytes.
         limit: u64,
     },
+    /// A service (`Plan::services[service]`) ended, or did not answer its
+    /// probe before its deadline; the command never ran.
+    ServiceNotReady {
+        /// Its position in the plan.
+        service: usize,
+        /// How it ended (as [`Termination::Exited`] or
+        /// [`Termination::Signaled`]); `None` if it was still running at
+        /// the deadline (or could not be started).
+        ended: Option<ServiceEnd>,
+    },
+}
+
+/// How a service ended before it was ready.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ServiceEnd {
+    /// It exited with this code.
+    Exited(i32),
+    /// It was killed by this signal.
+    Signaled(i32),
 }
 
 /// The sandbox's size-limited writable mounts.
@@ -390,10 +409,28 @@ fn interpret(
     let status = match Stage::from_u32(msg.stage) {
         Some(Stage::Exited) => msg.value,
         Some(Stage::Exec) => {
+            let argv = match index {
+                0 => &plan.argv,
+                i => plan.services.get(i - 1).map_or(&plan.argv, |s| &s.argv),
+            };
             return Err(SandboxError::Exec {
-                program: plan.argv[0].clone(),
+                program: argv[0].clone(),
                 source: errno,
-            })
+            });
+        }
+        Some(Stage::ServiceNotReady) => {
+            let status = msg.value;
+            let ended = if status < 0 {
+                None
+            } else if libc::WIFEXITED(status) {
+                Some(ServiceEnd::Exited(libc::WEXITSTATUS(status)))
+            } else {
+                Some(ServiceEnd::Signaled(libc::WTERMSIG(status)))
+            };
+            return Ok(Termination::ServiceNotReady {
+                service: index,
+                ended,
+            });
         }
         Some(stage) => {
             return Err(SandboxError::Setup {
@@ -458,6 +495,8 @@ fn setup_step(
         Stage::Pivot => what("pivot into the new root"),
         Stage::Keyring => what("join a new session keyring"),
         Stage::Filter => what("install the system-call filter"),
-        Stage::Exited | Stage::Exec | Stage::Watched => unreachable!("not setup failures"),
+        Stage::Exited | Stage::Exec | Stage::Watched | Stage::ServiceNotReady => {
+            unreachable!("not setup failures")
+        }
     }
 }

@@ -35,6 +35,10 @@
 //!   caller) wipes the caller's command line and environment from its
 //!   memory and is not dumpable.
 //! * Hostname `plan.hostname`.
+//! * The plan's services ([`Service`]), started by pid 1 before the
+//!   command, in the same namespaces, as the same user, with the same
+//!   limits and filter, each probed until ready (over the sandbox's own
+//!   loopback); killed with the namespace when the command ends.
 //!
 //! # Limits and teardown
 //!
@@ -92,10 +96,13 @@ mod ids;
 mod mounts;
 mod plan;
 mod prepare;
+mod ready;
 mod script;
+mod services;
 
 pub use error::SandboxError;
-pub use exec::{run, Outcome, OutputDir, Scratch, Termination};
+pub use exec::{run, Outcome, OutputDir, Scratch, ServiceEnd, Termination};
 pub use filter::refused_calls;
 pub use ids::{FIRST_HOST_ID, HOST_ID_SLOTS};
 pub use plan::{Limits, Mount, Plan, PlanError, RESERVED, SANDBOX_ID};
+pub use services::{Probe, Readiness, Service, MAX_SERVICES};

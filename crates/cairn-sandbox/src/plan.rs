@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::services::Service;
+
 /// Paths the sandbox itself provides; a plan may not mount on or under them.
 pub const RESERVED: [&str; 4] = ["/out", "/proc", "/dev", "/tmp"];
 
@@ -42,6 +44,10 @@ pub struct Plan {
     pub timeout: Duration,
     /// Resource limits.
     pub limits: Limits,
+    /// Processes started before the command, in its sandbox (see
+    /// [`Service`]); empty for a plain step.
+    #[serde(default)]
+    pub services: Vec<Service>,
 }
 
 /// One host path made visible inside the sandbox.
@@ -125,6 +131,14 @@ pub enum PlanError {
     /// The timeout is zero.
     #[error("timeout must be positive")]
     ZeroTimeout,
+    /// A service cannot be run as given.
+    #[error("service {name:?}: {reason}")]
+    Service {
+        /// The service.
+        name: String,
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 impl Plan {
@@ -171,7 +185,7 @@ impl Plan {
         if self.timeout.is_zero() {
             return Err(PlanError::ZeroTimeout);
         }
-        Ok(())
+        crate::services::validate(&self.services)
     }
 
     /// The mounts, parents before children (so a mount point inside another
@@ -228,6 +242,7 @@ mod tests {
             hostname: "cairn".into(),
             timeout: Duration::from_secs(1),
             limits: Limits::default(),
+            services: Vec::new(),
         }
     }
 

@@ -136,7 +136,7 @@ unsafe impl Send for CArray {}
 unsafe impl Sync for CArray {}
 
 impl CArray {
-    fn new(strings: Vec<CString>) -> Self {
+    pub(crate) fn new(strings: Vec<CString>) -> Self {
         let mut ptrs: Vec<*const c_char> = strings.iter().map(|s| s.as_ptr()).collect();
         ptrs.push(std::ptr::null());
         CArray {
@@ -203,14 +203,48 @@ pub(crate) struct Script {
     pub hostname: Vec<u8>,
     pub rlimits: Vec<(libc::__rlimit_resource_t, u64)>,
     pub workdir: CString,
+    /// The step's command.
+    pub program: Program,
+    /// The services, started before the command, in order.
+    pub services: Vec<crate::ready::ScriptService>,
+    pub filters: &'static [BpfProgram],
+}
+
+/// A command ready for `execve`: the step's, a service's or an exec probe's.
+#[derive(Debug)]
+pub(crate) struct Program {
     /// Paths to try for `argv[0]`, in order (a `PATH` search done in advance).
     pub exec_candidates: Vec<CString>,
     pub argv: CArray,
     pub envp: CArray,
-    pub filters: &'static [BpfProgram],
 }
 
-fn cstr(bytes: &[u8]) -> CString {
+impl Program {
+    /// Lowers `argv` (non-empty, validated) run with exactly `env`.
+    pub(crate) fn new(argv: &[String], env: &std::collections::BTreeMap<String, String>) -> Self {
+        let argv0 = &argv[0];
+        let exec_candidates = if argv0.contains('/') {
+            vec![cstr(argv0.as_bytes())]
+        } else {
+            let path = env.get("PATH").map(String::as_str).unwrap_or("");
+            path.split(':')
+                .filter(|d| !d.is_empty())
+                .map(|d| cstr(format!("{}/{argv0}", d.trim_end_matches('/')).as_bytes()))
+                .collect()
+        };
+        Program {
+            exec_candidates,
+            argv: CArray::new(argv.iter().map(|a| cstr(a.as_bytes())).collect()),
+            envp: CArray::new(
+                env.iter()
+                    .map(|(k, v)| cstr(format!("{k}={v}").as_bytes()))
+                    .collect(),
+            ),
+        }
+    }
+}
+
+pub(crate) fn cstr(bytes: &[u8]) -> CString {
     // Plan validation rejected NUL bytes; host paths cannot contain them.
     CString::new(bytes).expect("validated: no NUL bytes")
 }
@@ -442,16 +476,6 @@ pub(crate) fn build(p: Process<'_>) -> Script {
     ] {
         rlimits.push((res, v.unwrap_or_else(|| hard(res))));
     }
-    let argv0 = &plan.argv[0];
-    let exec_candidates = if argv0.contains('/') {
-        vec![cstr(argv0.as_bytes())]
-    } else {
-        let path = plan.env.get("PATH").map(String::as_str).unwrap_or("");
-        path.split(':')
-            .filter(|d| !d.is_empty())
-            .map(|d| cstr(format!("{}/{argv0}", d.trim_end_matches('/')).as_bytes()))
-            .collect()
-    };
     let mut cgroup_procs = p.cgroup_procs;
     cgroup_procs.sort_unstable();
     Script {
@@ -469,14 +493,12 @@ pub(crate) fn build(p: Process<'_>) -> Script {
         hostname: plan.hostname.as_bytes().to_vec(),
         rlimits,
         workdir: cpath(&plan.workdir),
-        exec_candidates,
-        argv: CArray::new(plan.argv.iter().map(|a| cstr(a.as_bytes())).collect()),
-        envp: CArray::new(
-            plan.env
-                .iter()
-                .map(|(k, v)| cstr(format!("{k}={v}").as_bytes()))
-                .collect(),
-        ),
+        program: Program::new(&plan.argv, &plan.env),
+        services: plan
+            .services
+            .iter()
+            .map(crate::ready::ScriptService::new)
+            .collect(),
         filters: crate::filter::programs(),
     }
 }

@@ -47,13 +47,17 @@ pub async fn run(global: &Global, args: BuildArgs) -> Result<i32> {
     let file = recipe_file(&args.recipe)?;
     let reporter = Arc::new(Live::new());
     let builder = ws.builder(&file)?.with_reporter(reporter.clone());
-    let step = match args.step {
-        Some(s) => s,
-        None => builder.default_step()?,
-    };
     let options = BuildOptions {
         check: args.check,
         no_cache: args.no_cache,
+    };
+    if args.all {
+        let all = builder.all_steps();
+        return super::test::pipeline(global, &builder, &reporter, &all, args.jobs, options).await;
+    }
+    let step = match args.step {
+        Some(s) => s,
+        None => builder.default_step()?,
     };
     let result = builder.build(&step, options).await;
     reporter.bar.finish_and_clear();
@@ -103,11 +107,7 @@ pub(crate) fn recipe_file(location: &RecipeLocation) -> Result<PathBuf> {
 /// installed) shows each differing file pair first.
 pub(crate) fn failure(fs: &FsStore, e: BuildError, json: bool) -> Result<i32> {
     let details = match &e {
-        BuildError::StepFailed { tail, .. } => {
-            let mut lines = vec![format!("last {} lines of the log:", tail.len())];
-            lines.extend(tail.iter().map(|line| format!("| {line}")));
-            lines
-        }
+        BuildError::StepFailed { .. } => failure_details(&e),
         BuildError::NotReproducible { differences, .. } => {
             if !json {
                 diffoscope(fs, differences);
@@ -127,6 +127,21 @@ pub(crate) fn failure(fs: &FsStore, e: BuildError, json: bool) -> Result<i32> {
         _ => return Err(e.into()),
     };
     Err(Detailed::new(e.to_string(), details).into())
+}
+
+/// The detail lines of a failed step: the tail of its log, then the
+/// failures its test report lists. Empty for other errors.
+pub(crate) fn failure_details(e: &BuildError) -> Vec<String> {
+    let BuildError::StepFailed { tail, failures, .. } = e else {
+        return Vec::new();
+    };
+    let mut lines = vec![format!("last {} lines of the log:", tail.len())];
+    lines.extend(tail.iter().map(|line| format!("| {line}")));
+    if !failures.is_empty() {
+        lines.push("failures in the test report:".into());
+        lines.extend(failures.iter().map(|f| format!("- {f}")));
+    }
+    lines
 }
 
 fn show(entry: &Option<Entry>) -> String {
@@ -227,6 +242,11 @@ impl Reporter for Live {
 
     fn log_line(&self, step: &str, line: &str) {
         self.line(format!("[{step}] {line}"));
+    }
+
+    fn step_failed(&self, step: &str) {
+        self.update(|s| s.running.retain(|r| r != step));
+        self.line(format!("[{step}] failed"));
     }
 
     fn step_finished(&self, step: &str, _output: &Digest, seconds: f64) {

@@ -15,6 +15,7 @@ mod rollout;
 mod server;
 mod status;
 mod store;
+mod test;
 mod verify;
 mod workspace;
 
@@ -35,6 +36,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Ref(cmd) => refs::run(&cli.global, cmd).await,
         Command::Key(cmd) => key::run(&cli.global, cmd),
         Command::Build(args) => build::run(&cli.global, args).await,
+        Command::Test(args) => test::run(&cli.global, args).await,
         Command::Release(args) => release::run(&cli.global, args).await,
         Command::Verify(args) => verify::run(&cli.global, args).await,
         Command::Channel(cmd) => channel::run(&cli.global, cmd).await,

@@ -7,6 +7,11 @@
 //! remote cache (as `cairn build`: the artifact may come from the remote's
 //! action cache, and a step that runs is published there), then the
 //! release's closure and its envelope ref are copied to the remote.
+//!
+//! `[release] requires = ["steps.unit", …]` gates signing: each named test
+//! must have passed on the inputs the release is built from, which is a
+//! complete action-cache entry for the test's action (a failed test is
+//! never cached). Nothing of the tests runs here; `cairn test` runs them.
 
 use std::sync::Arc;
 
@@ -57,6 +62,11 @@ pub async fn run(global: &Global, args: ReleaseArgs) -> Result<i32> {
     };
     let step = args.step.unwrap_or_else(|| release_spec.step.to_string());
     let started = OffsetDateTime::now_utc();
+    // `[release] requires`: each test must have passed on these inputs.
+    if let Err(e) = builder.require_passed(&release_spec.requires).await {
+        reporter.bar.finish_and_clear();
+        return super::build::failure(&ws.fs, e, global.json);
+    }
     let built = builder.build(&step, BuildOptions::default()).await;
     reporter.bar.finish_and_clear();
     let report = match built {

@@ -27,8 +27,9 @@ pub(crate) fn recipe(src: &Source<'_>, wire: RecipeWire) -> Result<Recipe, Recip
         let n = name_at(src, "input", &key, input.span())?;
         inputs.insert(n, convert_input(src, &key, input)?);
     }
+    let (wire_steps, groups) = crate::matrix::expand(src, wire.steps)?;
     let mut spans = BTreeMap::new();
-    for (key, step) in &wire.steps {
+    for (key, step) in &wire_steps {
         spans.insert(name_at(src, "step", key, step.span())?, step.span());
     }
     let known = step::Known {
@@ -36,7 +37,7 @@ pub(crate) fn recipe(src: &Source<'_>, wire: RecipeWire) -> Result<Recipe, Recip
         steps: &spans,
     };
     let mut steps = BTreeMap::new();
-    for (key, step) in wire.steps {
+    for (key, step) in wire_steps {
         let n = Name::new(&key).expect("checked above");
         steps.insert(n, step::convert(src, &known, &key, step.into_inner())?);
     }
@@ -49,7 +50,7 @@ pub(crate) fn recipe(src: &Source<'_>, wire: RecipeWire) -> Result<Recipe, Recip
     })?;
     let release = wire
         .release
-        .map(|r| release::convert(src, r, &steps))
+        .map(|r| release::convert(src, r, &steps, &groups))
         .transpose()?;
     let deploy = wire.deploy.map(|d| deploy::convert(src, d)).transpose()?;
     Ok(Recipe {

@@ -16,6 +16,7 @@ pub(crate) fn convert(
     src: &Source<'_>,
     wire: Spanned<ReleaseWire>,
     steps: &BTreeMap<StepName, Step>,
+    groups: &BTreeMap<String, Vec<String>>,
 ) -> Result<Release, RecipeError> {
     let w = wire.into_inner();
     let step = Name::new(w.step.get_ref()).filter(|n| steps.contains_key(n));
@@ -43,10 +44,59 @@ pub(crate) fn convert(
         stop: stop(src, w.run.stop)?,
         env: super::env(src, w.run.env, &[])?,
     };
-    Ok(Release { step, run })
+    let requires = requires(src, &w.requires, steps, groups)?;
+    Ok(Release {
+        step,
+        run,
+        requires,
+    })
 }
 
-fn health(
+/// `requires = ["steps.unit", …]`: test steps (a matrix step's name stands
+/// for all its expansions), sorted, without repeats.
+fn requires(
+    src: &Source<'_>,
+    wire: &[Spanned<String>],
+    steps: &BTreeMap<StepName, Step>,
+    groups: &BTreeMap<String, Vec<String>>,
+) -> Result<Vec<StepName>, RecipeError> {
+    let mut names = Vec::new();
+    for r in wire {
+        let invalid = |msg: String| src.error(r.span(), ErrorKind::Invalid(msg));
+        let Some(bare) = r.get_ref().strip_prefix("steps.") else {
+            return Err(invalid(format!(
+                "[release] requires {:?}: write a test step as \"steps.NAME\"",
+                r.get_ref()
+            )));
+        };
+        let expanded = match groups.get(bare) {
+            Some(group) => group.clone(),
+            None => vec![bare.to_owned()],
+        };
+        for name in expanded {
+            let Some((n, step)) = steps.get_key_value(name.as_str()) else {
+                let kind = ErrorKind::UndefinedStep {
+                    context: "[release] requires".into(),
+                    step: name,
+                };
+                return Err(src.error(r.span(), kind));
+            };
+            if !step.test {
+                return Err(invalid(format!(
+                    "[release] requires `{n}`, which is not a test step (add `test = true`)"
+                )));
+            }
+            names.push(n.clone());
+        }
+    }
+    names.sort();
+    names.dedup();
+    Ok(names)
+}
+
+/// Converts a health check; `sockets` are those an `http = "/path"` probe
+/// may name.
+pub(crate) fn health(
     src: &Source<'_>,
     wire: Spanned<HealthWire>,
     sockets: &[Name],

@@ -3,6 +3,7 @@
 mod action;
 mod errors;
 mod parse;
+mod pipeline;
 
 use crate::Recipe;
 

@@ -1,0 +1,219 @@
+//! Steps for another platform end to end: an arm64 program runs in an
+//! arm64 test step under QEMU user emulation, the interpreter taken from a
+//! pinned store tree made from Debian's `qemu-user-static`
+//! (`/usr/bin/qemu-aarch64-static`; the tests fail if it is missing,
+//! `.ci/run` installs it), never from the host's binfmt configuration.
+//! The arm64 program is a minimal static ELF written by the test itself
+//! (write(1, msg), exit(code): eight instructions), so no cross compiler
+//! is needed.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+const CAIRN: &str = env!("CARGO_BIN_EXE_cairn");
+const QEMU: &str = "/usr/bin/qemu-aarch64-static";
+
+/// A static aarch64 Linux executable that writes `msg` to stdout and exits
+/// with `code`.
+fn arm64_program(msg: &[u8], code: u16) -> Vec<u8> {
+    const BASE: u64 = 0x40_0000;
+    const CODE: u64 = 64 + 56; // after the ELF header and one program header
+    let movz = |rd: u32, imm: u16| 0xd280_0000 | (u32::from(imm) << 5) | rd;
+    let adr =
+        |rd: u32, delta: u32| ((delta & 3) << 29) | (0b10000 << 24) | ((delta >> 2) << 5) | rd;
+    let svc = 0xd400_0001;
+    let msg_at = CODE + 8 * 4;
+    let len = u16::try_from(msg.len()).unwrap();
+    let code = [
+        movz(0, 1),                           // x0 = stdout
+        adr(1, (msg_at - (CODE + 4)) as u32), // x1 = msg
+        movz(2, len),                         // x2 = len
+        movz(8, 64),                          // write
+        svc,
+        movz(0, code), // x0 = code
+        movz(8, 93),   // exit
+        svc,
+    ];
+    let total = msg_at + msg.len() as u64;
+    let mut elf = Vec::new();
+    elf.extend_from_slice(b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0");
+    elf.extend_from_slice(&2u16.to_le_bytes()); // ET_EXEC
+    elf.extend_from_slice(&183u16.to_le_bytes()); // EM_AARCH64
+    elf.extend_from_slice(&1u32.to_le_bytes());
+    elf.extend_from_slice(&(BASE + CODE).to_le_bytes()); // entry
+    elf.extend_from_slice(&64u64.to_le_bytes()); // phoff
+    elf.extend_from_slice(&0u64.to_le_bytes()); // shoff
+    elf.extend_from_slice(&0u32.to_le_bytes()); // flags
+    for half in [64u16, 56, 1, 0, 0, 0] {
+        elf.extend_from_slice(&half.to_le_bytes());
+    }
+    elf.extend_from_slice(&1u32.to_le_bytes()); // PT_LOAD
+    elf.extend_from_slice(&5u32.to_le_bytes()); // R + X
+    for word in [0, BASE, BASE, total, total, 0x1000] {
+        elf.extend_from_slice(&word.to_le_bytes());
+    }
+    for insn in code {
+        elf.extend_from_slice(&u32::to_le_bytes(insn));
+    }
+    elf.extend_from_slice(msg);
+    elf
+}
+
+struct Project {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+    dir: PathBuf,
+}
+
+impl Project {
+    /// `bin/hello` (arm64, exit `code`) and the pinned emulator tree.
+    fn new(code: u16) -> (Self, String) {
+        assert!(
+            Path::new(QEMU).exists(),
+            "{QEMU} is missing: apt-get install qemu-user-static"
+        );
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().to_path_buf();
+        let dir = root.join("proj");
+        std::fs::create_dir_all(dir.join("bin")).unwrap();
+        let hello = dir.join("bin/hello");
+        std::fs::write(&hello, arm64_program(b"hello from arm64\n", code)).unwrap();
+        set_executable(&hello);
+        let qemu = root.join("qemu");
+        std::fs::create_dir_all(&qemu).unwrap();
+        std::fs::copy(QEMU, qemu.join("qemu-aarch64-static")).unwrap();
+        let p = Self {
+            _tmp: tmp,
+            root,
+            dir,
+        };
+        let out = p.run(&["store", "add", qemu.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let tree = text(&out.stdout).trim().to_owned();
+        (p, tree)
+    }
+
+    fn recipe(&self, text: &str) {
+        std::fs::write(self.dir.join("cairn.toml"), text).unwrap();
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(CAIRN)
+            .arg("--store")
+            .arg(self.root.join("store"))
+            .args(args)
+            .current_dir(&self.dir)
+            .env_remove("CAIRN_STORE")
+            .output()
+            .unwrap()
+    }
+
+    fn test_json(&self) -> (i32, Vec<Value>, String) {
+        let out = self.run(&["--json", "test"]);
+        let steps: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", text(&out.stderr)));
+        (
+            out.status.code().unwrap(),
+            steps.as_array().unwrap().clone(),
+            text(&out.stderr),
+        )
+    }
+}
+
+fn set_executable(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn recipe(tree: &str, platform: &str) -> String {
+    format!(
+        r#"[service]
+name = "arm"
+
+[inputs.qemu]
+tree = "{tree}"
+
+[inputs.bin]
+path = "bin"
+
+[steps.hello]
+test = true
+{platform}
+mounts = {{ "/b" = "bin" }}
+run = ["/b/hello"]
+"#
+    )
+}
+
+const ARM64: &str = "platform = \"linux/arm64\"\nemulator = \"qemu\"";
+
+#[test]
+fn an_arm64_step_runs_under_the_pinned_emulator_and_is_cached_per_platform() {
+    let (p, tree) = Project::new(0);
+    p.recipe(&recipe(&tree, ARM64));
+    let (code, steps, err) = p.test_json();
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(steps[0]["status"], "built");
+    assert!(err.contains("[hello] hello from arm64"), "{err}");
+    let (code, again, err) = p.test_json();
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(again[0]["status"], "cached");
+
+    // Natively the program cannot run at all (no binfmt is used): the
+    // emulation is what ran it.
+    p.recipe(&recipe(&tree, ""));
+    let (code, steps, _) = p.test_json();
+    assert_eq!(code, 1);
+    let error = steps[0]["error"].as_str().unwrap();
+    assert!(error.contains("/b/hello"), "{error}");
+    assert!(
+        error.to_lowercase().contains("exec format error"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_failing_arm64_test_fails_and_a_missing_emulator_is_named() {
+    let (p, tree) = Project::new(3);
+    p.recipe(&recipe(&tree, ARM64));
+    let (code, steps, err) = p.test_json();
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(steps[0]["status"], "failed");
+    assert!(
+        steps[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("exited with code 3"),
+        "{steps:?}"
+    );
+    assert!(err.contains("[hello] hello from arm64"), "{err}");
+
+    // No emulator named: which tree to add, before anything runs.
+    p.recipe(&recipe(&tree, "platform = \"linux/arm64\""));
+    let (code, steps, _) = p.test_json();
+    assert_eq!(code, 1);
+    let error = steps[0]["error"].as_str().unwrap();
+    assert!(
+        error.contains("platform linux/arm64")
+            && error.contains("qemu-aarch64-static")
+            && error.contains("emulator = \"INPUT\""),
+        "{error}"
+    );
+
+    // The emulator's pinned tree is not in this store: named, with how.
+    let missing = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+    p.recipe(&recipe(missing, ARM64));
+    let out = p.run(&["test"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("input `qemu`") && err.contains(missing) && err.contains("cairn store add"),
+        "{err}"
+    );
+}
