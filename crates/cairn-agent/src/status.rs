@@ -133,6 +133,12 @@ pub fn now_ms() -> i64 {
     d.as_millis() as i64
 }
 
+/// How long one write of the member record may take before it is given up
+/// and retried: a write on a connection whose peer went silent (a host cut
+/// off the network) would otherwise hang until TCP gives up, and the
+/// record would stay stale long after the network is back.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Writes the member record whenever it changes (heartbeat aside) and at
 /// least every `heartbeat`; runs until the sender is dropped or the member
 /// is stopped. A failed write is retried with backoff (1 s doubling to the
@@ -156,7 +162,13 @@ pub async fn report(store: Store, mut status: watch::Receiver<Status>, heartbeat
         let mut wait = heartbeat.saturating_sub(last_write.elapsed());
         if changed || due {
             record.heartbeat = now_ms() / 1000;
-            match write(&store, &name, &record, &mut version).await {
+            let written_in_time =
+                tokio::time::timeout(WRITE_TIMEOUT, write(&store, &name, &record, &mut version));
+            let result = match written_in_time.await {
+                Ok(result) => result.map_err(|e| e.to_string()),
+                Err(_) => Err(format!("no answer in {}s", WRITE_TIMEOUT.as_secs())),
+            };
+            match result {
                 Ok(()) => {
                     if failing {
                         tracing::info!("member record {name} written again");

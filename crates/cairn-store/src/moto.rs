@@ -29,6 +29,7 @@ const STARTUP: Duration = Duration::from_secs(60);
 /// A running `moto_server`.
 pub struct Moto {
     child: Child,
+    host: String,
     port: u16,
 }
 
@@ -60,34 +61,57 @@ impl Moto {
         moto
     }
 
+    /// Starts moto on `host:port` under `launcher` (a command that runs
+    /// another, such as `ip netns exec NAME`, for an address only a network
+    /// namespace has). Returns at once: the caller, where that address is
+    /// reachable, waits with [`Moto::wait_ready`].
+    pub fn spawn_under(launcher: &[&str], host: &str, port: u16) -> Self {
+        Self::spawn(launcher, host, port, None)
+    }
+
     fn launch(port: u16, unchecked_requests: Option<u32>) -> Self {
-        let mut command = Command::new("python3");
-        if let Some(n) = unchecked_requests {
+        let moto = Self::spawn(&[], "127.0.0.1", port, unchecked_requests);
+        moto.wait_ready();
+        moto
+    }
+
+    fn spawn(launcher: &[&str], host: &str, port: u16, unchecked: Option<u32>) -> Self {
+        let mut command = match launcher.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg("python3");
+                c
+            }
+            None => Command::new("python3"),
+        };
+        if let Some(n) = unchecked {
             command.env("INITIAL_NO_AUTH_ACTION_COUNT", n.to_string());
         }
         let child = command
-            .args([
-                "-c",
-                SERIAL_MOTO,
-                "-H",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-            ])
+            .args(["-c", SERIAL_MOTO, "-H", host, "-p", &port.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("python3 with moto is required: pip install 'moto[server]'");
-        let moto = Self { child, port };
+        Self {
+            child,
+            host: host.to_string(),
+            port,
+        }
+    }
+
+    /// Waits until moto answers (panics after a minute, or if it exited).
+    pub fn wait_ready(&self) {
         let deadline = Instant::now() + STARTUP;
-        while moto.http("GET", "/", b"").is_none() {
+        while self.http("GET", "/", b"").is_none() {
             assert!(
                 Instant::now() < deadline,
-                "moto_server did not answer in {STARTUP:?}"
+                "moto_server did not answer on {}:{} in {STARTUP:?}",
+                self.host,
+                self.port
             );
             std::thread::sleep(Duration::from_millis(100));
         }
-        moto
     }
 
     /// The port it listens on.
@@ -108,8 +132,8 @@ impl Moto {
     /// The store URL of `prefix` in `bucket`.
     pub fn url(&self, bucket: &str, prefix: &str) -> String {
         format!(
-            "s3://{bucket}/{prefix}?endpoint=http://127.0.0.1:{}&region=us-east-1",
-            self.port
+            "s3://{bucket}/{prefix}?endpoint=http://{}:{}&region=us-east-1",
+            self.host, self.port
         )
     }
 
@@ -135,9 +159,10 @@ impl Moto {
     /// A plain, unsigned HTTP request (moto does not check signatures);
     /// the status code, or `None` if nothing answered.
     pub fn http(&self, method: &str, path: &str, body: &[u8]) -> Option<u16> {
-        let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        let mut s = TcpStream::connect((self.host.as_str(), self.port)).ok()?;
         let head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            "{method} {path} HTTP/1.1\r\nHost: {}:{}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            self.host,
             self.port,
             body.len()
         );

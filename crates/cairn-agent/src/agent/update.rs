@@ -46,6 +46,14 @@ const MAX_FAILED: usize = 20;
 /// acceptance chain again (which also re-checks expiry).
 const FULL_CHECK: Duration = Duration::from_secs(60);
 
+/// How long reading the channel (its ref, then the acceptance chain) may
+/// take before the store counts as unreachable. Without it, a read on a
+/// connection whose peer went silent (a host cut off the network) hangs
+/// until TCP gives up, and the agent, which reads between looking after
+/// its service, would neither restart a crashed service nor report the
+/// outage meanwhile.
+const READ_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Slows polling down while the store fails: the poll interval doubled per
 /// failure, up to 30 s (or the interval, if longer).
 #[derive(Debug, Default)]
@@ -103,6 +111,11 @@ pub(crate) async fn watch_channel(
     }
 }
 
+/// Why a read that timed out failed.
+fn no_answer() -> String {
+    format!("no answer in {}s", READ_TIMEOUT.as_secs())
+}
+
 impl Agent {
     /// Reads the channel through the acceptance chain and acts on it.
     ///
@@ -122,9 +135,14 @@ impl Agent {
             .as_ref()
             .filter(|(_, at)| at.elapsed() < FULL_CHECK)
             .map(|(version, _)| version.clone());
-        let read = match &recent {
-            Some(known) => self.remote.refs.get_if_changed(&name, known).await,
-            None => self.remote.refs.get(&name).await.map(IfChanged::Changed),
+        let read = async {
+            match &recent {
+                Some(known) => self.remote.refs.get_if_changed(&name, known).await,
+                None => self.remote.refs.get(&name).await.map(IfChanged::Changed),
+            }
+        };
+        let Ok(read) = tokio::time::timeout(READ_TIMEOUT, read).await else {
+            return self.store_down(format!("reading {name}: {}", no_answer()));
         };
         let head = match read {
             Ok(IfChanged::Unchanged) => {
@@ -139,14 +157,19 @@ impl Agent {
             Err(e) => return self.report_error(e.to_string()),
         };
         let now = OffsetDateTime::now_utc();
-        let result = accept(
+        let reading = accept(
             &self.remote,
             &self.cfg.trust.policy,
             &self.keys,
             mark.as_ref(),
             now,
-        )
-        .await;
+        );
+        let Ok(result) = tokio::time::timeout(READ_TIMEOUT, reading).await else {
+            return self.store_down(format!(
+                "reading {name}'s statement and release: {}",
+                no_answer()
+            ));
+        };
         match result {
             Ok(accepted) => {
                 self.store_up(store_was_down);

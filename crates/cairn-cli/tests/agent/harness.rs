@@ -32,6 +32,12 @@ pub struct Options {
     /// The channel it follows and the set it is in (default: the test's
     /// name), for several agents in one set.
     pub channel: Option<String>,
+    /// The command the agent is started under (`ip netns exec HOST`).
+    pub launcher: Vec<String>,
+    /// The service's socket (default: a free loopback port).
+    pub http: Option<SocketAddr>,
+    /// The status endpoint (default: a free loopback port).
+    pub status_listen: Option<SocketAddr>,
 }
 
 /// An agent under test.
@@ -48,6 +54,7 @@ pub struct TestAgent {
     pub status_addr: SocketAddr,
     child: Option<Child>,
     log: PathBuf,
+    launcher: Vec<String>,
 }
 
 /// A free loopback port (bound, read, released), never one handed out
@@ -117,7 +124,10 @@ impl TestAgent {
             .state_dir
             .clone()
             .unwrap_or_else(|| dir.join("state"));
-        let (http, status_addr) = (free_port(), free_port());
+        let http = options.http.unwrap_or_else(free_port);
+        let status_addr = options.status_listen.unwrap_or_else(free_port);
+        let channel = options.channel.as_deref().unwrap_or(name);
+        let id = options.id.as_deref().unwrap_or("a1");
         let store = options
             .store
             .clone()
@@ -159,6 +169,7 @@ http = "{http}"
             http,
             status_addr,
             child: None,
+            launcher: options.launcher,
         }
     }
 
@@ -175,7 +186,15 @@ http = "{http}"
             .append(true)
             .open(&self.log)
             .unwrap();
-        let child = Command::new(CAIRN)
+        let mut command = match self.launcher.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(CAIRN);
+                c
+            }
+            None => Command::new(CAIRN),
+        };
+        let child = command
             .args(["agent", "--config"])
             .arg(&self.config)
             .env_remove("CAIRN_STORE")
@@ -323,12 +342,25 @@ impl Drop for TestAgent {
     }
 }
 
-/// `cairn server` on a fixed loopback port, so it can come back there.
+/// `cairn server` on a fixed port, so it can come back there.
 pub struct Server(Child);
 
 impl Server {
     pub fn start(store: &Path, addr: SocketAddr) -> Self {
-        let mut child = Command::new(CAIRN)
+        Self::start_under(&[], store, addr)
+    }
+
+    /// Starts the server under `launcher` (`ip netns exec HOST`).
+    pub fn start_under(launcher: &[&str], store: &Path, addr: SocketAddr) -> Self {
+        let mut command = match launcher.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(CAIRN);
+                c
+            }
+            None => Command::new(CAIRN),
+        };
+        let mut child = command
             .args(["server", "--listen", &addr.to_string(), "--store"])
             .arg(store)
             .env_remove("CAIRN_STORE")
@@ -342,6 +374,27 @@ impl Server {
             .unwrap();
         assert!(line.starts_with("listening on"), "{line}");
         Self(child)
+    }
+}
+
+impl Server {
+    /// Sends SIGTERM and waits (up to `timeout`, else panics) for the
+    /// server to exit; returns how it did.
+    #[allow(dead_code)] // for the multi-host tests (tests/fleet_hosts)
+    pub fn terminate(mut self, timeout: Duration) -> ExitStatus {
+        // SAFETY: kill(2) on our child's pid (not yet waited for).
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        let end = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.0.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < end,
+                "cairn server did not exit within {timeout:?} of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 

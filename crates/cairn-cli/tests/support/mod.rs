@@ -1,12 +1,15 @@
 //! What the CLI's integration tests share: a `cairn server` started as a
 //! user starts it, and stopped (by its process id) when the guard drops;
-//! and the check every refusal gets ([`refused`]).
+//! the check every refusal gets ([`refused`]); and hosts made of network
+//! namespaces ([`netns`]).
 #![allow(dead_code)] // each test binary uses its own part of this
 
 use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
+
+pub mod netns;
 
 /// Checks a refusal: the command exited with `code`, printed nothing on
 /// stdout, and said why on stderr in one line (`error: …`, after any
