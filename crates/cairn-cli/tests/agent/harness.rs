@@ -126,8 +126,6 @@ impl TestAgent {
             .unwrap_or_else(|| dir.join("state"));
         let http = options.http.unwrap_or_else(free_port);
         let status_addr = options.status_listen.unwrap_or_else(free_port);
-        let channel = options.channel.as_deref().unwrap_or(name);
-        let id = options.id.as_deref().unwrap_or("a1");
         let store = options
             .store
             .clone()
