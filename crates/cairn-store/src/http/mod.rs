@@ -41,6 +41,9 @@ impl fmt::Debug for HttpStore {
     }
 }
 
+/// The longest a request may wait for the next bytes of its answer.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(60);
+
 impl HttpStore {
     /// A client for the server at `url` (`http(s)://host:port[/path]`),
     /// sending `token` as a bearer token when given. `https://` servers are
@@ -50,7 +53,15 @@ impl HttpStore {
     /// Nothing is sent yet: [`HttpStore::probe`] checks the server.
     pub fn new(url: &str, token: Option<String>, ca_certs: &[PathBuf]) -> Result<Self> {
         let base = url.trim_end_matches('/').to_string();
-        let mut builder = reqwest::Client::builder().connect_timeout(Duration::from_secs(10));
+        // A server that stops answering mid-request (a host cut off the
+        // network, a peer that died without a reset) fails the request
+        // after READ_TIMEOUT of silence instead of hanging until TCP gives
+        // up; keepalive probes find a dead idle connection. The server's
+        // watch stream sends a comment every 15 s, well inside the limit.
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .read_timeout(READ_TIMEOUT)
+            .tcp_keepalive(Duration::from_secs(15));
         for path in ca_certs {
             for cert in read_ca_certs(&base, path)? {
                 builder = builder.add_root_certificate(cert);
