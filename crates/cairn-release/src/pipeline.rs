@@ -197,3 +197,56 @@ fn full_digest(text: &str) -> Result<Digest, String> {
         .ok_or_else(|| format!("{text:?} has no size (sha256:<hex>/<size>)"))?;
     Ok(parsed.with_size(size))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use cairn_trust::document::ProvenanceInputs;
+    use time::macros::datetime;
+
+    use super::*;
+
+    fn statement() -> Statement {
+        Statement::slsa(ProvenanceInputs {
+            subject_name: "s/build".into(),
+            artifact: Digest::of(b"artifact"),
+            materials: Vec::new(),
+            builder_id: "urn:test".into(),
+            build_type: "urn:test".into(),
+            action: Digest::of(b"action"),
+            parameters: BTreeMap::new(),
+            started: datetime!(2026-01-01 0:00 UTC),
+            finished: datetime!(2026-01-01 0:01 UTC),
+        })
+    }
+
+    #[test]
+    fn a_release_made_before_pipelines_reads_as_none() {
+        assert_eq!(Pipeline::read(&statement()), Ok(Pipeline::default()));
+    }
+
+    #[test]
+    fn a_test_without_a_sized_digest_or_with_unknown_fields_is_malformed() {
+        let mut st = statement();
+        let hex = Digest::of(b"a").hex();
+        let mut params = serde_json::Map::new();
+        params.insert(
+            TESTS.into(),
+            serde_json::json!([{"step": "unit", "action": format!("sha256:{hex}"),
+                "result": "passed", "output": format!("sha256:{hex}/1"),
+                "platform": "linux/amd64", "native": true}]),
+        );
+        st.predicate.build_definition.internal_parameters = Some(params.clone());
+        let err = Pipeline::read(&st).unwrap_err();
+        assert!(err.contains("has no size"), "{err}");
+
+        params.insert(
+            TESTS.into(),
+            serde_json::json!([{"step": "unit", "extra": 1}]),
+        );
+        st.predicate.build_definition.internal_parameters = Some(params);
+        let err = Pipeline::read(&st).unwrap_err();
+        assert!(err.starts_with("tests:"), "{err}");
+    }
+}
