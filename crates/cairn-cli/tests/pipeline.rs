@@ -608,6 +608,16 @@ fn the_provenance_lists_the_tests_that_gated_the_release_and_each_steps_platform
         .collect();
     assert_eq!(shown_tests, expected);
     assert_eq!(shown["steps"][0]["platform"], host_platform());
+    let plain = p.run(&["release", "show", shown["release"].as_str().unwrap()]);
+    assert!(plain.status.success(), "{}", text(&plain.stderr));
+    let plain = text(&plain.stdout);
+    for (name, action) in &expected {
+        let line = format!(
+            "test      {name} passed action {action} on {}",
+            host_platform()
+        );
+        assert!(plain.contains(&line), "{line:?} not in:\n{plain}");
+    }
 
     // No `requires`: no tests listed, the steps still are.
     let recipe = std::fs::read_to_string(p.project.join("cairn.toml")).unwrap();
@@ -618,4 +628,6 @@ fn the_provenance_lists_the_tests_that_gated_the_release_and_each_steps_platform
     assert_eq!(internal["tests"], serde_json::json!([]));
     assert_eq!(shown["tests"], serde_json::json!([]));
     assert_eq!(internal["steps"][0]["step"], "build");
+    let plain = p.run(&["release", "show", shown["release"].as_str().unwrap()]);
+    assert!(text(&plain.stdout).contains("tests     none required"));
 }

@@ -177,6 +177,10 @@ fn pipeline_text(pipeline: &Pipeline) -> String {
         format!("{} ({how})", p.name)
     };
     let mut text = String::new();
+    if pipeline.steps.is_empty() {
+        // Every release since pipelines were recorded lists its own step.
+        return "\npipeline  not recorded (a release made before provenance listed it)".into();
+    }
     if pipeline.tests.is_empty() {
         text.push_str("\ntests     none required");
     }
