@@ -1,5 +1,5 @@
 //! Reproducible under variation, not only on rerun (as reprotest checks):
-//! each example is built twice from clean stores, the second time with the
+//! each example (busybox-hello, c-hello, http-hello, pipeline) is built twice from clean stores, the second time with the
 //! project copied elsewhere under another name (its files created in
 //! reverse order), another store path, umask 077, another hostname (a new
 //! UTS namespace), another user name and home, another locale, a time
@@ -160,23 +160,34 @@ fn run(v: &Variant, home: &Path, dir: &Path, store: &Path, argv: &[&str]) -> Str
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// Builds the project at `project` (with its setup script, if any) under
+/// Builds the project at `project` (after its setup scripts) under
 /// `root` with `v`'s surroundings: the output digest and the output's
 /// `seen.txt` if it has one.
-fn build(project: &Path, recipe: Option<&str>, setup: &str, root: &Path, v: &Variant) -> String {
+fn build(project: &Path, recipe: Option<&str>, setup: &[&str], root: &Path, v: &Variant) -> String {
     let dir = root.join(if v.reverse {
         "elsewhere/deeper/renamed"
     } else {
         "proj"
     });
     copy_project(project, &dir, v.reverse);
+    // http-hello's toolchain script runs c-hello's, next to it.
+    let sibling = dir.parent().unwrap().join("c-hello");
+    std::fs::create_dir_all(&sibling).unwrap();
+    let script = "make-toolchain.sh";
+    std::fs::copy(
+        Path::new(EXAMPLES).join("c-hello").join(script),
+        sibling.join(script),
+    )
+    .unwrap();
     if let Some(recipe) = recipe {
         std::fs::write(dir.join("cairn.toml"), recipe).unwrap();
     }
     let store = root.join(if v.reverse { "other-store" } else { "store" });
     let home = root.join("home");
     std::fs::create_dir_all(&home).unwrap();
-    run(v, &home, &dir, &store, &["sh", setup]);
+    for script in setup {
+        run(v, &home, &dir, &store, &["sh", script]);
+    }
     let digest = run(
         v,
         &home,
@@ -189,7 +200,11 @@ fn build(project: &Path, recipe: Option<&str>, setup: &str, root: &Path, v: &Var
 
 /// Builds `example` plainly and varied: both artifacts, and the temporary
 /// directory holding both builds (stores `a/store` and `b/other-store`).
-fn both(example: &str, setup: &str, recipe: Option<&str>) -> (String, String, tempfile::TempDir) {
+fn both(
+    example: &str,
+    setup: &[&str],
+    recipe: Option<&str>,
+) -> (String, String, tempfile::TempDir) {
     let tmp = tempfile::tempdir().unwrap();
     let project = Path::new(EXAMPLES).join(example);
     let a = build(&project, recipe, setup, &tmp.path().join("a"), &PLAIN);
@@ -200,14 +215,27 @@ fn both(example: &str, setup: &str, recipe: Option<&str>) -> (String, String, te
 
 #[test]
 fn the_c_example_is_identical_under_variation() {
-    let (a, b, _tmp) = both("c-hello", "make-toolchain.sh", None);
+    let (a, b, _tmp) = both("c-hello", &["make-toolchain.sh"], None);
     assert_eq!(a, b, "c-hello: the varied build differs");
 }
 
 #[test]
 fn the_pipeline_example_is_identical_under_variation() {
-    let (a, b, _tmp) = both("pipeline", "make-rootfs.sh", None);
+    let (a, b, _tmp) = both("pipeline", &["make-rootfs.sh"], None);
     assert_eq!(a, b, "pipeline: the varied build differs");
+}
+
+#[test]
+fn the_busybox_example_is_identical_under_variation() {
+    let (a, b, _tmp) = both("busybox-hello", &["make-rootfs.sh"], None);
+    assert_eq!(a, b, "busybox-hello: the varied build differs");
+}
+
+#[test]
+fn the_http_example_is_identical_under_variation() {
+    let setup = ["make-toolchain.sh", "make-rootfs.sh"];
+    let (a, b, _tmp) = both("http-hello", &setup, None);
+    assert_eq!(a, b, "http-hello: the varied build differs");
 }
 
 /// `seen.txt` of the output `digest` in `store`.
@@ -229,7 +257,7 @@ fn seen(store: &Path, digest: &str, into: &Path) -> String {
 
 #[test]
 fn a_step_sees_the_same_machine_under_variation() {
-    let (a, b, tmp) = both("pipeline", "make-rootfs.sh", Some(PROBE));
+    let (a, b, tmp) = both("pipeline", &["make-rootfs.sh"], Some(PROBE));
     let seen_a = seen(&tmp.path().join("a/store"), &a, &tmp.path().join("seen-a"));
     let seen_b = seen(
         &tmp.path().join("b/other-store"),
