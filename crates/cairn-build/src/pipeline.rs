@@ -110,20 +110,25 @@ impl Builder {
     /// Refuses unless every step of `tests` has passed on the inputs it
     /// has now: the steps it needs are built (from the cache when they
     /// can be), then its own action must be a complete cache hit. Nothing
-    /// of the test itself runs.
-    pub async fn require_passed(&self, tests: &[StepName]) -> Result<(), BuildError> {
+    /// of the test itself runs. Returns each test's report (its action
+    /// digest and output, in the order of `tests`): what the release's
+    /// provenance records as the tests that gated it.
+    pub async fn require_passed(&self, tests: &[StepName]) -> Result<Vec<StepReport>, BuildError> {
+        let mut passed = Vec::with_capacity(tests.len());
         for test in tests {
             let test = test.as_str();
-            self.build_with(test, |s| {
-                if s == test {
-                    Mode::CachedOnly
-                } else {
-                    Mode::Normal
-                }
-            })
-            .await?;
+            let report = self
+                .build_with(test, |s| {
+                    if s == test {
+                        Mode::CachedOnly
+                    } else {
+                        Mode::Normal
+                    }
+                })
+                .await?;
+            passed.push(report.last().clone());
         }
-        Ok(())
+        Ok(passed)
     }
 
     /// Each step `targets` need (themselves included), with the steps it

@@ -25,6 +25,12 @@ fn main() {
         _ => cli.global.verbose,
     };
     init_tracing(verbose);
+    // The caller's umask never reaches what cairn writes: the store's files
+    // and the trees it materializes for sandboxes are read by a step that
+    // has no privilege over them, and a umask of 077 made every build fail
+    // to enter its own input directories (see docs/ARCHITECTURE.md,
+    // "Reproducible under variation").
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

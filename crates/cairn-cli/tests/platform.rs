@@ -217,3 +217,41 @@ fn a_failing_arm64_test_fails_and_a_missing_emulator_is_named() {
         "{err}"
     );
 }
+
+#[test]
+fn a_release_provenance_names_the_arm64_platform_of_its_steps_and_tests() {
+    let (p, tree) = Project::new(0);
+    p.recipe(&format!(
+        "{}\n[steps.compile]\n{ARM64}\nmounts = {{ \"/b\" = \"bin\" }}\nrun = [\"/b/hello\"]\n\n\
+         [release]\nstep = \"compile\"\nrequires = [\"steps.hello\"]\n\n[release.run]\ncommand = [\"hello\"]\n",
+        recipe(&tree, ARM64)
+    ));
+    let keys = p.root.join("keys");
+    let keys = keys.to_str().unwrap();
+    let out = p.run(&["--keys", keys, "key", "generate", "ci"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let (code, steps, err) = p.test_json();
+    assert_eq!(code, 0, "{err}");
+    let out = p.run(&["--json", "--keys", keys, "release", "--key", "ci"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let released: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let out = p.run(&[
+        "--json",
+        "release",
+        "show",
+        released["release"].as_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let shown: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let test = &shown["tests"][0];
+    assert_eq!(test["step"], "hello");
+    assert_eq!(test["action"], steps[0]["action_digest"]);
+    assert_eq!(test["result"], "passed");
+    assert_eq!(test["platform"], "linux/arm64");
+    assert_eq!(test["native"], false, "ran under QEMU");
+    let step = &shown["steps"][0];
+    assert_eq!(step["step"], "compile");
+    assert_eq!(step["action"], released["action"]);
+    assert_eq!(step["platform"], "linux/arm64");
+    assert_eq!(step["native"], false);
+}

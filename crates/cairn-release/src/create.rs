@@ -11,6 +11,9 @@
 //! tree each input was mounted as, both as `{"hash", "size"}` digests:
 //! copies of the release and garbage collection follow them like every
 //! other digest a document names, so a release keeps its inputs.
+//!
+//! The tests that gated the release and the platform of each step its
+//! artifact needed go in `internalParameters` (see [`crate::pipeline`]).
 
 use std::collections::BTreeMap;
 
@@ -21,6 +24,7 @@ use cairn_trust::{Document, Release, SigningKey, Statement};
 use time::OffsetDateTime;
 
 use crate::error::ReleaseError;
+use crate::pipeline::Pipeline;
 use crate::release::publish_release;
 
 /// The provenance's external parameter naming the step built.
@@ -58,6 +62,8 @@ pub struct Built {
     pub started: OffsetDateTime,
     /// When it finished.
     pub finished: OffsetDateTime,
+    /// The tests that gated it and the steps the artifact needed.
+    pub pipeline: Pipeline,
 }
 
 /// One input of a build, as the release records it.
@@ -99,7 +105,7 @@ pub async fn create_release(
         .iter()
         .map(|i| (i.name.clone(), json_digest(&i.tree)))
         .collect();
-    let statement = Statement::slsa(ProvenanceInputs {
+    let mut statement = Statement::slsa(ProvenanceInputs {
         subject_name: format!("{}/{}", built.service, built.step),
         artifact: built.artifact,
         materials: built
@@ -132,6 +138,7 @@ pub async fn create_release(
         started: built.started,
         finished: built.finished,
     });
+    built.pipeline.record(&mut statement);
     let mut envelope = statement.to_envelope();
     envelope.sign(key);
     let provenance = store.blobs.put_bytes(envelope.to_json()).await?;

@@ -12,7 +12,8 @@
 //! ```
 //!
 //! A release's provenance records its recipe and the tree of every input
-//! ([`recorded`]), so it can be rebuilt from the store alone, and a copy
+//! ([`recorded`]), and the pipeline behind it: the tests that gated it and
+//! the platform of each step ([`Pipeline`]); so it can be rebuilt from the store alone, and a copy
 //! of a release or a channel to another store ([`copy_release`],
 //! [`copy_channel`]) takes everything a consumer there needs.
 //!
@@ -37,6 +38,7 @@ mod create;
 mod error;
 mod history;
 mod marks;
+mod pipeline;
 mod recorded;
 mod release;
 
@@ -53,5 +55,6 @@ pub use create::{
 };
 pub use error::ReleaseError;
 pub use history::{history, rollback_target, HistoryEntry};
+pub use pipeline::{GatingTest, Pipeline, PipelineStep, StepPlatform, PASSED, STEPS, TESTS};
 pub use recorded::{recorded, Recorded};
 pub use release::{load_release, publish_release, release_ref, LoadedRelease};

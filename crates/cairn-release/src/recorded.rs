@@ -15,6 +15,7 @@ use cairn_trust::{Document, Envelope, Release, Statement};
 
 use crate::create::{INPUTS, RECIPE, STEP};
 use crate::error::ReleaseError;
+use crate::pipeline::Pipeline;
 
 /// A release's recorded build.
 #[derive(Debug, Clone)]
@@ -28,6 +29,9 @@ pub struct Recorded {
     pub recipe: Option<Digest>,
     /// Each input's tree, by input name.
     pub inputs: BTreeMap<String, Digest>,
+    /// The tests that gated it and the platform of each step (empty for a
+    /// release made before they were recorded).
+    pub pipeline: Pipeline,
 }
 
 /// Reads `release`'s provenance from `store` (which must hold its blob).
@@ -56,11 +60,13 @@ pub async fn recorded(store: &Store, release: &Release) -> Result<Recorded, Rele
             inputs.insert(name.clone(), digest(tree, &format!("input {name:?}"))?);
         }
     }
+    let pipeline = Pipeline::read(&provenance).map_err(malformed)?;
     let step = params.get(STEP).and_then(|s| s.as_str()).map(str::to_owned);
     Ok(Recorded {
         provenance,
         step,
         recipe,
         inputs,
+        pipeline,
     })
 }

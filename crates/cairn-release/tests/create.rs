@@ -2,7 +2,10 @@
 //! stored, readable back and verifiable.
 
 use cairn_digest::Digest;
-use cairn_release::{create_release, load_release, recorded, Built, BuiltInput};
+use cairn_release::{
+    create_release, load_release, recorded, Built, BuiltInput, GatingTest, Pipeline, PipelineStep,
+    StepPlatform,
+};
 use cairn_store::{BlobStoreExt, Store};
 use cairn_trust::{verify_release, Document, Envelope, KeySet, SigningKey, Statement};
 use time::macros::datetime;
@@ -35,6 +38,26 @@ async fn a_release_carries_signed_provenance_naming_every_input() {
         builder_id: "urn:cairn:builder:test".into(),
         started: datetime!(2026-11-23 10:00 UTC),
         finished: datetime!(2026-11-23 10:01 UTC),
+        pipeline: Pipeline {
+            tests: vec![GatingTest {
+                step: "unit".into(),
+                action: Digest::of(b"unit action"),
+                result: "passed".into(),
+                output: Digest::of(b"unit report"),
+                platform: StepPlatform {
+                    name: "linux/arm64".into(),
+                    native: false,
+                },
+            }],
+            steps: vec![PipelineStep {
+                step: "build".into(),
+                action: Digest::of(b"action"),
+                platform: StepPlatform {
+                    name: "linux/amd64".into(),
+                    native: true,
+                },
+            }],
+        },
     };
     let run = serde_json::json!({"command": ["bin/hello"]});
     let deploy = serde_json::json!({"strategy": "rolling", "max_unavailable": "10%"});
@@ -77,6 +100,19 @@ async fn a_release_carries_signed_provenance_naming_every_input() {
     assert_eq!(deps.len(), 2);
     assert_eq!(deps[1]["uri"], "https://example.org/v.tar");
     assert_eq!(deps[1]["digest"]["sha256"], Digest::of(b"vendor.tar").hex());
+    // The gating test and the step's platform, where the builder's own
+    // findings go.
+    let internal = &json["predicate"]["buildDefinition"]["internalParameters"];
+    assert_eq!(internal["tests"][0]["step"], "unit");
+    assert_eq!(
+        internal["tests"][0]["action"],
+        format!("{:#}", Digest::of(b"unit action"))
+    );
+    assert_eq!(internal["tests"][0]["result"], "passed");
+    assert_eq!(internal["tests"][0]["platform"], "linux/arm64");
+    assert_eq!(internal["steps"][0]["step"], "build");
+    assert_eq!(internal["steps"][0]["platform"], "linux/amd64");
+    assert_eq!(internal["steps"][0]["native"], true);
 
     // The recipe and every input's tree are recorded, for a rebuild from
     // the store alone.
@@ -86,4 +122,8 @@ async fn a_release_carries_signed_provenance_naming_every_input() {
     assert_eq!(recipe, built.recipe);
     assert_eq!(rec.inputs["src"], Digest::of(b"src tree"));
     assert_eq!(rec.inputs["vendor"], Digest::of(b"vendor tree"));
+    assert_eq!(
+        rec.pipeline, built.pipeline,
+        "the pipeline reads back as recorded"
+    );
 }

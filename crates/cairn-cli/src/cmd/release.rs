@@ -17,7 +17,12 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use cairn_build::BuildOptions;
-use cairn_release::{create_release, load_release, release_ref, Built, BuiltInput};
+use cairn_build::StepReport;
+use cairn_recipe::{Platform, Recipe};
+use cairn_release::{
+    create_release, load_release, recorded, release_ref, Built, BuiltInput, GatingTest, Pipeline,
+    PipelineStep, StepPlatform, PASSED,
+};
 use cairn_store::Store;
 use cairn_transfer::Kind;
 use serde::Serialize;
@@ -63,10 +68,13 @@ pub async fn run(global: &Global, args: ReleaseArgs) -> Result<i32> {
     let step = args.step.unwrap_or_else(|| release_spec.step.to_string());
     let started = OffsetDateTime::now_utc();
     // `[release] requires`: each test must have passed on these inputs.
-    if let Err(e) = builder.require_passed(&release_spec.requires).await {
-        reporter.bar.finish_and_clear();
-        return super::build::failure(&ws.fs, e, global.json);
-    }
+    let gates = match builder.require_passed(&release_spec.requires).await {
+        Ok(gates) => gates,
+        Err(e) => {
+            reporter.bar.finish_and_clear();
+            return super::build::failure(&ws.fs, e, global.json);
+        }
+    };
     let built = builder.build(&step, BuildOptions::default()).await;
     reporter.bar.finish_and_clear();
     let report = match built {
@@ -94,6 +102,7 @@ pub async fn run(global: &Global, args: ReleaseArgs) -> Result<i32> {
         builder_id: builder_id(),
         started,
         finished,
+        pipeline: pipeline(builder.recipe(), &gates, &report.steps),
     };
     let run = release_spec.run.to_json();
     let deploy = builder.recipe().deploy.as_ref().map(|d| d.to_json());
@@ -112,6 +121,87 @@ pub async fn run(global: &Global, args: ReleaseArgs) -> Result<i32> {
     };
     emit(global.json, &out, |o| o.release.clone());
     Ok(0)
+}
+
+/// What the provenance records of the pipeline: the tests that gated the
+/// release (each passed: `require_passed` refuses otherwise) and every
+/// step the artifact needed, each with the platform it ran on.
+fn pipeline(recipe: &Recipe, gates: &[StepReport], steps: &[StepReport]) -> Pipeline {
+    Pipeline {
+        tests: gates
+            .iter()
+            .map(|t| GatingTest {
+                step: t.name.clone(),
+                action: t.action_digest,
+                result: PASSED.into(),
+                output: t.output,
+                platform: step_platform(recipe, &t.name),
+            })
+            .collect(),
+        steps: steps
+            .iter()
+            .map(|s| PipelineStep {
+                step: s.name.clone(),
+                action: s.action_digest,
+                platform: step_platform(recipe, &s.name),
+            })
+            .collect(),
+    }
+}
+
+/// The platform `step` ran on: the one it declares (emulated unless it is
+/// this machine's), else this machine's.
+fn step_platform(recipe: &Recipe, step: &str) -> StepPlatform {
+    let host = Platform::host();
+    let declared = recipe.steps.get(step).and_then(|s| s.platform);
+    match (declared, host) {
+        (Some(p), host) => StepPlatform {
+            name: p.as_str().to_owned(),
+            native: Some(p) == host,
+        },
+        (None, Some(h)) => StepPlatform {
+            name: h.as_str().to_owned(),
+            native: true,
+        },
+        (None, None) => StepPlatform {
+            name: format!("linux/{}", std::env::consts::ARCH),
+            native: true,
+        },
+    }
+}
+
+/// `release show`'s lines for the gating tests and the steps' platforms.
+fn pipeline_text(pipeline: &Pipeline) -> String {
+    let ran = |p: &StepPlatform| {
+        let how = if p.native { "native" } else { "emulated" };
+        format!("{} ({how})", p.name)
+    };
+    let mut text = String::new();
+    if pipeline.steps.is_empty() {
+        // Every release since pipelines were recorded lists its own step.
+        return "\npipeline  not recorded (a release made before provenance listed it)".into();
+    }
+    if pipeline.tests.is_empty() {
+        text.push_str("\ntests     none required");
+    }
+    for t in &pipeline.tests {
+        text += &format!(
+            "\ntest      {} {} action {} on {}",
+            t.step,
+            t.result,
+            t.action,
+            ran(&t.platform)
+        );
+    }
+    for s in &pipeline.steps {
+        text += &format!(
+            "\nstep      {} action {} on {}",
+            s.step,
+            s.action,
+            ran(&s.platform)
+        );
+    }
+    text
 }
 
 /// The builder id recorded in provenance: this program on this host.
@@ -148,10 +238,28 @@ async fn show(global: &Global, ws: &Workspace, text: &str) -> Result<i32> {
             None => id.clone(),
         })
         .collect();
+    let pipeline = recorded(store, r)
+        .await
+        .with_context(|| format!("reading the provenance of release {digest}"))?
+        .pipeline;
     let out = serde_json::json!({
         "release": digest.to_string(),
         "document": serde_json::from_slice::<serde_json::Value>(&loaded.envelope.payload)?,
         "signed_by": signers,
+        "tests": pipeline.tests.iter().map(|t| serde_json::json!({
+            "step": t.step,
+            "action": t.action.to_string(),
+            "result": t.result,
+            "output": t.output.to_string(),
+            "platform": t.platform.name,
+            "native": t.platform.native,
+        })).collect::<Vec<_>>(),
+        "steps": pipeline.steps.iter().map(|s| serde_json::json!({
+            "step": s.step,
+            "action": s.action.to_string(),
+            "platform": s.platform.name,
+            "native": s.platform.native,
+        })).collect::<Vec<_>>(),
     });
     emit(global.json, &out, |_| {
         format!(
@@ -163,7 +271,7 @@ async fn show(global: &Global, ws: &Workspace, text: &str) -> Result<i32> {
             r.provenance,
             r.run,
             named.join(", ")
-        )
+        ) + &pipeline_text(&pipeline)
     });
     Ok(0)
 }
