@@ -1,11 +1,12 @@
 //! Cross toolchains as pinned trees, end to end with the real examples:
-//! `examples/go-hello` is copied into two directories, each with its own
-//! store; its `make-trees.sh` makes Debian's Go toolchain and
-//! `qemu-aarch64-static` into store trees and pins them; `cairn test`
+//! `examples/go-hello` (Debian's Go) and `examples/zig-hello` (`zig cc`
+//! from the `ziglang` wheel) are each copied into two directories, each
+//! with its own store; the example's `make-trees.sh` makes the toolchain
+//! and `qemu-aarch64-static` into store trees and pins them; `cairn test`
 //! builds the program for amd64 and arm64 and runs each binary on its own
 //! platform, the arm64 one under the pinned QEMU. The tests fail (never
-//! skip) when `golang-go` or `qemu-user-static` is missing; `.ci/run`
-//! installs both.
+//! skip) when `golang-go`, the `ziglang` wheel or `qemu-user-static` is
+//! missing; `.ci/run` installs them.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -13,10 +14,61 @@ use std::process::{Command, Output};
 use serde_json::Value;
 
 const CAIRN: &str = env!("CARGO_BIN_EXE_cairn");
-const GO: &str = "/usr/bin/go";
 const QEMU: &str = "/usr/bin/qemu-aarch64-static";
 
-/// A copy of `examples/go-hello` with a store of its own.
+/// What differs between the two examples.
+struct Spec {
+    /// The directory under `examples/`.
+    example: &'static str,
+    /// The toolchain's input (besides `qemu`).
+    toolchain: &'static str,
+    /// The build steps for amd64 and arm64.
+    builds: [&'static str; 2],
+    /// The module or source path the binaries name.
+    names: &'static [u8],
+    /// The environment variable that makes the test fail.
+    fail: &'static str,
+}
+
+const GO_HELLO: Spec = Spec {
+    example: "go-hello",
+    toolchain: "go",
+    builds: ["build-amd64", "build-arm64"],
+    names: b"example.com/go-hello",
+    fail: "GO_HELLO_FAIL",
+};
+
+const ZIG_HELLO: Spec = Spec {
+    example: "zig-hello",
+    toolchain: "zig",
+    builds: ["build-x86_64", "build-aarch64"],
+    names: b"hello from zig-hello on linux/",
+    fail: "ZIG_HELLO_FAIL",
+};
+
+/// Fails, naming the package to install, unless `spec`'s toolchain and
+/// QEMU are on this machine.
+fn require(spec: &Spec) {
+    assert!(
+        Path::new(QEMU).exists(),
+        "{QEMU} is missing: apt-get install qemu-user-static"
+    );
+    match spec.toolchain {
+        "go" => assert!(
+            Path::new("/usr/bin/go").exists(),
+            "/usr/bin/go is missing: apt-get install golang-go"
+        ),
+        _ => {
+            let found = Command::new("python3")
+                .args(["-c", "import ziglang"])
+                .output()
+                .is_ok_and(|o| o.status.success());
+            assert!(found, "the ziglang wheel is missing: pip install ziglang");
+        }
+    }
+}
+
+/// A copy of an example with a store of its own.
 struct Example {
     dir: PathBuf,
     store: PathBuf,
@@ -24,27 +76,23 @@ struct Example {
 
 impl Example {
     /// Copies the example to `dir` and makes and pins its trees in `store`.
-    fn new(dir: PathBuf, store: PathBuf) -> Self {
-        assert!(
-            Path::new(GO).exists(),
-            "{GO} is missing: apt-get install golang-go"
-        );
-        assert!(
-            Path::new(QEMU).exists(),
-            "{QEMU} is missing: apt-get install qemu-user-static"
-        );
-        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/go-hello");
+    fn new(spec: &Spec, dir: PathBuf, store: PathBuf) -> Self {
+        require(spec);
+        let example = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../examples")
+            .join(spec.example);
         copy_dir(&example, &dir);
         let e = Self { dir, store };
         let out = Command::new(e.dir.join("make-trees.sh"))
             .env("CAIRN", CAIRN)
             .env("CAIRN_STORE", &e.store)
             .env_remove("GOROOT")
+            .env_remove("ZIGLANG")
             .output()
             .unwrap();
         assert!(out.status.success(), "make-trees.sh: {}", text(&out.stderr));
         let printed = text(&out.stdout);
-        for input in ["go", "qemu"] {
+        for input in [spec.toolchain, "qemu"] {
             let line = printed
                 .lines()
                 .find(|l| l.starts_with(&format!("{input}: sha256:")))
@@ -127,53 +175,62 @@ fn elf_machine(binary: &[u8]) -> u16 {
 
 #[test]
 fn go_hello_cross_builds_bit_for_bit_and_its_arm64_binary_is_tested_under_qemu() {
+    cross_builds_bit_for_bit_and_tests_arm64_under_qemu(&GO_HELLO);
+}
+
+#[test]
+fn zig_hello_cross_builds_bit_for_bit_and_its_arm64_binary_is_tested_under_qemu() {
+    cross_builds_bit_for_bit_and_tests_arm64_under_qemu(&ZIG_HELLO);
+}
+
+fn cross_builds_bit_for_bit_and_tests_arm64_under_qemu(spec: &Spec) {
     let tmp = tempfile::tempdir().unwrap();
-    let a = Example::new(tmp.path().join("a/go-hello"), tmp.path().join("store-a"));
+    let a = Example::new(spec, tmp.path().join("a/hello"), tmp.path().join("store-a"));
     let b = Example::new(
-        tmp.path().join("elsewhere/deeper/b/go-hello"),
+        spec,
+        tmp.path().join("elsewhere/deeper/b/hello"),
         tmp.path().join("stores/b"),
     );
+    let [build_amd64, build_arm64] = spec.builds;
+    let greeting = |arch: &str| format!("hello from {} on linux/{arch}", spec.example);
 
     let (code, first, err) = a.test();
     assert_eq!(code, 0, "{err}");
-    for name in ["build-amd64", "build-arm64", "test-amd64", "test-arm64"] {
+    for name in [build_amd64, build_arm64, "test-amd64", "test-arm64"] {
         assert_eq!(step(&first, name)["status"], "built", "{name}: {err}");
     }
     // The arm64 binary ran (under QEMU: the host is amd64) and checked
     // its own greeting.
     assert!(
-        err.contains("[test-arm64] hello from go-hello on linux/arm64\n")
+        err.contains(&format!("[test-arm64] {}\n", greeting("arm64")))
             && err.contains("[test-arm64] ok\n"),
         "{err}"
     );
     assert!(
-        err.contains("[test-amd64] hello from go-hello on linux/amd64\n"),
+        err.contains(&format!("[test-amd64] {}\n", greeting("amd64"))),
         "{err}"
     );
 
     // The binaries are what they claim to be, without sandbox paths.
-    for (arch, machine) in [("amd64", 62), ("arm64", 183)] {
-        let tree = step(&first, &format!("build-{arch}"))["output"]
-            .as_str()
-            .unwrap();
-        let hello = a.hello(tree, &tmp.path().join(format!("checkout-{arch}")));
-        assert_eq!(elf_machine(&hello), machine, "{arch}");
+    for (name, machine) in [(build_amd64, 62), (build_arm64, 183)] {
+        let tree = step(&first, name)["output"].as_str().unwrap();
+        let hello = a.hello(tree, &tmp.path().join(format!("checkout-{name}")));
+        assert_eq!(elf_machine(&hello), machine, "{name}");
         let has = |s: &[u8]| hello.windows(s.len()).any(|w| w == s);
-        assert!(has(b"example.com/go-hello"), "{arch}: no module path");
-        assert!(
-            !has(b"/src/main.go"),
-            "{arch}: a sandbox path is in the binary"
-        );
-        assert!(
-            !has(b"/tmp/go-cache"),
-            "{arch}: the build cache's path is in the binary"
-        );
+        assert!(has(spec.names), "{name}: not the example's program");
+        for path in [&b"/src/"[..], b"/tmp/"] {
+            assert!(
+                !has(path),
+                "{name}: a sandbox path {} is in the binary",
+                text(path)
+            );
+        }
     }
 
     // Another directory, another store, a clean build: the same bytes.
     let (code, second, err) = b.test();
     assert_eq!(code, 0, "{err}");
-    for name in ["build-amd64", "build-arm64"] {
+    for name in spec.builds {
         assert_eq!(step(&second, name)["status"], "built", "{name}");
         assert_eq!(
             step(&first, name)["output"],
@@ -198,17 +255,22 @@ fn go_hello_cross_builds_bit_for_bit_and_its_arm64_binary_is_tested_under_qemu()
     let out = a.run(&["release", "--key", "ci"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
 
-    // Made to fail: the arm64 test fails the run with exit 1 and its log;
+    // Made to fail: the tests fail the run with exit 1 and their logs;
     // the builds, whose inputs did not change, stay cached.
     let recipe = a.recipe();
-    let failing = recipe.replace("GO_HELLO_FAIL = \"\"", "GO_HELLO_FAIL = \"1\"");
-    assert_ne!(recipe, failing, "the recipe's GO_HELLO_FAIL line moved");
+    let failing = recipe.replace(
+        &format!("{} = \"\"", spec.fail),
+        &format!("{} = \"1\"", spec.fail),
+    );
+    assert_ne!(recipe, failing, "the recipe's {} line moved", spec.fail);
     std::fs::write(a.dir.join("cairn.toml"), failing).unwrap();
     let (code, failed, err) = a.test();
     assert_eq!(code, 1, "{err}");
-    for arch in ["amd64", "arm64"] {
-        assert_eq!(step(&failed, &format!("build-{arch}"))["status"], "cached");
-        let test = step(&failed, &format!("test-{arch}"));
+    for name in spec.builds {
+        assert_eq!(step(&failed, name)["status"], "cached", "{name}");
+    }
+    for name in ["test-amd64", "test-arm64"] {
+        let test = step(&failed, name);
         assert_eq!(test["status"], "failed", "{test}");
         assert!(
             test["error"]
@@ -219,7 +281,7 @@ fn go_hello_cross_builds_bit_for_bit_and_its_arm64_binary_is_tested_under_qemu()
         );
     }
     assert!(
-        err.contains("[test-arm64] FAIL: GO_HELLO_FAIL is set"),
+        err.contains(&format!("[test-arm64] FAIL: {} is set", spec.fail)),
         "{err}"
     );
     // And the release is refused: the tests have not passed on these inputs.
