@@ -293,3 +293,39 @@ fn cross_builds_bit_for_bit_and_tests_arm64_under_qemu(spec: &Spec) {
         "{err}"
     );
 }
+
+#[test]
+fn make_trees_names_a_missing_toolchain_or_emulator_and_pins_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cases = [
+        ("go-hello", "GOROOT", "apt-get install golang-go"),
+        ("go-hello", "QEMU", "apt-get install qemu-user-static"),
+        ("zig-hello", "ZIGLANG", "pip install ziglang"),
+        ("zig-hello", "QEMU", "apt-get install qemu-user-static"),
+    ];
+    for (example, var, install) in cases {
+        let from = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../examples")
+            .join(example);
+        let dir = tmp.path().join(format!("{example}-{var}"));
+        copy_dir(&from, &dir);
+        let before = std::fs::read_to_string(dir.join("cairn.toml")).unwrap();
+        let missing = tmp.path().join("absent");
+        let out = Command::new(dir.join("make-trees.sh"))
+            .env("CAIRN", CAIRN)
+            .env("CAIRN_STORE", tmp.path().join("store"))
+            .env(var, &missing)
+            .output()
+            .unwrap();
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{example} {var}: {err}");
+        assert!(
+            err.starts_with("make-trees.sh: ")
+                && err.contains(missing.to_str().unwrap())
+                && err.contains(install),
+            "{example} {var}: {err}"
+        );
+        let after = std::fs::read_to_string(dir.join("cairn.toml")).unwrap();
+        assert_eq!(before, after, "{example} {var}: the pins changed");
+    }
+}
