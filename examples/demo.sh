@@ -140,7 +140,11 @@ cairn promote "$v3" --channel prod --key demo >/dev/null
 wait_for "the rollback" status_has '"rollbacks":1'
 grep -E 'accepted|rolling back|failed' "$work/agent.log" | tail -3 | sed 's/^.*\(INFO\|WARN\|ERROR\)[^ ]* */    /'
 answers 2 && echo "still serving: $(get / "$http")"
-cairn status http-hello --set demo
+# A halted rollout is what `cairn status` exits 3 for: say so, and fail on
+# anything else.
+rc=0; cairn status http-hello --set demo || rc=$?
+[[ $rc == 3 ]] || { echo "cairn status exited $rc, not 3 (rollout halted)" >&2; exit 1; }
+echo "(cairn status exited 3: the rollout is halted)"
 echo "the service's log:"
 cairn logs http-hello --config "$work/agent.toml" | sed 's/^/    /'
 
