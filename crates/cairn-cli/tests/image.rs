@@ -111,6 +111,23 @@ impl Registry {
         format!("{USER}:{PASSWORD}")
     }
 
+    /// skopeo copies `reference` (REPO:TAG here) into an OCI layout at
+    /// `dir`, tagged with the same tag.
+    fn copy_back(&self, reference: &str, dir: &Path) {
+        let tag = reference.rsplit_once(':').unwrap().1;
+        run_ok(
+            Command::new("skopeo")
+                .args([
+                    "copy",
+                    "--src-tls-verify=false",
+                    "--src-creds",
+                    &self.creds(),
+                ])
+                .arg(format!("docker://{reference}"))
+                .arg(format!("oci:{}:{tag}", dir.display())),
+        );
+    }
+
     /// What the token issuer was asked, one line a request.
     fn issuer_requests(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("requests.log")).unwrap_or_default()
@@ -392,17 +409,7 @@ fn push_copies_back_with_skopeo_and_verifies_against_a_policy() {
     assert_eq!(again["manifest"], pushed["manifest"]);
 
     let back = p.tmp.path().join("back");
-    run_ok(
-        Command::new("skopeo")
-            .args([
-                "copy",
-                "--src-tls-verify=false",
-                "--src-creds",
-                &reg.creds(),
-            ])
-            .arg(format!("docker://{repo}:v1"))
-            .arg(format!("oci:{}:v1", back.display())),
-    );
+    reg.copy_back(&format!("{repo}:v1"), &back);
     assert_eq!(layout_manifest(&back), manifest);
     let att = run_ok(
         Command::new("skopeo")
@@ -424,19 +431,13 @@ fn push_copies_back_with_skopeo_and_verifies_against_a_policy() {
     );
 
     let policy = p.policy("ci");
-    let mut verify = p.cairn();
-    verify
-        .env("CAIRN_REGISTRY_USER", USER)
-        .env("CAIRN_REGISTRY_PASSWORD", PASSWORD)
-        .args([
-            "--json",
-            "image",
-            "verify",
-            &format!("{repo}:v1"),
-            "--policy",
-        ])
-        .arg(&policy);
-    let accepted: serde_json::Value = serde_json::from_str(&run_ok(&mut verify)).unwrap();
+    let accepted = p.with_login(&[
+        "image",
+        "verify",
+        &format!("{repo}:v1"),
+        "--policy",
+        policy.to_str().unwrap(),
+    ]);
     assert_eq!(accepted["accepted"], true);
     assert_eq!(accepted["manifest"], manifest.as_str());
     assert!(accepted["release"]
@@ -762,34 +763,18 @@ fn push_and_verify_through_a_registry_that_hands_out_bearer_tokens() {
 
     // skopeo, which speaks the token protocol on its own, reads it back.
     let back = p.tmp.path().join("back");
-    run_ok(
-        Command::new("skopeo")
-            .args([
-                "copy",
-                "--src-tls-verify=false",
-                "--src-creds",
-                &reg.creds(),
-            ])
-            .arg(format!("docker://{repo}:v1"))
-            .arg(format!("oci:{}:v1", back.display())),
-    );
+    reg.copy_back(&format!("{repo}:v1"), &back);
     assert_eq!(layout_manifest(&back), manifest);
 
     // And `image verify` pulls the attestation with a pull token.
     let policy = p.policy("ci");
-    let mut verify = p.cairn();
-    verify
-        .env("CAIRN_REGISTRY_USER", USER)
-        .env("CAIRN_REGISTRY_PASSWORD", PASSWORD)
-        .args([
-            "--json",
-            "image",
-            "verify",
-            &format!("{repo}:v1"),
-            "--policy",
-        ])
-        .arg(&policy);
-    let accepted: serde_json::Value = serde_json::from_str(&run_ok(&mut verify)).unwrap();
+    let accepted = p.with_login(&[
+        "image",
+        "verify",
+        &format!("{repo}:v1"),
+        "--policy",
+        policy.to_str().unwrap(),
+    ]);
     assert_eq!(accepted["accepted"], true);
     assert_eq!(accepted["manifest"], manifest.as_str());
 }
