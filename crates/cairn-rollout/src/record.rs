@@ -119,6 +119,14 @@ pub enum MemberState {
     Stopped,
 }
 
+impl MemberState {
+    /// Whether the agent is fetching or swapping (to a new release or
+    /// back), so its `release` is about to change.
+    pub fn is_swapping(self) -> bool {
+        matches!(self, Self::Fetching | Self::Updating | Self::RollingBack)
+    }
+}
+
 /// The running service's health as the agent last saw it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

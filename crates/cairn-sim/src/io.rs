@@ -292,7 +292,14 @@ impl World {
                             agents[m].id.clone()
                         });
                     let slots: Vec<String> = if new.slots.len() > 12 {
-                        vec![format!("{} slots", new.slots.len())]
+                        // Many slots: the count, and what changed.
+                        let before = old.as_deref().map_or(&[][..], |o| &o.slots[..]);
+                        let gone = before.iter().filter(|s| !new.slots.contains(s));
+                        let came = new.slots.iter().filter(|s| !before.contains(s));
+                        std::iter::once(format!("{} slots", new.slots.len()))
+                            .chain(gone.map(|s| format!("-{}:{:?}", s.member, s.kind)))
+                            .chain(came.map(|s| format!("+{}:{:?}", s.member, s.kind)))
+                            .collect()
                     } else {
                         new.slots
                             .iter()

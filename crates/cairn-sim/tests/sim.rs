@@ -175,3 +175,44 @@ fn the_checks_catch_an_update_started_after_a_halt() {
         "{all}"
     );
 }
+
+/// A case the property test found: an at-once plan with rollback whose
+/// members crash often and whose writes are sometimes applied late.
+fn at_once_rollback_under_crashes() -> Scenario {
+    use std::time::Duration;
+    let mut sc = Scenario::draw(
+        4204167393658212783,
+        37,
+        Kind::BadRolling,
+        Some(Amount::Count(1)),
+    );
+    sc.plan.strategy = cairn_rollout::Strategy::AtOnce;
+    sc.plan.on_failure = cairn_rollout::OnFailure::Rollback;
+    sc.plan.gates = vec![];
+    sc.plan.order = cairn_rollout::Order::Hashed;
+    sc.faults = cairn_sim::Faults {
+        crash_rate: 10.707010654895525,
+        down_max: Duration::from_secs(7),
+        lost_writes: 0.0,
+        lost_replies: 0.024549995507278804,
+        delayed_writes: 0.04457986255058689,
+        delay_max: Duration::from_secs(3),
+        outages: vec![],
+        slow_health: 0.14263071901679017,
+        max_skew: Duration::from_millis(1),
+        late_joiners: 0.03496275995053134,
+        until: Duration::from_secs(900),
+    };
+    sc
+}
+
+/// The steward once read a member's record still saying "updating to the
+/// target" (the member had claimed its rollback slot and not yet rewritten
+/// its record), took the rollback as done and freed the slot the member
+/// was about to swap under.
+#[test]
+fn a_rollback_slot_is_not_freed_on_a_record_still_updating() {
+    let o = run(at_once_rollback_under_crashes(), false);
+    assert!(o.violations.is_empty(), "{}", o.failure());
+    assert_eq!(o.phase, Some(cairn_rollout::Phase::RolledBack));
+}

@@ -157,9 +157,11 @@ fn settle(cx: &mut Cx<'_>) {
             {
                 Some(Settled::Updated)
             }
-            SlotKind::Rollback if !on_target && r.state != MemberState::RollingBack => {
-                Some(Settled::RolledBack)
-            }
+            // Off the target and no longer moving: back. A record still
+            // saying it updates (written before its agent claimed the
+            // rollback slot, which it does before rewriting its record)
+            // is not a rollback done.
+            SlotKind::Rollback if !on_target && !r.state.is_swapping() => Some(Settled::RolledBack),
             SlotKind::Rollback if on_target && r.previous.is_none() => Some(Settled::Stuck),
             _ => None,
         };

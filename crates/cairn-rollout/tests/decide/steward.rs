@@ -248,6 +248,43 @@ fn a_rollback_grants_slots_to_updated_members_only() {
 }
 
 #[test]
+fn a_rollback_slot_is_released_only_once_its_holder_is_back() {
+    // host-00 claimed its rollback slot; its record may still say it
+    // updates to the target (from before the claim) or that it rolls
+    // back. Neither is a rollback done; a record back on the old release
+    // and running is.
+    let mut rec = stewarded(record(plan(2), Phase::RollingBack, 3), "host-09");
+    let mut held = slot("host-00", 80);
+    held.kind = SlotKind::Rollback;
+    rec.slots = vec![held];
+    let mut all = members(3);
+    let mut v = steward("host-09", plan(2));
+    v.local.running = Some(old());
+    for state in [
+        MemberState::Fetching,
+        MemberState::Updating,
+        MemberState::RollingBack,
+    ] {
+        all[0].state = state;
+        all[0].target = Some(target());
+        let (_, d) = decide_with(reading(v.clone(), rec.clone()), &all);
+        let kept = rollout_write(&d).map_or(rec.slots.clone(), |w| w.slots.clone());
+        assert_eq!(kept.len(), 1, "{state:?}: the slot is kept");
+        assert_eq!(
+            rollout_write(&d).map_or(0, |w| w.rolled_back),
+            0,
+            "{state:?}"
+        );
+    }
+    all[0].state = MemberState::Running;
+    all[0].target = None;
+    let (_, d) = decide_with(reading(v, rec), &all);
+    let w = rollout_write(&d).expect("the slot is released");
+    assert!(w.slots.iter().all(|s| s.member != "host-00"));
+    assert_eq!(w.rolled_back, 1);
+}
+
+#[test]
 fn a_new_rollout_carries_the_others_slots_over_but_not_its_creators_own() {
     // The old rollout (older sequence) still lists slots of host-00 (the
     // agent now deciding, so certainly not swapping) and host-01.
