@@ -6,6 +6,8 @@ use std::fmt;
 
 use cairn_rollout::{Action, Read, Write};
 
+use crate::scenario::promotion;
+
 /// One traced event.
 #[derive(Clone, Debug)]
 pub enum Ev {
@@ -124,7 +126,18 @@ pub(crate) fn describe(reads: &[Read], writes: &[Write], action: &Action) -> Str
         }
     }
     match action {
-        Action::Wait { reason, .. } => s.push_str(&format!("wait: {reason}")),
+        Action::Wait {
+            until,
+            refresh,
+            reason,
+        } => {
+            // On the agent's clock, from the promotion.
+            let secs = |t: &cairn_rollout::Time| (t.0 - promotion().0) as f64 / 1000.0;
+            let (until, refresh) = (secs(until), secs(refresh));
+            s.push_str(&format!(
+                "wait to {until:.3}s, read at {refresh:.3}s: {reason}"
+            ))
+        }
         Action::Fetch { .. } => s.push_str("fetch"),
         Action::Update { .. } => s.push_str("UPDATE"),
         Action::RollBack { .. } => s.push_str("ROLL BACK"),

@@ -38,8 +38,19 @@ pub(super) enum Out {
 /// One round of stewarding, if the rollout needs it and this agent holds
 /// (or may take) the lease.
 pub(super) fn step(cx: &mut Cx<'_>) -> Out {
-    if !cx.rec().phase.needs_steward() || !claim(cx) {
+    if !cx.rec().phase.needs_steward() {
         return Out::Nothing;
+    }
+    match claim(cx) {
+        Claim::No => return Out::Nothing,
+        // A lease taken over is written on its own first: of the agents
+        // that saw it free at once, only the one whose write wins goes on
+        // to read every holder's record, and the others see its lease.
+        Claim::Taken => {
+            cx.wake(cx.now);
+            return Out::Nothing;
+        }
+        Claim::Held => {}
     }
     cx.wake(cx.now.plus(cx.timing().poll));
     reclaim(cx);
@@ -75,8 +86,19 @@ pub(super) fn hand_off(cx: &mut Cx<'_>) {
     }
 }
 
-/// Whether this agent is the steward, taking or renewing the lease.
-fn claim(cx: &mut Cx<'_>) -> bool {
+/// Whether this agent holds the steward lease (renewing it when due) or
+/// takes it now.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Claim {
+    /// Another agent holds it.
+    No,
+    /// This agent held it already.
+    Held,
+    /// This agent takes it (free, or lapsed).
+    Taken,
+}
+
+fn claim(cx: &mut Cx<'_>) -> Claim {
     let (me, now, t) = (cx.me(), cx.now, cx.timing());
     let lease = t.steward_lease;
     let fresh = Lease {
@@ -88,19 +110,19 @@ fn claim(cx: &mut Cx<'_>) -> bool {
             if Time::from_secs(l.expires) < now.plus(lease * 2 / 3) {
                 cx.edit().steward = Some(fresh);
             }
-            true
+            Claim::Held
         }
         Some(l) => {
             let wait = t.margin() + jitter(me, l.expires as u64, t.poll);
-            let lapsed = Time::from_secs(l.expires).plus(wait) < now;
-            if lapsed {
-                cx.edit().steward = Some(fresh);
+            if Time::from_secs(l.expires).plus(wait) >= now {
+                return Claim::No;
             }
-            lapsed
+            cx.edit().steward = Some(fresh);
+            Claim::Taken
         }
         None => {
             cx.edit().steward = Some(fresh);
-            true
+            Claim::Taken
         }
     }
 }

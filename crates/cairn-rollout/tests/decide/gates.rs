@@ -26,7 +26,7 @@ fn steward_view_at(p: &Plan, offset: i64) -> cairn_rollout::View {
     let mut rec = record(p.clone(), Phase::Rolling, 3);
     rec.steward = Some(Lease {
         member: "host-9".into(),
-        expires: at(20),
+        expires: at(offset + 20),
     });
     let mut v = reading(view("host-9", p.clone()), rec);
     v.members = Some(Arc::new(vec![

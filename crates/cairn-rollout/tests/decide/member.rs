@@ -352,7 +352,13 @@ fn at_once_gives_everyone_a_slot_in_one_wave() {
         .map(|i| member(&format!("host-{i}"), old(), MemberState::Running, 5))
         .collect();
     let rec = record(plan.clone(), Phase::Rolling, 0);
-    let (_, d) = decide_with(reading(view("host-0", plan), rec), &members);
+    // The first look takes the free steward lease, and only that.
+    let (_, d) = decide_with(reading(view("host-0", plan.clone()), rec), &members);
+    let w = rollout_write(&d).unwrap();
+    assert_eq!(w.steward.as_ref().unwrap().member, "host-0");
+    assert!(w.slots.is_empty());
+    // The next grants everyone.
+    let (_, d) = decide_with(reading(view("host-0", plan), w.clone()), &members);
     let w = rollout_write(&d).unwrap();
     assert_eq!(w.slots.len(), 30);
     assert_eq!(w.wave, 1);

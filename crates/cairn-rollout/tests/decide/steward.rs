@@ -163,9 +163,20 @@ fn the_steward_lease_is_taken_over_only_after_it_lapsed() {
     let (_, d) = decide_with(reading(steward("host-01", plan(1)), held(5)), &all);
     assert!(rollout_write(&d).is_none(), "a live lease is left alone");
     let lapsed = -((Timing::default().margin() + Timing::default().poll).as_secs() as i64) - 1;
-    let (_, d) = decide_with(reading(steward("host-01", plan(1)), held(lapsed)), &all);
+    let (v, d) = decide_with(reading(steward("host-01", plan(1)), held(lapsed)), &all);
     let w = rollout_write(&d).expect("takes over");
     assert_eq!(w.steward.as_ref().unwrap().member, "host-01");
+    // The lease alone, before reading anyone: of many agents seeing it
+    // lapse at once, only the one whose write wins reads every holder.
+    assert!(v.members.is_none() && v.peers.is_empty(), "nothing read");
+    assert!(w.slots.is_empty() && w.cursor.is_none(), "nothing granted");
+    assert!(
+        matches!(d.action, Action::Wait { until, .. } if until == now()),
+        "decides again at once: {:?}",
+        d.action
+    );
+    let (_, d) = decide_with(reading(steward("host-01", plan(1)), w.clone()), &all);
+    assert_eq!(rollout_write(&d).expect("grants").slots.len(), 1);
 }
 
 #[test]
