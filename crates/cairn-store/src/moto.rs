@@ -41,6 +41,12 @@ impl Drop for Moto {
 }
 
 impl Moto {
+    /// The moto process's id (to stop and continue it, as a store that
+    /// stops answering for a while).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Starts moto on a free loopback port and waits until it answers.
     pub fn start() -> Self {
         Self::start_on(free_port())

@@ -1,5 +1,6 @@
-//! Faults during rollouts: a host cut off the network, the store server
-//! restarted, an agent killed holding a slot, a canary failing health.
+//! Faults during rollouts: a host cut off the network, the store going
+//! away (a server restarted, S3 not answering), an agent killed holding a
+//! slot, a canary failing health; each with a server and with S3.
 
 use std::net::TcpStream;
 use std::os::unix::process::ExitStatusExt;
@@ -121,8 +122,23 @@ fn cut_off_and_reconnected(fleet: &Fleet) {
 
 #[test]
 fn the_store_server_restarted_mid_rollout_and_every_agent_converges() {
+    store_down_mid_rollout(Fleet::with_server("hosts-restart", 3, ""));
+}
+
+/// moto keeps its objects in memory, so an S3 store is not restarted:
+/// it stops answering (SIGSTOP) for longer than an agent's store calls
+/// wait, then answers again (SIGCONT).
+#[test]
+fn over_s3_the_store_stops_answering_mid_rollout_and_every_agent_converges() {
+    store_down_mid_rollout(Fleet::with_s3("hosts-s3-stop", 3, ""));
+}
+
+/// v2 is promoted and the store goes away at once (a server is stopped
+/// and started again; S3 stops answering for 12 s): every member still
+/// moves one at a time and converges.
+fn store_down_mid_rollout(mut fleet: Fleet) {
     let began = Instant::now();
-    let mut fleet = Fleet::with_server("hosts-restart", 3, "");
+    let name = fleet.channel.clone();
     let fx = fixture();
     let addr = fleet.store_addr();
     fleet.promote(&fx.v1);
@@ -130,38 +146,82 @@ fn the_store_server_restarted_mid_rollout_and_every_agent_converges() {
 
     let targets = fleet.targets();
     let (exit, answers) = observe(&targets, || {
-        let Some(StoreProcess::Server(server)) = fleet.store.take() else {
-            unreachable!("a server fleet")
-        };
         fleet.promote(&fx.v2);
-        let exit = server.terminate(Duration::from_secs(20));
-        std::thread::sleep(Duration::from_secs(2));
-        let launcher = fleet.net.hosts[0].launcher_str();
-        let server = Server::start_under(&launcher, &fx.store, addr);
-        fleet.store = Some(StoreProcess::Server(server));
-        let restarted = Instant::now();
+        // The store goes away once the first slot is granted.
+        fleet.wait_rollout("a slot granted", |r| {
+            r["slots"].as_array().is_some_and(|s| !s.is_empty())
+        });
+        let midway = |fleet: &Fleet| {
+            let on_v2 = (0..fleet.members.len())
+                .filter(|&i| {
+                    let s = fleet.host(i).run(|| fleet.members[i].status()).unwrap();
+                    s["member"]["version"] == "2"
+                })
+                .count();
+            assert!(
+                on_v2 < fleet.members.len(),
+                "the rollout was over with the store gone"
+            );
+        };
+        let exit = match fleet.store.take() {
+            Some(StoreProcess::Server(server)) => {
+                let exit = server.terminate(Duration::from_secs(20));
+                std::thread::sleep(Duration::from_secs(2));
+                midway(&fleet);
+                let launcher = fleet.net.hosts[0].launcher_str();
+                let server = Server::start_under(&launcher, &fx.store, addr);
+                fleet.store = Some(StoreProcess::Server(server));
+                Some(exit)
+            }
+            Some(StoreProcess::S3(moto)) => {
+                let pid = moto.pid() as libc::pid_t;
+                // SAFETY: signals to the child this fleet started.
+                assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+                std::thread::sleep(Duration::from_secs(12));
+                midway(&fleet);
+                assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+                fleet.store = Some(StoreProcess::S3(moto));
+                None
+            }
+            None => unreachable!("a fleet has a store"),
+        };
+
+        let back = Instant::now();
         fleet.wait_all("2");
         eprintln!(
-            "hosts-restart: converged {:?} after the restart",
-            restarted.elapsed()
+            "{name}: converged {:?} after the store came back",
+            back.elapsed()
         );
         exit
     });
-    assert!(exit.success(), "cairn server on SIGTERM: {exit:?}");
+    if let Some(exit) = exit {
+        assert!(exit.success(), "cairn server on SIGTERM: {exit:?}");
+    }
     check_one_at_a_time_if(Pace::OneAtATime, &answers);
     for (i, a) in answers.iter().enumerate() {
         check_moved(i, a, "1", "2");
     }
     assert_status(&fleet, "2");
-    eprintln!("hosts-restart: whole scenario {:?}", began.elapsed());
+    eprintln!("{name}: whole scenario {:?}", began.elapsed());
 }
+
+/// m0 goes first, and dies (SIGKILL, at its own hand) once it switched
+/// under its slot.
+const M0_FIRST: &str = "\n[deploy]\norder = [\"m0\"]\n";
 
 #[test]
 fn an_agent_killed_holding_a_slot_frees_it_when_its_lease_ends() {
+    killed_holding_a_slot(Fleet::with_server("hosts-kill", 4, M0_FIRST));
+}
+
+#[test]
+fn over_s3_an_agent_killed_holding_a_slot_frees_it_when_its_lease_ends() {
+    killed_holding_a_slot(Fleet::with_s3("hosts-s3-kill", 4, M0_FIRST));
+}
+
+fn killed_holding_a_slot(mut fleet: Fleet) {
     let began = Instant::now();
-    // m0 goes first, and dies (SIGKILL, at its own hand) once it switched
-    // under its slot.
-    let mut fleet = Fleet::with_server("hosts-kill", 4, "\n[deploy]\norder = [\"m0\"]\n");
+    let name = fleet.channel.clone();
     let fx = fixture();
     fleet.promote(&fx.v1);
     fleet.settle("1");
@@ -205,13 +265,24 @@ fn an_agent_killed_holding_a_slot_frees_it_when_its_lease_ends() {
         }
     }
     assert_status(&fleet, "2");
-    eprintln!("hosts-kill: whole scenario {:?}", began.elapsed());
+    eprintln!("{name}: whole scenario {:?}", began.elapsed());
 }
+
+/// One canary, baked for 2 s.
+const CANARY: &str = "\n[deploy]\nstrategy = \"canary\"\ncanary = { count = 1, bake = \"2s\" }\n";
 
 #[test]
 fn a_canary_failing_health_halts_the_rollout_and_leaves_the_other_hosts_alone() {
-    let canary = "\n[deploy]\nstrategy = \"canary\"\ncanary = { count = 1, bake = \"2s\" }\n";
-    let fleet = Fleet::with_server("hosts-canary", 4, canary);
+    failing_canary(Fleet::with_server("hosts-canary", 4, CANARY));
+}
+
+#[test]
+fn over_s3_a_canary_failing_health_halts_the_rollout_and_leaves_the_other_hosts_alone() {
+    failing_canary(Fleet::with_s3("hosts-s3-canary", 4, CANARY));
+}
+
+fn failing_canary(fleet: Fleet) {
+    let name = fleet.channel.clone();
     let fx = fixture();
     let began = Instant::now();
     fleet.promote(&fx.v1);
@@ -270,5 +341,5 @@ fn a_canary_failing_health_halts_the_rollout_and_leaves_the_other_hosts_alone() 
     let (code, rows) = fleet.status_with_code();
     assert_eq!(code, Some(3), "cairn status on a halted rollout");
     assert_eq!(status_problem(&fleet, &rows, "1"), None);
-    eprintln!("hosts-canary: whole scenario {:?}", began.elapsed());
+    eprintln!("{name}: whole scenario {:?}", began.elapsed());
 }
