@@ -6,14 +6,19 @@
 //! action like any input, so the emulator is as reproducible as the rest
 //! and the host's binfmt_misc configuration is neither needed nor changed.
 //! The command line becomes `EMULATOR_MOUNT/qemu-ARCH-static PROGRAM ARGS…`
-//! (the same for services and exec probes). QEMU emulates that one
-//! program: a foreign program that starts other foreign programs (a shell
-//! running a script) needs binfmt_misc, which the sandbox does not set up,
-//! so a foreign step runs one program. The platform itself is a property
-//! of the action (`cairn.platform`), so the cache never confuses
-//! architectures. A step whose platform is the host's runs natively.
+//! (the same for services and exec probes), and the emulator is also
+//! registered with the binfmt_misc of the sandbox's own user namespace
+//! ([`cairn_sandbox::Emulator`], Linux 6.7 and later), so the foreign
+//! programs that program starts (a shell running a script, `go test`
+//! running a test binary) run under it too; on older kernels only the
+//! first one does. The platform itself is a property of the action
+//! (`cairn.platform`), so the cache never confuses architectures. A step
+//! whose platform is the host's runs natively.
+
+use std::path::PathBuf;
 
 use cairn_recipe::{Platform, Step, EMULATOR_MOUNT};
+use cairn_sandbox::Emulator;
 
 /// The step's platform, if it is not this machine's.
 pub fn foreign(step: &Step) -> Option<Platform> {
@@ -34,4 +39,14 @@ pub fn argv(step: &Step, argv: &[String]) -> Vec<String> {
             .collect(),
         None => argv.to_vec(),
     }
+}
+
+/// The emulator the sandbox registers for `step`'s foreign programs.
+pub fn emulator(step: &Step) -> Option<Emulator> {
+    foreign(step).map(|p| Emulator {
+        name: format!("cairn-{}", p.qemu_arch()),
+        magic: p.elf_magic().to_vec(),
+        mask: p.elf_mask().to_vec(),
+        interpreter: PathBuf::from(format!("{EMULATOR_MOUNT}/{}", emulator_file(p))),
+    })
 }

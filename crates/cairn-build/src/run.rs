@@ -255,6 +255,7 @@ fn plan(fs: &FsStore, job: &Job) -> Result<(Plan, Vec<HeldTree>), BuildError> {
             out_bytes: Some(l.out),
         },
         services: crate::services::plan(job)?,
+        emulator: crate::platform::emulator(&job.step),
     };
     Ok((plan, held))
 }

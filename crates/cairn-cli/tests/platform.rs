@@ -3,9 +3,9 @@
 //! pinned store tree made from Debian's `qemu-user-static`
 //! (`/usr/bin/qemu-aarch64-static`; the tests fail if it is missing,
 //! `.ci/run` installs it), never from the host's binfmt configuration.
-//! The arm64 program is a minimal static ELF written by the test itself
-//! (write(1, msg), exit(code): eight instructions), so no cross compiler
-//! is needed.
+//! The arm64 programs are minimal static ELFs written by the test itself
+//! (write(1, msg), exit(code); or execve of another: eight instructions
+//! each), so no cross compiler is needed.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -15,28 +15,25 @@ use serde_json::Value;
 const CAIRN: &str = env!("CARGO_BIN_EXE_cairn");
 const QEMU: &str = "/usr/bin/qemu-aarch64-static";
 
-/// A static aarch64 Linux executable that writes `msg` to stdout and exits
-/// with `code`.
-fn arm64_program(msg: &[u8], code: u16) -> Vec<u8> {
-    const BASE: u64 = 0x40_0000;
-    const CODE: u64 = 64 + 56; // after the ELF header and one program header
-    let movz = |rd: u32, imm: u16| 0xd280_0000 | (u32::from(imm) << 5) | rd;
-    let adr =
-        |rd: u32, delta: u32| ((delta & 3) << 29) | (0b10000 << 24) | ((delta >> 2) << 5) | rd;
-    let svc = 0xd400_0001;
-    let msg_at = CODE + 8 * 4;
-    let len = u16::try_from(msg.len()).unwrap();
-    let code = [
-        movz(0, 1),                           // x0 = stdout
-        adr(1, (msg_at - (CODE + 4)) as u32), // x1 = msg
-        movz(2, len),                         // x2 = len
-        movz(8, 64),                          // write
-        svc,
-        movz(0, code), // x0 = code
-        movz(8, 93),   // exit
-        svc,
-    ];
-    let total = msg_at + msg.len() as u64;
+const BASE: u64 = 0x40_0000;
+const CODE: u64 = 64 + 56; // after the ELF header and one program header
+
+fn movz(rd: u32, imm: u16) -> u32 {
+    0xd280_0000 | (u32::from(imm) << 5) | rd
+}
+
+/// `adr rd, pc + delta`.
+fn adr(rd: u32, delta: u64) -> u32 {
+    let delta = delta as u32;
+    ((delta & 3) << 29) | (0b10000 << 24) | ((delta >> 2) << 5) | rd
+}
+
+const SVC: u32 = 0xd400_0001;
+
+/// A static aarch64 Linux executable of `code` followed by `data`, loaded
+/// at `BASE`.
+fn arm64_elf(code: &[u32], data: &[u8]) -> Vec<u8> {
+    let total = CODE + 4 * code.len() as u64 + data.len() as u64;
     let mut elf = Vec::new();
     elf.extend_from_slice(b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0");
     elf.extend_from_slice(&2u16.to_le_bytes()); // ET_EXEC
@@ -55,10 +52,51 @@ fn arm64_program(msg: &[u8], code: u16) -> Vec<u8> {
         elf.extend_from_slice(&word.to_le_bytes());
     }
     for insn in code {
-        elf.extend_from_slice(&u32::to_le_bytes(insn));
+        elf.extend_from_slice(&insn.to_le_bytes());
     }
-    elf.extend_from_slice(msg);
+    elf.extend_from_slice(data);
     elf
+}
+
+/// A static aarch64 Linux executable that writes `msg` to stdout and exits
+/// with `code`.
+fn arm64_program(msg: &[u8], code: u16) -> Vec<u8> {
+    let msg_at = CODE + 8 * 4;
+    let len = u16::try_from(msg.len()).unwrap();
+    let code = [
+        movz(0, 1),                  // x0 = stdout
+        adr(1, msg_at - (CODE + 4)), // x1 = msg
+        movz(2, len),                // x2 = len
+        movz(8, 64),                 // write
+        SVC,
+        movz(0, code), // x0 = code
+        movz(8, 93),   // exit
+        SVC,
+    ];
+    arm64_elf(&code, msg)
+}
+
+/// A static aarch64 Linux executable that runs `path` (another aarch64
+/// program): `execve(path, [path], NULL)`, or exits with 99 if it cannot.
+fn arm64_exec(path: &str) -> Vec<u8> {
+    let argv_at = CODE + 8 * 4; // 8-byte aligned
+    let path_at = argv_at + 16;
+    let code = [
+        adr(0, path_at - CODE),       // x0 = path
+        adr(1, argv_at - (CODE + 4)), // x1 = argv
+        movz(2, 0),                   // x2 = envp = NULL
+        movz(8, 221),                 // execve
+        SVC,
+        movz(0, 99), // it returned: x0 = 99
+        movz(8, 93), // exit
+        SVC,
+    ];
+    let mut data = Vec::new();
+    data.extend_from_slice(&(BASE + path_at).to_le_bytes());
+    data.extend_from_slice(&0u64.to_le_bytes());
+    data.extend_from_slice(path.as_bytes());
+    data.push(0);
+    arm64_elf(&code, &data)
 }
 
 struct Project {
@@ -81,6 +119,9 @@ impl Project {
         let hello = dir.join("bin/hello");
         std::fs::write(&hello, arm64_program(b"hello from arm64\n", code)).unwrap();
         set_executable(&hello);
+        let exec = dir.join("bin/exec-hello");
+        std::fs::write(&exec, arm64_exec("/b/hello")).unwrap();
+        set_executable(&exec);
         let qemu = root.join("qemu");
         std::fs::create_dir_all(&qemu).unwrap();
         std::fs::copy(QEMU, qemu.join("qemu-aarch64-static")).unwrap();
@@ -176,6 +217,23 @@ fn an_arm64_step_runs_under_the_pinned_emulator_and_is_cached_per_platform() {
         error.to_lowercase().contains("exec format error"),
         "{error}"
     );
+}
+
+/// The step's program starts another arm64 program: the emulator is
+/// registered with the sandbox's own binfmt_misc, so that one runs under
+/// it too (the host has no binfmt_misc entry for arm64, and none is made).
+#[test]
+fn an_arm64_program_started_by_an_arm64_step_runs_under_the_emulator_too() {
+    let (p, tree) = Project::new(4);
+    p.recipe(&recipe(&tree, ARM64).replace("[\"/b/hello\"]", "[\"/b/exec-hello\"]"));
+    let (code, steps, err) = p.test_json();
+    assert_eq!(code, 1, "{err}");
+    let error = steps[0]["error"].as_str().unwrap();
+    // 4 is hello's own exit code (99 would be the failed execve).
+    assert!(error.contains("exited with code 4"), "{error}");
+    assert!(err.contains("[hello] hello from arm64"), "{err}");
+    let host = Path::new("/proc/sys/fs/binfmt_misc/cairn-aarch64");
+    assert!(!host.exists(), "the host's binfmt_misc was changed");
 }
 
 #[test]

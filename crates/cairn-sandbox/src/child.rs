@@ -77,6 +77,8 @@ pub(crate) enum Stage {
     /// Service `index` ended (`value`: its wait status) or did not answer
     /// its probe before the deadline (`value` -1); the command never ran.
     ServiceNotReady = 19,
+    /// Registering the emulator with the sandbox's binfmt_misc.
+    Emulator = 20,
 }
 
 impl Stage {
@@ -103,6 +105,7 @@ impl Stage {
             Filter,
             Watched,
             ServiceNotReady,
+            Emulator,
         ]
         .into_iter()
         .find(|s| *s as u32 == v)
@@ -476,6 +479,9 @@ fn build_root(s: &mut Script) -> Sys {
     check(r.into(), Stage::Hostname, 0)?;
     mounts::loopback_up().map_err(|e| (Stage::Loopback, 0, e))?;
     mounts::pivot(root).map_err(|e| (Stage::Pivot, 0, e))?;
+    if let Some(line) = &s.binfmt {
+        mounts::register_emulator(line).map_err(|e| (Stage::Emulator, 0, e))?;
+    }
     // SAFETY: closing fds we own; the clones are attached by now.
     unsafe {
         libc::close(root);

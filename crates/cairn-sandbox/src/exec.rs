@@ -239,6 +239,7 @@ fn spawn_and_wait(
         cgroup_procs: cgroup.procs_fds(),
         status_fd: status_w.as_raw_fd(),
         host_ids: (spawn.ids.uid, spawn.ids.gid),
+        ns_root: spawn.ids.ns_root,
         clear_groups: spawn.ids.dedicated,
     });
     let mut cmd = Command::new("/cairn-sandbox-init-never-executed");
@@ -495,6 +496,13 @@ fn setup_step(
         Stage::Pivot => what("pivot into the new root"),
         Stage::Keyring => what("join a new session keyring"),
         Stage::Filter => what("install the system-call filter"),
+        Stage::Emulator => match &plan.emulator {
+            Some(e) => format!(
+                "register {} with the sandbox's binfmt_misc",
+                e.interpreter.display()
+            ),
+            None => what("register the emulator"),
+        },
         Stage::Exited | Stage::Exec | Stage::Watched | Stage::ServiceNotReady => {
             unreachable!("not setup failures")
         }

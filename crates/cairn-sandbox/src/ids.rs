@@ -12,6 +12,10 @@
 //! every daemon that runs as it (NFS's anonymous user among them) and
 //! with every other step.
 //!
+//! A step with an emulator also gets the slot's id in the range just
+//! above ([`HOST_ID_SLOTS`] further) for its namespace's root, which owns
+//! the sandbox's own binfmt_misc files; the step never runs as it.
+//!
 //! The range lies in the part of the 32-bit id space that systemd and
 //! the usual allocators leave unused (above the container ranges, below
 //! 2^31). When cairn is root inside a user namespace that does not map
@@ -42,6 +46,14 @@ pub(crate) struct HostIds {
     pub gid: u32,
     /// Whether the ids differ from the caller's (cairn runs as root).
     pub dedicated: bool,
+    /// A second host id of the slot (uid and gid alike), from the range
+    /// just above the steps' own, for the namespace's root: mapped only
+    /// for a step with an emulator, whose registration with the sandbox's
+    /// binfmt_misc needs files the namespace's root owns (see
+    /// `mounts::register_emulator`). The step never runs as it. `None`
+    /// for an ordinary caller (the kernel lets it map its own id only) or
+    /// where the range is not mapped.
+    pub ns_root: Option<u32>,
     _slot: Option<File>,
 }
 
@@ -57,6 +69,7 @@ impl HostIds {
                 uid: euid,
                 gid: egid,
                 dedicated: false,
+                ns_root: None,
                 _slot: None,
             });
         }
@@ -71,6 +84,7 @@ impl HostIds {
                 uid: NOBODY,
                 gid: NOBODY,
                 dedicated: true,
+                ns_root: None,
                 _slot: None,
             });
         }
@@ -79,6 +93,7 @@ impl HostIds {
             uid: FIRST_HOST_ID + slot,
             gid: FIRST_HOST_ID + slot,
             dedicated: true,
+            ns_root: roots_are_mapped().then_some(FIRST_HOST_ID + HOST_ID_SLOTS + slot),
             _slot: Some(lock),
         })
     }
@@ -131,6 +146,11 @@ fn take_slot() -> Result<(u32, File), SandboxError> {
 fn range_is_mapped() -> bool {
     static MAPPED: OnceLock<bool> = OnceLock::new();
     *MAPPED.get_or_init(|| mapped(FIRST_HOST_ID, HOST_ID_SLOTS))
+}
+
+fn roots_are_mapped() -> bool {
+    static MAPPED: OnceLock<bool> = OnceLock::new();
+    *MAPPED.get_or_init(|| mapped(FIRST_HOST_ID + HOST_ID_SLOTS, HOST_ID_SLOTS))
 }
 
 /// Whether ids `first..first+count` are all mapped (as uids and gids) in

@@ -104,5 +104,5 @@ pub use error::SandboxError;
 pub use exec::{run, Outcome, OutputDir, Scratch, ServiceEnd, Termination};
 pub use filter::refused_calls;
 pub use ids::{FIRST_HOST_ID, HOST_ID_SLOTS};
-pub use plan::{Limits, Mount, Plan, PlanError, RESERVED, SANDBOX_ID};
+pub use plan::{Emulator, Limits, Mount, Plan, PlanError, RESERVED, SANDBOX_ID};
 pub use services::{Probe, Readiness, Service, MAX_SERVICES};

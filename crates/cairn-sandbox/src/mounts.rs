@@ -303,6 +303,34 @@ pub(crate) fn apply(op: &Op, root: c_int, clones: &[c_int]) -> Sys {
     }
 }
 
+/// Registers an emulator (`line`, see `script::binfmt_line`) with the
+/// binfmt_misc of the sandbox's own user namespace, mounted on
+/// `/proc/sys/fs/binfmt_misc` (run after the pivot, so the interpreter's
+/// path is the sandbox's). The registration lasts as long as that mount,
+/// so it stays, where the step, without capabilities, can read it and
+/// change nothing. `Ok(false)` if the kernel has no binfmt_misc per user
+/// namespace (before Linux 6.7): then only the step's own program runs
+/// emulated, as its command line names the emulator.
+pub(crate) fn register_emulator(line: &[u8]) -> Sys<bool> {
+    let dir = c"/proc/sys/fs/binfmt_misc";
+    let flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+    match mount(c"binfmt_misc", dir, c"binfmt_misc", flags, c"") {
+        Ok(()) => {}
+        Err(libc::EPERM | libc::ENODEV | libc::ENOENT | libc::EINVAL) => return Ok(false),
+        Err(e) => return Err(e),
+    }
+    // SAFETY: a valid C string; the fd is owned by `Fd`.
+    let register = open_fd(unsafe {
+        libc::open(
+            c"/proc/sys/fs/binfmt_misc/register".as_ptr(),
+            libc::O_WRONLY | libc::O_CLOEXEC,
+        )
+    })?;
+    // SAFETY: pointer and length of a live buffer.
+    let n = unsafe { libc::write(register.0, line.as_ptr().cast(), line.len()) };
+    check(n as libc::c_long).map(|_| true)
+}
+
 /// Brings the new network namespace's loopback interface up.
 pub(crate) fn loopback_up() -> Sys {
     // SAFETY: a socket we own (closed by `Fd`), and a zeroed `ifreq` whose

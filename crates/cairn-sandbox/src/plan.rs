@@ -48,6 +48,29 @@ pub struct Plan {
     /// [`Service`]); empty for a plain step.
     #[serde(default)]
     pub services: Vec<Service>,
+    /// The interpreter of a foreign architecture's programs, registered
+    /// with the sandbox's own binfmt_misc (see [`Emulator`]); `None` for
+    /// a native step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emulator: Option<Emulator>,
+}
+
+/// A foreign architecture's interpreter (QEMU user emulation), registered
+/// in the sandbox with binfmt_misc of the sandbox's own user namespace
+/// (Linux 6.7 and later), so that every program of that architecture a
+/// step starts, not only the first, runs under it. The host's binfmt_misc
+/// is neither read nor changed. The file is opened when it is registered
+/// (the `F` flag), from inside the sandbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Emulator {
+    /// The registration's name: ASCII letters, digits, `-` and `_`.
+    pub name: String,
+    /// The bytes at the start of the architecture's executables...
+    pub magic: Vec<u8>,
+    /// ...compared under this mask (as long as `magic`).
+    pub mask: Vec<u8>,
+    /// The interpreter's absolute path inside the sandbox.
+    pub interpreter: PathBuf,
 }
 
 /// One host path made visible inside the sandbox.
@@ -79,6 +102,34 @@ pub struct Limits {
     pub tmp_bytes: Option<u64>,
     /// Size of the `/out` tmpfs.
     pub out_bytes: Option<u64>,
+}
+
+impl Emulator {
+    fn validate(&self) -> Result<(), PlanError> {
+        let bad = |reason: &str| {
+            Err(PlanError::Emulator {
+                name: self.name.clone(),
+                reason: reason.to_string(),
+            })
+        };
+        let name_ok = !self.name.is_empty()
+            && self.name.len() <= 32
+            && self
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !name_ok {
+            return bad("the name must be 1 to 32 ASCII letters, digits, `-` or `_`");
+        }
+        if self.magic.is_empty() || self.magic.len() > 128 || self.mask.len() != self.magic.len() {
+            return bad("magic and mask must be 1 to 128 bytes, as long as each other");
+        }
+        check_normalized("emulator interpreter", &self.interpreter)?;
+        if self.interpreter.to_string_lossy().contains(':') {
+            return bad("the interpreter's path may not contain `:`");
+        }
+        Ok(())
+    }
 }
 
 /// Why a plan was rejected.
@@ -131,6 +182,14 @@ pub enum PlanError {
     /// The timeout is zero.
     #[error("timeout must be positive")]
     ZeroTimeout,
+    /// The emulator cannot be registered as given.
+    #[error("emulator {name:?}: {reason}")]
+    Emulator {
+        /// Its registration name.
+        name: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// A service cannot be run as given.
     #[error("service {name:?}: {reason}")]
     Service {
@@ -184,6 +243,9 @@ impl Plan {
         check_nul("hostname", &self.hostname)?;
         if self.timeout.is_zero() {
             return Err(PlanError::ZeroTimeout);
+        }
+        if let Some(e) = &self.emulator {
+            e.validate()?;
         }
         crate::services::validate(&self.services)
     }
@@ -243,6 +305,7 @@ mod tests {
             timeout: Duration::from_secs(1),
             limits: Limits::default(),
             services: Vec::new(),
+            emulator: None,
         }
     }
 
@@ -260,6 +323,55 @@ mod tests {
     fn accepts_a_plain_plan() {
         assert_eq!(plan().validate(), Ok(()));
         assert_eq!(with_target("/src/sub").validate(), Ok(()));
+    }
+
+    fn emulator(name: &str, interpreter: &str, magic: usize, mask: usize) -> Plan {
+        let mut p = plan();
+        p.emulator = Some(Emulator {
+            name: name.into(),
+            magic: vec![0x7f; magic],
+            mask: vec![0xff; mask],
+            interpreter: interpreter.into(),
+        });
+        p
+    }
+
+    #[test]
+    fn an_emulator_must_be_registrable() {
+        assert_eq!(
+            emulator("cairn-aarch64", "/e/qemu", 20, 20).validate(),
+            Ok(())
+        );
+        for bad in [
+            emulator("", "/e/qemu", 20, 20),
+            emulator("a:b", "/e/qemu", 20, 20),
+            emulator(&"x".repeat(33), "/e/qemu", 20, 20),
+            emulator("q", "/e:x/qemu", 20, 20),
+            emulator("q", "/e/qemu", 20, 19),
+            emulator("q", "/e/qemu", 129, 129),
+            emulator("q", "/e/qemu", 0, 0),
+        ] {
+            let err = bad.validate();
+            assert!(matches!(err, Err(PlanError::Emulator { .. })), "{err:?}");
+        }
+        assert!(matches!(
+            emulator("q", "e/qemu", 20, 20).validate(),
+            Err(PlanError::NotNormalized { .. })
+        ));
+    }
+
+    #[test]
+    fn the_registration_escapes_every_magic_byte() {
+        let e = Emulator {
+            name: "cairn-aarch64".into(),
+            magic: vec![0x7f, b':', 0],
+            mask: vec![0xff, 0xff, 0xfe],
+            interpreter: "/.cairn/emulator/qemu-aarch64-static".into(),
+        };
+        assert_eq!(
+            String::from_utf8(crate::script::binfmt_line(&e)).unwrap(),
+            r":cairn-aarch64:M::\x7f\x3a\x00:\xff\xff\xfe:/.cairn/emulator/qemu-aarch64-static:F"
+        );
     }
 
     #[test]

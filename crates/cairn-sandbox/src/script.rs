@@ -208,6 +208,29 @@ pub(crate) struct Script {
     /// The services, started before the command, in order.
     pub services: Vec<crate::ready::ScriptService>,
     pub filters: &'static [BpfProgram],
+    /// The emulator's binfmt_misc registration line, if the step has one.
+    pub binfmt: Option<Vec<u8>>,
+}
+
+/// The line that registers `e` with binfmt_misc: every magic and mask byte
+/// escaped (so none is taken for the `:` separator), the `F` flag (the
+/// interpreter is opened now, inside the sandbox).
+pub(crate) fn binfmt_line(e: &crate::plan::Emulator) -> Vec<u8> {
+    use std::fmt::Write;
+    let hex = |bytes: &[u8]| {
+        bytes.iter().fold(String::new(), |mut s, b| {
+            let _ = write!(s, "\\x{b:02x}");
+            s
+        })
+    };
+    format!(
+        ":{}:M::{}:{}:{}:F",
+        e.name,
+        hex(&e.magic),
+        hex(&e.mask),
+        e.interpreter.display()
+    )
+    .into_bytes()
 }
 
 /// A command ready for `execve`: the step's, a service's or an exec probe's.
@@ -446,13 +469,22 @@ pub(crate) struct Process<'a> {
     pub cgroup_procs: Vec<RawFd>,
     pub status_fd: RawFd,
     pub host_ids: (u32, u32),
+    /// The host id the namespace's root maps to, for a step whose
+    /// emulator is registered with the sandbox's binfmt_misc.
+    pub ns_root: Option<u32>,
     pub clear_groups: bool,
 }
 
 /// Lowers everything into a [`Script`].
 pub(crate) fn build(p: Process<'_>) -> Script {
     let plan = p.plan;
-    let map = |outside: u32| format!("{SANDBOX_ID} {outside} 1\n").into_bytes();
+    // With an emulator and an id for the namespace's root, that one is
+    // mapped too (binfmt_misc's files are the namespace root's).
+    let ns_root = p.ns_root.filter(|_| plan.emulator.is_some());
+    let map = |outside: u32| {
+        let root = ns_root.map_or(String::new(), |r| format!("0 {r} 1\n"));
+        format!("{root}{SANDBOX_ID} {outside} 1\n").into_bytes()
+    };
     let l = &plan.limits;
     let hard = |res| {
         let mut r = libc::rlimit {
@@ -500,5 +532,10 @@ pub(crate) fn build(p: Process<'_>) -> Script {
             .map(crate::ready::ScriptService::new)
             .collect(),
         filters: crate::filter::programs(),
+        binfmt: plan
+            .emulator
+            .as_ref()
+            .filter(|_| ns_root.is_some())
+            .map(binfmt_line),
     }
 }

@@ -64,6 +64,7 @@ impl Fixture {
             timeout: Duration::from_secs(10),
             limits: Limits::default(),
             services: Vec::new(),
+            emulator: None,
         }
     }
 
