@@ -6,12 +6,11 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
+use support::cli::{example, Machine};
 use support::refused;
 
-const CAIRN: &str = env!("CARGO_BIN_EXE_cairn");
-const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/busybox-hello");
 const SERVICE: &str = "busybox-hello";
 
 struct Pipeline {
@@ -20,6 +19,7 @@ struct Pipeline {
     project: PathBuf,
     store: PathBuf,
     keys: PathBuf,
+    machine: Machine,
 }
 
 impl Pipeline {
@@ -27,29 +27,16 @@ impl Pipeline {
     fn new() -> Self {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path().to_path_buf();
-        let project = root.join("busybox-hello");
-        std::fs::create_dir_all(project.join("src")).unwrap();
-        for file in ["cairn.toml", "make-rootfs.sh", "src/greeting.txt"] {
-            std::fs::copy(Path::new(EXAMPLE).join(file), project.join(file)).unwrap();
-        }
+        let store = root.join("store");
+        let project = example(&root, &store);
         let p = Self {
-            store: root.join("store"),
+            machine: Machine::under(&root, &project),
             keys: root.join("keys"),
+            store,
             project,
             root,
             _tmp: tmp,
         };
-        let made = Command::new("sh")
-            .arg(p.project.join("make-rootfs.sh"))
-            .env("CAIRN", CAIRN)
-            .env("CAIRN_STORE", &p.store)
-            .output()
-            .unwrap();
-        assert!(
-            made.status.success(),
-            "make-rootfs.sh: {}",
-            String::from_utf8_lossy(&made.stderr)
-        );
         for key in ["ci", "ops", "ops2"] {
             p.ok(&["key", "generate", key]);
         }
@@ -57,27 +44,11 @@ impl Pipeline {
     }
 
     fn run(&self, args: &[&str]) -> Output {
-        Command::new(CAIRN)
-            .arg("--store")
-            .arg(&self.store)
-            .arg("--keys")
-            .arg(&self.keys)
-            .args(args)
-            .current_dir(&self.project)
-            .env_remove("CAIRN_STORE")
-            .env("XDG_STATE_HOME", self.root.join("state"))
-            .output()
-            .unwrap()
+        self.machine.run(args)
     }
 
     fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "cairn {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
+        self.machine.ok(args)
     }
 
     /// Runs, expects a refusal (exit 1, one line naming `needle`), returns
@@ -398,8 +369,10 @@ fn accepted_sequences_are_remembered_without_a_flag() {
     .unwrap();
     assert_eq!(again["new"].as_bool(), Some(false));
     let mark = p
-        .root
-        .join("state/cairn/accepted")
+        .machine
+        .state()
+        .unwrap()
+        .join("cairn/accepted")
         .join(SERVICE)
         .join("prod.json");
     let mark: serde_json::Value = serde_json::from_slice(&std::fs::read(mark).unwrap()).unwrap();
@@ -414,17 +387,11 @@ fn accepted_sequences_are_remembered_without_a_flag() {
         "sequence 1 is not greater than the last accepted sequence 2",
     );
     // A fresh state directory has no memory: it accepts #1 (first contact).
-    let out = Command::new(CAIRN)
-        .args([
-            "--store",
-            p.store.to_str().unwrap(),
-            "--keys",
-            p.keys.to_str().unwrap(),
-        ])
-        .args(["channel", "verify", SERVICE, "prod", "--policy", &policy])
-        .env("XDG_STATE_HOME", p.root.join("other-state"))
-        .output()
-        .unwrap();
+    let elsewhere = Machine {
+        cache: Some(p.root.join("other-cache")),
+        ..p.machine.clone()
+    };
+    let out = elsewhere.run(&["channel", "verify", SERVICE, "prod", "--policy", &policy]);
     assert!(out.status.success(), "{}", stderr(&out));
 }
 

@@ -8,12 +8,10 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use cairn_store::moto::Moto;
+use support::cli::{example, token, Machine};
 
-const CAIRN: &str = env!("CARGO_BIN_EXE_cairn");
-const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/busybox-hello");
 const SERVICE: &str = "busybox-hello";
 const BUCKET: &str = "cairn-remote";
 
@@ -25,23 +23,8 @@ struct Server {
 
 impl Server {
     fn start(store: &Path) -> Self {
-        let token = run_ok(
-            &Machine::bare(),
-            &[
-                "--store",
-                store.to_str().unwrap(),
-                "server",
-                "token",
-                "create",
-                "t",
-                "--scope",
-                "read",
-                "--scope",
-                "write",
-                "--scope",
-                &format!("promote:{SERVICE}"),
-            ],
-        );
+        let promote = format!("promote:{SERVICE}");
+        let token = token(store, "t", &["read", "write", &promote]);
         let process = support::Server::start::<&str>(store, &[]);
         Self { process, token }
     }
@@ -56,73 +39,6 @@ fn start_moto() -> Moto {
     let moto = Moto::start();
     moto.create_bucket(BUCKET);
     moto
-}
-
-/// One user's machine: a store URL, a token and its own local cache.
-struct Machine {
-    store: Option<String>,
-    token: Option<String>,
-    cache: Option<PathBuf>,
-    keys: Option<PathBuf>,
-    dir: Option<PathBuf>,
-}
-
-impl Machine {
-    fn bare() -> Self {
-        Self {
-            store: None,
-            token: None,
-            cache: None,
-            keys: None,
-            dir: None,
-        }
-    }
-
-    fn new(store: &str, token: Option<&str>, cache: &Path) -> Self {
-        Self {
-            store: Some(store.to_string()),
-            token: token.map(str::to_string),
-            cache: Some(cache.to_path_buf()),
-            ..Self::bare()
-        }
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        let mut cmd = Command::new(CAIRN);
-        cmd.env_remove("CAIRN_STORE")
-            .env_remove("CAIRN_TOKEN")
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test");
-        if let Some(s) = &self.store {
-            cmd.arg("--store").arg(s);
-        }
-        if let Some(t) = &self.token {
-            cmd.env("CAIRN_TOKEN", t);
-        }
-        if let Some(k) = &self.keys {
-            cmd.arg("--keys").arg(k);
-        }
-        if let Some(c) = &self.cache {
-            // This user's own state (the channels it accepted), never the
-            // real user's and never another test's.
-            cmd.env("CAIRN_CACHE", c)
-                .env("XDG_STATE_HOME", c.with_extension("state"));
-        }
-        if let Some(d) = &self.dir {
-            cmd.current_dir(d);
-        }
-        cmd.args(args).output().unwrap()
-    }
-}
-
-fn run_ok(m: &Machine, args: &[&str]) -> String {
-    let out = m.run(args);
-    assert!(
-        out.status.success(),
-        "cairn {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
 /// A small tree: nested directories, an executable, a symlink.
@@ -170,7 +86,7 @@ fn listing(dir: &Path) -> Vec<(String, Vec<u8>, bool)> {
 fn store_round_trip(url: &str, token: Option<&str>, root: &Path) {
     let src = source(root);
     let first = Machine::new(url, token, &root.join("cache-1"));
-    let digest = run_ok(&first, &["store", "add", src.to_str().unwrap()]);
+    let digest = first.ok(&["store", "add", src.to_str().unwrap()]);
     assert!(digest.starts_with("sha256:"), "{digest}");
     // Where the first machine keeps files: the store itself, or its cache.
     let files = if url.contains("://") {
@@ -183,7 +99,7 @@ fn store_round_trip(url: &str, token: Option<&str>, root: &Path) {
     let full = format!("{digest}/{size}");
 
     let second = Machine::new(url, token, &root.join("cache-2"));
-    let ls = run_ok(&second, &["store", "ls", "-r", &full]);
+    let ls = second.ok(&["store", "ls", "-r", &full]);
     assert!(
         ls.contains("a/b/deep.bin") && ls.contains("top.txt"),
         "{ls}"
@@ -193,13 +109,10 @@ fn store_round_trip(url: &str, token: Option<&str>, root: &Path) {
         "{ls}"
     );
     let out = root.join("checkout");
-    run_ok(
-        &second,
-        &["store", "checkout", &full, out.to_str().unwrap()],
-    );
+    second.ok(&["store", "checkout", &full, out.to_str().unwrap()]);
     assert_eq!(listing(&out), listing(&src));
     // A rerun copies nothing and still lists the tree.
-    assert_eq!(run_ok(&second, &["store", "ls", "-r", &full]), ls);
+    assert_eq!(second.ok(&["store", "ls", "-r", &full]), ls);
 
     let gc = second.run(&["store", "gc", "--dry-run"]);
     if url.contains("://") {
@@ -230,27 +143,6 @@ fn store_commands_on_s3() {
     store_round_trip(&moto.url(BUCKET, "round-trip"), None, tmp.path());
 }
 
-/// The busybox-hello example in `root`, its rootfs made; returns the project.
-fn example_project(root: &Path) -> PathBuf {
-    let project = root.join("busybox-hello");
-    std::fs::create_dir_all(project.join("src")).unwrap();
-    for file in ["cairn.toml", "make-rootfs.sh", "src/greeting.txt"] {
-        std::fs::copy(Path::new(EXAMPLE).join(file), project.join(file)).unwrap();
-    }
-    let made = Command::new("sh")
-        .arg(project.join("make-rootfs.sh"))
-        .env("CAIRN", CAIRN)
-        .env("CAIRN_STORE", root.join("scratch-store"))
-        .output()
-        .unwrap();
-    assert!(
-        made.status.success(),
-        "make-rootfs.sh: {}",
-        String::from_utf8_lossy(&made.stderr)
-    );
-    project
-}
-
 /// The bytes of `digest` as `files` (a local store) holds them.
 fn size_in(files: &Path, digest: &str) -> usize {
     let local = Machine::new(files.to_str().unwrap(), None, files);
@@ -265,7 +157,7 @@ fn size_in(files: &Path, digest: &str) -> usize {
 
 /// The one step of `cairn --json build` on `m`.
 fn build_step(m: &Machine) -> serde_json::Value {
-    let steps: serde_json::Value = serde_json::from_str(&run_ok(m, &["--json", "build"])).unwrap();
+    let steps: serde_json::Value = serde_json::from_str(&m.ok(&["--json", "build"])).unwrap();
     assert_eq!(steps.as_array().unwrap().len(), 1, "{steps}");
     steps[0].clone()
 }
@@ -276,7 +168,7 @@ fn build_step(m: &Machine) -> serde_json::Value {
 /// remote's action cache without running it; a third empty cache checks the
 /// output out through the remote. Returns the output tree (with its size).
 fn build_round_trip(url: &str, token: Option<&str>, root: &Path) -> String {
-    let project = example_project(root);
+    let project = example(root, &root.join("scratch-store"));
     let machine = |cache: &str| Machine {
         dir: Some(project.clone()),
         ..Machine::new(url, token, &root.join(cache))
@@ -284,7 +176,7 @@ fn build_round_trip(url: &str, token: Option<&str>, root: &Path) -> String {
     // The rootfs goes to the remote and the recipe pins it; the directory
     // is gone, so every build must pull the tree from the remote.
     let prep = machine("cache-prep");
-    let rootfs = run_ok(&prep, &["store", "add", "rootfs"]);
+    let rootfs = prep.ok(&["store", "add", "rootfs"]);
     let pinned = format!("{rootfs}/{}", size_in(&root.join("cache-prep"), &rootfs));
     let recipe = std::fs::read_to_string(project.join("cairn.toml")).unwrap();
     let recipe = recipe.replace(
@@ -317,10 +209,7 @@ fn build_round_trip(url: &str, token: Option<&str>, root: &Path) -> String {
     let output = a["output"].as_str().unwrap();
     let full = format!("{output}/{}", size_in(&root.join("cache-b"), output));
     let checkout = root.join("checkout");
-    run_ok(
-        &machine("cache-c"),
-        &["store", "checkout", &full, checkout.to_str().unwrap()],
-    );
+    machine("cache-c").ok(&["store", "checkout", &full, checkout.to_str().unwrap()]);
     assert_eq!(
         std::fs::read(checkout.join("share/greeting.txt")).unwrap(),
         std::fs::read(project.join("src/greeting.txt")).unwrap()
@@ -336,22 +225,17 @@ fn builds_share_a_cairn_servers_action_cache() {
     let output = build_round_trip(server.url(), Some(&server.token), tmp.path());
     // The output and the action-cache entry are in the server's own store.
     let on_server = Machine::new(server_store.to_str().unwrap(), None, tmp.path());
-    let ls = run_ok(&on_server, &["store", "ls", "-r", &output]);
+    let ls = on_server.ok(&["store", "ls", "-r", &output]);
     assert!(
         ls.contains("bin/hello") && ls.contains("share/greeting.txt"),
         "{ls}"
     );
-    let entries = run_ok(&on_server, &["ref", "list", "ac/"]);
+    let entries = on_server.ok(&["ref", "list", "ac/"]);
     assert_eq!(entries.lines().count(), 1, "{entries}");
 
     // A read-only token still builds: a step it runs is not published,
     // which is a warning, not a failure.
-    let store = server_store.to_str().unwrap();
-    let args = ["--store", store, "server", "token", "create", "ro"];
-    let read_only = run_ok(
-        &Machine::bare(),
-        &[&args[..], &["--scope", "read"]].concat(),
-    );
+    let read_only = token(&server_store, "ro", &["read"]);
     let project = tmp.path().join("busybox-hello");
     std::fs::write(project.join("src/greeting.txt"), "changed\n").unwrap();
     let reader = Machine {
@@ -362,7 +246,7 @@ fn builds_share_a_cairn_servers_action_cache() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(err.contains("not published to the remote cache"), "{err}");
-    let entries = run_ok(&on_server, &["ref", "list", "ac/"]);
+    let entries = on_server.ok(&["ref", "list", "ac/"]);
     assert_eq!(entries.lines().count(), 1, "{entries}");
 }
 
@@ -373,14 +257,13 @@ fn builds_share_an_s3_action_cache() {
     let url = moto.url(BUCKET, "builds");
     build_round_trip(&url, None, tmp.path());
     let remote = Machine::new(&url, None, &tmp.path().join("cache-d"));
-    let entries = run_ok(&remote, &["ref", "list", "ac/"]);
+    let entries = remote.ok(&["ref", "list", "ac/"]);
     assert_eq!(entries.lines().count(), 1, "{entries}");
 }
 
 /// Trust policy for prod: releases by `ci`, channel statements by `ops`.
 fn policy(m: &Machine, root: &Path) -> String {
-    let list: serde_json::Value =
-        serde_json::from_str(&run_ok(m, &["--json", "key", "list"])).unwrap();
+    let list: serde_json::Value = serde_json::from_str(&m.ok(&["--json", "key", "list"])).unwrap();
     let ids: Vec<String> = list
         .as_array()
         .unwrap()
@@ -399,19 +282,19 @@ fn policy(m: &Machine, root: &Path) -> String {
 /// `release` on one machine, then `promote`, `channel verify` and `verify`
 /// on another with an empty cache, all through `url`.
 fn release_round_trip(url: &str, token: Option<&str>, root: &Path) {
-    let project = example_project(root);
+    let project = example(root, &root.join("scratch-store"));
     let machine = |cache: &str| Machine {
         keys: Some(root.join("keys")),
         dir: Some(project.clone()),
         ..Machine::new(url, token, &root.join(cache))
     };
     let ci = machine("cache-ci");
-    run_ok(&ci, &["key", "generate", "ci"]);
-    run_ok(&ci, &["key", "generate", "ops"]);
-    let release = run_ok(&ci, &["release", "--key", "ci", "--version", "1.0"]);
+    ci.ok(&["key", "generate", "ci"]);
+    ci.ok(&["key", "generate", "ops"]);
+    let release = ci.ok(&["release", "--key", "ci", "--version", "1.0"]);
     assert!(release.starts_with("sha256:"), "{release}");
     // `build` runs in the local cache (from its action cache here).
-    let built = run_ok(&ci, &["build"]);
+    let built = ci.ok(&["build"]);
     assert!(built.starts_with("sha256:"), "{built}");
     let cache = Machine::new(
         root.join("cache-ci").to_str().unwrap(),
@@ -424,25 +307,19 @@ fn release_round_trip(url: &str, token: Option<&str>, root: &Path) {
     // Another machine, empty cache: show, promote, verify the channel, rebuild.
     let ops = machine("cache-ops");
     let shown: serde_json::Value =
-        serde_json::from_str(&run_ok(&ops, &["--json", "release", "show", &full])).unwrap();
+        serde_json::from_str(&ops.ok(&["--json", "release", "show", &full])).unwrap();
     assert_eq!(shown["document"]["version"], "1.0");
-    run_ok(
-        &ops,
-        &["promote", &full, "--channel", "prod", "--key", "ops"],
-    );
+    ops.ok(&["promote", &full, "--channel", "prod", "--key", "ops"]);
     let policy = policy(&ops, root);
-    let accepted = run_ok(
-        &ops,
-        &["channel", "verify", SERVICE, "prod", "--policy", &policy],
-    );
+    let accepted = ops.ok(&["channel", "verify", SERVICE, "prod", "--policy", &policy]);
     assert!(accepted.contains("1.0"), "{accepted}");
-    let reproduced = run_ok(&ops, &["verify", &full]);
+    let reproduced = ops.ok(&["verify", &full]);
     assert!(reproduced.starts_with("reproduced:"), "{reproduced}");
 
     // A second release pushes only what the remote lacks and shows there.
-    let again = run_ok(&ci, &["release", "--key", "ci", "--version", "1.1"]);
+    let again = ci.ok(&["release", "--key", "ci", "--version", "1.1"]);
     assert_ne!(again, release);
-    let shown = run_ok(&ci, &["--json", "release", "show", &again]);
+    let shown = ci.ok(&["--json", "release", "show", &again]);
     assert!(shown.contains("\"1.1\""), "{shown}");
 }
 
@@ -454,10 +331,7 @@ fn release_promote_and_verify_through_a_cairn_server() {
     release_round_trip(server.url(), Some(&server.token), tmp.path());
     // The release is in the server's own directory store.
     let on_server = Machine::new(server_store.to_str().unwrap(), None, tmp.path());
-    let releases = run_ok(
-        &on_server,
-        &["ref", "list", &format!("releases/{SERVICE}/")],
-    );
+    let releases = on_server.ok(&["ref", "list", &format!("releases/{SERVICE}/")]);
     assert_eq!(releases.lines().count(), 2, "{releases}");
 }
 

@@ -11,97 +11,14 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use support::cli::{example, token, Machine, EXAMPLE};
 
-const CAIRN: &str = env!("CARGO_BIN_EXE_cairn");
-const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/busybox-hello");
 const SERVICE: &str = "busybox-hello";
-
-/// One user's machine: a store, a token, its own cache, keys and directory.
-#[derive(Clone)]
-struct Machine {
-    store: String,
-    token: Option<String>,
-    cache: PathBuf,
-    keys: PathBuf,
-    dir: PathBuf,
-}
-
-impl Machine {
-    fn run(&self, args: &[&str]) -> Output {
-        let mut cmd = Command::new(CAIRN);
-        cmd.env_remove("CAIRN_STORE")
-            .env_remove("CAIRN_TOKEN")
-            .env("CAIRN_CACHE", &self.cache)
-            // This user's own state (the channels it accepted), never the
-            // real user's and never another test's.
-            .env("XDG_STATE_HOME", self.cache.with_extension("state"))
-            .arg("--store")
-            .arg(&self.store)
-            .arg("--keys")
-            .arg(&self.keys)
-            .current_dir(&self.dir);
-        if let Some(t) = &self.token {
-            cmd.env("CAIRN_TOKEN", t);
-        }
-        cmd.args(args).output().unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "cairn {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
-    }
-
-    /// Runs, expects exit 1, returns stderr.
-    fn refused(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        let err = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert_eq!(
-            out.status.code(),
-            Some(1),
-            "cairn {args:?} should fail: {err}"
-        );
-        err
-    }
-
-    fn with(&self, store: &str, token: Option<&str>) -> Self {
-        Self {
-            store: store.into(),
-            token: token.map(str::to_string),
-            ..self.clone()
-        }
-    }
-}
-
-fn empty_dir(root: &Path, name: &str) -> PathBuf {
-    let dir = root.join(name);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 /// A `cairn server` over `store` with a read/write/promote token.
 fn server(store: &Path) -> (support::Server, String) {
-    let token = Command::new(CAIRN)
-        .args([
-            "--store",
-            store.to_str().unwrap(),
-            "server",
-            "token",
-            "create",
-            "t",
-        ])
-        .args(["--scope", "read", "--scope", "write"])
-        .args(["--scope", &format!("promote:{SERVICE}")])
-        .env_remove("CAIRN_STORE")
-        .output()
-        .unwrap();
-    assert!(token.status.success());
-    let token = String::from_utf8(token.stdout).unwrap().trim().to_string();
+    let promote = format!("promote:{SERVICE}");
+    let token = token(store, "t", &["read", "write", &promote]);
     (support::Server::start::<&str>(store, &[]), token)
 }
 
@@ -109,25 +26,10 @@ fn server(store: &Path) -> (support::Server, String) {
 /// without its size (as `cairn store add` prints it) that only the remote
 /// holds: the directory itself is gone.
 fn project_on(remote: &Machine, root: &Path) -> PathBuf {
-    let project = root.join("busybox-hello");
-    std::fs::create_dir_all(project.join("src")).unwrap();
-    for file in ["cairn.toml", "make-rootfs.sh", "src/greeting.txt"] {
-        std::fs::copy(Path::new(EXAMPLE).join(file), project.join(file)).unwrap();
-    }
-    let made = Command::new("sh")
-        .arg(project.join("make-rootfs.sh"))
-        .env("CAIRN", CAIRN)
-        .env("CAIRN_STORE", root.join("scratch-store"))
-        .output()
-        .unwrap();
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
-    );
+    let project = example(root, &root.join("scratch-store"));
     let prep = Machine {
-        cache: root.join("cache-prep"),
-        dir: project.clone(),
+        cache: Some(root.join("cache-prep")),
+        dir: Some(project.clone()),
         ..remote.clone()
     };
     let rootfs = prep.ok(&["store", "add", "rootfs"]);
@@ -149,15 +51,13 @@ fn a_release_travels_to_other_machines_and_stores() {
     let root = tmp.path();
     let (srv, token) = server(&root.join("server-store"));
     let base = Machine {
-        store: srv.url.clone(),
-        token: Some(token.clone()),
-        cache: root.join("cache-ci"),
-        keys: root.join("keys"),
-        dir: root.to_path_buf(),
+        keys: Some(root.join("keys")),
+        dir: Some(root.to_path_buf()),
+        ..Machine::new(&srv.url, Some(&token), &root.join("cache-ci"))
     };
     let project = project_on(&base, root);
     let ci = Machine {
-        dir: project.clone(),
+        dir: Some(project.clone()),
         ..base.clone()
     };
     ci.ok(&["key", "generate", "ci"]);
@@ -168,14 +68,14 @@ fn a_release_travels_to_other_machines_and_stores() {
 
     // Another machine: empty cache, empty directory, no checkout.
     let ops = Machine {
-        cache: root.join("cache-ops"),
-        dir: empty_dir(root, "ops-dir"),
+        cache: Some(root.join("cache-ops")),
+        dir: Some(root.join("ops-dir")),
         ..base.clone()
     };
     // Without a token the server's refusal is what is reported.
     let err = ops
         .with(&srv.url, None)
-        .refused(&["release", "show", &release]);
+        .fails(&["release", "show", &release]);
     assert!(err.contains("401") && err.contains("--token"), "{err}");
     assert!(!err.contains("size"), "{err}");
 
@@ -197,7 +97,7 @@ fn a_release_travels_to_other_machines_and_stores() {
     let copied = ops.ok(&["store", "copy", &release, "--to", second.to_str().unwrap()]);
     assert!(copied.contains("copied release"), "{copied}");
     let there = Machine {
-        dir: empty_dir(root, "there-dir"),
+        dir: Some(root.join("there-dir")),
         ..ops.with(second.to_str().unwrap(), None)
     };
     let shown = there.ok(&["release", "show", &release]);
@@ -223,7 +123,7 @@ fn a_release_travels_to_other_machines_and_stores() {
     let copied = ops.ok(&["store", "copy", &channel, "--to", third.to_str().unwrap()]);
     assert!(copied.contains("created"), "{copied}");
     let third_m = Machine {
-        dir: empty_dir(root, "third-dir"),
+        dir: Some(root.join("third-dir")),
         ..ops.with(third.to_str().unwrap(), None)
     };
     let history: serde_json::Value =
@@ -242,7 +142,7 @@ fn a_release_travels_to_other_machines_and_stores() {
     let reproduced = third_m.ok(&["verify", &v2]);
     assert!(reproduced.starts_with("reproduced:"), "{reproduced}");
     // The second store promoted on its own: copying over it is refused.
-    let err = ops.refused(&["store", "copy", &channel, "--to", second.to_str().unwrap()]);
+    let err = ops.fails(&["store", "copy", &channel, "--to", second.to_str().unwrap()]);
     assert!(err.contains("has diverged"), "{err}");
 
     // An input whose bytes the store lost is named, with how to provide it.
@@ -252,7 +152,7 @@ fn a_release_travels_to_other_machines_and_stores() {
     let src_tree = there.ok(&["store", "add", project.join("src").to_str().unwrap()]);
     let hex = src_tree.trim_start_matches("sha256:");
     std::fs::remove_file(second.join("blobs").join(&hex[..2]).join(hex)).unwrap();
-    let err = there.refused(&["verify", &release]);
+    let err = there.fails(&["verify", &release]);
     assert!(err.contains("input `src`") && err.contains(hex), "{err}");
     assert!(
         err.contains("store copy") && err.contains("store add"),

@@ -9,6 +9,7 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 
+pub mod cli;
 pub mod netns;
 
 /// Checks a refusal: the command exited with `code`, printed nothing on

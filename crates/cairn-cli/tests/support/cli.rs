@@ -1,0 +1,175 @@
+//! `cairn` run as a user runs it, from the tests: the real binary, with a
+//! store, keys, a cache, a state directory and a working directory of the
+//! test's own, and nothing of the caller's environment (no `CAIRN_STORE`
+//! or `CAIRN_TOKEN` leaks in from the shell that runs the tests).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The binary under test.
+pub const CAIRN: &str = env!("CARGO_BIN_EXE_cairn");
+/// The busybox-hello example, the project most tests build and release.
+pub const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/busybox-hello");
+
+/// One user's machine: what its `cairn` commands are given. Every field
+/// left `None` is left to cairn's defaults (and the test's environment,
+/// minus cairn's own variables).
+#[derive(Clone, Debug, Default)]
+pub struct Machine {
+    /// `--store`: a directory, `s3://…` or `http(s)://…`.
+    pub store: Option<String>,
+    /// `CAIRN_TOKEN`.
+    pub token: Option<String>,
+    /// `CAIRN_CACHE`; its sibling `<cache>.state` is the user's state
+    /// directory (the channels it accepted), never the real user's.
+    pub cache: Option<PathBuf>,
+    /// `--keys`.
+    pub keys: Option<PathBuf>,
+    /// The working directory (created if missing).
+    pub dir: Option<PathBuf>,
+}
+
+impl Machine {
+    /// A machine on `store`, with `token` and a cache of its own.
+    pub fn new(store: &str, token: Option<&str>, cache: &Path) -> Self {
+        Self {
+            store: Some(store.to_string()),
+            token: token.map(str::to_string),
+            cache: Some(cache.to_path_buf()),
+            ..Self::default()
+        }
+    }
+
+    /// Everything under `root`: the store `root/store`, keys `root/keys`,
+    /// cache `root/cache`, working in `dir`.
+    pub fn under(root: &Path, dir: &Path) -> Self {
+        Self {
+            keys: Some(root.join("keys")),
+            dir: Some(dir.to_path_buf()),
+            ..Self::new(
+                root.join("store").to_str().unwrap(),
+                None,
+                &root.join("cache"),
+            )
+        }
+    }
+
+    /// The same machine on another store, with another token.
+    pub fn with(&self, store: &str, token: Option<&str>) -> Self {
+        Self {
+            store: Some(store.into()),
+            token: token.map(str::to_string),
+            ..self.clone()
+        }
+    }
+
+    /// The user's state directory (`XDG_STATE_HOME`), beside the cache.
+    pub fn state(&self) -> Option<PathBuf> {
+        self.cache.as_ref().map(|c| c.with_extension("state"))
+    }
+
+    /// `cairn ARGS…`, not yet run.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(CAIRN);
+        cmd.env_remove("CAIRN_STORE")
+            .env_remove("CAIRN_TOKEN")
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test");
+        if let Some(s) = &self.store {
+            cmd.arg("--store").arg(s);
+        }
+        if let Some(t) = &self.token {
+            cmd.env("CAIRN_TOKEN", t);
+        }
+        if let Some(k) = &self.keys {
+            cmd.arg("--keys").arg(k);
+        }
+        if let (Some(c), Some(state)) = (&self.cache, self.state()) {
+            cmd.env("CAIRN_CACHE", c).env("XDG_STATE_HOME", state);
+        }
+        if let Some(d) = &self.dir {
+            std::fs::create_dir_all(d).unwrap();
+            cmd.current_dir(d);
+        }
+        cmd.args(args);
+        cmd
+    }
+
+    /// Runs `cairn ARGS…`.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    /// Runs, expects success, returns stdout trimmed.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "cairn {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
+    /// Runs with `--json`, expects success, returns what it printed.
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let args: Vec<&str> = std::iter::once("--json")
+            .chain(args.iter().copied())
+            .collect();
+        let text = self.ok(&args);
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("cairn {args:?}: {e}: {text}"))
+    }
+
+    /// Runs, expects exit status 1, returns stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "cairn {args:?} should fail: {err}"
+        );
+        err
+    }
+
+    /// Runs, expects a refusal: exit `code`, one error line naming
+    /// `needle` (see [`super::refused`]); returns that line.
+    pub fn refused(&self, args: &[&str], code: i32, needle: &str) -> String {
+        super::refused(&self.run(args), code, needle)
+    }
+}
+
+/// The busybox-hello example copied into `root/busybox-hello`, its root
+/// file system made (and added to `store`); returns the project.
+pub fn example(root: &Path, store: &Path) -> PathBuf {
+    let project = root.join("busybox-hello");
+    std::fs::create_dir_all(project.join("src")).unwrap();
+    for file in ["cairn.toml", "make-rootfs.sh", "src/greeting.txt"] {
+        std::fs::copy(Path::new(EXAMPLE).join(file), project.join(file)).unwrap();
+    }
+    let made = Command::new("sh")
+        .arg(project.join("make-rootfs.sh"))
+        .env("CAIRN", CAIRN)
+        .env("CAIRN_STORE", store)
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "make-rootfs.sh: {}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    project
+}
+
+/// A token of `cairn server` over `store`, named `name`, with `scopes`.
+pub fn token(store: &Path, name: &str, scopes: &[&str]) -> String {
+    let local = Machine {
+        store: Some(store.to_str().unwrap().to_string()),
+        ..Machine::default()
+    };
+    let mut args = vec!["server", "token", "create", name];
+    for scope in scopes {
+        args.extend(["--scope", scope]);
+    }
+    local.ok(&args)
+}
