@@ -2,93 +2,54 @@
 //! its `[deploy]`, and an operator pauses, resumes and aborts a set's
 //! rollout record, refused with the reason when the rollout is past that.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod support;
+
+use std::path::PathBuf;
 
 use cairn_digest::Digest;
 use cairn_rollout::{Plan, RolloutRecord};
+use support::cli::{example, Machine};
 
-const CAIRN: &str = env!("CARGO_BIN_EXE_cairn");
-const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/busybox-hello");
-
+/// A store and keys in a temp directory, run from the example's project
+/// directory (made only by the test that needs it).
 struct Cairn {
     _tmp: tempfile::TempDir,
+    root: PathBuf,
     project: PathBuf,
-    store: PathBuf,
-    keys: PathBuf,
+    machine: Machine,
 }
 
 impl Cairn {
     fn new() -> Self {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path().to_path_buf();
+        let project = root.join("busybox-hello");
         Self {
-            project: root.join("busybox-hello"),
-            store: root.join("store"),
-            keys: root.join("keys"),
+            machine: Machine::under(&root, &project),
+            project,
+            root,
             _tmp: tmp,
         }
     }
 
-    fn run(&self, args: &[&str]) -> Output {
-        std::fs::create_dir_all(&self.project).unwrap();
-        Command::new(CAIRN)
-            .arg("--store")
-            .arg(&self.store)
-            .arg("--keys")
-            .arg(&self.keys)
-            .args(args)
-            .current_dir(&self.project)
-            .env_remove("CAIRN_STORE")
-            .output()
-            .unwrap()
-    }
-
     fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "cairn {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
+        self.machine.ok(args)
     }
 
     /// Runs, expects exit 1, returns stderr.
     fn refused(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        let err = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert_eq!(
-            out.status.code(),
-            Some(1),
-            "cairn {args:?} should fail: {err}"
-        );
-        err
+        self.machine.fails(args)
     }
 
     fn get(&self, name: &str) -> serde_json::Value {
-        serde_json::from_str(&self.ok(&["--json", "ref", "get", name])).unwrap()
+        self.machine.json(&["ref", "get", name])
     }
 }
 
 #[test]
 fn a_release_carries_its_deploy_table_and_one_without_carries_none() {
     let c = Cairn::new();
-    std::fs::create_dir_all(c.project.join("src")).unwrap();
-    for file in ["cairn.toml", "make-rootfs.sh", "src/greeting.txt"] {
-        std::fs::copy(Path::new(EXAMPLE).join(file), c.project.join(file)).unwrap();
-    }
-    let made = Command::new("sh")
-        .arg(c.project.join("make-rootfs.sh"))
-        .env("CAIRN", CAIRN)
-        .env("CAIRN_STORE", &c.store)
-        .output()
-        .unwrap();
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
-    );
+    example(&c.root, &c.root.join("store"));
     c.ok(&["key", "generate", "ci"]);
     let show = |release: &str| -> serde_json::Value {
         serde_json::from_str(&c.ok(&["--json", "release", "show", release])).unwrap()

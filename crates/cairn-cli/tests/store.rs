@@ -1,69 +1,54 @@
 //! `cairn store` and `cairn ref` end to end: the real binary against a real
 //! local store, including the faults a user can meet.
 
+mod support;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-const CAIRN: &str = env!("CARGO_BIN_EXE_cairn");
+use support::cli::{Machine, CAIRN};
 
+/// A local store in a temp directory, and the trees tests add to it.
 struct Env {
     _tmp: tempfile::TempDir,
     root: PathBuf,
     store: PathBuf,
+    machine: Machine,
 }
 
 impl Env {
     fn new() -> Self {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path().to_path_buf();
+        let store = root.join("store");
         Self {
-            store: root.join("store"),
+            machine: Machine {
+                store: Some(store.to_str().unwrap().to_string()),
+                ..Machine::default()
+            },
+            store,
             root,
             _tmp: tmp,
         }
     }
 
     fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(CAIRN);
-        c.arg("--store")
-            .arg(&self.store)
-            .args(args)
-            .env_remove("CAIRN_STORE");
-        c
+        self.machine.command(args)
     }
 
     fn run(&self, args: &[&str]) -> Output {
-        self.command(args).output().unwrap()
+        self.machine.run(args)
     }
 
     /// Runs and expects success; returns trimmed stdout.
     fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "cairn {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
+        self.machine.ok(args)
     }
 
     /// Runs and expects exit 1 with a one-line error; returns it.
     fn fails(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert_eq!(
-            out.status.code(),
-            Some(1),
-            "cairn {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let err = String::from_utf8(out.stderr).unwrap();
-        assert_eq!(
-            err.trim_end().lines().count(),
-            1,
-            "error is not one line: {err}"
-        );
-        err
+        self.machine.refused(args, 1, "")
     }
 
     fn tree(&self, name: &str, files: usize) -> PathBuf {
