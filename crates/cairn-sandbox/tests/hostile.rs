@@ -11,7 +11,7 @@ use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::time::{Duration, Instant};
 
-use cairn_sandbox::{Scratch, Termination, FIRST_HOST_ID, HOST_ID_SLOTS};
+use cairn_sandbox::{Emulator, Mount, Scratch, Termination, FIRST_HOST_ID, HOST_ID_SLOTS};
 use common::{assert_exit, host_processes_with, probe_plan, Fixture, Ran};
 
 /// The probe's `what: result` lines as a map.
@@ -407,5 +407,60 @@ fn pid_1_s_other_proc_files_and_the_kernel_s_other_windows_are_closed() {
         ],
         "stderr: {}",
         r.stderr
+    );
+}
+
+/// A step with an emulator (as a foreign platform's): the registration is
+/// in the sandbox's own binfmt_misc, where the step reads it but can
+/// neither clear, disable nor add one, and the host's binfmt_misc never
+/// has it.
+#[test]
+fn a_step_cannot_change_its_emulator_registration_and_the_host_never_has_it() {
+    const QEMU: &str = "/usr/bin/qemu-aarch64-static";
+    let f = Fixture::new();
+    let emu = f.path("emulator");
+    fs::create_dir_all(&emu).unwrap();
+    fs::copy(QEMU, emu.join("qemu-aarch64-static"))
+        .unwrap_or_else(|e| panic!("{QEMU}: {e}: apt-get install qemu-user-static"));
+    let entry = "/proc/sys/fs/binfmt_misc/cairn-probe";
+    let mut plan = f.plan(&format!(
+        "head -2 {entry}; \
+         echo -1 > /proc/sys/fs/binfmt_misc/status && echo cleared; \
+         echo 0 > {entry} && echo disabled; \
+         echo :x:E::x::/bin/sh: > /proc/sys/fs/binfmt_misc/register && echo added; \
+         head -1 {entry}"
+    ));
+    plan.mounts.push(Mount {
+        target: "/emu".into(),
+        source: emu,
+        writable: false,
+    });
+    let mut magic = b"\x7fELF\x02\x01\x01".to_vec();
+    magic.extend([0; 9]);
+    magic.extend([2, 0, 0xb7, 0]);
+    let mut mask = vec![0xff; 20];
+    (mask[7], mask[16]) = (0, 0xfe);
+    plan.emulator = Some(Emulator {
+        name: "cairn-probe".into(),
+        magic,
+        mask,
+        interpreter: "/emu/qemu-aarch64-static".into(),
+    });
+    let r = f.run(&plan);
+    assert_exit(&r, 0);
+    assert_eq!(
+        r.stdout, "enabled\ninterpreter /emu/qemu-aarch64-static\nenabled\n",
+        "stderr: {}",
+        r.stderr
+    );
+    assert_eq!(
+        r.stderr.matches("Permission denied").count(),
+        3,
+        "{}",
+        r.stderr
+    );
+    assert!(
+        !std::path::Path::new(entry).exists(),
+        "the host has the entry"
     );
 }
