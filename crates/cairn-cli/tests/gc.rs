@@ -3,79 +3,69 @@
 //! every kind, fetched inputs) and what it removes besides blobs
 //! (leftovers of killed writers, caches).
 
+mod support;
+
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
-const CAIRN: &str = env!("CARGO_BIN_EXE_cairn");
-const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/busybox-hello");
+use support::cli::{example, Machine};
 
+/// A store and keys in a temp directory; commands run from the test's
+/// directory, or the example project's with [`Env::in_project`].
 struct Env {
     _tmp: tempfile::TempDir,
     root: PathBuf,
     store: PathBuf,
-    project: PathBuf,
+    machine: Machine,
 }
 
 impl Env {
     fn new() -> Self {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path().to_path_buf();
+        let store = root.join("store");
         Self {
-            store: root.join("store"),
-            project: root.join("busybox-hello"),
+            machine: Machine {
+                store: Some(store.to_str().unwrap().to_string()),
+                keys: Some(root.join("keys")),
+                ..Machine::default()
+            },
+            store,
             root,
             _tmp: tmp,
         }
     }
 
+    fn project(&self) -> PathBuf {
+        self.root.join("busybox-hello")
+    }
+
     fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(CAIRN);
-        c.arg("--store")
-            .arg(&self.store)
-            .arg("--keys")
-            .arg(self.root.join("keys"))
-            .args(args)
-            .env_remove("CAIRN_STORE")
-            .env_remove("CAIRN_TOKEN");
-        c
+        self.machine.command(args)
     }
 
     fn run(&self, args: &[&str]) -> Output {
-        self.command(args).output().unwrap()
+        self.machine.run(args)
     }
 
     /// Runs in the project's directory and expects success.
     fn in_project(&self, args: &[&str]) -> String {
-        let out = self
-            .command(args)
-            .current_dir(&self.project)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "cairn {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
+        let there = Machine {
+            dir: Some(self.project()),
+            ..self.machine.clone()
+        };
+        there.ok(args)
     }
 
     fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "cairn {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
+        self.machine.ok(args)
     }
 
     fn json(&self, args: &[&str]) -> serde_json::Value {
-        let mut all = vec!["--json"];
-        all.extend_from_slice(args);
-        serde_json::from_str(&self.ok(&all)).unwrap()
+        self.machine.json(args)
     }
 
     /// `dir` with `dirs` × `per_dir` small files, old enough to be cached.
@@ -93,21 +83,7 @@ impl Env {
 
     /// The busybox-hello example, its root file system made, a `ci` key.
     fn release_project(&self) {
-        std::fs::create_dir_all(self.project.join("src")).unwrap();
-        for file in ["cairn.toml", "make-rootfs.sh", "src/greeting.txt"] {
-            std::fs::copy(Path::new(EXAMPLE).join(file), self.project.join(file)).unwrap();
-        }
-        let made = Command::new("sh")
-            .arg(self.project.join("make-rootfs.sh"))
-            .env("CAIRN", CAIRN)
-            .env("CAIRN_STORE", &self.store)
-            .output()
-            .unwrap();
-        assert!(
-            made.status.success(),
-            "{}",
-            String::from_utf8_lossy(&made.stderr)
-        );
+        example(&self.root, &self.store);
         self.ok(&["key", "generate", "ci"]);
     }
 
@@ -261,7 +237,7 @@ fn a_fetched_input_survives_gc_and_needs_no_second_fetch() {
     let vendored = env.root.join("vendor.txt");
     std::fs::write(&vendored, "bytes from far away\n").unwrap();
     let digest = format!("sha256:{}", sha256_hex(&vendored));
-    let recipe = std::fs::read_to_string(env.project.join("cairn.toml"))
+    let recipe = std::fs::read_to_string(env.project().join("cairn.toml"))
         .unwrap()
         .replace(
             "[inputs.src]\npath = \"src\"",
@@ -274,7 +250,7 @@ fn a_fetched_input_survives_gc_and_needs_no_second_fetch() {
             "mounts = { \"/\" = \"rootfs\", \"/src\" = \"src\" }",
             "mounts = { \"/\" = \"rootfs\", \"/src\" = \"src\", \"/vendor\" = \"vendor\" }",
         );
-    std::fs::write(env.project.join("cairn.toml"), recipe).unwrap();
+    std::fs::write(env.project().join("cairn.toml"), recipe).unwrap();
     env.in_project(&["build"]);
     // The network is gone: only the store has the fetched bytes now.
     std::fs::remove_file(&vendored).unwrap();
