@@ -69,6 +69,7 @@ impl Driver {
             member_timeout: timing.member_timeout,
             steward_lease: timing.steward_lease,
             max_skew: timing.max_skew,
+            check_retry: timing.check_retry,
             ..Timing::default()
         };
         Self {

@@ -15,5 +15,7 @@ mod load;
 mod crash;
 mod faults;
 mod fleet;
+mod fleet_abort;
+mod fleet_gates;
 mod refusals;
 mod swap;
