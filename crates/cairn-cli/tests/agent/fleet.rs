@@ -50,6 +50,11 @@ pub(crate) fn members(set: &str, deploy: &str) -> Vec<TestAgent> {
 
 /// `cairn [--json] status SERVICE --set SET` against the fixture's store.
 pub(crate) fn status(set: &str, json: bool) -> Output {
+    status_with(set, json, &[])
+}
+
+/// `cairn [--json] status SERVICE --set SET ARGS…`.
+pub(crate) fn status_with(set: &str, json: bool, args: &[&str]) -> Output {
     let fx = fixture();
     let mut cmd = Command::new(CAIRN);
     cmd.arg("--store").arg(&fx.store);
@@ -57,6 +62,7 @@ pub(crate) fn status(set: &str, json: bool) -> Output {
         cmd.arg("--json");
     }
     cmd.args(["status", SERVICE, "--set", set])
+        .args(args)
         .env_remove("CAIRN_STORE")
         .env_remove("CAIRN_TOKEN")
         .output()
@@ -366,6 +372,9 @@ fn a_member_killed_holding_a_slot_frees_it_when_its_lease_ends() {
     agents[1].wait_serving("2", T * 2);
     assert_eq!(agents[1].version().as_deref(), Some("2"));
 }
+
+/// `cairn status` flags matching [`FLEET`]'s member timeout and skew bound.
+pub(crate) const TIMING: &[&str] = &["--member-timeout", "4s", "--max-skew", "500ms"];
 
 /// `cairn rollout ACTION SERVICE --set SET` against the fixture's store.
 pub(crate) fn operator(action: &str, set: &str) -> Output {

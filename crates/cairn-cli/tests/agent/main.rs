@@ -17,5 +17,6 @@ mod faults;
 mod fleet;
 mod fleet_abort;
 mod fleet_gates;
+mod fleet_status;
 mod refusals;
 mod swap;
