@@ -44,8 +44,19 @@ fn an_aborted_rollout_starts_no_update_and_a_newer_statement_starts_afresh() {
     assert!(settled, "a swap under way at the abort did not finish");
     let versions = || -> Vec<Option<String>> { agents.iter().map(|a| a.version()).collect() };
     let before = versions();
+    let granted = rollout(set).unwrap();
     std::thread::sleep(Duration::from_secs(4));
     assert_eq!(versions(), before, "no member moved after the abort");
+    let after = rollout(set).unwrap();
+    assert_eq!(after["wave"], granted["wave"], "no wave granted: {after}");
+    assert!(
+        !after["slots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["member"] == "m3"),
+        "no slot for m3: {after}"
+    );
     assert_eq!(before[0].as_deref(), Some("2"), "m1 keeps v2: {before:?}");
     assert_eq!(
         before[2].as_deref(),
