@@ -221,6 +221,15 @@ pub struct StatusArgs {
     /// Only this deployment set [default: every set].
     #[arg(long)]
     pub set: Option<String>,
+    /// The agents' `[fleet] member_timeout`: a member whose record is
+    /// older than this plus the clock margin is shown away, as the
+    /// rollout counts it [default: 3m, the agents' default].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub member_timeout: Option<Duration>,
+    /// The agents' `[fleet] max_skew`, which sets that margin (twice it,
+    /// plus a second) [default: 2s].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub max_skew: Option<Duration>,
 }
 
 /// `cairn logs SERVICE`

@@ -209,6 +209,26 @@ impl Timing {
     pub fn slot_lease(&self) -> Duration {
         self.swap_budget + self.poll * 5 + self.margin() * 2
     }
+
+    /// How long a member's record may go unwritten before the member is
+    /// away: the member timeout plus the margin, the rule the steward
+    /// applies when a member's turn comes (an away member is passed over).
+    pub fn away_after(&self) -> Duration {
+        self.member_timeout + self.margin()
+    }
+
+    /// Whether a member whose record says `heartbeat` (Unix seconds, on
+    /// its clock) is away at `now` (on this one).
+    pub fn is_away(&self, heartbeat: i64, now: Time) -> bool {
+        now.since(Time::from_secs(heartbeat)) > self.away_after()
+    }
+
+    /// Whether a lease ending at `expires` (Unix seconds, on the holder's
+    /// clock) has surely ended at `now`: past its end by the margin, as
+    /// everyone but the holder counts it.
+    pub fn lease_over(&self, expires: i64, now: Time) -> bool {
+        crate::record::expired(expires, now, self.margin())
+    }
 }
 
 impl View {

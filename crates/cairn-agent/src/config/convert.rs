@@ -307,6 +307,7 @@ fn fleet(src: &Source<'_>, w: Option<FleetWire>) -> Result<FleetTiming, ConfigEr
         )?,
         steward_lease: duration(src, "fleet.steward_lease", w.steward_lease, d.steward_lease)?,
         max_skew: duration(src, "fleet.max_skew", w.max_skew, d.max_skew)?,
+        check_retry: duration(src, "fleet.check_retry", w.check_retry, d.check_retry)?,
     };
     if let Some(span) = timeout_span.filter(|_| t.member_timeout <= t.heartbeat * 2) {
         let msg = "must be more than twice `fleet.heartbeat` (a live member would look away)";

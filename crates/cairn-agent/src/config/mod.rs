@@ -42,6 +42,7 @@
 //! member_timeout = "180s"           # a member silent this long is away
 //! steward_lease = "30s"
 //! max_skew = "2s"                   # clocks of the set differ by at most
+//! check_retry = "30s"               # a failed gate check runs again after
 //!
 //! [deploy]                          # overrides the release's [deploy]
 //! strategy = "canary"               # same shape as cairn.toml's
@@ -128,6 +129,8 @@ pub struct FleetTiming {
     pub steward_lease: Duration,
     /// The most two agents' clocks may differ by.
     pub max_skew: Duration,
+    /// How long after a failed gate check it is run again.
+    pub check_retry: Duration,
 }
 
 impl Default for FleetTiming {
@@ -140,6 +143,7 @@ impl Default for FleetTiming {
             member_timeout: t.member_timeout,
             steward_lease: t.steward_lease,
             max_skew: t.max_skew,
+            check_retry: t.check_retry,
         }
     }
 }

@@ -205,12 +205,14 @@ fn fleet_timing_and_a_deploy_override() {
     assert_eq!(c.fleet, FleetTiming::default());
     assert!(c.deploy.is_none());
     let text = format!(
-        "{}\n[fleet]\npoll = \"300ms\"\nheartbeat = \"1s\"\nmember_timeout = \"5s\"\n\n[deploy]\nstrategy = \"canary\"\ncanary = {{ count = 1, bake = \"2s\" }}\non_failure = \"rollback\"\n",
+        "{}\n[fleet]\npoll = \"300ms\"\nheartbeat = \"1s\"\nmember_timeout = \"5s\"\ncheck_retry = \"2s\"\n\n[deploy]\nstrategy = \"canary\"\ncanary = {{ count = 1, bake = \"2s\" }}\non_failure = \"rollback\"\n",
         example()
     );
     let c = parse(&text).unwrap();
     assert_eq!(c.fleet.poll, Duration::from_millis(300));
     assert_eq!(c.fleet.member_timeout, Duration::from_secs(5));
+    assert_eq!(c.fleet.check_retry, Duration::from_secs(2));
+    assert_eq!(c.fleet.max_skew, FleetTiming::default().max_skew);
     let plan = c.deploy.unwrap();
     assert_eq!(
         plan.strategy,

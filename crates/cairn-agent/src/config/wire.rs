@@ -66,4 +66,5 @@ pub(crate) struct FleetWire {
     pub member_timeout: Option<Spanned<String>>,
     pub steward_lease: Option<Spanned<String>>,
     pub max_skew: Option<Spanned<String>>,
+    pub check_retry: Option<Spanned<String>>,
 }

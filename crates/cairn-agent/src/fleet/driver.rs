@@ -8,13 +8,21 @@
 //! action: a wait (until its time, a local change, or a word from the
 //! gate), a grant to the agent (and no deciding until the swap is over),
 //! or a gate's check command.
+//!
+//! A wait names when to read the rollout record again (`refresh`), which
+//! may be later than when to decide again (a heartbeat, a local change).
+//! Before `refresh`, a round first decides on the record already read and
+//! keeps that decision only if it writes nothing but this member's record
+//! and waits; anything more (a read, a rollout write, a grant, a check)
+//! makes it a full round. So a member waiting for its turn heartbeats
+//! without reading the rollout record each time, as the protocol allows.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cairn_rollout::{
     decide, Action, Attempt, CheckResult, Local, MemberRecord, MemberState, RolloutRead, Time,
-    Timing, Versioned, View,
+    Timing, Versioned, View, Write,
 };
 use cairn_store::{RefStore, Store, StoreError};
 use tokio::sync::{watch, Notify};
@@ -45,6 +53,9 @@ pub(super) struct Driver {
     to_agent: Arc<Notify>,
     checks: Vec<CheckResult>,
     failures: u32,
+    /// Until when the rollout record already read may be decided on (the
+    /// last wait's `refresh`); `None`: read it first.
+    fresh_until: Option<Time>,
 }
 
 impl Driver {
@@ -69,6 +80,7 @@ impl Driver {
             member_timeout: timing.member_timeout,
             steward_lease: timing.steward_lease,
             max_skew: timing.max_skew,
+            check_retry: timing.check_retry,
             ..Timing::default()
         };
         Self {
@@ -82,6 +94,7 @@ impl Driver {
             to_agent,
             checks: Vec::new(),
             failures: 0,
+            fresh_until: None,
         }
     }
 
@@ -114,6 +127,7 @@ impl Driver {
                         tracing::warn!("fleet records: {e}");
                     }
                     self.own_known = false;
+                    self.fresh_until = None;
                     let backoff = self.view.timing.poll * (1 << self.failures.min(5));
                     Time(now_ms()).plus(backoff.min(MAX_BACKOFF))
                 }
@@ -178,6 +192,10 @@ impl Driver {
 
     /// One round; returns when to start the next at the latest.
     async fn round(&mut self, names: &Names) -> Result<Time, StoreError> {
+        if let Some(until) = self.on_record_read(names).await? {
+            return Ok(until);
+        }
+        self.fresh_until = None;
         let refs = self.refs();
         self.view.new_round();
         self.view.rollout = io::rollout(refs.as_ref(), &names.rollout).await?;
@@ -233,7 +251,50 @@ impl Driver {
                 Err(WriteError::Store(e)) => return Err(e),
             }
         }
+        if let Action::Wait { refresh, .. } = &d.action {
+            self.fresh_until = Some(*refresh);
+        }
         Ok(self.act(d.action).await)
+    }
+
+    /// A round on the rollout record already read, before its `refresh`
+    /// time: the decision is kept (this member's record written, the wait
+    /// begun) only if that is all it asks; `None` when a full round is due.
+    async fn on_record_read(&mut self, names: &Names) -> Result<Option<Time>, StoreError> {
+        let now = Time(now_ms());
+        let Some(refresh) = self.fresh_until.filter(|r| now < *r) else {
+            return Ok(None);
+        };
+        if !self.own_known || !matches!(self.view.rollout, RolloutRead::Read(_)) {
+            return Ok(None);
+        }
+        // Other records read last round may have changed: a decision that
+        // wants them asks again, which makes this a full round.
+        self.view.new_round();
+        let d = decide(&self.view, now);
+        let quiet = d.reads.is_empty()
+            && d.writes.iter().all(|w| matches!(w, Write::Member { .. }))
+            && matches!(d.action, Action::Wait { until, .. } if until > now);
+        if !quiet {
+            return Ok(None);
+        }
+        let refs = self.refs();
+        for w in d.writes {
+            match io::write(refs.as_ref(), names, &mut self.view, w).await {
+                Ok(()) => {}
+                Err(WriteError::Conflict) => {
+                    self.own_known = false;
+                    self.fresh_until = None;
+                    return Ok(Some(now.plus(self.view.timing.poll / 4)));
+                }
+                Err(WriteError::Store(e)) => return Err(e),
+            }
+        }
+        let Action::Wait { until, reason, .. } = d.action else {
+            unreachable!("checked above");
+        };
+        lock(&self.shared).reason = Some(reason.to_string());
+        Ok(Some(until.min(refresh)))
     }
 
     /// Carries the action out; returns when to decide again at the latest.
@@ -264,7 +325,7 @@ impl Driver {
                 command,
                 timeout,
             } => {
-                let passed = run_check(&command, timeout).await;
+                let passed = super::check::run(&command, timeout).await;
                 let sequence = match &self.view.rollout {
                     RolloutRead::Read(r) => r.value.sequence,
                     _ => 0,
@@ -373,36 +434,6 @@ impl Driver {
         }
         if let Err(e) = crate::status::write(&self.store, &names.own, &record, &mut version).await {
             tracing::warn!("writing member record {}: {e}", names.own);
-        }
-    }
-}
-
-/// Runs a gate's check command; whether it exited 0 within `timeout`.
-async fn run_check(command: &[String], timeout: Duration) -> bool {
-    let Some((program, args)) = command.split_first() else {
-        return false;
-    };
-    let child = tokio::process::Command::new(program)
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn();
-    let mut child = match child {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::warn!("gate check {program}: {e}");
-            return false;
-        }
-    };
-    match tokio::time::timeout(timeout, child.wait()).await {
-        Ok(Ok(status)) => status.success(),
-        Ok(Err(e)) => {
-            tracing::warn!("gate check {program}: {e}");
-            false
-        }
-        Err(_) => {
-            tracing::warn!("gate check {program}: timed out after {timeout:?}");
-            false
         }
     }
 }

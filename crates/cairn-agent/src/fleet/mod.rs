@@ -26,8 +26,11 @@
 //! release's `deploy`, else [`Plan::default`]. The swap budget is computed
 //! from the release's run specification ([`swap_budget`]).
 
+mod check;
 mod driver;
 mod io;
+#[cfg(test)]
+mod tests;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;

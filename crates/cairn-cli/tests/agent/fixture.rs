@@ -1,8 +1,9 @@
 //! What every agent test shares, made once per test binary: the
 //! `examples/http-hello` service built by the real `cairn` in the real
 //! sandbox (with the C toolchain of `examples/c-hello`), released as v1, v2
-//! and a broken v3 (its `/healthz` answers 503), plus a release of another
-//! service, all signed with key `ci` in one store. Tests promote them on
+//! and a broken v3 (its `/healthz` answers 503), plus two releases of
+//! another service (`other-hello` 1 and 2), all signed with key `ci` in one
+//! store. Tests promote them on
 //! channels of their own, so they never see each other's statements.
 
 use std::path::{Path, PathBuf};
@@ -28,8 +29,9 @@ pub struct Fixture {
     pub v2: String,
     /// Fails its health check.
     pub v3: String,
-    /// A release of service `other-hello`.
+    /// Releases of service `other-hello`, versions 1 and 2.
     pub other: String,
+    pub other2: String,
 }
 
 static FIXTURE: OnceLock<Fixture> = OnceLock::new();
@@ -104,7 +106,7 @@ fn build() -> Fixture {
         recipe.replace("name = \"http-hello\"", "name = \"other-hello\""),
     )
     .unwrap();
-    let other = run(&["release", "--key", "ci", "--version", "1"]);
+    let (other, other2) = (release("1", false), release("2", false));
     std::fs::write(project.join("cairn.toml"), recipe).unwrap();
     Fixture {
         root,
@@ -115,6 +117,7 @@ fn build() -> Fixture {
         v2,
         v3,
         other,
+        other2,
     }
 }
 

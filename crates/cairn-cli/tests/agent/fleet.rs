@@ -14,10 +14,11 @@ use serde_json::Value;
 use crate::fixture::{fixture, CAIRN, SERVICE};
 use crate::harness::{eventually, http_get, Options, TestAgent};
 
-const T: Duration = Duration::from_secs(60);
+pub(crate) const T: Duration = Duration::from_secs(60);
 
-/// Short intervals, so a rollout of three takes seconds.
-const FLEET: &str = r#"
+/// Short intervals, so a rollout of three takes seconds (and a failed
+/// gate check runs again after a second).
+pub(crate) const FLEET: &str = r#"
 [fleet]
 poll = "300ms"
 idle_poll = "2s"
@@ -25,11 +26,12 @@ heartbeat = "1s"
 member_timeout = "4s"
 steward_lease = "3s"
 max_skew = "500ms"
+check_retry = "1s"
 "#;
 
 /// Three agents `m1`..`m3` following channel (and set) `set`, with
 /// `deploy` as their `[deploy]` override (empty: the release's plan).
-fn members(set: &str, deploy: &str) -> Vec<TestAgent> {
+pub(crate) fn members(set: &str, deploy: &str) -> Vec<TestAgent> {
     ["m1", "m2", "m3"]
         .iter()
         .map(|id| {
@@ -47,7 +49,12 @@ fn members(set: &str, deploy: &str) -> Vec<TestAgent> {
 }
 
 /// `cairn [--json] status SERVICE --set SET` against the fixture's store.
-fn status(set: &str, json: bool) -> Output {
+pub(crate) fn status(set: &str, json: bool) -> Output {
+    status_with(set, json, &[])
+}
+
+/// `cairn [--json] status SERVICE --set SET ARGS…`.
+pub(crate) fn status_with(set: &str, json: bool, args: &[&str]) -> Output {
     let fx = fixture();
     let mut cmd = Command::new(CAIRN);
     cmd.arg("--store").arg(&fx.store);
@@ -55,6 +62,7 @@ fn status(set: &str, json: bool) -> Output {
         cmd.arg("--json");
     }
     cmd.args(["status", SERVICE, "--set", set])
+        .args(args)
         .env_remove("CAIRN_STORE")
         .env_remove("CAIRN_TOKEN")
         .output()
@@ -62,7 +70,7 @@ fn status(set: &str, json: bool) -> Output {
 }
 
 /// The set's rollout record, if any.
-fn rollout(set: &str) -> Option<Value> {
+pub(crate) fn rollout(set: &str) -> Option<Value> {
     let fx = fixture();
     let out = Command::new(CAIRN)
         .arg("--store")
@@ -84,7 +92,7 @@ fn rollout(set: &str) -> Option<Value> {
 }
 
 /// Waits for the rollout record to satisfy `cond`.
-fn wait_rollout(set: &str, what: &str, cond: impl Fn(&Value) -> bool) -> Value {
+pub(crate) fn wait_rollout(set: &str, what: &str, cond: impl Fn(&Value) -> bool) -> Value {
     let mut last = None;
     let ok = eventually(T * 2, || {
         last = rollout(set);
@@ -192,7 +200,7 @@ fn went(seen: &Seen, i: usize, path: &[&str]) -> bool {
         && at == path.len() - 1
 }
 
-fn start_all(agents: &mut [TestAgent], set: &str) {
+pub(crate) fn start_all(agents: &mut [TestAgent], set: &str) {
     let fx = fixture();
     for a in agents.iter_mut() {
         a.start();
@@ -365,8 +373,11 @@ fn a_member_killed_holding_a_slot_frees_it_when_its_lease_ends() {
     assert_eq!(agents[1].version().as_deref(), Some("2"));
 }
 
+/// `cairn status` flags matching [`FLEET`]'s member timeout and skew bound.
+pub(crate) const TIMING: &[&str] = &["--member-timeout", "4s", "--max-skew", "500ms"];
+
 /// `cairn rollout ACTION SERVICE --set SET` against the fixture's store.
-fn operator(action: &str, set: &str) -> Output {
+pub(crate) fn operator(action: &str, set: &str) -> Output {
     let fx = fixture();
     Command::new(CAIRN)
         .arg("--store")

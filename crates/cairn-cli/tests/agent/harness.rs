@@ -34,6 +34,8 @@ pub struct Options {
     pub channel: Option<String>,
     /// The command the agent is started under (`ip netns exec HOST`).
     pub launcher: Vec<String>,
+    /// The service it runs (default: the fixture's `http-hello`).
+    pub service: Option<String>,
     /// The service's socket (default: a free loopback port).
     pub http: Option<SocketAddr>,
     /// The status endpoint (default: a free loopback port).
@@ -136,9 +138,10 @@ impl TestAgent {
             .unwrap_or_default();
         let channel = options.channel.as_deref().unwrap_or(name);
         let id = options.id.as_deref().unwrap_or("a1");
+        let service = options.service.as_deref().unwrap_or(SERVICE);
         let text = format!(
             r#"store = {store:?}
-{token}service = "{SERVICE}"
+{token}service = "{service}"
 channel = "{channel}"
 set = "{channel}"
 id = "{id}"

@@ -15,5 +15,8 @@ mod load;
 mod crash;
 mod faults;
 mod fleet;
+mod fleet_abort;
+mod fleet_gates;
+mod fleet_status;
 mod refusals;
 mod swap;

@@ -6,6 +6,8 @@ use std::net::TcpStream;
 use std::os::unix::process::ExitStatusExt;
 use std::time::{Duration, Instant};
 
+use serde_json::Value;
+
 use crate::fixture::fixture;
 use crate::fleet::{Fleet, StoreProcess, T};
 use crate::harness::Server;
@@ -114,9 +116,22 @@ fn cut_off_and_reconnected(fleet: &Fleet) {
     }
     assert_status(fleet, "2");
     // The rollout is done on v2. (The returning member's own late update
-    // is not counted in it: the record keeps it away, its slot listed
-    // until a later rollout; so no more is asserted of the record here.)
+    // is not counted in the record: it keeps the member away, and a slot
+    // it claimed for its missed turn listed until a later rollout.)
     fleet.wait_rollout("done on 2", |r| r["phase"] == "done" && r["version"] == "2");
+    // `cairn status` counts it by its record: back, updated, not away,
+    // and a slot of it still listed is one it finished with.
+    let (code, story) = fleet.story();
+    assert_eq!(code, Some(0), "{story}");
+    let member = format!("m{cut}");
+    assert_eq!(story["away"], serde_json::json!([]), "{story}");
+    assert_eq!(story["updating"], serde_json::json!([]), "{story}");
+    let updated = story["updated"].as_array().unwrap();
+    assert_eq!(updated.len(), fleet.members.len(), "{story}");
+    assert!(updated.contains(&Value::from(member.as_str())), "{story}");
+    for slot in story["slots"].as_array().unwrap() {
+        assert_eq!(slot["holder"], "finished", "{story}");
+    }
     eprintln!("{name}: whole scenario {:?}", began.elapsed());
 }
 

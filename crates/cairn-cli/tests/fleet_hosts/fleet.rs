@@ -26,7 +26,9 @@ const SERVICE_PORT: u16 = 8080;
 const STATUS_PORT: u16 = 9090;
 /// The bucket of S3 fleets.
 const BUCKET: &str = "cairn-fleet";
-/// The rollout protocol's intervals, short so a rollout takes seconds.
+/// The rollout protocol's intervals, short so a rollout takes seconds
+/// (`Fleet::story` passes the member timeout and skew bound to `cairn
+/// status`).
 const FLEET_TIMING: &str = r#"
 [fleet]
 poll = "300ms"
@@ -228,11 +230,28 @@ impl Fleet {
 
     /// [`Fleet::status`] and the exit status (3: a failed rollout).
     pub fn status_with_code(&self) -> (Option<i32>, Vec<Value>) {
+        let (code, report) = self.status_report();
+        let rows = report["members"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no members in {report}"))
+            .clone();
+        (code, rows)
+    }
+
+    /// The set's rollout as `cairn status --json` tells it (with the
+    /// agents' member timeout and skew bound), and the exit status.
+    pub fn story(&self) -> (Option<i32>, Value) {
+        let (code, report) = self.status_report();
+        (code, report["rollouts"][0].clone())
+    }
+
+    fn status_report(&self) -> (Option<i32>, Value) {
         let mut args = vec!["--store", self.url.as_str()];
         if let Some(f) = &self.token_file {
             args.extend(["--token-file", f.to_str().unwrap()]);
         }
         args.extend(["--json", "status", SERVICE, "--set", &self.channel]);
+        args.extend(["--member-timeout", "4s", "--max-skew", "500ms"]);
         let out = self.cairn_output(self.host(0), &args);
         let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
             panic!(
@@ -240,11 +259,7 @@ impl Fleet {
                 String::from_utf8_lossy(&out.stderr)
             )
         });
-        let rows = report["members"]
-            .as_array()
-            .unwrap_or_else(|| panic!("no members in {report}"))
-            .clone();
-        (out.status.code(), rows)
+        (out.status.code(), report)
     }
 
     /// The set's rollout record (`fleet/SERVICE/SET/rollout`), read on

@@ -78,16 +78,25 @@ fn deploy_then_update(fleet: &Fleet, (v1, v2): (&str, &str), pace: Pace) {
     assert_status(fleet, "1");
 
     let targets = fleet.targets();
-    let (promoted, answers) = observe(&targets, || {
+    let ((promoted, healthy), answers) = observe(&targets, || {
         let promoted = Instant::now();
         fleet.promote(v2);
         eprintln!("{}: promoted in {:?}", fleet.channel, promoted.elapsed());
         fleet.wait_all("2");
-        promoted
+        (promoted, promoted.elapsed())
     });
     let spans = check_one_at_a_time_if(pace, &answers);
+    let secs = |d: Duration| d.as_secs_f64();
+    let mut timings = Vec::new();
     for (i, a) in answers.iter().enumerate() {
         let moved = check_moved(i, a, "1", "2");
+        timings.push(serde_json::json!({
+            "answered_new_s": secs(moved.first_new.duration_since(promoted)),
+            "swapping_s": spans[i]
+                .iter()
+                .map(|(a, b)| [secs(a.duration_since(promoted)), secs(b.duration_since(*a))])
+                .collect::<Vec<_>>(),
+        }));
         eprintln!(
             "{}: member {i} answered 2 after {:?}, both for {:?}, swapping {:?} ({} polls)",
             fleet.channel,
@@ -100,6 +109,14 @@ fn deploy_then_update(fleet: &Fleet, (v1, v2): (&str, &str), pace: Pace) {
             a.len()
         );
     }
+    // One line for bench/fleet.sh: from the promotion until every member
+    // served v2 healthy, and per member when it first answered v2 and
+    // when (and how long) its status said it swapped.
+    let timings = serde_json::json!({
+        "promote_to_all_healthy_s": secs(healthy),
+        "members": timings,
+    });
+    eprintln!("{}: timings {timings}", fleet.channel);
     assert_status(fleet, "2");
     fleet.settle("2");
     eprintln!("{}: whole scenario {:?}", fleet.channel, began.elapsed());

@@ -333,3 +333,29 @@ fn a_new_rollout_carries_the_others_slots_over_but_not_its_creators_own() {
         Some(SlotKind::Draining)
     );
 }
+
+#[test]
+fn the_steward_passes_over_exactly_the_members_timing_calls_away() {
+    // The member timeout (180 s) plus the margin (2 × 2 s + 1 s): a record
+    // 185 s old is present, 186 s old away, for the steward and for
+    // `Timing::is_away` (what `cairn status` shows) alike.
+    let t = Timing::default();
+    assert_eq!(t.away_after(), Duration::from_secs(185));
+    let all = vec![
+        member("host-00", old(), MemberState::Running, 185),
+        member("host-01", old(), MemberState::Running, 186),
+    ];
+    assert!(!t.is_away(all[0].heartbeat, now()));
+    assert!(t.is_away(all[1].heartbeat, now()));
+    let pinned: Vec<String> = all.iter().map(|m| m.agent.clone()).collect();
+    let p = Plan {
+        order: cairn_rollout::Order::Pinned(pinned),
+        ..plan(2)
+    };
+    let rec = stewarded(record(p.clone(), Phase::Rolling, 2), "host-09");
+    let (_, d) = decide_with(reading(steward("host-09", p), rec), &all);
+    let w = rollout_write(&d).unwrap();
+    let granted: Vec<&str> = w.slots.iter().map(|s| s.member.as_str()).collect();
+    assert_eq!(granted, ["host-00"]);
+    assert_eq!(w.away, 1);
+}

@@ -7,7 +7,7 @@
 mod story;
 
 use anyhow::{bail, Result};
-use cairn_rollout::{MemberRecord, RolloutRecord};
+use cairn_rollout::{MemberRecord, RolloutRecord, Time, Timing};
 use serde::Serialize;
 
 use story::Story;
@@ -25,7 +25,9 @@ struct Report {
 use crate::cli::{Global, StatusArgs};
 use crate::output::emit;
 
-/// A member whose heartbeat is older than this is marked stale.
+/// A member whose heartbeat is older than this is marked stale (a
+/// heartbeat at the agents' default interval was missed), until it is
+/// away.
 const STALE_SECONDS: i64 = 60;
 
 #[derive(Serialize)]
@@ -37,6 +39,10 @@ struct Row {
     /// Seconds since the last heartbeat.
     #[serde(skip_serializing_if = "Option::is_none")]
     age: Option<i64>,
+    /// Silent past the member timeout (and the margin): away, as the
+    /// rollout counts it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    away: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
 }
@@ -49,7 +55,10 @@ pub async fn run(global: &Global, args: StatusArgs) -> Result<i32> {
         Some(set) => format!("fleet/{}/{set}/members/", args.service),
         None => format!("fleet/{}/", args.service),
     };
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let nanos = time::OffsetDateTime::now_utc().unix_timestamp_nanos();
+    let clock = Time(i64::try_from(nanos / 1_000_000).unwrap_or(i64::MAX));
+    let now = clock.secs();
+    let timing = timing(&args);
     let mut rows = Vec::new();
     let mut rollouts = Vec::new();
     let names = store.refs.list(&format!("fleet/{}/", args.service)).await?;
@@ -81,6 +90,9 @@ pub async fn run(global: &Global, args: StatusArgs) -> Result<i32> {
             set: set.into(),
             agent: agent.into(),
             age: record.as_ref().map(|r| now - r.heartbeat),
+            away: record
+                .as_ref()
+                .is_some_and(|r| timing.is_away(r.heartbeat, clock)),
             record,
             error,
         });
@@ -100,7 +112,7 @@ pub async fn run(global: &Global, args: StatusArgs) -> Result<i32> {
                 .filter(|r| &r.set == set)
                 .filter_map(|r| r.record.clone())
                 .collect();
-            Story::new(set, rec, &members, now)
+            Story::new(set, rec, &members, clock, &timing)
         })
         .collect();
     let failed = stories.iter().any(Story::failed_rollout);
@@ -114,6 +126,17 @@ pub async fn run(global: &Global, args: StatusArgs) -> Result<i32> {
         parts.join("\n\n")
     });
     Ok(if failed { EXIT_ROLLOUT_FAILED } else { 0 })
+}
+
+/// The protocol's intervals as the agents use them, for telling who is
+/// away and which slots are over: the defaults, or what the flags say.
+fn timing(args: &StatusArgs) -> Timing {
+    let d = Timing::default();
+    Timing {
+        member_timeout: args.member_timeout.unwrap_or(d.member_timeout),
+        max_skew: args.max_skew.unwrap_or(d.max_skew),
+        ..d
+    }
 }
 
 fn table(rows: &[Row]) -> String {
@@ -148,7 +171,9 @@ fn table(rows: &[Row]) -> String {
             continue;
         };
         let age = row.age.unwrap_or(0);
-        let heartbeat = if age > STALE_SECONDS {
+        let heartbeat = if row.away {
+            format!("{age}s ago (away)")
+        } else if age > STALE_SECONDS {
             format!("{age}s ago (stale)")
         } else {
             format!("{age}s ago")
