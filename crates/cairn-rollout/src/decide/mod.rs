@@ -107,7 +107,7 @@ impl<'a> Cx<'a> {
     /// Whether the lease ending at `expires` (another agent's clock) has
     /// surely ended.
     pub fn expired(&self, expires: i64) -> bool {
-        crate::record::expired(expires, self.now, self.timing().margin())
+        self.timing().lease_over(expires, self.now)
     }
 }
 

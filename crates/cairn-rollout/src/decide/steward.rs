@@ -403,9 +403,9 @@ fn grant(cx: &mut Cx<'_>, candidates: &[Position], kind: SlotKind) -> Out {
     let (mut done, mut away, mut canaries) = (0, 0, Vec::new());
     for p in candidates {
         let record = view.peers.get(&p.member).cloned().flatten();
-        let alive = record.as_ref().is_some_and(|r| {
-            now.since(Time::from_secs(r.heartbeat)) <= t.member_timeout + t.margin()
-        });
+        let alive = record
+            .as_ref()
+            .is_some_and(|r| !t.is_away(r.heartbeat, now));
         let on_target = record.as_ref().is_some_and(|r| r.release == Some(target));
         let wanted = match kind {
             SlotKind::Update if on_target => {
