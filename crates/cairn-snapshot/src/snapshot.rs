@@ -3,7 +3,9 @@
 //! Three phases: walk the directory (names and kinds only), store every
 //! file in parallel (one `lstat` each, and a read only when the stat cache
 //! misses), then encode directories deepest first so each parent knows its
-//! children's digests.
+//! children's digests. The last phase is skipped when the stat cache's
+//! tree record shows the same inputs made the same tree before and its
+//! directory blobs are still whole in the store.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -16,7 +18,9 @@ use rayon::prelude::*;
 use rustix::fs::{AtFlags, Mode, OFlags};
 
 use crate::error::SnapshotError;
-use crate::stat_cache::{now_secs, BlobStamp, Entry as CacheEntry, FileStamp, StatCache};
+use crate::stat_cache::{
+    now_secs, BlobStamp, Entry as CacheEntry, FileStamp, StatCache, TreeRecord,
+};
 use crate::walk::{unsupported, walk, Entry, Kind};
 use crate::Progress;
 
@@ -100,8 +104,15 @@ pub fn snapshot(
     let mut files = store_files(store, &root, &entries, &cache, progress)?;
     let claimed = claim_reused(store, &root, &entries, &mut files)?;
     tracing::debug!(files = files.len(), elapsed = ?clock.elapsed(), "files stored");
-    let digest = encode_directories(store, &root, &entries, &files)?;
-    tracing::debug!(elapsed = ?clock.elapsed(), "directories encoded");
+    let fingerprint = tree_fingerprint(&entries, &files);
+    let recorded = fingerprint.as_ref().and_then(|f| cache.tree_for(f));
+    let (dirs, reused) = match recorded {
+        Some(dirs) if store.keep_many_sync(&dirs)? => (dirs, true),
+        _ => (encode_directories(store, &root, &entries, &files)?, false),
+    };
+    let digest = *dirs.last().expect("the root directory is always encoded");
+    let tree = fingerprint.map(|fingerprint| TreeRecord { fingerprint, dirs });
+    tracing::debug!(reused, elapsed = ?clock.elapsed(), "directories encoded");
     let stats = Added {
         digest,
         is_tree: true,
@@ -112,7 +123,8 @@ pub fn snapshot(
     // Durable before the stat cache may vouch for them.
     store.sync_written()?;
     let changed = files.iter().any(|f| f.was_read || f.blob_changed);
-    if !options.seen_once && (changed || claimed || cache.len() != files.len()) {
+    let tree_changed = tree.is_some() && !reused;
+    if !options.seen_once && (changed || claimed || tree_changed || cache.len() != files.len()) {
         let entries = files
             .iter()
             .map(|f| CacheEntry {
@@ -123,7 +135,7 @@ pub fn snapshot(
                 trusted: !f.stamp.is_racy(start),
             })
             .collect();
-        cache.save(store, entries);
+        cache.save(store, entries, tree.as_ref());
     }
     tracing::debug!(elapsed = ?clock.elapsed(), "snapshot done");
     Ok(stats)
@@ -382,13 +394,58 @@ fn claim_reused(
     Ok(true)
 }
 
-/// Encodes every directory, deepest first; returns the root's digest.
+/// Bumped whenever what [`tree_fingerprint`] covers or how directories are
+/// encoded changes: a tree recorded by an older encoding is then not reused.
+const FINGERPRINT_DOMAIN: &[u8] = b"cairn snapshot tree fingerprint 1\0";
+
+/// Bytes gathered before they are hashed (few calls into the hasher).
+const FINGERPRINT_CHUNK: usize = 32 << 10;
+
+/// The SHA-256 of everything [`encode_directories`] makes the tree of:
+/// each walked path in walk order with its kind, each file's digest and
+/// executable bit, each symlink's target (length-prefixed, so no two
+/// different inputs serialize alike). `None` when a symlink's target was
+/// not read by the walk (it is read while encoding then).
+fn tree_fingerprint(entries: &[Entry], files: &[StoredFile]) -> Option<[u8; 32]> {
+    let mut hasher = cairn_digest::Hasher::new();
+    hasher.update(FINGERPRINT_DOMAIN);
+    let mut buf = Vec::with_capacity(FINGERPRINT_CHUNK + 4096);
+    let mut files = files.iter();
+    for e in entries {
+        buf.extend_from_slice(&(e.rel.len() as u64).to_le_bytes());
+        buf.extend_from_slice(e.rel.as_bytes());
+        match &e.kind {
+            Kind::Dir => buf.push(0),
+            Kind::File => {
+                let f = files.next()?;
+                buf.push(1 + u8::from(f.stamp.executable()));
+                buf.extend_from_slice(f.digest.hash());
+                buf.extend_from_slice(&f.digest.size().to_le_bytes());
+            }
+            Kind::Symlink(Some(target)) => {
+                buf.push(3);
+                buf.extend_from_slice(&(target.len() as u64).to_le_bytes());
+                buf.extend_from_slice(target);
+            }
+            Kind::Symlink(None) => return None,
+        }
+        if buf.len() >= FINGERPRINT_CHUNK {
+            hasher.update(&buf);
+            buf.clear();
+        }
+    }
+    hasher.update(&buf);
+    Some(*hasher.finish().hash())
+}
+
+/// Encodes and stores every directory, deepest first; returns their
+/// digests, the root's last.
 fn encode_directories(
     store: &FsStore,
     root: &Path,
     entries: &[Entry],
     files: &[StoredFile],
-) -> Result<Digest, SnapshotError> {
+) -> Result<Vec<Digest>, SnapshotError> {
     let mut builders: BTreeMap<&str, DirectoryBuilder> = BTreeMap::new();
     builders.insert("", DirectoryBuilder::new());
     for e in entries.iter().filter(|e| matches!(e.kind, Kind::Dir)) {
@@ -429,6 +486,7 @@ fn encode_directories(
     let mut dirs: Vec<&str> = builders.keys().copied().collect();
     dirs.sort_by_key(|d| std::cmp::Reverse(depth(d)));
     let mut encoded = Vec::with_capacity(dirs.len());
+    let mut digests = Vec::with_capacity(dirs.len());
     for dir in dirs {
         let builder = builders.remove(dir).expect("each directory once");
         let built = builder.build().map_err(|source| SnapshotError::BadName {
@@ -438,11 +496,12 @@ fn encode_directories(
         let bytes = encode_directory(&built);
         let digest = Digest::of(&bytes);
         encoded.push(bytes);
+        digests.push(digest);
         if dir.is_empty() {
             // Stored together, deepest first: what is already stored is
             // claimed in one batch.
-            store.put_bytes_many_sync(&encoded)?;
-            return Ok(digest);
+            store.put_hashed_many_sync(&digests, &encoded)?;
+            return Ok(digests);
         }
         let (parent, name) = split_parent(dir);
         builders
