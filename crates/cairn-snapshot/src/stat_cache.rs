@@ -449,6 +449,43 @@ mod tests {
     }
 
     #[test]
+    fn the_tree_record_is_kept_and_found_only_by_its_fingerprint() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = FsStore::open(tmp.path().join("s")).unwrap();
+        let root = tmp.path().join("src");
+        let tree = TreeRecord {
+            fingerprint: [7; FINGERPRINT],
+            dirs: vec![Digest::of(b"sub"), Digest::of(b"root")],
+        };
+        let mut cache = StatCache::load(&store, &root);
+        cache.save(&store, vec![entry(1), entry(2)], Some(&tree));
+        assert_eq!(cache.tree_for(&tree.fingerprint), Some(tree.dirs.clone()));
+        let loaded = StatCache::load(&store, &root);
+        assert_eq!(loaded.len(), 2);
+        assert_eq!(loaded.lookup(1, &entry(2).file), Some(entry(2)));
+        assert_eq!(loaded.tree_for(&tree.fingerprint), Some(tree.dirs.clone()));
+        assert_eq!(loaded.tree_for(&[8; FINGERPRINT]), None);
+        // Saved again without a tree, it has none.
+        let mut cache = loaded;
+        cache.save(&store, vec![entry(1)], None);
+        assert_eq!(
+            StatCache::load(&store, &root).tree_for(&tree.fingerprint),
+            None
+        );
+        // A cut-off tree record makes the whole file unreadable, not a
+        // shorter list of directories.
+        cache.save(&store, vec![entry(1)], Some(&tree));
+        let mut bytes = std::fs::read(&cache.file).unwrap();
+        bytes.truncate(bytes.len() - DIR_DIGEST);
+        std::fs::write(&cache.file, bytes).unwrap();
+        let damaged = StatCache::load(&store, &root);
+        assert_eq!(
+            (damaged.len(), damaged.tree_for(&tree.fingerprint)),
+            (0, None)
+        );
+    }
+
+    #[test]
     fn a_damaged_cache_file_is_an_empty_cache() {
         let tmp = tempfile::tempdir().unwrap();
         let store = FsStore::open(tmp.path().join("s")).unwrap();
