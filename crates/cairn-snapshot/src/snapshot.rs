@@ -18,6 +18,7 @@ use rayon::prelude::*;
 use rustix::fs::{AtFlags, Mode, OFlags};
 
 use crate::error::SnapshotError;
+use crate::fingerprint::tree_fingerprint;
 use crate::stat_cache::{
     now_secs, BlobStamp, Entry as CacheEntry, FileStamp, StatCache, TreeRecord,
 };
@@ -104,7 +105,10 @@ pub fn snapshot(
     let mut files = store_files(store, &root, &entries, &cache, progress)?;
     let claimed = claim_reused(store, &root, &entries, &mut files)?;
     tracing::debug!(files = files.len(), elapsed = ?clock.elapsed(), "files stored");
-    let fingerprint = tree_fingerprint(&entries, &files);
+    let fingerprint = tree_fingerprint(
+        &entries,
+        files.iter().map(|f| (f.digest, f.stamp.executable())),
+    );
     let recorded = fingerprint.as_ref().and_then(|f| cache.tree_for(f));
     let (dirs, reused) = match recorded {
         Some(dirs) if store.keep_many_sync(&dirs)? => (dirs, true),
@@ -392,50 +396,6 @@ fn claim_reused(
         }
     }
     Ok(true)
-}
-
-/// Bumped whenever what [`tree_fingerprint`] covers or how directories are
-/// encoded changes: a tree recorded by an older encoding is then not reused.
-const FINGERPRINT_DOMAIN: &[u8] = b"cairn snapshot tree fingerprint 1\0";
-
-/// Bytes gathered before they are hashed (few calls into the hasher).
-const FINGERPRINT_CHUNK: usize = 32 << 10;
-
-/// The SHA-256 of everything [`encode_directories`] makes the tree of:
-/// each walked path in walk order with its kind, each file's digest and
-/// executable bit, each symlink's target (length-prefixed, so no two
-/// different inputs serialize alike). `None` when a symlink's target was
-/// not read by the walk (it is read while encoding then).
-fn tree_fingerprint(entries: &[Entry], files: &[StoredFile]) -> Option<[u8; 32]> {
-    let mut hasher = cairn_digest::Hasher::new();
-    hasher.update(FINGERPRINT_DOMAIN);
-    let mut buf = Vec::with_capacity(FINGERPRINT_CHUNK + 4096);
-    let mut files = files.iter();
-    for e in entries {
-        buf.extend_from_slice(&(e.rel.len() as u64).to_le_bytes());
-        buf.extend_from_slice(e.rel.as_bytes());
-        match &e.kind {
-            Kind::Dir => buf.push(0),
-            Kind::File => {
-                let f = files.next()?;
-                buf.push(1 + u8::from(f.stamp.executable()));
-                buf.extend_from_slice(f.digest.hash());
-                buf.extend_from_slice(&f.digest.size().to_le_bytes());
-            }
-            Kind::Symlink(Some(target)) => {
-                buf.push(3);
-                buf.extend_from_slice(&(target.len() as u64).to_le_bytes());
-                buf.extend_from_slice(target);
-            }
-            Kind::Symlink(None) => return None,
-        }
-        if buf.len() >= FINGERPRINT_CHUNK {
-            hasher.update(&buf);
-            buf.clear();
-        }
-    }
-    hasher.update(&buf);
-    Some(*hasher.finish().hash())
 }
 
 /// Encodes and stores every directory, deepest first; returns their
