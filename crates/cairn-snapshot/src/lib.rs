@@ -12,6 +12,7 @@
 //! commits locally and pushes.
 
 mod error;
+mod fingerprint;
 mod materialize;
 mod snapshot;
 mod stat_cache;

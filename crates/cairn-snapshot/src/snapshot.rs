@@ -3,7 +3,9 @@
 //! Three phases: walk the directory (names and kinds only), store every
 //! file in parallel (one `lstat` each, and a read only when the stat cache
 //! misses), then encode directories deepest first so each parent knows its
-//! children's digests.
+//! children's digests. The last phase is skipped when the stat cache's
+//! tree record shows the same inputs made the same tree before and its
+//! directory blobs are still whole in the store.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -16,7 +18,10 @@ use rayon::prelude::*;
 use rustix::fs::{AtFlags, Mode, OFlags};
 
 use crate::error::SnapshotError;
-use crate::stat_cache::{now_secs, BlobStamp, Entry as CacheEntry, FileStamp, StatCache};
+use crate::fingerprint::tree_fingerprint;
+use crate::stat_cache::{
+    now_secs, BlobStamp, Entry as CacheEntry, FileStamp, StatCache, TreeRecord,
+};
 use crate::walk::{unsupported, walk, Entry, Kind};
 use crate::Progress;
 
@@ -100,8 +105,18 @@ pub fn snapshot(
     let mut files = store_files(store, &root, &entries, &cache, progress)?;
     let claimed = claim_reused(store, &root, &entries, &mut files)?;
     tracing::debug!(files = files.len(), elapsed = ?clock.elapsed(), "files stored");
-    let digest = encode_directories(store, &root, &entries, &files)?;
-    tracing::debug!(elapsed = ?clock.elapsed(), "directories encoded");
+    let fingerprint = tree_fingerprint(
+        &entries,
+        files.iter().map(|f| (f.digest, f.stamp.executable())),
+    );
+    let recorded = fingerprint.as_ref().and_then(|f| cache.tree_for(f));
+    let (dirs, reused) = match recorded {
+        Some(dirs) if store.keep_many_sync(&dirs)? => (dirs, true),
+        _ => (encode_directories(store, &root, &entries, &files)?, false),
+    };
+    let digest = *dirs.last().expect("the root directory is always encoded");
+    let tree = fingerprint.map(|fingerprint| TreeRecord { fingerprint, dirs });
+    tracing::debug!(reused, elapsed = ?clock.elapsed(), "directories encoded");
     let stats = Added {
         digest,
         is_tree: true,
@@ -112,7 +127,8 @@ pub fn snapshot(
     // Durable before the stat cache may vouch for them.
     store.sync_written()?;
     let changed = files.iter().any(|f| f.was_read || f.blob_changed);
-    if !options.seen_once && (changed || claimed || cache.len() != files.len()) {
+    let tree_changed = tree.is_some() && !reused;
+    if !options.seen_once && (changed || claimed || tree_changed || cache.len() != files.len()) {
         let entries = files
             .iter()
             .map(|f| CacheEntry {
@@ -123,7 +139,7 @@ pub fn snapshot(
                 trusted: !f.stamp.is_racy(start),
             })
             .collect();
-        cache.save(store, entries);
+        cache.save(store, entries, tree.as_ref());
     }
     tracing::debug!(elapsed = ?clock.elapsed(), "snapshot done");
     Ok(stats)
@@ -382,13 +398,14 @@ fn claim_reused(
     Ok(true)
 }
 
-/// Encodes every directory, deepest first; returns the root's digest.
+/// Encodes and stores every directory, deepest first; returns their
+/// digests, the root's last.
 fn encode_directories(
     store: &FsStore,
     root: &Path,
     entries: &[Entry],
     files: &[StoredFile],
-) -> Result<Digest, SnapshotError> {
+) -> Result<Vec<Digest>, SnapshotError> {
     let mut builders: BTreeMap<&str, DirectoryBuilder> = BTreeMap::new();
     builders.insert("", DirectoryBuilder::new());
     for e in entries.iter().filter(|e| matches!(e.kind, Kind::Dir)) {
@@ -429,6 +446,7 @@ fn encode_directories(
     let mut dirs: Vec<&str> = builders.keys().copied().collect();
     dirs.sort_by_key(|d| std::cmp::Reverse(depth(d)));
     let mut encoded = Vec::with_capacity(dirs.len());
+    let mut digests = Vec::with_capacity(dirs.len());
     for dir in dirs {
         let builder = builders.remove(dir).expect("each directory once");
         let built = builder.build().map_err(|source| SnapshotError::BadName {
@@ -438,11 +456,12 @@ fn encode_directories(
         let bytes = encode_directory(&built);
         let digest = Digest::of(&bytes);
         encoded.push(bytes);
+        digests.push(digest);
         if dir.is_empty() {
             // Stored together, deepest first: what is already stored is
             // claimed in one batch.
-            store.put_bytes_many_sync(&encoded)?;
-            return Ok(digest);
+            store.put_hashed_many_sync(&digests, &encoded)?;
+            return Ok(digests);
         }
         let (parent, name) = split_parent(dir);
         builders

@@ -25,6 +25,14 @@
 //! removed). One cache per snapshotted root, in the store's `cache/stat/`
 //! directory; it is derived data, and losing or corrupting it only costs a
 //! re-read.
+//!
+//! **The tree.** The cache also remembers the tree the last snapshot
+//! built: a fingerprint of everything the directory encodings are made of
+//! (every walked path, its kind, each file's digest and executable bit,
+//! each symlink's target) and the digests of the encoded directories,
+//! root last. Encoding is a pure function of those inputs, so a snapshot
+//! whose fingerprint matches reuses the digests instead of encoding again,
+//! once the directory blobs are found whole in the store.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -33,9 +41,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use cairn_digest::Digest;
 use cairn_store::FsStore;
 
-const MAGIC: &[u8; 8] = b"cairnst3";
-/// Magic, entry count, root path length.
-const HEADER: usize = 8 + 8 + 8;
+const MAGIC: &[u8; 8] = b"cairnst4";
+/// Magic, entry count, root path length, directory count of the tree record.
+const HEADER: usize = 8 + 8 + 8 + 8;
+/// Bytes of a tree record's fingerprint.
+const FINGERPRINT: usize = 32;
+/// Bytes per directory digest of a tree record (hash and size).
+const DIR_DIGEST: usize = 32 + 8;
 const ENTRY: usize = 112;
 /// Bytes per index slot (a record's position).
 const SLOT: usize = 4;
@@ -125,6 +137,15 @@ pub struct Entry {
     pub trusted: bool,
 }
 
+/// The tree a snapshot built, as the cache remembers it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TreeRecord {
+    /// What the encodings were made of ([`crate::snapshot`] computes it).
+    pub fingerprint: [u8; FINGERPRINT],
+    /// The encoded directories' digests, the root's last.
+    pub dirs: Vec<Digest>,
+}
+
 /// The cache of one snapshotted root: the bytes of its file, searched in place.
 /// The default is an empty cache that is never saved (a directory seen once).
 #[derive(Default)]
@@ -134,6 +155,8 @@ pub struct StatCache {
     bytes: Vec<u8>,
     count: usize,
     offset: usize,
+    /// Directories in the tree record (0: none).
+    dirs: usize,
 }
 
 impl StatCache {
@@ -148,11 +171,13 @@ impl StatCache {
             bytes,
             count: 0,
             offset: 0,
+            dirs: 0,
         };
         match cache.parse_header() {
-            Some((count, offset)) => {
+            Some((count, offset, dirs)) => {
                 cache.count = count;
                 cache.offset = offset;
+                cache.dirs = dirs;
                 cache.touch_if_old();
             }
             None => cache.bytes.clear(),
@@ -160,17 +185,24 @@ impl StatCache {
         cache
     }
 
-    fn parse_header(&self) -> Option<(usize, usize)> {
+    fn parse_header(&self) -> Option<(usize, usize, usize)> {
         let b = &self.bytes;
         if b.len() < HEADER || &b[..8] != MAGIC {
             return None;
         }
-        let count = u64::from_le_bytes(b[8..16].try_into().ok()?) as usize;
-        let root_len = u64::from_le_bytes(b[16..24].try_into().ok()?) as usize;
+        let count = usize::try_from(read_u64(b, 8)).ok()?;
+        let root_len = usize::try_from(read_u64(b, 16)).ok()?;
+        let dirs = usize::try_from(read_u64(b, 24)).ok()?;
         let offset = HEADER.checked_add(root_len)?;
-        let end = offset.checked_add(count.checked_mul(ENTRY + SLOT)?)?;
+        let tree = match dirs {
+            0 => 0,
+            n => FINGERPRINT.checked_add(n.checked_mul(DIR_DIGEST)?)?,
+        };
+        let end = offset
+            .checked_add(count.checked_mul(ENTRY + SLOT)?)?
+            .checked_add(tree)?;
         (end == b.len() && &b[HEADER..offset] == self.root.as_os_str().as_encoded_bytes())
-            .then_some((count, offset))
+            .then_some((count, offset, dirs))
     }
 
     fn touch_if_old(&self) {
@@ -202,6 +234,27 @@ impl StatCache {
         decode(record).filter(|entry| entry.trusted && entry.file == *stamp)
     }
 
+    /// The recorded tree's directory digests (the root's last) if it was
+    /// built from what `fingerprint` names.
+    pub fn tree_for(&self, fingerprint: &[u8; FINGERPRINT]) -> Option<Vec<Digest>> {
+        if self.dirs == 0 {
+            return None;
+        }
+        let start = self.offset + self.count * (ENTRY + SLOT);
+        let b = &self.bytes[start..];
+        if b[..FINGERPRINT] != fingerprint[..] {
+            return None;
+        }
+        let dirs = b[FINGERPRINT..]
+            .chunks_exact(DIR_DIGEST)
+            .map(|d| {
+                let hash: [u8; 32] = d[..32].try_into().expect("32 bytes");
+                Digest::from_parts(hash, read_u64(d, 32))
+            })
+            .collect();
+        Some(dirs)
+    }
+
     /// Binary search of the index for `key`.
     fn find(&self, key: (u64, u64)) -> Option<&[u8]> {
         let (mut lo, mut hi) = (0, self.count);
@@ -227,30 +280,46 @@ impl StatCache {
         u32::from_le_bytes(self.bytes[start..start + SLOT].try_into().expect("4 bytes")) as usize
     }
 
-    /// Replaces the whole cache with `entries`, in walk order, and writes
-    /// it (best effort: a failure only costs re-reading files next time).
-    pub fn save(&mut self, store: &FsStore, entries: Vec<Entry>) {
+    /// Replaces the whole cache with `entries`, in walk order, and the
+    /// tree they made, and writes it (best effort: a failure only costs
+    /// re-reading files next time).
+    pub fn save(&mut self, store: &FsStore, entries: Vec<Entry>, tree: Option<&TreeRecord>) {
         let mut index: Vec<u32> = (0..entries.len() as u32).collect();
         index.sort_by_key(|&i| {
             let f = &entries[i as usize].file;
             (f.dev, f.ino)
         });
         let root = self.root.as_os_str().as_encoded_bytes();
-        let size = HEADER + root.len() + entries.len() * (ENTRY + SLOT);
+        let dirs = tree.map_or(0, |t| t.dirs.len());
+        let tree_size = if dirs == 0 {
+            0
+        } else {
+            FINGERPRINT + dirs * DIR_DIGEST
+        };
+        let size = HEADER + root.len() + entries.len() * (ENTRY + SLOT) + tree_size;
         let mut bytes = Vec::with_capacity(size);
         bytes.extend_from_slice(MAGIC);
-        bytes.extend_from_slice(&(entries.len() as u64).to_le_bytes());
-        bytes.extend_from_slice(&(root.len() as u64).to_le_bytes());
+        for n in [entries.len(), root.len(), dirs] {
+            bytes.extend_from_slice(&(n as u64).to_le_bytes());
+        }
         bytes.extend_from_slice(root);
         entries.iter().for_each(|e| encode(e, &mut bytes));
         index
             .iter()
             .for_each(|i| bytes.extend_from_slice(&i.to_le_bytes()));
+        if let Some(tree) = tree.filter(|_| dirs > 0) {
+            bytes.extend_from_slice(&tree.fingerprint);
+            for d in &tree.dirs {
+                bytes.extend_from_slice(d.hash());
+                bytes.extend_from_slice(&d.size().to_le_bytes());
+            }
+        }
         if let Err(e) = self.write(store, &bytes) {
             tracing::debug!(path = %self.file.display(), error = %e, "stat cache not saved");
         }
         self.count = entries.len();
         self.offset = HEADER + root.len();
+        self.dirs = dirs;
         self.bytes = bytes;
     }
 
@@ -361,7 +430,7 @@ mod tests {
         assert_eq!(cache.len(), 0);
         let mut entries: Vec<Entry> = [5, 1, 9, 3].into_iter().map(entry).collect();
         entries[2].trusted = false;
-        cache.save(&store, entries.clone());
+        cache.save(&store, entries.clone(), None);
         let loaded = StatCache::load(&store, &root);
         assert_eq!(loaded.len(), 4);
         for (i, e) in entries.iter().enumerate() {
@@ -380,12 +449,49 @@ mod tests {
     }
 
     #[test]
+    fn the_tree_record_is_kept_and_found_only_by_its_fingerprint() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = FsStore::open(tmp.path().join("s")).unwrap();
+        let root = tmp.path().join("src");
+        let tree = TreeRecord {
+            fingerprint: [7; FINGERPRINT],
+            dirs: vec![Digest::of(b"sub"), Digest::of(b"root")],
+        };
+        let mut cache = StatCache::load(&store, &root);
+        cache.save(&store, vec![entry(1), entry(2)], Some(&tree));
+        assert_eq!(cache.tree_for(&tree.fingerprint), Some(tree.dirs.clone()));
+        let loaded = StatCache::load(&store, &root);
+        assert_eq!(loaded.len(), 2);
+        assert_eq!(loaded.lookup(1, &entry(2).file), Some(entry(2)));
+        assert_eq!(loaded.tree_for(&tree.fingerprint), Some(tree.dirs.clone()));
+        assert_eq!(loaded.tree_for(&[8; FINGERPRINT]), None);
+        // Saved again without a tree, it has none.
+        let mut cache = loaded;
+        cache.save(&store, vec![entry(1)], None);
+        assert_eq!(
+            StatCache::load(&store, &root).tree_for(&tree.fingerprint),
+            None
+        );
+        // A cut-off tree record makes the whole file unreadable, not a
+        // shorter list of directories.
+        cache.save(&store, vec![entry(1)], Some(&tree));
+        let mut bytes = std::fs::read(&cache.file).unwrap();
+        bytes.truncate(bytes.len() - DIR_DIGEST);
+        std::fs::write(&cache.file, bytes).unwrap();
+        let damaged = StatCache::load(&store, &root);
+        assert_eq!(
+            (damaged.len(), damaged.tree_for(&tree.fingerprint)),
+            (0, None)
+        );
+    }
+
+    #[test]
     fn a_damaged_cache_file_is_an_empty_cache() {
         let tmp = tempfile::tempdir().unwrap();
         let store = FsStore::open(tmp.path().join("s")).unwrap();
         let root = tmp.path().join("src");
         let mut cache = StatCache::load(&store, &root);
-        cache.save(&store, vec![entry(1)]);
+        cache.save(&store, vec![entry(1)], None);
         let file = cache.file.clone();
         let mut bytes = std::fs::read(&file).unwrap();
         bytes.pop();

@@ -156,3 +156,106 @@ fn a_linked_checkout_shares_the_store_s_inodes_as_its_help_says() {
         "a linked file is writable"
     );
 }
+
+#[test]
+fn a_deleted_directory_blob_is_stored_again_when_nothing_else_changed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (store, src, first) = cached_tree(tmp.path());
+    // The same bytes as the tree's `sub` directory, wherever it is added.
+    let sub = add(
+        &FsStore::open(tmp.path().join("other")).unwrap(),
+        &src.join("sub"),
+    )
+    .digest;
+    for gone in [first.digest, sub] {
+        std::fs::remove_file(store.blob_path(&gone)).unwrap();
+        let again = add(&store, &src);
+        assert_eq!((again.digest, again.files_read), (first.digest, 0));
+        assert!(store.has_sync(&gone), "{gone} was vouched for, not stored");
+    }
+    assert_store_whole(&store);
+}
+
+/// The tree of `src` as a store that never saw it makes it.
+fn fresh_tree(tmp: &Path, src: &Path, options: &SnapshotOptions) -> cairn_digest::Digest {
+    let dir = tempfile::tempdir_in(tmp).unwrap();
+    let store = FsStore::open(dir.path().join("store")).unwrap();
+    snapshot(&store, src, options, &NoProgress).unwrap().digest
+}
+
+#[test]
+fn changes_that_leave_every_file_cached_still_change_the_tree() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (store, src, first) = cached_tree(tmp.path());
+    let renamed = |from: &str, to: &str| std::fs::rename(src.join(from), src.join(to)).unwrap();
+    type Change<'a> = Box<dyn Fn() + 'a>;
+    // Files stay stat cache hits while the tree changes around them, but
+    // a moved file gets a new ctime, so it is read again (and, "racy",
+    // would be read once more after: it comes last), as is `f2`, left out
+    // of the snapshot before it and so of its cache.
+    let changes: [(&str, Change, SnapshotOptions); 4] = [
+        (
+            "a directory renamed",
+            Box::new(|| renamed("sub", "sub2")),
+            SnapshotOptions::default(),
+        ),
+        (
+            "an empty directory made",
+            Box::new(|| std::fs::create_dir(src.join("empty")).unwrap()),
+            SnapshotOptions::default(),
+        ),
+        (
+            "a file excluded",
+            Box::new(|| ()),
+            SnapshotOptions {
+                exclude: vec!["f2".into()],
+                ..SnapshotOptions::default()
+            },
+        ),
+        (
+            "a file moved",
+            Box::new(|| renamed("sub2/f1", "f1")),
+            SnapshotOptions::default(),
+        ),
+    ];
+    let mut seen = vec![first.digest];
+    for (what, change, options) in changes {
+        change();
+        let added = snapshot(&store, &src, &options, &NoProgress).unwrap();
+        let expected_reads = if what == "a file moved" { 2 } else { 0 };
+        assert_eq!(
+            added.files_read, expected_reads,
+            "{what}: the others are still cached"
+        );
+        assert_eq!(
+            added.digest,
+            fresh_tree(tmp.path(), &src, &options),
+            "{what}"
+        );
+        assert!(
+            !seen.contains(&added.digest),
+            "{what}: the tree did not change"
+        );
+        seen.push(added.digest);
+    }
+    assert_store_whole(&store);
+}
+
+#[test]
+fn a_file_renamed_where_the_walk_has_it_in_the_same_place_changes_the_tree() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = FsStore::open(tmp.path().join("store")).unwrap();
+    let src = tmp.path().join("src");
+    std::fs::create_dir_all(src.join("solo")).unwrap();
+    std::fs::write(src.join("solo/a"), "alone\n").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let first = add(&store, &src);
+    assert_eq!(add(&store, &src).files_read, 0);
+    std::fs::rename(src.join("solo/a"), src.join("solo/b")).unwrap();
+    let renamed = add(&store, &src);
+    assert_ne!(renamed.digest, first.digest);
+    assert_eq!(
+        renamed.digest,
+        fresh_tree(tmp.path(), &src, &SnapshotOptions::default())
+    );
+}

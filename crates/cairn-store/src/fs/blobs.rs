@@ -69,6 +69,37 @@ impl FsStore {
     /// are kept (and those not written recently claimed, in one batch).
     pub fn put_bytes_many_sync(&self, blobs: &[Vec<u8>]) -> Result<Vec<Digest>> {
         let digests: Vec<Digest> = blobs.iter().map(|b| Digest::of(b)).collect();
+        self.put_hashed_many_sync(&digests, blobs)?;
+        Ok(digests)
+    }
+
+    /// [`put_bytes_many_sync`](Self::put_bytes_many_sync) for blobs whose
+    /// digests the caller already computed (`digests[i]` is the digest of
+    /// `blobs[i]`): no second hashing pass.
+    pub fn put_hashed_many_sync(&self, digests: &[Digest], blobs: &[Vec<u8>]) -> Result<()> {
+        debug_assert!(digests.iter().zip(blobs).all(|(d, b)| d.matches(b)));
+        let kept = self.keep_found(digests)?;
+        for ((digest, bytes), kept) in digests.iter().zip(blobs).zip(kept) {
+            if !kept {
+                self.write_new(digest, |file, path| {
+                    file.write_all(bytes)
+                        .map_err(|e| StoreError::io("writing", path, e))
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether every one of these blobs is stored whole, claiming those
+    /// not written recently (in one batch): what a writer asks before
+    /// reusing blobs it stored before instead of writing them again.
+    pub fn keep_many_sync(&self, digests: &[Digest]) -> Result<bool> {
+        Ok(self.keep_found(digests)?.into_iter().all(|kept| kept))
+    }
+
+    /// For each blob, whether it is stored whole and safe from a
+    /// collection (written recently, or claimed here and present after).
+    fn keep_found(&self, digests: &[Digest]) -> Result<Vec<bool>> {
         let found: Vec<Option<bool>> = digests.iter().map(|d| self.found(d)).collect();
         let old: Vec<(Digest, Kind)> = digests
             .iter()
@@ -79,21 +110,16 @@ impl FsStore {
         if !old.is_empty() {
             self.claim(&old)?;
         }
-        for ((digest, bytes), found) in digests.iter().zip(blobs).zip(found) {
-            // Present after the claim (or young): no collection deletes it now.
-            let kept = match found {
+        // Present after the claim (or young): no collection deletes it now.
+        Ok(digests
+            .iter()
+            .zip(found)
+            .map(|(digest, found)| match found {
                 Some(true) => true,
                 Some(false) => self.has_sync(digest),
                 None => false,
-            };
-            if !kept {
-                self.write_new(digest, |file, path| {
-                    file.write_all(bytes)
-                        .map_err(|e| StoreError::io("writing", path, e))
-                })?;
-            }
-        }
-        Ok(digests)
+            })
+            .collect())
     }
 
     /// Whether a blob is stored whole, and if so whether it was written
