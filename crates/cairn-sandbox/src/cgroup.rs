@@ -9,14 +9,18 @@
 //! overruns and records that in `memory.oom_control`, so the outcome can say
 //! [`crate::Termination::MemoryExceeded`].
 //!
-//! Joining a v1 cgroup costs an RCU grace period (milliseconds), so it
-//! overlaps with the sandbox's setup: the outer process forks the sandbox's
-//! pid 1, then moves itself and pid 1 into the cgroups (writing to the
-//! `cgroup.procs` files the parent opened) while pid 1 builds the root
-//! filesystem; pid 1 forks the step only after the move is done, so no
-//! process of the step ever runs outside them (see `child.rs`). Only cgroup v1 (`/sys/fs/cgroup/memory`,
-//! `pids`, `freezer`) is implemented; on a pure cgroup v2 host a plan with a
-//! memory or process limit is refused rather than silently unlimited.
+//! The outer process (see `child.rs`) joins the cgroups before it forks
+//! the sandbox's pid 1, so no process of the step ever runs outside them,
+//! by writing `0` to each hierarchy's `tasks` file: moving the calling
+//! thread alone is the one migration the kernel makes without taking the
+//! global `cgroup_threadgroup_rwsem` for writing, which waits for an RCU
+//! grace period (6–16 ms measured here, longer under load) each time.
+//! Writing a pid to `cgroup.procs`, as this crate used to, took it; the
+//! wait was hidden behind the root filesystem's setup only in part.
+//!
+//! Only cgroup v1 (`/sys/fs/cgroup/memory`, `pids`, `freezer`) is
+//! implemented; on a pure cgroup v2 host a plan with a memory or process
+//! limit is refused rather than silently unlimited.
 
 use std::fs::{self, File, OpenOptions};
 use std::os::unix::io::{AsRawFd, RawFd};
@@ -35,7 +39,8 @@ const HELPER_PROCESSES: u64 = 2;
 #[derive(Debug)]
 pub(crate) struct Cgroup {
     dirs: Vec<PathBuf>,
-    procs: Vec<File>,
+    /// The `tasks` files the outer process joins through.
+    tasks: Vec<File>,
     memory: Option<PathBuf>,
     pids: Option<PathBuf>,
     freezer: Option<PathBuf>,
@@ -48,13 +53,13 @@ fn write(path: &Path, value: &str) -> Result<(), SandboxError> {
     })
 }
 
-/// Lowest fd number of a `cgroup.procs` file: the child keeps these open
-/// while it moves fds 0–3 into place, so they must not be among them.
-pub(crate) const MIN_PROCS_FD: RawFd = 10;
+/// Lowest fd number of a `tasks` file: the child keeps these open while it
+/// moves fds 0–3 into place, so they must not be among them.
+pub(crate) const MIN_JOIN_FD: RawFd = 10;
 
-/// `file` moved to an fd number of at least [`MIN_PROCS_FD`].
+/// `file` moved to an fd number of at least [`MIN_JOIN_FD`].
 fn high_fd(file: File) -> std::io::Result<File> {
-    Ok(rustix::io::fcntl_dupfd_cloexec(&file, MIN_PROCS_FD)?.into())
+    Ok(rustix::io::fcntl_dupfd_cloexec(&file, MIN_JOIN_FD)?.into())
 }
 
 impl Cgroup {
@@ -68,7 +73,7 @@ impl Cgroup {
         );
         let mut cg = Cgroup {
             dirs: vec![],
-            procs: vec![],
+            tasks: vec![],
             memory: None,
             pids: None,
             freezer: None,
@@ -95,17 +100,17 @@ impl Cgroup {
                 "freezer" => cg.freezer = Some(dir.clone()),
                 _ => {}
             }
-            let procs = dir.join("cgroup.procs");
+            let tasks = dir.join("tasks");
             let file = OpenOptions::new()
                 .write(true)
-                .open(&procs)
+                .open(&tasks)
                 .and_then(high_fd);
             match file {
-                Ok(f) => cg.procs.push(f),
+                Ok(f) => cg.tasks.push(f),
                 Err(source) => {
                     cg.remove();
                     return Err(SandboxError::Cgroup {
-                        path: procs,
+                        path: tasks,
                         source,
                     });
                 }
@@ -133,9 +138,9 @@ impl Cgroup {
         Ok(())
     }
 
-    /// Raw fds of the `cgroup.procs` files, for the child to join.
-    pub(crate) fn procs_fds(&self) -> Vec<RawFd> {
-        self.procs.iter().map(AsRawFd::as_raw_fd).collect()
+    /// Raw fds of the `tasks` files, for the child to join.
+    pub(crate) fn tasks_fds(&self) -> Vec<RawFd> {
+        self.tasks.iter().map(AsRawFd::as_raw_fd).collect()
     }
 
     /// How many times the kernel OOM-killed a process of this cgroup.

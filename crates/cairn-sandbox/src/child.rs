@@ -8,12 +8,14 @@
 //!
 //! 1. **outer** (the spawned child, host namespaces, the caller's ids):
 //!    closes every inherited fd but 0–2, the status socket (fd 3) and the
-//!    `cgroup.procs` files, drops supplementary groups when root, and
-//!    `clone`s *init* into new user/mount/pid/net/ipc/uts namespaces. From
-//!    outside, with the caller's privileges, it writes init's uid and gid
-//!    maps (the step's id to the host ids `ids.rs` chose), tells init so,
-//!    moves itself and init into the cgroups (an RCU grace period each
-//!    time, overlapping init's setup), tells init again and waits for it.
+//!    cgroups' `tasks` files, drops supplementary groups when root, moves
+//!    itself into the cgroups (see [`join_cgroups`] for why this costs no
+//!    RCU grace period), and `clone`s *init* into new
+//!    user/mount/pid/net/ipc/uts/cgroup namespaces, so init and everything
+//!    it starts are born in the cgroups and see them as `/`. From outside,
+//!    with the caller's privileges, it writes init's uid and gid maps (the
+//!    step's id to the host ids `ids.rs` chose), tells init so, and waits
+//!    for it.
 //! 2. **init** (pid 1 of the new pid namespace): wipes the caller's command
 //!    line and environment from its copy of the caller's memory and is not
 //!    dumpable. Still with the caller's host uid, it mounts the root tmpfs
@@ -21,10 +23,9 @@
 //!    the step's uid (keeping its capabilities in the namespace, which are
 //!    none on the host), assembles the root from the clones, pivots into
 //!    it, sets the hostname, brings `lo` up, sends the parent descriptors
-//!    of `/out` and `/tmp`, waits until it is in the cgroups, enters a new
-//!    cgroup namespace, forks *step*, reaps every orphan, and when *step*
-//!    ends writes its wait status to the status socket and exits — and the
-//!    kernel kills whatever is left in the namespace. It dies with
+//!    of `/out` and `/tmp`, forks *step*, reaps every orphan, and when
+//!    *step* ends writes its wait status to the status socket and exits —
+//!    and the kernel kills whatever is left in the namespace. It dies with
 //!    *outer* (`PR_SET_PDEATHSIG`), which dies with the caller's thread.
 //! 3. **step**: a new session (no controlling terminal), fixed rlimits, a
 //!    fresh empty session keyring, `no_new_privs`, the workdir, every fd
@@ -209,19 +210,20 @@ pub(crate) fn enter(s: &mut Script) -> ! {
 
 fn outer(s: &mut Script) -> Sys<c_int> {
     // SAFETY: plain syscalls on integers. The cgroup fds are >= 10
-    // (`MIN_PROCS_FD`), so the dup2 onto 3 cannot clobber them.
+    // (`MIN_JOIN_FD`), so the dup2 onto 3 cannot clobber them.
     unsafe {
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
         if s.status_fd != STATUS_FD && libc::dup2(s.status_fd, STATUS_FD) == -1 {
             libc::_exit(125);
         }
     }
-    close_all_but(&s.cgroup_procs);
+    close_all_but(&s.cgroup_tasks);
     if s.clear_groups {
         // SAFETY: an empty group list.
         let r = unsafe { libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>()) };
         check(r, Stage::Privileges, 2)?;
     }
+    join_cgroups(s)?;
     let mut go = [0 as c_int; 2];
     // SAFETY: `go` is a valid out-array of two fds.
     check(
@@ -229,41 +231,28 @@ fn outer(s: &mut Script) -> Sys<c_int> {
         Stage::Fork,
         1,
     )?;
-    // No cgroup namespace yet: it is entered by pid 1 once in the cgroups,
-    // so that the step sees its own cgroup as `/`.
+    // Already in the cgroups: pid 1 and everything it starts are born in
+    // them, and its new cgroup namespace shows them as `/`.
     let flags = libc::CLONE_NEWUSER
         | libc::CLONE_NEWNS
         | libc::CLONE_NEWPID
         | libc::CLONE_NEWNET
         | libc::CLONE_NEWIPC
-        | libc::CLONE_NEWUTS;
+        | libc::CLONE_NEWUTS
+        | libc::CLONE_NEWCGROUP;
     let pid = raw_clone(flags).map_err(|(_, i, e)| (Stage::Namespaces, i, e))?;
     if pid == 0 {
-        // SAFETY: closing fds this process owns.
-        unsafe {
-            libc::close(go[1]);
-            for fd in &s.cgroup_procs {
-                libc::close(*fd);
-            }
-        }
+        // SAFETY: closing an fd this process owns.
+        unsafe { libc::close(go[1]) };
         init(s, go[0])
     }
     // SAFETY: closing our copy of pid 1's end.
     unsafe { libc::close(go[0]) };
-    let tell = || {
-        // SAFETY: a one-byte write to our pipe.
-        unsafe { libc::write(go[1], b"1".as_ptr().cast(), 1) };
-    };
     write_id_maps(s, pid)?;
-    tell();
-    join_cgroups(s, pid)?;
-    tell();
-    // SAFETY: closing what we own.
+    // SAFETY: a one-byte write to our pipe, then closing what we own.
     unsafe {
+        libc::write(go[1], b"1".as_ptr().cast(), 1);
         libc::close(go[1]);
-        for fd in &s.cgroup_procs {
-            libc::close(*fd);
-        }
     }
     let (_, status) = wait(pid);
     Ok(if libc::WIFEXITED(status) {
@@ -328,16 +317,19 @@ fn close_all_but(keep: &[c_int]) {
     unsafe { libc::close_range(first, u32::MAX, 0) };
 }
 
-/// Moves this process and `init` (a host pid) into every cgroup.
-fn join_cgroups(s: &Script, init: libc::pid_t) -> Sys {
-    let mut buf = [0u8; 12];
-    let init = decimal(init as u32, &mut buf);
-    for (i, fd) in s.cgroup_procs.iter().enumerate() {
-        for pid in [&b"0"[..], init] {
-            // SAFETY: writing a stack buffer to an fd the parent opened.
-            let r = unsafe { libc::write(*fd, pid.as_ptr().cast(), pid.len()) };
-            check(r as libc::c_long, Stage::JoinCgroup, i as u32)?;
-        }
+/// Moves this process, single-threaded since the `fork`, into every
+/// cgroup by writing `0` to the hierarchies' `tasks` files, then closes
+/// them. Moving only the calling thread is the one migration the kernel
+/// does without taking the global `cgroup_threadgroup_rwsem` for writing,
+/// which waits for an RCU grace period (milliseconds) each time; moving a
+/// process by pid through `cgroup.procs` takes it.
+fn join_cgroups(s: &Script) -> Sys {
+    for (i, fd) in s.cgroup_tasks.iter().enumerate() {
+        // SAFETY: writing a static buffer to an fd the parent opened.
+        let r = unsafe { libc::write(*fd, b"0".as_ptr().cast(), 1) };
+        check(r as libc::c_long, Stage::JoinCgroup, i as u32)?;
+        // SAFETY: closing an fd we own; nothing else writes to it.
+        unsafe { libc::close(*fd) };
     }
     Ok(())
 }
@@ -392,7 +384,7 @@ fn wipe_caller_strings(s: &Script) {
 }
 
 /// Pid 1 of the sandbox; `go` gets a byte once the outer process has
-/// written the id maps, and another once it is in the cgroups. Never returns.
+/// written the id maps. Never returns.
 fn init(s: &mut Script, go: c_int) -> ! {
     // SAFETY: prctl with integer arguments. Non-dumpable: the step (same
     // uid) must not read pid 1's environ/memory/exe, which are the caller's.
@@ -406,18 +398,10 @@ fn init(s: &mut Script, go: c_int) -> ! {
         // SAFETY: async-signal-safe exit.
         unsafe { libc::_exit(126) }
     }
-    if let Err(e) = build_root(s) {
-        fail_and_exit(e)
-    }
-    if !go_ahead(go) {
-        // SAFETY: as above.
-        unsafe { libc::_exit(126) }
-    }
     // SAFETY: closing an fd we own.
     unsafe { libc::close(go) };
-    // SAFETY: unshare takes only flags; pid 1 has CAP_SYS_ADMIN in its userns.
-    if unsafe { libc::unshare(libc::CLONE_NEWCGROUP) } == -1 {
-        fail_and_exit((Stage::Namespaces, 1, errno()))
+    if let Err(e) = build_root(s) {
+        fail_and_exit(e)
     }
     // The services, each ready (or failed) before the next starts.
     if let Err((index, ended)) = crate::ready::start_services(s) {

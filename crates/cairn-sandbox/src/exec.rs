@@ -236,7 +236,7 @@ fn spawn_and_wait(
         staging: spawn.staging,
         clones: spawn.clones,
         ops: spawn.ops,
-        cgroup_procs: cgroup.procs_fds(),
+        cgroup_tasks: cgroup.tasks_fds(),
         status_fd: status_w.as_raw_fd(),
         host_ids: (spawn.ids.uid, spawn.ids.gid),
         ns_root: spawn.ids.ns_root,

@@ -183,9 +183,9 @@ impl CallerStrings {
 /// Everything the three child processes need, precomputed.
 #[derive(Debug)]
 pub(crate) struct Script {
-    /// `cgroup.procs` files (fds >= 10, sorted) the outer process moves
-    /// itself and pid 1 into.
-    pub cgroup_procs: Vec<RawFd>,
+    /// The cgroups' `tasks` files (fds >= 10, sorted) the outer process
+    /// joins before it forks pid 1.
+    pub cgroup_tasks: Vec<RawFd>,
     /// The status socket; becomes fd 3 in the children.
     pub status_fd: RawFd,
     /// Running as root: drop supplementary groups before the namespaces.
@@ -466,7 +466,7 @@ pub(crate) struct Process<'a> {
     pub staging: &'a Path,
     pub clones: Vec<Clone>,
     pub ops: Vec<Op>,
-    pub cgroup_procs: Vec<RawFd>,
+    pub cgroup_tasks: Vec<RawFd>,
     pub status_fd: RawFd,
     pub host_ids: (u32, u32),
     /// The host id the namespace's root maps to, for a step whose
@@ -508,10 +508,10 @@ pub(crate) fn build(p: Process<'_>) -> Script {
     ] {
         rlimits.push((res, v.unwrap_or_else(|| hard(res))));
     }
-    let mut cgroup_procs = p.cgroup_procs;
-    cgroup_procs.sort_unstable();
+    let mut cgroup_tasks = p.cgroup_tasks;
+    cgroup_tasks.sort_unstable();
     Script {
-        cgroup_procs,
+        cgroup_tasks,
         status_fd: p.status_fd,
         clear_groups: p.clear_groups,
         uid_map: map(p.host_ids.0),
