@@ -99,6 +99,7 @@ mod prepare;
 mod ready;
 mod script;
 mod services;
+mod staging;
 
 pub use error::SandboxError;
 pub use exec::{run, Outcome, OutputDir, Scratch, ServiceEnd, Termination};
