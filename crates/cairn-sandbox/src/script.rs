@@ -205,6 +205,8 @@ pub(crate) struct Script {
     pub workdir: CString,
     /// The step's command.
     pub program: Program,
+    /// The stack the step runs on until `execve` (see `child::spawn_step`).
+    pub step_stack: Vec<u8>,
     /// The services, started before the command, in order.
     pub services: Vec<crate::ready::ScriptService>,
     pub filters: &'static [BpfProgram],
@@ -460,6 +462,10 @@ const FIXED_RLIMITS: [(libc::__rlimit_resource_t, u64); 5] = [
     (libc::RLIMIT_NICE, 0),
 ];
 
+/// Bytes of the stack the step runs on between its `clone` and `execve`
+/// (a few raw system calls; generous, and only touched pages cost).
+const STEP_STACK: usize = 256 << 10;
+
 /// The process part: ids, hostname, limits, command line.
 pub(crate) struct Process<'a> {
     pub plan: &'a Plan,
@@ -526,6 +532,7 @@ pub(crate) fn build(p: Process<'_>) -> Script {
         rlimits,
         workdir: cpath(&plan.workdir),
         program: Program::new(&plan.argv, &plan.env),
+        step_stack: vec![0; STEP_STACK],
         services: plan
             .services
             .iter()
