@@ -141,8 +141,8 @@ pub fn run(
     clock.lap("host ids");
     let staging = crate::staging::dir()?;
     let owner = ids.dedicated.then_some((ids.uid, ids.gid));
-    let (root_entries, sources, scratch) = prepare::sources(plan, owner)?;
-    let (clones, ops) = script::filesystem(&root_entries, &sources, plan);
+    let prepared = prepare::sources(plan, owner)?;
+    let (clones, ops) = script::filesystem(&prepared.root, &prepared.others, plan);
     let mut descriptions: Vec<String> = ops.iter().map(script::Op::describe).collect();
     let clone_names: Vec<String> = clones
         .iter()
@@ -163,7 +163,7 @@ pub fn run(
     let refused_forks = cgroup.refused_forks();
     cgroup.remove();
     clock.lap("cgroup remove");
-    if let Some(Err(e)) = scratch.map(tempfile::TempDir::close) {
+    if let Some(Err(e)) = prepared.scratch.map(tempfile::TempDir::close) {
         tracing::warn!(error = %e, "cannot remove sandbox scratch dir");
     }
     drop(ids);

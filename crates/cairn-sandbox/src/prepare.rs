@@ -30,14 +30,20 @@ fn scratch_err(path: &Path) -> impl FnOnce(io::Error) -> SandboxError + '_ {
     }
 }
 
-/// Resolves every mount to a host source; returns the root entries, the
-/// other mounts (parents first) and, if a mount is writable, the private
-/// scratch directory (mode 0700) holding its copy. Steps without writable
-/// mounts touch no host directory at all.
-pub(crate) fn sources(
-    plan: &Plan,
-    owner: Option<(u32, u32)>,
-) -> Result<(Vec<RootEntry>, Vec<Source>, Option<TempDir>), SandboxError> {
+/// The plan's mounts resolved to host sources.
+pub(crate) struct Prepared {
+    /// The entries of the mount at `/`.
+    pub root: Vec<RootEntry>,
+    /// The other mounts, parents first.
+    pub others: Vec<Source>,
+    /// The private scratch directory (mode 0700) holding the copies of
+    /// writable mounts; only made if a mount is writable, so steps without
+    /// one touch no host directory at all.
+    pub scratch: Option<TempDir>,
+}
+
+/// Resolves every mount to a host source, copying writable ones.
+pub(crate) fn sources(plan: &Plan, owner: Option<(u32, u32)>) -> Result<Prepared, SandboxError> {
     let mut root = vec![];
     let mut others = vec![];
     let mut scratch = None;
@@ -49,7 +55,11 @@ pub(crate) fn sources(
             others.push(src);
         }
     }
-    Ok((root, others, scratch))
+    Ok(Prepared {
+        root,
+        others,
+        scratch,
+    })
 }
 
 /// The scratch directory, made on first use.

@@ -11,7 +11,8 @@
 //! waiting for an RCU grace period (3–4 ms per step measured under load).
 //!
 //! The directory is `/run/cairn-sandbox/root` for root (next to the uid
-//! slot locks) and `$TMPDIR/cairn-sandbox-<uid>/root` for anyone else. Its
+//! slot locks; `$TMPDIR/cairn-sandbox-0/root` if `/run` is read-only) and
+//! `$TMPDIR/cairn-sandbox-<uid>/root` for anyone else. Its
 //! parent is made with mode 0700 and must be a real directory (not a
 //! symlink) owned by the caller and closed to everyone else, so no other
 //! user can swap what the path leads to.
@@ -34,15 +35,23 @@ pub(crate) fn dir() -> Result<&'static Path, SandboxError> {
         return Ok(dir);
     }
     let euid = rustix::process::geteuid().as_raw();
-    let parent = if euid == 0 {
-        PathBuf::from(ROOT_DIR)
-    } else {
-        std::env::temp_dir().join(format!("cairn-sandbox-{euid}"))
+    let own = std::env::temp_dir().join(format!("cairn-sandbox-{euid}"));
+    // Root in a container may have a read-only `/run`: then `$TMPDIR`.
+    let parents = match euid {
+        0 => vec![PathBuf::from(ROOT_DIR), own],
+        _ => vec![own],
     };
-    let staging = parent.join("root");
-    make_private_dir(&parent, euid, 0o700)?;
-    make_private_dir(&staging, euid, 0o755)?;
-    Ok(DIR.get_or_init(|| staging))
+    let mut failed = None;
+    for parent in parents {
+        let staging = parent.join("root");
+        match make_private_dir(&parent, euid, 0o700)
+            .and_then(|()| make_private_dir(&staging, euid, 0o755))
+        {
+            Ok(()) => return Ok(DIR.get_or_init(|| staging)),
+            Err(e) => failed = Some(e),
+        }
+    }
+    Err(failed.expect("at least one candidate"))
 }
 
 /// Makes directory `path` with `mode` unless it exists, then checks that it
