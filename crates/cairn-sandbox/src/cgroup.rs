@@ -53,6 +53,52 @@ fn write(path: &Path, value: &str) -> Result<(), SandboxError> {
     })
 }
 
+/// Cgroups this crate names: `cairn-sandbox-<pid>-<n>`.
+const PREFIX: &str = "cairn-sandbox-";
+/// A cgroup of a dead process younger than this is left alone: it may be
+/// another pid namespace's, made an instant ago and not joined yet.
+const STALE_AFTER: Duration = Duration::from_secs(10);
+/// The hierarchies this crate makes cgroups in.
+const CONTROLLERS: [&str; 3] = ["memory", "pids", "freezer"];
+
+/// Removes the cgroups a killed cairn left behind (`kill -9` gives it no
+/// chance to): those named by this crate whose process is gone, older
+/// than [`STALE_AFTER`]. One that still holds a process is refused by the
+/// kernel and stays. Once per process, before its first sandbox.
+fn remove_stale() {
+    let me = std::process::id();
+    for controller in CONTROLLERS {
+        let Ok(entries) = fs::read_dir(Path::new(ROOT).join(controller)) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(owner) = name
+                .to_str()
+                .and_then(|n| n.strip_prefix(PREFIX))
+                .and_then(|n| n.split_once('-'))
+                .and_then(|(pid, _)| pid.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t.elapsed().is_ok_and(|age| age >= STALE_AFTER));
+            if owner != me && old && !Path::new(&format!("/proc/{owner}")).exists() {
+                match fs::remove_dir(entry.path()) {
+                    Ok(()) => {
+                        tracing::debug!(path = %entry.path().display(), "removed a stale cgroup")
+                    }
+                    Err(e) => {
+                        tracing::debug!(path = %entry.path().display(), error = %e, "stale cgroup kept")
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Lowest fd number of a `tasks` file: the child keeps these open while it
 /// moves fds 0–3 into place, so they must not be among them.
 pub(crate) const MIN_JOIN_FD: RawFd = 10;
@@ -66,8 +112,10 @@ impl Cgroup {
     /// Creates the cgroups `limits` need, plus a freezer one if available.
     pub(crate) fn create(limits: &Limits) -> Result<Cgroup, SandboxError> {
         static SEQ: AtomicU64 = AtomicU64::new(0);
+        static SWEPT: std::sync::Once = std::sync::Once::new();
+        SWEPT.call_once(remove_stale);
         let name = format!(
-            "cairn-sandbox-{}-{}",
+            "{PREFIX}{}-{}",
             std::process::id(),
             SEQ.fetch_add(1, Ordering::Relaxed)
         );
@@ -78,11 +126,12 @@ impl Cgroup {
             pids: None,
             freezer: None,
         };
-        let wanted = [
-            ("memory", limits.memory_bytes.is_some()),
-            ("pids", limits.max_processes.is_some()),
-            ("freezer", false),
+        let required = [
+            limits.memory_bytes.is_some(),
+            limits.max_processes.is_some(),
+            false,
         ];
+        let wanted = CONTROLLERS.into_iter().zip(required);
         for (controller, required) in wanted {
             let dir = Path::new(ROOT).join(controller).join(&name);
             if let Err(source) = fs::create_dir(&dir) {

@@ -24,7 +24,7 @@
 //!    none on the host), assembles the root from the clones, pivots into
 //!    it, sets the hostname, brings `lo` up, sends the parent descriptors
 //!    of `/out` and `/tmp`, starts *step* (in its memory, suspended until
-//!    the `execve`: [`spawn_step`]), reaps every orphan, and when
+//!    the `execve`: [`spawn`]), reaps every orphan, and when
 //!    *step* ends writes its wait status to the status socket and exits —
 //!    and the kernel kills whatever is left in the namespace. It dies with
 //!    *outer* (`PR_SET_PDEATHSIG`), which dies with the caller's thread.
@@ -40,7 +40,7 @@
 use std::ffi::CStr;
 use std::os::raw::c_int;
 
-use crate::script::Script;
+use crate::script::{Program, Script};
 
 /// The status socket's fd number in the children.
 pub(crate) const STATUS_FD: c_int = 3;
@@ -214,6 +214,10 @@ fn outer(s: &mut Script) -> Sys<c_int> {
     // (`MIN_JOIN_FD`), so the dup2 onto 3 cannot clobber them.
     unsafe {
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+        // The caller may have died before the line above.
+        if libc::getppid() != s.caller_pid {
+            libc::_exit(125);
+        }
         if s.status_fd != STATUS_FD && libc::dup2(s.status_fd, STATUS_FD) == -1 {
             libc::_exit(125);
         }
@@ -250,11 +254,10 @@ fn outer(s: &mut Script) -> Sys<c_int> {
     // SAFETY: closing our copy of pid 1's end.
     unsafe { libc::close(go[0]) };
     write_id_maps(s, pid)?;
-    // SAFETY: a one-byte write to our pipe, then closing what we own.
-    unsafe {
-        libc::write(go[1], b"1".as_ptr().cast(), 1);
-        libc::close(go[1]);
-    }
+    // SAFETY: a one-byte write to our pipe. The write end stays open
+    // until this process dies: pid 1 tells from its hang-up that we are
+    // gone (see `outer_is_alive`).
+    unsafe { libc::write(go[1], b"1".as_ptr().cast(), 1) };
     let (_, status) = wait(pid);
     Ok(if libc::WIFEXITED(status) {
         libc::WEXITSTATUS(status)
@@ -399,11 +402,20 @@ fn init(s: &mut Script, go: c_int) -> ! {
         // SAFETY: async-signal-safe exit.
         unsafe { libc::_exit(126) }
     }
-    // SAFETY: closing an fd we own.
-    unsafe { libc::close(go) };
     if let Err(e) = build_root(s) {
         fail_and_exit(e)
     }
+    // Becoming the step's uid cleared the parent-death signal (the kernel
+    // clears it on every change of effective ids): arm it again, then make
+    // sure the outer process did not die before that.
+    // SAFETY: prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+    if !outer_is_alive(go) {
+        // SAFETY: exiting pid 1 makes the kernel kill the whole namespace.
+        unsafe { libc::_exit(126) }
+    }
+    // SAFETY: closing an fd we own.
+    unsafe { libc::close(go) };
     // The services, each ready (or failed) before the next starts.
     if let Err((index, ended)) = crate::ready::start_services(s) {
         report(Message {
@@ -414,7 +426,7 @@ fn init(s: &mut Script, go: c_int) -> ! {
         // SAFETY: exiting pid 1 makes the kernel kill the whole namespace.
         unsafe { libc::_exit(0) }
     }
-    let step_pid = match spawn_step(s) {
+    let step_pid = match spawn(s, &s.program, 0) {
         Ok(pid) => pid,
         Err(e) => fail_and_exit(e),
     };
@@ -525,6 +537,20 @@ fn send_watched() -> Sys {
     }
 }
 
+/// Whether the outer process still holds the write end of `go` (it does
+/// until it dies); pid 1's parent is outside its pid namespace, so
+/// `getppid` cannot tell.
+fn outer_is_alive(go: c_int) -> bool {
+    let mut fds = [libc::pollfd {
+        fd: go,
+        events: libc::POLLIN,
+        revents: 0,
+    }];
+    // SAFETY: one valid pollfd on an fd we own; no wait (timeout 0).
+    let r = unsafe { libc::poll(fds.as_mut_ptr(), 1, 0) };
+    r == 0 || (r == 1 && fds[0].revents & libc::POLLHUP == 0)
+}
+
 /// Waits for the outer process's next go-ahead byte on `go`: true if it
 /// came, false if the outer process closed the pipe without it.
 fn go_ahead(go: c_int) -> bool {
@@ -542,30 +568,38 @@ fn go_ahead(go: c_int) -> bool {
 /// `KEYCTL_JOIN_SESSION_KEYRING` (linux/keyctl.h).
 const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
 
-/// Starts the step as `posix_spawn` starts a program: a child sharing
-/// pid 1's memory (`CLONE_VM`) on a stack of its own (`Script::step_stack`),
-/// pid 1 suspended until the child has called `execve` or exited
+/// Starts `program` (the step's, index 0, or service `index - 1`'s) as
+/// `posix_spawn` starts a program: a child sharing pid 1's memory
+/// (`CLONE_VM`) on a stack of its own (`Script::spawn_stack`), pid 1
+/// suspended until the child has called `execve` or exited
 /// (`CLONE_VFORK`). A plain fork would copy the page tables of pid 1, a
 /// copy of the whole caller, only for `execve` to throw them away (0.3–0.4
-/// ms measured). The child writes nothing pid 1 reads afterwards: its
-/// stack is its own, and its `errno` (pid 1's thread-local one) is read
-/// by pid 1 only right after a failed call of its own.
-fn spawn_step(s: &mut Script) -> Sys<libc::pid_t> {
-    extern "C" fn entry(script: *mut libc::c_void) -> c_int {
-        // SAFETY: `script` is the `Script` pid 1 passed below; pid 1 is
-        // suspended, and the child only reads it.
-        let s = unsafe { &*(script as *const Script) };
-        run_program(s, &s.program, 0)
+/// ms measured). And when it returns, the child's exec failure, if any, is
+/// already on the status socket, ahead of anything pid 1 reports later. The
+/// child writes nothing pid 1 reads afterwards: its stack is its own, and
+/// its `errno` (pid 1's thread-local one) is read by pid 1 only right
+/// after a failed call of its own.
+pub(crate) fn spawn(s: &Script, program: &Program, index: u32) -> Sys<libc::pid_t> {
+    struct Start<'a> {
+        s: &'a Script,
+        program: &'a Program,
+        index: u32,
     }
-    let stack = s.step_stack.as_mut_ptr_range().end;
+    extern "C" fn entry(start: *mut libc::c_void) -> c_int {
+        // SAFETY: `start` points at the `Start` below, alive while pid 1 is
+        // suspended; the child only reads it.
+        let start = unsafe { &*(start as *const Start<'_>) };
+        run_program(start.s, start.program, start.index)
+    }
+    let start = Start { s, program, index };
     // Align the top of the stack down to 16 bytes, as the ABI wants.
-    let top = (stack as usize & !15) as *mut libc::c_void;
+    let top = (s.spawn_stack_top & !15) as *mut libc::c_void;
     let flags = libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD;
-    let arg = s as *mut Script as *mut libc::c_void;
-    // SAFETY: `entry` never returns (it execs or exits) and runs on a
-    // stack that is not pid 1's; pid 1 does not run until it has left the
-    // shared address space (see above). glibc's `clone` wrapper runs no
-    // atfork handlers.
+    let arg = &start as *const Start<'_> as *mut libc::c_void;
+    // SAFETY: `entry` never returns (it execs or exits) and runs on a stack
+    // that is not pid 1's (nothing else uses `spawn_stack`); pid 1 does not
+    // run until the child has left the shared address space. glibc's
+    // `clone` wrapper runs no atfork handlers.
     let pid = unsafe { libc::clone(entry, top, flags, arg) };
     check(pid.into(), Stage::Fork, 2).map(|p| p as libc::pid_t)
 }
