@@ -11,9 +11,11 @@
 #            Target: <= 1.5x (issue 9).
 #   sandbox  `cairn build --no-cache` of a step running /bin/true in a busybox
 #            root  vs  `bwrap --unshare-all --ro-bind ROOTFS / --dev /dev --proc
-#            /proc --tmpfs /tmp true`. Target: <= 2x. The whole command includes
-#            recipe parsing, snapshots and action compilation; the sandbox-only
-#            time (`--json` "seconds") is reported next to it.
+#            /proc --tmpfs /tmp true`. Target: <= 1.5x (issue 12; it was 2x).
+#            The whole command includes recipe parsing, snapshots and action
+#            compilation; the sandbox-only time (`--json` "seconds") and the
+#            medians of the sandbox's own phases (`cairn -vv`, "sandbox
+#            timing") are reported next to it.
 #   setup    the same /bin/true step with a 1 GiB tree mounted (already
 #            materialized) vs a 1 MiB tree. Target: within 20%.
 #
@@ -118,6 +120,16 @@ if want sandbox; then
     for i in $(seq 10); do "$CAIRN" --json build -C "$P" --no-cache; done |
         python3 -c 'import json,sys,statistics as s; d=json.loads("["+sys.stdin.read().replace("]\n[","],[")+"]"); print("sandbox-only median (--json seconds): %.4f s" % s.median(x[0]["seconds"] for x in d))' |
         tee "$OUT/build-sandbox-only.txt"
+    for i in $(seq 20); do "$CAIRN" -vv build -C "$P" --no-cache 2>&1 >/dev/null | grep 'sandbox timing'; done |
+        python3 -c '
+import re, statistics, sys
+laps = {}
+for line in sys.stdin:
+    for name, us in re.findall(r"([a-z][a-z ()]+?) (\d+) µs", line.split("phases=")[1]):
+        laps.setdefault(name.strip(), []).append(int(us))
+for name, v in laps.items():
+    print("%7.0f us  %s (median of %d)" % (statistics.median(v), name, len(v)))' |
+        tee "$OUT/build-sandbox-phases.txt"
 fi
 
 # ---------------------------------------------------------------- setup
@@ -140,7 +152,7 @@ load = open("/proc/loadavg").read().split()[:3]
 print(f"load average at the end: {' '.join(load)}\n")
 print("| comparison | cairn median | baseline median | ratio | target |")
 print("|---|---|---|---|---|")
-for name, target in [("cached", "<= 1.5x"), ("sandbox", "<= 2x"), ("setup", "<= 1.2x")]:
+for name, target in [("cached", "<= 1.5x"), ("sandbox", "<= 1.5x"), ("setup", "<= 1.2x")]:
     p = f"{out}/build-{name}.json"
     if not os.path.exists(p):
         continue

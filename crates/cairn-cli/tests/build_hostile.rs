@@ -118,3 +118,54 @@ fn names_with_control_characters_are_escaped_everywhere() {
     assert!(!has_raw_controls(&err), "{err:?}");
     assert_eq!(err.lines().count(), 1, "{err}");
 }
+
+/// `kill -9` of `cairn build` while a step runs: the step dies with it
+/// (its processes follow their parent), nothing of the step stays in
+/// `$TMPDIR`, and the cgroups the killed process could not remove are
+/// removed by the next build once they are stale.
+#[test]
+fn a_killed_build_leaves_nothing_behind_once_the_next_one_runs() {
+    use std::path::Path;
+    use std::time::{Duration, Instant};
+    let p = Project::new("sleep 120", "");
+    let tmpdir = tempfile::tempdir().unwrap();
+    let dir = p.dir.to_str().unwrap().to_owned();
+    let mut cairn = p
+        .command(&["build", "-C", &dir, "--no-cache"])
+        .env("TMPDIR", tmpdir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let cgroups: Vec<String> = ["memory", "pids", "freezer"]
+        .iter()
+        .map(|c| format!("/sys/fs/cgroup/{c}/cairn-sandbox-{}-0", cairn.id()))
+        .collect();
+    let procs = Path::new(&cgroups[1]).join("cgroup.procs");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    // Running: the outer process, pid 1 and the step are in the cgroup.
+    while std::fs::read_to_string(&procs).map_or(0, |t| t.lines().count()) < 3 {
+        assert!(Instant::now() < deadline, "the step never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    cairn.kill().unwrap();
+    cairn.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::read_to_string(&procs).is_ok_and(|t| !t.trim().is_empty()) {
+        assert!(Instant::now() < deadline, "the step outlived cairn");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let left: Vec<_> = std::fs::read_dir(tmpdir.path()).unwrap().collect();
+    assert!(left.is_empty(), "left in TMPDIR: {left:?}");
+    for cg in &cgroups {
+        assert!(Path::new(cg).exists(), "{cg} was removed by no one");
+    }
+    // Stale after 10 s; then any build removes them.
+    std::thread::sleep(Duration::from_secs(11));
+    let p2 = Project::new("true", "");
+    let out = p2.build(&["--no-cache"]);
+    assert_eq!(out.status.code(), Some(0), "{}", project::stderr(&out));
+    for cg in &cgroups {
+        assert!(!Path::new(cg).exists(), "{cg} is still there");
+    }
+}

@@ -9,14 +9,18 @@
 //! overruns and records that in `memory.oom_control`, so the outcome can say
 //! [`crate::Termination::MemoryExceeded`].
 //!
-//! Joining a v1 cgroup costs an RCU grace period (milliseconds), so it
-//! overlaps with the sandbox's setup: the outer process forks the sandbox's
-//! pid 1, then moves itself and pid 1 into the cgroups (writing to the
-//! `cgroup.procs` files the parent opened) while pid 1 builds the root
-//! filesystem; pid 1 forks the step only after the move is done, so no
-//! process of the step ever runs outside them (see `child.rs`). Only cgroup v1 (`/sys/fs/cgroup/memory`,
-//! `pids`, `freezer`) is implemented; on a pure cgroup v2 host a plan with a
-//! memory or process limit is refused rather than silently unlimited.
+//! The outer process (see `child.rs`) joins the cgroups before it forks
+//! the sandbox's pid 1, so no process of the step ever runs outside them,
+//! by writing `0` to each hierarchy's `tasks` file: moving the calling
+//! thread alone is the one migration the kernel makes without taking the
+//! global `cgroup_threadgroup_rwsem` for writing, which waits for an RCU
+//! grace period (6–16 ms measured here, longer under load) each time.
+//! Writing a pid to `cgroup.procs`, as this crate used to, took it; the
+//! wait was hidden behind the root filesystem's setup only in part.
+//!
+//! Only cgroup v1 (`/sys/fs/cgroup/memory`, `pids`, `freezer`) is
+//! implemented; on a pure cgroup v2 host a plan with a memory or process
+//! limit is refused rather than silently unlimited.
 
 use std::fs::{self, File, OpenOptions};
 use std::os::unix::io::{AsRawFd, RawFd};
@@ -35,7 +39,8 @@ const HELPER_PROCESSES: u64 = 2;
 #[derive(Debug)]
 pub(crate) struct Cgroup {
     dirs: Vec<PathBuf>,
-    procs: Vec<File>,
+    /// The `tasks` files the outer process joins through.
+    tasks: Vec<File>,
     memory: Option<PathBuf>,
     pids: Option<PathBuf>,
     freezer: Option<PathBuf>,
@@ -48,36 +53,85 @@ fn write(path: &Path, value: &str) -> Result<(), SandboxError> {
     })
 }
 
-/// Lowest fd number of a `cgroup.procs` file: the child keeps these open
-/// while it moves fds 0–3 into place, so they must not be among them.
-pub(crate) const MIN_PROCS_FD: RawFd = 10;
+/// Cgroups this crate names: `cairn-sandbox-<pid>-<n>`.
+const PREFIX: &str = "cairn-sandbox-";
+/// A cgroup of a dead process younger than this is left alone: it may be
+/// another pid namespace's, made an instant ago and not joined yet.
+const STALE_AFTER: Duration = Duration::from_secs(10);
+/// The hierarchies this crate makes cgroups in.
+const CONTROLLERS: [&str; 3] = ["memory", "pids", "freezer"];
 
-/// `file` moved to an fd number of at least [`MIN_PROCS_FD`].
+/// Removes the cgroups a killed cairn left behind (`kill -9` gives it no
+/// chance to): those named by this crate whose process is gone, older
+/// than [`STALE_AFTER`]. One that still holds a process is refused by the
+/// kernel and stays. Once per process, before its first sandbox.
+fn remove_stale() {
+    let me = std::process::id();
+    for controller in CONTROLLERS {
+        let Ok(entries) = fs::read_dir(Path::new(ROOT).join(controller)) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(owner) = name
+                .to_str()
+                .and_then(|n| n.strip_prefix(PREFIX))
+                .and_then(|n| n.split_once('-'))
+                .and_then(|(pid, _)| pid.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t.elapsed().is_ok_and(|age| age >= STALE_AFTER));
+            if owner != me && old && !Path::new(&format!("/proc/{owner}")).exists() {
+                match fs::remove_dir(entry.path()) {
+                    Ok(()) => {
+                        tracing::debug!(path = %entry.path().display(), "removed a stale cgroup")
+                    }
+                    Err(e) => {
+                        tracing::debug!(path = %entry.path().display(), error = %e, "stale cgroup kept")
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Lowest fd number of a `tasks` file: the child keeps these open while it
+/// moves fds 0–3 into place, so they must not be among them.
+pub(crate) const MIN_JOIN_FD: RawFd = 10;
+
+/// `file` moved to an fd number of at least [`MIN_JOIN_FD`].
 fn high_fd(file: File) -> std::io::Result<File> {
-    Ok(rustix::io::fcntl_dupfd_cloexec(&file, MIN_PROCS_FD)?.into())
+    Ok(rustix::io::fcntl_dupfd_cloexec(&file, MIN_JOIN_FD)?.into())
 }
 
 impl Cgroup {
     /// Creates the cgroups `limits` need, plus a freezer one if available.
     pub(crate) fn create(limits: &Limits) -> Result<Cgroup, SandboxError> {
         static SEQ: AtomicU64 = AtomicU64::new(0);
+        static SWEPT: std::sync::Once = std::sync::Once::new();
+        SWEPT.call_once(remove_stale);
         let name = format!(
-            "cairn-sandbox-{}-{}",
+            "{PREFIX}{}-{}",
             std::process::id(),
             SEQ.fetch_add(1, Ordering::Relaxed)
         );
         let mut cg = Cgroup {
             dirs: vec![],
-            procs: vec![],
+            tasks: vec![],
             memory: None,
             pids: None,
             freezer: None,
         };
-        let wanted = [
-            ("memory", limits.memory_bytes.is_some()),
-            ("pids", limits.max_processes.is_some()),
-            ("freezer", false),
+        let required = [
+            limits.memory_bytes.is_some(),
+            limits.max_processes.is_some(),
+            false,
         ];
+        let wanted = CONTROLLERS.into_iter().zip(required);
         for (controller, required) in wanted {
             let dir = Path::new(ROOT).join(controller).join(&name);
             if let Err(source) = fs::create_dir(&dir) {
@@ -95,17 +149,17 @@ impl Cgroup {
                 "freezer" => cg.freezer = Some(dir.clone()),
                 _ => {}
             }
-            let procs = dir.join("cgroup.procs");
+            let tasks = dir.join("tasks");
             let file = OpenOptions::new()
                 .write(true)
-                .open(&procs)
+                .open(&tasks)
                 .and_then(high_fd);
             match file {
-                Ok(f) => cg.procs.push(f),
+                Ok(f) => cg.tasks.push(f),
                 Err(source) => {
                     cg.remove();
                     return Err(SandboxError::Cgroup {
-                        path: procs,
+                        path: tasks,
                         source,
                     });
                 }
@@ -133,9 +187,9 @@ impl Cgroup {
         Ok(())
     }
 
-    /// Raw fds of the `cgroup.procs` files, for the child to join.
-    pub(crate) fn procs_fds(&self) -> Vec<RawFd> {
-        self.procs.iter().map(AsRawFd::as_raw_fd).collect()
+    /// Raw fds of the `tasks` files, for the child to join.
+    pub(crate) fn tasks_fds(&self) -> Vec<RawFd> {
+        self.tasks.iter().map(AsRawFd::as_raw_fd).collect()
     }
 
     /// How many times the kernel OOM-killed a process of this cgroup.

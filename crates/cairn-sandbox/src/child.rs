@@ -8,12 +8,14 @@
 //!
 //! 1. **outer** (the spawned child, host namespaces, the caller's ids):
 //!    closes every inherited fd but 0–2, the status socket (fd 3) and the
-//!    `cgroup.procs` files, drops supplementary groups when root, and
-//!    `clone`s *init* into new user/mount/pid/net/ipc/uts namespaces. From
-//!    outside, with the caller's privileges, it writes init's uid and gid
-//!    maps (the step's id to the host ids `ids.rs` chose), tells init so,
-//!    moves itself and init into the cgroups (an RCU grace period each
-//!    time, overlapping init's setup), tells init again and waits for it.
+//!    cgroups' `tasks` files, drops supplementary groups when root, moves
+//!    itself into the cgroups (see [`join_cgroups`] for why this costs no
+//!    RCU grace period), and `clone`s *init* into new
+//!    user/mount/pid/net/ipc/uts/cgroup namespaces, so init and everything
+//!    it starts are born in the cgroups and see them as `/`. From outside,
+//!    with the caller's privileges, it writes init's uid and gid maps (the
+//!    step's id to the host ids `ids.rs` chose), tells init so, and waits
+//!    for it.
 //! 2. **init** (pid 1 of the new pid namespace): wipes the caller's command
 //!    line and environment from its copy of the caller's memory and is not
 //!    dumpable. Still with the caller's host uid, it mounts the root tmpfs
@@ -21,10 +23,10 @@
 //!    the step's uid (keeping its capabilities in the namespace, which are
 //!    none on the host), assembles the root from the clones, pivots into
 //!    it, sets the hostname, brings `lo` up, sends the parent descriptors
-//!    of `/out` and `/tmp`, waits until it is in the cgroups, enters a new
-//!    cgroup namespace, forks *step*, reaps every orphan, and when *step*
-//!    ends writes its wait status to the status socket and exits — and the
-//!    kernel kills whatever is left in the namespace. It dies with
+//!    of `/out` and `/tmp`, starts *step* (in its memory, suspended until
+//!    the `execve`: [`spawn`]), reaps every orphan, and when
+//!    *step* ends writes its wait status to the status socket and exits —
+//!    and the kernel kills whatever is left in the namespace. It dies with
 //!    *outer* (`PR_SET_PDEATHSIG`), which dies with the caller's thread.
 //! 3. **step**: a new session (no controlling terminal), fixed rlimits, a
 //!    fresh empty session keyring, `no_new_privs`, the workdir, every fd
@@ -38,7 +40,7 @@
 use std::ffi::CStr;
 use std::os::raw::c_int;
 
-use crate::script::Script;
+use crate::script::{Program, Script};
 
 /// The status socket's fd number in the children.
 pub(crate) const STATUS_FD: c_int = 3;
@@ -209,19 +211,24 @@ pub(crate) fn enter(s: &mut Script) -> ! {
 
 fn outer(s: &mut Script) -> Sys<c_int> {
     // SAFETY: plain syscalls on integers. The cgroup fds are >= 10
-    // (`MIN_PROCS_FD`), so the dup2 onto 3 cannot clobber them.
+    // (`MIN_JOIN_FD`), so the dup2 onto 3 cannot clobber them.
     unsafe {
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+        // The caller may have died before the line above.
+        if libc::getppid() != s.caller_pid {
+            libc::_exit(125);
+        }
         if s.status_fd != STATUS_FD && libc::dup2(s.status_fd, STATUS_FD) == -1 {
             libc::_exit(125);
         }
     }
-    close_all_but(&s.cgroup_procs);
+    close_all_but(&s.cgroup_tasks);
     if s.clear_groups {
         // SAFETY: an empty group list.
         let r = unsafe { libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>()) };
         check(r, Stage::Privileges, 2)?;
     }
+    join_cgroups(s)?;
     let mut go = [0 as c_int; 2];
     // SAFETY: `go` is a valid out-array of two fds.
     check(
@@ -229,42 +236,28 @@ fn outer(s: &mut Script) -> Sys<c_int> {
         Stage::Fork,
         1,
     )?;
-    // No cgroup namespace yet: it is entered by pid 1 once in the cgroups,
-    // so that the step sees its own cgroup as `/`.
+    // Already in the cgroups: pid 1 and everything it starts are born in
+    // them, and its new cgroup namespace shows them as `/`.
     let flags = libc::CLONE_NEWUSER
         | libc::CLONE_NEWNS
         | libc::CLONE_NEWPID
         | libc::CLONE_NEWNET
         | libc::CLONE_NEWIPC
-        | libc::CLONE_NEWUTS;
+        | libc::CLONE_NEWUTS
+        | libc::CLONE_NEWCGROUP;
     let pid = raw_clone(flags).map_err(|(_, i, e)| (Stage::Namespaces, i, e))?;
     if pid == 0 {
-        // SAFETY: closing fds this process owns.
-        unsafe {
-            libc::close(go[1]);
-            for fd in &s.cgroup_procs {
-                libc::close(*fd);
-            }
-        }
+        // SAFETY: closing an fd this process owns.
+        unsafe { libc::close(go[1]) };
         init(s, go[0])
     }
     // SAFETY: closing our copy of pid 1's end.
     unsafe { libc::close(go[0]) };
-    let tell = || {
-        // SAFETY: a one-byte write to our pipe.
-        unsafe { libc::write(go[1], b"1".as_ptr().cast(), 1) };
-    };
     write_id_maps(s, pid)?;
-    tell();
-    join_cgroups(s, pid)?;
-    tell();
-    // SAFETY: closing what we own.
-    unsafe {
-        libc::close(go[1]);
-        for fd in &s.cgroup_procs {
-            libc::close(*fd);
-        }
-    }
+    // SAFETY: a one-byte write to our pipe. The write end stays open
+    // until this process dies: pid 1 tells from its hang-up that we are
+    // gone (see `outer_is_alive`).
+    unsafe { libc::write(go[1], b"1".as_ptr().cast(), 1) };
     let (_, status) = wait(pid);
     Ok(if libc::WIFEXITED(status) {
         libc::WEXITSTATUS(status)
@@ -328,16 +321,19 @@ fn close_all_but(keep: &[c_int]) {
     unsafe { libc::close_range(first, u32::MAX, 0) };
 }
 
-/// Moves this process and `init` (a host pid) into every cgroup.
-fn join_cgroups(s: &Script, init: libc::pid_t) -> Sys {
-    let mut buf = [0u8; 12];
-    let init = decimal(init as u32, &mut buf);
-    for (i, fd) in s.cgroup_procs.iter().enumerate() {
-        for pid in [&b"0"[..], init] {
-            // SAFETY: writing a stack buffer to an fd the parent opened.
-            let r = unsafe { libc::write(*fd, pid.as_ptr().cast(), pid.len()) };
-            check(r as libc::c_long, Stage::JoinCgroup, i as u32)?;
-        }
+/// Moves this process, single-threaded since the `fork`, into every
+/// cgroup by writing `0` to the hierarchies' `tasks` files, then closes
+/// them. Moving only the calling thread is the one migration the kernel
+/// does without taking the global `cgroup_threadgroup_rwsem` for writing,
+/// which waits for an RCU grace period (milliseconds) each time; moving a
+/// process by pid through `cgroup.procs` takes it.
+fn join_cgroups(s: &Script) -> Sys {
+    for (i, fd) in s.cgroup_tasks.iter().enumerate() {
+        // SAFETY: writing a static buffer to an fd the parent opened.
+        let r = unsafe { libc::write(*fd, b"0".as_ptr().cast(), 1) };
+        check(r as libc::c_long, Stage::JoinCgroup, i as u32)?;
+        // SAFETY: closing an fd we own; nothing else writes to it.
+        unsafe { libc::close(*fd) };
     }
     Ok(())
 }
@@ -392,7 +388,7 @@ fn wipe_caller_strings(s: &Script) {
 }
 
 /// Pid 1 of the sandbox; `go` gets a byte once the outer process has
-/// written the id maps, and another once it is in the cgroups. Never returns.
+/// written the id maps. Never returns.
 fn init(s: &mut Script, go: c_int) -> ! {
     // SAFETY: prctl with integer arguments. Non-dumpable: the step (same
     // uid) must not read pid 1's environ/memory/exe, which are the caller's.
@@ -409,16 +405,17 @@ fn init(s: &mut Script, go: c_int) -> ! {
     if let Err(e) = build_root(s) {
         fail_and_exit(e)
     }
-    if !go_ahead(go) {
-        // SAFETY: as above.
+    // Becoming the step's uid cleared the parent-death signal (the kernel
+    // clears it on every change of effective ids): arm it again, then make
+    // sure the outer process did not die before that.
+    // SAFETY: prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+    if !outer_is_alive(go) {
+        // SAFETY: exiting pid 1 makes the kernel kill the whole namespace.
         unsafe { libc::_exit(126) }
     }
     // SAFETY: closing an fd we own.
     unsafe { libc::close(go) };
-    // SAFETY: unshare takes only flags; pid 1 has CAP_SYS_ADMIN in its userns.
-    if unsafe { libc::unshare(libc::CLONE_NEWCGROUP) } == -1 {
-        fail_and_exit((Stage::Namespaces, 1, errno()))
-    }
     // The services, each ready (or failed) before the next starts.
     if let Err((index, ended)) = crate::ready::start_services(s) {
         report(Message {
@@ -429,8 +426,7 @@ fn init(s: &mut Script, go: c_int) -> ! {
         // SAFETY: exiting pid 1 makes the kernel kill the whole namespace.
         unsafe { libc::_exit(0) }
     }
-    let step_pid = match raw_fork() {
-        Ok(0) => step(s),
+    let step_pid = match spawn(s, &s.program, 0) {
         Ok(pid) => pid,
         Err(e) => fail_and_exit(e),
     };
@@ -541,6 +537,20 @@ fn send_watched() -> Sys {
     }
 }
 
+/// Whether the outer process still holds the write end of `go` (it does
+/// until it dies); pid 1's parent is outside its pid namespace, so
+/// `getppid` cannot tell.
+fn outer_is_alive(go: c_int) -> bool {
+    let mut fds = [libc::pollfd {
+        fd: go,
+        events: libc::POLLIN,
+        revents: 0,
+    }];
+    // SAFETY: one valid pollfd on an fd we own; no wait (timeout 0).
+    let r = unsafe { libc::poll(fds.as_mut_ptr(), 1, 0) };
+    r == 0 || (r == 1 && fds[0].revents & libc::POLLHUP == 0)
+}
+
 /// Waits for the outer process's next go-ahead byte on `go`: true if it
 /// came, false if the outer process closed the pipe without it.
 fn go_ahead(go: c_int) -> bool {
@@ -558,9 +568,40 @@ fn go_ahead(go: c_int) -> bool {
 /// `KEYCTL_JOIN_SESSION_KEYRING` (linux/keyctl.h).
 const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
 
-/// The step itself: final process settings, then `execve`. Never returns.
-fn step(s: &Script) -> ! {
-    run_program(s, &s.program, 0)
+/// Starts `program` (the step's, index 0, or service `index - 1`'s) as
+/// `posix_spawn` starts a program: a child sharing pid 1's memory
+/// (`CLONE_VM`) on a stack of its own (`Script::spawn_stack`), pid 1
+/// suspended until the child has called `execve` or exited
+/// (`CLONE_VFORK`). A plain fork would copy the page tables of pid 1, a
+/// copy of the whole caller, only for `execve` to throw them away (0.3–0.4
+/// ms measured). And when it returns, the child's exec failure, if any, is
+/// already on the status socket, ahead of anything pid 1 reports later. The
+/// child writes nothing pid 1 reads afterwards: its stack is its own, and
+/// its `errno` (pid 1's thread-local one) is read by pid 1 only right
+/// after a failed call of its own.
+pub(crate) fn spawn(s: &Script, program: &Program, index: u32) -> Sys<libc::pid_t> {
+    struct Start<'a> {
+        s: &'a Script,
+        program: &'a Program,
+        index: u32,
+    }
+    extern "C" fn entry(start: *mut libc::c_void) -> c_int {
+        // SAFETY: `start` points at the `Start` below, alive while pid 1 is
+        // suspended; the child only reads it.
+        let start = unsafe { &*(start as *const Start<'_>) };
+        run_program(start.s, start.program, start.index)
+    }
+    let start = Start { s, program, index };
+    // Align the top of the stack down to 16 bytes, as the ABI wants.
+    let top = (s.spawn_stack_top & !15) as *mut libc::c_void;
+    let flags = libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD;
+    let arg = &start as *const Start<'_> as *mut libc::c_void;
+    // SAFETY: `entry` never returns (it execs or exits) and runs on a stack
+    // that is not pid 1's (nothing else uses `spawn_stack`); pid 1 does not
+    // run until the child has left the shared address space. glibc's
+    // `clone` wrapper runs no atfork handlers.
+    let pid = unsafe { libc::clone(entry, top, flags, arg) };
+    check(pid.into(), Stage::Fork, 2).map(|p| p as libc::pid_t)
 }
 
 /// A process of the step (the command, a service, an exec probe): the

@@ -2,7 +2,10 @@
 //! for it under the wall-clock timeout, and tears everything down.
 //!
 //! Order of events: validate → choose the step's host ids (`ids.rs`) →
-//! prepare sources in a private scratch dir (0700) → create cgroups →
+//! find the shared staging directory the root is mounted on
+//! (`staging.rs`, made once) → prepare sources (copies of writable
+//! mounts in a private scratch dir, 0700, made only for them) → create
+//! cgroups →
 //! lower to a [`crate::script::Script`] → `Command::spawn` with a
 //! `pre_exec` hook that never returns to std (see [`crate::child`]) → wait
 //! (`poll` on a pidfd) until the outer process exits, the deadline passes
@@ -133,43 +136,39 @@ pub fn run(
     stderr: impl Into<Stdio>,
 ) -> Result<Outcome, SandboxError> {
     plan.validate()?;
+    let mut clock = Phases::start();
     let ids = HostIds::acquire()?;
-    let scratch = tempfile::Builder::new()
-        .prefix("cairn-sandbox-")
-        .tempdir()
-        .map_err(|source| SandboxError::Scratch {
-            path: std::env::temp_dir(),
-            source,
-        })?;
-    let staging = scratch.path().join("root");
-    std::fs::create_dir(&staging).map_err(|source| SandboxError::Scratch {
-        path: staging.clone(),
-        source,
-    })?;
+    clock.lap("host ids");
+    let staging = crate::staging::dir()?;
     let owner = ids.dedicated.then_some((ids.uid, ids.gid));
-    let (root_entries, sources) = prepare::sources(plan, scratch.path(), owner)?;
-    let (clones, ops) = script::filesystem(&root_entries, &sources, plan);
+    let prepared = prepare::sources(plan, owner)?;
+    let (clones, ops) = script::filesystem(&prepared.root, &prepared.others, plan);
     let mut descriptions: Vec<String> = ops.iter().map(script::Op::describe).collect();
     let clone_names: Vec<String> = clones
         .iter()
         .map(|c| c.source.to_string_lossy().into_owned())
         .collect();
+    clock.lap("sources");
     let cgroup = Cgroup::create(&plan.limits)?;
+    clock.lap("cgroup create");
     let spawn = Spawn {
         plan,
-        staging: &staging,
+        staging,
         clones,
         ops,
         ids: &ids,
     };
-    let result = spawn_and_wait(spawn, &cgroup, stdout.into(), stderr.into());
+    let result = spawn_and_wait(spawn, &cgroup, stdout.into(), stderr.into(), &mut clock);
     let oom_kills = cgroup.oom_kills();
     let refused_forks = cgroup.refused_forks();
     cgroup.remove();
-    if let Err(e) = scratch.close() {
+    clock.lap("cgroup remove");
+    if let Some(Err(e)) = prepared.scratch.map(tempfile::TempDir::close) {
         tracing::warn!(error = %e, "cannot remove sandbox scratch dir");
     }
     drop(ids);
+    clock.lap("scratch remove");
+    clock.report();
     let waited = result?;
     descriptions.extend(clone_names.iter().map(|n| format!("clone {n}")));
     let mut waited = waited;
@@ -221,6 +220,7 @@ fn spawn_and_wait(
     cgroup: &Cgroup,
     stdout: Stdio,
     stderr: Stdio,
+    clock: &mut Phases,
 ) -> Result<Waited, SandboxError> {
     use rustix::net::{socketpair, AddressFamily, SocketFlags, SocketType};
     let (status_r, status_w) = socketpair(
@@ -236,12 +236,13 @@ fn spawn_and_wait(
         staging: spawn.staging,
         clones: spawn.clones,
         ops: spawn.ops,
-        cgroup_procs: cgroup.procs_fds(),
+        cgroup_tasks: cgroup.tasks_fds(),
         status_fd: status_w.as_raw_fd(),
         host_ids: (spawn.ids.uid, spawn.ids.gid),
         ns_root: spawn.ids.ns_root,
         clear_groups: spawn.ids.dedicated,
     });
+    clock.lap("script (filter compiled on first use)");
     let mut cmd = Command::new("/cairn-sandbox-init-never-executed");
     cmd.stdin(Stdio::null()).stdout(stdout).stderr(stderr);
     // SAFETY: `child::enter` only performs async-signal-safe raw syscalls on
@@ -252,6 +253,7 @@ fn spawn_and_wait(
     let start = Instant::now();
     let mut child = cmd.spawn().map_err(SandboxError::Spawn)?;
     drop(status_w);
+    clock.lap("spawn");
     let deadline = start + plan.timeout;
     let ended = wait_until(&child, deadline, cgroup).inspect_err(|_| {
         let _ = child.kill();
@@ -265,6 +267,7 @@ fn spawn_and_wait(
     }
     let outer = child.wait().map_err(SandboxError::Spawn)?;
     let duration = start.elapsed();
+    clock.lap("run (namespaces to exit)");
     let (messages, watched) = read_messages(status_r);
     Ok(Waited {
         messages,
@@ -273,6 +276,41 @@ fn spawn_and_wait(
         ended,
         duration,
     })
+}
+
+/// Wall-clock time of each host-side phase of [`run`], reported as one
+/// `debug` event (`cairn -vv build` shows it): how the cost of a step
+/// splits, measured where it is spent rather than guessed from outside.
+struct Phases {
+    last: Instant,
+    laps: Vec<(&'static str, Duration)>,
+}
+
+impl Phases {
+    fn start() -> Self {
+        Phases {
+            last: Instant::now(),
+            laps: Vec::with_capacity(8),
+        }
+    }
+
+    /// Ends the phase named `name`; the next one starts now.
+    fn lap(&mut self, name: &'static str) {
+        let now = Instant::now();
+        self.laps.push((name, now - self.last));
+        self.last = now;
+    }
+
+    fn report(&self) {
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            let laps: Vec<String> = self
+                .laps
+                .iter()
+                .map(|(name, d)| format!("{name} {} µs", d.as_micros()))
+                .collect();
+            tracing::debug!(phases = %laps.join(", "), "sandbox timing");
+        }
+    }
 }
 
 /// How often a running step's process limit is checked.

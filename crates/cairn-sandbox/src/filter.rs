@@ -252,7 +252,16 @@ fn program(errno: i32) -> BpfProgram {
 /// The programs a step installs, in order (compiled once per process).
 pub(crate) fn programs() -> &'static [BpfProgram] {
     static PROGRAMS: OnceLock<Vec<BpfProgram>> = OnceLock::new();
-    PROGRAMS.get_or_init(|| vec![program(libc::EPERM), program(libc::ENOSYS)])
+    PROGRAMS.get_or_init(|| {
+        let start = std::time::Instant::now();
+        let programs = vec![program(libc::EPERM), program(libc::ENOSYS)];
+        tracing::debug!(
+            micros = start.elapsed().as_micros() as u64,
+            instructions = programs.iter().map(Vec::len).sum::<usize>(),
+            "system-call filter compiled"
+        );
+        programs
+    })
 }
 
 #[cfg(test)]

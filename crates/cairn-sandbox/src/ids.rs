@@ -36,7 +36,7 @@ pub const HOST_ID_SLOTS: u32 = 256;
 /// `nobody`: the fallback when the range is not mapped.
 const NOBODY: u32 = 65534;
 /// Where the slot locks live.
-const LOCK_DIR: &str = "/run/cairn-sandbox";
+const LOCK_DIR: &str = crate::staging::ROOT_DIR;
 
 /// The host ids a step runs as; a slot of the range stays reserved for as
 /// long as this value lives.

@@ -51,8 +51,10 @@
 //! file size are rlimits. The wall-clock timeout kills the sandbox's outer
 //! process; its child, pid 1 of the namespace, dies with it
 //! (`PR_SET_PDEATHSIG`), and when pid 1 dies the kernel kills every process
-//! in the namespace. The cgroup's freezer is then used to kill anything
-//! left. Normal exits end the same way: when the step's main process exits,
+//! in the namespace (pid 1 arms its parent-death signal again after it
+//! takes the step's uid, which clears it). The cgroup's freezer is then
+//! used to kill anything left; cgroups a killed cairn could not remove are
+//! removed by a later one once stale. Normal exits end the same way: when the step's main process exits,
 //! pid 1 reports its status and exits, so a backgrounded `sleep 1000 &`
 //! never outlives the step.
 //!
@@ -99,6 +101,7 @@ mod prepare;
 mod ready;
 mod script;
 mod services;
+mod staging;
 
 pub use error::SandboxError;
 pub use exec::{run, Outcome, OutputDir, Scratch, ServiceEnd, Termination};

@@ -14,6 +14,8 @@ use std::io;
 use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use tempfile::TempDir;
+
 use crate::error::SandboxError;
 use crate::plan::{Mount, Plan, RESERVED};
 use crate::script::Source;
@@ -28,29 +30,56 @@ fn scratch_err(path: &Path) -> impl FnOnce(io::Error) -> SandboxError + '_ {
     }
 }
 
-/// Resolves every mount to a host source (copying writable ones into
-/// `scratch`); returns the root entries and the other mounts, parents first.
-pub(crate) fn sources(
-    plan: &Plan,
-    scratch: &Path,
-    owner: Option<(u32, u32)>,
-) -> Result<(Vec<RootEntry>, Vec<Source>), SandboxError> {
+/// The plan's mounts resolved to host sources.
+pub(crate) struct Prepared {
+    /// The entries of the mount at `/`.
+    pub root: Vec<RootEntry>,
+    /// The other mounts, parents first.
+    pub others: Vec<Source>,
+    /// The private scratch directory (mode 0700) holding the copies of
+    /// writable mounts; only made if a mount is writable, so steps without
+    /// one touch no host directory at all.
+    pub scratch: Option<TempDir>,
+}
+
+/// Resolves every mount to a host source, copying writable ones.
+pub(crate) fn sources(plan: &Plan, owner: Option<(u32, u32)>) -> Result<Prepared, SandboxError> {
     let mut root = vec![];
     let mut others = vec![];
+    let mut scratch = None;
     for (i, m) in plan.mounts_in_order().into_iter().enumerate() {
-        let src = source(m, scratch, i, owner)?;
+        let src = source(m, &mut scratch, i, owner)?;
         if m.target == Path::new("/") {
             root = root_entries(&src)?;
         } else {
             others.push(src);
         }
     }
-    Ok((root, others))
+    Ok(Prepared {
+        root,
+        others,
+        scratch,
+    })
+}
+
+/// The scratch directory, made on first use.
+fn scratch_dir(scratch: &mut Option<TempDir>) -> Result<&Path, SandboxError> {
+    let dir = match scratch.take() {
+        Some(dir) => dir,
+        None => tempfile::Builder::new()
+            .prefix("cairn-sandbox-")
+            .tempdir()
+            .map_err(|source| SandboxError::Scratch {
+                path: std::env::temp_dir(),
+                source,
+            })?,
+    };
+    Ok(scratch.insert(dir).path())
 }
 
 fn source(
     m: &Mount,
-    scratch: &Path,
+    scratch: &mut Option<TempDir>,
     i: usize,
     owner: Option<(u32, u32)>,
 ) -> Result<Source, SandboxError> {
@@ -61,7 +90,7 @@ fn source(
     };
     let meta = fs::metadata(&m.source).map_err(err)?;
     let host = if m.writable {
-        let copy = scratch.join(format!("copy-{i}"));
+        let copy = scratch_dir(scratch)?.join(format!("copy-{i}"));
         // Follow a symlinked source itself, like the read-only bind does.
         let from = fs::canonicalize(&m.source).map_err(err)?;
         copy_tree(&from, &copy, owner)?;

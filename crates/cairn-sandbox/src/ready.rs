@@ -12,7 +12,7 @@
 
 use std::os::raw::c_int;
 
-use crate::child::{errno, raw_fork, run_program, STATUS_FD};
+use crate::child::{errno, raw_fork, run_program, spawn, STATUS_FD};
 use crate::script::{Program, Script};
 use crate::services::{Probe, Service, MAX_SERVICES};
 
@@ -120,32 +120,13 @@ pub(crate) fn start_services(s: &Script) -> Result<(), (u32, c_int)> {
     let mut pids = [0 as libc::pid_t; MAX_SERVICES];
     for (i, service) in s.services.iter().enumerate().take(MAX_SERVICES) {
         let index = i as u32;
-        // Closed by the service's exec, or by its exit after it reported a
-        // failed exec on the status socket: waiting for that end puts a
-        // service that cannot run before anything the command reports.
-        let mut started = [-1 as c_int; 2];
-        // SAFETY: a valid out-array of two descriptors.
-        if unsafe { libc::pipe2(started.as_mut_ptr(), libc::O_CLOEXEC) } == -1 {
-            return Err((index, -2));
-        }
-        pids[i] = match raw_fork() {
-            Ok(0) => {
-                // SAFETY: closing the read end this process does not use.
-                unsafe { libc::close(started[0]) };
-                run_program(s, &service.program, 1 + index)
-            }
+        // Spawned (see `child::spawn`): pid 1 goes on only after the
+        // service's exec, or after its failure to exec was reported on the
+        // status socket, ahead of anything the command reports.
+        pids[i] = match spawn(s, &service.program, 1 + index) {
             Ok(pid) => pid,
             Err(_) => return Err((index, -2)),
         };
-        // SAFETY: our own descriptors; a one-byte read into a live buffer.
-        unsafe {
-            libc::close(started[1]);
-            let mut byte = 0u8;
-            while libc::read(started[0], (&raw mut byte).cast(), 1) == -1
-                && crate::child::errno() == libc::EINTR
-            {}
-            libc::close(started[0]);
-        }
         if let Some(ready) = &service.ready {
             await_ready(s, ready, pids[i]).map_err(|ended| (index, ended))?;
         }

@@ -183,11 +183,13 @@ impl CallerStrings {
 /// Everything the three child processes need, precomputed.
 #[derive(Debug)]
 pub(crate) struct Script {
-    /// `cgroup.procs` files (fds >= 10, sorted) the outer process moves
-    /// itself and pid 1 into.
-    pub cgroup_procs: Vec<RawFd>,
+    /// The cgroups' `tasks` files (fds >= 10, sorted) the outer process
+    /// joins before it forks pid 1.
+    pub cgroup_tasks: Vec<RawFd>,
     /// The status socket; becomes fd 3 in the children.
     pub status_fd: RawFd,
+    /// The calling process: the outer process's parent.
+    pub caller_pid: libc::pid_t,
     /// Running as root: drop supplementary groups before the namespaces.
     pub clear_groups: bool,
     pub uid_map: Vec<u8>,
@@ -205,6 +207,11 @@ pub(crate) struct Script {
     pub workdir: CString,
     /// The step's command.
     pub program: Program,
+    /// Owns the stack the step and the services run on until `execve`
+    /// (see `child::spawn`); only ever used through `spawn_stack_top`.
+    pub _spawn_stack: Vec<u8>,
+    /// The address just past `spawn_stack`, taken while it was owned.
+    pub spawn_stack_top: usize,
     /// The services, started before the command, in order.
     pub services: Vec<crate::ready::ScriptService>,
     pub filters: &'static [BpfProgram],
@@ -460,13 +467,18 @@ const FIXED_RLIMITS: [(libc::__rlimit_resource_t, u64); 5] = [
     (libc::RLIMIT_NICE, 0),
 ];
 
+/// Bytes of the stack the step and the services run on between their
+/// `clone` and `execve` (a few raw system calls; generous, and only
+/// touched pages cost).
+const SPAWN_STACK: usize = 256 << 10;
+
 /// The process part: ids, hostname, limits, command line.
 pub(crate) struct Process<'a> {
     pub plan: &'a Plan,
     pub staging: &'a Path,
     pub clones: Vec<Clone>,
     pub ops: Vec<Op>,
-    pub cgroup_procs: Vec<RawFd>,
+    pub cgroup_tasks: Vec<RawFd>,
     pub status_fd: RawFd,
     pub host_ids: (u32, u32),
     /// The host id the namespace's root maps to, for a step whose
@@ -508,11 +520,13 @@ pub(crate) fn build(p: Process<'_>) -> Script {
     ] {
         rlimits.push((res, v.unwrap_or_else(|| hard(res))));
     }
-    let mut cgroup_procs = p.cgroup_procs;
-    cgroup_procs.sort_unstable();
+    let mut spawn_stack = vec![0; SPAWN_STACK];
+    let mut cgroup_tasks = p.cgroup_tasks;
+    cgroup_tasks.sort_unstable();
     Script {
-        cgroup_procs,
+        cgroup_tasks,
         status_fd: p.status_fd,
+        caller_pid: std::process::id() as libc::pid_t,
         clear_groups: p.clear_groups,
         uid_map: map(p.host_ids.0),
         gid_map: map(p.host_ids.1),
@@ -526,6 +540,8 @@ pub(crate) fn build(p: Process<'_>) -> Script {
         rlimits,
         workdir: cpath(&plan.workdir),
         program: Program::new(&plan.argv, &plan.env),
+        spawn_stack_top: spawn_stack.as_mut_ptr_range().end as usize,
+        _spawn_stack: spawn_stack,
         services: plan
             .services
             .iter()
