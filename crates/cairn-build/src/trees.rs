@@ -108,7 +108,10 @@ fn pin_times_and_modes(root: &Path) -> Result<(), BuildError> {
 /// The read-only directory holding tree `digest`, materializing it first
 /// if no earlier build did, held until the returned value is dropped.
 pub fn materialized(fs: &FsStore, digest: &Digest) -> Result<HeldTree, BuildError> {
+    // Absolute: it becomes a sandbox mount's source (a store given as a
+    // relative path is relative to this process's directory).
     let dir = fs.cache_dir().join("trees");
+    let dir = std::path::absolute(&dir).map_err(|e| BuildError::io("resolving", &dir, e))?;
     let path = dir.join(format!("{}{ENTRY_SUFFIX}", digest.hex()));
     loop {
         if let Some(held) = hold(&path)? {
