@@ -491,12 +491,13 @@ impl Builder {
     /// the slots bound how many sandboxes run at once (`--jobs`), and a
     /// step storing its output or waiting for the disk does not hold one.
     async fn execute(&self, job: &Job, slots: Option<&Arc<Semaphore>>) -> Result<Ran, BuildError> {
-        let slot = match slots {
-            Some(s) => Some(s.clone().acquire_owned().await.map_err(|e| {
-                BuildError::Task(format!("step `{}`: no job slot: {e}", job.name))
-            })?),
-            None => None,
-        };
+        let slot =
+            match slots {
+                Some(s) => Some(s.clone().acquire_owned().await.map_err(|e| {
+                    BuildError::Task(format!("step `{}`: no job slot: {e}", job.name))
+                })?),
+                None => None,
+            };
         self.reporter.step_started(&job.name);
         let (fs, j, r) = (self.fs.clone(), job.clone(), self.reporter.clone());
         let ran = blocking(move || run::run(&fs, &j, r, move || drop(slot))).await??;

@@ -112,11 +112,11 @@ fn riscv64_program(msg: &[u8], code: u16) -> Vec<u8> {
     let msg_at = CODE + 9 * 4;
     let len = u32::try_from(msg.len()).unwrap();
     let code = [
-        addi(a0, 0, 1),                               // a0 = stdout
-        auipc(a1),                                    // a1 = this instruction
-        addi(a1, a1, (msg_at - (CODE + 4)) as u32),   // a1 = msg
-        addi(a2, 0, len),                             // a2 = len
-        addi(a7, 0, 64),                              // write
+        addi(a0, 0, 1),                             // a0 = stdout
+        auipc(a1),                                  // a1 = this instruction
+        addi(a1, a1, (msg_at - (CODE + 4)) as u32), // a1 = msg
+        addi(a2, 0, len),                           // a2 = len
+        addi(a7, 0, 64),                            // write
         ecall,
         addi(a0, 0, u32::from(code)), // a0 = code
         addi(a7, 0, 93),              // exit

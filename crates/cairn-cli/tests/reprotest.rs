@@ -263,10 +263,7 @@ fn checkout(store: &Path, digest: &str, into: &Path) {
 /// The host uid the probe ran as, from the `uid_map` it recorded.
 fn host_uid(probe: &Path) -> u32 {
     let map = std::fs::read_to_string(probe.join("host/uid_map")).unwrap();
-    let fields: Vec<u32> = map
-        .split_whitespace()
-        .map(|f| f.parse().unwrap())
-        .collect();
+    let fields: Vec<u32> = map.split_whitespace().map(|f| f.parse().unwrap()).collect();
     assert_eq!(fields[0], 1000, "{map}");
     assert_eq!(fields[2], 1, "one id mapped: {map}");
     fields[1]
@@ -296,7 +293,13 @@ fn a_step_sees_the_same_machine_under_variation() {
     checkout(&tmp.path().join("a/store"), &a, &seen_a);
     let uid_a = host_uid(&seen_a);
     let slot = hold_slot(uid_a);
-    let b = build(&project, Some(PROBE), &setup, &tmp.path().join("b"), &VARIED);
+    let b = build(
+        &project,
+        Some(PROBE),
+        &setup,
+        &tmp.path().join("b"),
+        &VARIED,
+    );
     drop(slot);
     let seen_b = tmp.path().join("seen-b");
     checkout(&tmp.path().join("b/other-store"), &b, &seen_b);
