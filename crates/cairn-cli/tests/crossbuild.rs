@@ -6,7 +6,7 @@
 //! builds the program for amd64 and arm64 and runs each binary on its own
 //! platform, the arm64 one under the pinned QEMU; go-hello also runs its
 //! package's own tests with `go test` (which executes a binary it builds
-//! in the sandbox's `/tmp`). The second build varies what reprotest varies
+//! in the sandbox's `/tmp`), natively and for arm64 through `-exec` QEMU. The second build varies what reprotest varies
 //! (another hostname in a new UTS namespace, umask 077, another user,
 //! home, locale, time zone and `SOURCE_DATE_EPOCH`) and must give the same
 //! bytes. The tests fail (never skip) when `golang-go`, the `ziglang`
@@ -33,9 +33,10 @@ struct Spec {
     names: &'static [u8],
     /// The environment variable that makes the test fail.
     fail: &'static str,
-    /// The step running the program's own unit tests natively, and a line
-    /// its log shows when they pass.
-    unit: Option<(&'static str, &'static str)>,
+    /// The steps running the program's own unit tests (natively, and
+    /// cross-built for arm64 under QEMU), and a line their logs show when
+    /// they pass.
+    units: &'static [(&'static str, &'static str)],
 }
 
 const GO_HELLO: Spec = Spec {
@@ -44,7 +45,10 @@ const GO_HELLO: Spec = Spec {
     builds: ["build-amd64", "build-arm64"],
     names: b"example.com/go-hello",
     fail: "GO_HELLO_FAIL",
-    unit: Some(("unit", "--- PASS: TestGreetingNamesItsPlatform")),
+    units: &[
+        ("unit", "--- PASS: TestGreetingNamesItsPlatform"),
+        ("unit-arm64", "--- PASS: TestGreetingNamesItsPlatform"),
+    ],
 };
 
 const ZIG_HELLO: Spec = Spec {
@@ -53,7 +57,7 @@ const ZIG_HELLO: Spec = Spec {
     builds: ["build-x86_64", "build-aarch64"],
     names: b"hello from zig-hello on linux/",
     fail: "ZIG_HELLO_FAIL",
-    unit: None,
+    units: &[],
 };
 
 /// Fails, naming the package to install, unless `spec`'s toolchain and
@@ -229,7 +233,7 @@ fn cross_builds_bit_for_bit_and_tests_arm64_under_qemu(spec: &Spec) {
     let greeting = |arch: &str| format!("hello from {} on linux/{arch}", spec.example);
     let tests: Vec<&str> = ["test-amd64", "test-arm64"]
         .into_iter()
-        .chain(spec.unit.map(|(name, _)| name))
+        .chain(spec.units.iter().map(|(name, _)| *name))
         .collect();
 
     let (code, first, err) = a.test();
@@ -237,7 +241,7 @@ fn cross_builds_bit_for_bit_and_tests_arm64_under_qemu(spec: &Spec) {
     for name in [build_amd64, build_arm64].iter().chain(&tests) {
         assert_eq!(step(&first, name)["status"], "built", "{name}: {err}");
     }
-    if let Some((name, passed)) = spec.unit {
+    for (name, passed) in spec.units {
         // `go test` built its test binary in /tmp and ran it there.
         assert!(err.contains(&format!("[{name}] {passed}")), "{err}");
     }
@@ -326,7 +330,7 @@ fn cross_builds_bit_for_bit_and_tests_arm64_under_qemu(spec: &Spec) {
         err.contains(&format!("[test-arm64] FAIL: {} is set", spec.fail)),
         "{err}"
     );
-    if let Some((name, passed)) = spec.unit {
+    for (name, passed) in spec.units {
         let failed = passed.replace("PASS", "FAIL");
         assert!(err.contains(&format!("[{name}] {failed}")), "{err}");
     }
