@@ -12,6 +12,12 @@
 #   cached    `cairn build --all` with everything cached vs `git status` on
 #             the same source tree (a git repo with it committed).
 #             Target: <= 2x.
+#   slots     where `--jobs 2` loses time: RUNS runs each of `--jobs 1` and
+#             `--jobs 2` (`--json`), and per step the time a slot spends
+#             outside a sandbox, (jobs x wall - sum of step seconds) / 6,
+#             which the machine's load inflates far less than the ratio.
+#             With CAIRN_BASE=old/cairn, the same for that binary, runs
+#             alternated.
 #
 # Knobs: CAIRN (default: build with CARGO_TARGET_DIR=<repo>/target/bench),
 # WORK (default /var/tmp/cairn-bench-pipeline, not inside the repo), RUNS (5),
@@ -24,7 +30,7 @@ REPO=$(cd "$HERE/.." && pwd)
 WORK=${WORK:-/var/tmp/cairn-bench-pipeline}
 RUNS=${RUNS:-5}
 LOOP=${LOOP:-3000000}
-ONLY=${ONLY:-"parallel cached"}
+ONLY=${ONLY:-"parallel cached slots"}
 OUT="$HERE/results"
 NAME=pipeline.sh
 # shellcheck source=bench/common.sh
@@ -63,6 +69,32 @@ if want cached; then
     $CAIRN --store "$STORE" build -C "$PROJ" --all >/dev/null 2>&1
     hyperfine -N --warmup 2 --runs "$((RUNS * 4))" --export-json "$OUT/pipeline-cached.json" \
         "$(c)" "git -C $PROJ status --porcelain"
+fi
+if want slots; then
+    log "slots: time a --jobs slot spends outside a sandbox"
+    python3 - "$OUT/pipeline-slots.json" "$RUNS" "$STORE" "$PROJ" "$CAIRN" ${CAIRN_BASE:+"$(realpath "$CAIRN_BASE")"} <<'PY'
+import json, statistics as st, subprocess, sys, time
+out, runs, store, proj, *bins = sys.argv[1:]
+rows = []
+for _ in range(int(runs)):
+    for b in bins:
+        for jobs in (1, 2):
+            t = time.monotonic()
+            r = subprocess.run([b, "--store", store, "--json", "build", "-C", proj, "--all",
+                                "--no-cache", "--jobs", str(jobs)], capture_output=True, check=True)
+            wall = time.monotonic() - t
+            steps = json.loads(r.stdout)
+            rows.append({"binary": b, "jobs": jobs, "wall": wall, "steps": len(steps),
+                         "sum_steps": sum(s["seconds"] for s in steps),
+                         "load1": float(open("/proc/loadavg").read().split()[0])})
+json.dump(rows, open(out, "w"), indent=1)
+for b in bins:
+    mine = [r for r in rows if r["binary"] == b]
+    med = lambda j: st.median(r["wall"] for r in mine if r["jobs"] == j)
+    idle = lambda j: st.median((j * r["wall"] - r["sum_steps"]) / r["steps"] for r in mine if r["jobs"] == j)
+    print(f"slots {b}: jobs1 {med(1):.2f}s, jobs2 {med(2):.2f}s, ratio {med(2) / (med(1) / 2):.2f}; "
+          f"slot time outside a sandbox per step: jobs2 {idle(2) * 1000:.0f} ms, jobs1 {idle(1) * 1000:.0f} ms")
+PY
 fi
 python3 - "$OUT" <<'PY'
 import json, os, sys

@@ -18,6 +18,7 @@ use cairn_digest::Digest;
 use cairn_recipe::{compile_action, MountSource, Recipe, ResolvedMount};
 use cairn_store::{FsStore, Store};
 use futures::future::try_join_all;
+use tokio::sync::Semaphore;
 
 use crate::cache::{self, CachedResult};
 use crate::compare::differences;
@@ -223,7 +224,7 @@ impl Builder {
         let mut outputs = BTreeMap::new();
         let mut steps = Vec::new();
         for wave in &waves {
-            let runs = wave.iter().map(|s| self.step(s, &outputs, mode(s)));
+            let runs = wave.iter().map(|s| self.step(s, &outputs, mode(s), None));
             for report in try_join_all(runs).await? {
                 outputs.insert(report.name.clone(), report.output);
                 steps.push(report);
@@ -327,11 +328,15 @@ impl Builder {
     }
 
     /// Builds one step whose dependencies are in `outputs`.
+    /// Builds step `name` (or finds it in the cache). With `slots`, its
+    /// sandbox runs only while it holds one of them (see
+    /// [`Builder::execute`]).
     pub(crate) async fn step(
         &self,
         name: &str,
         outputs: &BTreeMap<String, Digest>,
         mode: Mode,
+        slots: Option<&Arc<Semaphore>>,
     ) -> Result<StepReport, BuildError> {
         self.supported(name)?;
         let mounts = self.mounts(name, outputs);
@@ -372,22 +377,22 @@ impl Builder {
                 Ok(report(hit.output, Some(origin), 0.0))
             }
             (Mode::Check, Some((hit, _))) => {
-                let ran = self.check(&job, &hit).await?;
+                let ran = self.check(&job, &hit, slots).await?;
                 Ok(report(ran.output, None, ran.duration.as_secs_f64()))
             }
             (Mode::Check, None) => {
-                let first = self.execute(&job).await?;
+                let first = self.execute(&job, slots).await?;
                 self.record(&action, &first).await?;
                 self.publish(name, &action, &first.output).await;
                 let hit = CachedResult {
                     output: first.output,
                     log: first.log,
                 };
-                let ran = self.check(&job, &hit).await?;
+                let ran = self.check(&job, &hit, slots).await?;
                 Ok(report(ran.output, None, ran.duration.as_secs_f64()))
             }
             (_, _) => {
-                let ran = self.execute(&job).await?;
+                let ran = self.execute(&job, slots).await?;
                 if mode == Mode::Normal {
                     self.record(&action, &ran).await?;
                     self.publish(name, &action, &ran.output).await;
@@ -462,8 +467,13 @@ impl Builder {
     }
 
     /// Runs `job` again and fails unless its output equals `expected`'s.
-    async fn check(&self, job: &Job, expected: &CachedResult) -> Result<Ran, BuildError> {
-        let ran = self.execute(job).await?;
+    async fn check(
+        &self,
+        job: &Job,
+        expected: &CachedResult,
+        slots: Option<&Arc<Semaphore>>,
+    ) -> Result<Ran, BuildError> {
+        let ran = self.execute(job, slots).await?;
         let fs = self.fs.clone();
         let (a, b) = (expected.output, ran.output);
         let diffs = blocking(move || differences(&fs, &a, &b)).await??;
@@ -476,27 +486,49 @@ impl Builder {
         })
     }
 
-    async fn execute(&self, job: &Job) -> Result<Ran, BuildError> {
+    /// Runs `job`'s sandbox on a thread of its own. With `slots`, it first
+    /// waits for one and gives it back as soon as the sandbox has ended:
+    /// the slots bound how many sandboxes run at once (`--jobs`), and a
+    /// step storing its output or waiting for the disk does not hold one.
+    async fn execute(&self, job: &Job, slots: Option<&Arc<Semaphore>>) -> Result<Ran, BuildError> {
+        let slot =
+            match slots {
+                Some(s) => Some(s.clone().acquire_owned().await.map_err(|e| {
+                    BuildError::Task(format!("step `{}`: no job slot: {e}", job.name))
+                })?),
+                None => None,
+            };
         self.reporter.step_started(&job.name);
         let (fs, j, r) = (self.fs.clone(), job.clone(), self.reporter.clone());
-        let ran = blocking(move || run::run(&fs, &j, r)).await??;
+        let ran = blocking(move || run::run(&fs, &j, r, move || drop(slot))).await??;
         let seconds = ran.duration.as_secs_f64();
         self.reporter.step_finished(&job.name, &ran.output, seconds);
         Ok(ran)
     }
 
     /// Makes the run's blobs durable, then records it in the action cache.
+    /// On a blocking thread: the flush is a `syncfs`, which waits for every
+    /// writer's dirty data on the file system, and the entry is written
+    /// with `fsync`s; on the pipeline's task they would hold back every
+    /// other step's start and end.
     async fn record(&self, action: &Digest, ran: &Ran) -> Result<(), BuildError> {
-        self.store
-            .blobs
-            .flush()
-            .await
-            .map_err(|e| BuildError::store("flushing the store", e))?;
-        let result = CachedResult {
-            output: ran.output,
-            log: ran.log,
-        };
-        cache::record(&*self.store.refs, action, &result, ran.started, ran.ended).await
+        let (blobs, refs) = (self.store.blobs.clone(), self.store.refs.clone());
+        let (action, ran) = (*action, *ran);
+        let runtime = tokio::runtime::Handle::current();
+        blocking(move || {
+            runtime.block_on(async move {
+                blobs
+                    .flush()
+                    .await
+                    .map_err(|e| BuildError::store("flushing the store", e))?;
+                let result = CachedResult {
+                    output: ran.output,
+                    log: ran.log,
+                };
+                cache::record(&*refs, &action, &result, ran.started, ran.ended).await
+            })
+        })
+        .await?
     }
 }
 

@@ -3,7 +3,14 @@
 //! limit; and the gate `[release] requires` puts before signing.
 //!
 //! Steps start as soon as the steps they mount have ended (not wave by
-//! wave), so a long step does not hold back unrelated ones. A failed step
+//! wave), so a long step does not hold back unrelated ones. The job limit
+//! counts sandboxes, not steps: every step whose dependencies are done
+//! starts at once (its inputs grafted, its action compiled and looked up
+//! in the cache, so a cached step never waits for a slot), and only its
+//! sandbox waits for one of `jobs` slots, given back the moment the
+//! sandbox ends: storing the output and recording the result (a `syncfs`
+//! and `fsync`s, which on a busy disk take as long as a short step) then
+//! overlap with the next step's run instead of idling a CPU. A failed step
 //! fails only the steps that need it: the others go on, and the report
 //! lists every failure at once, as a test run should. A test that passes is
 //! cached like any step (its action digest pins every input), and a failed
@@ -12,10 +19,12 @@
 //! those inputs, has a complete entry in the action cache.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use cairn_digest::Digest;
 use cairn_recipe::{MountSource, StepName};
 use futures::stream::{FuturesUnordered, StreamExt};
+use tokio::sync::Semaphore;
 
 use crate::builder::Mode;
 use crate::{BuildError, BuildOptions, Builder, StepReport};
@@ -69,7 +78,7 @@ impl Builder {
         let all: Vec<String> = needs.keys().cloned().collect();
         self.resolve_inputs(std::slice::from_ref(&all)).await?;
         let mode = Mode::of(options);
-        let jobs = jobs.max(1);
+        let slots = Arc::new(Semaphore::new(jobs.max(1)));
         let mut report = PipelineReport::default();
         let mut outputs: BTreeMap<String, Digest> = BTreeMap::new();
         let mut pending: BTreeSet<String> = all.into_iter().collect();
@@ -79,14 +88,13 @@ impl Builder {
             let ready: Vec<String> = pending
                 .iter()
                 .filter(|s| needs[*s].iter().all(|d| outputs.contains_key(d)))
-                .take(jobs.saturating_sub(running.len()))
                 .cloned()
                 .collect();
             for name in ready {
                 pending.remove(&name);
-                let outs = outputs.clone();
+                let (outs, slots) = (outputs.clone(), &slots);
                 running.push(async move {
-                    let result = self.step(&name, &outs, mode).await;
+                    let result = self.step(&name, &outs, mode, Some(slots)).await;
                     (name, result)
                 });
             }

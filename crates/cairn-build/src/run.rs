@@ -87,8 +87,14 @@ pub struct Ran {
     pub duration: Duration,
 }
 
-/// Runs `job` in the sandbox; blocks until it ends.
-pub fn run(fs: &FsStore, job: &Job, reporter: Arc<dyn Reporter>) -> Result<Ran, BuildError> {
+/// Runs `job` in the sandbox; blocks until it ends. `ended` is called as
+/// soon as the sandbox has ended, before its output is stored.
+pub fn run(
+    fs: &FsStore,
+    job: &Job,
+    reporter: Arc<dyn Reporter>,
+    ended: impl FnOnce(),
+) -> Result<Ran, BuildError> {
     let work = scratch(fs, "build")?;
     let log_path = work.path().join("log");
     // The mounted trees stay held (no collection removes them) until the
@@ -98,7 +104,8 @@ pub fn run(fs: &FsStore, job: &Job, reporter: Arc<dyn Reporter>) -> Result<Ran, 
     let tail = Tail::follow(&log_path, &job.name, reporter)?;
     let started = SystemTime::now();
     let outcome = cairn_sandbox::run(&plan, stdout, stderr);
-    let ended = SystemTime::now();
+    let finished = SystemTime::now();
+    ended();
     tail.finish();
     let outcome = outcome.map_err(|source| BuildError::Sandbox {
         step: job.name.clone(),
@@ -133,7 +140,7 @@ pub fn run(fs: &FsStore, job: &Job, reporter: Arc<dyn Reporter>) -> Result<Ran, 
         output,
         log,
         started,
-        ended,
+        ended: finished,
         duration: outcome.duration,
     })
 }

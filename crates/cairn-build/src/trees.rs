@@ -1,18 +1,27 @@
 //! Moving trees between the store and directories the build uses.
 //!
-//! Input trees are materialized once into `<store>/cache/trees/<hex>`
-//! (hard links into the store, so it is cheap) and then bind-mounted
-//! read-only into every sandbox that mounts them: sandbox setup costs the
-//! same for a 1 MiB tree as for a 1 GiB toolchain. Those links are the
-//! store's own files, which is safe only because nothing writes them: the
-//! sandbox sees them read-only and nothing else is handed them. A tree is
-//! materialized into a temporary directory and renamed into place, so a
-//! crash or a concurrent build never leaves a half-written tree under its
-//! final name.
+//! Input trees are materialized once into
+//! `<store>/cache/trees/<hex>.mtime1/tree` and then bind-mounted read-only
+//! into every sandbox that mounts them: sandbox setup costs the same for a
+//! 1 MiB tree as for a 1 GiB toolchain. A tree is materialized into a
+//! temporary directory and renamed into place, so a crash or a concurrent
+//! build never leaves a half-written tree under its final name.
+//!
+//! **What a step sees of its inputs' times.** Every file, directory and
+//! symlink of a materialized tree has its access and modification times
+//! set to [`INPUT_MTIME`] (1 s after the epoch, as in Nix's store), files
+//! mode 0444 or 0555: a tree records no times, so the step sees the same
+//! metadata from any store, checkout or machine. That is why each file is
+//! its own inode (a reflink where the file system has them, else a copy):
+//! a hard link would share its times with the store's blob, whose mtime
+//! garbage collection and claims read and which differs from store to
+//! store.
 //!
 //! A build holds each tree it mounts ([`HeldTree`]: a shared lock on the
-//! directory) until its step ends, and marks it used; a collection removes
-//! only trees nobody holds and nobody used within its grace period.
+//! `<hex>.mtime1` directory, whose own mtime says when a build last used it)
+//! until its step ends, and marks it used; a collection removes only trees
+//! nobody holds and nobody used within its grace period (it reads the hash
+//! before the first `.` of the name).
 //!
 //! Directories the build snapshots only once (a step's `/out`, an unpacked
 //! archive) are snapshotted with [`snapshot_temp`], which drops the stat
@@ -36,6 +45,18 @@ use crate::error::BuildError;
 /// How stale a tree's "last used" time may get before a build renews it.
 const MARK_USED_AFTER: Duration = Duration::from_secs(600);
 
+/// The access and modification time (seconds after the epoch) of every
+/// entry of a materialized input tree. 1 rather than 0, as Nix's store:
+/// some tools take a zero time for "unknown".
+pub const INPUT_MTIME: i64 = 1;
+
+/// The suffix of a materialized tree's directory under `cache/trees/`:
+/// `<hex>` alone was the layout whose files were links into the store.
+const ENTRY_SUFFIX: &str = ".mtime1";
+
+/// The tree's own directory inside its `cache/trees/` entry.
+const TREE_DIR: &str = "tree";
+
 /// A materialized tree in use: no collection removes it while held.
 #[derive(Debug)]
 pub struct HeldTree {
@@ -50,11 +71,48 @@ impl HeldTree {
     }
 }
 
+/// Gives every entry under `root` (itself included) the time
+/// [`INPUT_MTIME`], and every file mode 0444 or, executable, 0555.
+/// Children first: setting a child's times leaves its directory's alone.
+fn pin_times_and_modes(root: &Path) -> Result<(), BuildError> {
+    use rustix::fs::{chmod, utimensat, AtFlags, Mode, Timestamps, CWD};
+    use std::os::unix::fs::PermissionsExt;
+    let at = rustix::fs::Timespec {
+        tv_sec: INPUT_MTIME,
+        tv_nsec: 0,
+    };
+    let times = Timestamps {
+        last_access: at,
+        last_modification: at,
+    };
+    let meta = std::fs::symlink_metadata(root).map_err(|e| BuildError::io("reading", root, e))?;
+    if meta.is_dir() {
+        let entries = std::fs::read_dir(root).map_err(|e| BuildError::io("reading", root, e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| BuildError::io("reading", root, e))?;
+            pin_times_and_modes(&entry.path())?;
+        }
+    } else if meta.is_file() {
+        let mode = if meta.permissions().mode() & 0o111 != 0 {
+            0o555
+        } else {
+            0o444
+        };
+        chmod(root, Mode::from_raw_mode(mode))
+            .map_err(|e| BuildError::io("setting the mode of", root, e.into()))?;
+    }
+    utimensat(CWD, root, &times, AtFlags::SYMLINK_NOFOLLOW)
+        .map_err(|e| BuildError::io("setting the times of", root, e.into()))
+}
+
 /// The read-only directory holding tree `digest`, materializing it first
 /// if no earlier build did, held until the returned value is dropped.
 pub fn materialized(fs: &FsStore, digest: &Digest) -> Result<HeldTree, BuildError> {
+    // Absolute: it becomes a sandbox mount's source (a store given as a
+    // relative path is relative to this process's directory).
     let dir = fs.cache_dir().join("trees");
-    let path = dir.join(digest.hex());
+    let dir = std::path::absolute(&dir).map_err(|e| BuildError::io("resolving", &dir, e))?;
+    let path = dir.join(format!("{}{ENTRY_SUFFIX}", digest.hex()));
     loop {
         if let Some(held) = hold(&path)? {
             return Ok(held);
@@ -63,12 +121,13 @@ pub fn materialized(fs: &FsStore, digest: &Digest) -> Result<HeldTree, BuildErro
             .temp_dir_in(&dir)
             .map_err(|e| BuildError::store(format!("materializing tree {digest}"), e))?;
         let dest = tmp.path().join("t");
+        let tree = dest.join(TREE_DIR);
         materialize(
             fs,
             digest,
-            &dest,
+            &tree,
             MaterializeOptions {
-                placement: Placement::MountOnly,
+                placement: Placement::Copy,
             },
             &NoProgress,
         )
@@ -76,6 +135,7 @@ pub fn materialized(fs: &FsStore, digest: &Digest) -> Result<HeldTree, BuildErro
             what: format!("materializing tree {digest}"),
             source,
         })?;
+        pin_times_and_modes(&tree)?;
         match std::fs::rename(&dest, &path) {
             Ok(()) => {}
             // Another build materialized the same tree meanwhile: use theirs.
@@ -106,7 +166,7 @@ fn hold(path: &Path) -> Result<Option<HeldTree>, BuildError> {
         let _ = lock.set_modified(SystemTime::now());
     }
     Ok(Some(HeldTree {
-        path: path.to_path_buf(),
+        path: path.join(TREE_DIR),
         _lock: lock,
     }))
 }

@@ -325,3 +325,19 @@ fn the_c_example_is_reproducible_across_clean_stores() {
     );
     assert_eq!(checked, a);
 }
+
+#[test]
+fn a_store_named_by_a_relative_path_builds() {
+    // The sandbox's mounts need absolute sources: the materialized trees
+    // of a relative store are resolved against the working directory.
+    let (tmp, dir) = example("busybox-hello");
+    let absolute = build_example(&dir, "make-rootfs.sh", &tmp.path().join("store"), &[]);
+    let out = Command::new(CAIRN)
+        .args(["--store", "store", "build", "--no-cache", "-C"])
+        .arg(&dir)
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), absolute);
+}

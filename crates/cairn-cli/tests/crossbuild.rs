@@ -4,9 +4,14 @@
 //! with its own store; the example's `make-trees.sh` makes the toolchain
 //! and `qemu-aarch64-static` into store trees and pins them; `cairn test`
 //! builds the program for amd64 and arm64 and runs each binary on its own
-//! platform, the arm64 one under the pinned QEMU. The tests fail (never
-//! skip) when `golang-go`, the `ziglang` wheel or `qemu-user-static` is
-//! missing; `.ci/run` installs them.
+//! platform, the arm64 one under the pinned QEMU; go-hello also runs its
+//! package's own tests with `go test` (which executes a binary it builds
+//! in the sandbox's `/tmp`), natively and for arm64 through `-exec` QEMU. The second build varies what reprotest varies
+//! (another hostname in a new UTS namespace, umask 077, another user,
+//! home, locale, time zone and `SOURCE_DATE_EPOCH`) and must give the same
+//! bytes. The tests fail (never skip) when `golang-go`, the `ziglang`
+//! wheel, `qemu-user-static` or `unshare` is missing; `.ci/run` installs
+//! them.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -28,6 +33,10 @@ struct Spec {
     names: &'static [u8],
     /// The environment variable that makes the test fail.
     fail: &'static str,
+    /// The steps running the program's own unit tests (natively, and
+    /// cross-built for arm64 under QEMU), and a line their logs show when
+    /// they pass.
+    units: &'static [(&'static str, &'static str)],
 }
 
 const GO_HELLO: Spec = Spec {
@@ -36,6 +45,10 @@ const GO_HELLO: Spec = Spec {
     builds: ["build-amd64", "build-arm64"],
     names: b"example.com/go-hello",
     fail: "GO_HELLO_FAIL",
+    units: &[
+        ("unit", "--- PASS: TestGreetingNamesItsPlatform"),
+        ("unit-arm64", "--- PASS: TestGreetingNamesItsPlatform"),
+    ],
 };
 
 const ZIG_HELLO: Spec = Spec {
@@ -44,6 +57,7 @@ const ZIG_HELLO: Spec = Spec {
     builds: ["build-x86_64", "build-aarch64"],
     names: b"hello from zig-hello on linux/",
     fail: "ZIG_HELLO_FAIL",
+    units: &[],
 };
 
 /// Fails, naming the package to install, unless `spec`'s toolchain and
@@ -72,17 +86,19 @@ fn require(spec: &Spec) {
 struct Example {
     dir: PathBuf,
     store: PathBuf,
+    /// Whether `cairn` runs in varied surroundings (see the module docs).
+    varied: bool,
 }
 
 impl Example {
     /// Copies the example to `dir` and makes and pins its trees in `store`.
-    fn new(spec: &Spec, dir: PathBuf, store: PathBuf) -> Self {
+    fn new(spec: &Spec, dir: PathBuf, store: PathBuf, varied: bool) -> Self {
         require(spec);
         let example = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../../examples")
             .join(spec.example);
         copy_dir(&example, &dir);
-        let e = Self { dir, store };
+        let e = Self { dir, store, varied };
         let out = Command::new(e.dir.join("make-trees.sh"))
             .env("CAIRN", CAIRN)
             .env("CAIRN_STORE", &e.store)
@@ -111,8 +127,24 @@ impl Example {
     }
 
     fn run(&self, args: &[&str]) -> Output {
-        Command::new(CAIRN)
-            .arg("--store")
+        let mut cmd = if self.varied {
+            let home = self.dir.with_extension("home");
+            std::fs::create_dir_all(&home).unwrap();
+            let mut c = Command::new("unshare");
+            c.args(["--uts", "sh", "-c"])
+                .arg("hostname crossbuild-elsewhere && umask 077 && exec \"$@\"")
+                .args(["sh", CAIRN])
+                .env("HOME", home)
+                .env("USER", "someone")
+                .env("LANG", "fr_FR.UTF-8")
+                .env("LC_ALL", "fr_FR.UTF-8")
+                .env("TZ", "Pacific/Kiritimati")
+                .env("SOURCE_DATE_EPOCH", "1700864000");
+            c
+        } else {
+            Command::new(CAIRN)
+        };
+        cmd.arg("--store")
             .arg(&self.store)
             .arg("--keys")
             .arg(self.store.with_extension("keys"))
@@ -120,7 +152,7 @@ impl Example {
             .current_dir(&self.dir)
             .env_remove("CAIRN_STORE")
             .output()
-            .unwrap()
+            .expect("unshare (util-linux) must be installed")
     }
 
     /// `cairn --json test`: its exit code, each step by name, its stderr.
@@ -185,19 +217,33 @@ fn zig_hello_cross_builds_bit_for_bit_and_its_arm64_binary_is_tested_under_qemu(
 
 fn cross_builds_bit_for_bit_and_tests_arm64_under_qemu(spec: &Spec) {
     let tmp = tempfile::tempdir().unwrap();
-    let a = Example::new(spec, tmp.path().join("a/hello"), tmp.path().join("store-a"));
+    let a = Example::new(
+        spec,
+        tmp.path().join("a/hello"),
+        tmp.path().join("store-a"),
+        false,
+    );
     let b = Example::new(
         spec,
         tmp.path().join("elsewhere/deeper/b/hello"),
         tmp.path().join("stores/b"),
+        true,
     );
     let [build_amd64, build_arm64] = spec.builds;
     let greeting = |arch: &str| format!("hello from {} on linux/{arch}", spec.example);
+    let tests: Vec<&str> = ["test-amd64", "test-arm64"]
+        .into_iter()
+        .chain(spec.units.iter().map(|(name, _)| *name))
+        .collect();
 
     let (code, first, err) = a.test();
     assert_eq!(code, 0, "{err}");
-    for name in [build_amd64, build_arm64, "test-amd64", "test-arm64"] {
+    for name in [build_amd64, build_arm64].iter().chain(&tests) {
         assert_eq!(step(&first, name)["status"], "built", "{name}: {err}");
+    }
+    for (name, passed) in spec.units {
+        // `go test` built its test binary in /tmp and ran it there.
+        assert!(err.contains(&format!("[{name}] {passed}")), "{err}");
     }
     // The arm64 binary ran (under QEMU: the host is amd64) and checked
     // its own greeting.
@@ -269,7 +315,7 @@ fn cross_builds_bit_for_bit_and_tests_arm64_under_qemu(spec: &Spec) {
     for name in spec.builds {
         assert_eq!(step(&failed, name)["status"], "cached", "{name}");
     }
-    for name in ["test-amd64", "test-arm64"] {
+    for name in &tests {
         let test = step(&failed, name);
         assert_eq!(test["status"], "failed", "{test}");
         assert!(
@@ -284,6 +330,10 @@ fn cross_builds_bit_for_bit_and_tests_arm64_under_qemu(spec: &Spec) {
         err.contains(&format!("[test-arm64] FAIL: {} is set", spec.fail)),
         "{err}"
     );
+    for (name, passed) in spec.units {
+        let failed = passed.replace("PASS", "FAIL");
+        assert!(err.contains(&format!("[{name}] {failed}")), "{err}");
+    }
     // And the release is refused: the tests have not passed on these inputs.
     let out = a.run(&["release", "--key", "ci"]);
     let err = text(&out.stderr);

@@ -631,3 +631,43 @@ fn the_provenance_lists_the_tests_that_gated_the_release_and_each_steps_platform
     let plain = p.run(&["release", "show", shown["release"].as_str().unwrap()]);
     assert!(text(&plain.stdout).contains("tests     none required"));
 }
+
+#[test]
+fn a_cached_step_does_not_wait_for_a_job_slot() {
+    let p = Example::new();
+    p.write(
+        "cairn.toml",
+        r#"
+[service]
+name = "slots"
+
+[inputs.rootfs]
+path = "rootfs"
+
+[steps.a]
+mounts = { "/" = "rootfs" }
+env = { PATH = "/bin" }
+run = ["/bin/sh", "-c", "sleep 3; echo a > $OUT/a"]
+
+[steps.z]
+mounts = { "/" = "rootfs" }
+env = { PATH = "/bin" }
+run = ["/bin/sh", "-c", "echo z > $OUT/z"]
+"#,
+    );
+    let out = p.run(&["build", "z"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // One slot, taken by `a` (first by name) for three seconds: `z`, a
+    // cache hit, needs no slot and ends first (steps are listed in the
+    // order they ended).
+    let out = p.run(&["--json", "build", "--all", "--jobs", "1"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let steps: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ended: Vec<(&str, &str)> = steps
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["step"].as_str().unwrap(), s["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(ended, [("z", "cached"), ("a", "built")]);
+}

@@ -5,7 +5,9 @@
 //! `.ci/run` installs it), never from the host's binfmt configuration.
 //! The arm64 programs are minimal static ELFs written by the test itself
 //! (write(1, msg), exit(code); or execve of another: eight instructions
-//! each), so no cross compiler is needed.
+//! each), so no cross compiler is needed; a riscv64 one (nine
+//! instructions) runs the same way under `qemu-riscv64-static`, a second
+//! foreign platform.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -14,6 +16,7 @@ use serde_json::Value;
 
 const CAIRN: &str = env!("CARGO_BIN_EXE_cairn");
 const QEMU: &str = "/usr/bin/qemu-aarch64-static";
+const QEMU_RISCV64: &str = "/usr/bin/qemu-riscv64-static";
 
 const BASE: u64 = 0x40_0000;
 const CODE: u64 = 64 + 56; // after the ELF header and one program header
@@ -99,6 +102,51 @@ fn arm64_exec(path: &str) -> Vec<u8> {
     arm64_elf(&code, &data)
 }
 
+/// A static riscv64 Linux executable that writes `msg` to stdout and
+/// exits with `code` (`EM_RISCV`, RV64I only, no compressed instructions).
+fn riscv64_program(msg: &[u8], code: u16) -> Vec<u8> {
+    let addi = |rd: u32, rs1: u32, imm: u32| ((imm & 0xfff) << 20) | (rs1 << 15) | (rd << 7) | 0x13;
+    let auipc = |rd: u32| (rd << 7) | 0x17;
+    let ecall = 0x73;
+    let (a0, a1, a2, a7) = (10, 11, 12, 17);
+    let msg_at = CODE + 9 * 4;
+    let len = u32::try_from(msg.len()).unwrap();
+    let code = [
+        addi(a0, 0, 1),                             // a0 = stdout
+        auipc(a1),                                  // a1 = this instruction
+        addi(a1, a1, (msg_at - (CODE + 4)) as u32), // a1 = msg
+        addi(a2, 0, len),                           // a2 = len
+        addi(a7, 0, 64),                            // write
+        ecall,
+        addi(a0, 0, u32::from(code)), // a0 = code
+        addi(a7, 0, 93),              // exit
+        ecall,
+    ];
+    let total = msg_at + msg.len() as u64;
+    let mut elf = Vec::new();
+    elf.extend_from_slice(b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0");
+    elf.extend_from_slice(&2u16.to_le_bytes()); // ET_EXEC
+    elf.extend_from_slice(&243u16.to_le_bytes()); // EM_RISCV
+    elf.extend_from_slice(&1u32.to_le_bytes());
+    elf.extend_from_slice(&(BASE + CODE).to_le_bytes()); // entry
+    elf.extend_from_slice(&64u64.to_le_bytes()); // phoff
+    elf.extend_from_slice(&0u64.to_le_bytes()); // shoff
+    elf.extend_from_slice(&0u32.to_le_bytes()); // flags: soft float, no RVC
+    for half in [64u16, 56, 1, 0, 0, 0] {
+        elf.extend_from_slice(&half.to_le_bytes());
+    }
+    elf.extend_from_slice(&1u32.to_le_bytes()); // PT_LOAD
+    elf.extend_from_slice(&5u32.to_le_bytes()); // R + X
+    for word in [0, BASE, BASE, total, total, 0x1000] {
+        elf.extend_from_slice(&word.to_le_bytes());
+    }
+    for insn in code {
+        elf.extend_from_slice(&u32::to_le_bytes(insn));
+    }
+    elf.extend_from_slice(msg);
+    elf
+}
+
 struct Project {
     _tmp: tempfile::TempDir,
     root: PathBuf,
@@ -108,10 +156,12 @@ struct Project {
 impl Project {
     /// `bin/hello` (arm64, exit `code`) and the pinned emulator tree.
     fn new(code: u16) -> (Self, String) {
-        assert!(
-            Path::new(QEMU).exists(),
-            "{QEMU} is missing: apt-get install qemu-user-static"
-        );
+        for qemu in [QEMU, QEMU_RISCV64] {
+            assert!(
+                Path::new(qemu).exists(),
+                "{qemu} is missing: apt-get install qemu-user-static"
+            );
+        }
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path().to_path_buf();
         let dir = root.join("proj");
@@ -122,9 +172,13 @@ impl Project {
         let exec = dir.join("bin/exec-hello");
         std::fs::write(&exec, arm64_exec("/b/hello")).unwrap();
         set_executable(&exec);
+        let riscv = dir.join("bin/hello-riscv64");
+        std::fs::write(&riscv, riscv64_program(b"hello from riscv64\n", code)).unwrap();
+        set_executable(&riscv);
         let qemu = root.join("qemu");
         std::fs::create_dir_all(&qemu).unwrap();
         std::fs::copy(QEMU, qemu.join("qemu-aarch64-static")).unwrap();
+        std::fs::copy(QEMU_RISCV64, qemu.join("qemu-riscv64-static")).unwrap();
         let p = Self {
             _tmp: tmp,
             root,
@@ -312,4 +366,25 @@ fn a_release_provenance_names_the_arm64_platform_of_its_steps_and_tests() {
     assert_eq!(step["action"], released["action"]);
     assert_eq!(step["platform"], "linux/arm64");
     assert_eq!(step["native"], false);
+}
+
+#[test]
+fn a_riscv64_step_runs_under_its_own_emulator_from_the_same_tree() {
+    let (p, tree) = Project::new(0);
+    let riscv = recipe(&tree, "platform = \"linux/riscv64\"\nemulator = \"qemu\"")
+        .replace("/b/hello", "/b/hello-riscv64");
+    p.recipe(&riscv);
+    let (code, steps, err) = p.test_json();
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(steps[0]["status"], "built");
+    assert!(err.contains("[hello] hello from riscv64"), "{err}");
+
+    // As arm64 the same program is refused by the arm64 emulator: the
+    // platform chose the interpreter, and it is part of the action.
+    let as_arm64 = riscv.replace("linux/riscv64", "linux/arm64");
+    p.recipe(&as_arm64);
+    let (code, steps, err) = p.test_json();
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(steps[0]["status"], "failed");
+    assert!(!err.contains("hello from riscv64"), "{err}");
 }

@@ -5,20 +5,22 @@
 //! UTS namespace), another user name and home, another locale, a time
 //! zone fourteen hours away and `SOURCE_DATE_EPOCH` ten days later; the
 //! artifacts must be identical. A probe step prints what a step can see of
-//! those (hostname, ids, umask, environment, directory order, file modes
-//! and owners) and must print the same both times: the sandbox pins them.
+//! those (hostname, ids, umask, environment, directory order, file modes,
+//! owners and modification times of its inputs, writable ones included)
+//! and must print the same both times: the sandbox pins them. The stores
+//! are made at different times, so the blobs' own times differ; the
+//! materialized inputs' times are pinned to 1.
 //!
-//! Not pinned, and so not probed: the modification times of a step's
-//! input files are when this store materialized the tree (the files are
-//! the store's blobs, hard-linked, whose times garbage collection reads).
-//! Trees record no times, so an artifact cannot differ by them unless a
-//! step copies an input's time into a file's content (a tar or zip made
-//! without a fixed time); docs/ARCHITECTURE.md says so.
+//! The user id, varied as far as it can be: the sandbox's memory and
+//! process limits are v1 cgroups only root can create, so cairn runs as
+//! root both times; what changes is the host user each step is mapped to
+//! (one of the sandbox's dedicated ids, chosen per step from free slots).
+//! The probe's second build runs while this test holds the slot its
+//! first build's step used, so its step runs as another host uid, and
+//! sees the same. Its `/proc/self/uid_map` names that host uid (the kernel
+//! shows a namespace's map to its members); the probe records it beside
+//! what it saw, to prove the variation happened.
 //!
-//!
-//! Not varied: the user id. The sandbox's memory and process limits are v1
-//! cgroups only root can create, so a build as another uid cannot run a
-//! step at all; the steps run as root in their namespace either way.
 //! Needs `unshare` (util-linux), Debian's `busybox-static` and `gcc` with
 //! `libc6-dev` (`.ci/run` installs them); the test fails without them.
 
@@ -43,16 +45,20 @@ path = "src"
 path = "tests"
 
 [steps.probe]
-mounts = { "/" = "rootfs", "/src" = "src", "/tests" = "tests" }
+mounts = { "/" = "rootfs", "/src" = "src", "/tests" = "tests", "/scratch" = { input = "tests", writable = true } }
 env = { PATH = "/bin" }
 run = ["/bin/sh", "-c", """
 {
   hostname; id -u; id -g; umask; pwd; env | sort
   ls -f /tests /src
-  stat -c '%n %a %u %g' /src /src/* /tests /tests/*
+  stat -c '%n %a %u %g %Y' /src /src/* /tests /tests/* /bin /bin/busybox /scratch /scratch/*
 } > /out/seen.txt
+mkdir /out/host && cat /proc/self/uid_map > /out/host/uid_map
 """]
 "#;
+
+/// The first host uid of the sandbox's range (`cairn_sandbox::FIRST_HOST_ID`).
+const FIRST_HOST_ID: u32 = 0x7c00_0000;
 
 /// One build's surroundings.
 struct Variant {
@@ -238,8 +244,8 @@ fn the_http_example_is_identical_under_variation() {
     assert_eq!(a, b, "http-hello: the varied build differs");
 }
 
-/// `seen.txt` of the output `digest` in `store`.
-fn seen(store: &Path, digest: &str, into: &Path) -> String {
+/// The output `digest` of `store`, checked out into `into`.
+fn checkout(store: &Path, digest: &str, into: &Path) {
     let out = Command::new(CAIRN)
         .arg("--store")
         .arg(store)
@@ -252,21 +258,66 @@ fn seen(store: &Path, digest: &str, into: &Path) -> String {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    std::fs::read_to_string(into.join("seen.txt")).unwrap()
+}
+
+/// The host uid the probe ran as, from the `uid_map` it recorded.
+fn host_uid(probe: &Path) -> u32 {
+    let map = std::fs::read_to_string(probe.join("host/uid_map")).unwrap();
+    let fields: Vec<u32> = map.split_whitespace().map(|f| f.parse().unwrap()).collect();
+    assert_eq!(fields[0], 1000, "{map}");
+    assert_eq!(fields[2], 1, "one id mapped: {map}");
+    fields[1]
+}
+
+/// Holds the sandbox's slot lock of host uid `uid` until dropped, so no
+/// step started meanwhile runs as that uid.
+fn hold_slot(uid: u32) -> std::fs::File {
+    use rustix::fs::{flock, FlockOperation};
+    assert!(
+        (FIRST_HOST_ID..FIRST_HOST_ID + 256).contains(&uid),
+        "host uid {uid} is not one of the sandbox's: is the test root?"
+    );
+    let path = format!("/run/cairn-sandbox/slot-{}", uid - FIRST_HOST_ID);
+    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    flock(&file, FlockOperation::LockExclusive).unwrap();
+    file
 }
 
 #[test]
 fn a_step_sees_the_same_machine_under_variation() {
-    let (a, b, tmp) = both("pipeline", &["make-rootfs.sh"], Some(PROBE));
-    let seen_a = seen(&tmp.path().join("a/store"), &a, &tmp.path().join("seen-a"));
-    let seen_b = seen(
-        &tmp.path().join("b/other-store"),
-        &b,
-        &tmp.path().join("seen-b"),
+    let tmp = tempfile::tempdir().unwrap();
+    let project = Path::new(EXAMPLES).join("pipeline");
+    let setup = ["make-rootfs.sh"];
+    let a = build(&project, Some(PROBE), &setup, &tmp.path().join("a"), &PLAIN);
+    let seen_a = tmp.path().join("seen-a");
+    checkout(&tmp.path().join("a/store"), &a, &seen_a);
+    let uid_a = host_uid(&seen_a);
+    let slot = hold_slot(uid_a);
+    let b = build(
+        &project,
+        Some(PROBE),
+        &setup,
+        &tmp.path().join("b"),
+        &VARIED,
     );
+    drop(slot);
+    let seen_b = tmp.path().join("seen-b");
+    checkout(&tmp.path().join("b/other-store"), &b, &seen_b);
+    assert_ne!(host_uid(&seen_b), uid_a, "the host uid did not vary");
+
+    let read = |dir: &Path| std::fs::read_to_string(dir.join("seen.txt")).unwrap();
+    let (seen_a, seen_b) = (read(&seen_a), read(&seen_b));
     // It saw something (its commands ran), and the same both times.
     assert!(seen_a.contains("PATH=/bin"), "{seen_a}");
     assert!(seen_a.contains("greeting.txt"), "{seen_a}");
     assert_eq!(seen_a, seen_b, "what a step sees leaks the variation");
-    assert_eq!(a, b);
+    // Every input's time is pinned, the writable copy's included.
+    let stats: Vec<&str> = seen_a
+        .lines()
+        .filter(|l| l.starts_with('/') && l.split(' ').count() == 5)
+        .collect();
+    assert!(stats.iter().any(|l| l.starts_with("/scratch/")), "{seen_a}");
+    for line in stats {
+        assert!(line.ends_with(" 1"), "{line}: not time 1");
+    }
 }

@@ -21,7 +21,8 @@
 //!   (mode 0700, owned by the step's host ids, no setuid bits), discarded
 //!   afterwards. `/out` is a tmpfs of `limits.out_bytes`, handed back to the
 //!   caller as [`OutputDir`] (it never exists on a host file system);
-//!   `/tmp` a tmpfs of `limits.tmp_bytes`; a workdir outside every mount is
+//!   `/tmp` a tmpfs of `limits.tmp_bytes` (nosuid, nodev, but programs
+//!   written there may run: test runners need that); a workdir outside every mount is
 //!   another such tmpfs, discarded afterwards (inside a mount it is as
 //!   writable as the mount); `/proc` a fresh procfs of the new pid
 //!   namespace; `/dev` a tmpfs holding only `null zero full random urandom`

@@ -143,10 +143,12 @@ fn root_entries(root: &Source) -> Result<Vec<RootEntry>, SandboxError> {
     Ok(entries)
 }
 
-/// Copies a file or directory tree, keeping symlinks as symlinks and
-/// permission bits (never setuid, setgid or sticky); other special files
-/// are skipped. With `owner`, every copy belongs to those host ids (the
-/// step's), so the step can change its private copy.
+/// Copies a file or directory tree, keeping symlinks as symlinks,
+/// permission bits (never setuid, setgid or sticky) and access and
+/// modification times (a private copy looks like its source: the step
+/// sees the same times whether a mount is writable or not); other special
+/// files are skipped. With `owner`, every copy belongs to those host ids
+/// (the step's), so the step can change its private copy.
 fn copy_tree(from: &Path, to: &Path, owner: Option<(u32, u32)>) -> Result<(), SandboxError> {
     let meta = fs::symlink_metadata(from).map_err(scratch_err(from))?;
     let ty = meta.file_type();
@@ -171,5 +173,23 @@ fn copy_tree(from: &Path, to: &Path, owner: Option<(u32, u32)>) -> Result<(), Sa
     if let Some((uid, gid)) = owner {
         std::os::unix::fs::lchown(to, Some(uid), Some(gid)).map_err(scratch_err(to))?;
     }
-    Ok(())
+    // Last: copying into a directory changes its times.
+    copy_times(&meta, to).map_err(scratch_err(to))
+}
+
+/// Sets `to`'s access and modification times to those of `meta`, without
+/// following a symlink.
+fn copy_times(meta: &fs::Metadata, to: &Path) -> io::Result<()> {
+    use rustix::fs::{utimensat, AtFlags, Timespec, Timestamps, CWD};
+    let times = Timestamps {
+        last_access: Timespec {
+            tv_sec: meta.atime(),
+            tv_nsec: meta.atime_nsec(),
+        },
+        last_modification: Timespec {
+            tv_sec: meta.mtime(),
+            tv_nsec: meta.mtime_nsec(),
+        },
+    };
+    utimensat(CWD, to, &times, AtFlags::SYMLINK_NOFOLLOW).map_err(io::Error::from)
 }

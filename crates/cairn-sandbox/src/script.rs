@@ -421,8 +421,16 @@ fn system_dirs(b: &mut Builder, plan: &Plan) {
         NOSUID_NODEV,
         tmpfs_data("0755", l.out_bytes),
     );
+    // `/tmp` may hold programs, as `/out` and a tmpfs workdir may: test
+    // runners build a binary there and execute it (`go test`, as in Nix's
+    // build directory). `noexec` would only break them: the step can write
+    // and run a program in `/out` anyway. `nosuid` is what matters and stays.
+    b.tmpfs(
+        Path::new("/tmp"),
+        NOSUID_NODEV,
+        tmpfs_data("1777", l.tmp_bytes),
+    );
     let noexec = NOSUID_NODEV | libc::MS_NOEXEC;
-    b.tmpfs(Path::new("/tmp"), noexec, tmpfs_data("1777", l.tmp_bytes));
     b.tmpfs(
         Path::new("/dev"),
         noexec,

@@ -381,3 +381,21 @@ fn host_abstract_unix_sockets_are_unreachable() {
     let r = f.sh_plan(&plan);
     assert_exit(&r, 1);
 }
+
+#[test]
+fn a_program_written_to_tmp_runs_and_tmp_stays_nosuid_nodev() {
+    // What `go test` does: build a binary under /tmp and execute it.
+    let f = Fixture::new();
+    let r = f.sh("cp /bin/busybox /tmp/echo && /tmp/echo ran-from-tmp; \
+         grep ' /tmp ' /proc/mounts | cut -d' ' -f3,4");
+    assert_exit(&r, 0);
+    let mut lines = r.stdout.lines();
+    assert_eq!(lines.next(), Some("ran-from-tmp"), "{}", r.stderr);
+    let mount = lines.next().unwrap();
+    let options: Vec<&str> = mount.split([' ', ',']).collect();
+    assert_eq!(options[0], "tmpfs", "{mount}");
+    for required in ["nosuid", "nodev"] {
+        assert!(options.contains(&required), "{mount}");
+    }
+    assert!(!options.contains(&"noexec"), "{mount}");
+}
