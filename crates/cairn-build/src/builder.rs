@@ -10,7 +10,7 @@
 //! up remotely before running, and every result is published there
 //! ([`crate::remote`]).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -72,6 +72,12 @@ pub struct Builder {
     remote: Option<Remote>,
     registry: cairn_oci::RegistryConfig,
     inputs: Mutex<HashMap<String, ResolvedInput>>,
+    /// Snapshot path inputs trusting the stat cache alone (the default):
+    /// what an action-cache hit needs. Off for a release.
+    trust_inputs: bool,
+    /// Path inputs snapshotted that way and not checked against the store
+    /// since: a step mounting one re-snapshots it before it runs.
+    unverified: Mutex<BTreeSet<String>>,
 }
 
 impl Builder {
@@ -132,7 +138,19 @@ impl Builder {
             remote: None,
             registry: cairn_oci::RegistryConfig::default(),
             inputs: Mutex::new(HashMap::new()),
+            trust_inputs: true,
+            unverified: Mutex::new(BTreeSet::new()),
         })
+    }
+
+    /// Snapshots path inputs checking every stat cache hit's blob in the
+    /// store, as `cairn store add` does, even when every step is cached:
+    /// for a release, which records the input trees and must hold them
+    /// whole. Without this a fully cached build looks at the source files
+    /// only, and a step that runs checks the inputs it mounts first.
+    pub fn verifying_inputs(mut self) -> Self {
+        self.trust_inputs = false;
+        self
     }
 
     /// Reports progress and log lines to `reporter`.
@@ -301,14 +319,60 @@ impl Builder {
                     reason: "the release records no tree for it".into(),
                 });
             }
-            return inputs::resolve(&self.fs, refs, Path::new("/"), name, input).await;
+            return inputs::resolve(&self.fs, refs, Path::new("/"), name, input, false).await;
         };
         if let cairn_recipe::Input::Oci { image, digest } = input {
             let fs = &self.fs;
             return crate::image::resolve(fs, refs, dir, name, image, *digest, &self.registry)
                 .await;
         }
-        inputs::resolve(&self.fs, refs, dir, name, input).await
+        let trust = self.trust_inputs && matches!(input, cairn_recipe::Input::Path { .. });
+        let resolved = inputs::resolve(&self.fs, refs, dir, name, input, trust).await?;
+        if trust {
+            let mut unverified = self.unverified.lock().expect("unverified lock");
+            unverified.insert(name.to_owned());
+        }
+        Ok(resolved)
+    }
+
+    /// Snapshots again, checking their blobs, the path inputs `step`
+    /// mounts that were taken on the stat cache alone, before the step
+    /// runs: a blob the store lost or that changed in place is stored
+    /// again from the file. A source that changed since the first
+    /// snapshot fails the build (its action key no longer says what runs).
+    async fn verify_inputs(&self, step: &str) -> Result<(), BuildError> {
+        let Some(dir) = &self.recipe_dir else {
+            return Ok(());
+        };
+        let names: Vec<String> = {
+            let unverified = self.unverified.lock().expect("unverified lock");
+            self.recipe.steps[step]
+                .mounts
+                .values()
+                .filter_map(|m| match &m.source {
+                    MountSource::Input(i) if unverified.contains(i.as_str()) => Some(i.to_string()),
+                    _ => None,
+                })
+                .collect()
+        };
+        for name in names {
+            let input = &self.recipe.inputs[name.as_str()];
+            let refs = &*self.store.refs;
+            let checked = inputs::resolve(&self.fs, refs, dir, &name, input, false).await?;
+            let first = self.inputs.lock().expect("inputs lock")[name.as_str()].tree;
+            if checked.tree != first {
+                return Err(BuildError::BadInput {
+                    input: name,
+                    reason: format!(
+                        "it changed while the build ran (snapshot {first}, now {}): build again",
+                        checked.tree
+                    ),
+                });
+            }
+            let mut unverified = self.unverified.lock().expect("unverified lock");
+            unverified.remove(&name);
+        }
+        Ok(())
     }
 
     fn mounts(&self, step: &str, outputs: &BTreeMap<String, Digest>) -> Vec<ResolvedMount> {
@@ -377,10 +441,12 @@ impl Builder {
                 Ok(report(hit.output, Some(origin), 0.0))
             }
             (Mode::Check, Some((hit, _))) => {
+                self.verify_inputs(name).await?;
                 let ran = self.check(&job, &hit, slots).await?;
                 Ok(report(ran.output, None, ran.duration.as_secs_f64()))
             }
             (Mode::Check, None) => {
+                self.verify_inputs(name).await?;
                 let first = self.execute(&job, slots).await?;
                 self.record(&action, &first).await?;
                 self.publish(name, &action, &first.output).await;
@@ -392,6 +458,7 @@ impl Builder {
                 Ok(report(ran.output, None, ran.duration.as_secs_f64()))
             }
             (_, _) => {
+                self.verify_inputs(name).await?;
                 let ran = self.execute(&job, slots).await?;
                 if mode == Mode::Normal {
                     self.record(&action, &ran).await?;

@@ -34,13 +34,16 @@ pub struct ResolvedInput {
     pub fetched: Option<(String, Digest)>,
 }
 
-/// Resolves one input to a tree.
+/// Resolves one input to a tree; a path input's stat cache hits are
+/// taken on the files' metadata alone with `trust_hits`
+/// ([`SnapshotOptions::trust_hits`]).
 pub async fn resolve(
     fs: &Arc<FsStore>,
     refs: &dyn RefStore,
     recipe_dir: &Path,
     name: &str,
     input: &Input,
+    trust_hits: bool,
 ) -> Result<ResolvedInput, BuildError> {
     let resolved = |tree, fetched| ResolvedInput {
         name: name.to_owned(),
@@ -56,6 +59,7 @@ pub async fn resolve(
             let options = SnapshotOptions {
                 exclude: exclude.clone(),
                 gitignore: *gitignore,
+                trust_hits,
                 ..SnapshotOptions::default()
             };
             let tree = snapshot_path(fs, &recipe_dir.join(path), options, name).await?;

@@ -84,6 +84,45 @@ fn a_cache_entry_missing_an_output_blob_is_rebuilt() {
     assert_eq!(p.build_json(&[])["cached"], true);
 }
 
+/// Where a local store keeps the blob of `bytes`.
+fn blob_of(store: &Path, bytes: &[u8]) -> PathBuf {
+    let hex = cairn_digest::Digest::of(bytes).hex();
+    store.join("blobs").join(&hex[..2]).join(&hex)
+}
+
+/// A fully cached build looks at its source files, as `git status` does,
+/// not at the store's copies of them (it reads none); a step that runs
+/// checks the inputs it mounts first, and stores again what the store
+/// lost.
+#[test]
+fn a_cached_build_needs_no_input_blob_and_a_step_that_runs_stores_a_lost_one_again() {
+    let p = Project::new(REPRODUCIBLE, "");
+    // A source file the output does not hold (the output is checked whole
+    // on a hit).
+    let other = b"only an input\n";
+    std::fs::write(p.dir.join("src/other.txt"), other).unwrap();
+    // The stat cache vouches only for files not changed within a second
+    // of the snapshot that saw them.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let first = p.build_json(&[]);
+    let blob = blob_of(&p.store, other);
+    std::fs::remove_file(&blob).unwrap();
+    let second = p.build_json(&[]);
+    assert_eq!(second["cached"], true);
+    assert_eq!(second["output"], first["output"]);
+    assert!(
+        !blob.exists(),
+        "the cached build looked at the input's blob"
+    );
+
+    let third = p.build_json(&["--no-cache"]);
+    assert_eq!(third["cached"], false);
+    assert_eq!(third["output"], first["output"]);
+    assert_eq!(std::fs::read(&blob).unwrap(), other);
+    let out = p.command(&["store", "verify"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
 #[test]
 fn malformed_recipes_are_reported_with_file_line_and_column() {
     let p = Project::new(REPRODUCIBLE, "");

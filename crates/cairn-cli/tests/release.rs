@@ -558,3 +558,33 @@ fn channels_read_like_history_and_rollbacks_walk_back() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("threshold 3"), "{}", stderr(&out));
 }
+
+/// A release records its input trees, so it checks them whole in the store
+/// even when its step is cached (a fully cached `cairn build` looks at the
+/// source files only): a blob the store lost is stored again.
+#[test]
+fn a_release_holds_its_inputs_whole_even_when_its_step_is_cached() {
+    let p = Pipeline::new();
+    // The stat cache vouches only for files not changed within a second
+    // of the snapshot that saw them.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    p.release("1.0");
+    let busybox = std::fs::read(p.project.join("rootfs/bin/busybox")).unwrap();
+    let hex = cairn_digest::Digest::of(&busybox).hex();
+    let blob = p.store.join("blobs").join(&hex[..2]).join(&hex);
+    std::fs::remove_file(&blob).unwrap();
+
+    let built: serde_json::Value = serde_json::from_str(&p.ok(&["--json", "build"])).unwrap();
+    assert_eq!(built[0]["cached"], true, "{built}");
+    assert!(
+        !blob.exists(),
+        "the cached build looked at the input's blob"
+    );
+
+    p.release("1.1");
+    assert_eq!(std::fs::read(&blob).unwrap(), busybox);
+    let verified: serde_json::Value =
+        serde_json::from_str(&p.ok(&["--json", "store", "verify"])).unwrap();
+    assert_eq!(verified["dangling"], serde_json::json!([]), "{verified}");
+    assert_eq!(verified["corrupt"], serde_json::json!([]), "{verified}");
+}

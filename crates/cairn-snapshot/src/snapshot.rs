@@ -41,6 +41,14 @@ pub struct SnapshotOptions {
     /// be a `/proc/self/fd/N/.` path to a mount only this process reaches
     /// (resolving it would name another directory).
     pub seen_once: bool,
+    /// A build's input, for the action key only: a stat cache hit is
+    /// taken on the file's own metadata, without looking at its blob
+    /// (nor claiming it, nor checking the recorded tree's directory
+    /// blobs). The blobs are not needed when the action is cached; a
+    /// build that runs a step, and every release, snapshots again without
+    /// this, which re-stores what the store lost. Never for `store add`,
+    /// whose promise is that the store holds what it printed.
+    pub trust_hits: bool,
 }
 
 /// What a snapshot stored.
@@ -102,8 +110,8 @@ pub fn snapshot(
         entries.map(|e| (e, cache))
     })?;
     tracing::debug!(entries = entries.len(), cached = cache.len(), elapsed = ?clock.elapsed(), "walked");
-    let mut files = store_files(store, &root, &entries, &cache, progress)?;
-    let claimed = claim_reused(store, &root, &entries, &mut files)?;
+    let mut files = store_files(store, &root, &entries, &cache, options, progress)?;
+    let claimed = !options.trust_hits && claim_reused(store, &root, &entries, &mut files)?;
     tracing::debug!(files = files.len(), elapsed = ?clock.elapsed(), "files stored");
     let fingerprint = tree_fingerprint(
         &entries,
@@ -111,7 +119,7 @@ pub fn snapshot(
     );
     let recorded = fingerprint.as_ref().and_then(|f| cache.tree_for(f));
     let (dirs, reused) = match recorded {
-        Some(dirs) if store.keep_many_sync(&dirs)? => (dirs, true),
+        Some(dirs) if options.trust_hits || store.keep_many_sync(&dirs)? => (dirs, true),
         _ => (encode_directories(store, &root, &entries, &files)?, false),
     };
     let digest = *dirs.last().expect("the root directory is always encoded");
@@ -178,6 +186,7 @@ fn store_files(
     root: &Path,
     entries: &[Entry],
     cache: &StatCache,
+    options: &SnapshotOptions,
     progress: &dyn Progress,
 ) -> Result<Vec<StoredFile>, SnapshotError> {
     // Files are stat'ed relative to their directory, kept open while a
@@ -195,6 +204,7 @@ fn store_files(
         let stamp = FileStamp::from_stat(&stat);
         let path = || root.join(&e.rel);
         let stored = match cache.lookup(i, &stamp) {
+            Some(hit) if options.trust_hits => taken_on_stamp(hit),
             Some(hit) => trust_hit(store, hit, &path)?,
             None => store_read(store, stamp, &path(), false)?,
         };
@@ -329,6 +339,19 @@ fn trust_hit(
         was_read: false,
         blob_changed,
     })
+}
+
+/// A stat cache hit taken on the file's metadata alone
+/// ([`SnapshotOptions::trust_hits`]): the blob as the cache last saw it.
+fn taken_on_stamp(hit: CacheEntry) -> StoredFile {
+    StoredFile {
+        digest: hit.digest,
+        stamp: hit.file,
+        blob: hit.blob,
+        claimed_secs: hit.claimed_secs,
+        was_read: false,
+        blob_changed: false,
+    }
 }
 
 /// Reads and stores a file (replacing its blob file if `replace`).

@@ -58,7 +58,12 @@ pub async fn run(global: &Global, args: ReleaseArgs) -> Result<i32> {
         cairn_keyring::load_signing(&cairn_keyring::keys_dir(global.keys.clone())?, &key_name)?;
     let reporter = Arc::new(Live::new());
     let recipe_path = super::build::recipe_file(&args.recipe)?;
-    let builder = ws.builder(&recipe_path)?.with_reporter(reporter.clone());
+    // A release records its input trees: they are checked whole in the
+    // store even when every step is cached.
+    let builder = ws
+        .builder(&recipe_path)?
+        .with_reporter(reporter.clone())
+        .verifying_inputs();
     let Some(release_spec) = builder.recipe().release.clone() else {
         bail!(
             "{} has no [release] table: nothing says which step is the artifact",
