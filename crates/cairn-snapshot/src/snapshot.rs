@@ -42,12 +42,13 @@ pub struct SnapshotOptions {
     /// (resolving it would name another directory).
     pub seen_once: bool,
     /// A build's input, for the action key only: a stat cache hit is
-    /// taken on the file's own metadata, without looking at its blob
-    /// (nor claiming it, nor checking the recorded tree's directory
-    /// blobs). The blobs are not needed when the action is cached; a
-    /// build that runs a step, and every release, snapshots again without
-    /// this, which re-stores what the store lost. Never for `store add`,
-    /// whose promise is that the store holds what it printed.
+    /// taken on the file's own metadata, without looking at its blob (nor
+    /// claiming it). The file blobs are not needed when the action is
+    /// cached; a build that runs a step, and every release, snapshots
+    /// again without this, which re-stores what the store lost. The
+    /// directory blobs are still checked (and written again if gone):
+    /// grafting the action's input root reads them. Never for `store
+    /// add`, whose promise is that the store holds what it printed.
     pub trust_hits: bool,
 }
 
@@ -119,7 +120,7 @@ pub fn snapshot(
     );
     let recorded = fingerprint.as_ref().and_then(|f| cache.tree_for(f));
     let (dirs, reused) = match recorded {
-        Some(dirs) if options.trust_hits || store.keep_many_sync(&dirs)? => (dirs, true),
+        Some(dirs) if store.keep_many_sync(&dirs)? => (dirs, true),
         _ => (encode_directories(store, &root, &entries, &files)?, false),
     };
     let digest = *dirs.last().expect("the root directory is always encoded");
