@@ -200,6 +200,19 @@ fn went(seen: &Seen, i: usize, path: &[&str]) -> bool {
         && at == path.len() - 1
 }
 
+/// Whether every member soon runs one process and is not updating (a
+/// swap under way when a rollout stopped finishes).
+pub(crate) fn swaps_finish(agents: &[TestAgent]) -> bool {
+    eventually(T, || {
+        agents.iter().all(|a| {
+            a.status().is_some_and(|s| {
+                s["member"]["state"] != "updating"
+                    && s["processes"].as_array().is_some_and(|p| p.len() == 1)
+            })
+        })
+    })
+}
+
 pub(crate) fn start_all(agents: &mut [TestAgent], set: &str) {
     let fx = fixture();
     for a in agents.iter_mut() {
@@ -412,15 +425,10 @@ fn a_paused_rollout_starts_no_update_until_resumed() {
     );
     // A member in the middle of its swap finishes it; then nothing moves.
     wait_rollout("fleet-pause", "paused", |r| r["phase"] == "paused");
-    let settled = eventually(T, || {
-        agents.iter().all(|a| {
-            a.status().is_some_and(|s| {
-                s["member"]["state"] != "updating"
-                    && s["processes"].as_array().is_some_and(|p| p.len() == 1)
-            })
-        })
-    });
-    assert!(settled, "a swap under way when paused did not finish");
+    assert!(
+        swaps_finish(&agents),
+        "a swap under way when paused did not finish"
+    );
     let versions = || -> Vec<Option<String>> { agents.iter().map(|a| a.version()).collect() };
     let before = versions();
     std::thread::sleep(Duration::from_secs(4));

@@ -8,8 +8,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::fixture::fixture;
-use crate::fleet::{members, operator, rollout, start_all, status, wait_rollout, T};
-use crate::harness::eventually;
+use crate::fleet::{members, operator, rollout, start_all, status, swaps_finish, wait_rollout, T};
 
 #[test]
 fn an_aborted_rollout_starts_no_update_and_a_newer_statement_starts_afresh() {
@@ -33,15 +32,10 @@ fn an_aborted_rollout_starts_no_update_and_a_newer_statement_starts_afresh() {
     );
 
     // A swap under way when the abort landed finishes; then nothing moves.
-    let settled = eventually(T, || {
-        agents.iter().all(|a| {
-            a.status().is_some_and(|s| {
-                s["member"]["state"] != "updating"
-                    && s["processes"].as_array().is_some_and(|p| p.len() == 1)
-            })
-        })
-    });
-    assert!(settled, "a swap under way at the abort did not finish");
+    assert!(
+        swaps_finish(&agents),
+        "a swap under way at the abort did not finish"
+    );
     let versions = || -> Vec<Option<String>> { agents.iter().map(|a| a.version()).collect() };
     let before = versions();
     let granted = rollout(set).unwrap();
