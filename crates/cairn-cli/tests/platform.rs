@@ -33,14 +33,18 @@ fn adr(rd: u32, delta: u64) -> u32 {
 
 const SVC: u32 = 0xd400_0001;
 
-/// A static aarch64 Linux executable of `code` followed by `data`, loaded
-/// at `BASE`.
-fn arm64_elf(code: &[u32], data: &[u8]) -> Vec<u8> {
+/// ELF machine numbers.
+const EM_AARCH64: u16 = 183;
+const EM_RISCV: u16 = 243;
+
+/// A static 64-bit little-endian Linux executable for `machine`: `code`
+/// followed by `data`, loaded at `BASE`.
+fn elf(machine: u16, code: &[u32], data: &[u8]) -> Vec<u8> {
     let total = CODE + 4 * code.len() as u64 + data.len() as u64;
     let mut elf = Vec::new();
     elf.extend_from_slice(b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0");
     elf.extend_from_slice(&2u16.to_le_bytes()); // ET_EXEC
-    elf.extend_from_slice(&183u16.to_le_bytes()); // EM_AARCH64
+    elf.extend_from_slice(&machine.to_le_bytes());
     elf.extend_from_slice(&1u32.to_le_bytes());
     elf.extend_from_slice(&(BASE + CODE).to_le_bytes()); // entry
     elf.extend_from_slice(&64u64.to_le_bytes()); // phoff
@@ -76,7 +80,7 @@ fn arm64_program(msg: &[u8], code: u16) -> Vec<u8> {
         movz(8, 93),   // exit
         SVC,
     ];
-    arm64_elf(&code, msg)
+    elf(EM_AARCH64, &code, msg)
 }
 
 /// A static aarch64 Linux executable that runs `path` (another aarch64
@@ -99,7 +103,7 @@ fn arm64_exec(path: &str) -> Vec<u8> {
     data.extend_from_slice(&0u64.to_le_bytes());
     data.extend_from_slice(path.as_bytes());
     data.push(0);
-    arm64_elf(&code, &data)
+    elf(EM_AARCH64, &code, &data)
 }
 
 /// A static riscv64 Linux executable that writes `msg` to stdout and
@@ -122,29 +126,7 @@ fn riscv64_program(msg: &[u8], code: u16) -> Vec<u8> {
         addi(a7, 0, 93),              // exit
         ecall,
     ];
-    let total = msg_at + msg.len() as u64;
-    let mut elf = Vec::new();
-    elf.extend_from_slice(b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0");
-    elf.extend_from_slice(&2u16.to_le_bytes()); // ET_EXEC
-    elf.extend_from_slice(&243u16.to_le_bytes()); // EM_RISCV
-    elf.extend_from_slice(&1u32.to_le_bytes());
-    elf.extend_from_slice(&(BASE + CODE).to_le_bytes()); // entry
-    elf.extend_from_slice(&64u64.to_le_bytes()); // phoff
-    elf.extend_from_slice(&0u64.to_le_bytes()); // shoff
-    elf.extend_from_slice(&0u32.to_le_bytes()); // flags: soft float, no RVC
-    for half in [64u16, 56, 1, 0, 0, 0] {
-        elf.extend_from_slice(&half.to_le_bytes());
-    }
-    elf.extend_from_slice(&1u32.to_le_bytes()); // PT_LOAD
-    elf.extend_from_slice(&5u32.to_le_bytes()); // R + X
-    for word in [0, BASE, BASE, total, total, 0x1000] {
-        elf.extend_from_slice(&word.to_le_bytes());
-    }
-    for insn in code {
-        elf.extend_from_slice(&u32::to_le_bytes(insn));
-    }
-    elf.extend_from_slice(msg);
-    elf
+    elf(EM_RISCV, &code, msg)
 }
 
 struct Project {
