@@ -183,3 +183,36 @@ fn overwrite(path: &std::path::Path, bytes: &[u8]) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).unwrap();
     std::fs::write(path, bytes).unwrap();
 }
+
+/// The first ref under a new directory is reported even when it lands
+/// before the recursive watch reaches that directory (a watcher that
+/// missed it would wait forever): 300 new directories, each with its ref
+/// written at once after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ref_in_a_directory_made_just_before_it_is_watched() {
+    use futures::StreamExt;
+    let dir = tempfile::tempdir().unwrap();
+    let store = FsStore::open(dir.path().join("store")).unwrap();
+    let mut events = store
+        .watch("fresh/")
+        .await
+        .unwrap()
+        .expect("the fs store pushes");
+    for i in 0..300 {
+        let name = RefName::new(format!("fresh/d{i}/x")).unwrap();
+        store
+            .compare_and_swap(&name, None, b"v".to_vec())
+            .await
+            .unwrap();
+        loop {
+            let ev = tokio::time::timeout(std::time::Duration::from_secs(5), events.next())
+                .await
+                .unwrap_or_else(|_| panic!("no event for {name} within 5 s"))
+                .expect("the watch ended")
+                .unwrap();
+            if ev.name == name {
+                break;
+            }
+        }
+    }
+}
