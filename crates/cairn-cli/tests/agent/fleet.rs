@@ -390,6 +390,22 @@ fn a_member_killed_holding_a_slot_frees_it_when_its_lease_ends() {
 pub(crate) const TIMING: &[&str] = &["--member-timeout", "4s", "--max-skew", "500ms"];
 
 /// `cairn rollout ACTION SERVICE --set SET` against the fixture's store.
+/// Runs `cairn rollout ACTION` on `set`, expecting exit 0 and the line
+/// `SERVICE/SET: TRANSITION` (`rolling -> paused`).
+pub(crate) fn operated(action: &str, set: &str, transition: &str) {
+    let out = operator(action, set);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("{SERVICE}/{set}: {transition}")
+    );
+}
+
 pub(crate) fn operator(action: &str, set: &str) -> Output {
     let fx = fixture();
     Command::new(CAIRN)
@@ -412,17 +428,7 @@ fn a_paused_rollout_starts_no_update_until_resumed() {
         agents.iter().any(|a| a.version().as_deref() == Some("2"))
     });
     assert!(first, "no member reached v2");
-    let out = operator("pause", "fleet-pause");
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        "http-hello/fleet-pause: rolling -> paused"
-    );
+    operated("pause", "fleet-pause", "rolling -> paused");
     // A member in the middle of its swap finishes it; then nothing moves.
     wait_rollout("fleet-pause", "paused", |r| r["phase"] == "paused");
     assert!(
