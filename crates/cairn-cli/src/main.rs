@@ -31,7 +31,17 @@ fn main() {
     // to enter its own input directories (see docs/ARCHITECTURE.md,
     // "Reproducible under variation").
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    // A build's work runs in sandboxes and on the blocking pool, so its
+    // async part needs no worker threads of its own: starting them cost a
+    // cached build more than the build itself. Long-running commands that
+    // serve many clients keep one worker per core.
+    let mut runtime = match cli.command {
+        cli::Command::Build(_) | cli::Command::Test(_) => {
+            tokio::runtime::Builder::new_current_thread()
+        }
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let runtime = runtime
         .enable_all()
         .build()
         .expect("starting the async runtime");
