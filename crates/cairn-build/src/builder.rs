@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 
 use cairn_digest::Digest;
 use cairn_recipe::{compile_action, MountSource, Recipe, ResolvedMount};
+use cairn_snapshot::Unconfirmed;
 use cairn_store::{FsStore, Store};
 use futures::future::try_join_all;
 use tokio::sync::Semaphore;
@@ -75,9 +76,9 @@ pub struct Builder {
     /// Snapshot path inputs trusting the stat cache alone (the default):
     /// what an action-cache hit needs. Off for a release.
     trust_inputs: bool,
-    /// Path inputs snapshotted that way and not checked against the store
-    /// since: a step mounting one re-snapshots it before it runs.
-    unverified: Mutex<BTreeSet<String>>,
+    /// Path inputs snapshotted that way, kept as walked: a step mounting
+    /// one confirms it (checks its file blobs) before it runs.
+    unverified: Mutex<BTreeMap<String, Arc<tokio::sync::Mutex<Unconfirmed>>>>,
 }
 
 impl Builder {
@@ -139,7 +140,7 @@ impl Builder {
             registry: cairn_oci::RegistryConfig::default(),
             inputs: Mutex::new(HashMap::new()),
             trust_inputs: true,
-            unverified: Mutex::new(BTreeSet::new()),
+            unverified: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -319,58 +320,66 @@ impl Builder {
                     reason: "the release records no tree for it".into(),
                 });
             }
-            return inputs::resolve(&self.fs, refs, Path::new("/"), name, input, false).await;
+            return inputs::resolve(&self.fs, refs, Path::new("/"), name, input).await;
         };
         if let cairn_recipe::Input::Oci { image, digest } = input {
             let fs = &self.fs;
             return crate::image::resolve(fs, refs, dir, name, image, *digest, &self.registry)
                 .await;
         }
-        let trust = self.trust_inputs && matches!(input, cairn_recipe::Input::Path { .. });
-        let resolved = inputs::resolve(&self.fs, refs, dir, name, input, trust).await?;
-        if trust {
-            let mut unverified = self.unverified.lock().expect("unverified lock");
-            unverified.insert(name.to_owned());
+        if let cairn_recipe::Input::Path {
+            path,
+            exclude,
+            gitignore,
+        } = input
+        {
+            if self.trust_inputs {
+                let (resolved, unconfirmed) =
+                    inputs::resolve_unconfirmed(&self.fs, dir, name, path, exclude, *gitignore)
+                        .await?;
+                let mut unverified = self.unverified.lock().expect("unverified lock");
+                unverified.insert(
+                    name.to_owned(),
+                    Arc::new(tokio::sync::Mutex::new(unconfirmed)),
+                );
+                return Ok(resolved);
+            }
         }
-        Ok(resolved)
+        inputs::resolve(&self.fs, refs, dir, name, input).await
     }
 
-    /// Snapshots again, checking their blobs, the path inputs `step`
-    /// mounts that were taken on the stat cache alone, before the step
-    /// runs: a blob the store lost or that changed in place is stored
-    /// again from the file. A source that changed since the first
-    /// snapshot fails the build (its action key no longer says what runs).
+    /// Confirms the path inputs `step` mounts that were taken on the stat
+    /// cache alone, before the step runs: their file blobs are checked,
+    /// and one the store lost or that changed in place is stored again
+    /// from its file. A source file that changed since the first snapshot
+    /// fails the build (its action key no longer says what runs).
     async fn verify_inputs(&self, step: &str) -> Result<(), BuildError> {
-        let Some(dir) = &self.recipe_dir else {
-            return Ok(());
-        };
-        let names: Vec<String> = {
+        let pending: Vec<(String, Arc<tokio::sync::Mutex<Unconfirmed>>)> = {
             let unverified = self.unverified.lock().expect("unverified lock");
-            self.recipe.steps[step]
+            let names: BTreeSet<&str> = self.recipe.steps[step]
                 .mounts
                 .values()
                 .filter_map(|m| match &m.source {
-                    MountSource::Input(i) if unverified.contains(i.as_str()) => Some(i.to_string()),
+                    MountSource::Input(i) => Some(i.as_str()),
                     _ => None,
                 })
+                .collect();
+            names
+                .into_iter()
+                .filter_map(|n| unverified.get(n).map(|u| (n.to_owned(), u.clone())))
                 .collect()
         };
-        for name in names {
-            let input = &self.recipe.inputs[name.as_str()];
-            let refs = &*self.store.refs;
-            let checked = inputs::resolve(&self.fs, refs, dir, &name, input, false).await?;
+        for (name, unconfirmed) in pending {
+            let checked = inputs::confirm(&self.fs, &name, unconfirmed).await?;
             let first = self.inputs.lock().expect("inputs lock")[name.as_str()].tree;
-            if checked.tree != first {
+            if checked != first {
                 return Err(BuildError::BadInput {
                     input: name,
                     reason: format!(
-                        "it changed while the build ran (snapshot {first}, now {}): build again",
-                        checked.tree
+                        "it changed while the build ran (snapshot {first}, now {checked}): build again"
                     ),
                 });
             }
-            let mut unverified = self.unverified.lock().expect("unverified lock");
-            unverified.remove(&name);
         }
         Ok(())
     }

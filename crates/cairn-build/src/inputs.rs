@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use cairn_digest::{Digest, DigestRef};
 use cairn_recipe::Input;
-use cairn_snapshot::{snapshot, NoProgress, SnapshotOptions};
+use cairn_snapshot::{snapshot, snapshot_unconfirmed, NoProgress, SnapshotOptions, Unconfirmed};
 use cairn_store::{FsStore, RefName, RefStore, StoreError};
 use cairn_tree::{encode_directory, validate_name, DirectoryBuilder};
 
@@ -34,16 +34,13 @@ pub struct ResolvedInput {
     pub fetched: Option<(String, Digest)>,
 }
 
-/// Resolves one input to a tree; a path input's stat cache hits are
-/// taken on the files' metadata alone with `trust_hits`
-/// ([`SnapshotOptions::trust_hits`]).
+/// Resolves one input to a tree.
 pub async fn resolve(
     fs: &Arc<FsStore>,
     refs: &dyn RefStore,
     recipe_dir: &Path,
     name: &str,
     input: &Input,
-    trust_hits: bool,
 ) -> Result<ResolvedInput, BuildError> {
     let resolved = |tree, fetched| ResolvedInput {
         name: name.to_owned(),
@@ -56,12 +53,7 @@ pub async fn resolve(
             exclude,
             gitignore,
         } => {
-            let options = SnapshotOptions {
-                exclude: exclude.clone(),
-                gitignore: *gitignore,
-                trust_hits,
-                ..SnapshotOptions::default()
-            };
+            let options = path_options(exclude, *gitignore);
             let tree = snapshot_path(fs, &recipe_dir.join(path), options, name).await?;
             Ok(resolved(tree, None))
         }
@@ -86,6 +78,65 @@ pub async fn resolve(
     }
 }
 
+fn path_options(exclude: &[String], gitignore: bool) -> SnapshotOptions {
+    SnapshotOptions {
+        exclude: exclude.to_vec(),
+        gitignore,
+        ..SnapshotOptions::default()
+    }
+}
+
+/// Resolves a path input for an action key alone: its stat cache hits are
+/// taken on the files' metadata ([`SnapshotOptions::trust_hits`]), and what
+/// was walked is returned to be confirmed before a step mounts the tree
+/// ([`Unconfirmed::confirm`]).
+pub(crate) async fn resolve_unconfirmed(
+    fs: &Arc<FsStore>,
+    recipe_dir: &Path,
+    name: &str,
+    path: &str,
+    exclude: &[String],
+    gitignore: bool,
+) -> Result<(ResolvedInput, Unconfirmed), BuildError> {
+    let options = path_options(exclude, gitignore);
+    let (fs, path) = (fs.clone(), recipe_dir.join(path));
+    let path2 = path.clone();
+    let (added, unconfirmed) =
+        blocking(move || snapshot_unconfirmed(&fs, &path2, &options, &NoProgress))
+            .await?
+            .map_err(|source| snapshot_error(name, source))?;
+    let tree = a_tree(&path, name, added)?;
+    let resolved = ResolvedInput {
+        name: name.to_owned(),
+        tree,
+        fetched: None,
+    };
+    Ok((resolved, unconfirmed))
+}
+
+/// Confirms a path input resolved by [`resolve_unconfirmed`]: the tree it
+/// makes once its blobs are checked (or stored again). Steps that mount
+/// the same input wait for one confirmation.
+pub(crate) async fn confirm(
+    fs: &Arc<FsStore>,
+    name: &str,
+    unconfirmed: Arc<tokio::sync::Mutex<Unconfirmed>>,
+) -> Result<Digest, BuildError> {
+    let fs = fs.clone();
+    let mut unconfirmed = unconfirmed.lock_owned().await;
+    let added = blocking(move || unconfirmed.confirm(&fs))
+        .await?
+        .map_err(|source| snapshot_error(name, source))?;
+    Ok(added.digest)
+}
+
+fn snapshot_error(name: &str, source: cairn_snapshot::SnapshotError) -> BuildError {
+    BuildError::Snapshot {
+        what: format!("input `{name}`"),
+        source,
+    }
+}
+
 async fn snapshot_path(
     fs: &Arc<FsStore>,
     path: &Path,
@@ -95,10 +146,12 @@ async fn snapshot_path(
     let (fs, path2) = (fs.clone(), path.to_owned());
     let added = blocking(move || snapshot(&fs, &path2, &options, &NoProgress))
         .await?
-        .map_err(|source| BuildError::Snapshot {
-            what: format!("input `{name}`"),
-            source,
-        })?;
+        .map_err(|source| snapshot_error(name, source))?;
+    a_tree(path, name, added)
+}
+
+/// The tree a path input's snapshot made; a file is refused.
+fn a_tree(path: &Path, name: &str, added: cairn_snapshot::Added) -> Result<Digest, BuildError> {
     if !added.is_tree {
         return Err(BuildError::BadInput {
             input: name.to_owned(),

@@ -20,7 +20,7 @@ mod walk;
 
 pub use error::SnapshotError;
 pub use materialize::{load_tree, materialize, MaterializeOptions, Placement, TreeListing};
-pub use snapshot::{snapshot, Added, SnapshotOptions};
+pub use snapshot::{snapshot, snapshot_unconfirmed, Added, SnapshotOptions, Unconfirmed};
 
 /// Receives progress from long operations; the CLI draws it, tests ignore it.
 pub trait Progress: Sync {

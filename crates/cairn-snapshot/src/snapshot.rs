@@ -8,7 +8,7 @@
 //! directory blobs are still whole in the store.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use cairn_digest::Digest;
@@ -44,8 +44,9 @@ pub struct SnapshotOptions {
     /// A build's input, for the action key only: a stat cache hit is
     /// taken on the file's own metadata, without looking at its blob (nor
     /// claiming it). The file blobs are not needed when the action is
-    /// cached; a build that runs a step, and every release, snapshots
-    /// again without this, which re-stores what the store lost. The
+    /// cached; a build that runs a step confirms the snapshot first
+    /// ([`snapshot_unconfirmed`], [`Unconfirmed::confirm`]), which
+    /// re-stores what the store lost, and a release never sets this. The
     /// directory blobs are still checked (and written again if gone):
     /// grafting the action's input root reads them. Never for `store
     /// add`, whose promise is that the store holds what it printed.
@@ -74,6 +75,110 @@ pub fn snapshot(
     options: &SnapshotOptions,
     progress: &dyn Progress,
 ) -> Result<Added, SnapshotError> {
+    match take(store, path, options, progress)? {
+        Taken::File(added) => Ok(added),
+        Taken::Tree(mut walked, cache) => finish(store, &mut walked, cache, options),
+    }
+}
+
+/// A snapshot taken with [`SnapshotOptions::trust_hits`], kept whole so
+/// that [`Unconfirmed::confirm`] can check its file blobs later without
+/// walking the directory again.
+pub struct Unconfirmed {
+    added: Added,
+    /// The walk and its files; `None` for a single file, stored whole.
+    walked: Option<(Walked, SnapshotOptions)>,
+}
+
+/// Snapshots `path` as [`snapshot`] does with
+/// [`SnapshotOptions::trust_hits`] set, and keeps what it walked: a build
+/// takes an input's action key from this, and confirms it only if the
+/// step has to run.
+pub fn snapshot_unconfirmed(
+    store: &FsStore,
+    path: &Path,
+    options: &SnapshotOptions,
+    progress: &dyn Progress,
+) -> Result<(Added, Unconfirmed), SnapshotError> {
+    let options = SnapshotOptions {
+        trust_hits: true,
+        ..options.clone()
+    };
+    let (added, walked) = match take(store, path, &options, progress)? {
+        Taken::File(added) => (added, None),
+        Taken::Tree(mut walked, cache) => {
+            let added = finish(store, &mut walked, cache, &options)?;
+            (added, Some((walked, options)))
+        }
+    };
+    Ok((added, Unconfirmed { added, walked }))
+}
+
+impl Unconfirmed {
+    /// What the snapshot stored, its file blobs unchecked.
+    pub fn added(&self) -> Added {
+        self.added
+    }
+
+    /// Checks the file blobs the snapshot took on the stat cache alone, as
+    /// a snapshot without `trust_hits` would have: a blob the store lost,
+    /// or one changed in place, is stored again from its file, and stale
+    /// claims are renewed. The directory is not walked again: its names,
+    /// kinds and symlink targets are the ones the action key was taken on,
+    /// and what a step mounts comes from the store, not from the source.
+    /// A file whose content changed since makes a different tree, which
+    /// the caller compares with [`Unconfirmed::added`]. Once confirmed,
+    /// later calls return the same at no cost; one that failed can be
+    /// made again.
+    pub fn confirm(&mut self, store: &FsStore) -> Result<Added, SnapshotError> {
+        let Some((walked, options)) = &mut self.walked else {
+            return Ok(self.added);
+        };
+        let strict = SnapshotOptions {
+            trust_hits: false,
+            ..options.clone()
+        };
+        let Walked {
+            root,
+            entries,
+            files,
+            ..
+        } = walked;
+        for (e, f) in file_entries(entries).zip(files.iter_mut()) {
+            if f.unchecked {
+                *f = trust_hit(store, f.as_cache_entry(), &|| root.join(&e.rel))?;
+            }
+        }
+        let cache = StatCache::load(store, root);
+        let added = finish(store, walked, cache, &strict)?;
+        // Confirmed once: later calls answer without looking again.
+        (self.added, self.walked) = (added, None);
+        Ok(added)
+    }
+}
+
+/// A directory walked and its files stored (or taken on the stat cache).
+struct Walked {
+    root: PathBuf,
+    entries: Vec<Entry>,
+    files: Vec<StoredFile>,
+    /// When the snapshot started (ns since the epoch).
+    start: i64,
+    clock: Instant,
+}
+
+enum Taken {
+    File(Added),
+    Tree(Walked, StatCache),
+}
+
+/// Walks `path` and stores its files: the first two phases.
+fn take(
+    store: &FsStore,
+    path: &Path,
+    options: &SnapshotOptions,
+    progress: &dyn Progress,
+) -> Result<Taken, SnapshotError> {
     let start = start_ns();
     let meta =
         std::fs::symlink_metadata(path).map_err(|e| SnapshotError::io("reading", path, e))?;
@@ -83,13 +188,13 @@ pub fn snapshot(
         let digest = store.put_file_durable(path)?;
         store.sync_written()?;
         progress.advance(1, digest.size());
-        return Ok(Added {
+        return Ok(Taken::File(Added {
             digest,
             is_tree: false,
             files: 1,
             bytes: digest.size(),
             files_read: 1,
-        });
+        }));
     }
     if !meta.is_dir() {
         return Err(unsupported(path, &meta.file_type()));
@@ -101,7 +206,7 @@ pub fn snapshot(
     };
     let clock = Instant::now();
     // The stat cache is parsed while the directory is walked.
-    let (entries, mut cache) = std::thread::scope(|s| {
+    let (entries, cache) = std::thread::scope(|s| {
         let cache = s.spawn(|| match options.seen_once {
             true => StatCache::default(),
             false => StatCache::load(store, &root),
@@ -111,17 +216,42 @@ pub fn snapshot(
         entries.map(|e| (e, cache))
     })?;
     tracing::debug!(entries = entries.len(), cached = cache.len(), elapsed = ?clock.elapsed(), "walked");
-    let mut files = store_files(store, &root, &entries, &cache, options, progress)?;
-    let claimed = !options.trust_hits && claim_reused(store, &root, &entries, &mut files)?;
+    let files = store_files(store, &root, &entries, &cache, options, progress)?;
     tracing::debug!(files = files.len(), elapsed = ?clock.elapsed(), "files stored");
+    let walked = Walked {
+        root,
+        entries,
+        files,
+        start,
+        clock,
+    };
+    Ok(Taken::Tree(walked, cache))
+}
+
+/// Claims what the stat cache reused, encodes the directories (or takes
+/// the recorded tree) and saves the stat cache: the last phase.
+fn finish(
+    store: &FsStore,
+    walked: &mut Walked,
+    mut cache: StatCache,
+    options: &SnapshotOptions,
+) -> Result<Added, SnapshotError> {
+    let Walked {
+        root,
+        entries,
+        files,
+        start,
+        clock,
+    } = walked;
+    let claimed = !options.trust_hits && claim_reused(store, root, entries, files)?;
     let fingerprint = tree_fingerprint(
-        &entries,
+        entries,
         files.iter().map(|f| (f.digest, f.stamp.executable())),
     );
     let recorded = fingerprint.as_ref().and_then(|f| cache.tree_for(f));
     let (dirs, reused) = match recorded {
         Some(dirs) if store.keep_many_sync(&dirs)? => (dirs, true),
-        _ => (encode_directories(store, &root, &entries, &files)?, false),
+        _ => (encode_directories(store, root, entries, files)?, false),
     };
     let digest = *dirs.last().expect("the root directory is always encoded");
     let tree = fingerprint.map(|fingerprint| TreeRecord { fingerprint, dirs });
@@ -141,11 +271,8 @@ pub fn snapshot(
         let entries = files
             .iter()
             .map(|f| CacheEntry {
-                file: f.stamp,
-                digest: f.digest,
-                blob: f.blob,
-                claimed_secs: f.claimed_secs,
-                trusted: !f.stamp.is_racy(start),
+                trusted: !f.stamp.is_racy(*start),
+                ..f.as_cache_entry()
             })
             .collect();
         cache.save(store, entries, tree.as_ref());
@@ -172,6 +299,21 @@ struct StoredFile {
     was_read: bool,
     /// Whether the blob file's metadata differed from the cache's.
     blob_changed: bool,
+    /// Taken on the file's stamp alone: its blob not looked at yet.
+    unchecked: bool,
+}
+
+impl StoredFile {
+    /// This file as the stat cache records it.
+    fn as_cache_entry(&self) -> CacheEntry {
+        CacheEntry {
+            file: self.stamp,
+            digest: self.digest,
+            blob: self.blob,
+            claimed_secs: self.claimed_secs,
+            trusted: true,
+        }
+    }
 }
 
 fn file_entries(entries: &[Entry]) -> impl Iterator<Item = &Entry> {
@@ -339,6 +481,7 @@ fn trust_hit(
         claimed_secs: hit.claimed_secs,
         was_read: false,
         blob_changed,
+        unchecked: false,
     })
 }
 
@@ -352,6 +495,7 @@ fn taken_on_stamp(hit: CacheEntry) -> StoredFile {
         claimed_secs: hit.claimed_secs,
         was_read: false,
         blob_changed: false,
+        unchecked: true,
     }
 }
 
@@ -381,6 +525,7 @@ fn store_read(
         claimed_secs: 0,
         was_read: true,
         blob_changed: false,
+        unchecked: false,
     })
 }
 

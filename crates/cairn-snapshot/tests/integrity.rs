@@ -7,7 +7,8 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
 use cairn_snapshot::{
-    materialize, snapshot, Added, MaterializeOptions, NoProgress, Placement, SnapshotOptions,
+    materialize, snapshot, snapshot_unconfirmed, Added, MaterializeOptions, NoProgress, Placement,
+    SnapshotOptions, Unconfirmed,
 };
 use cairn_store::FsStore;
 
@@ -91,6 +92,59 @@ fn a_blob_damaged_in_place_is_replaced() {
         // And the cache trusts the repaired blob from then on.
         assert_eq!(add(&store, &src).files_read, 0, "{how}");
     }
+}
+
+/// A build's snapshot for an action key only (stat cache hits taken on
+/// the files' metadata), then confirmed before a step mounts it.
+fn unconfirmed(store: &FsStore, src: &Path) -> (Added, Unconfirmed) {
+    snapshot_unconfirmed(store, src, &SnapshotOptions::default(), &NoProgress).unwrap()
+}
+
+/// A way a blob file goes bad.
+type BlobDamage = fn(&Path);
+
+#[test]
+fn confirming_a_trusted_snapshot_stores_a_lost_or_damaged_blob_again() {
+    let damages: [(&str, BlobDamage); 2] = [
+        ("deleted", |blob| std::fs::remove_file(blob).unwrap()),
+        ("overwritten", |blob| {
+            write_in_place(blob, |f| f.write_all(b"PRECIOUS").unwrap())
+        }),
+    ];
+    for (how, damage) in damages {
+        let tmp = tempfile::tempdir().unwrap();
+        let (store, src, first) = cached_tree(tmp.path());
+        damage(&readme_blob(&store));
+        let (trusted, mut pending) = unconfirmed(&store, &src);
+        assert_eq!(trusted.digest, first.digest, "{how}");
+        assert_eq!(trusted.files_read, 0, "{how}: the trusted pass read a file");
+        let confirmed = pending.confirm(&store).unwrap();
+        assert_eq!(confirmed.digest, first.digest, "{how}");
+        assert_eq!(confirmed.files_read, 1, "{how}: the blob was vouched for");
+        assert_store_whole(&store);
+        // Confirmed once: asking again neither reads nor changes anything.
+        assert_eq!(pending.confirm(&store).unwrap(), confirmed, "{how}");
+    }
+}
+
+#[test]
+fn confirming_checks_the_walked_tree_without_walking_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (store, src, first) = cached_tree(tmp.path());
+    let (_, mut pending) = unconfirmed(&store, &src);
+    // A file added and a symlink made after the action key was taken are
+    // not part of what the step mounts: the tree stays the walked one.
+    std::fs::write(src.join("later"), "added after the walk\n").unwrap();
+    std::os::unix::fs::symlink("README", src.join("sub/link")).unwrap();
+    assert_eq!(pending.confirm(&store).unwrap().digest, first.digest);
+    // A file whose blob is gone and whose content changed since makes a
+    // different tree, which the build refuses to run under the old key.
+    let (_, mut pending) = unconfirmed(&store, &src);
+    let before = pending.added().digest;
+    std::fs::remove_file(readme_blob(&store)).unwrap();
+    std::fs::write(src.join("README"), "other words\n").unwrap();
+    let after = pending.confirm(&store).unwrap().digest;
+    assert_ne!(after, before, "a changed file was confirmed as the old one");
 }
 
 #[test]
