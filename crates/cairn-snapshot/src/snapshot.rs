@@ -29,6 +29,10 @@ use crate::Progress;
 /// concurrent collection before a snapshot that reuses it claims it again.
 const RECLAIM_AFTER_SECS: i64 = cairn_store::fs::claims::CLAIM_SLOT.as_secs() as i64;
 
+/// From this size of stat cache file (about 550 files) on, it is read
+/// on a thread of its own while the directory is walked.
+const LOAD_BESIDE_THE_WALK_FROM: u64 = 64 * 1024;
+
 /// How to snapshot.
 #[derive(Debug, Default, Clone)]
 pub struct SnapshotOptions {
@@ -205,16 +209,23 @@ fn take(
         std::fs::canonicalize(path).map_err(|e| SnapshotError::io("resolving", path, e))?
     };
     let clock = Instant::now();
-    // The stat cache is parsed while the directory is walked.
-    let (entries, cache) = std::thread::scope(|s| {
-        let cache = s.spawn(|| match options.seen_once {
-            true => StatCache::default(),
-            false => StatCache::load(store, &root),
-        });
-        let entries = walk(&root, options);
-        let cache = cache.join().expect("loading the stat cache does not panic");
-        entries.map(|e| (e, cache))
-    })?;
+    let load = || match options.seen_once {
+        true => StatCache::default(),
+        false => StatCache::load(store, &root),
+    };
+    // A large stat cache is read while the directory is walked; a small
+    // one costs less to read than a thread costs to start.
+    let (entries, cache) =
+        if options.seen_once || StatCache::file_len(store, &root) < LOAD_BESIDE_THE_WALK_FROM {
+            (walk(&root, options)?, load())
+        } else {
+            std::thread::scope(|s| {
+                let cache = s.spawn(load);
+                let entries = walk(&root, options);
+                let cache = cache.join().expect("loading the stat cache does not panic");
+                entries.map(|e| (e, cache))
+            })?
+        };
     tracing::debug!(entries = entries.len(), cached = cache.len(), elapsed = ?clock.elapsed(), "walked");
     let files = store_files(store, &root, &entries, &cache, options, progress)?;
     tracing::debug!(files = files.len(), elapsed = ?clock.elapsed(), "files stored");

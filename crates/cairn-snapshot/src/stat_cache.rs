@@ -160,10 +160,21 @@ pub struct StatCache {
 }
 
 impl StatCache {
+    /// Where the cache for `root` is kept in `store`.
+    fn file_for(store: &FsStore, root: &Path) -> PathBuf {
+        let key = Digest::of(root.as_os_str().as_encoded_bytes()).hex();
+        store.cache_dir().join("stat").join(&key[..32])
+    }
+
+    /// The size of the cache file for `root` (0 if there is none): how
+    /// much [`StatCache::load`] will read.
+    pub fn file_len(store: &FsStore, root: &Path) -> u64 {
+        std::fs::metadata(Self::file_for(store, root)).map_or(0, |m| m.len())
+    }
+
     /// Loads the cache for `root` kept in `store` (empty if none or unreadable).
     pub fn load(store: &FsStore, root: &Path) -> Self {
-        let key = Digest::of(root.as_os_str().as_encoded_bytes()).hex();
-        let file = store.cache_dir().join("stat").join(&key[..32]);
+        let file = Self::file_for(store, root);
         let bytes = std::fs::read(&file).unwrap_or_default();
         let mut cache = Self {
             file,
