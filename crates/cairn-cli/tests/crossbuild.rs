@@ -105,7 +105,7 @@ fn example(spec: &Spec) -> Project {
 }
 
 /// The file `hello` of `tree`, checked out of `p`'s store.
-fn hello(p: &Project, tree: &str) -> Vec<u8> {
+fn checkout_hello(p: &Project, tree: &str) -> Vec<u8> {
     let scratch = p.root.join(format!("checkout-{}", &tree[7..19]));
     p.ok(&["store", "checkout", tree, scratch.to_str().unwrap()]);
     std::fs::read(scratch.join("hello")).unwrap()
@@ -128,7 +128,7 @@ fn zig_hello_cross_builds_and_its_arm64_binary_is_tested_under_qemu() {
 }
 
 fn cross_builds_and_tests_arm64_under_qemu(spec: &Spec) {
-    let a = example(spec);
+    let p = example(spec);
     let [build_amd64, build_arm64] = spec.builds;
     let greeting = |arch: &str| format!("hello from {} on linux/{arch}", spec.example);
     let tests: Vec<&str> = ["test-amd64", "test-arm64"]
@@ -136,7 +136,7 @@ fn cross_builds_and_tests_arm64_under_qemu(spec: &Spec) {
         .chain(spec.units.iter().map(|(name, _)| *name))
         .collect();
 
-    let (code, first, err) = a.test(&[]);
+    let (code, first, err) = p.test(&[]);
     assert_eq!(code, 0, "{err}");
     for name in [build_amd64, build_arm64].iter().chain(&tests) {
         assert_eq!(step(&first, name)["status"], "built", "{name}: {err}");
@@ -160,7 +160,7 @@ fn cross_builds_and_tests_arm64_under_qemu(spec: &Spec) {
     // The binaries are what they claim to be, without sandbox paths.
     for (name, machine) in [(build_amd64, 62), (build_arm64, 183)] {
         let tree = step(&first, name)["output"].as_str().unwrap();
-        let hello = hello(&a, tree);
+        let hello = checkout_hello(&p, tree);
         assert_eq!(elf_machine(&hello), machine, "{name}");
         let has = |s: &[u8]| hello.windows(s.len()).any(|w| w == s);
         assert!(has(spec.names), "{name}: not the example's program");
@@ -174,25 +174,25 @@ fn cross_builds_and_tests_arm64_under_qemu(spec: &Spec) {
     }
 
     // Nothing changed: nothing runs.
-    let (code, again, err) = a.test(&[]);
+    let (code, again, err) = p.test(&[]);
     assert_eq!(code, 0, "{err}");
     for s in &again {
         assert_eq!(s["status"], "cached", "{s}");
     }
     // The tests passed on these inputs: the release is signed.
-    a.ok(&["key", "generate", "ci"]);
-    a.ok(&["release", "--key", "ci"]);
+    p.ok(&["key", "generate", "ci"]);
+    p.ok(&["release", "--key", "ci"]);
 
     // Made to fail: the tests fail the run with exit 1 and their logs;
     // the builds, whose inputs did not change, stay cached.
-    let recipe = a.recipe();
+    let recipe = p.recipe();
     let failing = recipe.replace(
         &format!("{} = \"\"", spec.fail),
         &format!("{} = \"1\"", spec.fail),
     );
     assert_ne!(recipe, failing, "the recipe's {} line moved", spec.fail);
-    a.write("cairn.toml", &failing);
-    let (code, failed, err) = a.test(&[]);
+    p.write("cairn.toml", &failing);
+    let (code, failed, err) = p.test(&[]);
     assert_eq!(code, 1, "{err}");
     for name in spec.builds {
         assert_eq!(step(&failed, name)["status"], "cached", "{name}");
@@ -217,7 +217,7 @@ fn cross_builds_and_tests_arm64_under_qemu(spec: &Spec) {
         assert!(err.contains(&format!("[{name}] {failed}")), "{err}");
     }
     // And the release is refused: the tests have not passed on these inputs.
-    let out = a.run(&["release", "--key", "ci"]);
+    let out = p.run(&["release", "--key", "ci"]);
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(

@@ -234,7 +234,8 @@ fn tested(spec: &Spec, machine: &Machine) -> Vec<Artifact> {
         assert_eq!(s["status"], "built", "{}: {s}", spec.example);
     }
     let field = |s: &Value, name: &str| s[name].as_str().unwrap().to_owned();
-    steps
+    // Listed as they finished: by name, to compare.
+    let mut artifacts: Vec<Artifact> = steps
         .iter()
         .filter(|s| s["test"] == false)
         .map(|s| Artifact {
@@ -242,7 +243,9 @@ fn tested(spec: &Spec, machine: &Machine) -> Vec<Artifact> {
             output: field(s, "output"),
             action: Some(field(s, "action_digest")),
         })
-        .collect()
+        .collect();
+    artifacts.sort_by(|x, y| x.step.cmp(&y.step));
+    artifacts
 }
 
 /// The output `digest` of `machine`'s store, checked out into `into`
@@ -255,43 +258,116 @@ fn checkout(machine: &Machine, digest: &str, into: &Path) {
     plain.ok(&["store", "checkout", digest, into.to_str().unwrap()]);
 }
 
+/// How `b`'s artifacts differ from `a`'s (both builds of `example`),
+/// first by their bytes, checked out under `scratch`: the example, the
+/// step, the file and the first differing bytes; `None` when every
+/// artifact is identical (its bytes, its digest and its action).
+fn difference(example: &str, a: &Built, b: &Built, scratch: &Path) -> Option<String> {
+    let steps =
+        |built: &Built| -> Vec<String> { built.artifacts.iter().map(|a| a.step.clone()).collect() };
+    if steps(a) != steps(b) {
+        return Some(format!(
+            "{example}: other steps were built: {:?} and {:?}",
+            steps(a),
+            steps(b)
+        ));
+    }
+    for (x, y) in a.artifacts.iter().zip(&b.artifacts) {
+        let (in_a, in_b) = (
+            scratch.join(format!("out-a/{}", x.step)),
+            scratch.join(format!("out-b/{}", y.step)),
+        );
+        checkout(&a.machine, &x.output, &in_a);
+        checkout(&b.machine, &y.output, &in_b);
+        let step = &x.step;
+        if let Some(d) = tree_diff::first_difference(&in_a, &in_b) {
+            return Some(format!(
+                "{example}: step {step}: the varied build differs: {d}"
+            ));
+        }
+        if x.output != y.output {
+            return Some(format!(
+                "{example}: step {step}: outputs {} and {}",
+                x.output, y.output
+            ));
+        }
+        if x.action != y.action {
+            return Some(format!(
+                "{example}: step {step}: actions {:?} and {:?}",
+                x.action, y.action
+            ));
+        }
+    }
+    None
+}
+
 /// Builds `example` plainly and varied; fails, naming the example, the
 /// step, the file and the first differing bytes, unless every artifact
-/// is identical (its bytes, its digest and its action).
+/// is identical.
 fn identical_under_variation(example: &str) {
     let spec = spec(example);
     let tmp = tempfile::tempdir().unwrap();
     let a = build(spec, None, &tmp.path().join("a"), PLAIN);
     let b = build(spec, None, &tmp.path().join("b"), VARIED);
-    let steps =
-        |built: &Built| -> Vec<String> { built.artifacts.iter().map(|a| a.step.clone()).collect() };
-    assert_eq!(steps(&a), steps(&b), "{example}: other steps were built");
     assert!(!a.artifacts.is_empty(), "{example}: nothing was built");
-    for (x, y) in a.artifacts.iter().zip(&b.artifacts) {
-        assert!(x.output.starts_with("sha256:"), "{example}: {x:?}");
-        let (in_a, in_b) = (
-            tmp.path().join(format!("out-a/{}", x.step)),
-            tmp.path().join(format!("out-b/{}", y.step)),
-        );
-        checkout(&a.machine, &x.output, &in_a);
-        checkout(&b.machine, &y.output, &in_b);
-        if let Some(difference) = tree_diff::first_difference(&in_a, &in_b) {
-            panic!(
-                "{example}: step {}: the varied build differs: {difference}",
-                x.step
-            );
-        }
-        assert_eq!(
-            x.output, y.output,
-            "{example}: step {}: the output digests differ",
-            x.step
-        );
-        assert_eq!(
-            x.action, y.action,
-            "{example}: step {}: the actions differ",
-            x.step
+    for artifact in a.artifacts.iter().chain(&b.artifacts) {
+        assert!(
+            artifact.output.starts_with("sha256:"),
+            "{example}: {artifact:?}"
         );
     }
+    if let Some(difference) = difference(example, &a, &b, tmp.path()) {
+        panic!("{difference}");
+    }
+}
+
+/// A step that writes what the sandbox leaves to the machine (its boot
+/// clock) next to what it pins.
+const LEAK: &str = r#"
+[service]
+name = "leak"
+
+[inputs.rootfs]
+path = "rootfs"
+
+[steps.leak]
+mounts = { "/" = "rootfs" }
+env = { PATH = "/bin" }
+run = ["/bin/sh", "-c", "mkdir /out/clock && hostname > /out/clock/a-host && cut -d ' ' -f 1 /proc/uptime > /out/clock/uptime"]
+"#;
+
+/// The comparison catches a leak, and says where: the example, the step,
+/// the first differing file (not the identical one before it) and both
+/// sides' bytes at the first differing offset.
+#[test]
+fn a_leak_is_named_with_its_file_and_first_differing_bytes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pipeline = spec("pipeline");
+    let a = build(pipeline, Some(LEAK), &tmp.path().join("a"), PLAIN);
+    let b = build(pipeline, Some(LEAK), &tmp.path().join("b"), VARIED);
+    let found = difference("pipeline", &a, &b, tmp.path()).expect("the clock leaked unseen");
+    // The clocks the step read, as the comparison checked them out.
+    let read =
+        |side: &str| std::fs::read(tmp.path().join(side).join("(release)/clock/uptime")).unwrap();
+    let (x, y) = (read("out-a"), read("out-b"));
+    let at = x.iter().zip(&y).position(|(p, q)| p != q).unwrap();
+    let first = format!(
+        "pipeline: step (release): the varied build differs: clock/uptime: first differing byte at offset {at} "
+    );
+    assert!(found.starts_with(&first), "{found}");
+    let (first, second) = found.split_once("\n  second: ").expect(&found);
+    let (_, first) = first.split_once("\n  first: ").expect(&found);
+    let byte = at % 16 * 3;
+    assert_eq!(
+        &first[10 + byte..12 + byte],
+        format!("{:02x}", x[at]),
+        "{found}"
+    );
+    assert_eq!(
+        &second[10 + byte..12 + byte],
+        format!("{:02x}", y[at]),
+        "{found}"
+    );
 }
 
 #[test]
