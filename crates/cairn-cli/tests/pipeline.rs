@@ -8,103 +8,24 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use serde_json::Value;
+use support::cli::{step, text};
+use support::project::Project;
 use support::refused;
 
-const CAIRN: &str = env!("CARGO_BIN_EXE_cairn");
-const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/pipeline");
-
-struct Example {
-    _tmp: tempfile::TempDir,
-    root: PathBuf,
-    project: PathBuf,
-}
-
-impl Example {
-    /// `examples/pipeline` copied into a temp dir, its rootfs made, key `ci`.
-    fn new() -> Self {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path().to_path_buf();
-        let project = root.join("pipeline");
-        for file in [
-            "cairn.toml",
-            "make-rootfs.sh",
-            "src/greeting.txt",
-            "tests/expected.txt",
-            "tests/run.sh",
-        ] {
-            let to = project.join(file);
-            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-            std::fs::copy(Path::new(EXAMPLE).join(file), to).unwrap();
-        }
-        let p = Self {
-            root,
-            project,
-            _tmp: tmp,
-        };
-        let made = Command::new("sh")
-            .arg(p.project.join("make-rootfs.sh"))
-            .env("CAIRN", CAIRN)
-            .env("CAIRN_STORE", p.root.join("store"))
-            .output()
-            .unwrap();
-        assert!(
-            made.status.success(),
-            "make-rootfs.sh: {}",
-            text(&made.stderr)
-        );
-        let key = p.run(&["key", "generate", "ci"]);
-        assert!(key.status.success(), "{}", text(&key.stderr));
-        p
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(CAIRN)
-            .arg("--store")
-            .arg(self.root.join("store"))
-            .arg("--keys")
-            .arg(self.root.join("keys"))
-            .args(args)
-            .current_dir(&self.project)
-            .env_remove("CAIRN_STORE")
-            .env("XDG_STATE_HOME", self.root.join("state"))
-            .output()
-            .unwrap()
-    }
-
-    /// `cairn --json test ARGS`: its exit code, its steps by name, stderr.
-    fn test(&self, args: &[&str]) -> (i32, Vec<Value>, String) {
-        let mut all = vec!["--json", "test"];
-        all.extend_from_slice(args);
-        let out = self.run(&all);
-        let steps: Value = serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|e| panic!("{e}: stdout {:?}", text(&out.stdout)));
-        let steps = steps.as_array().expect("an array of steps").clone();
-        (out.status.code().unwrap(), steps, text(&out.stderr))
-    }
-
-    fn write(&self, file: &str, content: &str) {
-        std::fs::write(self.project.join(file), content).unwrap();
-    }
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn step<'a>(steps: &'a [Value], name: &str) -> &'a Value {
-    steps
-        .iter()
-        .find(|s| s["step"] == name)
-        .unwrap_or_else(|| panic!("no step {name} in {steps:?}"))
+/// `examples/pipeline` copied into a temp dir, its rootfs made, key `ci`.
+fn example() -> Project {
+    let p = Project::example("pipeline");
+    p.setup("make-rootfs.sh");
+    p.ok(&["key", "generate", "ci"]);
+    p
 }
 
 #[test]
 fn a_passing_test_is_cached_until_its_inputs_change() {
-    let p = Example::new();
+    let p = example();
     let (code, steps, err) = p.test(&[]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(steps.len(), 3, "the two tests and the build they need");
@@ -162,7 +83,7 @@ fn a_passing_test_is_cached_until_its_inputs_change() {
 
 #[test]
 fn a_failing_test_shows_its_log_and_report_and_is_never_cached() {
-    let p = Example::new();
+    let p = example();
     p.write("tests/expected.txt", "a different greeting\n");
     for round in ["first", "second"] {
         let (code, steps, err) = p.test(&[]);
@@ -226,7 +147,7 @@ fn a_failing_test_shows_its_log_and_report_and_is_never_cached() {
 
 #[test]
 fn a_release_is_refused_until_its_required_tests_passed_on_its_inputs() {
-    let p = Example::new();
+    let p = example();
     // Never run: refused, naming the test, nothing signed.
     let out = p.run(&["release", "--key", "ci"]);
     let line = refused(&out, 1, "test step `lint` has not passed on these inputs");
@@ -306,7 +227,7 @@ fn order(stderr: &str) -> Vec<String> {
 
 #[test]
 fn independent_steps_run_in_parallel_up_to_jobs() {
-    let p = Example::new();
+    let p = example();
     p.write("cairn.toml", PARALLEL);
 
     // --jobs 1: one step at a time; c after a.
@@ -361,7 +282,7 @@ fn independent_steps_run_in_parallel_up_to_jobs() {
 
 #[test]
 fn test_with_nothing_to_test_and_unknown_steps_are_refused() {
-    let p = Example::new();
+    let p = example();
     p.write("cairn.toml", &PARALLEL.replace("test = true\n", ""));
     let out = p.run(&["test"]);
     refused(&out, 1, "has no test step: mark one with `test = true`");
@@ -410,7 +331,7 @@ command = ["greeting.txt"]
 
 #[test]
 fn a_matrix_test_expands_into_one_step_per_value_and_gates_as_a_group() {
-    let p = Example::new();
+    let p = example();
     p.write("cairn.toml", MATRIX);
     let (code, steps, err) = p.test(&[]);
     assert_eq!(code, 1, "{err}");
@@ -435,7 +356,7 @@ fn a_matrix_test_expands_into_one_step_per_value_and_gates_as_a_group() {
 /// does not hang the build); the failure says why no failures are listed.
 #[test]
 fn a_hostile_report_is_never_followed_out_of_out() {
-    let p = Example::new();
+    let p = example();
     let secret = p.root.join("host-secret.xml");
     std::fs::write(
         &secret,
@@ -517,39 +438,37 @@ prov = json_format.Parse(json.dumps(payload["predicate"]), provenance_pb2.Proven
 print(json.dumps(json_format.MessageToDict(prov.build_definition.internal_parameters)))
 "#;
 
-impl Example {
-    /// `cairn --json release --key ci`, then the provenance it signed as
-    /// the Python checkers read it (`internalParameters`), and `cairn
-    /// --json release show` of it.
-    fn release_with_provenance(&self) -> (Value, Value) {
-        let out = self.run(&["--json", "release", "--key", "ci"]);
-        assert!(out.status.success(), "{}", text(&out.stderr));
-        let released: Value = serde_json::from_slice(&out.stdout).unwrap();
-        let cat = self.run(&["store", "cat", released["provenance"].as_str().unwrap()]);
-        assert!(cat.status.success(), "{}", text(&cat.stderr));
-        std::fs::write(self.root.join("provenance.json"), &cat.stdout).unwrap();
-        let key = self.run(&["key", "export", "ci"]);
-        assert!(key.status.success(), "{}", text(&key.stderr));
-        std::fs::write(self.root.join("ci.pub"), &key.stdout).unwrap();
-        let checked = Command::new("python3")
-            .args(["-c", PROVENANCE_CHECKER])
-            .arg(self.root.join("provenance.json"))
-            .arg(self.root.join("ci.pub"))
-            .output()
-            .expect("python3 with securesystemslib and in-toto-attestation (.ci/run)");
-        assert!(checked.status.success(), "{}", text(&checked.stderr));
-        let internal: Value = serde_json::from_slice(&checked.stdout).unwrap();
-        let release = released["release"].as_str().unwrap();
-        let shown = self.run(&["--json", "release", "show", release]);
-        assert!(shown.status.success(), "{}", text(&shown.stderr));
-        let verified = self.run(&["verify", release]);
-        assert!(
-            verified.status.success(),
-            "cairn verify: {}",
-            text(&verified.stderr)
-        );
-        (internal, serde_json::from_slice(&shown.stdout).unwrap())
-    }
+/// `cairn --json release --key ci` in `p`, then the provenance it signed
+/// as the Python checkers read it (`internalParameters`), and `cairn
+/// --json release show` of it.
+fn release_with_provenance(p: &Project) -> (Value, Value) {
+    let out = p.run(&["--json", "release", "--key", "ci"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let released: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let cat = p.run(&["store", "cat", released["provenance"].as_str().unwrap()]);
+    assert!(cat.status.success(), "{}", text(&cat.stderr));
+    std::fs::write(p.root.join("provenance.json"), &cat.stdout).unwrap();
+    let key = p.run(&["key", "export", "ci"]);
+    assert!(key.status.success(), "{}", text(&key.stderr));
+    std::fs::write(p.root.join("ci.pub"), &key.stdout).unwrap();
+    let checked = Command::new("python3")
+        .args(["-c", PROVENANCE_CHECKER])
+        .arg(p.root.join("provenance.json"))
+        .arg(p.root.join("ci.pub"))
+        .output()
+        .expect("python3 with securesystemslib and in-toto-attestation (.ci/run)");
+    assert!(checked.status.success(), "{}", text(&checked.stderr));
+    let internal: Value = serde_json::from_slice(&checked.stdout).unwrap();
+    let release = released["release"].as_str().unwrap();
+    let shown = p.run(&["--json", "release", "show", release]);
+    assert!(shown.status.success(), "{}", text(&shown.stderr));
+    let verified = p.run(&["verify", release]);
+    assert!(
+        verified.status.success(),
+        "cairn verify: {}",
+        text(&verified.stderr)
+    );
+    (internal, serde_json::from_slice(&shown.stdout).unwrap())
 }
 
 fn host_platform() -> &'static str {
@@ -562,10 +481,10 @@ fn host_platform() -> &'static str {
 
 #[test]
 fn the_provenance_lists_the_tests_that_gated_the_release_and_each_steps_platform() {
-    let p = Example::new();
+    let p = example();
     let (code, steps, err) = p.test(&[]);
     assert_eq!(code, 0, "{err}");
-    let (internal, shown) = p.release_with_provenance();
+    let (internal, shown) = release_with_provenance(&p);
 
     // Each required test (by name), with the action digest
     // `cairn test` ran and cached, and its result.
@@ -620,11 +539,11 @@ fn the_provenance_lists_the_tests_that_gated_the_release_and_each_steps_platform
     }
 
     // No `requires`: no tests listed, the steps still are.
-    let recipe = std::fs::read_to_string(p.project.join("cairn.toml")).unwrap();
+    let recipe = p.recipe();
     let ungated = recipe.replace("requires = [\"steps.unit\", \"steps.lint\"]\n", "");
     assert_ne!(ungated, recipe, "the example's requires line moved");
     p.write("cairn.toml", &ungated);
-    let (internal, shown) = p.release_with_provenance();
+    let (internal, shown) = release_with_provenance(&p);
     assert_eq!(internal["tests"], serde_json::json!([]));
     assert_eq!(shown["tests"], serde_json::json!([]));
     assert_eq!(internal["steps"][0]["step"], "build");
@@ -634,7 +553,7 @@ fn the_provenance_lists_the_tests_that_gated_the_release_and_each_steps_platform
 
 #[test]
 fn a_cached_step_does_not_wait_for_a_job_slot() {
-    let p = Example::new();
+    let p = example();
     p.write(
         "cairn.toml",
         r#"

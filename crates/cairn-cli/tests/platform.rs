@@ -9,12 +9,14 @@
 //! instructions) runs the same way under `qemu-riscv64-static`, a second
 //! foreign platform.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod support;
+
+use std::path::Path;
 
 use serde_json::Value;
+use support::cli::text;
+use support::project::Project;
 
-const CAIRN: &str = env!("CARGO_BIN_EXE_cairn");
 const QEMU: &str = "/usr/bin/qemu-aarch64-static";
 const QEMU_RISCV64: &str = "/usr/bin/qemu-riscv64-static";
 
@@ -129,83 +131,37 @@ fn riscv64_program(msg: &[u8], code: u16) -> Vec<u8> {
     elf(EM_RISCV, &code, msg)
 }
 
-struct Project {
-    _tmp: tempfile::TempDir,
-    root: PathBuf,
-    dir: PathBuf,
-}
-
-impl Project {
-    /// `bin/hello` (arm64, exit `code`) and the pinned emulator tree.
-    fn new(code: u16) -> (Self, String) {
-        for qemu in [QEMU, QEMU_RISCV64] {
-            assert!(
-                Path::new(qemu).exists(),
-                "{qemu} is missing: apt-get install qemu-user-static"
-            );
-        }
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path().to_path_buf();
-        let dir = root.join("proj");
-        std::fs::create_dir_all(dir.join("bin")).unwrap();
-        let hello = dir.join("bin/hello");
-        std::fs::write(&hello, arm64_program(b"hello from arm64\n", code)).unwrap();
-        set_executable(&hello);
-        let exec = dir.join("bin/exec-hello");
-        std::fs::write(&exec, arm64_exec("/b/hello")).unwrap();
-        set_executable(&exec);
-        let riscv = dir.join("bin/hello-riscv64");
-        std::fs::write(&riscv, riscv64_program(b"hello from riscv64\n", code)).unwrap();
-        set_executable(&riscv);
-        let qemu = root.join("qemu");
-        std::fs::create_dir_all(&qemu).unwrap();
-        std::fs::copy(QEMU, qemu.join("qemu-aarch64-static")).unwrap();
-        std::fs::copy(QEMU_RISCV64, qemu.join("qemu-riscv64-static")).unwrap();
-        let p = Self {
-            _tmp: tmp,
-            root,
-            dir,
-        };
-        let out = p.run(&["store", "add", qemu.to_str().unwrap()]);
-        assert!(out.status.success(), "{}", text(&out.stderr));
-        let tree = text(&out.stdout).trim().to_owned();
-        (p, tree)
+/// A project with `bin/hello` (arm64, exit `code`), `bin/exec-hello` and
+/// `bin/hello-riscv64`, and the emulators' tree in its store: its digest.
+fn project(code: u16) -> (Project, String) {
+    for qemu in [QEMU, QEMU_RISCV64] {
+        assert!(
+            Path::new(qemu).exists(),
+            "{qemu} is missing: apt-get install qemu-user-static"
+        );
     }
-
-    fn recipe(&self, text: &str) {
-        std::fs::write(self.dir.join("cairn.toml"), text).unwrap();
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(CAIRN)
-            .arg("--store")
-            .arg(self.root.join("store"))
-            .args(args)
-            .current_dir(&self.dir)
-            .env_remove("CAIRN_STORE")
-            .output()
-            .unwrap()
-    }
-
-    fn test_json(&self) -> (i32, Vec<Value>, String) {
-        let out = self.run(&["--json", "test"]);
-        let steps: Value = serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|e| panic!("{e}: {}", text(&out.stderr)));
-        (
-            out.status.code().unwrap(),
-            steps.as_array().unwrap().clone(),
-            text(&out.stderr),
-        )
-    }
+    let p = Project::empty("proj");
+    std::fs::create_dir_all(p.dir.join("bin")).unwrap();
+    let hello = p.dir.join("bin/hello");
+    std::fs::write(&hello, arm64_program(b"hello from arm64\n", code)).unwrap();
+    set_executable(&hello);
+    let exec = p.dir.join("bin/exec-hello");
+    std::fs::write(&exec, arm64_exec("/b/hello")).unwrap();
+    set_executable(&exec);
+    let riscv = p.dir.join("bin/hello-riscv64");
+    std::fs::write(&riscv, riscv64_program(b"hello from riscv64\n", code)).unwrap();
+    set_executable(&riscv);
+    let qemu = p.root.join("qemu");
+    std::fs::create_dir_all(&qemu).unwrap();
+    std::fs::copy(QEMU, qemu.join("qemu-aarch64-static")).unwrap();
+    std::fs::copy(QEMU_RISCV64, qemu.join("qemu-riscv64-static")).unwrap();
+    let tree = p.ok(&["store", "add", qemu.to_str().unwrap()]);
+    (p, tree)
 }
 
 fn set_executable(path: &Path) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 fn recipe(tree: &str, platform: &str) -> String {
@@ -232,20 +188,20 @@ const ARM64: &str = "platform = \"linux/arm64\"\nemulator = \"qemu\"";
 
 #[test]
 fn an_arm64_step_runs_under_the_pinned_emulator_and_is_cached_per_platform() {
-    let (p, tree) = Project::new(0);
-    p.recipe(&recipe(&tree, ARM64));
-    let (code, steps, err) = p.test_json();
+    let (p, tree) = project(0);
+    p.write("cairn.toml", &recipe(&tree, ARM64));
+    let (code, steps, err) = p.test(&[]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(steps[0]["status"], "built");
     assert!(err.contains("[hello] hello from arm64"), "{err}");
-    let (code, again, err) = p.test_json();
+    let (code, again, err) = p.test(&[]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(again[0]["status"], "cached");
 
     // Natively the program cannot run at all (no binfmt is used): the
     // emulation is what ran it.
-    p.recipe(&recipe(&tree, ""));
-    let (code, steps, _) = p.test_json();
+    p.write("cairn.toml", &recipe(&tree, ""));
+    let (code, steps, _) = p.test(&[]);
     assert_eq!(code, 1);
     let error = steps[0]["error"].as_str().unwrap();
     assert!(error.contains("/b/hello"), "{error}");
@@ -260,9 +216,12 @@ fn an_arm64_step_runs_under_the_pinned_emulator_and_is_cached_per_platform() {
 /// it too (the host has no binfmt_misc entry for arm64, and none is made).
 #[test]
 fn an_arm64_program_started_by_an_arm64_step_runs_under_the_emulator_too() {
-    let (p, tree) = Project::new(4);
-    p.recipe(&recipe(&tree, ARM64).replace("[\"/b/hello\"]", "[\"/b/exec-hello\"]"));
-    let (code, steps, err) = p.test_json();
+    let (p, tree) = project(4);
+    p.write(
+        "cairn.toml",
+        &recipe(&tree, ARM64).replace("[\"/b/hello\"]", "[\"/b/exec-hello\"]"),
+    );
+    let (code, steps, err) = p.test(&[]);
     assert_eq!(code, 1, "{err}");
     let error = steps[0]["error"].as_str().unwrap();
     // 4 is hello's own exit code (99 would be the failed execve).
@@ -274,9 +233,9 @@ fn an_arm64_program_started_by_an_arm64_step_runs_under_the_emulator_too() {
 
 #[test]
 fn a_failing_arm64_test_fails_and_a_missing_emulator_is_named() {
-    let (p, tree) = Project::new(3);
-    p.recipe(&recipe(&tree, ARM64));
-    let (code, steps, err) = p.test_json();
+    let (p, tree) = project(3);
+    p.write("cairn.toml", &recipe(&tree, ARM64));
+    let (code, steps, err) = p.test(&[]);
     assert_eq!(code, 1, "{err}");
     assert_eq!(steps[0]["status"], "failed");
     assert!(
@@ -289,8 +248,8 @@ fn a_failing_arm64_test_fails_and_a_missing_emulator_is_named() {
     assert!(err.contains("[hello] hello from arm64"), "{err}");
 
     // No emulator named: which tree to add, before anything runs.
-    p.recipe(&recipe(&tree, "platform = \"linux/arm64\""));
-    let (code, steps, _) = p.test_json();
+    p.write("cairn.toml", &recipe(&tree, "platform = \"linux/arm64\""));
+    let (code, steps, _) = p.test(&[]);
     assert_eq!(code, 1);
     let error = steps[0]["error"].as_str().unwrap();
     assert!(
@@ -302,7 +261,7 @@ fn a_failing_arm64_test_fails_and_a_missing_emulator_is_named() {
 
     // The emulator's pinned tree is not in this store: named, with how.
     let missing = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
-    p.recipe(&recipe(missing, ARM64));
+    p.write("cairn.toml", &recipe(missing, ARM64));
     let out = p.run(&["test"]);
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
@@ -314,19 +273,16 @@ fn a_failing_arm64_test_fails_and_a_missing_emulator_is_named() {
 
 #[test]
 fn a_release_provenance_names_the_arm64_platform_of_its_steps_and_tests() {
-    let (p, tree) = Project::new(0);
-    p.recipe(&format!(
+    let (p, tree) = project(0);
+    p.write("cairn.toml", &format!(
         "{}\n[steps.compile]\n{ARM64}\nmounts = {{ \"/b\" = \"bin\" }}\nrun = [\"/b/hello\"]\n\n\
          [release]\nstep = \"compile\"\nrequires = [\"steps.hello\"]\n\n[release.run]\ncommand = [\"hello\"]\n",
         recipe(&tree, ARM64)
     ));
-    let keys = p.root.join("keys");
-    let keys = keys.to_str().unwrap();
-    let out = p.run(&["--keys", keys, "key", "generate", "ci"]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let (code, steps, err) = p.test_json();
+    p.ok(&["key", "generate", "ci"]);
+    let (code, steps, err) = p.test(&[]);
     assert_eq!(code, 0, "{err}");
-    let out = p.run(&["--json", "--keys", keys, "release", "--key", "ci"]);
+    let out = p.run(&["--json", "release", "--key", "ci"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let released: Value = serde_json::from_slice(&out.stdout).unwrap();
     let out = p.run(&[
@@ -352,11 +308,11 @@ fn a_release_provenance_names_the_arm64_platform_of_its_steps_and_tests() {
 
 #[test]
 fn a_riscv64_step_runs_under_its_own_emulator_from_the_same_tree() {
-    let (p, tree) = Project::new(0);
+    let (p, tree) = project(0);
     let riscv = recipe(&tree, "platform = \"linux/riscv64\"\nemulator = \"qemu\"")
         .replace("/b/hello", "/b/hello-riscv64");
-    p.recipe(&riscv);
-    let (code, steps, err) = p.test_json();
+    p.write("cairn.toml", &riscv);
+    let (code, steps, err) = p.test(&[]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(steps[0]["status"], "built");
     assert!(err.contains("[hello] hello from riscv64"), "{err}");
@@ -364,8 +320,8 @@ fn a_riscv64_step_runs_under_its_own_emulator_from_the_same_tree() {
     // As arm64 the same program is refused by the arm64 emulator: the
     // platform chose the interpreter, and it is part of the action.
     let as_arm64 = riscv.replace("linux/riscv64", "linux/arm64");
-    p.recipe(&as_arm64);
-    let (code, steps, err) = p.test_json();
+    p.write("cairn.toml", &as_arm64);
+    let (code, steps, err) = p.test(&[]);
     assert_eq!(code, 1, "{err}");
     assert_eq!(steps[0]["status"], "failed");
     assert!(!err.contains("hello from riscv64"), "{err}");

@@ -6,98 +6,22 @@
 //! file system); the tests fail if they are missing, `.ci/run` installs
 //! them.
 
+mod support;
+
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use serde_json::Value;
+use support::cli::step;
+use support::project::Project;
 
-const CAIRN: &str = env!("CARGO_BIN_EXE_cairn");
-const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples");
-
-struct Example {
-    _tmp: tempfile::TempDir,
-    root: PathBuf,
-    project: PathBuf,
-}
-
-impl Example {
-    /// `examples/http-hello` (and the `c-hello` toolchain script it uses)
-    /// copied into a temp dir, its toolchain and test rootfs made.
-    fn new() -> Self {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path().to_path_buf();
-        for example in ["c-hello", "http-hello"] {
-            copy_dir(&Path::new(EXAMPLES).join(example), &root.join(example));
-        }
-        let project = root.join("http-hello");
-        for script in ["make-toolchain.sh", "make-rootfs.sh"] {
-            let made = Command::new("sh")
-                .arg(project.join(script))
-                .env("CAIRN", CAIRN)
-                .env("CAIRN_STORE", root.join("store"))
-                .output()
-                .unwrap();
-            assert!(made.status.success(), "{script}: {}", text(&made.stderr));
-        }
-        Self {
-            _tmp: tmp,
-            root,
-            project,
-        }
-    }
-
-    /// `cairn --json test ARGS`: its exit code, its steps, stderr.
-    fn test(&self, args: &[&str]) -> (i32, Vec<Value>, String) {
-        let out: Output = Command::new(CAIRN)
-            .arg("--store")
-            .arg(self.root.join("store"))
-            .args(["--json", "test"])
-            .args(args)
-            .current_dir(&self.project)
-            .env_remove("CAIRN_STORE")
-            .output()
-            .unwrap();
-        let steps: Value = serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|e| panic!("{e}: stdout {:?}", text(&out.stdout)));
-        let steps = steps.as_array().expect("an array of steps").clone();
-        (out.status.code().unwrap(), steps, text(&out.stderr))
-    }
-
-    fn recipe(&self) -> String {
-        std::fs::read_to_string(self.project.join("cairn.toml")).unwrap()
-    }
-
-    fn set_recipe(&self, text: &str) {
-        std::fs::write(self.project.join("cairn.toml"), text).unwrap();
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let name = entry.file_name();
-        if name == "toolchain" || name == "rootfs" {
-            continue; // made fresh by the scripts
-        }
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &to.join(&name));
-        } else {
-            std::fs::copy(entry.path(), to.join(&name)).unwrap();
-        }
-    }
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn step<'a>(steps: &'a [Value], name: &str) -> &'a Value {
-    steps
-        .iter()
-        .find(|s| s["step"] == name)
-        .unwrap_or_else(|| panic!("no step {name} in {steps:?}"))
+/// `examples/http-hello` (and `c-hello`, whose toolchain script it runs)
+/// copied into a temp dir, its toolchain and test rootfs made.
+fn example() -> Project {
+    let p = Project::example("http-hello");
+    p.copy_sibling("c-hello");
+    p.setup("make-toolchain.sh");
+    p.setup("make-rootfs.sh");
+    p
 }
 
 /// The last stderr line as the JSON error `--json` prints.
@@ -108,7 +32,7 @@ fn error(stderr: &str) -> Value {
 
 #[test]
 fn an_integration_test_reaches_its_service_on_loopback_and_nothing_outside() {
-    let p = Example::new();
+    let p = example();
     let (code, steps, err) = p.test(&[]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(step(&steps, "integration")["status"], "built");
@@ -148,7 +72,7 @@ env = {{ HELLO_LISTEN = "127.0.0.1:8080" }}
 health = {{ tcp = "127.0.0.1:8080", interval = "100ms", deadline = "10s" }}
 "#
     );
-    p.set_recipe(&format!("{}{isolated}", p.recipe()));
+    p.write("cairn.toml", &format!("{}{isolated}", p.recipe()));
     let (code, steps, err) = p.test(&["isolated"]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(step(&steps, "isolated")["status"], "built");
@@ -161,14 +85,14 @@ health = {{ tcp = "127.0.0.1:8080", interval = "100ms", deadline = "10s" }}
 
 #[test]
 fn a_service_that_is_never_ready_fails_its_test_every_time() {
-    let p = Example::new();
+    let p = example();
     let recipe = p.recipe();
     let health = r#"health = { http = "http://127.0.0.1:8080/healthz", interval = "100ms", deadline = "10s" }"#;
     assert!(recipe.contains(health));
 
     // Probing a port nothing listens on: not ready by the deadline.
     let wrong_port = r#"health = { http = "http://127.0.0.1:8081/healthz", interval = "100ms", deadline = "1s" }"#;
-    p.set_recipe(&recipe.replace(health, wrong_port));
+    p.write("cairn.toml", &recipe.replace(health, wrong_port));
     for round in ["first", "second"] {
         let (code, steps, err) = p.test(&[]);
         assert_eq!(code, 1, "{round}: {err}");
@@ -190,7 +114,7 @@ fn a_service_that_is_never_ready_fails_its_test_every_time() {
         r#"HELLO_LISTEN = "127.0.0.1:8080""#,
         r#"HELLO_LISTEN = "not-an-address""#,
     );
-    p.set_recipe(&bad_listen);
+    p.write("cairn.toml", &bad_listen);
     let (code, steps, err) = p.test(&[]);
     assert_eq!(code, 1, "{err}");
     let message = step(&steps, "integration")["error"]
@@ -204,10 +128,13 @@ fn a_service_that_is_never_ready_fails_its_test_every_time() {
     assert!(err.contains("HELLO_LISTEN must be IP:PORT"), "{err}");
 
     // A probe the sandbox cannot run (no resolver): refused before it runs.
-    p.set_recipe(&recipe.replace(
-        "http://127.0.0.1:8080/healthz",
-        "http://localhost:8080/healthz",
-    ));
+    p.write(
+        "cairn.toml",
+        &recipe.replace(
+            "http://127.0.0.1:8080/healthz",
+            "http://localhost:8080/healthz",
+        ),
+    );
     let (code, steps, _) = p.test(&[]);
     assert_eq!(code, 1);
     let message = step(&steps, "integration")["error"]

@@ -1,10 +1,16 @@
 //! `cairn` run as a user runs it, from the tests: the real binary, with a
 //! store, keys, a cache, a state directory and a working directory of the
 //! test's own, and nothing of the caller's environment (no `CAIRN_STORE`
-//! or `CAIRN_TOKEN` leaks in from the shell that runs the tests).
+//! or `CAIRN_TOKEN` leaks in from the shell that runs the tests), and
+//! optionally in varied [`Surroundings`].
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+use serde_json::Value;
+
+use super::project::copy_example;
+use super::surroundings::{Order, Surroundings};
 
 /// The binary under test.
 pub const CAIRN: &str = env!("CARGO_BIN_EXE_cairn");
@@ -27,6 +33,11 @@ pub struct Machine {
     pub keys: Option<PathBuf>,
     /// The working directory (created if missing).
     pub dir: Option<PathBuf>,
+    /// Run in these surroundings, with `home` as the home directory;
+    /// `None`: in the test's own environment.
+    pub surroundings: Option<Surroundings>,
+    /// `HOME` in [`Machine::surroundings`] (created if missing).
+    pub home: Option<PathBuf>,
 }
 
 impl Machine {
@@ -68,9 +79,17 @@ impl Machine {
         self.cache.as_ref().map(|c| c.with_extension("state"))
     }
 
+    /// `program`, not yet run: directly, or in the machine's surroundings.
+    fn program(&self, program: &str) -> Command {
+        match &self.surroundings {
+            Some(s) => s.command(program, self.home.as_deref().expect("a home")),
+            None => Command::new(program),
+        }
+    }
+
     /// `cairn ARGS…`, not yet run.
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(CAIRN);
+        let mut cmd = self.program(CAIRN);
         cmd.env_remove("CAIRN_STORE")
             .env_remove("CAIRN_TOKEN")
             .env("AWS_ACCESS_KEY_ID", "test")
@@ -97,7 +116,67 @@ impl Machine {
 
     /// Runs `cairn ARGS…`.
     pub fn run(&self, args: &[&str]) -> Output {
-        self.command(args).output().unwrap()
+        self.command(args)
+            .output()
+            .expect("sh and unshare (util-linux) must be installed")
+    }
+
+    /// `sh SCRIPT` (an example's setup script), not yet run, with `cairn`
+    /// and the machine's store in `CAIRN` and `CAIRN_STORE`, and none of
+    /// the toolchain locations the scripts take from the caller.
+    pub fn script_command(&self, script: &Path) -> Command {
+        let mut cmd = self.program("sh");
+        cmd.arg(script)
+            .env("CAIRN", CAIRN)
+            .env("CAIRN_STORE", self.store.as_deref().expect("a store"))
+            .env_remove("GOROOT")
+            .env_remove("ZIGLANG")
+            .env_remove("QEMU");
+        if let Some(d) = &self.dir {
+            cmd.current_dir(d);
+        }
+        cmd
+    }
+
+    /// Runs `sh SCRIPT`, expects success, returns its stdout.
+    pub fn script(&self, script: &Path) -> String {
+        self.script_with(script, &[])
+    }
+
+    /// Runs `sh SCRIPT` with `env` besides, expects success, returns its
+    /// stdout.
+    pub fn script_with(&self, script: &Path, env: &[(&str, &str)]) -> String {
+        let out = self
+            .script_command(script)
+            .envs(env.iter().copied())
+            .output()
+            .expect("sh and unshare (util-linux) must be installed");
+        let name = script.file_name().unwrap().to_string_lossy();
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// `cairn --json test ARGS…`: its exit code, its steps, its stderr.
+    pub fn test(&self, args: &[&str]) -> (i32, Vec<Value>, String) {
+        let all: Vec<&str> = ["--json", "test"].iter().chain(args).copied().collect();
+        let out = self.run(&all);
+        let steps: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "{e}: stdout {:?}, stderr {}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        let steps = steps.as_array().expect("an array of steps").clone();
+        (
+            out.status.code().unwrap(),
+            steps,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     }
 
     /// Runs, expects success, returns stdout trimmed.
@@ -143,22 +222,26 @@ impl Machine {
 /// file system made (and added to `store`); returns the project.
 pub fn example(root: &Path, store: &Path) -> PathBuf {
     let project = root.join("busybox-hello");
-    std::fs::create_dir_all(project.join("src")).unwrap();
-    for file in ["cairn.toml", "make-rootfs.sh", "src/greeting.txt"] {
-        std::fs::copy(Path::new(EXAMPLE).join(file), project.join(file)).unwrap();
-    }
-    let made = Command::new("sh")
-        .arg(project.join("make-rootfs.sh"))
-        .env("CAIRN", CAIRN)
-        .env("CAIRN_STORE", store)
-        .output()
-        .unwrap();
-    assert!(
-        made.status.success(),
-        "make-rootfs.sh: {}",
-        String::from_utf8_lossy(&made.stderr)
-    );
+    copy_example("busybox-hello", &project, Order::Sorted, None);
+    let machine = Machine {
+        store: Some(store.to_str().unwrap().to_string()),
+        ..Machine::default()
+    };
+    machine.script(&project.join("make-rootfs.sh"));
     project
+}
+
+/// The step named `name` of `steps` (as `cairn --json test` lists them).
+pub fn step<'a>(steps: &'a [Value], name: &str) -> &'a Value {
+    steps
+        .iter()
+        .find(|s| s["step"] == name)
+        .unwrap_or_else(|| panic!("no step {name} in {steps:?}"))
+}
+
+/// Output bytes as text, for messages.
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
 }
 
 /// A token of `cairn server` over `store`, named `name`, with `scopes`.

@@ -1,7 +1,10 @@
-//! What the CLI's integration tests share: a `cairn server` started as a
-//! user starts it, and stopped (by its process id) when the guard drops;
-//! the check every refusal gets ([`refused`]); and hosts made of network
-//! namespaces ([`netns`]).
+//! What the CLI's integration tests share: `cairn` run as a user runs it
+//! ([`cli`]); a `cairn server` started as a user starts it, and stopped
+//! (by its process id) when the guard drops; the check every refusal gets
+//! ([`refused`]); hosts made of network namespaces ([`netns`]); the
+//! examples as a test's own projects ([`project`]), built in varied
+//! surroundings ([`surroundings`]) and their outputs compared
+//! ([`tree_diff`]).
 #![allow(dead_code)] // each test binary uses its own part of this
 
 use std::ffi::OsStr;
@@ -11,6 +14,9 @@ use std::process::{Child, Command, Output, Stdio};
 
 pub mod cli;
 pub mod netns;
+pub mod project;
+pub mod surroundings;
+pub mod tree_diff;
 
 /// Checks a refusal: the command exited with `code`, printed nothing on
 /// stdout, and said why on stderr in one line (`error: …`, after any
