@@ -307,6 +307,10 @@ pub fn describe(t: &Termination, limits: &cairn_recipe::Limits, services: &[Stri
             "reached its process limit (limits.processes = {}) and was killed",
             limits.processes
         ),
+        Termination::LogLimit { limit } => format!(
+            "wrote more than its log limit (limits.log = {}) and was killed",
+            bytes(*limit)
+        ),
         Termination::OutOfSpace { mount, limit } => {
             let key = match mount {
                 cairn_sandbox::Scratch::Out => "out",

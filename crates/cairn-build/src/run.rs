@@ -260,6 +260,7 @@ fn plan(fs: &FsStore, job: &Job) -> Result<(Plan, Vec<HeldTree>), BuildError> {
             file_size_bytes: None,
             tmp_bytes: Some(l.tmp),
             out_bytes: Some(l.out),
+            log_bytes: Some(l.log),
         },
         services: crate::services::plan(job)?,
         emulator: crate::platform::emulator(&job.step),

@@ -169,3 +169,37 @@ fn a_killed_build_leaves_nothing_behind_once_the_next_one_runs() {
         assert!(!Path::new(cg).exists(), "{cg} is still there");
     }
 }
+
+/// A step printing without end: stopped at `limits.log`, named, and the
+/// log on the host's disk holds exactly the limit (before, it grew until
+/// the timeout, and a step could `fallocate` its stdout to fill the disk
+/// at once: it held the log file itself).
+#[test]
+fn printing_without_end_stops_at_the_log_limit() {
+    let p = Project::new(
+        "echo started; yes 0123456789abcdef",
+        "limits = { log = \"1MiB\" }\ntimeout = \"120s\"",
+    );
+    let started = std::time::Instant::now();
+    let err = p.build_fails(&[]);
+    assert!(
+        err.contains(
+            "step `build` wrote more than its log limit (limits.log = 1 MiB) and was killed"
+        ),
+        "{err}"
+    );
+    assert!(started.elapsed().as_secs() < 60, "waited for the timeout");
+    let logs: Vec<_> = std::fs::read_dir(p.store.join("cache/logs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(logs.len(), 1, "{logs:?}");
+    let log = std::fs::read(&logs[0]).unwrap();
+    assert_eq!(log.len(), 1 << 20);
+    assert!(log.starts_with(b"started\n0123456789abcdef\n"));
+    // Nothing else of the step stays in the store's scratch space.
+    let left: Vec<_> = std::fs::read_dir(p.store.join("cache/build"))
+        .unwrap()
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}

@@ -178,6 +178,7 @@ fn platform(s: &Step, mounts: &[ResolvedMount]) -> proto::Platform {
         open_files,
         tmp,
         out,
+        log,
     } = s.limits;
     let mut props = vec![
         ("cairn.sandbox".to_owned(), SANDBOX.to_owned()),
@@ -187,6 +188,11 @@ fn platform(s: &Step, mounts: &[ResolvedMount]) -> proto::Platform {
         ("cairn.limit.tmp".to_owned(), tmp.to_string()),
         ("cairn.limit.out".to_owned(), out.to_string()),
     ];
+    // Only when set, so the actions of steps that keep the default keep
+    // the digests they had before the log had a limit.
+    if log != crate::model::DEFAULT_LOG {
+        props.push(("cairn.limit.log".to_owned(), log.to_string()));
+    }
     for m in mounts {
         let mode = if m.writable { "rw" } else { "ro" };
         props.push((

@@ -159,7 +159,14 @@ pub struct Limits {
     /// in it may add up to (sparse files at their full length), default
     /// 4 GiB. Like `/tmp` it is memory: `memory` must leave room for it.
     pub out: u64,
+    /// `log`: bytes the step may write to stdout and stderr together
+    /// (the log, kept on the host's disk), default 1 GiB; past it the
+    /// step is killed.
+    pub log: u64,
 }
+
+/// The default `limits.log`: 1 GiB.
+pub const DEFAULT_LOG: u64 = 1 << 30;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -169,6 +176,7 @@ impl Default for Limits {
             open_files: 4096,
             tmp: 1 << 30,
             out: 4 << 30,
+            log: DEFAULT_LOG,
         }
     }
 }

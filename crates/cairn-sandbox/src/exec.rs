@@ -30,6 +30,7 @@ use crate::child::{Message, Stage};
 use crate::error::SandboxError;
 use crate::ids::HostIds;
 use crate::plan::Plan;
+use crate::streams::{Copied, Streams};
 use crate::{prepare, script};
 
 /// How a step ended.
@@ -45,6 +46,13 @@ pub enum Termination {
     MemoryExceeded,
     /// A `fork` was refused by the process limit; the whole tree was killed.
     ProcessLimit,
+    /// The step wrote more than `limits.log_bytes` (this many) to its
+    /// stdout and stderr together; the whole tree was killed, and what fit
+    /// was kept.
+    LogLimit {
+        /// The limit in bytes.
+        limit: u64,
+    },
     /// The step failed after filling `/out` or `/tmp` (named, with its size).
     OutOfSpace {
         /// Which one.
@@ -127,13 +135,15 @@ impl OutputDir {
 
 /// Runs `plan` in a fresh sandbox; blocks until it ends and is torn down.
 ///
-/// `stdout` and `stderr` become the step's fd 1 and 2 (pass a `File` or a
-/// pipe's write end to stream logs live); stdin is `/dev/null`. The caller's
-/// thread must stay alive meanwhile (it is the parent the sandbox dies with).
+/// What the step writes to its fd 1 and 2 is copied, as it comes, to
+/// `stdout` and `stderr` (a `File`, or a pipe's write end), up to
+/// `limits.log_bytes` in all; the step itself only ever holds pipes (see
+/// `streams.rs`). Its stdin is `/dev/null`. The caller's thread must stay
+/// alive meanwhile (it is the parent the sandbox dies with).
 pub fn run(
     plan: &Plan,
-    stdout: impl Into<Stdio>,
-    stderr: impl Into<Stdio>,
+    stdout: impl Into<OwnedFd>,
+    stderr: impl Into<OwnedFd>,
 ) -> Result<Outcome, SandboxError> {
     plan.validate()?;
     let mut clock = Phases::start();
@@ -213,13 +223,14 @@ enum Ended {
     Exited,
     TimedOut,
     ProcessLimit,
+    LogLimit,
 }
 
 fn spawn_and_wait(
     spawn: Spawn<'_>,
     cgroup: &Cgroup,
-    stdout: Stdio,
-    stderr: Stdio,
+    stdout: OwnedFd,
+    stderr: OwnedFd,
     clock: &mut Phases,
 ) -> Result<Waited, SandboxError> {
     use rustix::net::{socketpair, AddressFamily, SocketFlags, SocketType};
@@ -231,6 +242,8 @@ fn spawn_and_wait(
     )
     .map_err(|e| SandboxError::Spawn(e.into()))?;
     let plan = spawn.plan;
+    let (mut streams, [out_w, err_w]) =
+        Streams::new(stdout, stderr, plan.limits.log_bytes).map_err(SandboxError::Spawn)?;
     let mut script = script::build(script::Process {
         plan,
         staging: spawn.staging,
@@ -244,7 +257,9 @@ fn spawn_and_wait(
     });
     clock.lap("script (filter compiled on first use)");
     let mut cmd = Command::new("/cairn-sandbox-init-never-executed");
-    cmd.stdin(Stdio::null()).stdout(stdout).stderr(stderr);
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::from(out_w))
+        .stderr(Stdio::from(err_w));
     // SAFETY: `child::enter` only performs async-signal-safe raw syscalls on
     // data precomputed in `script`, and never returns (it execs or exits).
     unsafe {
@@ -252,10 +267,13 @@ fn spawn_and_wait(
     }
     let start = Instant::now();
     let mut child = cmd.spawn().map_err(SandboxError::Spawn)?;
+    // Only the sandbox holds the pipes' write ends now: they reach end of
+    // file when its last process is gone.
+    drop(cmd);
     drop(status_w);
     clock.lap("spawn");
     let deadline = start + plan.timeout;
-    let ended = wait_until(&child, deadline, cgroup).inspect_err(|_| {
+    let ended = wait_until(&child, deadline, cgroup, &mut streams).inspect_err(|_| {
         let _ = child.kill();
         let _ = child.wait();
     });
@@ -267,6 +285,12 @@ fn spawn_and_wait(
     }
     let outer = child.wait().map_err(SandboxError::Spawn)?;
     let duration = start.elapsed();
+    // Every process of the sandbox is gone: what is left in the pipes is
+    // all there will be.
+    let ended = match streams.copy_available() {
+        Copied::OverLimit if ended == Ended::Exited => Ended::LogLimit,
+        _ => ended,
+    };
     clock.lap("run (namespaces to exit)");
     let (messages, watched) = read_messages(status_r);
     Ok(Waited {
@@ -316,39 +340,60 @@ impl Phases {
 /// How often a running step's process limit is checked.
 const LIMIT_CHECK: Duration = Duration::from_millis(50);
 
-/// Waits until `child` exits, `deadline` passes or a fork was refused by
-/// the process limit, sleeping in `poll` on a pidfd so the exit is noticed
-/// at once.
-fn wait_until(child: &Child, deadline: Instant, cgroup: &Cgroup) -> Result<Ended, SandboxError> {
+/// Waits until `child` exits, `deadline` passes, a fork was refused by
+/// the process limit or the step wrote more than its log limit, sleeping
+/// in `poll` on a pidfd (so the exit is noticed at once) and the step's
+/// output pipes (copied as they fill).
+fn wait_until(
+    child: &Child,
+    deadline: Instant,
+    cgroup: &Cgroup,
+    streams: &mut Streams,
+) -> Result<Ended, SandboxError> {
     let pid = rustix::process::Pid::from_child(child);
     let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
         .map_err(|e| SandboxError::Spawn(e.into()))?;
     let watch_limit = cgroup.limits_processes();
+    let mut next_check = Instant::now() + LIMIT_CHECK;
     loop {
-        let mut left = deadline.saturating_duration_since(Instant::now());
+        let now = Instant::now();
+        // A step printing without pause keeps `poll` from ever timing
+        // out: the deadline and the process limit are checked whatever
+        // woke it.
+        if now >= deadline {
+            return Ok(Ended::TimedOut);
+        }
+        if watch_limit && now >= next_check {
+            if cgroup.refused_forks() > 0 {
+                return Ok(Ended::ProcessLimit);
+            }
+            next_check = now + LIMIT_CHECK;
+        }
+        let mut left = deadline - now;
         if watch_limit {
-            left = left.min(LIMIT_CHECK);
+            left = left.min(next_check - now);
         }
         // Round up, so the deadline has passed when poll times out.
         let ms = left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
-        let mut fds = [libc::pollfd {
-            fd: pidfd.as_raw_fd(),
+        let pollfd = |fd| libc::pollfd {
+            fd,
             events: libc::POLLIN,
             revents: 0,
-        }];
-        // SAFETY: one valid pollfd on an fd we own, for the duration of the call.
-        let ready = unsafe { libc::poll(fds.as_mut_ptr(), 1, ms) };
-        match ready {
-            1.. => return Ok(Ended::Exited),
-            0 if Instant::now() >= deadline => return Ok(Ended::TimedOut),
-            0 if watch_limit && cgroup.refused_forks() > 0 => return Ok(Ended::ProcessLimit),
-            0 => continue,
-            _ => {
-                let e = std::io::Error::last_os_error();
-                if e.kind() != std::io::ErrorKind::Interrupted {
-                    return Err(SandboxError::Spawn(e));
-                }
+        };
+        let [out, err] = streams.poll_fds();
+        let mut fds = [pollfd(pidfd.as_raw_fd()), pollfd(out), pollfd(err)];
+        // SAFETY: valid pollfds on fds we own (or -1, skipped), for the
+        // duration of the call.
+        let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
+        if ready < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                return Err(SandboxError::Spawn(e));
             }
+        } else if fds[0].revents != 0 {
+            return Ok(Ended::Exited);
+        } else if ready > 0 && streams.copy_available() == Copied::OverLimit {
+            return Ok(Ended::LogLimit);
         }
     }
 }
@@ -433,6 +478,11 @@ fn interpret(
     match waited.ended {
         Ended::TimedOut if counters.refused_forks == 0 => return Ok(Termination::TimedOut),
         Ended::TimedOut | Ended::ProcessLimit => return Ok(Termination::ProcessLimit),
+        Ended::LogLimit => {
+            return Ok(Termination::LogLimit {
+                limit: plan.limits.log_bytes.unwrap_or_default(),
+            })
+        }
         Ended::Exited => {}
     }
     let outer = waited.outer;

@@ -31,7 +31,8 @@
 //! * Only a loopback interface, up. Host TCP ports and host abstract unix
 //!   sockets are unreachable (the latter is Nix's CVE-2024-27297).
 //! * Nothing of the caller: exactly `plan.env`; stdin `/dev/null`;
-//!   stdout/stderr what the caller passed (logs stream live); no other fd;
+//!   stdout/stderr pipes, copied live into what the caller passed, up to
+//!   `limits.log_bytes` (never a host file: see `streams.rs`); no other fd;
 //!   a fresh, empty session keyring; fixed rlimits; pid 1 (a fork of the
 //!   caller) wipes the caller's command line and environment from its
 //!   memory and is not dumpable.
@@ -103,6 +104,7 @@ mod ready;
 mod script;
 mod services;
 mod staging;
+mod streams;
 
 pub use error::SandboxError;
 pub use exec::{run, Outcome, OutputDir, Scratch, ServiceEnd, Termination};

@@ -464,3 +464,58 @@ fn a_step_cannot_change_its_emulator_registration_and_the_host_never_has_it() {
         "the host has the entry"
     );
 }
+
+/// The step's fd 1 and 2 are pipes: the caller's log file, on the host's
+/// disk, can be neither grown at once, nor written far past its end, nor
+/// truncated, and what the step prints is cut at `limits.log_bytes`, the
+/// step killed and the end named.
+#[test]
+fn a_step_s_output_is_a_pipe_bounded_by_its_log_limit() {
+    let f = Fixture::new();
+    let mut plan = probe_plan(&f, &["stdout", "3000000"]);
+    plan.limits.log_bytes = Some(1 << 20);
+    let r = f.run(&plan);
+    assert_eq!(
+        r.outcome.status,
+        Termination::LogLimit { limit: 1 << 20 },
+        "{}",
+        r.stderr
+    );
+    let tried: BTreeMap<&str, &str> = r
+        .stderr
+        .lines()
+        .filter_map(|l| l.split_once(": "))
+        .collect();
+    for call in [
+        "fallocate(1, 1 GiB)",
+        "pwrite(1, at 1 TiB)",
+        "ftruncate(1, 0)",
+        "lseek(1, 0)",
+    ] {
+        let got = tried.get(call).copied().unwrap_or("not tried");
+        assert!(
+            got.starts_with("ESPIPE") || got.starts_with("EINVAL"),
+            "{call}: {got}"
+        );
+    }
+    // The host files hold exactly the limit, allocated as written.
+    let (out, err) = (
+        fs::metadata(f.path("stdout.log")).unwrap(),
+        fs::metadata(f.path("stderr.log")).unwrap(),
+    );
+    assert_eq!(out.len() + err.len(), 1 << 20);
+    assert!(
+        out.blocks() * 512 <= (1 << 20) + 4096,
+        "{} blocks",
+        out.blocks()
+    );
+    assert!(r.stdout.bytes().all(|b| b == b'x'));
+
+    // A step printing without pause still meets its deadline.
+    let mut plan = f.plan("while :; do echo 01234567890123456789; done");
+    plan.timeout = Duration::from_secs(1);
+    plan.limits.log_bytes = Some(256 << 20);
+    let r = f.run(&plan);
+    assert_eq!(r.outcome.status, Termination::TimedOut);
+    assert!(r.stdout.starts_with("01234567890123456789\n"));
+}

@@ -232,5 +232,6 @@ fn limits(w: LimitsWire) -> Limits {
         open_files: w.open_files.unwrap_or(d.open_files),
         tmp: w.tmp.map_or(d.tmp, |b| b.0),
         out: w.out.map_or(d.out, |b| b.0),
+        log: w.log.map_or(d.log, |b| b.0),
     }
 }
