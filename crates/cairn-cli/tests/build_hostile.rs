@@ -203,3 +203,23 @@ fn printing_without_end_stops_at_the_log_limit() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// One line of 8 MiB without a newline: the terminal gets a cut line
+/// naming how much was left out, live (`-v`) and in the failure's tail,
+/// while the log keeps every byte.
+#[test]
+fn an_endless_line_is_cut_on_the_terminal_and_kept_whole_in_the_log() {
+    let p = Project::new("head -c 8388608 /dev/zero | tr '\\0' a; exit 3", "");
+    for args in [&[][..], &["-v"][..]] {
+        let out = p.build(args);
+        assert_eq!(out.status.code(), Some(1));
+        let err = project::stderr(&out);
+        assert!(err.len() < 64 << 10, "{} bytes on stderr", err.len());
+        assert!(err.contains("exited with code 3"), "{err}");
+        assert!(err.contains("a… ("), "{err}");
+        assert!(err.contains("more bytes in the log)"), "{err}");
+    }
+    let logs = p.store.join("cache/logs");
+    let log = std::fs::read_dir(&logs).unwrap().next().unwrap().unwrap();
+    assert_eq!(log.metadata().unwrap().len(), 8 << 20);
+}
