@@ -223,3 +223,20 @@ fn an_endless_line_is_cut_on_the_terminal_and_kept_whole_in_the_log() {
     let log = std::fs::read_dir(&logs).unwrap().next().unwrap().unwrap();
     assert_eq!(log.metadata().unwrap().len(), 8 << 20);
 }
+
+/// Empty files without end in `/out`: kernel memory, counted against
+/// `limits.memory`, and named as that limit even when the OOM killer
+/// picks the sandbox's pid 1 instead of the step (it reported "sandbox
+/// ended without reporting a status").
+#[test]
+fn empty_files_without_end_name_the_memory_limit() {
+    let p = Project::new(
+        "cd $OUT && seq 1 3000000 | xargs touch",
+        "limits = { memory = \"48MiB\", out = \"16MiB\", tmp = \"16MiB\" }\ntimeout = \"120s\"",
+    );
+    let err = p.build_fails(&[]);
+    assert!(
+        err.contains("step `build` exceeded its memory limit (limits.memory = 48 MiB"),
+        "{err}"
+    );
+}

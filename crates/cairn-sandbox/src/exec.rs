@@ -491,6 +491,13 @@ fn interpret(
         .iter()
         .find(|m| m.stage != Stage::Watched as u32)
     else {
+        // The OOM killer picks the largest process of the cgroup, which
+        // is pid 1 (a fork of the caller) when the step's memory is the
+        // kernel's (inodes of a million empty files, page tables): the
+        // step's status is then never sent, but the cause is known.
+        if counters.oom_kills > 0 {
+            return Ok(Termination::MemoryExceeded);
+        }
         return Err(SandboxError::Lost(outer));
     };
     let errno = io::Error::from_raw_os_error(msg.value);

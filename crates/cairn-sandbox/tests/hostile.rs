@@ -519,3 +519,25 @@ fn a_step_s_output_is_a_pipe_bounded_by_its_log_limit() {
     assert_eq!(r.outcome.status, Termination::TimedOut);
     assert!(r.stdout.starts_with("01234567890123456789\n"));
 }
+
+/// Memory the step uses only in the kernel (the inodes of many empty
+/// files in `/out`, which has no inode limit of its own) counts against
+/// `limits.memory_bytes`, and when the OOM killer picks pid 1 rather than
+/// the step, the end is still reported as the memory limit, not as a
+/// sandbox that vanished.
+#[test]
+fn many_empty_files_end_at_the_memory_limit_whoever_is_killed() {
+    let f = Fixture::new();
+    let mut plan = f.plan("cd /out && seq 1 3000000 | xargs touch; echo survived");
+    plan.limits.memory_bytes = Some(48 << 20);
+    plan.timeout = Duration::from_secs(120);
+    let r = f.run(&plan);
+    assert_eq!(
+        r.outcome.status,
+        Termination::MemoryExceeded,
+        "stdout: {}\nstderr: {}",
+        r.stdout,
+        r.stderr
+    );
+    assert!(!r.stdout.contains("survived"), "{}", r.stdout);
+}
