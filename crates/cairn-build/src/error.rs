@@ -229,6 +229,17 @@ pub enum BuildError {
         /// Its target (escaped for printing).
         target: String,
     },
+    /// `/out` holds what a tree cannot (a FIFO, socket or device), or
+    /// directories nested deeper than [`crate::run::MAX_OUTPUT_DEPTH`].
+    #[error("step `{step}`: /out/{path}: {reason}")]
+    UnstorableOutput {
+        /// The step.
+        step: String,
+        /// The entry, relative to `/out` (escaped, and cut when long).
+        path: String,
+        /// What it is.
+        reason: String,
+    },
     /// The step succeeded but a declared output is missing from `/out`.
     #[error("step `{step}` did not produce required output /out/{path}")]
     MissingOutput {

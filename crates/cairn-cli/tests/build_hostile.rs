@@ -240,3 +240,31 @@ fn empty_files_without_end_name_the_memory_limit() {
         "{err}"
     );
 }
+
+/// What a tree cannot hold, and directories nested without end, fail the
+/// build with one line naming the entry under `/out` (not a path of the
+/// process reading it) and what it is.
+#[test]
+fn special_files_and_endless_nesting_in_out_are_named_under_out() {
+    let p = Project::new("mkfifo $OUT/fifo", "");
+    let err = p.build_fails(&[]);
+    assert!(
+        err.contains(
+            "step `build`: /out/fifo: a FIFO; an output holds only files, directories and symlinks"
+        ),
+        "{err}"
+    );
+    assert!(!err.contains("/proc/self/fd"), "{err}");
+    let p = Project::new(
+        "cd $OUT && i=0 && while [ $i -lt 600 ]; do mkdir d && cd d && i=$((i+1)); done",
+        "",
+    );
+    let err = p.build_fails(&[]);
+    assert!(err.contains("step `build`: /out/d/d/d/d/"), "{err}");
+    assert!(
+        err.trim_end()
+            .ends_with("…: directories nested deeper than 512"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
