@@ -168,6 +168,17 @@ fn a_killed_build_leaves_nothing_behind_once_the_next_one_runs() {
     for cg in &cgroups {
         assert!(!Path::new(cg).exists(), "{cg} is still there");
     }
+    // The killed build's scratch (its log) is removed by the next build
+    // in the same store, not left until a collection.
+    let recipe = p.dir.join("cairn.toml");
+    let text = std::fs::read_to_string(&recipe).unwrap();
+    std::fs::write(&recipe, text.replace("sleep 120", "true")).unwrap();
+    let out = p.build(&["--no-cache"]);
+    assert_eq!(out.status.code(), Some(0), "{}", project::stderr(&out));
+    let left: Vec<_> = std::fs::read_dir(p.store.join("cache/build"))
+        .unwrap()
+        .collect();
+    assert!(left.is_empty(), "left in cache/build: {left:?}");
 }
 
 /// A step printing without end: stopped at `limits.log`, named, and the
