@@ -318,6 +318,9 @@ pub fn describe(t: &Termination, limits: &cairn_recipe::Limits, services: &[Stri
             "reached its process limit (limits.processes = {}) and was killed",
             limits.processes
         ),
+        Termination::OutOfFiles { limit } => format!(
+            "failed with /out holding all the entries it may (limits.out_files = {limit})"
+        ),
         Termination::LogLimit { limit } => format!(
             "wrote more than its log limit (limits.log = {}) and was killed",
             bytes(*limit)

@@ -306,6 +306,7 @@ fn plan(fs: &FsStore, job: &Job) -> Result<(Plan, Vec<HeldTree>), BuildError> {
             file_size_bytes: None,
             tmp_bytes: Some(l.tmp),
             out_bytes: Some(l.out),
+            out_files: Some(l.out_files),
             log_bytes: Some(l.log),
         },
         services: crate::services::plan(job)?,

@@ -279,3 +279,19 @@ fn special_files_and_endless_nesting_in_out_are_named_under_out() {
     );
     assert_eq!(err.lines().count(), 1, "{err}");
 }
+
+/// Empty files without end in `/out` stop at `limits.out_files`, named.
+#[test]
+fn empty_files_without_end_stop_at_the_out_files_limit() {
+    let p = Project::new(
+        "cd $OUT && seq 1 5000 | xargs touch",
+        "limits = { out_files = 2000 }",
+    );
+    let err = p.build_fails(&[]);
+    assert!(
+        err.contains(
+            "step `build` failed with /out holding all the entries it may (limits.out_files = 2000)"
+        ),
+        "{err}"
+    );
+}

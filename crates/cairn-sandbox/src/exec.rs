@@ -53,6 +53,12 @@ pub enum Termination {
         /// The limit in bytes.
         limit: u64,
     },
+    /// The step failed after creating as many entries in `/out` as
+    /// `limits.out_files` (this many) allows.
+    OutOfFiles {
+        /// The limit.
+        limit: u64,
+    },
     /// The step failed after filling `/out` or `/tmp` (named, with its size).
     OutOfSpace {
         /// Which one.
@@ -446,11 +452,21 @@ fn read_messages(socket: OwnedFd) -> (Vec<Message>, Vec<OwnedFd>) {
 struct Counters {
     oom_kills: u64,
     refused_forks: u64,
-    full: Option<(Scratch, u64)>,
+    full: Option<Full>,
 }
 
-/// The first watched tmpfs (`/out`, `/tmp`) that is full, with its size.
-fn full_mount(plan: &Plan, watched: &[OwnedFd]) -> Option<(Scratch, u64)> {
+/// Which limit of a watched tmpfs a step reached.
+#[derive(Debug, Clone, Copy)]
+enum Full {
+    /// Its size (bytes), with the limit.
+    Space(Scratch, u64),
+    /// `/out`'s count of entries, with the limit.
+    Files(u64),
+}
+
+/// The first watched tmpfs (`/out`, `/tmp`) that is full, with the limit
+/// it reached.
+fn full_mount(plan: &Plan, watched: &[OwnedFd]) -> Option<Full> {
     let limits = [
         (Scratch::Out, plan.limits.out_bytes),
         (Scratch::Tmp, plan.limits.tmp_bytes),
@@ -459,10 +475,15 @@ fn full_mount(plan: &Plan, watched: &[OwnedFd]) -> Option<(Scratch, u64)> {
         let Ok(st) = rustix::fs::fstatfs(fd) else {
             continue;
         };
+        if st.f_ffree == 0 {
+            if let (Scratch::Out, Some(files)) = (mount, plan.limits.out_files) {
+                return Some(Full::Files(files));
+            }
+        }
         // Full: less than a block free (tmpfs reserves nothing).
         if st.f_bavail == 0 || st.f_ffree == 0 {
             let size = st.f_blocks * st.f_bsize as u64;
-            return Some((mount, limit.unwrap_or(size)));
+            return Some(Full::Space(mount, limit.unwrap_or(size)));
         }
     }
     None
@@ -553,7 +574,10 @@ fn interpret(
     if counters.refused_forks > 0 {
         return Ok(Termination::ProcessLimit);
     }
-    if let Some((mount, limit)) = counters.full {
+    if let Some(Full::Files(limit)) = counters.full {
+        return Ok(Termination::OutOfFiles { limit });
+    }
+    if let Some(Full::Space(mount, limit)) = counters.full {
         return Ok(Termination::OutOfSpace { mount, limit });
     }
     Ok(term)

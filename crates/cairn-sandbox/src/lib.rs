@@ -19,7 +19,8 @@
 //!   (read-only after setup); inputs are bound read-only, nosuid, nodev,
 //!   recursively; a `writable` mount is a private copy in the scratch dir
 //!   (mode 0700, owned by the step's host ids, no setuid bits), discarded
-//!   afterwards. `/out` is a tmpfs of `limits.out_bytes`, handed back to the
+//!   afterwards. `/out` is a tmpfs of `limits.out_bytes` and `limits.out_files`
+//!   entries, handed back to the
 //!   caller as [`OutputDir`] (it never exists on a host file system);
 //!   `/tmp` a tmpfs of `limits.tmp_bytes` (nosuid, nodev, but programs
 //!   written there may run: test runners need that); a workdir outside every mount is

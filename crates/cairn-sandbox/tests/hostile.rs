@@ -541,3 +541,27 @@ fn many_empty_files_end_at_the_memory_limit_whoever_is_killed() {
     );
     assert!(!r.stdout.contains("survived"), "{}", r.stdout);
 }
+
+/// `/out`'s entries are bounded by `limits.out_files` (its tmpfs's
+/// `nr_inodes`), and a step stopped by it is told apart from a full
+/// `/out`: without it, a million empty files cost the caller half a
+/// gigabyte of memory to store.
+#[test]
+fn out_s_entries_are_bounded_and_named() {
+    let f = Fixture::new();
+    let mut plan = f.plan("cd /out && seq 1 5000 | xargs touch; ls | wc -l; exit 1");
+    plan.limits.out_files = Some(1000);
+    let r = f.run(&plan);
+    assert_eq!(
+        r.outcome.status,
+        Termination::OutOfFiles { limit: 1000 },
+        "{}",
+        r.stderr
+    );
+    assert_eq!(r.stdout.trim(), "1000");
+    assert!(r.stderr.contains("No space left on device"), "{}", r.stderr);
+    // Exactly the limit fits and succeeds.
+    let mut plan = f.plan("cd /out && seq 1 999 | xargs touch && mkdir d");
+    plan.limits.out_files = Some(1000);
+    assert_exit(&f.run(&plan), 0);
+}
