@@ -328,7 +328,7 @@ pub fn describe(t: &Termination, limits: &cairn_recipe::Limits, services: &[Stri
         Termination::OutOfSpace { mount, limit } => {
             let key = match mount {
                 cairn_sandbox::Scratch::Out => "out",
-                cairn_sandbox::Scratch::Tmp => "tmp",
+                cairn_sandbox::Scratch::Tmp | cairn_sandbox::Scratch::Writable => "tmp",
             };
             format!("failed with {mount} full (limits.{key} = {})", bytes(*limit))
         }

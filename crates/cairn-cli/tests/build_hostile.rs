@@ -295,3 +295,85 @@ fn empty_files_without_end_stop_at_the_out_files_limit() {
         "{err}"
     );
 }
+
+/// A writable mount's copy: bounded by `limits.tmp` (named), on a tmpfs
+/// of its own that is unmounted and removed afterwards, and, when `cairn`
+/// was killed, by the next build.
+#[test]
+fn a_writable_mount_cannot_fill_the_host_disk_and_leaves_nothing() {
+    use std::time::{Duration, Instant};
+    let writable =
+        "mounts = { \"/\" = \"rootfs\", \"/src\" = { input = \"src\", writable = true } }";
+    let recipe = |p: &Project, script: &str, extra: &str| {
+        let text = std::fs::read_to_string(p.dir.join("cairn.toml")).unwrap();
+        let text = text
+            .lines()
+            .map(|l| match l {
+                l if l.starts_with("mounts =") => writable.to_owned(),
+                l if l.starts_with("run =") => {
+                    format!("run = [\"/bin/sh\", \"-c\", '''{script}''']")
+                }
+                l => l.to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        p.recipe(&format!("{text}\n{extra}\n"));
+    };
+    let tmpdir = tempfile::tempdir().unwrap();
+    let mounted = || {
+        let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        table.contains(tmpdir.path().to_str().unwrap())
+    };
+    let left = || std::fs::read_dir(tmpdir.path()).unwrap().count();
+    let p = Project::new("", "");
+    recipe(
+        &p,
+        "dd if=/dev/zero of=/src/big bs=1M count=64",
+        "limits = { tmp = \"8MiB\" }",
+    );
+    let out = p
+        .command(&["build", "-C", p.dir.to_str().unwrap()])
+        .env("TMPDIR", tmpdir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = project::stderr(&out);
+    assert!(
+        err.contains("step `build` failed with a writable mount full (limits.tmp = 8 MiB)"),
+        "{err}"
+    );
+    assert_eq!(left(), 0, "left in TMPDIR");
+    assert!(!mounted());
+
+    // Killed while the step runs: the copy stays mounted until the next
+    // build that makes copies.
+    recipe(&p, "sleep 120", "");
+    let mut cairn = p
+        .command(&["build", "-C", p.dir.to_str().unwrap(), "--no-cache"])
+        .env("TMPDIR", tmpdir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !mounted() {
+        assert!(Instant::now() < deadline, "the copy was never mounted");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    cairn.kill().unwrap();
+    cairn.wait().unwrap();
+    assert!(
+        mounted(),
+        "nothing left to clean up: the test proves nothing"
+    );
+    recipe(&p, "echo ok > /src/new", "");
+    let out = p
+        .command(&["build", "-C", p.dir.to_str().unwrap()])
+        .env("TMPDIR", tmpdir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", project::stderr(&out));
+    assert!(!mounted(), "the killed build's copy is still mounted");
+    assert_eq!(left(), 0, "left in TMPDIR");
+}

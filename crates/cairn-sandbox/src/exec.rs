@@ -4,7 +4,7 @@
 //! Order of events: validate → choose the step's host ids (`ids.rs`) →
 //! find the shared staging directory the root is mounted on
 //! (`staging.rs`, made once) → prepare sources (copies of writable
-//! mounts in a private scratch dir, 0700, made only for them) → create
+//! mounts on a private tmpfs, made only for them) → create
 //! cgroups →
 //! lower to a [`crate::script::Script`] → `Command::spawn` with a
 //! `pre_exec` hook that never returns to std (see [`crate::child`]) → wait
@@ -94,6 +94,9 @@ pub enum Scratch {
     Out,
     /// `/tmp` (`Limits::tmp_bytes`).
     Tmp,
+    /// The copies of the `writable` mounts (`Limits::tmp_bytes` more
+    /// than the copies themselves).
+    Writable,
 }
 
 impl std::fmt::Display for Scratch {
@@ -101,6 +104,7 @@ impl std::fmt::Display for Scratch {
         f.write_str(match self {
             Scratch::Out => "/out",
             Scratch::Tmp => "/tmp",
+            Scratch::Writable => "a writable mount",
         })
     }
 }
@@ -179,9 +183,8 @@ pub fn run(
     let refused_forks = cgroup.refused_forks();
     cgroup.remove();
     clock.lap("cgroup remove");
-    if let Some(Err(e)) = prepared.scratch.map(tempfile::TempDir::close) {
-        tracing::warn!(error = %e, "cannot remove sandbox scratch dir");
-    }
+    let copies_full = prepared.scratch.as_ref().is_some_and(|a| a.is_full());
+    drop(prepared.scratch);
     drop(ids);
     clock.lap("scratch remove");
     clock.report();
@@ -192,7 +195,12 @@ pub fn run(
     let counters = Counters {
         oom_kills,
         refused_forks,
-        full: full_mount(plan, &watched),
+        full: full_mount(plan, &watched).or_else(|| {
+            copies_full.then_some(Full::Space(
+                Scratch::Writable,
+                plan.limits.tmp_bytes.unwrap_or_default(),
+            ))
+        }),
     };
     let status = interpret(plan, &waited, &descriptions, &clone_names, counters)?;
     let out = OutputDir {

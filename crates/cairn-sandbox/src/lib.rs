@@ -17,9 +17,9 @@
 //!   ([`refused_calls`]).
 //! * A root filesystem made only of the plan's mounts on a fresh tmpfs
 //!   (read-only after setup); inputs are bound read-only, nosuid, nodev,
-//!   recursively; a `writable` mount is a private copy in the scratch dir
-//!   (mode 0700, owned by the step's host ids, no setuid bits), discarded
-//!   afterwards. `/out` is a tmpfs of `limits.out_bytes` and `limits.out_files`
+//!   recursively; a `writable` mount is a private copy on a tmpfs of its
+//!   own with `limits.tmp_bytes` of room (mode 0700, owned by the step's
+//!   host ids, no setuid bits; see `copies.rs`), discarded afterwards. `/out` is a tmpfs of `limits.out_bytes` and `limits.out_files`
 //!   entries, handed back to the
 //!   caller as [`OutputDir`] (it never exists on a host file system);
 //!   `/tmp` a tmpfs of `limits.tmp_bytes` (nosuid, nodev, but programs
@@ -94,6 +94,7 @@
 
 mod cgroup;
 mod child;
+mod copies;
 mod error;
 mod exec;
 mod filter;

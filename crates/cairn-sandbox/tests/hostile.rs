@@ -565,3 +565,42 @@ fn out_s_entries_are_bounded_and_named() {
     plan.limits.out_files = Some(1000);
     assert_exit(&f.run(&plan), 0);
 }
+
+/// A writable mount's private copy is a tmpfs with `limits.tmp_bytes`
+/// of room, not a directory on the host's disk: writing past it fails,
+/// and the end is named.
+#[test]
+fn a_writable_mount_is_bounded_like_tmp() {
+    let f = Fixture::new();
+    let src = f.path("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("input"), vec![b'i'; 256 << 10]).unwrap();
+    let mut plan = f.plan(
+        "dd if=/dev/zero of=/src/big bs=1024 count=8192 2>&1 | grep -o 'No space left on device'; \
+         grep ' /src ' /proc/mounts | cut -d' ' -f3; exit 1",
+    );
+    plan.mounts.push(Mount {
+        target: "/src".into(),
+        source: src.clone(),
+        writable: true,
+    });
+    plan.limits.tmp_bytes = Some(1 << 20);
+    let r = f.run(&plan);
+    assert_eq!(
+        r.outcome.status,
+        Termination::OutOfSpace {
+            mount: Scratch::Writable,
+            limit: 1 << 20
+        },
+        "{}{}",
+        r.stdout,
+        r.stderr
+    );
+    assert_eq!(r.stdout, "No space left on device\ntmpfs\n");
+    // The source is untouched.
+    let names: Vec<_> = fs::read_dir(&src)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["input"]);
+}
