@@ -229,6 +229,17 @@ pub enum BuildError {
         /// Its target (escaped for printing).
         target: String,
     },
+    /// `/out` holds what a tree cannot (a FIFO, socket or device), or
+    /// directories nested deeper than [`crate::run::MAX_OUTPUT_DEPTH`].
+    #[error("step `{step}`: /out/{path}: {reason}")]
+    UnstorableOutput {
+        /// The step.
+        step: String,
+        /// The entry, relative to `/out` (escaped, and cut when long).
+        path: String,
+        /// What it is.
+        reason: String,
+    },
     /// The step succeeded but a declared output is missing from `/out`.
     #[error("step `{step}` did not produce required output /out/{path}")]
     MissingOutput {
@@ -307,10 +318,17 @@ pub fn describe(t: &Termination, limits: &cairn_recipe::Limits, services: &[Stri
             "reached its process limit (limits.processes = {}) and was killed",
             limits.processes
         ),
+        Termination::OutOfFiles { limit } => format!(
+            "failed with /out holding all the entries it may (limits.out_files = {limit})"
+        ),
+        Termination::LogLimit { limit } => format!(
+            "wrote more than its log limit (limits.log = {}) and was killed",
+            bytes(*limit)
+        ),
         Termination::OutOfSpace { mount, limit } => {
             let key = match mount {
                 cairn_sandbox::Scratch::Out => "out",
-                cairn_sandbox::Scratch::Tmp => "tmp",
+                cairn_sandbox::Scratch::Tmp | cairn_sandbox::Scratch::Writable => "tmp",
             };
             format!("failed with {mount} full (limits.{key} = {})", bytes(*limit))
         }

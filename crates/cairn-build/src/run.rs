@@ -33,6 +33,11 @@ use crate::Reporter;
 /// The hostname every step sees.
 pub const HOSTNAME: &str = "cairn";
 
+/// How deep directories in `/out` may nest: far past any real output,
+/// and refused with the path named before the walk's paths outgrow what
+/// the kernel takes.
+pub const MAX_OUTPUT_DEPTH: usize = 512;
+
 /// Everything needed to run one step, owned (it moves to a worker thread).
 #[derive(Debug, Clone)]
 pub struct Job {
@@ -155,18 +160,27 @@ fn check_output(job: &Job, out_dir: &Path) -> Result<(), BuildError> {
     let mut total = 0u64;
     let mut largest: Option<(PathBuf, u64, u64)> = None;
     let mut links = cairn_tree::LinkTree::new();
-    let mut pending = vec![PathBuf::new()];
-    while let Some(rel) = pending.pop() {
+    let mut pending = vec![(PathBuf::new(), 0)];
+    while let Some((rel, depth)) = pending.pop() {
         let dir = out_dir.join(&rel);
-        let entries = std::fs::read_dir(&dir).map_err(|e| BuildError::io("reading", &dir, e))?;
+        let shown = |e| BuildError::io("reading", format!("/out/{}", shown_path(&rel)), e);
+        let entries = std::fs::read_dir(&dir).map_err(shown)?;
         for entry in entries {
-            let entry = entry.map_err(|e| BuildError::io("reading", &dir, e))?;
-            let meta = entry
-                .metadata()
-                .map_err(|e| BuildError::io("reading", entry.path(), e))?;
+            let entry = entry.map_err(shown)?;
+            let meta = entry.metadata().map_err(shown)?;
             let rel = rel.join(entry.file_name());
+            let unstorable = |reason: String| BuildError::UnstorableOutput {
+                step: job.name.clone(),
+                path: shown_path(&rel),
+                reason,
+            };
             if meta.is_dir() {
-                pending.push(rel);
+                if depth == MAX_OUTPUT_DEPTH {
+                    return Err(unstorable(format!(
+                        "directories nested deeper than {MAX_OUTPUT_DEPTH}"
+                    )));
+                }
+                pending.push((rel, depth + 1));
             } else if meta.is_symlink() {
                 let target = std::fs::read_link(entry.path())
                     .map_err(|e| BuildError::io("reading", entry.path(), e))?;
@@ -174,7 +188,12 @@ fn check_output(job: &Job, out_dir: &Path) -> Result<(), BuildError> {
                 if let (Some(rel), Some(target)) = (rel.to_str(), target.to_str()) {
                     links.insert(rel, target);
                 }
-            } else if meta.is_file() {
+            } else if !meta.is_file() {
+                return Err(unstorable(format!(
+                    "{}; an output holds only files, directories and symlinks",
+                    special_kind(&meta)
+                )));
+            } else {
                 use std::os::unix::fs::MetadataExt;
                 total = total.saturating_add(meta.len());
                 if largest.as_ref().is_none_or(|l| meta.len() > l.1) {
@@ -200,6 +219,33 @@ fn check_output(job: &Job, out_dir: &Path) -> Result<(), BuildError> {
             largest_allocated: allocated,
         }),
         _ => Ok(()),
+    }
+}
+
+/// `rel` escaped for a terminal, cut after 200 characters (a path 1000
+/// directories deep is not worth printing whole).
+fn shown_path(rel: &Path) -> String {
+    let name = cairn_escape::name(rel.as_os_str().as_encoded_bytes());
+    match name.char_indices().nth(200) {
+        Some((cut, _)) => format!("{}…", &name[..cut]),
+        None => name.into_owned(),
+    }
+}
+
+/// What a special file is, for an error.
+fn special_kind(meta: &std::fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let t = meta.file_type();
+    if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else {
+        "not a file"
     }
 }
 
@@ -260,6 +306,8 @@ fn plan(fs: &FsStore, job: &Job) -> Result<(Plan, Vec<HeldTree>), BuildError> {
             file_size_bytes: None,
             tmp_bytes: Some(l.tmp),
             out_bytes: Some(l.out),
+            out_files: Some(l.out_files),
+            log_bytes: Some(l.log),
         },
         services: crate::services::plan(job)?,
         emulator: crate::platform::emulator(&job.step),

@@ -193,9 +193,16 @@ pub fn snapshot_output(fs: &FsStore, dir: &Path) -> Result<Added, SnapshotError>
     snapshot(fs, dir, &options, &NoProgress)
 }
 
-/// A fresh directory under `<store>/cache/<what>/`, removed when dropped,
-/// and by a collection if this process dies first.
+/// A fresh directory under `<store>/cache/<what>/`, removed when dropped.
+/// The ones a killed `cairn` left there (a step's log among them, up to
+/// `limits.log`) are removed first: their lock is free. Only live
+/// builds' scratch directories are ever there, so this costs a short
+/// directory listing.
 pub fn scratch(fs: &FsStore, what: &str) -> Result<TempDir, BuildError> {
-    fs.temp_dir_in(&fs.cache_dir().join(what))
+    let dir = fs.cache_dir().join(what);
+    if let Err(e) = cairn_store::fs::temp::sweep(&dir, true) {
+        tracing::debug!(error = %e, dir = %dir.display(), "leftover scratch not swept");
+    }
+    fs.temp_dir_in(&dir)
         .map_err(|e| BuildError::store(format!("creating a scratch directory for {what}"), e))
 }

@@ -168,4 +168,212 @@ fn a_killed_build_leaves_nothing_behind_once_the_next_one_runs() {
     for cg in &cgroups {
         assert!(!Path::new(cg).exists(), "{cg} is still there");
     }
+    // The killed build's scratch (its log) is removed by the next build
+    // in the same store, not left until a collection.
+    let recipe = p.dir.join("cairn.toml");
+    let text = std::fs::read_to_string(&recipe).unwrap();
+    std::fs::write(&recipe, text.replace("sleep 120", "true")).unwrap();
+    let out = p.build(&["--no-cache"]);
+    assert_eq!(out.status.code(), Some(0), "{}", project::stderr(&out));
+    let left: Vec<_> = std::fs::read_dir(p.store.join("cache/build"))
+        .unwrap()
+        .collect();
+    assert!(left.is_empty(), "left in cache/build: {left:?}");
+}
+
+/// A step printing without end: stopped at `limits.log`, named, and the
+/// log on the host's disk holds exactly the limit (before, it grew until
+/// the timeout, and a step could `fallocate` its stdout to fill the disk
+/// at once: it held the log file itself).
+#[test]
+fn printing_without_end_stops_at_the_log_limit() {
+    let p = Project::new(
+        "echo started; yes 0123456789abcdef",
+        "limits = { log = \"1MiB\" }\ntimeout = \"120s\"",
+    );
+    let started = std::time::Instant::now();
+    let err = p.build_fails(&[]);
+    assert!(
+        err.contains(
+            "step `build` wrote more than its log limit (limits.log = 1 MiB) and was killed"
+        ),
+        "{err}"
+    );
+    assert!(started.elapsed().as_secs() < 60, "waited for the timeout");
+    let logs: Vec<_> = std::fs::read_dir(p.store.join("cache/logs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(logs.len(), 1, "{logs:?}");
+    let log = std::fs::read(&logs[0]).unwrap();
+    assert_eq!(log.len(), 1 << 20);
+    assert!(log.starts_with(b"started\n0123456789abcdef\n"));
+    // Nothing else of the step stays in the store's scratch space.
+    let left: Vec<_> = std::fs::read_dir(p.store.join("cache/build"))
+        .unwrap()
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+/// One line of 8 MiB without a newline: the terminal gets a cut line
+/// naming how much was left out, live (`-v`) and in the failure's tail,
+/// while the log keeps every byte.
+#[test]
+fn an_endless_line_is_cut_on_the_terminal_and_kept_whole_in_the_log() {
+    let p = Project::new("head -c 8388608 /dev/zero | tr '\\0' a; exit 3", "");
+    for args in [&[][..], &["-v"][..]] {
+        let out = p.build(args);
+        assert_eq!(out.status.code(), Some(1));
+        let err = project::stderr(&out);
+        assert!(err.len() < 64 << 10, "{} bytes on stderr", err.len());
+        assert!(err.contains("exited with code 3"), "{err}");
+        assert!(err.contains("a… ("), "{err}");
+        assert!(err.contains("more bytes in the log)"), "{err}");
+    }
+    let logs = p.store.join("cache/logs");
+    let log = std::fs::read_dir(&logs).unwrap().next().unwrap().unwrap();
+    assert_eq!(log.metadata().unwrap().len(), 8 << 20);
+}
+
+/// Empty files without end in `/out`: kernel memory, counted against
+/// `limits.memory`, and named as that limit even when the OOM killer
+/// picks the sandbox's pid 1 instead of the step (it reported "sandbox
+/// ended without reporting a status").
+#[test]
+fn empty_files_without_end_name_the_memory_limit() {
+    let p = Project::new(
+        "cd $OUT && seq 1 3000000 | xargs touch",
+        "limits = { memory = \"48MiB\", out = \"16MiB\", tmp = \"16MiB\" }\ntimeout = \"120s\"",
+    );
+    let err = p.build_fails(&[]);
+    assert!(
+        err.contains("step `build` exceeded its memory limit (limits.memory = 48 MiB"),
+        "{err}"
+    );
+}
+
+/// What a tree cannot hold, and directories nested without end, fail the
+/// build with one line naming the entry under `/out` (not a path of the
+/// process reading it) and what it is.
+#[test]
+fn special_files_and_endless_nesting_in_out_are_named_under_out() {
+    let p = Project::new("mkfifo $OUT/fifo", "");
+    let err = p.build_fails(&[]);
+    assert!(
+        err.contains(
+            "step `build`: /out/fifo: a FIFO; an output holds only files, directories and symlinks"
+        ),
+        "{err}"
+    );
+    assert!(!err.contains("/proc/self/fd"), "{err}");
+    let p = Project::new(
+        "cd $OUT && i=0 && while [ $i -lt 600 ]; do mkdir d && cd d && i=$((i+1)); done",
+        "",
+    );
+    let err = p.build_fails(&[]);
+    assert!(err.contains("step `build`: /out/d/d/d/d/"), "{err}");
+    assert!(
+        err.trim_end()
+            .ends_with("…: directories nested deeper than 512"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
+
+/// Empty files without end in `/out` stop at `limits.out_files`, named.
+#[test]
+fn empty_files_without_end_stop_at_the_out_files_limit() {
+    let p = Project::new(
+        "cd $OUT && seq 1 5000 | xargs touch",
+        "limits = { out_files = 2000 }",
+    );
+    let err = p.build_fails(&[]);
+    assert!(
+        err.contains(
+            "step `build` failed with /out holding all the entries it may (limits.out_files = 2000)"
+        ),
+        "{err}"
+    );
+}
+
+/// A writable mount's copy: bounded by `limits.tmp` (named), on a tmpfs
+/// of its own that is unmounted and removed afterwards, and, when `cairn`
+/// was killed, by the next build.
+#[test]
+fn a_writable_mount_cannot_fill_the_host_disk_and_leaves_nothing() {
+    use std::time::{Duration, Instant};
+    let writable =
+        "mounts = { \"/\" = \"rootfs\", \"/src\" = { input = \"src\", writable = true } }";
+    let recipe = |p: &Project, script: &str, extra: &str| {
+        let text = std::fs::read_to_string(p.dir.join("cairn.toml")).unwrap();
+        let text = text
+            .lines()
+            .map(|l| match l {
+                l if l.starts_with("mounts =") => writable.to_owned(),
+                l if l.starts_with("run =") => {
+                    format!("run = [\"/bin/sh\", \"-c\", '''{script}''']")
+                }
+                l => l.to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        p.recipe(&format!("{text}\n{extra}\n"));
+    };
+    let tmpdir = tempfile::tempdir().unwrap();
+    let mounted = || {
+        let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        table.contains(tmpdir.path().to_str().unwrap())
+    };
+    let left = || std::fs::read_dir(tmpdir.path()).unwrap().count();
+    let p = Project::new("", "");
+    recipe(
+        &p,
+        "dd if=/dev/zero of=/src/big bs=1M count=64",
+        "limits = { tmp = \"8MiB\" }",
+    );
+    let out = p
+        .command(&["build", "-C", p.dir.to_str().unwrap()])
+        .env("TMPDIR", tmpdir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = project::stderr(&out);
+    assert!(
+        err.contains("step `build` failed with a writable mount full (limits.tmp = 8 MiB)"),
+        "{err}"
+    );
+    assert_eq!(left(), 0, "left in TMPDIR");
+    assert!(!mounted());
+
+    // Killed while the step runs: the copy stays mounted until the next
+    // build that makes copies.
+    recipe(&p, "sleep 120", "");
+    let mut cairn = p
+        .command(&["build", "-C", p.dir.to_str().unwrap(), "--no-cache"])
+        .env("TMPDIR", tmpdir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !mounted() {
+        assert!(Instant::now() < deadline, "the copy was never mounted");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    cairn.kill().unwrap();
+    cairn.wait().unwrap();
+    assert!(
+        mounted(),
+        "nothing left to clean up: the test proves nothing"
+    );
+    recipe(&p, "echo ok > /src/new", "");
+    let out = p
+        .command(&["build", "-C", p.dir.to_str().unwrap()])
+        .env("TMPDIR", tmpdir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", project::stderr(&out));
+    assert!(!mounted(), "the killed build's copy is still mounted");
+    assert_eq!(left(), 0, "left in TMPDIR");
 }

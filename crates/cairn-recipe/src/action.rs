@@ -178,6 +178,8 @@ fn platform(s: &Step, mounts: &[ResolvedMount]) -> proto::Platform {
         open_files,
         tmp,
         out,
+        out_files,
+        log,
     } = s.limits;
     let mut props = vec![
         ("cairn.sandbox".to_owned(), SANDBOX.to_owned()),
@@ -187,6 +189,14 @@ fn platform(s: &Step, mounts: &[ResolvedMount]) -> proto::Platform {
         ("cairn.limit.tmp".to_owned(), tmp.to_string()),
         ("cairn.limit.out".to_owned(), out.to_string()),
     ];
+    // Only when set, so the actions of steps that keep the defaults keep
+    // the digests they had before the log and /out's entries had limits.
+    if log != crate::model::DEFAULT_LOG {
+        props.push(("cairn.limit.log".to_owned(), log.to_string()));
+    }
+    if out_files != crate::model::DEFAULT_OUT_FILES {
+        props.push(("cairn.limit.out_files".to_owned(), out_files.to_string()));
+    }
     for m in mounts {
         let mode = if m.writable { "rw" } else { "ro" };
         props.push((

@@ -159,7 +159,20 @@ pub struct Limits {
     /// in it may add up to (sparse files at their full length), default
     /// 4 GiB. Like `/tmp` it is memory: `memory` must leave room for it.
     pub out: u64,
+    /// `out_files`: files, directories and symlinks `/out` may hold,
+    /// default 1 000 000 (storing each costs `cairn` memory and time).
+    pub out_files: u64,
+    /// `log`: bytes the step may write to stdout and stderr together
+    /// (the log, kept on the host's disk), default 1 GiB; past it the
+    /// step is killed.
+    pub log: u64,
 }
+
+/// The default `limits.out_files`.
+pub const DEFAULT_OUT_FILES: u64 = 1_000_000;
+
+/// The default `limits.log`: 1 GiB.
+pub const DEFAULT_LOG: u64 = 1 << 30;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -169,6 +182,8 @@ impl Default for Limits {
             open_files: 4096,
             tmp: 1 << 30,
             out: 4 << 30,
+            out_files: DEFAULT_OUT_FILES,
+            log: DEFAULT_LOG,
         }
     }
 }

@@ -143,6 +143,8 @@ pub(crate) struct LimitsWire {
     pub open_files: Option<u32>,
     pub tmp: Option<ByteSize>,
     pub out: Option<ByteSize>,
+    pub out_files: Option<u64>,
+    pub log: Option<ByteSize>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -4,7 +4,7 @@
 //! Order of events: validate → choose the step's host ids (`ids.rs`) →
 //! find the shared staging directory the root is mounted on
 //! (`staging.rs`, made once) → prepare sources (copies of writable
-//! mounts in a private scratch dir, 0700, made only for them) → create
+//! mounts on a private tmpfs, made only for them) → create
 //! cgroups →
 //! lower to a [`crate::script::Script`] → `Command::spawn` with a
 //! `pre_exec` hook that never returns to std (see [`crate::child`]) → wait
@@ -30,6 +30,7 @@ use crate::child::{Message, Stage};
 use crate::error::SandboxError;
 use crate::ids::HostIds;
 use crate::plan::Plan;
+use crate::streams::{Copied, Streams};
 use crate::{prepare, script};
 
 /// How a step ended.
@@ -45,6 +46,19 @@ pub enum Termination {
     MemoryExceeded,
     /// A `fork` was refused by the process limit; the whole tree was killed.
     ProcessLimit,
+    /// The step wrote more than `limits.log_bytes` (this many) to its
+    /// stdout and stderr together; the whole tree was killed, and what fit
+    /// was kept.
+    LogLimit {
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// The step failed after creating as many entries in `/out` as
+    /// `limits.out_files` (this many) allows.
+    OutOfFiles {
+        /// The limit.
+        limit: u64,
+    },
     /// The step failed after filling `/out` or `/tmp` (named, with its size).
     OutOfSpace {
         /// Which one.
@@ -80,6 +94,9 @@ pub enum Scratch {
     Out,
     /// `/tmp` (`Limits::tmp_bytes`).
     Tmp,
+    /// The copies of the `writable` mounts (`Limits::tmp_bytes` more
+    /// than the copies themselves).
+    Writable,
 }
 
 impl std::fmt::Display for Scratch {
@@ -87,6 +104,7 @@ impl std::fmt::Display for Scratch {
         f.write_str(match self {
             Scratch::Out => "/out",
             Scratch::Tmp => "/tmp",
+            Scratch::Writable => "a writable mount",
         })
     }
 }
@@ -127,13 +145,15 @@ impl OutputDir {
 
 /// Runs `plan` in a fresh sandbox; blocks until it ends and is torn down.
 ///
-/// `stdout` and `stderr` become the step's fd 1 and 2 (pass a `File` or a
-/// pipe's write end to stream logs live); stdin is `/dev/null`. The caller's
-/// thread must stay alive meanwhile (it is the parent the sandbox dies with).
+/// What the step writes to its fd 1 and 2 is copied, as it comes, to
+/// `stdout` and `stderr` (a `File`, or a pipe's write end), up to
+/// `limits.log_bytes` in all; the step itself only ever holds pipes (see
+/// `streams.rs`). Its stdin is `/dev/null`. The caller's thread must stay
+/// alive meanwhile (it is the parent the sandbox dies with).
 pub fn run(
     plan: &Plan,
-    stdout: impl Into<Stdio>,
-    stderr: impl Into<Stdio>,
+    stdout: impl Into<OwnedFd>,
+    stderr: impl Into<OwnedFd>,
 ) -> Result<Outcome, SandboxError> {
     plan.validate()?;
     let mut clock = Phases::start();
@@ -163,9 +183,8 @@ pub fn run(
     let refused_forks = cgroup.refused_forks();
     cgroup.remove();
     clock.lap("cgroup remove");
-    if let Some(Err(e)) = prepared.scratch.map(tempfile::TempDir::close) {
-        tracing::warn!(error = %e, "cannot remove sandbox scratch dir");
-    }
+    let copies_full = prepared.scratch.as_ref().is_some_and(|a| a.is_full());
+    drop(prepared.scratch);
     drop(ids);
     clock.lap("scratch remove");
     clock.report();
@@ -176,7 +195,12 @@ pub fn run(
     let counters = Counters {
         oom_kills,
         refused_forks,
-        full: full_mount(plan, &watched),
+        full: full_mount(plan, &watched).or_else(|| {
+            copies_full.then_some(Full::Space(
+                Scratch::Writable,
+                plan.limits.tmp_bytes.unwrap_or_default(),
+            ))
+        }),
     };
     let status = interpret(plan, &waited, &descriptions, &clone_names, counters)?;
     let out = OutputDir {
@@ -213,13 +237,14 @@ enum Ended {
     Exited,
     TimedOut,
     ProcessLimit,
+    LogLimit,
 }
 
 fn spawn_and_wait(
     spawn: Spawn<'_>,
     cgroup: &Cgroup,
-    stdout: Stdio,
-    stderr: Stdio,
+    stdout: OwnedFd,
+    stderr: OwnedFd,
     clock: &mut Phases,
 ) -> Result<Waited, SandboxError> {
     use rustix::net::{socketpair, AddressFamily, SocketFlags, SocketType};
@@ -231,6 +256,8 @@ fn spawn_and_wait(
     )
     .map_err(|e| SandboxError::Spawn(e.into()))?;
     let plan = spawn.plan;
+    let (mut streams, [out_w, err_w]) =
+        Streams::new(stdout, stderr, plan.limits.log_bytes).map_err(SandboxError::Spawn)?;
     let mut script = script::build(script::Process {
         plan,
         staging: spawn.staging,
@@ -244,7 +271,9 @@ fn spawn_and_wait(
     });
     clock.lap("script (filter compiled on first use)");
     let mut cmd = Command::new("/cairn-sandbox-init-never-executed");
-    cmd.stdin(Stdio::null()).stdout(stdout).stderr(stderr);
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::from(out_w))
+        .stderr(Stdio::from(err_w));
     // SAFETY: `child::enter` only performs async-signal-safe raw syscalls on
     // data precomputed in `script`, and never returns (it execs or exits).
     unsafe {
@@ -252,10 +281,13 @@ fn spawn_and_wait(
     }
     let start = Instant::now();
     let mut child = cmd.spawn().map_err(SandboxError::Spawn)?;
+    // Only the sandbox holds the pipes' write ends now: they reach end of
+    // file when its last process is gone.
+    drop(cmd);
     drop(status_w);
     clock.lap("spawn");
     let deadline = start + plan.timeout;
-    let ended = wait_until(&child, deadline, cgroup).inspect_err(|_| {
+    let ended = wait_until(&child, deadline, cgroup, &mut streams).inspect_err(|_| {
         let _ = child.kill();
         let _ = child.wait();
     });
@@ -267,6 +299,12 @@ fn spawn_and_wait(
     }
     let outer = child.wait().map_err(SandboxError::Spawn)?;
     let duration = start.elapsed();
+    // Every process of the sandbox is gone: what is left in the pipes is
+    // all there will be.
+    let ended = match streams.copy_available() {
+        Copied::OverLimit if ended == Ended::Exited => Ended::LogLimit,
+        _ => ended,
+    };
     clock.lap("run (namespaces to exit)");
     let (messages, watched) = read_messages(status_r);
     Ok(Waited {
@@ -316,39 +354,60 @@ impl Phases {
 /// How often a running step's process limit is checked.
 const LIMIT_CHECK: Duration = Duration::from_millis(50);
 
-/// Waits until `child` exits, `deadline` passes or a fork was refused by
-/// the process limit, sleeping in `poll` on a pidfd so the exit is noticed
-/// at once.
-fn wait_until(child: &Child, deadline: Instant, cgroup: &Cgroup) -> Result<Ended, SandboxError> {
+/// Waits until `child` exits, `deadline` passes, a fork was refused by
+/// the process limit or the step wrote more than its log limit, sleeping
+/// in `poll` on a pidfd (so the exit is noticed at once) and the step's
+/// output pipes (copied as they fill).
+fn wait_until(
+    child: &Child,
+    deadline: Instant,
+    cgroup: &Cgroup,
+    streams: &mut Streams,
+) -> Result<Ended, SandboxError> {
     let pid = rustix::process::Pid::from_child(child);
     let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
         .map_err(|e| SandboxError::Spawn(e.into()))?;
     let watch_limit = cgroup.limits_processes();
+    let mut next_check = Instant::now() + LIMIT_CHECK;
     loop {
-        let mut left = deadline.saturating_duration_since(Instant::now());
+        let now = Instant::now();
+        // A step printing without pause keeps `poll` from ever timing
+        // out: the deadline and the process limit are checked whatever
+        // woke it.
+        if now >= deadline {
+            return Ok(Ended::TimedOut);
+        }
+        if watch_limit && now >= next_check {
+            if cgroup.refused_forks() > 0 {
+                return Ok(Ended::ProcessLimit);
+            }
+            next_check = now + LIMIT_CHECK;
+        }
+        let mut left = deadline - now;
         if watch_limit {
-            left = left.min(LIMIT_CHECK);
+            left = left.min(next_check - now);
         }
         // Round up, so the deadline has passed when poll times out.
         let ms = left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
-        let mut fds = [libc::pollfd {
-            fd: pidfd.as_raw_fd(),
+        let pollfd = |fd| libc::pollfd {
+            fd,
             events: libc::POLLIN,
             revents: 0,
-        }];
-        // SAFETY: one valid pollfd on an fd we own, for the duration of the call.
-        let ready = unsafe { libc::poll(fds.as_mut_ptr(), 1, ms) };
-        match ready {
-            1.. => return Ok(Ended::Exited),
-            0 if Instant::now() >= deadline => return Ok(Ended::TimedOut),
-            0 if watch_limit && cgroup.refused_forks() > 0 => return Ok(Ended::ProcessLimit),
-            0 => continue,
-            _ => {
-                let e = std::io::Error::last_os_error();
-                if e.kind() != std::io::ErrorKind::Interrupted {
-                    return Err(SandboxError::Spawn(e));
-                }
+        };
+        let [out, err] = streams.poll_fds();
+        let mut fds = [pollfd(pidfd.as_raw_fd()), pollfd(out), pollfd(err)];
+        // SAFETY: valid pollfds on fds we own (or -1, skipped), for the
+        // duration of the call.
+        let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
+        if ready < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                return Err(SandboxError::Spawn(e));
             }
+        } else if fds[0].revents != 0 {
+            return Ok(Ended::Exited);
+        } else if ready > 0 && streams.copy_available() == Copied::OverLimit {
+            return Ok(Ended::LogLimit);
         }
     }
 }
@@ -401,11 +460,21 @@ fn read_messages(socket: OwnedFd) -> (Vec<Message>, Vec<OwnedFd>) {
 struct Counters {
     oom_kills: u64,
     refused_forks: u64,
-    full: Option<(Scratch, u64)>,
+    full: Option<Full>,
 }
 
-/// The first watched tmpfs (`/out`, `/tmp`) that is full, with its size.
-fn full_mount(plan: &Plan, watched: &[OwnedFd]) -> Option<(Scratch, u64)> {
+/// Which limit of a watched tmpfs a step reached.
+#[derive(Debug, Clone, Copy)]
+enum Full {
+    /// Its size (bytes), with the limit.
+    Space(Scratch, u64),
+    /// `/out`'s count of entries, with the limit.
+    Files(u64),
+}
+
+/// The first watched tmpfs (`/out`, `/tmp`) that is full, with the limit
+/// it reached.
+fn full_mount(plan: &Plan, watched: &[OwnedFd]) -> Option<Full> {
     let limits = [
         (Scratch::Out, plan.limits.out_bytes),
         (Scratch::Tmp, plan.limits.tmp_bytes),
@@ -414,10 +483,15 @@ fn full_mount(plan: &Plan, watched: &[OwnedFd]) -> Option<(Scratch, u64)> {
         let Ok(st) = rustix::fs::fstatfs(fd) else {
             continue;
         };
+        if st.f_ffree == 0 {
+            if let (Scratch::Out, Some(files)) = (mount, plan.limits.out_files) {
+                return Some(Full::Files(files));
+            }
+        }
         // Full: less than a block free (tmpfs reserves nothing).
         if st.f_bavail == 0 || st.f_ffree == 0 {
             let size = st.f_blocks * st.f_bsize as u64;
-            return Some((mount, limit.unwrap_or(size)));
+            return Some(Full::Space(mount, limit.unwrap_or(size)));
         }
     }
     None
@@ -433,6 +507,11 @@ fn interpret(
     match waited.ended {
         Ended::TimedOut if counters.refused_forks == 0 => return Ok(Termination::TimedOut),
         Ended::TimedOut | Ended::ProcessLimit => return Ok(Termination::ProcessLimit),
+        Ended::LogLimit => {
+            return Ok(Termination::LogLimit {
+                limit: plan.limits.log_bytes.unwrap_or_default(),
+            })
+        }
         Ended::Exited => {}
     }
     let outer = waited.outer;
@@ -441,6 +520,13 @@ fn interpret(
         .iter()
         .find(|m| m.stage != Stage::Watched as u32)
     else {
+        // The OOM killer picks the largest process of the cgroup, which
+        // is pid 1 (a fork of the caller) when the step's memory is the
+        // kernel's (inodes of a million empty files, page tables): the
+        // step's status is then never sent, but the cause is known.
+        if counters.oom_kills > 0 {
+            return Ok(Termination::MemoryExceeded);
+        }
         return Err(SandboxError::Lost(outer));
     };
     let errno = io::Error::from_raw_os_error(msg.value);
@@ -496,7 +582,10 @@ fn interpret(
     if counters.refused_forks > 0 {
         return Ok(Termination::ProcessLimit);
     }
-    if let Some((mount, limit)) = counters.full {
+    if let Some(Full::Files(limit)) = counters.full {
+        return Ok(Termination::OutOfFiles { limit });
+    }
+    if let Some(Full::Space(mount, limit)) = counters.full {
         return Ok(Termination::OutOfSpace { mount, limit });
     }
     Ok(term)

@@ -17,9 +17,10 @@
 //!   ([`refused_calls`]).
 //! * A root filesystem made only of the plan's mounts on a fresh tmpfs
 //!   (read-only after setup); inputs are bound read-only, nosuid, nodev,
-//!   recursively; a `writable` mount is a private copy in the scratch dir
-//!   (mode 0700, owned by the step's host ids, no setuid bits), discarded
-//!   afterwards. `/out` is a tmpfs of `limits.out_bytes`, handed back to the
+//!   recursively; a `writable` mount is a private copy on a tmpfs of its
+//!   own with `limits.tmp_bytes` of room (mode 0700, owned by the step's
+//!   host ids, no setuid bits; see `copies.rs`), discarded afterwards. `/out` is a tmpfs of `limits.out_bytes` and `limits.out_files`
+//!   entries, handed back to the
 //!   caller as [`OutputDir`] (it never exists on a host file system);
 //!   `/tmp` a tmpfs of `limits.tmp_bytes` (nosuid, nodev, but programs
 //!   written there may run: test runners need that); a workdir outside every mount is
@@ -31,7 +32,8 @@
 //! * Only a loopback interface, up. Host TCP ports and host abstract unix
 //!   sockets are unreachable (the latter is Nix's CVE-2024-27297).
 //! * Nothing of the caller: exactly `plan.env`; stdin `/dev/null`;
-//!   stdout/stderr what the caller passed (logs stream live); no other fd;
+//!   stdout/stderr pipes, copied live into what the caller passed, up to
+//!   `limits.log_bytes` (never a host file: see `streams.rs`); no other fd;
 //!   a fresh, empty session keyring; fixed rlimits; pid 1 (a fork of the
 //!   caller) wipes the caller's command line and environment from its
 //!   memory and is not dumpable.
@@ -92,6 +94,7 @@
 
 mod cgroup;
 mod child;
+mod copies;
 mod error;
 mod exec;
 mod filter;
@@ -103,6 +106,7 @@ mod ready;
 mod script;
 mod services;
 mod staging;
+mod streams;
 
 pub use error::SandboxError;
 pub use exec::{run, Outcome, OutputDir, Scratch, ServiceEnd, Termination};

@@ -102,6 +102,14 @@ pub struct Limits {
     pub tmp_bytes: Option<u64>,
     /// Size of the `/out` tmpfs.
     pub out_bytes: Option<u64>,
+    /// Files, directories and symlinks `/out` may hold (its tmpfs's
+    /// `nr_inodes`): what storing `/out` costs the caller grows with them.
+    #[serde(default)]
+    pub out_files: Option<u64>,
+    /// Bytes the step may write to its stdout and stderr together (the
+    /// caller's log); past it the step is killed.
+    #[serde(default)]
+    pub log_bytes: Option<u64>,
 }
 
 impl Emulator {

@@ -14,8 +14,7 @@ use std::io;
 use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use tempfile::TempDir;
-
+use crate::copies::CopyArea;
 use crate::error::SandboxError;
 use crate::plan::{Mount, Plan, RESERVED};
 use crate::script::Source;
@@ -36,10 +35,10 @@ pub(crate) struct Prepared {
     pub root: Vec<RootEntry>,
     /// The other mounts, parents first.
     pub others: Vec<Source>,
-    /// The private scratch directory (mode 0700) holding the copies of
-    /// writable mounts; only made if a mount is writable, so steps without
-    /// one touch no host directory at all.
-    pub scratch: Option<TempDir>,
+    /// The private tmpfs (mode 0700) holding the copies of writable
+    /// mounts, sized to them plus `limits.tmp_bytes`; only made if a mount
+    /// is writable, so steps without one touch no host directory at all.
+    pub scratch: Option<CopyArea>,
 }
 
 /// Resolves every mount to a host source, copying writable ones.
@@ -55,6 +54,9 @@ pub(crate) fn sources(plan: &Plan, owner: Option<(u32, u32)>) -> Result<Prepared
             others.push(src);
         }
     }
+    if let Some(area) = &scratch {
+        area.seal(plan.limits.tmp_bytes)?;
+    }
     Ok(Prepared {
         root,
         others,
@@ -62,24 +64,18 @@ pub(crate) fn sources(plan: &Plan, owner: Option<(u32, u32)>) -> Result<Prepared
     })
 }
 
-/// The scratch directory, made on first use.
-fn scratch_dir(scratch: &mut Option<TempDir>) -> Result<&Path, SandboxError> {
-    let dir = match scratch.take() {
-        Some(dir) => dir,
-        None => tempfile::Builder::new()
-            .prefix("cairn-sandbox-")
-            .tempdir()
-            .map_err(|source| SandboxError::Scratch {
-                path: std::env::temp_dir(),
-                source,
-            })?,
+/// The copies' tmpfs, made on first use.
+fn scratch_dir(scratch: &mut Option<CopyArea>) -> Result<&Path, SandboxError> {
+    let area = match scratch.take() {
+        Some(area) => area,
+        None => CopyArea::new()?,
     };
-    Ok(scratch.insert(dir).path())
+    Ok(scratch.insert(area).path())
 }
 
 fn source(
     m: &Mount,
-    scratch: &mut Option<TempDir>,
+    scratch: &mut Option<CopyArea>,
     i: usize,
     owner: Option<(u32, u32)>,
 ) -> Result<Source, SandboxError> {

@@ -416,11 +416,14 @@ fn workdir_is_unmounted(plan: &Plan, root_entries: &[RootEntry]) -> bool {
 fn system_dirs(b: &mut Builder, plan: &Plan) {
     let data = |s: &str| cstr(s.as_bytes());
     let l = &plan.limits;
-    b.tmpfs(
-        Path::new("/out"),
-        NOSUID_NODEV,
-        tmpfs_data("0755", l.out_bytes),
-    );
+    // Its inodes bounded too: each entry costs the caller memory and time
+    // when `/out` is stored, which the tmpfs size (bytes) never counts.
+    let mut out = tmpfs_data("0755", l.out_bytes).into_bytes();
+    if let Some(files) = l.out_files {
+        // The root directory is an inode of its own.
+        out.extend(format!(",nr_inodes={}", files.saturating_add(1)).bytes());
+    }
+    b.tmpfs(Path::new("/out"), NOSUID_NODEV, cstr(&out));
     // `/tmp` may hold programs, as `/out` and a tmpfs workdir may: test
     // runners build a binary there and execute it (`go test`, as in Nix's
     // build directory). `noexec` would only break them: the step can write

@@ -129,11 +129,7 @@ fn a_service_that_cannot_be_executed_is_named() {
         env: BTreeMap::new(),
         ready: None,
     }];
-    let err = cairn_sandbox::run(
-        &plan,
-        std::process::Stdio::null(),
-        std::process::Stdio::null(),
-    )
-    .unwrap_err();
+    let null = || std::fs::File::create("/dev/null").unwrap();
+    let err = cairn_sandbox::run(&plan, null(), null()).unwrap_err();
     assert!(err.to_string().contains("/no/such/server"), "{err}");
 }

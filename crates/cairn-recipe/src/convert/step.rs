@@ -232,5 +232,7 @@ fn limits(w: LimitsWire) -> Limits {
         open_files: w.open_files.unwrap_or(d.open_files),
         tmp: w.tmp.map_or(d.tmp, |b| b.0),
         out: w.out.map_or(d.out, |b| b.0),
+        out_files: w.out_files.unwrap_or(d.out_files),
+        log: w.log.map_or(d.log, |b| b.0),
     }
 }

@@ -7,7 +7,9 @@
 //! arguments chosen so that, without the filter, most of them would *not*
 //! fail with `EPERM`; `ptrace` traces its own child and then pid 1;
 //! `i386` makes a 32-bit system call (the process should die of
-//! `SIGSYS`); `keys` reads the keyrings it can reach.
+//! `SIGSYS`); `keys` reads the keyrings it can reach; `stdout N` tries to
+//! grow, truncate and seek its fd 1 (reporting on fd 2), then writes `N`
+//! bytes to it.
 
 use std::ffi::CStr;
 use std::io::Write;
@@ -24,6 +26,7 @@ fn errno_name(e: i32) -> String {
         libc::ENOTTY => "ENOTTY",
         libc::ESRCH => "ESRCH",
         libc::ENOKEY => "ENOKEY",
+        libc::ESPIPE => "ESPIPE",
         _ => "E?",
     };
     format!("{name} ({})", std::io::Error::from_raw_os_error(e))
@@ -236,6 +239,46 @@ fn i386() {
     }
 }
 
+/// What fd 1 lets this process do besides writing, reported on fd 2;
+/// then `count` bytes written to it.
+fn stdout(count: usize) {
+    let report = |what: &str, ret: libc::c_long| {
+        let result = if ret == -1 {
+            errno_name(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
+        } else {
+            format!("ok {ret}")
+        };
+        eprintln!("{what}: {result}");
+    };
+    // SAFETY: plain calls on fd 1 with integer arguments.
+    unsafe {
+        report(
+            "fallocate(1, 1 GiB)",
+            libc::fallocate(1, 0, 0, 1 << 30).into(),
+        );
+        let flags = libc::fcntl(1, libc::F_GETFL);
+        libc::fcntl(1, libc::F_SETFL, flags & !libc::O_APPEND);
+        let byte = b"x";
+        report(
+            "pwrite(1, at 1 TiB)",
+            libc::pwrite(1, byte.as_ptr().cast(), 1, 1 << 40) as libc::c_long,
+        );
+        report("ftruncate(1, 0)", libc::ftruncate(1, 0).into());
+        report("lseek(1, 0)", libc::lseek(1, 0, libc::SEEK_SET));
+    }
+    let chunk = [b'x'; 4096];
+    let mut out = std::io::stdout().lock();
+    let mut left = count;
+    while left > 0 {
+        let n = left.min(chunk.len());
+        if out.write_all(&chunk[..n]).is_err() {
+            return;
+        }
+        left -= n;
+    }
+    let _ = out.flush();
+}
+
 /// What keyrings this process can see.
 fn keys() {
     match std::fs::read_to_string("/proc/keys") {
@@ -250,6 +293,12 @@ fn main() {
         Some("ptrace") => ptrace(),
         Some("i386") => i386(),
         Some("keys") => keys(),
+        Some("stdout") => stdout(
+            std::env::args()
+                .nth(2)
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0),
+        ),
         other => {
             eprintln!("usage: cairn-sandbox-probe syscalls|ptrace|i386|keys (got {other:?})");
             std::process::exit(2);

@@ -13,7 +13,7 @@ pub const BUSYBOX: &str = "/bin/busybox";
 const APPLETS: &[&str] = &[
     "sh", "cat", "ls", "echo", "sleep", "wget", "nc", "id", "hostname", "env", "ps", "head", "tr",
     "touch", "seq", "test", "stat", "pidof", "mkdir", "rm", "readlink", "grep", "wc", "nslookup",
-    "true", "false", "dd", "cp", "chmod", "truncate", "kill", "cut", "od", "httpd",
+    "true", "false", "dd", "cp", "chmod", "truncate", "kill", "cut", "od", "httpd", "xargs",
 ];
 
 /// A scratch area: a busybox rootfs, an out dir, log files.
