@@ -31,6 +31,22 @@ fn ac_ref(hash: &str) -> Result<RefName, ApiError> {
     RefName::new(format!("ac/{hash}")).map_err(|e| ApiError::BadRequest(e.to_string()))
 }
 
+/// Refuses (400) an entry for the action `hash` that is not an encoded
+/// `ActionResult` or names a non-empty blob the store lacks; also used for
+/// `ac/<hex>` written through the refs API, which is the same entry.
+pub async fn check_entry(state: &crate::State, hash: &str, value: &[u8]) -> Result<(), ApiError> {
+    let named = named_blobs(value, hash)?;
+    let digests: Vec<Digest> = named.iter().map(|(_, d)| *d).collect();
+    let have = state.store.blobs.has_many(&digests).await?;
+    match named.iter().zip(have).find(|(_, has)| !has) {
+        Some(((what, digest), _)) => Err(ApiError::BadRequest(format!(
+            "action result for {hash} names {what} {digest}, which the store lacks \
+             (upload outputs before their result); nothing stored"
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// The non-empty blobs an encoded action result names, each with what it
 /// is for; 400 if the bytes are not an `ActionResult`.
 fn named_blobs(value: &[u8], hash: &str) -> Result<Vec<(String, Digest)>, ApiError> {
@@ -106,15 +122,7 @@ pub async fn put(
     state.auth.check(&headers, &Scope::Write)?;
     let name = ac_ref(&hash)?;
     let value = read_limited(body, MAX_REF_SIZE, "action result").await?;
-    let named = named_blobs(&value, &hash)?;
-    let digests: Vec<Digest> = named.iter().map(|(_, d)| *d).collect();
-    let have = state.store.blobs.has_many(&digests).await?;
-    if let Some(((what, digest), _)) = named.iter().zip(have).find(|(_, has)| !has) {
-        return Err(ApiError::BadRequest(format!(
-            "action result for {hash} names {what} {digest}, which the store lacks \
-             (upload outputs before their result); nothing stored"
-        )));
-    }
+    check_entry(&state, &hash, &value).await?;
     for _ in 0..OVERWRITE_ATTEMPTS {
         let current = state.store.refs.get(&name).await?.map(|v| v.version);
         match state

@@ -3,7 +3,7 @@
 //! store: hashes must be 64 lowercase hex digits, ref names must pass
 //! [`RefName::new`], prefixes may not contain `.`/`..`/empty segments.
 
-mod ac;
+pub(crate) mod ac;
 mod assemble;
 mod blobs;
 mod cas;

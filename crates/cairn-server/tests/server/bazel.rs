@@ -144,3 +144,39 @@ async fn an_action_result_that_is_not_one_or_names_missing_blobs_is_refused() {
     assert_eq!(got.status(), 200);
     assert_eq!(got.bytes().await.unwrap(), good, "the stored entry is kept");
 }
+
+#[tokio::test]
+async fn the_refs_api_cannot_bypass_the_action_cache_checks() {
+    let server = TestServer::start().await;
+    let c = http();
+    let put = |name: &str, body: Vec<u8>| {
+        c.put(format!("{}/v1/refs/{name}", server.url))
+            .bearer_auth(&server.write)
+            .header("If-None-Match", "*")
+            .body(body)
+            .send()
+    };
+    let entry = format!("ac/{}", "cd".repeat(32));
+    let missing = Digest::of(b"never uploaded");
+    for body in [b"\xff\xff".to_vec(), action_result(&[("out/a", missing)])] {
+        let answer = put(&entry, body).await.unwrap();
+        assert_eq!(answer.status(), 400);
+        let text = answer.text().await.unwrap();
+        assert!(text.contains("nothing stored"), "{text}");
+    }
+    // Names under ac/ that are no entry are not the writer's to make.
+    for name in ["ac/junk", &format!("{entry}/deeper")] {
+        let answer = put(name, b"x".to_vec()).await.unwrap();
+        assert_eq!(answer.status(), 403, "{name}");
+        assert!(answer
+            .text()
+            .await
+            .unwrap()
+            .contains("lacks the scope admin"));
+    }
+    let stored = cairn_store::RefStore::list(server.fs.as_ref(), "ac/").await;
+    assert!(stored.unwrap().is_empty(), "nothing was stored");
+    // A complete entry goes through.
+    let answer = put(&entry, action_result(&[])).await.unwrap();
+    assert_eq!(answer.status(), 201);
+}
