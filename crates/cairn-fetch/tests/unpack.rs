@@ -358,3 +358,25 @@ fn hard_links_count_as_their_target_s_size() {
     unpack_with(&archive, &s.root.join("a.within"), &limits).unwrap();
     assert_eq!(fs::read(s.root.join("a.within/link19")).unwrap(), big);
 }
+
+#[test]
+fn a_truncated_archive_is_an_error_naming_it() {
+    let tar = tar_bytes(&good_entries());
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&tar).unwrap();
+    let gz = gz.finish().unwrap();
+    let zst = zstd::encode_all(&tar[..], 3).unwrap();
+    // Cut inside the first file's content, and inside the compressed streams.
+    let cases = [
+        ("a.tar", &tar[..512 + APP.len() / 2]),
+        ("a.tgz", &gz[..gz.len() / 2]),
+        ("a.tar.zst", &zst[..zst.len() / 2]),
+    ];
+    for (name, bytes) in cases {
+        let s = Scratch::new();
+        let err = s.unpack(name, bytes).unwrap_err();
+        assert!(matches!(err, UnpackError::Io { .. }), "{name}: {err}");
+        assert!(err.to_string().contains(name), "{err}");
+        s.assert_outside_untouched();
+    }
+}
