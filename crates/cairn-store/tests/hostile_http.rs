@@ -8,8 +8,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
 
+use cairn_digest::Digest;
 use cairn_store::http::HttpStore;
-use cairn_store::{ErrorKind, RefName, RefStore};
+use cairn_store::{BlobStoreExt, ErrorKind, RefName, RefStore};
 
 /// What the hostile server sends after reading a request's head.
 #[derive(Clone, Copy)]
@@ -113,6 +114,22 @@ async fn an_error_answer_without_end_is_read_only_for_its_message() {
         err.to_string().contains("reading ref channels/web/prod"),
         "{err}"
     );
+    let taken = written.load(Ordering::SeqCst);
+    assert!(taken < 64 << 20, "the client read {taken} bytes of it");
+}
+
+#[tokio::test]
+async fn a_blob_answer_longer_than_its_digest_is_refused_naming_it() {
+    let head = "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n";
+    let (url, written) = hostile(Answer::Endless {
+        head,
+        body: ENDLESS,
+    });
+    let store = HttpStore::new(&url, None, &[]).unwrap();
+    let digest = Digest::of(&[b'v'; 1000]);
+    let err = store.get_bytes(&digest).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+    assert!(err.to_string().contains(&digest.to_string()), "{err}");
     let taken = written.load(Ordering::SeqCst);
     assert!(taken < 64 << 20, "the client read {taken} bytes of it");
 }
