@@ -137,3 +137,47 @@ fn downloads_nobody_reads_are_let_go_without_buffering_them() {
         assert!(taken < blob.len(), "a stalled client got all {taken} bytes");
     }
 }
+
+#[test]
+fn an_upload_larger_than_the_free_space_is_refused_before_its_body() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let server = Server::start(&store, &["--idle-timeout", "3s", "--anonymous-read"]);
+    let to = addr(&server);
+    let token = write_token(&store);
+    let kept = b"a blob stored before";
+    let kept_hex = cairn_digest::Digest::of(kept).hex();
+    let (status, _) = request(
+        to,
+        &format!("PUT /cas/{kept_hex} HTTP/1.1\r\nAuthorization: Bearer {token}"),
+        kept,
+    );
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    // A petabyte, declared and never sent: both upload routes.
+    let petabyte = 1u64 << 50;
+    let hex = "ab".repeat(32);
+    for path in [format!("/cas/{hex}"), format!("/v1/blobs/{hex}/{petabyte}")] {
+        let mut s = TcpStream::connect(to).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(
+            s,
+            "PUT {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+             Expect: 100-continue\r\nContent-Length: {petabyte}\r\n\r\n"
+        )
+        .unwrap();
+        let mut buf = [0u8; 2048];
+        let n = s.read(&mut buf).unwrap();
+        let answer = String::from_utf8_lossy(&buf[..n]);
+        assert!(answer.starts_with("HTTP/1.1 507"), "{path}: {answer}");
+        assert!(
+            answer.contains(&format!("an upload of {petabyte} bytes does not fit")),
+            "{answer}"
+        );
+        assert!(answer.contains("nothing stored"), "{answer}");
+    }
+    let tmp_files = std::fs::read_dir(store.join("tmp")).unwrap().count();
+    assert_eq!(tmp_files, 0, "nothing was started");
+    let (status, body) = request(to, &format!("GET /cas/{kept_hex} HTTP/1.1"), b"");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert_eq!(body.as_bytes(), kept, "what was stored before is kept");
+}
