@@ -4,10 +4,16 @@
 //! Bytes are hashed as they are written to a temporary file in the
 //! destination's directory, so memory stays bounded and the final rename is
 //! atomic; the temporary file is removed on any failure, including a digest
-//! mismatch. A declared size stops an over-long download early.
+//! mismatch. A declared size stops an over-long download early; without
+//! one, [`FetchLimits::max_unsized_bytes`] does, so a server sending an
+//! endless body cannot fill the disk. An HTTP server that stops sending
+//! (before its answer's head or in the middle of its body) fails the fetch
+//! after [`FetchLimits::stall_timeout`] instead of holding the build
+//! forever.
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use cairn_digest::{Digest, DigestRef, Hasher};
 use tempfile::TempPath;
@@ -52,6 +58,28 @@ pub enum FetchError {
         /// The declared size.
         size: u64,
     },
+    /// The digest declares no size and the bytes went past
+    /// [`FetchLimits::max_unsized_bytes`].
+    #[error(
+        "fetching {url}: more than {limit} bytes for {expected}, which declares no size \
+         (declare it as {expected}/SIZE)"
+    )]
+    Unbounded {
+        /// The URL.
+        url: String,
+        /// The digest as declared (without a size).
+        expected: DigestRef,
+        /// The limit that was passed.
+        limit: u64,
+    },
+    /// The server sent nothing for [`FetchLimits::stall_timeout`].
+    #[error("fetching {url}: the server sent nothing for {} s", after.as_secs())]
+    Stalled {
+        /// The URL.
+        url: String,
+        /// How long it was silent.
+        after: Duration,
+    },
     /// The bytes do not have the declared digest.
     #[error("digest mismatch for {url}: expected {expected} got {got:#}")]
     Mismatch {
@@ -68,8 +96,39 @@ pub enum FetchError {
 /// size, when `expected` carries one). Returns the full digest. `dest` is
 /// replaced atomically; on any error nothing is written there and the
 /// temporary file is removed.
-#[tracing::instrument(skip_all, fields(url = %url, digest = %expected))]
+/// Within the default [`FetchLimits`].
 pub async fn fetch(url: &str, expected: DigestRef, dest: &Path) -> Result<Digest, FetchError> {
+    fetch_with(url, expected, dest, &FetchLimits::default()).await
+}
+
+/// Bounds on one fetch, for what the digest does not bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FetchLimits {
+    /// Bytes accepted when the digest declares no size (default 16 GiB,
+    /// what an archive may unpack to).
+    pub max_unsized_bytes: u64,
+    /// Longest silence from an HTTP server: to connect, for its answer's
+    /// head, and between bytes of its body (default 60 s).
+    pub stall_timeout: Duration,
+}
+
+impl Default for FetchLimits {
+    fn default() -> Self {
+        Self {
+            max_unsized_bytes: 16 << 30,
+            stall_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// [`fetch`] within `limits`.
+#[tracing::instrument(skip_all, fields(url = %url, digest = %expected))]
+pub async fn fetch_with(
+    url: &str,
+    expected: DigestRef,
+    dest: &Path,
+    limits: &FetchLimits,
+) -> Result<Digest, FetchError> {
     let dir = match dest.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -89,11 +148,12 @@ pub async fn fetch(url: &str, expected: DigestRef, dest: &Path) -> Result<Digest
         file: tokio::fs::File::from_std(file),
         path: &tmp_path,
         hasher: Hasher::new(),
+        max_unsized: limits.max_unsized_bytes,
     };
     if let Some(path) = url.strip_prefix("file://") {
         copy_file(&mut sink, Path::new(path)).await?;
     } else if url.starts_with("http://") || url.starts_with("https://") {
-        copy_http(&mut sink).await?;
+        copy_http(&mut sink, limits.stall_timeout).await?;
     } else {
         return Err(FetchError::UnsupportedUrl {
             url: url.to_owned(),
@@ -111,6 +171,7 @@ struct Sink<'a> {
     file: tokio::fs::File,
     path: &'a TempPath,
     hasher: Hasher,
+    max_unsized: u64,
 }
 
 impl Sink<'_> {
@@ -122,6 +183,13 @@ impl Sink<'_> {
                 url,
                 expected,
                 size,
+            });
+        }
+        if self.expected.size.is_none() && self.hasher.size() > self.max_unsized {
+            return Err(FetchError::Unbounded {
+                url: self.url.to_owned(),
+                expected: self.expected,
+                limit: self.max_unsized,
             });
         }
         self.file.write_all(bytes).await.map_err(|e| self.io(e))
@@ -168,19 +236,30 @@ async fn copy_file(sink: &mut Sink<'_>, path: &Path) -> Result<(), FetchError> {
     }
 }
 
-async fn copy_http(sink: &mut Sink<'_>) -> Result<(), FetchError> {
-    let http_err = |source| FetchError::Http {
-        url: sink.url.to_owned(),
-        source,
+async fn copy_http(sink: &mut Sink<'_>, stall: Duration) -> Result<(), FetchError> {
+    let url = sink.url.to_owned();
+    let http_err = |source: reqwest::Error| match source.is_timeout() {
+        true => FetchError::Stalled {
+            url: url.clone(),
+            after: stall,
+        },
+        false => FetchError::Http {
+            url: url.clone(),
+            source,
+        },
     };
-    let mut response = reqwest::get(sink.url)
+    let client = reqwest::Client::builder()
+        .connect_timeout(stall)
+        .read_timeout(stall)
+        .build()
+        .map_err(http_err)?;
+    let mut response = client
+        .get(sink.url)
+        .send()
         .await
         .and_then(reqwest::Response::error_for_status)
         .map_err(http_err)?;
-    while let Some(chunk) = response.chunk().await.map_err(|source| FetchError::Http {
-        url: sink.url.to_owned(),
-        source,
-    })? {
+    while let Some(chunk) = response.chunk().await.map_err(http_err)? {
         sink.write(&chunk).await?;
     }
     Ok(())

@@ -14,5 +14,5 @@
 mod fetch;
 mod unpack;
 
-pub use fetch::{fetch, FetchError};
+pub use fetch::{fetch, fetch_with, FetchError, FetchLimits};
 pub use unpack::{unpack, unpack_with, UnpackError, UnpackLimits, RATIO_FLOOR};

@@ -14,7 +14,11 @@
 //! What an archive may unpack to is bounded ([`UnpackLimits`]): the files'
 //! total size, that size against the archive's own (a small archive that
 //! expands a thousandfold is a decompression bomb) and the number of
-//! entries. Each file's size is checked before a byte of it is written.
+//! entries. Each file's size is checked before a byte of it is written. A
+//! hard link counts as its target's size again: once snapshotted, each
+//! path is a file of its own in the tree, and materializing the tree for a
+//! step copies every one of them, so a thousand links to a large file are
+//! a thousand large files.
 //!
 //! This is blocking I/O; async callers run it in `spawn_blocking`.
 
@@ -243,6 +247,7 @@ impl Ctx<'_> {
         }
         let size = match kind {
             EntryType::Regular | EntryType::Continuous => entry.size(),
+            EntryType::Link => self.linked_size(entry),
             _ => 0,
         };
         self.account(&raw, size)?;
@@ -402,6 +407,23 @@ impl Ctx<'_> {
         }
         self.clear(raw, path)?;
         fs::hard_link(&source, path).map_err(self.io(path))
+    }
+
+    /// The size of the file a hard link entry names, if it is one already
+    /// unpacked (else 0: [`Self::hard_link`] refuses the entry).
+    fn linked_size<R: Read>(&self, entry: &tar::Entry<'_, R>) -> u64 {
+        let Some(target) = entry.link_name_bytes() else {
+            return 0;
+        };
+        let target = String::from_utf8_lossy(&target);
+        let Ok(parts) = self.components(&target, &target) else {
+            return 0;
+        };
+        let path = parts.iter().fold(self.dest.to_owned(), |p, c| p.join(c));
+        fs::symlink_metadata(path)
+            .ok()
+            .filter(|m| m.is_file())
+            .map_or(0, |m| m.len())
     }
 
     fn link_name<R: Read>(

@@ -5,9 +5,10 @@ use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::Path;
 use std::thread;
+use std::time::{Duration, Instant};
 
 use cairn_digest::{Digest, DigestRef};
-use cairn_fetch::{fetch, FetchError};
+use cairn_fetch::{fetch, fetch_with, FetchError, FetchLimits};
 
 const BLOB: &[u8] = b"vendored bytes, pinned by digest\n";
 const OTHER: &[u8] = b"not the bytes you declared\n";
@@ -156,4 +157,91 @@ async fn http_mismatch_keeps_nothing() {
         .unwrap_err();
     assert!(matches!(err, FetchError::Mismatch { .. }), "{err}");
     assert!(entries(dir.path()).is_empty());
+}
+
+/// A hostile server on loopback: reads the request, then sends `head`
+/// (if any), then `body_bytes` bytes (as fast as the client takes them),
+/// then holds the connection silent for `silence`. Returns the URL.
+fn serve_hostile(head: Option<&'static str>, body_bytes: u64, silence: Duration) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut request = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !request.ends_with(b"\r\n\r\n") {
+            match conn.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => request.extend_from_slice(&buf[..n]),
+            }
+        }
+        if let Some(head) = head {
+            let _ = conn.write_all(head.as_bytes());
+        }
+        let chunk = [b'x'; 64 * 1024];
+        let mut sent = 0;
+        while sent < body_bytes {
+            if conn.write_all(&chunk).is_err() {
+                return;
+            }
+            sent += chunk.len() as u64;
+        }
+        thread::sleep(silence);
+    });
+    format!("http://{addr}/vendor.tar")
+}
+
+#[tokio::test]
+async fn an_endless_body_for_a_digest_without_size_stops_at_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    // "Endless": 64 MiB, far past the limit, so a fetch without one ends too.
+    let head = "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n";
+    let url = serve_hostile(Some(head), 64 << 20, Duration::ZERO);
+    let declared = DigestRef {
+        hash: *Digest::of(BLOB).hash(),
+        size: None,
+    };
+    let limits = FetchLimits {
+        max_unsized_bytes: 1 << 20,
+        ..FetchLimits::default()
+    };
+    let err = fetch_with(&url, declared, &dir.path().join("v"), &limits)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, FetchError::Unbounded { .. }), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains(&url) && text.contains("more than 1048576 bytes"),
+        "{text}"
+    );
+    assert!(text.contains("declares no size"), "{text}");
+    assert!(entries(dir.path()).is_empty(), "nothing left behind");
+}
+
+#[tokio::test]
+async fn a_server_that_stops_sending_fails_the_fetch_in_time() {
+    let limits = FetchLimits {
+        stall_timeout: Duration::from_secs(1),
+        ..FetchLimits::default()
+    };
+    let head = "HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n";
+    // Silent before its head; and silent halfway through its body.
+    for (head, body) in [(None, 0), (Some(head), 64 << 10)] {
+        let dir = tempfile::tempdir().unwrap();
+        let url = serve_hostile(head, body, Duration::from_secs(20));
+        let started = Instant::now();
+        let declared = DigestRef {
+            hash: *Digest::of(BLOB).hash(),
+            size: Some(1_000_000),
+        };
+        let err = fetch_with(&url, declared, &dir.path().join("v"), &limits)
+            .await
+            .unwrap_err();
+        let took = started.elapsed();
+        assert!(matches!(err, FetchError::Stalled { .. }), "{err}");
+        assert!(err.to_string().contains(&url), "{err}");
+        assert!(err.to_string().contains("sent nothing for 1 s"), "{err}");
+        assert!(took < Duration::from_secs(10), "took {took:?}");
+        assert!(entries(dir.path()).is_empty(), "nothing left behind");
+    }
 }

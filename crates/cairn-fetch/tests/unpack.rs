@@ -326,3 +326,57 @@ fn refuses_devices_and_fifos() {
     refused(&[link(EntryType::Char, "null", "")], "null", "not allowed");
     refused(&[link(EntryType::Fifo, "pipe", "")], "pipe", "not allowed");
 }
+
+#[test]
+fn hard_links_count_as_their_target_s_size() {
+    let s = Scratch::new();
+    // One 1 MiB file and twenty links to it: twenty-one files of 1 MiB
+    // once snapshotted and materialized, in an archive of about 1 MiB.
+    let big = vec![7u8; 1 << 20];
+    let names: Vec<String> = (0..20).map(|i| format!("link{i}")).collect();
+    let mut entries = vec![file("big", &big, 0o644)];
+    entries.extend(names.iter().map(|n| link(EntryType::Link, n, "big")));
+    let archive = s.root.join("a.tar");
+    fs::write(&archive, tar_bytes(&entries)).unwrap();
+    let limits = UnpackLimits {
+        max_bytes: 8 << 20,
+        ..UnpackLimits::default()
+    };
+    let err = unpack_with(&archive, &s.dest(), &limits).unwrap_err();
+    assert!(
+        matches!(&err, UnpackError::TooLarge { entry, .. } if entry == "link7"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("more than 8388608 bytes"), "{err}");
+    assert!(!s.dest().join("link7").exists(), "refused before linking");
+    s.assert_outside_untouched();
+    // Within the limit, the same archive unpacks.
+    let limits = UnpackLimits {
+        max_bytes: 32 << 20,
+        ..UnpackLimits::default()
+    };
+    unpack_with(&archive, &s.root.join("a.within"), &limits).unwrap();
+    assert_eq!(fs::read(s.root.join("a.within/link19")).unwrap(), big);
+}
+
+#[test]
+fn a_truncated_archive_is_an_error_naming_it() {
+    let tar = tar_bytes(&good_entries());
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&tar).unwrap();
+    let gz = gz.finish().unwrap();
+    let zst = zstd::encode_all(&tar[..], 3).unwrap();
+    // Cut inside the first file's content, and inside the compressed streams.
+    let cases = [
+        ("a.tar", &tar[..512 + APP.len() / 2]),
+        ("a.tgz", &gz[..gz.len() / 2]),
+        ("a.tar.zst", &zst[..zst.len() / 2]),
+    ];
+    for (name, bytes) in cases {
+        let s = Scratch::new();
+        let err = s.unpack(name, bytes).unwrap_err();
+        assert!(matches!(err, UnpackError::Io { .. }), "{name}: {err}");
+        assert!(err.to_string().contains(name), "{err}");
+        s.assert_outside_untouched();
+    }
+}

@@ -291,3 +291,36 @@ fn a_tar_cut_after_its_last_data_is_read_as_umoci_writes_it() {
     .unwrap();
     assert_eq!(fs::read(tmp.path().join("a")).unwrap(), b"abc");
 }
+
+#[test]
+fn hard_links_to_a_large_file_count_as_that_many_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    // 1 MiB of noise and 40 links to it: 41 MiB once a tree, in a 1 MiB layer.
+    let big: &'static [u8] = (0..1u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect::<Vec<u8>>()
+        .leak();
+    let names: Vec<&'static str> = (0..40).map(|i| &*format!("link{i}").leak()).collect();
+    let mut entries = vec![E("big", FILE, "", big)];
+    entries.extend(names.iter().map(|n| E(n, HARDLINK, "big", b"")));
+    let tar = tar_of(&entries);
+    let limits = Limits {
+        ratio: 4,
+        ratio_floor: 1 << 20,
+        ..Limits::default()
+    };
+    let err = apply_layer(
+        &tar[..],
+        LayerCompression::None,
+        tar.len() as u64,
+        tmp.path(),
+        &mut Budget::new(limits),
+    )
+    .unwrap_err();
+    assert!(matches!(err, LayerError::TooLarge(_)), "{err}");
+    assert!(
+        err.to_string().contains("hard links name more than"),
+        "{err}"
+    );
+    assert!(!tmp.path().join("link39").exists(), "stopped at the limit");
+}

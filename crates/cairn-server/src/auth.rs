@@ -28,15 +28,16 @@ use crate::tokens::{self, Holder, Scope};
 const NO_TOKENS: &str = "this server has no tokens configured; create one with \
 `cairn server token create NAME --scope write` (or --scope read, admin, promote:SERVICE, fleet:SERVICE)";
 
-/// The scope a write to `name` needs: `ac/…` is the action cache and
+/// The scope a write to `name` needs: `ac/<hex>` is the action cache and
 /// `chunks/<hex>` a large file's chunk list, both written by whoever
-/// uploads blobs (`write`); `channels/S/…`, `releases/S/…` and
+/// uploads blobs (`write`; other names under `ac/` and `chunks/` are no
+/// cache entry and need `admin`); `channels/S/…`, `releases/S/…` and
 /// `statements/S/…` (each channel statement's signatures) need `promote:S`, `fleet/S/…` needs `fleet:S`, anything else `admin`.
 pub fn scope_for_ref(name: &RefName) -> Scope {
     let mut parts = name.as_str().splitn(3, '/');
     let (first, service, rest) = (parts.next(), parts.next(), parts.next());
     match (first, service, rest) {
-        (Some("ac"), Some(_), _) => Scope::Write,
+        (Some("ac"), Some(hex), None) if is_sha256_hex(hex) => Scope::Write,
         (Some("chunks"), Some(hex), None) if is_sha256_hex(hex) => Scope::Write,
         (Some("channels" | "releases" | "statements"), Some(s), Some(_)) => {
             Scope::Promote(s.into())
@@ -44,6 +45,13 @@ pub fn scope_for_ref(name: &RefName) -> Scope {
         (Some("fleet"), Some(s), Some(_)) => Scope::Fleet(s.into()),
         _ => Scope::Admin,
     }
+}
+
+/// The action hash of an action-cache entry's name (`ac/<hex>`).
+pub fn action_cache_hash(name: &RefName) -> Option<&str> {
+    name.as_str()
+        .strip_prefix("ac/")
+        .filter(|hex| is_sha256_hex(hex))
 }
 
 /// Whether `text` is a SHA-256 hash in lowercase hex, as a `chunks/` ref's
@@ -165,7 +173,9 @@ mod tests {
     #[test]
     fn ref_scopes() {
         let s = |n: &str| scope_for_ref(&RefName::new(n).unwrap());
-        assert_eq!(s("ac/00ff"), Scope::Write);
+        assert_eq!(s(&format!("ac/{}", "0f".repeat(32))), Scope::Write);
+        assert_eq!(s("ac/00ff"), Scope::Admin, "not a hash");
+        assert_eq!(s(&format!("ac/{}/x", "0f".repeat(32))), Scope::Admin);
         assert_eq!(s("channels/web/prod"), Scope::Promote("web".into()));
         assert_eq!(s("releases/web/1.0"), Scope::Promote("web".into()));
         assert_eq!(s("statements/web/prod/00ff"), Scope::Promote("web".into()));

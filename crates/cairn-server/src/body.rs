@@ -35,6 +35,41 @@ pub fn upload_error(e: cairn_store::StoreError, broken: &AtomicBool) -> ApiError
     e.into()
 }
 
+/// Space an upload must leave free on a local store's file system, for
+/// refs, other uploads and the rest of the machine.
+pub const SPACE_RESERVE: u64 = 256 << 20;
+
+/// Refuses (507) an upload of `size` bytes that a local store's file
+/// system has no room for, before its body is read: a client declaring a
+/// petabyte would otherwise fill the disk until the write fails, taking
+/// the room every other writer needs with it. Other backends bound
+/// themselves.
+pub fn check_room(store: &cairn_store::Store, size: u64) -> Result<(), ApiError> {
+    let Some(fs) = &store.local else {
+        return Ok(());
+    };
+    let free = match free_bytes(fs.root()) {
+        Ok(free) => free,
+        Err(e) => {
+            tracing::warn!("checking free space under {}: {e}", fs.root().display());
+            return Ok(());
+        }
+    };
+    if size.saturating_add(SPACE_RESERVE) > free {
+        return Err(ApiError::InsufficientStorage(format!(
+            "an upload of {size} bytes does not fit: the store has {free} bytes free \
+             and keeps {SPACE_RESERVE} of them in reserve; nothing stored"
+        )));
+    }
+    Ok(())
+}
+
+/// Bytes an unprivileged writer may still use on the file system of `path`.
+fn free_bytes(path: &std::path::Path) -> io::Result<u64> {
+    let st = rustix::fs::statvfs(path)?;
+    Ok(st.f_bavail.saturating_mul(st.f_frsize))
+}
+
 /// Reads a whole body of at most `limit` bytes (413 beyond).
 pub async fn read_limited(body: Body, limit: usize, what: &str) -> Result<Bytes, ApiError> {
     let mut stream = body.into_data_stream();

@@ -41,6 +41,9 @@ pub enum ApiError {
     /// 413: a body larger than the route accepts.
     #[error("{0}")]
     TooLarge(String),
+    /// 507: the store's file system has no room for the upload.
+    #[error("{0}")]
+    InsufficientStorage(String),
     /// 500 with a generic message; the text is only logged.
     #[error("{0}")]
     Internal(String),
@@ -60,6 +63,7 @@ impl ApiError {
             Self::LengthRequired => StatusCode::LENGTH_REQUIRED,
             Self::PreconditionRequired(_) => StatusCode::PRECONDITION_REQUIRED,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Store(e) => store_status(e),
         }

@@ -4,8 +4,11 @@
 //! histogram per route, bytes in and out, action-cache and CAS hits and
 //! misses), so a few atomics and one mutex-guarded map cover it without
 //! pulling a metrics framework and its registry into the dependency tree.
-//! Routes are axum's *matched* paths (`/cas/{hash}`), never raw URLs, so a
-//! client cannot grow the label set.
+//! Routes are axum's *matched* paths (`/cas/{hash}`), never raw URLs, and
+//! methods are the standard ones or `other` ([`method_label`]), so a client
+//! cannot grow the label set: HTTP lets a request name any method token,
+//! and an unauthenticated client sending a new one per request would
+//! otherwise add a line to every scrape and memory that is never freed.
 //!
 //! Latency is measured until the response head is ready; the time to
 //! stream a large body is visible in the byte counters instead.
@@ -168,7 +171,7 @@ pub async fn track(State(state): State<crate::State>, req: Request, next: Next) 
         .get::<MatchedPath>()
         .map_or("unmatched", |m| m.as_str())
         .to_string();
-    let method = req.method().to_string();
+    let method = method_label(req.method()).to_string();
     let start = Instant::now();
     let req = req.map(|b| Body::new(Counted::new(b, state.clone(), Direction::In)));
     let response = next.run(req).await;
@@ -177,6 +180,26 @@ pub async fn track(State(state): State<crate::State>, req: Request, next: Next) 
         .metrics
         .observe(&route, &method, response.status().as_u16(), seconds);
     response.map(|b| Body::new(Counted::new(b, state, Direction::Out)))
+}
+
+/// A request method as a label: the methods HTTP defines, else `other`.
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method as M;
+    const KNOWN: [(M, &str); 9] = [
+        (M::GET, "GET"),
+        (M::HEAD, "HEAD"),
+        (M::PUT, "PUT"),
+        (M::POST, "POST"),
+        (M::DELETE, "DELETE"),
+        (M::OPTIONS, "OPTIONS"),
+        (M::PATCH, "PATCH"),
+        (M::CONNECT, "CONNECT"),
+        (M::TRACE, "TRACE"),
+    ];
+    KNOWN
+        .iter()
+        .find(|(m, _)| m == method)
+        .map_or("other", |(_, label)| label)
 }
 
 #[derive(Clone, Copy)]

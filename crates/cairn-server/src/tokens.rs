@@ -29,7 +29,7 @@ use sha2::Digest as _;
 pub enum Scope {
     /// Read blobs, the action cache and refs.
     Read,
-    /// Write blobs and the action cache (`ac/…` refs).
+    /// Write blobs and the action cache (`ac/<hex>` refs).
     Write,
     /// Write `channels/<service>/…` and `releases/<service>/…` refs.
     Promote(String),

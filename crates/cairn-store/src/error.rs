@@ -99,6 +99,19 @@ pub enum StoreError {
         /// Why.
         reason: &'static str,
     },
+    /// A ref whose name is the directory of another ref, or whose
+    /// directory is another ref: a local store keeps refs as files, so
+    /// `a` and `a/b` cannot both exist there (as in Git).
+    #[error(
+        "ref {name} cannot be written: ref {other} exists, and a local store cannot hold \
+         a ref both as a value and as the directory of other refs"
+    )]
+    RefPathTaken {
+        /// The ref being written.
+        name: String,
+        /// The ref in its way (`<name>/…` for the refs below it).
+        other: String,
+    },
     /// A ref value larger than refs may be.
     #[error("ref {name} value of {size} bytes exceeds the {limit}-byte limit")]
     RefTooLarge {
@@ -219,6 +232,7 @@ impl StoreError {
             Self::Conflict { .. } => ErrorKind::Conflict,
             Self::BadRefName { .. }
             | Self::RefTooLarge { .. }
+            | Self::RefPathTaken { .. }
             | Self::BadUrl { .. }
             | Self::NotAStore { .. }
             | Self::Invalid { .. } => ErrorKind::InvalidRequest,

@@ -38,6 +38,7 @@ async fn s3_backend() {
     large_blobs_go_up_in_parts(&store(&moto, "large").await).await;
     corrupt_object_is_caught_on_read(&moto, &store(&moto, "corrupt").await).await;
     rewriting_a_value_changes_the_version(&store(&moto, "aba").await).await;
+    a_huge_ref_object_is_refused_before_it_is_read(&moto, &store(&moto, "huge").await).await;
 }
 
 async fn large_blobs_go_up_in_parts(store: &S3Store) {
@@ -79,6 +80,38 @@ async fn corrupt_object_is_caught_on_read(moto: &Moto, store: &S3Store) {
         .unwrap();
     let read = store.get_bytes(&digest).await;
     assert!(matches!(read, Err(StoreError::Corrupt { .. })), "{read:?}");
+}
+
+/// A ref object far over the limit, put behind the store's back, is
+/// refused naming the ref (not read whole into memory); the ref the store
+/// wrote itself beside it is untouched.
+async fn a_huge_ref_object_is_refused_before_it_is_read(moto: &Moto, store: &S3Store) {
+    let kept = RefName::new("channels/web/prod").unwrap();
+    store
+        .compare_and_swap(&kept, None, b"v1".to_vec())
+        .await
+        .unwrap();
+    let url = format!(
+        "s3://{BUCKET}?endpoint=http://127.0.0.1:{}&region=us-east-1",
+        moto.port()
+    );
+    let raw = S3Url::parse(&url)
+        .unwrap()
+        .builder(&moto.credentials())
+        .build()
+        .unwrap();
+    let key = object_store::path::Path::from("huge/refs/channels/web/next");
+    object_store::ObjectStore::put(&raw, &key, vec![b'x'; 3 << 20].into())
+        .await
+        .unwrap();
+    let huge = RefName::new("channels/web/next").unwrap();
+    let err = RefStore::get(store, &huge).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+    let text = err.to_string();
+    assert!(text.contains("ref channels/web/next"), "{text}");
+    assert!(text.contains("over the 1048576-byte limit"), "{text}");
+    let kept = RefStore::get(store, &kept).await.unwrap().unwrap();
+    assert_eq!(kept.value, b"v1");
 }
 
 async fn rewriting_a_value_changes_the_version(store: &S3Store) {

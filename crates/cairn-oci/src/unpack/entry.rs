@@ -21,6 +21,9 @@ pub(super) struct Applier<'a> {
     pub(super) created: HashSet<PathBuf>,
     /// The symlinks of the image so far, by relative path.
     pub(super) links: &'a mut cairn_tree::LinkTree,
+    /// The sizes of the files this layer's hard links name, added up: each
+    /// link is a file of its own once the root is a tree.
+    pub(super) linked: u64,
 }
 
 impl Applier<'_> {
@@ -93,6 +96,8 @@ impl Applier<'_> {
             EntryType::Link => {
                 let target = link_name(entry, &raw)?;
                 let source = self.hard_link_source(&raw, &target)?;
+                let size = fs::symlink_metadata(&source).map_err(Self::io(&source))?;
+                self.linked = self.linked.saturating_add(size.len());
                 self.replace(&raw, &path, &rel)?;
                 fs::hard_link(&source, &path).map_err(Self::io(&path))
             }

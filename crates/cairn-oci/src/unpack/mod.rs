@@ -20,7 +20,9 @@
 //! `/` as umoci writes it, is the one absolute path accepted: a no-op. Expansion is bounded
 //! ([`Limits`]): a layer may not inflate past a multiple of its compressed
 //! size (beyond a floor), nor the image past a total, nor hold more than a
-//! number of entries. Files keep only their executable bit; owners, times
+//! number of entries; the files a layer's hard links name count against
+//! the same bounds (each link is a file of its own once the root is a
+//! tree, and materializing it copies each). Files keep only their executable bit; owners, times
 //! and extended attributes are dropped, since trees do not record them.
 //!
 //! Blocking I/O; async callers use `spawn_blocking`.
@@ -145,6 +147,7 @@ pub fn apply_layer(
         dest,
         created: HashSet::new(),
         links: &mut budget.links,
+        linked: 0,
     };
     let entries = tar.entries().map_err(io_at(dest))?;
     let mut count = budget.entries;
@@ -161,6 +164,16 @@ pub fn apply_layer(
             LayerError::Io { source, path } => too_large_or(source, &path, layer_cap, total_left),
             other => other,
         })?;
+        // A hard link inflates the tree by its target's size; counted
+        // against the same bounds as the tar's bytes.
+        if applier.linked > layer_cap.min(total_left) {
+            return Err(LayerError::TooLarge(format!(
+                "the layer's hard links name more than {} bytes of files (at most {}x its compressed size, or {} bytes left of the image's limit)",
+                layer_cap.min(total_left),
+                layer_cap,
+                total_left
+            )));
+        }
     }
     // A link that stayed inside when it was written may escape through a
     // link written after it (`up -> a/l/..` before `a/l -> ..`).
@@ -174,7 +187,7 @@ pub fn apply_layer(
         });
     }
     budget.entries = count;
-    budget.bytes += tar.into_inner().read;
+    budget.bytes += tar.into_inner().read.saturating_add(applier.linked);
     Ok(())
 }
 

@@ -10,8 +10,11 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use cairn_digest::Digest;
 use cairn_store::refs::MAX_REF_SIZE;
 use cairn_store::{RefName, StoreError};
+use cairn_tree::proto::ActionResult;
+use prost::Message;
 use tracing::instrument;
 
 use super::parse_hash;
@@ -26,6 +29,65 @@ const OVERWRITE_ATTEMPTS: usize = 8;
 fn ac_ref(hash: &str) -> Result<RefName, ApiError> {
     let hash = parse_hash(hash)?;
     RefName::new(format!("ac/{hash}")).map_err(|e| ApiError::BadRequest(e.to_string()))
+}
+
+/// Refuses (400) an entry for the action `hash` that is not an encoded
+/// `ActionResult` or names a non-empty blob the store lacks; also used for
+/// `ac/<hex>` written through the refs API, which is the same entry.
+pub async fn check_entry(state: &crate::State, hash: &str, value: &[u8]) -> Result<(), ApiError> {
+    let named = named_blobs(value, hash)?;
+    let digests: Vec<Digest> = named.iter().map(|(_, d)| *d).collect();
+    let have = state.store.blobs.has_many(&digests).await?;
+    match named.iter().zip(have).find(|(_, has)| !has) {
+        Some(((what, digest), _)) => Err(ApiError::BadRequest(format!(
+            "action result for {hash} names {what} {digest}, which the store lacks \
+             (upload outputs before their result); nothing stored"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// The non-empty blobs an encoded action result names, each with what it
+/// is for; 400 if the bytes are not an `ActionResult`.
+fn named_blobs(value: &[u8], hash: &str) -> Result<Vec<(String, Digest)>, ApiError> {
+    let result = ActionResult::decode(value).map_err(|e| {
+        ApiError::BadRequest(format!(
+            "action result for {hash} is not an encoded ActionResult ({e}); nothing stored"
+        ))
+    })?;
+    let mut named = Vec::new();
+    let files = result
+        .output_files
+        .iter()
+        .map(|f| (format!("output file {:?}", f.path), &f.digest));
+    let dirs = result.output_directories.iter().flat_map(|d| {
+        [
+            (
+                format!("the tree of output directory {:?}", d.path),
+                &d.tree_digest,
+            ),
+            (
+                format!("output directory {:?}", d.path),
+                &d.root_directory_digest,
+            ),
+        ]
+    });
+    let logs = [
+        ("stdout".to_string(), &result.stdout_digest),
+        ("stderr".to_string(), &result.stderr_digest),
+    ];
+    for (what, digest) in files.chain(dirs).chain(logs) {
+        let Some(digest) = digest else { continue };
+        let digest = Digest::try_from(digest).map_err(|e| {
+            ApiError::BadRequest(format!(
+                "action result for {hash}: {what} has an invalid digest: {e}; nothing stored"
+            ))
+        })?;
+        if digest.size() > 0 {
+            named.push((what, digest));
+        }
+    }
+    Ok(named)
 }
 
 /// `GET /ac/<hex>`
@@ -60,6 +122,7 @@ pub async fn put(
     state.auth.check(&headers, &Scope::Write)?;
     let name = ac_ref(&hash)?;
     let value = read_limited(body, MAX_REF_SIZE, "action result").await?;
+    check_entry(&state, &hash, &value).await?;
     for _ in 0..OVERWRITE_ATTEMPTS {
         let current = state.store.refs.get(&name).await?.map(|v| v.version);
         match state

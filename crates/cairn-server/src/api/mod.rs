@@ -3,7 +3,7 @@
 //! store: hashes must be 64 lowercase hex digits, ref names must pass
 //! [`RefName::new`], prefixes may not contain `.`/`..`/empty segments.
 
-mod ac;
+pub(crate) mod ac;
 mod assemble;
 mod blobs;
 mod cas;
@@ -48,7 +48,19 @@ pub fn router(state: State) -> Router {
             state.clone(),
             crate::metrics::track,
         ))
+        .layer(axum::middleware::map_response(no_sniff))
         .with_state(state)
+}
+
+/// Every response is taken as the type it says it is: a browser never
+/// guesses a blob or a ref value served as `application/octet-stream` to be
+/// HTML or script.
+async fn no_sniff(mut response: axum::response::Response) -> axum::response::Response {
+    response.headers_mut().insert(
+        axum::http::header::X_CONTENT_TYPE_OPTIONS,
+        axum::http::HeaderValue::from_static("nosniff"),
+    );
+    response
 }
 
 /// A hash path segment: exactly 64 lowercase hex digits.

@@ -6,7 +6,8 @@
 //! with `If-Match: "<version>"`, or `If-None-Match: *` to create. A lost
 //! race is 412. A read with `If-None-Match: "<version>"` of a ref still
 //! at that version is 304 with no body (what a poller sends). A write with neither header is refused with 428 rather
-//! than done unconditionally: every cairn ref write is a CAS.
+//! than done unconditionally: every cairn ref write is a CAS. An
+//! action-cache entry `ac/<hex>` is checked as `PUT /ac/<hex>` checks it.
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -111,6 +112,9 @@ pub async fn put(
     state.auth.check(&headers, &scope_for_ref(&name))?;
     let expected = expectation(&headers, true)?;
     let value = read_limited(body, MAX_REF_SIZE, &format!("ref {name}")).await?;
+    if let Some(action) = crate::auth::action_cache_hash(&name) {
+        super::ac::check_entry(&state, action, &value).await?;
+    }
     let expected = match &expected {
         Expect::Absent => None,
         Expect::At(v) => Some(v),

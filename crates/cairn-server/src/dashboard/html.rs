@@ -10,8 +10,10 @@ use std::fmt::Write;
 
 use super::summary::{ChannelView, MemberView, ReleaseView, ServiceView, SetView, Summary};
 
-const STYLE: &str = include_str!("page.css");
-const SCRIPT: &str = include_str!("page.js");
+/// The page's inline style sheet.
+pub const STYLE: &str = include_str!("page.css");
+/// The page's inline script.
+pub const SCRIPT: &str = include_str!("page.js");
 
 /// `text` with the five HTML-special characters replaced by entities, safe
 /// in element content and in quoted attribute values.

@@ -13,6 +13,16 @@
 //! and no external assets: CSS and JS are inlined from files beside this
 //! one with `include_str!`.
 //!
+//! **Headers.** The page is sent with a `Content-Security-Policy` that
+//! lets it run its own inline script and style sheet (by their SHA-256
+//! hashes) and fetch from this server, and nothing else: no other script,
+//! no inline event handler, no framing (`frame-ancestors 'none'`), no form
+//! posting anywhere. Escaping keeps store text out of the markup; the
+//! policy is the second wall, should an escape ever be missed, against a
+//! ref name, release note or agent error written by whoever holds a write
+//! token. `X-Content-Type-Options: nosniff` is sent with every response
+//! (`api::router`).
+//!
 //! **Auth.** Both routes need the `read` scope, like every read. A browser
 //! cannot attach a bearer token to a page load or an `EventSource`, so in
 //! practice the dashboard is for servers run with `--anonymous-read`;
@@ -25,6 +35,7 @@ mod html;
 mod summary;
 
 use axum::extract::State;
+use axum::http::HeaderValue;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
@@ -39,6 +50,39 @@ const NEEDS_READ: &str = "<!doctype html><meta charset=\"utf-8\"><title>cairn</t
 <h1>cairn</h1><p>The dashboard needs the <code>read</code> scope. Browsers cannot send a \
 bearer token, so run the server with <code>--anonymous-read</code> to use it.</p>";
 
+/// The page's `Content-Security-Policy`: its own inline script and style
+/// (by hash), requests to this origin, nothing more.
+fn content_security_policy() -> &'static HeaderValue {
+    static POLICY: std::sync::OnceLock<HeaderValue> = std::sync::OnceLock::new();
+    POLICY.get_or_init(|| {
+        use base64::Engine;
+        use sha2::Digest;
+        let hash = |text: &str| {
+            base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(text))
+        };
+        let policy = format!(
+            "default-src 'none'; script-src 'sha256-{}'; style-src 'sha256-{}'; \
+             connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; \
+             frame-ancestors 'none'",
+            hash(html::SCRIPT),
+            hash(html::STYLE)
+        );
+        HeaderValue::from_str(&policy).expect("a policy is a valid header")
+    })
+}
+
+/// A page: HTML under the dashboard's policy.
+fn guarded(status: StatusCode, page: String) -> Response {
+    let mut response = (status, Html(page)).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        content_security_policy().clone(),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
 /// `GET /`: the dashboard page.
 #[instrument(skip_all)]
 pub async fn page(State(state): State<crate::State>, headers: HeaderMap) -> Response {
@@ -48,10 +92,10 @@ pub async fn page(State(state): State<crate::State>, headers: HeaderMap) -> Resp
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             other => return other.into_response(),
         };
-        return (status, Html(NEEDS_READ)).into_response();
+        return guarded(status, NEEDS_READ.into());
     }
     match summary::build(&state.store, OffsetDateTime::now_utc()).await {
-        Ok(summary) => no_store(Html(html::page(&summary))),
+        Ok(summary) => guarded(StatusCode::OK, html::page(&summary)),
         Err(e) => e.into_response(),
     }
 }

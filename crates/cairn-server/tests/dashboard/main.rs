@@ -198,6 +198,60 @@ fn dashboard_needs_the_read_scope() {
     assert_eq!(get("/v1/dashboard").0, 401);
 }
 
+/// The text between `open` and `close` in `page`.
+fn between<'a>(page: &'a str, open: &str, close: &str) -> &'a str {
+    let start = page.find(open).expect("opening tag") + open.len();
+    let len = page[start..].find(close).expect("closing tag");
+    &page[start..start + len]
+}
+
+#[test]
+fn the_page_may_run_only_its_own_script_and_style() {
+    use base64::Engine;
+    use sha2::Digest as _;
+    let hash = |text: &str| {
+        let sum = sha2::Sha256::digest(text);
+        format!(
+            "'sha256-{}'",
+            base64::engine::general_purpose::STANDARD.encode(sum)
+        )
+    };
+    for anonymous_read in [true, false] {
+        let fixture = Fixture::start_with(anonymous_read);
+        let url = format!("{}/", fixture.url);
+        let (status, headers, page) = fixture.rt.block_on(async {
+            let response = reqwest::get(url).await.unwrap();
+            let headers = response.headers().clone();
+            (
+                response.status().as_u16(),
+                headers,
+                response.text().await.unwrap(),
+            )
+        });
+        assert_eq!(status, if anonymous_read { 200 } else { 401 });
+        assert_eq!(headers["x-content-type-options"], "nosniff");
+        let policy = headers["content-security-policy"].to_str().unwrap();
+        for part in [
+            "default-src 'none'",
+            "connect-src 'self'",
+            "frame-ancestors 'none'",
+            "form-action 'none'",
+            "base-uri 'none'",
+        ] {
+            assert!(policy.contains(part), "{part:?} not in {policy}");
+        }
+        if anonymous_read {
+            let script = hash(between(&page, "<script>", "</script>"));
+            let style = hash(between(&page, "<style>", "</style>"));
+            assert!(
+                policy.contains(&format!("script-src {script};")),
+                "{policy}"
+            );
+            assert!(policy.contains(&format!("style-src {style};")), "{policy}");
+        }
+    }
+}
+
 #[test]
 fn dashboard_json_has_the_summary() {
     let fixture = Fixture::start();

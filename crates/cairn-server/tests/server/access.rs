@@ -89,6 +89,7 @@ async fn a_service_token_writes_only_its_own_service() {
         (&fleet_a, "fleet/b/eu/members/m1", false),
         (&fleet_a, "channels/a/prod2", false),
         (&fleet_a, "ac/00", false),
+        (&server.client(&server.write), "ac/00", false),
     ];
     for (client, name, allowed) in cases {
         let name = RefName::new(name).unwrap();

@@ -2,8 +2,26 @@
 
 use cairn_digest::Digest;
 use cairn_store::RefName;
+use cairn_tree::proto::{self, ActionResult, OutputFile};
+use prost::Message;
 
 use crate::harness::{http, TestServer};
+
+/// An encoded `ActionResult` with these output files.
+fn action_result(files: &[(&str, Digest)]) -> Vec<u8> {
+    ActionResult {
+        output_files: files
+            .iter()
+            .map(|(path, d)| OutputFile {
+                path: path.to_string(),
+                digest: Some(proto::Digest::from(*d)),
+                is_executable: false,
+            })
+            .collect(),
+        ..ActionResult::default()
+    }
+    .encode_to_vec()
+}
 
 #[tokio::test]
 async fn cas_and_ac_round_trip_and_share_the_action_cache_ref() {
@@ -27,7 +45,7 @@ async fn cas_and_ac_round_trip_and_share_the_action_cache_ref() {
 
     let action = "cd".repeat(32);
     let ac = format!("{}/ac/{action}", server.url);
-    let result = b"\x0a\x02encoded ActionResult".to_vec();
+    let result = action_result(&[("out/a", d)]);
     assert_eq!(
         c.get(&ac)
             .bearer_auth(&server.read)
@@ -37,7 +55,8 @@ async fn cas_and_ac_round_trip_and_share_the_action_cache_ref() {
             .status(),
         404
     );
-    for value in [b"first".to_vec(), result.clone()] {
+    let first = action_result(&[("out/a", d), ("out/b", d)]);
+    for value in [first, result.clone()] {
         let put = c.put(&ac).bearer_auth(&server.write).body(value);
         assert_eq!(put.send().await.unwrap().status(), 200, "overwrite allowed");
     }
@@ -75,4 +94,89 @@ async fn cas_and_ac_round_trip_and_share_the_action_cache_ref() {
     ] {
         assert!(metrics.contains(line), "metrics lack {line:?}:\n{metrics}");
     }
+}
+
+#[tokio::test]
+async fn an_action_result_that_is_not_one_or_names_missing_blobs_is_refused() {
+    let server = TestServer::start().await;
+    let c = http();
+    let blob = b"an output file".to_vec();
+    let d = Digest::of(&blob);
+    let cas = format!("{}/cas/{}", server.url, d.hex());
+    let put = c.put(&cas).bearer_auth(&server.write).body(blob);
+    assert_eq!(put.send().await.unwrap().status(), 200);
+    let ac = format!("{}/ac/{}", server.url, "cd".repeat(32));
+    let good = action_result(&[("out/a", d)]);
+    let put = c.put(&ac).bearer_auth(&server.write).body(good.clone());
+    assert_eq!(put.send().await.unwrap().status(), 200);
+
+    let missing = Digest::of(b"never uploaded");
+    let with_stdout = ActionResult {
+        stdout_digest: Some(proto::Digest::from(missing)),
+        ..ActionResult::decode(&good[..]).unwrap()
+    };
+    let refusals = [
+        (
+            b"\xff\xff\xff".to_vec(),
+            "is not an encoded ActionResult".to_string(),
+        ),
+        (
+            action_result(&[("out/a", d), ("out/b", missing)]),
+            format!("names output file \"out/b\" {missing}, which the store lacks"),
+        ),
+        (
+            with_stdout.encode_to_vec(),
+            format!("names stdout {missing}, which the store lacks"),
+        ),
+    ];
+    for (body, needle) in refusals {
+        let put = c.put(&ac).bearer_auth(&server.write).body(body);
+        let answer = put.send().await.unwrap();
+        assert_eq!(answer.status(), 400, "{needle}");
+        let json: serde_json::Value =
+            serde_json::from_slice(&answer.bytes().await.unwrap()).unwrap();
+        let message = json["error"].as_str().unwrap();
+        assert!(message.contains(&needle), "{message}");
+        assert!(!message.contains('\n'), "one line: {message}");
+        assert!(message.contains("nothing stored"), "{message}");
+    }
+    let got = c.get(&ac).bearer_auth(&server.read).send().await.unwrap();
+    assert_eq!(got.status(), 200);
+    assert_eq!(got.bytes().await.unwrap(), good, "the stored entry is kept");
+}
+
+#[tokio::test]
+async fn the_refs_api_cannot_bypass_the_action_cache_checks() {
+    let server = TestServer::start().await;
+    let c = http();
+    let put = |name: &str, body: Vec<u8>| {
+        c.put(format!("{}/v1/refs/{name}", server.url))
+            .bearer_auth(&server.write)
+            .header("If-None-Match", "*")
+            .body(body)
+            .send()
+    };
+    let entry = format!("ac/{}", "cd".repeat(32));
+    let missing = Digest::of(b"never uploaded");
+    for body in [b"\xff\xff".to_vec(), action_result(&[("out/a", missing)])] {
+        let answer = put(&entry, body).await.unwrap();
+        assert_eq!(answer.status(), 400);
+        let text = answer.text().await.unwrap();
+        assert!(text.contains("nothing stored"), "{text}");
+    }
+    // Names under ac/ that are no entry are not the writer's to make.
+    for name in ["ac/junk", &format!("{entry}/deeper")] {
+        let answer = put(name, b"x".to_vec()).await.unwrap();
+        assert_eq!(answer.status(), 403, "{name}");
+        assert!(answer
+            .text()
+            .await
+            .unwrap()
+            .contains("lacks the scope admin"));
+    }
+    let stored = cairn_store::RefStore::list(server.fs.as_ref(), "ac/").await;
+    assert!(stored.unwrap().is_empty(), "nothing was stored");
+    // A complete entry goes through.
+    let answer = put(&entry, action_result(&[])).await.unwrap();
+    assert_eq!(answer.status(), 201);
 }

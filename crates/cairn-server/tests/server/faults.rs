@@ -182,3 +182,46 @@ async fn path_traversal_is_refused_and_writes_nothing_outside() {
     assert!(!server.root.join("escape").exists());
     assert!(std::fs::read_dir(server.root.join("refs")).unwrap().count() == 0);
 }
+
+#[tokio::test]
+async fn a_ref_in_the_way_of_another_is_400_naming_it_and_both_are_kept() {
+    let server = TestServer::start().await;
+    let put = |name: &str| {
+        http()
+            .put(format!("{}/v1/refs/{name}", server.url))
+            .bearer_auth(&server.admin)
+            .header("If-None-Match", "*")
+            .body(format!("value of {name}"))
+            .send()
+    };
+    assert_eq!(put("team/a").await.unwrap().status(), 201);
+    assert_eq!(put("team/b/c").await.unwrap().status(), 201);
+    // A ref below a ref, at two depths; a ref where refs live below.
+    let cases = [
+        ("team/a/x", "ref team/a exists"),
+        ("team/a/x/y", "ref team/a exists"),
+        ("team/b", "ref team/b/c exists"),
+    ];
+    for (name, needle) in cases {
+        let answer = put(name).await.unwrap();
+        assert_eq!(answer.status(), 400, "{name}");
+        let text = answer.text().await.unwrap();
+        assert!(
+            text.contains(&format!("ref {name} cannot be written")),
+            "{text}"
+        );
+        assert!(text.contains(needle), "{text}");
+    }
+    for name in ["team/a", "team/b/c"] {
+        let got = http()
+            .get(format!("{}/v1/refs/{name}", server.url))
+            .bearer_auth(&server.read)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(got.text().await.unwrap(), format!("value of {name}"));
+    }
+    let refs = cairn_store::RefStore::list(server.fs.as_ref(), "team/").await;
+    let refs: Vec<String> = refs.unwrap().iter().map(|n| n.to_string()).collect();
+    assert_eq!(refs, ["team/a", "team/b/c"]);
+}

@@ -45,6 +45,36 @@ impl FsStore {
             })
     }
 
+    /// Refuses a ref whose file would be a directory of other refs, or
+    /// whose directory is a ref's file, before anything is created (else
+    /// the write fails deep in the file system, and the lock file could be
+    /// left inside the other ref's directory).
+    fn check_ref_path(&self, name: &RefName) -> Result<()> {
+        let taken = |other: String| StoreError::RefPathTaken {
+            name: name.to_string(),
+            other,
+        };
+        let mut path = self.root.join("refs");
+        let segments: Vec<&str> = name.as_str().split('/').collect();
+        let (_, parents) = segments.split_last().expect("a name has a segment");
+        for (i, segment) in parents.iter().enumerate() {
+            path.push(segment);
+            if std::fs::symlink_metadata(&path).is_ok_and(|m| !m.is_dir()) {
+                return Err(taken(segments[..=i].join("/")));
+            }
+        }
+        let own = self.ref_path(name);
+        if std::fs::symlink_metadata(&own).is_ok_and(|m| m.is_dir()) {
+            let mut below = Vec::new();
+            collect_refs(&self.root.join("refs"), &own, &mut below)?;
+            below.sort();
+            return Err(taken(
+                below.first().map_or(format!("{name}/…"), |n| n.to_string()),
+            ));
+        }
+        Ok(())
+    }
+
     /// Holds the ref's lock for the duration of `f`.
     fn with_lock<T>(&self, name: &RefName, f: impl FnOnce() -> Result<T>) -> Result<T> {
         let path = self.ref_path(name);
@@ -144,6 +174,7 @@ impl RefStore for FsStore {
         value: Vec<u8>,
     ) -> Result<Version> {
         check_ref_size(name, &value)?;
+        self.check_ref_path(name)?;
         self.with_lock(name, || {
             let current = self.read_ref(name)?.map(|(v, _)| v);
             let found = current.map(version_of);

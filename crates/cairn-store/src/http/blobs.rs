@@ -74,10 +74,9 @@ impl HttpStore {
         if !response.status().is_success() {
             return Err(self.failure("querying missing blobs", response).await);
         }
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| self.transport("reading missing blobs", e))?;
+        let bytes = self
+            .body_within(response, super::MAX_ANSWER, "reading missing blobs")
+            .await?;
         let parsed: Missing = serde_json::from_slice(&bytes)
             .map_err(|e| self.malformed("querying missing blobs", e.to_string()))?;
         Ok(parsed.missing)
@@ -104,10 +103,9 @@ impl HttpStore {
             StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED => return Ok(None),
             _ => return Err(self.failure(&what, response).await),
         }
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| self.transport("reading the closures answer", e))?;
+        let bytes = self
+            .body_within(response, super::MAX_ANSWER, "reading the closures answer")
+            .await?;
         let malformed = |reason: String| self.malformed(&what, reason);
         let parsed: Complete =
             serde_json::from_slice(&bytes).map_err(|e| malformed(e.to_string()))?;

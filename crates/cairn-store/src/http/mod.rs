@@ -6,6 +6,12 @@
 //! its store's own lock), and a server-sent-events watch that resumes
 //! with `Last-Event-ID` after a disconnect (see `watch.rs`).
 //!
+//! Every answer read whole is read within a bound (a ref within
+//! [`MAX_REF_SIZE`](crate::refs::MAX_REF_SIZE), a list or query answer
+//! within [`MAX_ANSWER`], an error's message within [`MAX_ERROR_BODY`]), so
+//! a hostile or broken server sending an endless body gets a one-line
+//! error naming what was read instead of the client's memory.
+//!
 //! Durability is the server's job: it makes each uploaded blob durable
 //! before answering, so [`BlobStore::flush`] here has nothing to do.
 //!
@@ -40,6 +46,13 @@ impl fmt::Debug for HttpStore {
             .finish()
     }
 }
+
+/// The largest answer to a list or query (a ref list, missing blobs,
+/// closures): about two million ref names.
+pub const MAX_ANSWER: usize = 256 << 20;
+
+/// How much of an error answer's body is read for its message.
+pub const MAX_ERROR_BODY: usize = 64 << 10;
 
 /// The longest a request may wait for the next bytes of its answer.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(60);
@@ -154,7 +167,8 @@ impl HttpStore {
     /// never an HTML page), and for a 401 how to give a token.
     async fn failure_of(&self, what: &str, response: Response) -> RemoteError {
         let status = response.status();
-        let text = response.text().await.unwrap_or_default();
+        let text =
+            String::from_utf8_lossy(&first_bytes(response, MAX_ERROR_BODY).await).into_owned();
         let message = serde_json::from_str::<serde_json::Value>(&text)
             .ok()
             .and_then(|v| v.get("error")?.as_str().map(str::to_string))
@@ -184,6 +198,32 @@ impl HttpStore {
     /// [`failure_of`](Self::failure_of) as a [`StoreError`].
     async fn failure(&self, what: &str, response: Response) -> StoreError {
         self.failure_of(what, response).await.into()
+    }
+
+    /// The body of `response`, refused as malformed past `limit` bytes
+    /// (before any is read when its `Content-Length` says so).
+    async fn body_within(
+        &self,
+        mut response: Response,
+        limit: usize,
+        what: &str,
+    ) -> Result<Vec<u8>> {
+        let too_long = || self.malformed(what, format!("more than {limit} bytes"));
+        if response.content_length().is_some_and(|n| n > limit as u64) {
+            return Err(too_long());
+        }
+        let mut out = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| self.transport(what, e))?
+        {
+            if out.len() + chunk.len() > limit {
+                return Err(too_long());
+            }
+            out.extend_from_slice(&chunk);
+        }
+        Ok(out)
     }
 
     /// The error for an answer that does not decode.
@@ -220,6 +260,20 @@ pub fn status_kind(status: StatusCode) -> ErrorKind {
 /// for `https://` store URLs (read by the command line, which passes the
 /// file in [`OpenOptions::ca_certs`](crate::OpenOptions::ca_certs)).
 pub const CA_CERT_ENV: &str = "CAIRN_CA_CERT";
+
+/// Up to `limit` bytes of an answer's body, and whatever could be read
+/// before an error (an error answer's message is best effort).
+async fn first_bytes(mut response: Response, limit: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Ok(Some(chunk)) = response.chunk().await {
+        let room = limit - out.len();
+        out.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if out.len() == limit {
+            break;
+        }
+    }
+    out
+}
 
 fn read_ca_certs(store: &str, path: &Path) -> Result<Vec<reqwest::Certificate>> {
     let fail = |detail: String, source: Option<Cause>| {

@@ -9,7 +9,9 @@ use tracing::instrument;
 
 use super::{is_not_found, HttpStore};
 use crate::error::{Result, StoreError};
-use crate::refs::{check_ref_size, IfChanged, RefName, RefStore, RefWatch, Version, Versioned};
+use crate::refs::{
+    check_ref_size, IfChanged, RefName, RefStore, RefWatch, Version, Versioned, MAX_REF_SIZE,
+};
 
 #[derive(serde::Deserialize)]
 struct RefList {
@@ -54,10 +56,7 @@ impl HttpStore {
         if !response.status().is_success() {
             return Err(self.failure(&what, response).await);
         }
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| self.transport(&what, e))?;
+        let bytes = self.body_within(response, super::MAX_ANSWER, &what).await?;
         let list: RefList =
             serde_json::from_slice(&bytes).map_err(|e| self.malformed(&what, e.to_string()))?;
         list.refs.into_iter().map(RefName::new).collect()
@@ -83,14 +82,8 @@ impl HttpStore {
             return Err(self.failure(&what, response).await);
         }
         let version = self.version_of(&response, &what)?;
-        let value = response
-            .bytes()
-            .await
-            .map_err(|e| self.transport(&what, e))?;
-        Ok(IfChanged::Changed(Some(Versioned {
-            value: value.to_vec(),
-            version,
-        })))
+        let value = self.body_within(response, MAX_REF_SIZE, &what).await?;
+        Ok(IfChanged::Changed(Some(Versioned { value, version })))
     }
 }
 

@@ -1,6 +1,16 @@
 //! A minimal `text/event-stream` parser: enough of the WHATWG grammar for
 //! what `cairn server` sends (`id`, `event`, `data` fields, comments,
-//! blank-line dispatch, `\n` or `\r\n` line ends).
+//! blank-line dispatch, `\n` or `\r\n` line ends). A line or an event
+//! longer than [`MAX_EVENT`] is refused ([`Overlong`]): a server that
+//! never ends a line cannot fill the client's memory.
+
+/// The longest line, and the most data one event may carry (what
+/// `cairn server` sends are ref names, at most 512 bytes).
+pub const MAX_EVENT: usize = 64 << 10;
+
+/// A line or event over [`MAX_EVENT`].
+#[derive(Debug, PartialEq, Eq)]
+pub struct Overlong;
 
 /// One dispatched event.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -22,11 +32,15 @@ pub struct SseParser {
 }
 
 impl SseParser {
-    /// Feeds bytes; returns the events they complete.
-    pub fn feed(&mut self, bytes: &[u8]) -> Vec<SseEvent> {
+    /// Feeds bytes; returns the events they complete, or [`Overlong`]
+    /// (the stream is then of no further use).
+    pub fn feed(&mut self, bytes: &[u8]) -> Result<Vec<SseEvent>, Overlong> {
         let mut out = Vec::new();
         for &b in bytes {
             if b != b'\n' {
+                if self.line.len() >= MAX_EVENT {
+                    return Err(Overlong);
+                }
                 self.line.push(b);
                 continue;
             }
@@ -37,8 +51,11 @@ impl SseParser {
             if let Some(event) = self.line_done(&line) {
                 out.push(event);
             }
+            if self.current.data.len() > MAX_EVENT {
+                return Err(Overlong);
+            }
         }
-        out
+        Ok(out)
     }
 
     fn line_done(&mut self, line: &[u8]) -> Option<SseEvent> {
@@ -84,8 +101,9 @@ mod tests {
         let mut p = SseParser::default();
         assert!(p
             .feed(b": keep-alive\n\nid: 7\r\nevent: ref\nda")
+            .unwrap()
             .is_empty());
-        let events = p.feed(b"ta: a/b\n\ndata:x\ndata: y\n\n");
+        let events = p.feed(b"ta: a/b\n\ndata:x\ndata: y\n\n").unwrap();
         assert_eq!(
             events,
             [
@@ -101,5 +119,17 @@ mod tests {
                 }
             ]
         );
+    }
+
+    #[test]
+    fn endless_lines_and_events_are_refused() {
+        let chunk = vec![b'a'; 4096];
+        let mut p = SseParser::default();
+        let fed = (0..64).map(|_| p.feed(&chunk)).find(Result::is_err);
+        assert_eq!(fed, Some(Err(Overlong)), "a line without end");
+        let mut p = SseParser::default();
+        let line = [b"data: ".as_slice(), &chunk, b"\n"].concat();
+        let fed = (0..64).map(|_| p.feed(&line)).find(Result::is_err);
+        assert_eq!(fed, Some(Err(Overlong)), "an event without end");
     }
 }

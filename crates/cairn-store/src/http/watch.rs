@@ -15,7 +15,7 @@ use futures::stream::BoxStream;
 use futures::StreamExt;
 use reqwest::{header, Method};
 
-use super::sse::{SseEvent, SseParser};
+use super::sse::{Overlong, SseEvent, SseParser, MAX_EVENT};
 use super::HttpStore;
 use crate::error::Result;
 use crate::refs::{RefEvent, RefName, RefWatch};
@@ -80,11 +80,19 @@ impl Watcher {
                 continue;
             };
             match body.next().await {
-                Some(Ok(chunk)) => {
-                    for event in self.parser.feed(&chunk) {
-                        self.handle(event).await;
+                Some(Ok(chunk)) => match self.parser.feed(&chunk) {
+                    Ok(events) => {
+                        for event in events {
+                            self.handle(event).await;
+                        }
                     }
-                }
+                    Err(Overlong) => {
+                        tracing::warn!(
+                            "watch: the server sent a line or event over {MAX_EVENT} bytes; reconnecting"
+                        );
+                        self.body = None;
+                    }
+                },
                 Some(Err(e)) => {
                     tracing::debug!("watch stream broke: {e}");
                     self.body = None;

@@ -23,7 +23,9 @@ use object_store::{GetOptions, PutMode, PutOptions, UpdateVersion};
 
 use super::S3Store;
 use crate::error::{Result, StoreError};
-use crate::refs::{check_ref_size, conflict, IfChanged, RefName, RefStore, Version, Versioned};
+use crate::refs::{
+    check_ref_size, conflict, IfChanged, RefName, RefStore, Version, Versioned, MAX_REF_SIZE,
+};
 
 /// Random bytes before each ref's value (see the module docs).
 pub const NONCE_LEN: usize = 16;
@@ -49,6 +51,15 @@ impl S3Store {
             Err(e) => return Err(self.error(format!("reading ref {name}"), e)),
         };
         let version = self.version_of(name, got.meta.e_tag.clone())?;
+        // Whoever else writes the bucket may leave anything under refs/:
+        // never more than a ref's limit is read into memory.
+        if got.meta.size > (MAX_REF_SIZE + NONCE_LEN) as u64 {
+            let reason = format!(
+                "{} bytes, over the {MAX_REF_SIZE}-byte limit of a ref",
+                got.meta.size
+            );
+            return Err(self.malformed(name, &reason));
+        }
         let body = got
             .bytes()
             .await

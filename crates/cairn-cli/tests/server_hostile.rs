@@ -1,0 +1,183 @@
+//! `cairn server` against what a hostile client does once its connection
+//! is in: made-up methods, downloads it never reads. The real binary on
+//! loopback, raw HTTP, every loop bounded in count and time.
+
+mod support;
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use support::Server;
+
+/// The server's address from its URL.
+fn addr(server: &Server) -> SocketAddr {
+    server
+        .url
+        .trim_start_matches("http://")
+        .parse()
+        .expect("http://ADDR")
+}
+
+/// The status line and body of one request sent as `head` (without the
+/// blank line) and `body`.
+fn request(to: SocketAddr, head: &str, body: &[u8]) -> (String, String) {
+    let mut s = TcpStream::connect(to).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "{head}\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    s.write_all(body).unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    (
+        head.lines().next().unwrap_or("").to_string(),
+        body.to_string(),
+    )
+}
+
+#[test]
+fn made_up_methods_cannot_grow_the_metrics() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(&tmp.path().join("store"), &["--anonymous-read"]);
+    let to = addr(&server);
+    // HTTP lets a request name any method token; no token needed to send one.
+    for i in 0..300 {
+        let (status, _) = request(to, &format!("XMETHOD{i} /healthz HTTP/1.1"), b"");
+        assert_eq!(status, "HTTP/1.1 405 Method Not Allowed", "XMETHOD{i}");
+    }
+    let (status, metrics) = request(to, "GET /metrics HTTP/1.1", b"");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert!(
+        !metrics.contains("XMETHOD"),
+        "a client-chosen method became a label"
+    );
+    let others: u64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("cairn_http_requests_total{") && l.contains("method=\"other\""))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(others, 300, "{metrics}");
+}
+
+/// A write token made with `cairn server token create`.
+fn write_token(store: &std::path::Path) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .arg("--store")
+        .arg(store)
+        .args(["server", "token", "create", "uploader", "--scope", "write"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// The resident memory of process `pid`, in bytes.
+fn resident(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS");
+    kib * 1024
+}
+
+#[test]
+fn downloads_nobody_reads_are_let_go_without_buffering_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let server = Server::start(&store, &["--idle-timeout", "2s", "--anonymous-read"]);
+    let to = addr(&server);
+    let token = write_token(&store);
+    // 32 MiB that do not compress, uploaded as Bazel would.
+    let blob: Vec<u8> = (0..32u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let hex = cairn_digest::Digest::of(&blob).hex();
+    let (status, body) = request(
+        to,
+        &format!("PUT /cas/{hex} HTTP/1.1\r\nAuthorization: Bearer {token}"),
+        &blob,
+    );
+    assert_eq!(status, "HTTP/1.1 200 OK", "{body}");
+    let before = resident(server.child.id());
+    // Eight clients ask for it and never read a byte of the answer.
+    let stalled: Vec<TcpStream> = (0..8)
+        .map(|_| {
+            let mut s = TcpStream::connect(to).unwrap();
+            write!(s, "GET /cas/{hex} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(5));
+    let grown = resident(server.child.id()).saturating_sub(before);
+    assert!(grown < 64 << 20, "the server grew by {grown} bytes");
+    let (status, _) = request(to, "GET /healthz HTTP/1.1", b"");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    // Each was cut off: what is left to read ends well before the blob does.
+    for mut s in stalled {
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut taken = 0usize;
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => taken += n,
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    panic!("still open after {taken} bytes")
+                }
+                Err(_) => break, // reset: closed
+            }
+        }
+        assert!(taken < blob.len(), "a stalled client got all {taken} bytes");
+    }
+}
+
+#[test]
+fn an_upload_larger_than_the_free_space_is_refused_before_its_body() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let server = Server::start(&store, &["--idle-timeout", "3s", "--anonymous-read"]);
+    let to = addr(&server);
+    let token = write_token(&store);
+    let kept = b"a blob stored before";
+    let kept_hex = cairn_digest::Digest::of(kept).hex();
+    let (status, _) = request(
+        to,
+        &format!("PUT /cas/{kept_hex} HTTP/1.1\r\nAuthorization: Bearer {token}"),
+        kept,
+    );
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    // A petabyte, declared and never sent: both upload routes.
+    let petabyte = 1u64 << 50;
+    let hex = "ab".repeat(32);
+    for path in [format!("/cas/{hex}"), format!("/v1/blobs/{hex}/{petabyte}")] {
+        let mut s = TcpStream::connect(to).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(
+            s,
+            "PUT {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+             Expect: 100-continue\r\nContent-Length: {petabyte}\r\n\r\n"
+        )
+        .unwrap();
+        let mut buf = [0u8; 2048];
+        let n = s.read(&mut buf).unwrap();
+        let answer = String::from_utf8_lossy(&buf[..n]);
+        assert!(answer.starts_with("HTTP/1.1 507"), "{path}: {answer}");
+        assert!(
+            answer.contains(&format!("an upload of {petabyte} bytes does not fit")),
+            "{answer}"
+        );
+        assert!(answer.contains("nothing stored"), "{answer}");
+    }
+    let tmp_files = std::fs::read_dir(store.join("tmp")).unwrap().count();
+    assert_eq!(tmp_files, 0, "nothing was started");
+    let (status, body) = request(to, &format!("GET /cas/{kept_hex} HTTP/1.1"), b"");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert_eq!(body.as_bytes(), kept, "what was stored before is kept");
+}
