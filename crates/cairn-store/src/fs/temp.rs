@@ -101,7 +101,12 @@ impl FsStore {
         loop {
             let path = self.unique_in(dir);
             std::fs::create_dir(&path).map_err(|e| StoreError::io("creating", &path, e))?;
-            let lock = File::open(&path).map_err(|e| StoreError::io("opening", &path, e))?;
+            let lock = match File::open(&path) {
+                Ok(lock) => lock,
+                // A sweep took it between its creation and this open.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(StoreError::io("opening", &path, e)),
+            };
             if lock_and_check(&lock, &path)? {
                 return Ok(TempDir {
                     path,
@@ -246,5 +251,30 @@ mod tests {
         let path = held.path().to_path_buf();
         drop(held);
         assert!(!path.exists());
+    }
+
+    /// Parallel steps of one build each make a scratch directory after
+    /// sweeping dead ones: a sweep that lands between a directory's
+    /// creation and its lock must cost a retry, not the step.
+    #[test]
+    fn a_sweep_racing_a_new_temp_dir_never_fails_its_creation() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = FsStore::open(tmp.path().join("s")).unwrap();
+        let dir = store.cache_dir().join("build");
+        let done = std::sync::atomic::AtomicBool::new(false);
+        let failed = std::thread::scope(|s| {
+            s.spawn(|| {
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    let _ = sweep(&dir, true);
+                }
+            });
+            let failed = (0..3000).find_map(|_| match store.temp_dir_in(&dir) {
+                Ok(held) => (!held.path().is_dir()).then(|| "a temp dir that is gone".to_owned()),
+                Err(e) => Some(e.to_string()),
+            });
+            done.store(true, std::sync::atomic::Ordering::Relaxed);
+            failed
+        });
+        assert_eq!(failed, None, "a sweep made a new temp dir fail");
     }
 }
