@@ -6,7 +6,9 @@
 //! failed release was rolled back. Their failures after the fact are
 //! reported, not acted on. A hook runs as the agent's user (it is the
 //! operator's command, not the release's), in the state directory, with
-//! the agent's environment plus:
+//! the agent's environment, less the store's credentials
+//! ([`STORE_CREDENTIALS`]: a hook needs no access to the store, and a
+//! store token would let it promote or write fleet records), plus:
 //!
 //! | variable | value |
 //! |---|---|
@@ -20,6 +22,15 @@
 
 use std::path::Path;
 use std::time::Duration;
+
+/// Variables of the agent's environment a hook never sees: the store's
+/// credentials (a token, S3 keys).
+pub const STORE_CREDENTIALS: &[&str] = &[
+    "CAIRN_TOKEN",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+];
 
 /// Why a hook failed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -61,10 +72,11 @@ pub async fn run(
     timeout: Duration,
 ) -> Result<(), HookError> {
     let mut cmd = tokio::process::Command::new(&argv[0]);
-    cmd.args(&argv[1..])
-        .current_dir(cwd)
-        .env_remove("CAIRN_TOKEN")
-        .env("CAIRN_HOOK", name)
+    cmd.args(&argv[1..]).current_dir(cwd);
+    for var in STORE_CREDENTIALS {
+        cmd.env_remove(var);
+    }
+    cmd.env("CAIRN_HOOK", name)
         .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())

@@ -59,6 +59,9 @@ pub enum RolloutRead {
         version: crate::record::Version,
         /// Why it could not be read.
         error: String,
+        /// When this agent first read this version of it (slots it may
+        /// list are surely over a horizon later, and it is replaced).
+        since: Time,
     },
 }
 

@@ -208,6 +208,9 @@ impl Agent {
             .args(["--max-bytes", &limits.max_bytes.to_string()])
             .args(["--keep", &limits.keep.to_string()])
             .current_dir(self.layout.root())
+            // It outlives the agent beside the service and needs nothing
+            // of the agent's environment (a store's credentials among it).
+            .env_clear()
             .stdin(std::process::Stdio::from(pipe))
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null());

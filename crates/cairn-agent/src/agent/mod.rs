@@ -132,6 +132,14 @@ pub enum AgentError {
     /// Another agent uses the state directory.
     #[error("another agent is using {0} (its lock is held)")]
     Locked(PathBuf),
+    /// Someone but the agent's user may change the state directory.
+    #[error("state directory {} {problem}: another local user could rewrite the marks, state and generations the agent trusts and runs", path.display())]
+    UnsafeStateDir {
+        /// The directory.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: String,
+    },
     /// A file operation failed.
     #[error("{action} {}: {source}", path.display())]
     Io {
@@ -546,6 +554,7 @@ fn lock(layout: &Layout) -> Result<File, AgentError> {
         path: root.to_path_buf(),
         source,
     })?;
+    check_owned(root)?;
     let path = layout.lock();
     let file = File::create(&path).map_err(|source| AgentError::Io {
         action: "creating",
@@ -561,4 +570,35 @@ fn lock(layout: &Layout) -> Result<File, AgentError> {
             source: e.into(),
         }),
     }
+}
+
+/// The state directory must be the agent's user's alone to change: its
+/// high-water marks, `state.json` (which names the processes the agent
+/// signals) and generations (what it runs) are trusted as they stand.
+fn check_owned(root: &std::path::Path) -> Result<(), AgentError> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(root).map_err(|source| AgentError::Io {
+        action: "reading",
+        path: root.to_path_buf(),
+        source,
+    })?;
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    let problem = if meta.uid() != me {
+        format!(
+            "is owned by uid {}, not by the agent's uid {me}",
+            meta.uid()
+        )
+    } else if meta.mode() & 0o022 != 0 {
+        format!(
+            "is writable by group or others (mode {:04o}; chmod go-w it)",
+            meta.mode() & 0o7777
+        )
+    } else {
+        return Ok(());
+    };
+    Err(AgentError::UnsafeStateDir {
+        path: root.to_path_buf(),
+        problem,
+    })
 }

@@ -198,7 +198,22 @@ impl Driver {
         self.fresh_until = None;
         let refs = self.refs();
         self.view.new_round();
-        self.view.rollout = io::rollout(refs.as_ref(), &names.rollout).await?;
+        let mut read = io::rollout(refs.as_ref(), &names.rollout).await?;
+        // An unreadable version is timed from when it was first read.
+        if let (
+            RolloutRead::Unreadable { version, since, .. },
+            RolloutRead::Unreadable {
+                version: before,
+                since: first,
+                ..
+            },
+        ) = (&mut read, &self.view.rollout)
+        {
+            if version == before {
+                *since = *first;
+            }
+        }
+        self.view.rollout = read;
         if !self.own_known {
             self.view.own =
                 io::member(refs.as_ref(), &names.own)

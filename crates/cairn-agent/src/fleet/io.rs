@@ -57,6 +57,7 @@ pub(super) async fn rollout(
             Err(e) => RolloutRead::Unreadable {
                 version: version(&v.version),
                 error: e.to_string(),
+                since: cairn_rollout::Time(crate::status::now_ms()),
             },
         },
     })

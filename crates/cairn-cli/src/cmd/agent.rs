@@ -30,7 +30,7 @@ pub async fn run(global: &Global, args: AgentArgs) -> Result<i32> {
             args.config.display()
         );
     }
-    let token = read_token(config.token.as_ref())?;
+    let token = read_token(config.token.as_ref(), &args.config)?;
     let id = match &config.id {
         Some(id) => id.clone(),
         None => hostname()?,
@@ -95,10 +95,23 @@ async fn forward_signals(tx: watch::Sender<Option<ShutdownMode>>) {
     std::future::pending::<()>().await;
 }
 
-fn read_token(source: Option<&TokenSource>) -> Result<Option<String>> {
+/// The store token, from agent.toml itself (`config`) or its token file;
+/// either must be readable by its owner alone, or any local user could
+/// take the agent's store access.
+fn read_token(source: Option<&TokenSource>, config: &std::path::Path) -> Result<Option<String>> {
     match source {
         None => Ok(None),
-        Some(TokenSource::Inline(t)) => Ok(Some(t.clone())),
+        Some(TokenSource::Inline(t)) => {
+            let meta = std::fs::metadata(config)
+                .with_context(|| format!("reading {}", config.display()))?;
+            if meta.permissions().mode() & 0o077 != 0 {
+                bail!(
+                    "{} holds a store token (`token`) and must not be accessible by group or others (chmod 600 it, or use `token_file`)",
+                    config.display()
+                );
+            }
+            Ok(Some(t.clone()))
+        }
         Some(TokenSource::File(path)) => {
             let meta = std::fs::metadata(path)
                 .with_context(|| format!("reading token file {}", path.display()))?;

@@ -132,6 +132,7 @@ impl TestAgent {
             .store
             .clone()
             .unwrap_or_else(|| fx.store.display().to_string());
+        let inline_token = options.token.is_some();
         let token = options
             .token
             .map(|t| format!("token = {t:?}\n"))
@@ -162,6 +163,13 @@ http = "{http}"
         );
         let config = dir.join("agent.toml");
         std::fs::write(&config, text).unwrap();
+        if inline_token {
+            // A token in agent.toml is refused unless only its owner may
+            // read the file.
+            use std::os::unix::fs::PermissionsExt;
+            let private = std::fs::Permissions::from_mode(0o600);
+            std::fs::set_permissions(&config, private).unwrap();
+        }
         Self {
             log: dir.join("agent.log"),
             dir,

@@ -18,5 +18,6 @@ mod fleet;
 mod fleet_abort;
 mod fleet_gates;
 mod fleet_status;
+mod local;
 mod refusals;
 mod swap;

@@ -114,7 +114,7 @@ fn refused_statements_fetch_and_run_nothing() {
 
 /// `cairn agent` with the test's agent.toml as edited by `edit`; it must
 /// fail at start with exit status 1; returns its stderr.
-fn refused_at_start(
+pub(crate) fn refused_at_start(
     name: &str,
     options: Options,
     edit: impl Fn(&str) -> String,
@@ -123,14 +123,23 @@ fn refused_at_start(
     let a = TestAgent::new(name, options);
     let text = std::fs::read_to_string(&a.config).unwrap();
     std::fs::write(&a.config, edit(&text)).unwrap();
-    let out = Command::new(CAIRN)
+    let mut child = Command::new(CAIRN)
         .args(args)
         .args(["agent", "--config"])
         .arg(&a.config)
         .env_remove("CAIRN_TOKEN")
         .env("CAIRN_KEYS", a.dir.join("no-keys"))
-        .output()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
+    // An agent that was not refused runs on: it is killed, and fails the test.
+    let exited = crate::harness::eventually(T, || child.try_wait().unwrap().is_some());
+    if !exited {
+        let _ = child.kill();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(exited, "{name}: the agent started instead of being refused");
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(1), "{name}: {err}");
     assert_eq!(err.lines().count(), 1, "{name}: one line: {err}");

@@ -15,6 +15,7 @@
 
 mod gates;
 mod member;
+mod plausible;
 mod report;
 mod steward;
 
@@ -24,7 +25,7 @@ use std::time::Duration;
 use crate::decision::{Action, Decision, Read, Reason, Write};
 use crate::order;
 use crate::plan::{OnFailure, Strategy};
-use crate::record::{Halt, Lease, Phase, RolloutRecord, SlotKind, Versioned};
+use crate::record::{Halt, Lease, Phase, RolloutRecord, SlotKind, Version, Versioned};
 use crate::time::Time;
 use crate::view::{Accepted, RolloutRead, Timing, View};
 
@@ -34,22 +35,38 @@ pub fn decide(view: &View, now: Time) -> Decision {
     let Some(acc) = &view.accepted else {
         return report::alone(view, now, Action::wait(idle, Reason::NoStatement));
     };
-    match &view.rollout {
-        RolloutRead::Unreadable { error, .. } => {
-            let reason = Reason::Unreadable(error.clone());
-            report::alone(view, now, Action::wait(idle, reason))
+    let read = match &view.rollout {
+        // A record nobody can follow would stop the set for good. Slots
+        // it may list are unknown, so it is replaced only once any of
+        // them has surely ended (fields are only ever added with
+        // defaults, so a newer agent's record still reads).
+        RolloutRead::Unreadable {
+            version,
+            error,
+            since,
+        } => {
+            let replace_at = since.plus(plausible::horizon(&view.timing, acc));
+            if now < replace_at {
+                let reason = Reason::Unreadable(error.clone());
+                return report::alone(view, now, Action::wait(replace_at.min(idle), reason));
+            }
+            return create(view, acc, Some(version), None, now);
         }
-        RolloutRead::Absent => create(view, acc, None, now),
-        RolloutRead::Read(r) if r.value.sequence > acc.sequence => {
-            let reason = Reason::NewerRollout(r.value.sequence);
-            report::alone(view, now, Action::wait(now.plus(view.timing.poll), reason))
-        }
-        RolloutRead::Read(r)
-            if r.value.sequence < acc.sequence || r.value.target != acc.release =>
-        {
-            create(view, acc, Some(r), now)
-        }
-        RolloutRead::Read(r) => follow(view, r, now),
+        RolloutRead::Absent => return create(view, acc, None, None, now),
+        RolloutRead::Read(r) => r,
+    };
+    let repaired = plausible::repaired(&read.value, &view.timing, acc, now).map(|rec| Versioned {
+        version: read.version.clone(),
+        value: Arc::new(rec),
+    });
+    let r = repaired.as_ref().unwrap_or(read);
+    if r.value.sequence > acc.sequence {
+        let reason = Reason::NewerRollout(r.value.sequence);
+        report::alone(view, now, Action::wait(now.plus(view.timing.poll), reason))
+    } else if r.value.sequence < acc.sequence || r.value.target != acc.release {
+        create(view, acc, Some(&r.version), Some(&r.value), now)
+    } else {
+        follow(view, r, now)
     }
 }
 
@@ -130,7 +147,8 @@ impl Action {
 fn create(
     view: &View,
     acc: &Accepted,
-    old: Option<&Versioned<Arc<RolloutRecord>>>,
+    expected: Option<&Version>,
+    old: Option<&RolloutRecord>,
     now: Time,
 ) -> Decision {
     let t = &view.timing;
@@ -141,8 +159,7 @@ fn create(
     }
     let margin = t.margin();
     let carried = old.map_or_else(Vec::new, |o| {
-        o.value
-            .slots
+        o.slots
             .iter()
             .filter(|s| !crate::record::expired(s.expires, now, margin))
             // Not this agent's own: it decides only when no swap of its
@@ -155,7 +172,7 @@ fn create(
             })
             .collect()
     });
-    let members = old.map_or(0, |o| o.value.members);
+    let members = old.map_or(0, |o| o.members);
     let phase = match acc.plan.strategy {
         Strategy::Canary { .. } => Phase::Canary,
         _ => Phase::Rolling,
@@ -191,7 +208,7 @@ fn create(
         updated: now.secs(),
     };
     let write = Write::Rollout {
-        expected: old.map(|o| o.version.clone()),
+        expected: expected.cloned(),
         record: Box::new(record),
     };
     Decision {

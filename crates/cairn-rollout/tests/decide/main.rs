@@ -4,6 +4,7 @@
 
 mod fixtures;
 mod gates;
+mod hostile;
 mod member;
 mod props;
 mod steward;

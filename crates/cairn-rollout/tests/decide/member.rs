@@ -79,20 +79,38 @@ fn a_rollout_of_a_statement_not_yet_accepted_is_waited_for_not_replaced() {
 }
 
 #[test]
-fn an_unreadable_rollout_record_is_left_alone() {
+fn an_unreadable_rollout_record_is_replaced_once_its_slots_are_surely_over() {
     let mut v = view("host-a", Plan::default());
-    v.rollout = RolloutRead::Unreadable {
+    let unreadable = |since: Time| RolloutRead::Unreadable {
         version: Version("3".into()),
         error: "not JSON".into(),
+        since,
     };
+    // Just read, or read a slot lease ago: slots it may list could still
+    // be swapping.
+    let lease = Timing::default().slot_lease();
+    for since in [now(), now().minus(lease)] {
+        v.rollout = unreadable(since);
+        let d = decide_now(&v);
+        assert!(rollout_write(&d).is_none());
+        assert!(matches!(
+            d.action,
+            Action::Wait {
+                reason: Reason::Unreadable(_),
+                ..
+            }
+        ));
+    }
+    // Unreadable for an hour: replaced by the accepted statement's rollout,
+    // by compare-and-swap on the version read.
+    v.rollout = unreadable(now().minus(Duration::from_secs(3600)));
     let d = decide_now(&v);
-    assert!(rollout_write(&d).is_none());
+    let w = rollout_write(&d).expect("the record is replaced");
+    assert_eq!((w.target, w.sequence), (target(), SEQ));
+    assert!(w.slots.is_empty());
     assert!(matches!(
-        d.action,
-        Action::Wait {
-            reason: Reason::Unreadable(_),
-            ..
-        }
+        &d.writes[0],
+        Write::Rollout { expected: Some(Version(v)), .. } if v == "3"
     ));
 }
 
