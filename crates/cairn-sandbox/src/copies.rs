@@ -5,9 +5,12 @@
 //!
 //! The tmpfs is mounted without a size, filled with the copies, then
 //! remounted with room for `limits.tmp_bytes` more than they take. Its
-//! directory is named `cairn-sandbox-copies-<pid>-…`; one whose process is
-//! gone (a `cairn` killed before it could unmount) is unmounted and
-//! removed by the next sandbox that makes copies, as stale cgroups are.
+//! directory `cairn-sandbox-copies-<pid>-…` has a sibling `….lock` its
+//! process holds under `flock(2)` for the area's life. An area whose lock
+//! nobody holds (a `cairn` killed before it could unmount) is unmounted
+//! and removed by the next sandbox that makes copies. The lock, not the
+//! pid, says who is alive: a `cairn` in another pid namespace sharing
+//! `$TMPDIR` has a pid that means nothing here.
 
 use std::ffi::CString;
 use std::io;
@@ -24,6 +27,34 @@ const PREFIX: &str = "cairn-sandbox-copies-";
 /// A mounted tmpfs for copies; unmounted and removed when dropped.
 pub(crate) struct CopyArea {
     dir: Option<TempDir>,
+    /// `<dir>.lock`, held while the area lives.
+    lock: Option<(PathBuf, std::fs::File)>,
+}
+
+/// An area left without a lock file is judged by its age only after this
+/// long (one being made has its lock within microseconds).
+const UNLOCKED_GRACE: std::time::Duration = std::time::Duration::from_secs(60);
+
+fn lock_path(dir: &Path) -> PathBuf {
+    let mut name = dir.as_os_str().to_owned();
+    name.push(".lock");
+    PathBuf::from(name)
+}
+
+/// Creates and locks `<dir>.lock`; `None` if a sweep took the area first.
+fn hold(dir: &Path) -> Result<Option<(PathBuf, std::fs::File)>, SandboxError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = lock_path(dir);
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(err(&path))?;
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
+        .map_err(|e| err(&path)(e.into()))?;
+    let linked = rustix::fs::fstat(&file).is_ok_and(|st| st.st_nlink > 0);
+    Ok((linked && dir.is_dir()).then_some((path, file)))
 }
 
 fn err(path: &Path) -> impl FnOnce(io::Error) -> SandboxError + '_ {
@@ -65,14 +96,22 @@ fn unmount(path: &Path) {
 impl CopyArea {
     /// A new area (after removing stale ones).
     pub(crate) fn new() -> Result<Self, SandboxError> {
-        sweep_stale();
-        let dir = tempfile::Builder::new()
-            .prefix(&format!("{PREFIX}{}-", std::process::id()))
-            .tempdir()
-            .map_err(err(&std::env::temp_dir()))?;
+        sweep_stale(&std::env::temp_dir());
+        let (dir, lock) = loop {
+            let dir = tempfile::Builder::new()
+                .prefix(&format!("{PREFIX}{}-", std::process::id()))
+                .tempdir()
+                .map_err(err(&std::env::temp_dir()))?;
+            if let Some(lock) = hold(dir.path())? {
+                break (dir, lock);
+            }
+        };
         let flags = libc::MS_NOSUID | libc::MS_NODEV;
         mount_tmpfs(dir.path(), flags, "mode=0700").map_err(err(dir.path()))?;
-        let area = CopyArea { dir: Some(dir) };
+        let area = CopyArea {
+            dir: Some(dir),
+            lock: Some(lock),
+        };
         // Not seen by, nor passed on to, other mount namespaces.
         let target = cpath(area.path());
         // SAFETY: a valid C string; MS_PRIVATE on our own mount.
@@ -123,30 +162,96 @@ impl Drop for CopyArea {
                 tracing::warn!(error = %e, "cannot remove the writable mounts' copies");
             }
         }
+        if let Some((path, _held)) = self.lock.take() {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 
-/// Unmounts and removes the areas of processes that are gone.
-fn sweep_stale() {
-    let tmp = std::env::temp_dir();
-    let Ok(entries) = std::fs::read_dir(&tmp) else {
+/// Unmounts and removes the areas under `tmp` whose lock nobody holds.
+fn sweep_stale(tmp: &Path) {
+    let Ok(entries) = std::fs::read_dir(tmp) else {
         return;
     };
     for e in entries.flatten() {
         let name = e.file_name();
-        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(PREFIX)) else {
+        let Some(name) = name.to_str().filter(|n| n.starts_with(PREFIX)) else {
             continue;
         };
-        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<i32>().ok()) else {
-            continue;
-        };
-        if Path::new(&format!("/proc/{pid}")).exists() {
+        if name.ends_with(".lock") {
             continue;
         }
         let path: PathBuf = e.path();
+        let lock = lock_path(&path);
+        let held = match std::fs::File::open(&lock) {
+            Ok(file) => {
+                match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+                {
+                    Ok(()) => Some(file),
+                    Err(_) => continue, // its process lives
+                }
+            }
+            // No lock file: made before locks were, or this instant.
+            Err(_) => {
+                let young = e
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| t.elapsed().unwrap_or_default() < UNLOCKED_GRACE);
+                if young {
+                    continue;
+                }
+                None
+            }
+        };
         unmount(&path);
         if let Err(e) = std::fs::remove_dir_all(&path) {
             tracing::debug!(error = %e, path = %path.display(), "stale copies not removed");
         }
+        if held.is_some() {
+            let _ = std::fs::remove_file(&lock);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lock(path: &Path) -> std::fs::File {
+        let file = std::fs::File::create(path).unwrap();
+        rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive).unwrap();
+        file
+    }
+
+    #[test]
+    fn an_area_is_swept_when_its_lock_is_free_whatever_its_pid_says() {
+        let tmp = tempfile::tempdir().unwrap();
+        // A pid that means nothing here, as one from another pid namespace.
+        let live = tmp.path().join(format!("{PREFIX}999999999-live"));
+        std::fs::create_dir(&live).unwrap();
+        let held = lock(&lock_path(&live));
+        sweep_stale(tmp.path());
+        assert!(live.is_dir(), "a held area was swept by its pid");
+        drop(held);
+        sweep_stale(tmp.path());
+        assert!(!live.exists() && !lock_path(&live).exists());
+    }
+
+    #[test]
+    fn an_area_without_a_lock_is_swept_only_once_it_is_old() {
+        let tmp = tempfile::tempdir().unwrap();
+        let area = tmp
+            .path()
+            .join(format!("{PREFIX}{}-new", std::process::id()));
+        std::fs::create_dir(&area).unwrap();
+        sweep_stale(tmp.path());
+        assert!(area.is_dir(), "an area being made was swept");
+        let old = std::time::SystemTime::now() - 2 * UNLOCKED_GRACE;
+        std::fs::File::open(&area)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        sweep_stale(tmp.path());
+        assert!(!area.exists());
     }
 }
