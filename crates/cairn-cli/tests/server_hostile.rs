@@ -66,14 +66,7 @@ fn made_up_methods_cannot_grow_the_metrics() {
 
 /// A write token made with `cairn server token create`.
 fn write_token(store: &std::path::Path) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
-        .arg("--store")
-        .arg(store)
-        .args(["server", "token", "create", "uploader", "--scope", "write"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
+    support::cli::token(store, "uploader", &["write"])
 }
 
 /// The resident memory of process `pid`, in bytes.
