@@ -10,15 +10,6 @@ use std::time::Duration;
 
 use support::Server;
 
-/// The server's address from its URL.
-fn addr(server: &Server) -> SocketAddr {
-    server
-        .url
-        .trim_start_matches("http://")
-        .parse()
-        .expect("http://ADDR")
-}
-
 /// The status line and body of one request sent as `head` (without the
 /// blank line) and `body`.
 fn request(to: SocketAddr, head: &str, body: &[u8]) -> (String, String) {
@@ -44,7 +35,7 @@ fn request(to: SocketAddr, head: &str, body: &[u8]) -> (String, String) {
 fn made_up_methods_cannot_grow_the_metrics() {
     let tmp = tempfile::tempdir().unwrap();
     let server = Server::start(&tmp.path().join("store"), &["--anonymous-read"]);
-    let to = addr(&server);
+    let to = server.addr();
     // HTTP lets a request name any method token; no token needed to send one.
     for i in 0..300 {
         let (status, _) = request(to, &format!("XMETHOD{i} /healthz HTTP/1.1"), b"");
@@ -64,11 +55,6 @@ fn made_up_methods_cannot_grow_the_metrics() {
     assert_eq!(others, 300, "{metrics}");
 }
 
-/// A write token made with `cairn server token create`.
-fn write_token(store: &std::path::Path) -> String {
-    support::cli::token(store, "uploader", &["write"])
-}
-
 /// The resident memory of process `pid`, in bytes.
 fn resident(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -85,8 +71,8 @@ fn downloads_nobody_reads_are_let_go_without_buffering_them() {
     let tmp = tempfile::tempdir().unwrap();
     let store = tmp.path().join("store");
     let server = Server::start(&store, &["--idle-timeout", "2s", "--anonymous-read"]);
-    let to = addr(&server);
-    let token = write_token(&store);
+    let to = server.addr();
+    let token = support::cli::token(&store, "uploader", &["write"]);
     // 32 MiB that do not compress, uploaded as Bazel would.
     let blob: Vec<u8> = (0..32u32 << 20)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
@@ -136,8 +122,8 @@ fn an_upload_larger_than_the_free_space_is_refused_before_its_body() {
     let tmp = tempfile::tempdir().unwrap();
     let store = tmp.path().join("store");
     let server = Server::start(&store, &["--idle-timeout", "3s", "--anonymous-read"]);
-    let to = addr(&server);
-    let token = write_token(&store);
+    let to = server.addr();
+    let token = support::cli::token(&store, "uploader", &["write"]);
     let kept = b"a blob stored before";
     let kept_hex = cairn_digest::Digest::of(kept).hex();
     let (status, _) = request(

@@ -10,15 +10,6 @@ use std::time::{Duration, Instant};
 
 use support::Server;
 
-/// The server's address from its URL.
-fn addr(server: &Server) -> SocketAddr {
-    server
-        .url
-        .trim_start_matches("http://")
-        .parse()
-        .expect("http://ADDR")
-}
-
 /// A TCP connection to `to` from the loopback address `from`.
 fn connect_from(from: &str, to: SocketAddr) -> std::io::Result<TcpStream> {
     use rustix::net::{bind, connect, socket, AddressFamily, SocketType};
@@ -74,11 +65,6 @@ fn raise_fd_limit() {
     );
 }
 
-/// A write token made with `cairn server token create`.
-fn write_token(store: &std::path::Path) -> String {
-    support::cli::token(store, "uploader", &["write"])
-}
-
 fn refused_counter(to: SocketAddr) -> u64 {
     let (status, body) = get(to, "/metrics");
     assert_eq!(status, "HTTP/1.1 200 OK");
@@ -104,7 +90,7 @@ fn healthz_answers_while_one_client_holds_thousands_of_idle_connections() {
             "--anonymous-read",
         ],
     );
-    let to = addr(&server);
+    let to = server.addr();
     // 3,000 connections from one address that never send a byte.
     let hostile: Vec<TcpStream> = (0..3000)
         .map(|_| connect_from("127.0.0.2", to).unwrap())
@@ -134,7 +120,7 @@ fn the_total_is_capped_too() {
         &tmp.path().join("store"),
         &["--max-connections", "100", "--header-timeout", "30s"],
     );
-    let to = addr(&server);
+    let to = server.addr();
     let conns: Vec<TcpStream> = (0..4)
         .flat_map(|i| (0..60).map(move |_| i))
         .map(|i| connect_from(&format!("127.0.0.{}", 10 + i), to).unwrap())
@@ -158,7 +144,7 @@ fn slow_and_silent_clients_are_cut_off() {
         &tmp.path().join("store"),
         &["--header-timeout", "2s", "--idle-timeout", "2s"],
     );
-    let to = addr(&server);
+    let to = server.addr();
     // Slowloris: a header byte every 200 ms, never finishing the head.
     let mut slow = connect_from("127.0.0.3", to).unwrap();
     let head = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
@@ -186,7 +172,7 @@ fn slow_and_silent_clients_are_cut_off() {
 
     // An authorised upload that stops halfway: the request ends without
     // storing anything.
-    let token = write_token(&tmp.path().join("store"));
+    let token = support::cli::token(&tmp.path().join("store"), "uploader", &["write"]);
     let mut upload = connect_from("127.0.0.4", to).unwrap();
     upload
         .set_read_timeout(Some(Duration::from_secs(10)))
@@ -219,7 +205,7 @@ fn slow_and_silent_clients_are_cut_off() {
 fn a_large_unauthenticated_upload_is_refused_before_its_body() {
     let tmp = tempfile::tempdir().unwrap();
     let server = Server::start::<&str>(&tmp.path().join("store"), &[]);
-    let to = addr(&server);
+    let to = server.addr();
     let mut s = TcpStream::connect(to).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     // Claims 1 GiB and sends none of it.

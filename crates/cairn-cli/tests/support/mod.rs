@@ -64,6 +64,15 @@ pub struct Server {
 }
 
 impl Server {
+    /// The address of a plain-HTTP server, for tests that speak to it over
+    /// raw sockets.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.url
+            .trim_start_matches("http://")
+            .parse()
+            .expect("http://ADDR")
+    }
+
     /// `cairn server --listen 127.0.0.1:0 --store STORE ARGS…`, with no store
     /// or token from the test's environment; returns once the server has
     /// printed where it listens.
