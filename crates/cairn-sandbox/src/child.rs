@@ -30,7 +30,7 @@
 //!    *outer* (`PR_SET_PDEATHSIG`), which dies with the caller's thread.
 //! 3. **step**: a new session (no controlling terminal), fixed rlimits, a
 //!    fresh empty session keyring, `no_new_privs`, the workdir, every fd
-//!    but 0–2 close-on-exec, the system-call filter (`filter.rs`), then
+//!    but 0–2 close-on-exec, the system-call filter (`filter/`), then
 //!    `execve` with exactly the plan's environment.
 //!
 //! Failures are reported on the status socket as fixed-size [`Message`]s
@@ -72,7 +72,6 @@ pub(crate) enum Stage {
     SwitchIds = 14,
     Pivot = 15,
     Keyring = 16,
-    /// `index` is the filter's position in `Script::filters`.
     Filter = 17,
     /// Not a failure: the message carries the watched mounts' descriptors.
     Watched = 18,
@@ -635,19 +634,17 @@ pub(crate) fn run_program(s: &Script, program: &crate::script::Program, index: u
             // Keep the status socket open until exec succeeds, then let it go.
             let r = libc::close_range(3, u32::MAX, libc::CLOSE_RANGE_CLOEXEC as c_int);
             check(r.into(), Stage::Privileges, 1)?;
-            for (i, program) in s.filters.iter().enumerate() {
-                let prog = libc::sock_fprog {
-                    len: program.len() as u16,
-                    filter: program.as_ptr() as *mut libc::sock_filter,
-                };
-                let r = libc::syscall(
-                    libc::SYS_seccomp,
-                    libc::SECCOMP_SET_MODE_FILTER,
-                    0,
-                    &prog as *const libc::sock_fprog,
-                );
-                check(r, Stage::Filter, i as u32)?;
-            }
+            let prog = libc::sock_fprog {
+                len: s.filter.len() as u16,
+                filter: s.filter.as_ptr() as *mut libc::sock_filter,
+            };
+            let r = libc::syscall(
+                libc::SYS_seccomp,
+                libc::SECCOMP_SET_MODE_FILTER,
+                0,
+                &prog as *const libc::sock_fprog,
+            );
+            check(r, Stage::Filter, 0)?;
         }
         Ok(())
     };

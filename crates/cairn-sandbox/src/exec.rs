@@ -269,7 +269,7 @@ fn spawn_and_wait(
         ns_root: spawn.ids.ns_root,
         clear_groups: spawn.ids.dedicated,
     });
-    clock.lap("script (filter compiled on first use)");
+    clock.lap("script");
     let mut cmd = Command::new("/cairn-sandbox-init-never-executed");
     cmd.stdin(Stdio::null())
         .stdout(Stdio::from(out_w))

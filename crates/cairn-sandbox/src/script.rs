@@ -21,8 +21,6 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::io::RawFd;
 use std::path::{Component, Path};
 
-use seccompiler::BpfProgram;
-
 use crate::plan::{Plan, RESERVED, SANDBOX_ID};
 use crate::prepare::RootEntry;
 
@@ -214,7 +212,8 @@ pub(crate) struct Script {
     pub spawn_stack_top: usize,
     /// The services, started before the command, in order.
     pub services: Vec<crate::ready::ScriptService>,
-    pub filters: &'static [BpfProgram],
+    /// The system-call filter (`filter.rs`).
+    pub filter: &'static [libc::sock_filter],
     /// The emulator's binfmt_misc registration line, if the step has one.
     pub binfmt: Option<Vec<u8>>,
 }
@@ -558,7 +557,7 @@ pub(crate) fn build(p: Process<'_>) -> Script {
             .iter()
             .map(crate::ready::ScriptService::new)
             .collect(),
-        filters: crate::filter::programs(),
+        filter: crate::filter::program(),
         binfmt: plan
             .emulator
             .as_ref()
