@@ -121,11 +121,11 @@ fn names_with_control_characters_are_escaped_everywhere() {
 
 /// `kill -9` of `cairn build` while a step runs: the step dies with it
 /// (its processes follow their parent), nothing of the step stays in
-/// `$TMPDIR`, and the cgroups the killed process could not remove are
-/// removed by the next build once they are stale.
+/// `$TMPDIR`, and the pool cgroup it ran in is empty and free for the
+/// next step at once.
 #[test]
 fn a_killed_build_leaves_nothing_behind_once_the_next_one_runs() {
-    use std::path::Path;
+    use std::path::{Path, PathBuf};
     use std::time::{Duration, Instant};
     let p = Project::new("sleep 120", "");
     let tmpdir = tempfile::tempdir().unwrap();
@@ -137,17 +137,37 @@ fn a_killed_build_leaves_nothing_behind_once_the_next_one_runs() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let cgroups: Vec<String> = ["memory", "pids", "freezer"]
-        .iter()
-        .map(|c| format!("/sys/fs/cgroup/{c}/cairn-sandbox-{}-0", cairn.id()))
-        .collect();
-    let procs = Path::new(&cgroups[1]).join("cgroup.procs");
+    // The pool entry whose processes are this cairn's: its outer process
+    // is cairn's child. Running: the outer process, pid 1 and the step.
+    let ours = |procs: &Path| {
+        let pids = std::fs::read_to_string(procs).unwrap_or_default();
+        let parent_is_cairn = |pid: &str| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| s.rsplit_once(')').map(|(_, rest)| rest.to_owned()))
+                .and_then(|rest| rest.split_whitespace().nth(1).map(str::to_owned))
+                == Some(cairn.id().to_string())
+        };
+        pids.lines().count() >= 3 && pids.lines().any(parent_is_cairn)
+    };
     let deadline = Instant::now() + Duration::from_secs(60);
-    // Running: the outer process, pid 1 and the step are in the cgroup.
-    while std::fs::read_to_string(&procs).map_or(0, |t| t.lines().count()) < 3 {
+    let entry: PathBuf = loop {
+        let found = std::fs::read_dir("/sys/fs/cgroup/pids")
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|d| {
+                d.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("cairn-sandbox-pool-"))
+            })
+            .find(|d| ours(&d.join("cgroup.procs")));
+        if let Some(found) = found {
+            break found;
+        }
         assert!(Instant::now() < deadline, "the step never started");
         std::thread::sleep(Duration::from_millis(20));
-    }
+    };
+    let procs = entry.join("cgroup.procs");
     cairn.kill().unwrap();
     cairn.wait().unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -157,17 +177,12 @@ fn a_killed_build_leaves_nothing_behind_once_the_next_one_runs() {
     }
     let left: Vec<_> = std::fs::read_dir(tmpdir.path()).unwrap().collect();
     assert!(left.is_empty(), "left in TMPDIR: {left:?}");
-    for cg in &cgroups {
-        assert!(Path::new(cg).exists(), "{cg} was removed by no one");
-    }
-    // Stale after 10 s; then any build removes them.
-    std::thread::sleep(Duration::from_secs(11));
-    let p2 = Project::new("true", "");
-    let out = p2.build(&["--no-cache"]);
-    assert_eq!(out.status.code(), Some(0), "{}", project::stderr(&out));
-    for cg in &cgroups {
-        assert!(!Path::new(cg).exists(), "{cg} is still there");
-    }
+    // The entry is free: the killed cairn's lock went with it.
+    let name = entry.file_name().unwrap();
+    let lock = std::fs::File::open(Path::new("/sys/fs/cgroup/memory").join(name)).unwrap();
+    rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+        .expect("the killed build's cgroup is still held");
+    drop(lock);
     // The killed build's scratch (its log) is removed by the next build
     // in the same store, not left until a collection.
     let recipe = p.dir.join("cairn.toml");
