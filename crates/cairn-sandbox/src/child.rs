@@ -25,8 +25,8 @@
 //!    it, sets the hostname, brings `lo` up, sends the parent descriptors
 //!    of `/out` and `/tmp`, starts *step* (in its memory, suspended until
 //!    the `execve`: [`spawn`]), reaps every orphan, and when
-//!    *step* ends writes its wait status to the status socket and exits —
-//!    and the kernel kills whatever is left in the namespace. It dies with
+//!    *step* ends kills and reaps whatever else is left in the namespace,
+//!    then writes the step's wait status to the status socket and exits. It dies with
 //!    *outer* (`PR_SET_PDEATHSIG`), which dies with the caller's thread.
 //! 3. **step**: a new session (no controlling terminal), fixed rlimits, a
 //!    fresh empty session keyring, `no_new_privs`, the workdir, every fd
@@ -432,6 +432,15 @@ fn init(s: &mut Script, go: c_int) -> ! {
     loop {
         let (pid, status) = wait(-1);
         if pid == step_pid || pid == -1 {
+            // Everything else in the namespace (services, what the step
+            // left running) dies and is reaped before the step's end is
+            // reported: the parent reads /out as soon as the report comes,
+            // and nothing may write there any more. Orphans are pid 1's
+            // children once their parent is reaped, so "no child left"
+            // means none is left at all.
+            // SAFETY: kill and waitpid on integers.
+            unsafe { libc::kill(-1, libc::SIGKILL) };
+            while wait(-1).0 != -1 {}
             report(Message {
                 stage: Stage::Exited as u32,
                 index: 0,

@@ -66,7 +66,15 @@ pub enum SandboxError {
         #[source]
         source: io::Error,
     },
-    /// The sandbox ended without reporting a status (killed from outside?).
-    #[error("sandbox ended without reporting a status (outer process status {0})")]
-    Lost(std::process::ExitStatus),
+    /// The sandbox ended without reporting a status (killed from outside?),
+    /// with the outer process's status if it was waited for.
+    #[error("sandbox ended without reporting a status ({})", outer_status(.0))]
+    Lost(Option<std::process::ExitStatus>),
+}
+
+fn outer_status(status: &Option<std::process::ExitStatus>) -> String {
+    match status {
+        Some(s) => format!("outer process status {s}"),
+        None => "outer process still exiting".to_string(),
+    }
 }

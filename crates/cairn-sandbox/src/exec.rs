@@ -4,19 +4,23 @@
 //! Order of events: validate → choose the step's host ids (`ids.rs`) →
 //! find the shared staging directory the root is mounted on
 //! (`staging.rs`, made once) → prepare sources (copies of writable
-//! mounts on a private tmpfs, made only for them) → create
-//! cgroups →
+//! mounts on a private tmpfs, made only for them) → take cgroups from
+//! the pool →
 //! lower to a [`crate::script::Script`] → `Command::spawn` with a
 //! `pre_exec` hook that never returns to std (see [`crate::child`]) → wait
-//! (`poll` on a pidfd) until the outer process exits, the deadline passes
-//! or the process limit was hit → on timeout or limit SIGKILL it (its pid-1
-//! child follows through `PR_SET_PDEATHSIG`, taking the whole pid
+//! (`poll` on the status socket and a pidfd) until pid 1 reports the
+//! step's end (after killing and reaping everything else in the
+//! namespace), the outer process exits, the deadline passes or the process
+//! limit was hit → on timeout or limit SIGKILL the outer process (its
+//! pid-1 child follows through `PR_SET_PDEATHSIG`, taking the whole pid
 //! namespace with it) and freeze-and-kill the cgroup → read the status
-//! socket (the step's status and the descriptors of `/out` and `/tmp`) →
-//! remove cgroups and scratch.
+//! socket (the step's status and the descriptors of `/out` and `/tmp`).
+//! The sandbox's processes may still be exiting then; the returned
+//! [`Outcome`] waits for them and gives the cgroups, ids and scratch back
+//! when dropped (`teardown.rs`).
 
 use std::io;
-use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::io::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -30,7 +34,9 @@ use crate::child::{Message, Stage};
 use crate::error::SandboxError;
 use crate::ids::HostIds;
 use crate::plan::Plan;
+use crate::reports::Reports;
 use crate::streams::{Copied, Streams};
+use crate::teardown::Teardown;
 use crate::{prepare, script};
 
 /// How a step ended.
@@ -116,15 +122,19 @@ impl Termination {
     }
 }
 
-/// Result of a step that ran (successfully or not).
+/// Result of a step that ran (successfully or not). Dropping it waits
+/// for the sandbox's last processes to finish exiting and gives its
+/// cgroups, host ids and scratch back (see `teardown.rs`): keep it only
+/// while `/out` is read.
 #[derive(Debug)]
 pub struct Outcome {
     /// How it ended.
     pub status: Termination,
-    /// Wall-clock time from spawn to the end of the outer process.
+    /// Wall-clock time from spawn to the step's reported end.
     pub duration: Duration,
     /// What the step left in `/out`.
     pub out: OutputDir,
+    _teardown: Teardown,
 }
 
 /// The step's `/out`: a tmpfs that outlives the sandbox for as long as
@@ -181,16 +191,17 @@ pub fn run(
     let result = spawn_and_wait(spawn, &cgroup, stdout.into(), stderr.into(), &mut clock);
     let oom_kills = cgroup.oom_kills();
     let refused_forks = cgroup.refused_forks();
-    cgroup.remove();
-    clock.lap("cgroup remove");
     let copies_full = prepared.scratch.as_ref().is_some_and(|a| a.is_full());
-    drop(prepared.scratch);
-    drop(ids);
-    clock.lap("scratch remove");
     clock.report();
-    let waited = result?;
+    let mut teardown = Teardown {
+        exiting: None,
+        cgroup,
+        ids,
+        scratch: prepared.scratch,
+    };
+    let mut waited = result?;
+    teardown.exiting = waited.exiting.take();
     descriptions.extend(clone_names.iter().map(|n| format!("clone {n}")));
-    let mut waited = waited;
     let mut watched = std::mem::take(&mut waited.watched);
     let counters = Counters {
         oom_kills,
@@ -210,6 +221,7 @@ pub fn run(
         status,
         duration: waited.duration,
         out,
+        _teardown: teardown,
     })
 }
 
@@ -226,7 +238,11 @@ struct Spawn<'a> {
 struct Waited {
     messages: Vec<Message>,
     watched: Vec<OwnedFd>,
-    outer: std::process::ExitStatus,
+    /// How the outer process ended, if it was waited for.
+    outer: Option<std::process::ExitStatus>,
+    /// The outer process, still being torn down, when pid 1 reported the
+    /// step's end first (see `reports.rs`).
+    exiting: Option<Child>,
     ended: Ended,
     duration: Duration,
 }
@@ -234,7 +250,10 @@ struct Waited {
 /// Why waiting stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Ended {
+    /// The outer process exited.
     Exited,
+    /// Pid 1 reported the step's end; the sandbox is being torn down.
+    Reported,
     TimedOut,
     ProcessLimit,
     LogLimit,
@@ -287,30 +306,45 @@ fn spawn_and_wait(
     drop(status_w);
     clock.lap("spawn");
     let deadline = start + plan.timeout;
-    let ended = wait_until(&child, deadline, cgroup, &mut streams).inspect_err(|_| {
+    let mut reports = Reports::default();
+    let ended = wait_until(
+        &child,
+        deadline,
+        cgroup,
+        &mut streams,
+        &status_r,
+        &mut reports,
+    )
+    .inspect_err(|_| {
         let _ = child.kill();
         let _ = child.wait();
     });
     let ended = ended?;
-    if ended != Ended::Exited {
-        tracing::debug!(?ended, "killing the sandbox");
-        let _ = child.kill();
-        cgroup.kill_all();
-    }
-    let outer = child.wait().map_err(SandboxError::Spawn)?;
     let duration = start.elapsed();
-    // Every process of the sandbox is gone: what is left in the pipes is
-    // all there will be.
-    let ended = match streams.copy_available() {
-        Copied::OverLimit if ended == Ended::Exited => Ended::LogLimit,
-        _ => ended,
+    let (outer, exiting) = if ended == Ended::Reported {
+        (None, Some(child))
+    } else {
+        if ended != Ended::Exited {
+            tracing::debug!(?ended, "killing the sandbox");
+            let _ = child.kill();
+            cgroup.kill_all();
+        }
+        (Some(child.wait().map_err(SandboxError::Spawn)?), None)
     };
-    clock.lap("run (namespaces to exit)");
-    let (messages, watched) = read_messages(status_r);
+    // Every process that could write to the pipes is gone: what is left
+    // in them is all there will be.
+    let ended = match (ended, streams.copy_available()) {
+        (Ended::Exited | Ended::Reported, Copied::OverLimit) => Ended::LogLimit,
+        (Ended::Reported, _) => Ended::Exited,
+        (ended, _) => ended,
+    };
+    clock.lap("run (namespaces to the step's end)");
+    reports.read_from(&status_r);
     Ok(Waited {
-        messages,
-        watched,
+        messages: reports.messages,
+        watched: reports.fds,
         outer,
+        exiting,
         ended,
         duration,
     })
@@ -354,15 +388,18 @@ impl Phases {
 /// How often a running step's process limit is checked.
 const LIMIT_CHECK: Duration = Duration::from_millis(50);
 
-/// Waits until `child` exits, `deadline` passes, a fork was refused by
-/// the process limit or the step wrote more than its log limit, sleeping
-/// in `poll` on a pidfd (so the exit is noticed at once) and the step's
-/// output pipes (copied as they fill).
+/// Waits until pid 1 reports the step's end or `child` exits, `deadline`
+/// passes, a fork was refused by the process limit or the step wrote more
+/// than its log limit, sleeping in `poll` on the status socket and a
+/// pidfd (so the end is noticed at once) and the step's output pipes
+/// (copied as they fill).
 fn wait_until(
     child: &Child,
     deadline: Instant,
     cgroup: &Cgroup,
     streams: &mut Streams,
+    status: &OwnedFd,
+    reports: &mut Reports,
 ) -> Result<Ended, SandboxError> {
     let pid = rustix::process::Pid::from_child(child);
     let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
@@ -395,7 +432,19 @@ fn wait_until(
             revents: 0,
         };
         let [out, err] = streams.poll_fds();
-        let mut fds = [pollfd(pidfd.as_raw_fd()), pollfd(out), pollfd(err)];
+        // Once its other end is closed the socket is always readable; the
+        // pidfd follows at once.
+        let status_fd = if reports.closed {
+            -1
+        } else {
+            status.as_raw_fd()
+        };
+        let mut fds = [
+            pollfd(pidfd.as_raw_fd()),
+            pollfd(out),
+            pollfd(err),
+            pollfd(status_fd),
+        ];
         // SAFETY: valid pollfds on fds we own (or -1, skipped), for the
         // duration of the call.
         let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
@@ -404,56 +453,21 @@ fn wait_until(
             if e.kind() != std::io::ErrorKind::Interrupted {
                 return Err(SandboxError::Spawn(e));
             }
-        } else if fds[0].revents != 0 {
-            return Ok(Ended::Exited);
-        } else if ready > 0 && streams.copy_available() == Copied::OverLimit {
-            return Ok(Ended::LogLimit);
-        }
-    }
-}
-
-/// Reads what the children reported, with the descriptors they sent;
-/// never blocks (a straggler holding the other end must not hang us).
-fn read_messages(socket: OwnedFd) -> (Vec<Message>, Vec<OwnedFd>) {
-    let mut messages = vec![];
-    let mut fds = vec![];
-    loop {
-        let mut buf = [0u8; Message::SIZE];
-        let mut control = [0u8; 64];
-        let mut iov = libc::iovec {
-            iov_base: buf.as_mut_ptr().cast(),
-            iov_len: buf.len(),
-        };
-        // SAFETY: a zeroed msghdr pointing at live stack buffers; the
-        // received descriptors are taken into `OwnedFd`s exactly once.
-        unsafe {
-            let mut hdr: libc::msghdr = std::mem::zeroed();
-            hdr.msg_iov = &mut iov;
-            hdr.msg_iovlen = 1;
-            hdr.msg_control = control.as_mut_ptr().cast();
-            hdr.msg_controllen = control.len();
-            let flags = libc::MSG_DONTWAIT | libc::MSG_CMSG_CLOEXEC;
-            let n = libc::recvmsg(socket.as_fd().as_raw_fd(), &mut hdr, flags);
-            if n <= 0 {
-                break;
-            }
-            let mut cmsg = libc::CMSG_FIRSTHDR(&hdr);
-            while !cmsg.is_null() {
-                if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
-                    let data = libc::CMSG_DATA(cmsg) as *const libc::c_int;
-                    let len = (*cmsg).cmsg_len as usize - libc::CMSG_LEN(0) as usize;
-                    for i in 0..len / std::mem::size_of::<libc::c_int>() {
-                        fds.push(OwnedFd::from_raw_fd(std::ptr::read_unaligned(data.add(i))));
-                    }
+        } else {
+            if fds[3].revents != 0 {
+                reports.read_from(status);
+                if reports.step_ended() {
+                    return Ok(Ended::Reported);
                 }
-                cmsg = libc::CMSG_NXTHDR(&hdr, cmsg);
             }
-            if n as usize == Message::SIZE {
-                messages.push(Message::decode(&buf));
+            if fds[0].revents != 0 {
+                return Ok(Ended::Exited);
+            }
+            if ready > 0 && streams.copy_available() == Copied::OverLimit {
+                return Ok(Ended::LogLimit);
             }
         }
     }
-    (messages, fds)
 }
 
 /// What the cgroups and mounts say about how a step ended.
@@ -512,7 +526,7 @@ fn interpret(
                 limit: plan.limits.log_bytes.unwrap_or_default(),
             })
         }
-        Ended::Exited => {}
+        Ended::Exited | Ended::Reported => {}
     }
     let outer = waited.outer;
     let Some(msg) = waited

@@ -100,10 +100,12 @@ mod mounts;
 mod plan;
 mod prepare;
 mod ready;
+mod reports;
 mod script;
 mod services;
 mod staging;
 mod streams;
+mod teardown;
 
 pub use error::SandboxError;
 pub use exec::{run, Outcome, OutputDir, Scratch, ServiceEnd, Termination};

@@ -399,3 +399,21 @@ fn a_program_written_to_tmp_runs_and_tmp_stays_nosuid_nodev() {
     }
     assert!(!options.contains(&"noexec"), "{mount}");
 }
+
+/// The step's end is reported before the sandbox is torn down, so `/out`
+/// is read while pid 1 may still be exiting: by then nothing of the step
+/// may write there any more. A background writer the step left running is
+/// killed before the report, not after.
+#[test]
+fn nothing_the_step_left_running_writes_to_out_after_its_end() {
+    let f = Fixture::new();
+    let r = f.sh("(while :; do echo tick >> /out/ticks; done) & \
+         while [ ! -s /out/ticks ]; do :; done; exit 0");
+    assert_exit(&r, 0);
+    let size = || fs::metadata(r.out("ticks")).unwrap().len();
+    let first = size();
+    assert!(first > 0, "the writer never ran");
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(size(), first, "/out changed after the step's end");
+    assert!(host_processes_with("tick >> /out/ticks").is_empty());
+}
