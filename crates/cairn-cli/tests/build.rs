@@ -2,22 +2,20 @@
 //! root file system made in the test from Debian's `busybox-static`
 //! (`/bin/busybox`; the tests fail if it is missing, `.ci/run` installs it).
 
-#[path = "project/mod.rs"]
-mod project;
+mod support;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const CAIRN: &str = env!("CARGO_BIN_EXE_cairn");
-
-use project::{stderr, Project};
+use support::cli::{text, Machine};
+use support::project::Project;
 
 const REPRODUCIBLE: &str = "cp input.txt $OUT/copy; echo built > $OUT/built";
 
 #[test]
 fn second_build_is_a_cache_hit_and_check_passes() {
-    let p = Project::new(REPRODUCIBLE, "");
+    let p = Project::busybox(REPRODUCIBLE, "");
     let first = p.build_json(&[]);
     assert_eq!(first["cached"], false);
     let second = p.build_json(&[]);
@@ -41,7 +39,7 @@ fn second_build_is_a_cache_hit_and_check_passes() {
 #[test]
 fn check_fails_for_a_step_that_is_not_reproducible() {
     let script = "sleep 1; date +%s%N > $OUT/stamp; cat /proc/sys/kernel/random/uuid > $OUT/uuid; echo same > $OUT/same";
-    let p = Project::new(script, "");
+    let p = Project::busybox(script, "");
     p.build_json(&[]);
     let err = p.build_fails(&["--check"]);
     assert!(err.contains("not reproducible"), "{err}");
@@ -60,7 +58,7 @@ fn check_fails_for_a_step_that_is_not_reproducible() {
 
 #[test]
 fn a_cache_entry_missing_an_output_blob_is_rebuilt() {
-    let p = Project::new("echo unique-output-content > $OUT/file", "");
+    let p = Project::busybox("echo unique-output-content > $OUT/file", "");
     let first = p.build_json(&[]);
     let tree = first["output"].as_str().unwrap().to_owned();
     let entry = p
@@ -73,7 +71,7 @@ fn a_cache_entry_missing_an_output_blob_is_rebuilt() {
         .unwrap()
         .trim_start_matches("sha256:")
         .to_owned();
-    std::fs::remove_file(p.store.join("blobs").join(&hex[..2]).join(&hex)).unwrap();
+    std::fs::remove_file(p.store_dir().join("blobs").join(&hex[..2]).join(&hex)).unwrap();
     let second = p.build_json(&[]);
     assert_eq!(
         second["cached"], false,
@@ -96,7 +94,7 @@ fn blob_of(store: &Path, bytes: &[u8]) -> PathBuf {
 /// lost.
 #[test]
 fn a_cached_build_needs_no_input_blob_and_a_step_that_runs_stores_a_lost_one_again() {
-    let p = Project::new(REPRODUCIBLE, "");
+    let p = Project::busybox(REPRODUCIBLE, "");
     // A source file the output does not hold (the output is checked whole
     // on a hit).
     let other = b"only an input\n";
@@ -105,7 +103,7 @@ fn a_cached_build_needs_no_input_blob_and_a_step_that_runs_stores_a_lost_one_aga
     // of the snapshot that saw them.
     std::thread::sleep(std::time::Duration::from_millis(1100));
     let first = p.build_json(&[]);
-    let blob = blob_of(&p.store, other);
+    let blob = blob_of(&p.store_dir(), other);
     std::fs::remove_file(&blob).unwrap();
     let second = p.build_json(&[]);
     assert_eq!(second["cached"], true);
@@ -120,12 +118,12 @@ fn a_cached_build_needs_no_input_blob_and_a_step_that_runs_stores_a_lost_one_aga
     assert_eq!(third["output"], first["output"]);
     assert_eq!(std::fs::read(&blob).unwrap(), other);
     let out = p.command(&["store", "verify"]).output().unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(out.status.success(), "{}", text(&out.stderr));
 }
 
 #[test]
 fn malformed_recipes_are_reported_with_file_line_and_column() {
-    let p = Project::new(REPRODUCIBLE, "");
+    let p = Project::busybox(REPRODUCIBLE, "");
     let head = "[service]\nname = \"t\"\n[inputs.rootfs]\npath = \"rootfs\"\n";
     let cases = [
         ("type error", format!("{head}[steps.a]\nmounts = {{ \"/\" = \"rootfs\" }}\nrun = [\"true\"]\ntimeout = 5\n")),
@@ -135,7 +133,7 @@ fn malformed_recipes_are_reported_with_file_line_and_column() {
         ("two mounts at one path", format!("{head}[steps.a]\nmounts = {{ \"/src\" = \"rootfs\", \"/src/\" = \"rootfs\" }}\nrun = [\"true\"]\n")),
     ];
     for (what, text) in cases {
-        p.recipe(&text);
+        p.write("cairn.toml", &text);
         let err = p.build_fails(&[]);
         let at = err
             .find("cairn.toml:")
@@ -154,18 +152,18 @@ fn malformed_recipes_are_reported_with_file_line_and_column() {
 
 #[test]
 fn a_fetch_with_the_wrong_digest_stores_nothing_and_shows_both_digests() {
-    let p = Project::new(REPRODUCIBLE, "");
+    let p = Project::busybox(REPRODUCIBLE, "");
     let file = p.root.join("vendor.txt");
     std::fs::write(&file, "the real bytes\n").unwrap();
     let declared = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
-    let text = std::fs::read_to_string(p.dir.join("cairn.toml")).unwrap().replace(
+    let text = p.recipe().replace(
         "[steps.build]\nmounts = { \"/\" = \"rootfs\", \"/src\" = \"src\" }",
         &format!(
             "[inputs.vendor]\nurl = \"file://{}\"\ndigest = \"{declared}\"\n[steps.build]\nmounts = {{ \"/\" = \"rootfs\", \"/src\" = \"vendor\" }}",
             file.display()
         ),
     );
-    p.recipe(&text);
+    p.write("cairn.toml", &text);
     let err = p.build_fails(&[]);
     let real = String::from_utf8(
         Command::new("sha256sum")
@@ -179,12 +177,17 @@ fn a_fetch_with_the_wrong_digest_stores_nothing_and_shows_both_digests() {
     assert!(err.contains(declared), "{err}");
     assert!(err.contains(real_hex), "{err}");
     let hex = &declared["sha256:".len()..];
-    assert!(!p.store.join("blobs").join(&hex[..2]).join(hex).exists());
+    assert!(!p
+        .store_dir()
+        .join("blobs")
+        .join(&hex[..2])
+        .join(hex)
+        .exists());
 }
 
 #[test]
 fn a_failing_step_shows_its_exit_code_and_log_and_is_not_cached() {
-    let p = Project::new("echo some-log-line; echo to-stderr >&2; exit 3", "");
+    let p = Project::busybox("echo some-log-line; echo to-stderr >&2; exit 3", "");
     for _ in 0..2 {
         let err = p.build_fails(&[]);
         assert!(err.contains("exited with code 3"), "{err}");
@@ -193,7 +196,7 @@ fn a_failing_step_shows_its_exit_code_and_log_and_is_not_cached() {
         assert!(err.contains("full log: "), "{err}");
         assert!(!err.contains("[build] cached"), "{err}");
     }
-    let logs: Vec<_> = std::fs::read_dir(p.store.join("cache/logs"))
+    let logs: Vec<_> = std::fs::read_dir(p.store_dir().join("cache/logs"))
         .unwrap()
         .collect();
     assert_eq!(logs.len(), 1);
@@ -201,14 +204,14 @@ fn a_failing_step_shows_its_exit_code_and_log_and_is_not_cached() {
 
 #[test]
 fn a_missing_required_output_is_named() {
-    let p = Project::new("echo nothing", "outputs = [\"bin/app\"]");
+    let p = Project::busybox("echo nothing", "outputs = [\"bin/app\"]");
     let err = p.build_fails(&[]);
     assert!(err.contains("/out/bin/app"), "{err}");
 }
 
 #[test]
 fn a_step_over_its_timeout_is_killed_and_reported() {
-    let p = Project::new("sleep 60", "timeout = \"1s\"");
+    let p = Project::busybox("sleep 60", "timeout = \"1s\"");
     let started = std::time::Instant::now();
     let err = p.build_fails(&[]);
     assert!(err.contains("timed out"), "{err}");
@@ -239,28 +242,36 @@ echo written > /src/input.txt || true
 ln -s input.txt $OUT/link
 echo done >> $r"#
     );
-    let p = Project::new(
+    let p = Project::busybox(
         &script,
         "mounts = { \"/\" = \"rootfs\", \"/src\" = { input = \"src\", writable = true } }",
     );
     // Drop the default mounts line: the extra one replaces it.
-    let text = std::fs::read_to_string(p.dir.join("cairn.toml")).unwrap();
-    p.recipe(&text.replacen(
-        "mounts = { \"/\" = \"rootfs\", \"/src\" = \"src\" }\n",
-        "",
-        1,
-    ));
+    let recipe = p.recipe();
+    p.write(
+        "cairn.toml",
+        &recipe.replacen(
+            "mounts = { \"/\" = \"rootfs\", \"/src\" = \"src\" }\n",
+            "",
+            1,
+        ),
+    );
     let token_file = tmp.path().join("token");
     std::fs::write(&token_file, "cairn_secret_token").unwrap();
     let paths = [
-        p.store.display().to_string(),
+        p.store_dir().display().to_string(),
         home,
         keys.display().to_string(),
         token_file.display().to_string(),
     ];
     std::fs::write(p.dir.join("src/paths"), paths.join("\n")).unwrap();
     let src_before = p.ok(&["store", "add", p.dir.join("src").to_str().unwrap()]);
-    let out = p
+    // The keys come from `CAIRN_KEYS`, as set below: no `--keys`.
+    let keys_from_env = Machine {
+        keys: None,
+        ..p.machine.clone()
+    };
+    let out = keys_from_env
         .command(&["--json", "--token-file", token_file.to_str().unwrap()])
         .args(["build", "-C", p.dir.to_str().unwrap()])
         .env("AWS_SECRET_ACCESS_KEY", "fake")
@@ -268,7 +279,7 @@ echo done >> $r"#
         .env("CAIRN_KEYS", &keys)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(out.status.success(), "{}", text(&out.stderr));
     let steps: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let tree = steps[0]["output"].as_str().unwrap().to_owned();
     assert_eq!(p.cat(&tree, "report"), "done\n", "the step saw the host");
@@ -304,64 +315,30 @@ echo done >> $r"#
     assert_eq!(link["target"], "input.txt");
 }
 
-/// Copies an example to a temporary directory and returns it.
-fn example(name: &str) -> (tempfile::TempDir, PathBuf) {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../examples")
-        .join(name);
-    let tmp = tempfile::tempdir().unwrap();
-    let status = Command::new("cp")
-        .arg("-r")
-        .arg(&src)
-        .arg(tmp.path())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let dir = tmp.path().join(name);
-    let _ = std::fs::remove_dir_all(dir.join("rootfs"));
-    let _ = std::fs::remove_dir_all(dir.join("toolchain"));
-    (tmp, dir)
-}
-
-/// Runs an example's setup script then `cairn build` in a fresh store;
-/// returns the output digest.
-fn build_example(dir: &Path, script: &str, store: &Path, args: &[&str]) -> String {
-    let setup = Command::new(dir.join(script))
-        .env("CAIRN", CAIRN)
-        .env("CAIRN_STORE", store)
-        .output()
-        .unwrap();
-    assert!(setup.status.success(), "{script}: {}", stderr(&setup));
-    let out = Command::new(CAIRN)
-        .arg("--store")
-        .arg(store)
-        .args(["build", "-C", dir.to_str().unwrap()])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}: {}", dir.display(), stderr(&out));
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+/// Runs `p`'s setup script `script` then `cairn build -C DIR ARGS…`,
+/// both on `store` (a fresh one); returns the output digest.
+fn build_example(p: &Project, script: &str, store: &Path, args: &[&str]) -> String {
+    let machine = p.with(store.to_str().unwrap(), None);
+    machine.script(&p.dir.join(script));
+    let dir = p.dir.to_str().unwrap();
+    let all: Vec<&str> = ["build", "-C", dir].iter().chain(args).copied().collect();
+    machine.ok(&all)
 }
 
 #[test]
 fn the_busybox_example_builds_from_a_clean_store() {
-    let (tmp, dir) = example("busybox-hello");
-    let digest = build_example(&dir, "make-rootfs.sh", &tmp.path().join("store"), &[]);
+    let p = Project::example("busybox-hello");
+    let digest = build_example(&p, "make-rootfs.sh", &p.root.join("store"), &[]);
     assert!(digest.starts_with("sha256:"), "{digest}");
 }
 
 #[test]
 fn the_c_example_is_reproducible_across_clean_stores() {
-    let (tmp, dir) = example("c-hello");
-    let a = build_example(&dir, "make-toolchain.sh", &tmp.path().join("a"), &[]);
-    let b = build_example(&dir, "make-toolchain.sh", &tmp.path().join("b"), &[]);
+    let p = Project::example("c-hello");
+    let a = build_example(&p, "make-toolchain.sh", &p.root.join("a"), &[]);
+    let b = build_example(&p, "make-toolchain.sh", &p.root.join("b"), &[]);
     assert_eq!(a, b, "two clean builds differ");
-    let checked = build_example(
-        &dir,
-        "make-toolchain.sh",
-        &tmp.path().join("b"),
-        &["--check"],
-    );
+    let checked = build_example(&p, "make-toolchain.sh", &p.root.join("b"), &["--check"]);
     assert_eq!(checked, a);
 }
 
@@ -369,14 +346,13 @@ fn the_c_example_is_reproducible_across_clean_stores() {
 fn a_store_named_by_a_relative_path_builds() {
     // The sandbox's mounts need absolute sources: the materialized trees
     // of a relative store are resolved against the working directory.
-    let (tmp, dir) = example("busybox-hello");
-    let absolute = build_example(&dir, "make-rootfs.sh", &tmp.path().join("store"), &[]);
-    let out = Command::new(CAIRN)
-        .args(["--store", "store", "build", "--no-cache", "-C"])
-        .arg(&dir)
-        .current_dir(tmp.path())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), absolute);
+    let p = Project::example("busybox-hello");
+    let absolute = build_example(&p, "make-rootfs.sh", &p.root.join("store"), &[]);
+    let relative = Machine {
+        store: Some("store".into()),
+        dir: Some(p.root.clone()),
+        ..Machine::default()
+    };
+    let dir = p.dir.to_str().unwrap();
+    assert_eq!(relative.ok(&["build", "--no-cache", "-C", dir]), absolute);
 }

@@ -2,10 +2,10 @@
 //! the one-line error naming the limit, path or call, exit status 1, and
 //! the terminal never receiving a step's escape sequences raw.
 
-#[path = "project/mod.rs"]
-mod project;
+mod support;
 
-use project::Project;
+use support::cli::text;
+use support::project::Project;
 
 /// A control character or escape sequence reached stderr raw.
 fn has_raw_controls(text: &str) -> bool {
@@ -15,7 +15,7 @@ fn has_raw_controls(text: &str) -> bool {
 
 #[test]
 fn a_sparse_file_over_limits_out_fails_the_build_naming_it() {
-    let p = Project::new(
+    let p = Project::busybox(
         "truncate -s 1099511627776 $OUT/disk.img && echo small > $OUT/ok",
         "limits = { out = \"64MiB\" }",
     );
@@ -30,14 +30,14 @@ fn a_sparse_file_over_limits_out_fails_the_build_naming_it() {
 
 #[test]
 fn filling_out_or_forking_without_end_names_the_limit() {
-    let p = Project::new(
+    let p = Project::busybox(
         "dd if=/dev/zero of=$OUT/big bs=1024 count=8192",
         "limits = { out = \"1MiB\" }",
     );
     let err = p.build_fails(&[]);
     assert!(err.contains("/out full (limits.out = 1 MiB)"), "{err}");
 
-    let p = Project::new(
+    let p = Project::busybox(
         "b() { b & b; }; b",
         "limits = { processes = 16 }\ntimeout = \"60s\"",
     );
@@ -52,7 +52,7 @@ fn filling_out_or_forking_without_end_names_the_limit() {
 
 #[test]
 fn an_output_symlink_escaping_through_another_fails_the_build() {
-    let p = Project::new(
+    let p = Project::busybox(
         "mkdir -p $OUT/a/b/c && ln -s ../../.. $OUT/a/b/c/l && ln -s a/b/c/l/../../.. $OUT/up",
         "",
     );
@@ -61,7 +61,7 @@ fn an_output_symlink_escaping_through_another_fails_the_build() {
         err.contains("/out/up -> a/b/c/l/../../.. leads outside /out"),
         "{err}"
     );
-    let p = Project::new("ln -s /etc/passwd $OUT/passwd", "");
+    let p = Project::busybox("ln -s /etc/passwd $OUT/passwd", "");
     let err = p.build_fails(&[]);
     assert!(err.contains("/out/passwd -> /etc/passwd"), "{err}");
 }
@@ -71,11 +71,11 @@ fn a_step_s_escape_sequences_never_reach_the_terminal_raw() {
     // OSC 0 (window title), OSC 8 (hyperlink), CSI (clear screen), a lone
     // CR, C1 CSI, a bidi override; then a failure, so the tail is shown.
     let script = r#"printf 'title\033]0;pwned\007 link\033]8;;http://x\033\\ clear\033[2J cr\rover c1\302\2332J bidi\342\200\256x\n'; exit 3"#;
-    let p = Project::new(script, "");
+    let p = Project::busybox(script, "");
     for args in [&[][..], &["-v"][..]] {
         let out = p.build(args);
         assert_eq!(out.status.code(), Some(1));
-        let err = project::stderr(&out);
+        let err = text(&out.stderr);
         assert!(!has_raw_controls(&err), "raw control characters: {err:?}");
         assert!(err.contains("title\\x1b]0;pwned\\x07"), "{err}");
         assert!(
@@ -84,7 +84,7 @@ fn a_step_s_escape_sequences_never_reach_the_terminal_raw() {
         );
     }
     // The kept log holds the raw bytes.
-    let logs = p.store.join("cache/logs");
+    let logs = p.store_dir().join("cache/logs");
     let log = std::fs::read_dir(&logs)
         .unwrap()
         .next()
@@ -99,7 +99,7 @@ fn a_step_s_escape_sequences_never_reach_the_terminal_raw() {
 
 #[test]
 fn names_with_control_characters_are_escaped_everywhere() {
-    let p = Project::new(r#"printf x > "$OUT/$(printf 'evil\033[2J\nname')""#, "");
+    let p = Project::busybox(r#"printf x > "$OUT/$(printf 'evil\033[2J\nname')""#, "");
     let out = p.build_json(&[]);
     let tree = out["output"].as_str().unwrap().to_owned();
     let listed = p.ok(&["store", "ls", &tree]);
@@ -114,7 +114,7 @@ fn names_with_control_characters_are_escaped_everywhere() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    let err = project::stderr(&out);
+    let err = text(&out.stderr);
     assert!(!has_raw_controls(&err), "{err:?}");
     assert_eq!(err.lines().count(), 1, "{err}");
 }
@@ -127,7 +127,7 @@ fn names_with_control_characters_are_escaped_everywhere() {
 fn a_killed_build_leaves_nothing_behind_once_the_next_one_runs() {
     use std::path::{Path, PathBuf};
     use std::time::{Duration, Instant};
-    let p = Project::new("sleep 120", "");
+    let p = Project::busybox("sleep 120", "");
     let tmpdir = tempfile::tempdir().unwrap();
     let dir = p.dir.to_str().unwrap().to_owned();
     let mut cairn = p
@@ -185,12 +185,10 @@ fn a_killed_build_leaves_nothing_behind_once_the_next_one_runs() {
     drop(lock);
     // The killed build's scratch (its log) is removed by the next build
     // in the same store, not left until a collection.
-    let recipe = p.dir.join("cairn.toml");
-    let text = std::fs::read_to_string(&recipe).unwrap();
-    std::fs::write(&recipe, text.replace("sleep 120", "true")).unwrap();
+    p.write("cairn.toml", &p.recipe().replace("sleep 120", "true"));
     let out = p.build(&["--no-cache"]);
-    assert_eq!(out.status.code(), Some(0), "{}", project::stderr(&out));
-    let left: Vec<_> = std::fs::read_dir(p.store.join("cache/build"))
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let left: Vec<_> = std::fs::read_dir(p.store_dir().join("cache/build"))
         .unwrap()
         .collect();
     assert!(left.is_empty(), "left in cache/build: {left:?}");
@@ -202,7 +200,7 @@ fn a_killed_build_leaves_nothing_behind_once_the_next_one_runs() {
 /// at once: it held the log file itself).
 #[test]
 fn printing_without_end_stops_at_the_log_limit() {
-    let p = Project::new(
+    let p = Project::busybox(
         "echo started; yes 0123456789abcdef",
         "limits = { log = \"1MiB\" }\ntimeout = \"120s\"",
     );
@@ -215,7 +213,7 @@ fn printing_without_end_stops_at_the_log_limit() {
         "{err}"
     );
     assert!(started.elapsed().as_secs() < 60, "waited for the timeout");
-    let logs: Vec<_> = std::fs::read_dir(p.store.join("cache/logs"))
+    let logs: Vec<_> = std::fs::read_dir(p.store_dir().join("cache/logs"))
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
@@ -224,7 +222,7 @@ fn printing_without_end_stops_at_the_log_limit() {
     assert_eq!(log.len(), 1 << 20);
     assert!(log.starts_with(b"started\n0123456789abcdef\n"));
     // Nothing else of the step stays in the store's scratch space.
-    let left: Vec<_> = std::fs::read_dir(p.store.join("cache/build"))
+    let left: Vec<_> = std::fs::read_dir(p.store_dir().join("cache/build"))
         .unwrap()
         .collect();
     assert!(left.is_empty(), "{left:?}");
@@ -235,17 +233,17 @@ fn printing_without_end_stops_at_the_log_limit() {
 /// while the log keeps every byte.
 #[test]
 fn an_endless_line_is_cut_on_the_terminal_and_kept_whole_in_the_log() {
-    let p = Project::new("head -c 8388608 /dev/zero | tr '\\0' a; exit 3", "");
+    let p = Project::busybox("head -c 8388608 /dev/zero | tr '\\0' a; exit 3", "");
     for args in [&[][..], &["-v"][..]] {
         let out = p.build(args);
         assert_eq!(out.status.code(), Some(1));
-        let err = project::stderr(&out);
+        let err = text(&out.stderr);
         assert!(err.len() < 64 << 10, "{} bytes on stderr", err.len());
         assert!(err.contains("exited with code 3"), "{err}");
         assert!(err.contains("a… ("), "{err}");
         assert!(err.contains("more bytes in the log)"), "{err}");
     }
-    let logs = p.store.join("cache/logs");
+    let logs = p.store_dir().join("cache/logs");
     let log = std::fs::read_dir(&logs).unwrap().next().unwrap().unwrap();
     assert_eq!(log.metadata().unwrap().len(), 8 << 20);
 }
@@ -256,7 +254,7 @@ fn an_endless_line_is_cut_on_the_terminal_and_kept_whole_in_the_log() {
 /// ended without reporting a status").
 #[test]
 fn empty_files_without_end_name_the_memory_limit() {
-    let p = Project::new(
+    let p = Project::busybox(
         "cd $OUT && seq 1 3000000 | xargs touch",
         "limits = { memory = \"48MiB\", out = \"16MiB\", tmp = \"16MiB\" }\ntimeout = \"120s\"",
     );
@@ -272,7 +270,7 @@ fn empty_files_without_end_name_the_memory_limit() {
 /// process reading it) and what it is.
 #[test]
 fn special_files_and_endless_nesting_in_out_are_named_under_out() {
-    let p = Project::new("mkfifo $OUT/fifo", "");
+    let p = Project::busybox("mkfifo $OUT/fifo", "");
     let err = p.build_fails(&[]);
     assert!(
         err.contains(
@@ -281,7 +279,7 @@ fn special_files_and_endless_nesting_in_out_are_named_under_out() {
         "{err}"
     );
     assert!(!err.contains("/proc/self/fd"), "{err}");
-    let p = Project::new(
+    let p = Project::busybox(
         "cd $OUT && i=0 && while [ $i -lt 600 ]; do mkdir d && cd d && i=$((i+1)); done",
         "",
     );
@@ -298,7 +296,7 @@ fn special_files_and_endless_nesting_in_out_are_named_under_out() {
 /// Empty files without end in `/out` stop at `limits.out_files`, named.
 #[test]
 fn empty_files_without_end_stop_at_the_out_files_limit() {
-    let p = Project::new(
+    let p = Project::busybox(
         "cd $OUT && seq 1 5000 | xargs touch",
         "limits = { out_files = 2000 }",
     );
@@ -320,7 +318,7 @@ fn a_writable_mount_cannot_fill_the_host_disk_and_leaves_nothing() {
     let writable =
         "mounts = { \"/\" = \"rootfs\", \"/src\" = { input = \"src\", writable = true } }";
     let recipe = |p: &Project, script: &str, extra: &str| {
-        let text = std::fs::read_to_string(p.dir.join("cairn.toml")).unwrap();
+        let text = p.recipe();
         let text = text
             .lines()
             .map(|l| match l {
@@ -332,7 +330,7 @@ fn a_writable_mount_cannot_fill_the_host_disk_and_leaves_nothing() {
             })
             .collect::<Vec<_>>()
             .join("\n");
-        p.recipe(&format!("{text}\n{extra}\n"));
+        p.write("cairn.toml", &format!("{text}\n{extra}\n"));
     };
     let tmpdir = tempfile::tempdir().unwrap();
     let mounted = || {
@@ -340,7 +338,7 @@ fn a_writable_mount_cannot_fill_the_host_disk_and_leaves_nothing() {
         table.contains(tmpdir.path().to_str().unwrap())
     };
     let left = || std::fs::read_dir(tmpdir.path()).unwrap().count();
-    let p = Project::new("", "");
+    let p = Project::busybox("", "");
     recipe(
         &p,
         "dd if=/dev/zero of=/src/big bs=1M count=64",
@@ -352,7 +350,7 @@ fn a_writable_mount_cannot_fill_the_host_disk_and_leaves_nothing() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    let err = project::stderr(&out);
+    let err = text(&out.stderr);
     assert!(
         err.contains("step `build` failed with a writable mount full (limits.tmp = 8 MiB)"),
         "{err}"
@@ -388,7 +386,7 @@ fn a_writable_mount_cannot_fill_the_host_disk_and_leaves_nothing() {
         .env("TMPDIR", tmpdir.path())
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", project::stderr(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(!mounted(), "the killed build's copy is still mounted");
     assert_eq!(left(), 0, "left in TMPDIR");
 }

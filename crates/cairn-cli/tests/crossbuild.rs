@@ -8,7 +8,7 @@
 //! package's own tests with `go test` (which executes a binary it builds
 //! in the sandbox's `/tmp`), natively and for arm64 through `-exec` QEMU.
 //! That a second clean build elsewhere, in varied surroundings, gives the
-//! same bytes (and passes the same tests) is `reprotest.rs`'s to check,
+//! same bytes (and passes the same tests) is `reprotest`'s to check,
 //! for every example. The tests fail (never skip) when `golang-go`, the
 //! `ziglang` wheel or `qemu-user-static` is missing; `.ci/run` installs
 //! them.

@@ -5,50 +5,44 @@
 
 mod support;
 
+use std::ops::Deref;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use support::cli::{example, Machine};
+use support::project::Project;
 
-/// A store and keys in a temp directory; commands run from the test's
-/// directory, or the example project's with [`Env::in_project`].
+/// A store and keys in a temp directory (an empty [`Project`], which it
+/// derefs to); commands run from there, or from the example project's
+/// directory with [`Env::in_project`].
 struct Env {
-    _tmp: tempfile::TempDir,
-    root: PathBuf,
+    base: Project,
+    /// The local store.
     store: PathBuf,
-    machine: Machine,
+}
+
+impl Deref for Env {
+    type Target = Project;
+
+    fn deref(&self) -> &Project {
+        &self.base
+    }
 }
 
 impl Env {
     fn new() -> Self {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path().to_path_buf();
-        let store = root.join("store");
+        let base = Project::empty("work");
         Self {
-            machine: Machine {
-                store: Some(store.to_str().unwrap().to_string()),
-                keys: Some(root.join("keys")),
-                ..Machine::default()
-            },
-            store,
-            root,
-            _tmp: tmp,
+            store: base.store_dir(),
+            base,
         }
     }
 
     fn project(&self) -> PathBuf {
         self.root.join("busybox-hello")
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        self.machine.command(args)
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.machine.run(args)
     }
 
     /// Runs in the project's directory and expects success.
@@ -58,14 +52,6 @@ impl Env {
             ..self.machine.clone()
         };
         there.ok(args)
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        self.machine.ok(args)
-    }
-
-    fn json(&self, args: &[&str]) -> serde_json::Value {
-        self.machine.json(args)
     }
 
     /// `dir` with `dirs` × `per_dir` small files, old enough to be cached.

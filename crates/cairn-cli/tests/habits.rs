@@ -118,12 +118,7 @@ fn json_errors_are_json_and_pipes_get_no_colours() {
 fn verbose_says_what_is_uploaded_and_fetched() {
     let tmp = tempfile::tempdir().unwrap();
     let server_store = tmp.path().join("server-store");
-    let token = ok(
-        &server_store,
-        &[
-            "server", "token", "create", "t", "--scope", "read", "--scope", "write",
-        ],
-    );
+    let token = support::cli::token(&server_store, "t", &["read", "write"]);
     let server = support::Server::start::<&str>(&server_store, &[]);
     let src = tmp.path().join("src");
     std::fs::create_dir_all(&src).unwrap();

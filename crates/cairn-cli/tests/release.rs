@@ -5,50 +5,51 @@
 
 mod support;
 
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use support::cli::{example, Machine};
+use support::cli::{text, Machine};
+use support::project::Project;
 use support::refused;
 
 const SERVICE: &str = "busybox-hello";
 
+/// The busybox-hello example in a temp dir (a [`Project`], which it
+/// derefs to), its rootfs made, keys ci/ops/ops2.
 struct Pipeline {
-    _tmp: tempfile::TempDir,
-    root: PathBuf,
+    base: Project,
+    /// The project's directory.
     project: PathBuf,
+    /// The local store.
     store: PathBuf,
+    /// The key directory.
     keys: PathBuf,
-    machine: Machine,
+}
+
+impl Deref for Pipeline {
+    type Target = Project;
+
+    fn deref(&self) -> &Project {
+        &self.base
+    }
 }
 
 impl Pipeline {
     /// The example project in a temp dir, its rootfs made, keys ci/ops/ops2.
     fn new() -> Self {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path().to_path_buf();
-        let store = root.join("store");
-        let project = example(&root, &store);
+        let base = Project::example("busybox-hello");
+        base.setup("make-rootfs.sh");
         let p = Self {
-            machine: Machine::under(&root, &project),
-            keys: root.join("keys"),
-            store,
-            project,
-            root,
-            _tmp: tmp,
+            project: base.dir.clone(),
+            store: base.store_dir(),
+            keys: base.root.join("keys"),
+            base,
         };
         for key in ["ci", "ops", "ops2"] {
             p.ok(&["key", "generate", key]);
         }
         p
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.machine.run(args)
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        self.machine.ok(args)
     }
 
     /// Runs, expects a refusal (exit 1, one line naming `needle`), returns
@@ -123,10 +124,6 @@ impl Pipeline {
     }
 }
 
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
 #[test]
 fn release_promote_rollback_and_reproduce() {
     let p = Pipeline::new();
@@ -145,7 +142,7 @@ fn release_promote_rollback_and_reproduce() {
     p.ok(&["promote", &v2, "--channel", "prod", "--key", "ops"]);
     let policy = p.policy(&["ci", "ops"], 1);
     let accepted = p.verify_channel(&policy, &[]);
-    assert!(accepted.status.success(), "{}", stderr(&accepted));
+    assert!(accepted.status.success(), "{}", text(&accepted.stderr));
     assert!(String::from_utf8_lossy(&accepted.stdout).contains("2.0"));
 
     p.ok(&["rollback", SERVICE, "--channel", "prod", "--key", "ops"]);
@@ -297,7 +294,7 @@ fn attacks_are_refused_with_their_reason_and_change_nothing() {
     assert!(
         restored.status.success(),
         "restoring did not restore: {}",
-        stderr(&restored)
+        text(&restored.stderr)
     );
 
     // An expired statement (freeze attack).
@@ -392,7 +389,7 @@ fn accepted_sequences_are_remembered_without_a_flag() {
         ..p.machine.clone()
     };
     let out = elsewhere.run(&["channel", "verify", SERVICE, "prod", "--policy", &policy]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(out.status.success(), "{}", text(&out.stderr));
 }
 
 #[test]
@@ -414,7 +411,7 @@ fn a_two_key_channel_needs_two_distinct_signers() {
     );
     p.ok(&["channel", "sign", SERVICE, "prod", "--key", "ops2"]);
     let ok = p.verify_channel(&two, &[]);
-    assert!(ok.status.success(), "{}", stderr(&ok));
+    assert!(ok.status.success(), "{}", text(&ok.stderr));
 
     // The statement is fine, but the release was signed by a key this
     // policy does not trust.
@@ -481,9 +478,9 @@ fn channels_read_like_history_and_rollbacks_walk_back() {
     let out = rollback(&p, &[]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        stderr(&out).contains("no earlier release"),
+        text(&out.stderr).contains("no earlier release"),
         "{}",
-        stderr(&out)
+        text(&out.stderr)
     );
     // --to: a version label of the history, or a digest.
     assert!(rollback(&p, &["--to", "3.0"]).status.success());
@@ -493,9 +490,9 @@ fn channels_read_like_history_and_rollbacks_walk_back() {
     let out = rollback(&p, &["--to", "9.9"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        stderr(&out).contains("it has: 2.0, 3.0, 1.0"),
+        text(&out.stderr).contains("it has: 2.0, 3.0, 1.0"),
         "{}",
-        stderr(&out)
+        text(&out.stderr)
     );
 
     // The history: newest first, with version, date and signer names.
@@ -535,7 +532,7 @@ fn channels_read_like_history_and_rollbacks_walk_back() {
     p.ok(&["policy", "add", policy, SERVICE, "prod", "--key", &exported]);
     let out = p.verify_channel(policy, &[]);
     // The release is signed by ci, whom this policy does not trust.
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     p.ok(&["policy", "add", policy, SERVICE, "prod", "--key", "ci"]);
     let shown = p.ok(&["policy", "show", policy]);
     assert!(
@@ -543,7 +540,7 @@ fn channels_read_like_history_and_rollbacks_walk_back() {
         "{shown}"
     );
     let accepted = p.verify_channel(policy, &[]);
-    assert!(accepted.status.success(), "{}", stderr(&accepted));
+    assert!(accepted.status.success(), "{}", text(&accepted.stderr));
     let out = p.run(&[
         "policy",
         "add",
@@ -556,7 +553,11 @@ fn channels_read_like_history_and_rollbacks_walk_back() {
         "3",
     ]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("threshold 3"), "{}", stderr(&out));
+    assert!(
+        text(&out.stderr).contains("threshold 3"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 /// A release records its input trees, so it checks them whole in the store

@@ -16,22 +16,9 @@ const SERVICE: &str = "busybox-hello";
 const BUCKET: &str = "cairn-remote";
 
 /// A `cairn server` on 127.0.0.1:0 with a read/write/promote token.
-struct Server {
-    process: support::Server,
-    token: String,
-}
-
-impl Server {
-    fn start(store: &Path) -> Self {
-        let promote = format!("promote:{SERVICE}");
-        let token = token(store, "t", &["read", "write", &promote]);
-        let process = support::Server::start::<&str>(store, &[]);
-        Self { process, token }
-    }
-
-    fn url(&self) -> &str {
-        &self.process.url
-    }
+fn server(store: &Path) -> (support::Server, String) {
+    let promote = format!("promote:{SERVICE}");
+    support::Server::with_token(store, "t", &["read", "write", &promote])
 }
 
 /// A running moto_server with the tests' bucket.
@@ -132,8 +119,8 @@ fn store_commands_on_a_local_directory() {
 #[test]
 fn store_commands_on_a_cairn_server() {
     let tmp = tempfile::tempdir().unwrap();
-    let server = Server::start(&tmp.path().join("server-store"));
-    store_round_trip(server.url(), Some(&server.token), tmp.path());
+    let (server, token) = server(&tmp.path().join("server-store"));
+    store_round_trip(&server.url, Some(&token), tmp.path());
 }
 
 #[test]
@@ -221,8 +208,8 @@ fn build_round_trip(url: &str, token: Option<&str>, root: &Path) -> String {
 fn builds_share_a_cairn_servers_action_cache() {
     let tmp = tempfile::tempdir().unwrap();
     let server_store = tmp.path().join("server-store");
-    let server = Server::start(&server_store);
-    let output = build_round_trip(server.url(), Some(&server.token), tmp.path());
+    let (server, writer) = server(&server_store);
+    let output = build_round_trip(&server.url, Some(&writer), tmp.path());
     // The output and the action-cache entry are in the server's own store.
     let on_server = Machine::new(server_store.to_str().unwrap(), None, tmp.path());
     let ls = on_server.ok(&["store", "ls", "-r", &output]);
@@ -240,7 +227,7 @@ fn builds_share_a_cairn_servers_action_cache() {
     std::fs::write(project.join("src/greeting.txt"), "changed\n").unwrap();
     let reader = Machine {
         dir: Some(project),
-        ..Machine::new(server.url(), Some(&read_only), &tmp.path().join("cache-ro"))
+        ..Machine::new(&server.url, Some(&read_only), &tmp.path().join("cache-ro"))
     };
     let out = reader.run(&["build"]);
     let err = String::from_utf8_lossy(&out.stderr);
@@ -327,8 +314,8 @@ fn release_round_trip(url: &str, token: Option<&str>, root: &Path) {
 fn release_promote_and_verify_through_a_cairn_server() {
     let tmp = tempfile::tempdir().unwrap();
     let server_store = tmp.path().join("server-store");
-    let server = Server::start(&server_store);
-    release_round_trip(server.url(), Some(&server.token), tmp.path());
+    let (server, token) = server(&server_store);
+    release_round_trip(&server.url, Some(&token), tmp.path());
     // The release is in the server's own directory store.
     let on_server = Machine::new(server_store.to_str().unwrap(), None, tmp.path());
     let releases = on_server.ok(&["ref", "list", &format!("releases/{SERVICE}/")]);

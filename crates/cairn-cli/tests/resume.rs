@@ -14,24 +14,23 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use support::cli::{token, Machine, CAIRN};
 use support::{refused, Server};
 
-const CAIRN: &str = env!("CARGO_BIN_EXE_cairn");
 /// Files in the copied tree, and the size of each: above the batch limit
 /// (so each travels alone) and below the chunk threshold (so each travels
 /// whole and the bytes add up exactly).
 const FILES: usize = 240;
 const FILE_SIZE: usize = 100 << 10;
 
+/// `cairn --store STORE ARGS…`, with no store or token from the test's
+/// environment.
 fn cairn(store: &Path, args: &[&str]) -> Output {
-    Command::new(CAIRN)
-        .env_remove("CAIRN_STORE")
-        .env_remove("CAIRN_TOKEN")
-        .arg("--store")
-        .arg(store)
-        .args(args)
-        .output()
-        .unwrap()
+    let machine = Machine {
+        store: Some(store.to_str().unwrap().to_owned()),
+        ..Machine::default()
+    };
+    machine.run(args)
 }
 
 fn ok(out: Output) -> String {
@@ -192,12 +191,7 @@ fn a_killed_copy_to_a_server_resumes_with_only_what_is_missing() {
     let (blobs_total, bytes_total) = whole_copy(&source, &digest, root);
 
     let served = root.join("served");
-    let token = ok(cairn(
-        &served,
-        &[
-            "server", "token", "create", "copier", "--scope", "read", "--scope", "write",
-        ],
-    ));
+    let token = token(&served, "copier", &["read", "write"]);
     let server = Server::start(&served, &[] as &[&str]);
     let url = server.url.clone();
 

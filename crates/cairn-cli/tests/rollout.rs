@@ -4,52 +4,19 @@
 
 mod support;
 
-use std::path::PathBuf;
-
 use cairn_digest::Digest;
 use cairn_rollout::{Plan, RolloutRecord};
-use support::cli::{example, Machine};
+use support::project::Project;
 
-/// A store and keys in a temp directory, run from the example's project
-/// directory (made only by the test that needs it).
-struct Cairn {
-    _tmp: tempfile::TempDir,
-    root: PathBuf,
-    project: PathBuf,
-    machine: Machine,
-}
-
-impl Cairn {
-    fn new() -> Self {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path().to_path_buf();
-        let project = root.join("busybox-hello");
-        Self {
-            machine: Machine::under(&root, &project),
-            project,
-            root,
-            _tmp: tmp,
-        }
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        self.machine.ok(args)
-    }
-
-    /// Runs, expects exit 1, returns stderr.
-    fn refused(&self, args: &[&str]) -> String {
-        self.machine.fails(args)
-    }
-
-    fn get(&self, name: &str) -> serde_json::Value {
-        self.machine.json(&["ref", "get", name])
-    }
+/// The rollout record (or any ref) `name` of `c`'s store.
+fn get(c: &Project, name: &str) -> serde_json::Value {
+    c.json(&["ref", "get", name])
 }
 
 #[test]
 fn a_release_carries_its_deploy_table_and_one_without_carries_none() {
-    let c = Cairn::new();
-    example(&c.root, &c.root.join("store"));
+    let c = Project::example("busybox-hello");
+    c.setup("make-rootfs.sh");
     c.ok(&["key", "generate", "ci"]);
     let show = |release: &str| -> serde_json::Value {
         serde_json::from_str(&c.ok(&["--json", "release", "show", release])).unwrap()
@@ -58,7 +25,7 @@ fn a_release_carries_its_deploy_table_and_one_without_carries_none() {
     let plain = c.ok(&["release", "--key", "ci", "--version", "1"]);
     assert!(show(&plain)["document"].get("deploy").is_none());
 
-    let recipe = c.project.join("cairn.toml");
+    let recipe = c.dir.join("cairn.toml");
     let mut text = std::fs::read_to_string(&recipe).unwrap();
     text.push_str(
         "\n[deploy]\nstrategy = \"canary\"\nmax_unavailable = \"10%\"\n\
@@ -92,7 +59,7 @@ fn rollout(phase: &str) -> String {
 
 #[test]
 fn an_operator_pauses_resumes_and_aborts_a_rollout() {
-    let c = Cairn::new();
+    let c = Project::empty("busybox-hello");
     let name = "fleet/hello/eu/rollout";
     // The record names a release this store does not hold (a fleet record
     // is read, never walked for its content here).
@@ -116,7 +83,7 @@ fn an_operator_pauses_resumes_and_aborts_a_rollout() {
         c.ok(&["rollout", "pause", "hello"]),
         "hello/eu: rolling -> paused"
     );
-    let paused = c.get(name);
+    let paused = get(&c, name);
     let record: serde_json::Value =
         serde_json::from_str(paused["value"].as_str().unwrap()).unwrap();
     assert_eq!(
@@ -140,26 +107,26 @@ fn an_operator_pauses_resumes_and_aborts_a_rollout() {
         "hello/eu: rolling -> aborted"
     );
 
-    let before = c.get(name)["version"].clone();
-    let err = c.refused(&["rollout", "resume", "hello"]);
+    let before = get(&c, name)["version"].clone();
+    let err = c.fails(&["rollout", "resume", "hello"]);
     assert!(
         err.contains("hello/eu: the rollout is aborted: an aborted rollout does not resume; promote the release again to retry it"),
         "{err}"
     );
     assert_eq!(err.lines().count(), 1, "{err}");
-    assert_eq!(c.get(name)["version"], before, "nothing written");
+    assert_eq!(get(&c, name)["version"], before, "nothing written");
 }
 
 #[test]
 fn a_missing_or_unreadable_rollout_is_named() {
-    let c = Cairn::new();
-    let err = c.refused(&["rollout", "pause", "hello"]);
+    let c = Project::empty("busybox-hello");
+    let err = c.fails(&["rollout", "pause", "hello"]);
     assert!(err.contains("no store at"), "{err}");
     // A store with another service's rollout only.
     c.ok(&["ref", "set", "fleet/db/eu/rollout", "{}", "--create"]);
-    let err = c.refused(&["rollout", "pause", "hello"]);
+    let err = c.fails(&["rollout", "pause", "hello"]);
     assert!(err.contains("hello has no rollout"), "{err}");
-    let err = c.refused(&["rollout", "pause", "hello", "--set", "eu"]);
+    let err = c.fails(&["rollout", "pause", "hello", "--set", "eu"]);
     assert!(
         err.contains("fleet/hello/eu/rollout does not exist"),
         "{err}"
@@ -171,12 +138,12 @@ fn a_missing_or_unreadable_rollout_is_named() {
         "{\"phase\": 3}",
         "--create",
     ]);
-    let err = c.refused(&["rollout", "pause", "hello"]);
+    let err = c.fails(&["rollout", "pause", "hello"]);
     assert!(
         err.contains("fleet record fleet/hello/eu/rollout is not valid"),
         "{err}"
     );
-    let err = c.refused(&["rollout", "resume", "hello", "--set", "done"]);
+    let err = c.fails(&["rollout", "resume", "hello", "--set", "done"]);
     assert!(
         err.contains("fleet/hello/done/rollout does not exist"),
         "{err}"
@@ -189,7 +156,7 @@ fn a_missing_or_unreadable_rollout_is_named() {
         "--create",
         "--allow-dangling",
     ]);
-    let err = c.refused(&["rollout", "pause", "hello", "--set", "us"]);
+    let err = c.fails(&["rollout", "pause", "hello", "--set", "us"]);
     assert!(
         err.contains("hello/us: the rollout is done: only a rollout in progress can be paused"),
         "{err}"

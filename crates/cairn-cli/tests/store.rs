@@ -3,47 +3,37 @@
 
 mod support;
 
+use std::ops::Deref;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-use support::cli::{Machine, CAIRN};
+use support::cli::CAIRN;
+use support::project::Project;
 
-/// A local store in a temp directory, and the trees tests add to it.
+/// A local store in a temp directory (an empty [`Project`], which it
+/// derefs to), and the trees tests add to it.
 struct Env {
-    _tmp: tempfile::TempDir,
-    root: PathBuf,
+    base: Project,
+    /// The local store.
     store: PathBuf,
-    machine: Machine,
+}
+
+impl Deref for Env {
+    type Target = Project;
+
+    fn deref(&self) -> &Project {
+        &self.base
+    }
 }
 
 impl Env {
     fn new() -> Self {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path().to_path_buf();
-        let store = root.join("store");
+        let base = Project::empty("work");
         Self {
-            machine: Machine {
-                store: Some(store.to_str().unwrap().to_string()),
-                ..Machine::default()
-            },
-            store,
-            root,
-            _tmp: tmp,
+            store: base.store_dir(),
+            base,
         }
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        self.machine.command(args)
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.machine.run(args)
-    }
-
-    /// Runs and expects success; returns trimmed stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        self.machine.ok(args)
     }
 
     /// Runs and expects exit 1 with a one-line error; returns it.

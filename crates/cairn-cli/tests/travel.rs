@@ -11,15 +11,14 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use support::cli::{example, token, Machine, EXAMPLE};
+use support::cli::{example, Machine, EXAMPLE};
 
 const SERVICE: &str = "busybox-hello";
 
 /// A `cairn server` over `store` with a read/write/promote token.
 fn server(store: &Path) -> (support::Server, String) {
     let promote = format!("promote:{SERVICE}");
-    let token = token(store, "t", &["read", "write", &promote]);
-    (support::Server::start::<&str>(store, &[]), token)
+    support::Server::with_token(store, "t", &["read", "write", &promote])
 }
 
 /// The example project with its root file system pinned as a tree written

@@ -1,14 +1,12 @@
 //! `fetch` from `file://` and from a tiny HTTP server on loopback; a wrong
 //! digest or size leaves nothing behind.
 
-use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::path::Path;
-use std::thread;
 use std::time::{Duration, Instant};
 
 use cairn_digest::{Digest, DigestRef};
 use cairn_fetch::{fetch, fetch_with, FetchError, FetchLimits};
+use cairn_testkit::{serve_one, Answer, Then};
 
 const BLOB: &[u8] = b"vendored bytes, pinned by digest\n";
 const OTHER: &[u8] = b"not the bytes you declared\n";
@@ -101,27 +99,8 @@ async fn missing_file_and_bad_scheme() {
 
 /// Serves one request on loopback with `status` and `body`; returns the URL.
 fn serve_once(status: &'static str, body: &'static [u8]) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    thread::spawn(move || {
-        let (mut conn, _) = listener.accept().unwrap();
-        let mut request = Vec::new();
-        let mut buf = [0u8; 1024];
-        while !request.ends_with(b"\r\n\r\n") {
-            let n = conn.read(&mut buf).unwrap();
-            if n == 0 {
-                break;
-            }
-            request.extend_from_slice(&buf[..n]);
-        }
-        let head = format!(
-            "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-            body.len()
-        );
-        conn.write_all(head.as_bytes()).unwrap();
-        conn.write_all(body).unwrap();
-    });
-    format!("http://{addr}/vendor.tar")
+    let server = serve_one(Answer::complete(status, body));
+    format!("{}/vendor.tar", server.url)
 }
 
 #[tokio::test]
@@ -163,32 +142,8 @@ async fn http_mismatch_keeps_nothing() {
 /// (if any), then `body_bytes` bytes (as fast as the client takes them),
 /// then holds the connection silent for `silence`. Returns the URL.
 fn serve_hostile(head: Option<&'static str>, body_bytes: u64, silence: Duration) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    thread::spawn(move || {
-        let (mut conn, _) = listener.accept().unwrap();
-        let mut request = Vec::new();
-        let mut buf = [0u8; 1024];
-        while !request.ends_with(b"\r\n\r\n") {
-            match conn.read(&mut buf) {
-                Ok(0) | Err(_) => return,
-                Ok(n) => request.extend_from_slice(&buf[..n]),
-            }
-        }
-        if let Some(head) = head {
-            let _ = conn.write_all(head.as_bytes());
-        }
-        let chunk = [b'x'; 64 * 1024];
-        let mut sent = 0;
-        while sent < body_bytes {
-            if conn.write_all(&chunk).is_err() {
-                return;
-            }
-            sent += chunk.len() as u64;
-        }
-        thread::sleep(silence);
-    });
-    format!("http://{addr}/vendor.tar")
+    let server = serve_one(Answer::filler(head, body_bytes, Then::Silence(silence)));
+    format!("{}/vendor.tar", server.url)
 }
 
 #[tokio::test]

@@ -199,6 +199,30 @@ impl Machine {
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("cairn {args:?}: {e}: {text}"))
     }
 
+    /// The entries of tree `tree` (`cairn --json store ls -r`).
+    pub fn ls(&self, tree: &str) -> Vec<Value> {
+        let listed = self.json(&["store", "ls", "-r", tree]);
+        listed.as_array().expect("an array of entries").clone()
+    }
+
+    /// The content of the file `path` in tree `tree`, as it is (not
+    /// trimmed).
+    pub fn cat(&self, tree: &str, path: &str) -> String {
+        let entries = self.ls(tree);
+        let entry = entries.iter().find(|e| e["path"] == path);
+        let digest = entry.unwrap_or_else(|| panic!("{path} not in {entries:?}"))["digest"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let out = self.run(&["store", "cat", &digest]);
+        assert!(
+            out.status.success(),
+            "cairn store cat: {}",
+            text(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
     /// Runs, expects exit status 1, returns stderr.
     pub fn fails(&self, args: &[&str]) -> String {
         let out = self.run(args);

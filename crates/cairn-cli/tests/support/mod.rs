@@ -102,6 +102,14 @@ impl Server {
             .to_string();
         server
     }
+
+    /// A token of a server over `store`, named `name`, with `scopes` (see
+    /// [`cli::token`]), then the server over `store` ([`Server::start`]
+    /// with no other arguments); returns both.
+    pub fn with_token(store: &Path, name: &str, scopes: &[&str]) -> (Self, String) {
+        let token = cli::token(store, name, scopes);
+        (Self::start::<&str>(store, &[]), token)
+    }
 }
 
 impl Drop for Server {

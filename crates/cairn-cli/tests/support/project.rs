@@ -1,17 +1,26 @@
-//! A project of a test's own: an example of `examples/` (or nothing)
-//! copied into a temporary directory with its files created in a chosen
-//! order, a store, keys and state beside it, and `cairn` and the
-//! example's setup scripts run there through a [`Machine`].
+//! A project of a test's own: an example of `examples/`, a one-step
+//! busybox project ([`Project::busybox`]) or nothing, in a temporary
+//! directory (an example's files created in a chosen order), a store,
+//! keys and state beside it, and `cairn` and the example's setup scripts
+//! run there through a [`Machine`].
+//!
+//! A busybox project's root file system is made from Debian's
+//! `busybox-static` (`/bin/busybox`; a test fails if it is missing,
+//! `.ci/run` installs it).
 
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 use std::time::SystemTime;
 
-use super::cli::Machine;
+use super::cli::{text, Machine};
 use super::surroundings::Order;
 
 /// The repository's examples.
 pub const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples");
+
+/// The busybox a busybox project's root file system is made of.
+const BUSYBOX: &str = "/bin/busybox";
 
 /// The directories the examples' setup scripts make (never copied: made
 /// fresh in each copy).
@@ -111,6 +120,68 @@ impl Project {
         p
     }
 
+    /// A project `proj` built by one step, `build`: a busybox root file
+    /// system (`rootfs/`, see [`make_rootfs`]) and `src/input.txt`
+    /// mounted at `/src`, its working directory, where the step runs
+    /// `script` (a shell script); `extra` is appended to the step's table.
+    pub fn busybox(script: &str, extra: &str) -> Self {
+        let p = Self::empty("proj");
+        make_rootfs(&p.dir.join("rootfs"));
+        std::fs::create_dir_all(p.dir.join("src")).unwrap();
+        p.write("src/input.txt", "an input\n");
+        p.write(
+            "cairn.toml",
+            &format!(
+                r#"[service]
+name = "t"
+[inputs.rootfs]
+path = "rootfs"
+[inputs.src]
+path = "src"
+[steps.build]
+mounts = {{ "/" = "rootfs", "/src" = "src" }}
+workdir = "/src"
+env = {{ PATH = "/bin" }}
+run = ["/bin/sh", "-c", '''{script}''']
+{extra}
+"#
+            ),
+        );
+        p
+    }
+
+    /// The project's local store (`--store`).
+    pub fn store_dir(&self) -> PathBuf {
+        self.root.join("store")
+    }
+
+    /// `cairn build -C DIR ARGS…`.
+    pub fn build(&self, args: &[&str]) -> Output {
+        let dir = self.dir.to_str().unwrap();
+        let all: Vec<&str> = ["build", "-C", dir].iter().chain(args).copied().collect();
+        self.run(&all)
+    }
+
+    /// `cairn --json build -C DIR ARGS…`, which must succeed; returns the
+    /// last step's JSON.
+    pub fn build_json(&self, args: &[&str]) -> serde_json::Value {
+        let all: Vec<&str> = std::iter::once("--json")
+            .chain(args.iter().copied())
+            .collect();
+        let out = self.build(&all);
+        assert!(out.status.success(), "build failed: {}", text(&out.stderr));
+        let steps: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        steps.as_array().unwrap().last().unwrap().clone()
+    }
+
+    /// `cairn build -C DIR ARGS…`, which must exit 1; returns its stderr.
+    pub fn build_fails(&self, args: &[&str]) -> String {
+        let out = self.build(args);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "expected failure: {err}");
+        err
+    }
+
     /// Runs the project's setup script `script`; returns its stdout.
     pub fn setup(&self, script: &str) -> String {
         self.machine.script(&self.dir.join(script))
@@ -143,5 +214,22 @@ impl Deref for Project {
 
     fn deref(&self) -> &Machine {
         &self.machine
+    }
+}
+
+/// `dir/bin/busybox` plus one symlink per applet: a root file system.
+pub fn make_rootfs(dir: &Path) {
+    assert!(
+        Path::new(BUSYBOX).exists(),
+        "{BUSYBOX} is missing: apt-get install busybox-static"
+    );
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::copy(BUSYBOX, bin.join("busybox")).unwrap();
+    let list = Command::new(BUSYBOX).arg("--list").output().unwrap();
+    for applet in String::from_utf8(list.stdout).unwrap().lines() {
+        if applet != "busybox" {
+            std::os::unix::fs::symlink("busybox", bin.join(applet)).unwrap();
+        }
     }
 }

@@ -4,7 +4,7 @@
 //! and boot clocks moved days ahead in a new time namespace, and the
 //! source files' times with them) and the order in which the project's
 //! files are created. [`PLAIN`] and [`VARIED`] are the two builds of
-//! `reprotest.rs`.
+//! `reprotest/`.
 //!
 //! The wall clock (`CLOCK_REALTIME`) is the one part of the clock no
 //! namespace moves (Linux's time namespaces offset only the monotonic
