@@ -576,7 +576,10 @@ impl Builder {
             };
         self.reporter.step_started(&job.name);
         let (fs, j, r) = (self.fs.clone(), job.clone(), self.reporter.clone());
-        let ran = blocking(move || run::run(&fs, &j, r, move || drop(slot))).await??;
+        let (ran, sandbox) = blocking(move || run::run(&fs, &j, r, move || drop(slot))).await??;
+        // The sandbox's last processes finish exiting beside the rest of
+        // the build, on an idle blocking thread.
+        drop(tokio::task::spawn_blocking(move || drop(sandbox)));
         let seconds = ran.duration.as_secs_f64();
         self.reporter.step_finished(&job.name, &ran.output, seconds);
         Ok(ran)

@@ -93,13 +93,16 @@ pub struct Ran {
 }
 
 /// Runs `job` in the sandbox; blocks until it ends. `ended` is called as
-/// soon as the sandbox has ended, before its output is stored.
+/// soon as the sandbox has ended, before its output is stored. Returned
+/// beside the result: the sandbox's outcome, whose drop waits for its last
+/// processes to finish exiting (the caller may leave that to another
+/// thread).
 pub fn run(
     fs: &FsStore,
     job: &Job,
     reporter: Arc<dyn Reporter>,
     ended: impl FnOnce(),
-) -> Result<Ran, BuildError> {
+) -> Result<(Ran, cairn_sandbox::Outcome), BuildError> {
     let work = scratch(fs, "build")?;
     let log_path = work.path().join("log");
     // The mounted trees stay held (no collection removes them) until the
@@ -141,13 +144,14 @@ pub fn run(
     let output = output_tree(fs, &job.name, &out_dir)?;
     let log = store_log(fs, &log_path)
         .map_err(|e| BuildError::store(format!("storing the log of step `{}`", job.name), e))?;
-    Ok(Ran {
+    let ran = Ran {
         output,
         log,
         started,
         ended: finished,
         duration: outcome.duration,
-    })
+    };
+    Ok((ran, outcome))
 }
 
 /// Refuses an `/out` whose files' apparent sizes add up to more than
