@@ -338,7 +338,7 @@ fn spawn_and_wait(
         (Ended::Reported, _) => Ended::Exited,
         (ended, _) => ended,
     };
-    clock.lap("run (namespaces to the step's end)");
+    clock.lap("run (namespaces to the reported end)");
     reports.read_from(&status_r);
     Ok(Waited {
         messages: reports.messages,
