@@ -14,10 +14,39 @@
 //! ([`unpin`]) and collects what no pinned release reaches ([`collect`]).
 //! The agent is the local store's only writer and collects only between
 //! its own fetches, so no grace period is needed there.
+//!
+//! A fetch reports each blob that arrives to its [`Arrivals`], so that the
+//! agent, which fetches beside supervising its service, can give up a
+//! fetch from a store that went silent (accepts and never answers, or
+//! trickles) and retry it later.
+
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use cairn_digest::Digest;
 use cairn_store::{FsStore, RefName, Store, StoreError};
-use cairn_transfer::{copy_closure, CopyOptions, Kind, TransferError};
+use cairn_transfer::{copy_closure, CopyOptions, Kind, Progress, TransferError};
+
+/// Counts what a fetch moved so far (closures planned, blobs arrived):
+/// unchanged for long, the store has gone silent.
+#[derive(Debug, Default)]
+pub struct Arrivals(AtomicU64);
+
+impl Arrivals {
+    /// Events so far.
+    pub fn count(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+impl Progress for Arrivals {
+    fn planned(&self, _total: u64, _missing: u64, _bytes: u64) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn copied(&self, _digest: &Digest, _size: u64) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+}
 
 /// What a fetch moved.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -51,12 +80,14 @@ fn pin_ref(release: &Digest) -> RefName {
     RefName::new(format!("agent/releases/{}", release.hex())).expect("hex is a valid ref name")
 }
 
-/// Copies `release` and `artifact` from `remote` into `local`, pinned.
+/// Copies `release` and `artifact` from `remote` into `local`, pinned,
+/// reporting each blob to `arrivals`.
 pub async fn fetch(
     remote: &Store,
     local: &Store,
     release: Digest,
     artifact: Digest,
+    arrivals: &Arrivals,
 ) -> Result<Fetched, FetchError> {
     pin(local, &release, &artifact).await?;
     let options = CopyOptions::default();
@@ -65,7 +96,7 @@ pub async fn fetch(
         ("release", release, Kind::Leaf),
         ("artifact", artifact, Kind::Tree),
     ] {
-        let report = copy_closure(remote, local, digest, kind, &options, &())
+        let report = copy_closure(remote, local, digest, kind, &options, arrivals)
             .await
             .map_err(|source| FetchError::Copy {
                 what,

@@ -18,6 +18,7 @@
 //! Every step that the next agent must know about is in `state.json`
 //! before it takes effect, so a kill -9 at any point converges on restart.
 
+mod fetching;
 mod launch;
 mod recover;
 mod supervise;
@@ -321,6 +322,10 @@ impl Agent {
             set: self.cfg.set.clone(),
             agent: self.id.clone(),
             status: self.status.subscribe(),
+            trust: crate::fleet::Trust {
+                policy: self.cfg.trust.policy.clone(),
+                keys: self.keys.clone(),
+            },
         };
         // A gate that runs the fleet protocol writes the member record
         // itself; otherwise the reporter does.

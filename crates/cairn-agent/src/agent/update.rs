@@ -397,9 +397,7 @@ impl Agent {
     async fn prepare(&mut self, accepted: &Accepted) -> Result<u64, String> {
         let release = accepted.release_digest;
         let artifact = accepted.release.artifact;
-        let fetched = fetch::fetch(&self.remote, &self.local, release, artifact)
-            .await
-            .map_err(|e| e.to_string())?;
+        let fetched = self.fetch_supervised(release, artifact).await?;
         self.count(|c| c.fetched_bytes += fetched.bytes);
         self.timings(|t| {
             t.fetched = now_ms();

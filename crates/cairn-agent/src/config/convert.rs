@@ -99,6 +99,12 @@ pub(crate) fn config(src: &Source<'_>, w: AgentWire) -> Result<AgentConfig, Conf
             w.poll_interval,
             Duration::from_secs(2),
         )?,
+        fetch_silence: duration(
+            src,
+            "fetch_silence",
+            w.fetch_silence,
+            Duration::from_secs(60),
+        )?,
         generations,
         user: non_empty(src, "user", w.user)?,
         group: non_empty(src, "group", w.group)?,

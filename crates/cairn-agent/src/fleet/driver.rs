@@ -28,6 +28,7 @@ use cairn_store::{RefStore, Store, StoreError};
 use tokio::sync::{watch, Notify};
 
 use super::io::{self, Names, WriteError};
+use super::Trust;
 use super::{lock, Grant, Shared};
 use crate::config::FleetTiming;
 use crate::gate::GateContext;
@@ -56,6 +57,10 @@ pub(super) struct Driver {
     /// Until when the rollout record already read may be decided on (the
     /// last wait's `refresh`); `None`: read it first.
     fresh_until: Option<Time>,
+    /// For checking a newer statement a rollout record claims.
+    trust: Trust,
+    /// The last record version whose unsigned claim was logged.
+    warned: Option<cairn_rollout::Version>,
 }
 
 impl Driver {
@@ -95,6 +100,8 @@ impl Driver {
             checks: Vec::new(),
             failures: 0,
             fresh_until: None,
+            trust: cx.trust,
+            warned: None,
         }
     }
 
@@ -214,6 +221,7 @@ impl Driver {
             }
         }
         self.view.rollout = read;
+        self.check_claim(names);
         if !self.own_known {
             self.view.own =
                 io::member(refs.as_ref(), &names.own)
@@ -270,6 +278,35 @@ impl Driver {
             self.fresh_until = Some(*refresh);
         }
         Ok(self.act(d.action).await)
+    }
+
+    /// Checks the statement a rollout record claiming a newer sequence
+    /// than the accepted one carries (`View::verified`); an unsigned claim
+    /// is logged once per record version (the decision replaces it).
+    fn check_claim(&mut self, names: &Names) {
+        self.view.verified = None;
+        let (RolloutRead::Read(r), Some(acc)) = (&self.view.rollout, &self.view.accepted) else {
+            return;
+        };
+        if r.value.sequence <= acc.sequence {
+            return;
+        }
+        let now = time::OffsetDateTime::now_utc();
+        match self.trust.check(&r.value, acc.sequence, now) {
+            Ok(v) => self.view.verified = Some(v),
+            Err(e) => {
+                if self.warned.as_ref() != Some(&r.version) {
+                    tracing::warn!(
+                        "{} claims statement #{} of release {}, but {e}: replacing it with #{}",
+                        names.rollout,
+                        r.value.sequence,
+                        r.value.target,
+                        acc.sequence
+                    );
+                    self.warned = Some(r.version.clone());
+                }
+            }
+        }
     }
 
     /// A round on the rollout record already read, before its `refresh`
