@@ -76,8 +76,11 @@ pub enum FetchError {
     Store(#[from] StoreError),
 }
 
+/// Where releases are pinned in the local store.
+const PIN_PREFIX: &str = "agent/releases/";
+
 fn pin_ref(release: &Digest) -> RefName {
-    RefName::new(format!("agent/releases/{}", release.hex())).expect("hex is a valid ref name")
+    RefName::new(format!("{PIN_PREFIX}{}", release.hex())).expect("hex is a valid ref name")
 }
 
 /// Copies `release` and `artifact` from `remote` into `local`, pinned,
@@ -135,6 +138,25 @@ pub async fn unpin(local: &Store, release: &Digest) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Unpins every release but those in `keep` (the kept generations'):
+/// a release whose fetch was given up or cut short and never became a
+/// generation (a newer statement came first, the agent died) would
+/// otherwise keep what it fetched for ever. Returns how many it unpinned.
+pub async fn unpin_all_but(local: &Store, keep: &[Digest]) -> Result<usize, StoreError> {
+    let mut unpinned = 0;
+    for name in local.refs.list(PIN_PREFIX).await? {
+        let hex = name.as_str().trim_start_matches(PIN_PREFIX);
+        if keep.iter().any(|k| k.hex() == hex) {
+            continue;
+        }
+        if let Some(v) = local.refs.get(&name).await? {
+            local.refs.delete(&name, &v.version).await?;
+            unpinned += 1;
+        }
+    }
+    Ok(unpinned)
+}
+
 /// Deletes every local blob no pinned release reaches; returns how many
 /// bytes that freed.
 ///
@@ -184,4 +206,25 @@ pub async fn collect(local: &Store, fs: &FsStore) -> Result<u64, StoreError> {
         }
     }
     Ok(freed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn pins_of_releases_that_never_became_a_generation_are_dropped() {
+        let local = Store::memory();
+        let (kept, stray, artifact) = (
+            Digest::of(b"kept release"),
+            Digest::of(b"fetch given up"),
+            Digest::of(b"artifact"),
+        );
+        pin(&local, &kept, &artifact).await.unwrap();
+        pin(&local, &stray, &artifact).await.unwrap();
+        assert_eq!(unpin_all_but(&local, &[kept]).await.unwrap(), 1);
+        let left = local.refs.list(PIN_PREFIX).await.unwrap();
+        assert_eq!(left, [pin_ref(&kept)]);
+        assert_eq!(unpin_all_but(&local, &[kept]).await.unwrap(), 0);
+    }
 }
