@@ -43,6 +43,44 @@ const MAX_CHECKS: usize = 16;
 /// The longest wait after the store failed.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
+/// How long one read or write of the fleet records may take. A store that
+/// accepts and never answers, or trickles a record byte by byte (which no
+/// read timeout catches), would otherwise hold the driver for ever, even
+/// after the store recovered: this member would stop deciding and
+/// heartbeating. Past it the round fails like any store error (the write
+/// may or may not have happened) and is retried with backoff.
+const IO_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// `io` bounded by [`IO_TIMEOUT`].
+async fn bounded<T>(
+    what: &str,
+    io: impl std::future::Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    tokio::time::timeout(IO_TIMEOUT, io)
+        .await
+        .unwrap_or_else(|_| Err(no_answer(what)))
+}
+
+/// A write bounded by [`IO_TIMEOUT`].
+async fn bounded_write(
+    io: impl std::future::Future<Output = Result<(), WriteError>>,
+) -> Result<(), WriteError> {
+    tokio::time::timeout(IO_TIMEOUT, io)
+        .await
+        .unwrap_or_else(|_| Err(WriteError::Store(no_answer("writing a fleet record"))))
+}
+
+fn no_answer(what: &str) -> StoreError {
+    cairn_store::RemoteError {
+        kind: cairn_store::ErrorKind::Unavailable,
+        store: "the followed store".into(),
+        action: what.into(),
+        detail: format!("no answer in {}s", IO_TIMEOUT.as_secs()),
+        source: None,
+    }
+    .into()
+}
+
 pub(super) struct Driver {
     store: Store,
     names: Option<Names>,
@@ -205,7 +243,11 @@ impl Driver {
         self.fresh_until = None;
         let refs = self.refs();
         self.view.new_round();
-        let mut read = io::rollout(refs.as_ref(), &names.rollout).await?;
+        let mut read = bounded(
+            "reading the rollout record",
+            io::rollout(refs.as_ref(), &names.rollout),
+        )
+        .await?;
         // An unreadable version is timed from when it was first read.
         if let (
             RolloutRead::Unreadable { version, since, .. },
@@ -223,13 +265,15 @@ impl Driver {
         self.view.rollout = read;
         self.check_claim(names);
         if !self.own_known {
-            self.view.own =
-                io::member(refs.as_ref(), &names.own)
-                    .await?
-                    .map(|(version, record)| Versioned {
-                        version,
-                        value: record.unwrap_or_else(|| self.placeholder()),
-                    });
+            self.view.own = bounded(
+                "reading the member record",
+                io::member(refs.as_ref(), &names.own),
+            )
+            .await?
+            .map(|(version, record)| Versioned {
+                version,
+                value: record.unwrap_or_else(|| self.placeholder()),
+            });
             self.own_known = true;
         }
         let mut d = decide(&self.view, Time(now_ms()));
@@ -240,7 +284,8 @@ impl Driver {
                 tracing::error!("the rollout decision keeps asking for reads: {:?}", d.reads);
                 return Ok(Time(now_ms()).plus(self.view.timing.poll));
             }
-            io::read(refs.as_ref(), names, &mut self.view, &d.reads).await?;
+            let reads = io::read(refs.as_ref(), names, &mut self.view, &d.reads);
+            bounded("reading fleet records", reads).await?;
             d = decide(&self.view, Time(now_ms()));
         }
         tracing::debug!(
@@ -262,7 +307,7 @@ impl Driver {
         );
         for w in d.writes {
             let member = matches!(w, cairn_rollout::Write::Member { .. });
-            match io::write(refs.as_ref(), names, &mut self.view, w).await {
+            match bounded_write(io::write(refs.as_ref(), names, &mut self.view, w)).await {
                 Ok(()) => {}
                 Err(WriteError::Conflict) => {
                     if member {
@@ -332,7 +377,7 @@ impl Driver {
         }
         let refs = self.refs();
         for w in d.writes {
-            match io::write(refs.as_ref(), names, &mut self.view, w).await {
+            match bounded_write(io::write(refs.as_ref(), names, &mut self.view, w)).await {
                 Ok(()) => {}
                 Err(WriteError::Conflict) => {
                     self.own_known = false;

@@ -136,3 +136,55 @@ fn a_service_killed_while_a_fetch_trickles_is_restarted_and_the_fetch_given_up()
     store.relent();
     a.wait_serving("2", Duration::from_secs(90));
 }
+
+#[test]
+fn a_trickled_rollout_record_read_is_given_up_and_the_member_moves_on() {
+    let fx = fixture();
+    let set = "trickled-record";
+    let token = cairn(
+        &fx.store,
+        &fx.keys,
+        &fx.root,
+        &[
+            "server",
+            "token",
+            "create",
+            "agent-trickled-record",
+            "--scope",
+            "read",
+            "--scope",
+            &format!("fleet:{SERVICE}"),
+        ],
+    );
+    let upstream = free_port();
+    let _server = Server::start(&fx.store, upstream);
+    let store = Trickle::start(upstream);
+    let mut a = TestAgent::new(
+        set,
+        Options {
+            store: Some(format!("http://{}", store.addr)),
+            token: Some(token),
+            extra: FLEET.to_string(),
+            ..Options::default()
+        },
+    );
+    a.start();
+    fx.promote(&fx.v1, set, "ci", None);
+    a.wait_serving("1", T);
+
+    // The rollout record trickles while v2 is promoted; then the store
+    // answers again, but a read already trickling never ends by itself.
+    store.starve_under(&format!("/v1/refs/fleet/{SERVICE}/{set}/rollout"), &[]);
+    fx.promote(&fx.v2, set, "ci", None);
+    a.wait_for("v2 fetched, waiting for the rollout", T, |s| {
+        s["member"]["state"] == "waiting"
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    store.relent();
+    a.wait_serving("2", T);
+    let log = a.log();
+    assert!(
+        log.contains("reading the rollout record at the followed store: no answer in 15s"),
+        "{log}"
+    );
+}

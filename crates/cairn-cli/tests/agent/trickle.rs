@@ -1,8 +1,8 @@
 //! A hostile store in front of a real `cairn server`: a loopback proxy
-//! that forwards requests one per connection, except the blob reads it is
-//! told to starve, which it answers with a header and then one byte every
-//! half second (a store that trickles: no read timeout ever fires, and
-//! the body never ends).
+//! that forwards requests one per connection, except those it is told to
+//! starve (blob reads, a fleet record), which it answers with a header
+//! and then one byte every half second (a store that trickles: no read
+//! timeout ever fires, and the body never ends).
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -10,11 +10,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// Blob reads starved while `starving` is set: every `/v1/blobs/` request
-/// whose path names none of `spared` (hex digests).
+/// Requests starved while `starving` is set: every one whose path starts
+/// with `prefix` and names none of `spared` (hex digests).
 #[derive(Default)]
 struct Rules {
     starving: AtomicBool,
+    prefix: Mutex<String>,
     spared: Mutex<Vec<String>>,
     stop: AtomicBool,
 }
@@ -47,6 +48,13 @@ impl Trickle {
 
     /// Starts starving blob reads, sparing the blobs named by `spared`.
     pub fn starve(&self, spared: &[&str]) {
+        self.starve_under("/v1/blobs/", spared);
+    }
+
+    /// Starts starving requests for paths under `prefix`, sparing those
+    /// that name one of `spared`.
+    pub fn starve_under(&self, prefix: &str, spared: &[&str]) {
+        *self.rules.prefix.lock().unwrap() = prefix.to_string();
         *self.rules.spared.lock().unwrap() = spared.iter().map(|s| s.to_string()).collect();
         self.rules.starving.store(true, Ordering::Relaxed);
     }
@@ -108,7 +116,7 @@ fn serve(mut client: TcpStream, upstream: SocketAddr, rules: &Rules) {
 
 fn starved(path: &str, rules: &Rules) -> bool {
     rules.starving.load(Ordering::Relaxed)
-        && path.starts_with("/v1/blobs/")
+        && path.starts_with(rules.prefix.lock().unwrap().as_str())
         && !rules
             .spared
             .lock()
@@ -120,7 +128,9 @@ fn starved(path: &str, rules: &Rules) -> bool {
 /// A 200 with a long body, one byte every half second, until the client
 /// goes or the proxy stops.
 fn trickle(mut client: TcpStream, rules: &Rules) {
-    let head = "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: 1048576\r\n\r\n";
+    // Headers a ref read also accepts (a version), then a body that
+    // never ends.
+    let head = "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nETag: \"7\"\r\nContent-Length: 100000\r\n\r\n";
     if client.write_all(head.as_bytes()).is_err() {
         return;
     }
