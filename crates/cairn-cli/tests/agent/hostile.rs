@@ -135,6 +135,22 @@ fn a_service_killed_while_a_fetch_trickles_is_restarted_and_the_fetch_given_up()
     // Given up, not for good: once the store answers, the retry gets v2.
     store.relent();
     a.wait_serving("2", Duration::from_secs(90));
+
+    // What the service logged (two generations' pumps, a restart) and the
+    // agent's state are the agent's user's alone.
+    let logs = a.state.join("logs");
+    assert_eq!(mode(&logs), 0o700);
+    let files: Vec<_> = std::fs::read_dir(&logs).unwrap().flatten().collect();
+    assert!(!files.is_empty());
+    for f in files {
+        assert_eq!(mode(&f.path()), 0o600, "{}", f.path().display());
+    }
+    assert_eq!(mode(&a.state.join("state.json")), 0o600);
+}
+
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path).unwrap().mode() & 0o7777
 }
 
 #[test]
