@@ -14,10 +14,39 @@
 //! ([`unpin`]) and collects what no pinned release reaches ([`collect`]).
 //! The agent is the local store's only writer and collects only between
 //! its own fetches, so no grace period is needed there.
+//!
+//! A fetch reports each blob that arrives to its [`Arrivals`], so that the
+//! agent, which fetches beside supervising its service, can give up a
+//! fetch from a store that went silent (accepts and never answers, or
+//! trickles) and retry it later.
+
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use cairn_digest::Digest;
 use cairn_store::{FsStore, RefName, Store, StoreError};
-use cairn_transfer::{copy_closure, CopyOptions, Kind, TransferError};
+use cairn_transfer::{copy_closure, CopyOptions, Kind, Progress, TransferError};
+
+/// Counts what a fetch moved so far (closures planned, blobs arrived):
+/// unchanged for long, the store has gone silent.
+#[derive(Debug, Default)]
+pub struct Arrivals(AtomicU64);
+
+impl Arrivals {
+    /// Events so far.
+    pub fn count(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+impl Progress for Arrivals {
+    fn planned(&self, _total: u64, _missing: u64, _bytes: u64) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn copied(&self, _digest: &Digest, _size: u64) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+}
 
 /// What a fetch moved.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -47,16 +76,21 @@ pub enum FetchError {
     Store(#[from] StoreError),
 }
 
+/// Where releases are pinned in the local store.
+const PIN_PREFIX: &str = "agent/releases/";
+
 fn pin_ref(release: &Digest) -> RefName {
-    RefName::new(format!("agent/releases/{}", release.hex())).expect("hex is a valid ref name")
+    RefName::new(format!("{PIN_PREFIX}{}", release.hex())).expect("hex is a valid ref name")
 }
 
-/// Copies `release` and `artifact` from `remote` into `local`, pinned.
+/// Copies `release` and `artifact` from `remote` into `local`, pinned,
+/// reporting each blob to `arrivals`.
 pub async fn fetch(
     remote: &Store,
     local: &Store,
     release: Digest,
     artifact: Digest,
+    arrivals: &Arrivals,
 ) -> Result<Fetched, FetchError> {
     pin(local, &release, &artifact).await?;
     let options = CopyOptions::default();
@@ -65,7 +99,7 @@ pub async fn fetch(
         ("release", release, Kind::Leaf),
         ("artifact", artifact, Kind::Tree),
     ] {
-        let report = copy_closure(remote, local, digest, kind, &options, &())
+        let report = copy_closure(remote, local, digest, kind, &options, arrivals)
             .await
             .map_err(|source| FetchError::Copy {
                 what,
@@ -102,6 +136,25 @@ pub async fn unpin(local: &Store, release: &Digest) -> Result<(), StoreError> {
         local.refs.delete(&name, &v.version).await?;
     }
     Ok(())
+}
+
+/// Unpins every release but those in `keep` (the kept generations'):
+/// a release whose fetch was given up or cut short and never became a
+/// generation (a newer statement came first, the agent died) would
+/// otherwise keep what it fetched for ever. Returns how many it unpinned.
+pub async fn unpin_all_but(local: &Store, keep: &[Digest]) -> Result<usize, StoreError> {
+    let mut unpinned = 0;
+    for name in local.refs.list(PIN_PREFIX).await? {
+        let hex = name.as_str().trim_start_matches(PIN_PREFIX);
+        if keep.iter().any(|k| k.hex() == hex) {
+            continue;
+        }
+        if let Some(v) = local.refs.get(&name).await? {
+            local.refs.delete(&name, &v.version).await?;
+            unpinned += 1;
+        }
+    }
+    Ok(unpinned)
 }
 
 /// Deletes every local blob no pinned release reaches; returns how many
@@ -153,4 +206,25 @@ pub async fn collect(local: &Store, fs: &FsStore) -> Result<u64, StoreError> {
         }
     }
     Ok(freed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn pins_of_releases_that_never_became_a_generation_are_dropped() {
+        let local = Store::memory();
+        let (kept, stray, artifact) = (
+            Digest::of(b"kept release"),
+            Digest::of(b"fetch given up"),
+            Digest::of(b"artifact"),
+        );
+        pin(&local, &kept, &artifact).await.unwrap();
+        pin(&local, &stray, &artifact).await.unwrap();
+        assert_eq!(unpin_all_but(&local, &[kept]).await.unwrap(), 1);
+        let left = local.refs.list(PIN_PREFIX).await.unwrap();
+        assert_eq!(left, [pin_ref(&kept)]);
+        assert_eq!(unpin_all_but(&local, &[kept]).await.unwrap(), 0);
+    }
 }

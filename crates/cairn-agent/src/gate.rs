@@ -33,6 +33,9 @@ pub struct GateContext {
     pub agent: String,
     /// The agent's status as it changes.
     pub status: watch::Receiver<Status>,
+    /// The channel's policy and keys, for what the store claims to have
+    /// been signed (a rollout record's statement).
+    pub trust: crate::fleet::Trust,
 }
 
 /// What a gate asks the agent to do between updates.

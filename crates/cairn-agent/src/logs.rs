@@ -15,10 +15,16 @@
 //! During a swap two pumps append to the same file: each write is whole
 //! lines in one `write(2)` on an `O_APPEND` file, and rotation happens under
 //! an `flock` with a re-check, so lines neither interleave nor get lost.
+//!
+//! A service may log secrets, so the logs are the agent's user's alone:
+//! the directory is 0700, every file (current, rotated, the rotation
+//! lock) 0600, and one found wider (made by an older version) is narrowed
+//! before anything is written to it. A symlink planted in their place is
+//! never followed.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, Write};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -143,7 +149,7 @@ pub struct PumpSettings {
 /// once writing works again. A pump that exited would leave the service a
 /// pipe without a reader, and its next write would kill it.
 pub fn pump(mut input: impl Read, s: &PumpSettings) -> io::Result<()> {
-    let _ = std::fs::create_dir_all(&s.files.dir);
+    let _ = private_dir(&s.files.dir);
     let mut writer = Writer {
         s,
         file: append(&s.files.current()).ok(),
@@ -234,7 +240,7 @@ impl Writer<'_> {
             .map(|m| m.ino())
             .ok();
         if ours.is_none() || path != ours {
-            let _ = std::fs::create_dir_all(&self.s.files.dir);
+            let _ = private_dir(&self.s.files.dir);
             self.file = Some(append(&self.s.files.current())?);
         }
         Ok(())
@@ -242,7 +248,7 @@ impl Writer<'_> {
 
     fn rotate(&mut self) -> io::Result<()> {
         let files = &self.s.files;
-        let lock = File::create(files.lock_path())?;
+        let lock = private_file(&files.lock_path(), false)?;
         rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)?;
         let ours = match &self.file {
             Some(f) => f.metadata()?.ino(),
@@ -266,8 +272,57 @@ impl Writer<'_> {
     }
 }
 
+/// Mode of the log directory.
+pub const DIR_MODE: u32 = 0o700;
+
+/// Mode of every log file.
+pub const FILE_MODE: u32 = 0o600;
+
 fn append(path: &Path) -> io::Result<File> {
-    OpenOptions::new().create(true).append(true).open(path)
+    private_file(path, true)
+}
+
+/// Opens (creating) `path` for writing, the owner's alone: created 0600,
+/// narrowed to 0600 if it was wider, never through a symlink.
+fn private_file(path: &Path, append: bool) -> io::Result<File> {
+    let file = OpenOptions::new()
+        .create(true)
+        .write(true)
+        .append(append)
+        .mode(FILE_MODE)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)?;
+    narrow(&file.metadata()?, |p| file.set_permissions(p), FILE_MODE)?;
+    Ok(file)
+}
+
+/// Makes the log directory (0700), or narrows it to 0700.
+fn private_dir(dir: &Path) -> io::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(DIR_MODE)
+        .create(dir)?;
+    let meta = std::fs::symlink_metadata(dir)?;
+    if !meta.is_dir() {
+        return Err(io::Error::other(format!(
+            "{} is not a directory",
+            dir.display()
+        )));
+    }
+    narrow(&meta, |p| std::fs::set_permissions(dir, p), DIR_MODE)
+}
+
+/// Sets `mode` when the permissions of what `meta` describes grant group
+/// or others anything.
+fn narrow(
+    meta: &std::fs::Metadata,
+    set: impl FnOnce(std::fs::Permissions) -> io::Result<()>,
+    mode: u32,
+) -> io::Result<()> {
+    if meta.mode() & 0o077 != 0 {
+        set(std::fs::Permissions::from_mode(mode))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -289,6 +344,61 @@ mod tests {
         pump(&b"one\ntwo\nthree"[..], &s).unwrap();
         let text = std::fs::read_to_string(s.files.current()).unwrap();
         assert_eq!(text, "v1[7] one\nv1[7] two\nv1[7] three\n");
+    }
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::symlink_metadata(path).unwrap().mode() & 0o7777
+    }
+
+    #[test]
+    fn the_logs_are_the_owners_alone_rotated_ones_too() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("logs");
+        let s = settings(&dir, "t", 100, 2);
+        for round in 0..3 {
+            let input: String = (0..10).map(|i| format!("secret {round}{i:02}\n")).collect();
+            pump(input.as_bytes(), &s).unwrap();
+        }
+        let all = s.files.all();
+        assert_eq!(all.len(), 3, "{all:?}");
+        assert_eq!(mode(&dir), 0o700);
+        for f in all.iter().chain([&s.files.lock_path()]) {
+            assert_eq!(mode(f), 0o600, "{}", f.display());
+        }
+    }
+
+    #[test]
+    fn logs_left_wider_by_an_older_agent_are_narrowed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("logs");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let s = settings(&dir, "t", 1 << 20, 2);
+        std::fs::write(s.files.current(), b"old\n").unwrap();
+        std::fs::set_permissions(s.files.current(), std::fs::Permissions::from_mode(0o644))
+            .unwrap();
+        pump(&b"new\n"[..], &s).unwrap();
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&s.files.current()), 0o600);
+        let text = std::fs::read_to_string(s.files.current()).unwrap();
+        assert_eq!(text, "old\nt new\n");
+    }
+
+    #[test]
+    fn a_symlink_planted_as_the_log_file_is_not_followed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("logs");
+        std::fs::create_dir(&dir).unwrap();
+        let target = tmp.path().join("elsewhere");
+        std::fs::write(&target, b"").unwrap();
+        let s = settings(&dir, "t", 1 << 20, 2);
+        std::os::unix::fs::symlink(&target, s.files.current()).unwrap();
+        pump(&b"secret\n"[..], &s).unwrap();
+        assert_eq!(
+            std::fs::read(&target).unwrap(),
+            b"",
+            "written through the link"
+        );
     }
 
     #[test]

@@ -28,7 +28,7 @@
 use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 
@@ -139,7 +139,11 @@ pub fn twin(of: &SocketAddress, run_dir: &Path, tag: &str) -> io::Result<ProbeTw
             (l.into(), ProbeAddress::Tcp(local))
         }
         SocketAddress::Unix(_) => {
-            std::fs::create_dir_all(run_dir)?;
+            // Only the agent connects to a twin (the process gets its fd).
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(run_dir)?;
             let path = run_dir.join(format!("{tag}.sock"));
             let _ = std::fs::remove_file(&path);
             (UnixListener::bind(&path)?.into(), ProbeAddress::Unix(path))
@@ -192,10 +196,10 @@ mod tests {
         };
         assert!(a.ip().is_loopback() && a.port() != 0);
         std::net::TcpStream::connect(a).unwrap();
-        let u = twin(&SocketAddress::Unix("/x".into()), dir.path(), "g1-http").unwrap();
-        assert_eq!(
-            u.address,
-            ProbeAddress::Unix(dir.path().join("g1-http.sock"))
-        );
+        let run = dir.path().join("run");
+        let u = twin(&SocketAddress::Unix("/x".into()), &run, "g1-http").unwrap();
+        assert_eq!(u.address, ProbeAddress::Unix(run.join("g1-http.sock")));
+        let mode = std::fs::metadata(&run).unwrap().mode() & 0o7777;
+        assert_eq!(mode, 0o700, "only the agent connects to a twin");
     }
 }

@@ -22,6 +22,7 @@
 
 use std::fs::File;
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use cairn_digest::Digest;
@@ -234,7 +235,15 @@ impl AgentState {
         let path = layout.state_file();
         let tmp = layout.root().join("state.json.tmp");
         let bytes = serde_json::to_vec_pretty(self).expect("the state serializes");
-        let mut f = File::create(&tmp).map_err(|e| io("creating", &tmp, e))?;
+        // The owner's alone: it holds each generation's run specification
+        // (its environment among it). Never through a planted symlink.
+        let _ = std::fs::remove_file(&tmp);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(|e| io("creating", &tmp, e))?;
         f.write_all(&bytes)
             .and_then(|()| f.sync_all())
             .map_err(|e| io("writing", &tmp, e))?;
@@ -263,6 +272,22 @@ pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn state_is_the_owners_alone_and_a_planted_symlink_is_not_followed() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path().join("state"));
+        std::fs::create_dir(layout.root()).unwrap();
+        let elsewhere = dir.path().join("elsewhere");
+        std::fs::write(&elsewhere, b"untouched").unwrap();
+        std::os::unix::fs::symlink(&elsewhere, layout.root().join("state.json.tmp")).unwrap();
+        AgentState::load(&layout).unwrap().save(&layout).unwrap();
+        assert_eq!(std::fs::read(&elsewhere).unwrap(), b"untouched");
+        let meta = std::fs::symlink_metadata(layout.state_file()).unwrap();
+        assert!(meta.is_file());
+        assert_eq!(meta.mode() & 0o7777, 0o600);
+    }
 
     #[test]
     fn state_round_trips_and_damage_is_an_error() {

@@ -75,6 +75,16 @@
 //!   any phase ──newer statement──► a new rollout
 //! ```
 //!
+//! # Trust
+//!
+//! The records are anyone's to write who may write the store; agents
+//! trust signatures, never the store. A rollout record carries the signed
+//! channel statement it rolls out (`RolloutRecord::statement`); an agent
+//! that has not accepted a statement that new checks it against its own
+//! keys (the agent does: this crate verifies nothing) and says so in
+//! [`View::verified`]. A record claiming a newer sequence is waited for
+//! only when that backs it; otherwise it is replaced, like an older one.
+//!
 //! # Safety
 //!
 //! Slots are leases: a holder swaps only while its lease covers the whole

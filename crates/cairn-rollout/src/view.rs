@@ -34,6 +34,14 @@ pub struct View {
     pub own: Option<Versioned<MemberRecord>>,
     /// The rollout record as read this round.
     pub rollout: RolloutRead,
+    /// The statement a rollout record read this round carries, when it is
+    /// newer than [`View::accepted`] and the agent verified it against its
+    /// own trusted keys (signatures, threshold, service, channel, expiry),
+    /// as the release and sequence it names. A record claiming a newer
+    /// sequence is waited for only when this backs it (the same release
+    /// and sequence); any other claim is unsigned, and the record is
+    /// replaced by the accepted statement's rollout.
+    pub verified: Option<Attempt>,
     /// The member ids listed under the set's members prefix, when a
     /// decision asked for them ([`crate::Read::Members`]); shared, as a
     /// large set's list is long.
@@ -79,6 +87,9 @@ pub struct Accepted {
     pub plan: Plan,
     /// When this agent accepted it (spreads out who creates the rollout).
     pub at: Time,
+    /// The statement's signed envelope (JSON text), carried by a rollout
+    /// record this agent creates so that others can verify it.
+    pub statement: Option<String>,
 }
 
 /// What an agent knows about its own machine.
@@ -244,6 +255,7 @@ impl View {
             local: Local::default(),
             own: None,
             rollout: RolloutRead::Absent,
+            verified: None,
             members: None,
             peers: BTreeMap::new(),
             fleets: BTreeMap::new(),

@@ -350,6 +350,11 @@ fn fill(ag: &mut crate::agent::Agent, reads: Reads) {
     if let Some(r) = reads.rollout {
         ag.view.rollout = match r {
             Some((version, Value::Rollout(value))) => {
+                ag.view.verified = value
+                    .statement
+                    .as_deref()
+                    .and_then(crate::world::verify)
+                    .filter(|v| v.sequence == value.sequence && v.release == value.target);
                 RolloutRead::Read(Versioned { version, value })
             }
             _ => RolloutRead::Absent,

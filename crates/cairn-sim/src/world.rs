@@ -223,6 +223,7 @@ impl World {
         let record = RolloutRecord {
             target: st.release,
             sequence: st.sequence,
+            statement: Some(signed(st.sequence)),
             version: Some("1".into()),
             strategy: st.plan.clone(),
             phase: Phase::Done,
@@ -406,6 +407,23 @@ impl World {
     }
 }
 
+/// The simulation's stand-in for a signed statement of `sequence`.
+fn signed(sequence: u64) -> String {
+    format!("signed statement {sequence}")
+}
+
+/// The release and sequence a statement carried by a rollout record names,
+/// if it is one the scenario's key signed (what a real agent checks
+/// against its trusted keys).
+pub(crate) fn verify(statement: &str) -> Option<cairn_rollout::Attempt> {
+    let sequence: u64 = statement.strip_prefix("signed statement ")?.parse().ok()?;
+    let i = usize::try_from(sequence.checked_sub(1)?).ok()?;
+    Some(cairn_rollout::Attempt {
+        release: release(i),
+        sequence,
+    })
+}
+
 /// The release of statement `i` (0: the baseline every member runs).
 pub(crate) fn release(i: usize) -> Digest {
     Digest::of(format!("release {i}").as_bytes())
@@ -427,5 +445,6 @@ fn accepted(st: &Statement, at: Time) -> Accepted {
         version: Some(st.sequence.to_string()),
         plan: st.plan.clone(),
         at,
+        statement: Some(signed(st.sequence)),
     }
 }

@@ -18,6 +18,7 @@
 //! Every step that the next agent must know about is in `state.json`
 //! before it takes effect, so a kill -9 at any point converges on restart.
 
+mod fetching;
 mod launch;
 mod recover;
 mod supervise;
@@ -321,6 +322,10 @@ impl Agent {
             set: self.cfg.set.clone(),
             agent: self.id.clone(),
             status: self.status.subscribe(),
+            trust: crate::fleet::Trust {
+                policy: self.cfg.trust.policy.clone(),
+                keys: self.keys.clone(),
+            },
         };
         // A gate that runs the fleet protocol writes the member record
         // itself; otherwise the reporter does.
@@ -549,6 +554,7 @@ async fn wait_for_shutdown(rx: &mut watch::Receiver<Option<ShutdownMode>>) {
 
 fn lock(layout: &Layout) -> Result<File, AgentError> {
     let root = layout.root();
+    check_ancestors(root)?;
     std::fs::create_dir_all(root).map_err(|source| AgentError::Io {
         action: "creating",
         path: root.to_path_buf(),
@@ -570,6 +576,46 @@ fn lock(layout: &Layout) -> Result<File, AgentError> {
             source: e.into(),
         }),
     }
+}
+
+/// Every directory above the state directory must be root's or the
+/// agent's user's, and not writable by group or others unless it is
+/// sticky (`/tmp`): whoever may rename entries in one of them can swap the
+/// state directory (or a symlink on the way to it) for one of their own
+/// after it was checked, and have the agent trust their `state.json`
+/// (which names processes it signals). Both the path as written and the
+/// one its symlinks resolve to are checked; an ancestor that does not
+/// exist yet is made by the agent.
+fn check_ancestors(root: &std::path::Path) -> Result<(), AgentError> {
+    use std::os::unix::fs::MetadataExt;
+    let absolute = std::path::absolute(root).unwrap_or_else(|_| root.to_path_buf());
+    let resolved = absolute.parent().and_then(|p| p.canonicalize().ok());
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    let chains = [Some(absolute.clone()), resolved.map(|p| p.join("x"))];
+    for dir in chains.iter().flatten().flat_map(|p| p.ancestors().skip(1)) {
+        let Ok(meta) = std::fs::metadata(dir) else {
+            continue;
+        };
+        let problem = if meta.uid() != 0 && meta.uid() != me {
+            format!(
+                "is owned by uid {}, not by root or the agent's uid {me}",
+                meta.uid()
+            )
+        } else if meta.mode() & 0o022 != 0 && meta.mode() & 0o1000 == 0 {
+            format!(
+                "is writable by group or others and not sticky (mode {:04o}; chmod go-w it)",
+                meta.mode() & 0o7777
+            )
+        } else {
+            continue;
+        };
+        return Err(AgentError::UnsafeStateDir {
+            path: root.to_path_buf(),
+            problem: format!("is under {}, which {problem}", dir.display()),
+        });
+    }
+    Ok(())
 }
 
 /// The state directory must be the agent's user's alone to change: its

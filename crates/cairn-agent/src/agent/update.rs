@@ -397,9 +397,7 @@ impl Agent {
     async fn prepare(&mut self, accepted: &Accepted) -> Result<u64, String> {
         let release = accepted.release_digest;
         let artifact = accepted.release.artifact;
-        let fetched = fetch::fetch(&self.remote, &self.local, release, artifact)
-            .await
-            .map_err(|e| e.to_string())?;
+        let fetched = self.fetch_supervised(release, artifact).await?;
         self.count(|c| c.fetched_bytes += fetched.bytes);
         self.timings(|t| {
             t.fetched = now_ms();
@@ -655,9 +653,6 @@ impl Agent {
             .filter(|g| Some(g.number) != current && !running.contains(&g.number))
             .cloned()
             .collect();
-        if doomed.is_empty() {
-            return;
-        }
         for g in &doomed {
             if let Err(e) = generation::remove(&self.layout, g) {
                 tracing::error!("{e}");
@@ -666,18 +661,16 @@ impl Agent {
             self.state.generations.retain(|k| k.number != g.number);
             tracing::info!("removed generation {} ({})", g.number, g.version);
         }
-        self.save();
-        for g in &doomed {
-            if !self
-                .state
-                .generations
-                .iter()
-                .any(|k| k.release == g.release)
-            {
-                if let Err(e) = fetch::unpin(&self.local, &g.release).await {
-                    tracing::error!("{e}");
-                }
-            }
+        if !doomed.is_empty() {
+            self.save();
+        }
+        // Pins of removed generations, and of releases fetched (in part)
+        // that never became one.
+        let kept: Vec<_> = self.state.generations.iter().map(|g| g.release).collect();
+        match fetch::unpin_all_but(&self.local, &kept).await {
+            Ok(0) if doomed.is_empty() => return,
+            Ok(_) => {}
+            Err(e) => tracing::error!("{e}"),
         }
         match fetch::collect(&self.local, &self.local_fs).await {
             Ok(freed) => tracing::info!("local store: {freed} bytes freed"),

@@ -54,6 +54,12 @@ pub(crate) fn config(src: &Source<'_>, w: AgentWire) -> Result<AgentConfig, Conf
     if w.store.get_ref().is_empty() {
         return Err(src.error(w.store.span(), "store", "must not be empty"));
     }
+    if has_credentials(w.store.get_ref()) {
+        // Not echoed: the error would print them.
+        let msg = "carries credentials (user:password@): they would show in every error, \
+                   the status endpoint and the member record others read; give `token_file`";
+        return Err(src.error(w.store.span(), "store", msg));
+    }
     let token = match (w.token, w.token_file) {
         (Some(_), Some(f)) => {
             return Err(src.error(
@@ -98,6 +104,12 @@ pub(crate) fn config(src: &Source<'_>, w: AgentWire) -> Result<AgentConfig, Conf
             "poll_interval",
             w.poll_interval,
             Duration::from_secs(2),
+        )?,
+        fetch_silence: duration(
+            src,
+            "fetch_silence",
+            w.fetch_silence,
+            Duration::from_secs(60),
         )?,
         generations,
         user: non_empty(src, "user", w.user)?,
@@ -148,6 +160,15 @@ fn non_empty(
         Some(v) if v.get_ref().is_empty() => Err(src.error(v.span(), key, "must not be empty")),
         v => Ok(v.map(Spanned::into_inner)),
     }
+}
+
+/// Whether a store URL has a user-info part (`http://user:pw@host`).
+fn has_credentials(url: &str) -> bool {
+    let Some((_, rest)) = url.split_once("://") else {
+        return false;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+    authority.contains('@')
 }
 
 fn duration(

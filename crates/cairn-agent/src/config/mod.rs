@@ -9,6 +9,7 @@
 //! id = "host-a"                     # default: the hostname
 //! state_dir = "/var/lib/cairn/hello" # default: /var/lib/cairn/<service>
 //! poll_interval = "2s"              # when the store cannot push
+//! fetch_silence = "60s"             # a fetch moving no blob that long is retried
 //! generations = 3                   # generations kept (at least 2)
 //! user = "hello"                    # run the service as (default: the agent's user)
 //! group = "hello"                   # default: the user's group
@@ -88,6 +89,10 @@ pub struct AgentConfig {
     /// How often the channel is read when the store cannot push (and as a
     /// safety net when it can).
     pub poll_interval: Duration,
+    /// How long a fetch may go without a blob arriving before it is given
+    /// up (and retried with backoff): a store that accepts and never
+    /// answers, or trickles, must not hold a fetch for ever.
+    pub fetch_silence: Duration,
     /// Generations kept (the current one included).
     pub generations: usize,
     /// The user the service runs as.

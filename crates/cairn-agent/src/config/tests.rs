@@ -163,11 +163,19 @@ fn errors_name_file_line_column_and_key() {
             example().replace("poll_interval", "generations = 1\npoll_interval"),
             "/etc/cairn/agent.toml:7:15: `generations`: must be at least 2",
         ),
+        (
+            example().replace("http://127.0.0.1", "http://probe:s3cret@127.0.0.1"),
+            "/etc/cairn/agent.toml:1:9: `store`: carries credentials (user:password@)",
+        ),
     ];
     for (text, want) in cases {
         let err = error(&text);
         assert!(err.starts_with(want), "want {want:?}\n got {err:?}");
+        assert!(!err.contains("s3cret"), "a credential echoed: {err}");
     }
+    // An `@` past the host is no credential.
+    let at_in_path = example().replace("7070\"", "7070/a@b\"");
+    assert!(parse(&at_in_path).is_ok());
 }
 
 #[test]

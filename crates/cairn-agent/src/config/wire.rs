@@ -18,6 +18,7 @@ pub(crate) struct AgentWire {
     pub id: Option<Spanned<String>>,
     pub state_dir: Option<Spanned<String>>,
     pub poll_interval: Option<Spanned<String>>,
+    pub fetch_silence: Option<Spanned<String>>,
     pub generations: Option<Spanned<u32>>,
     pub user: Option<Spanned<String>>,
     pub group: Option<Spanned<String>>,

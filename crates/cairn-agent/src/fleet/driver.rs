@@ -28,6 +28,7 @@ use cairn_store::{RefStore, Store, StoreError};
 use tokio::sync::{watch, Notify};
 
 use super::io::{self, Names, WriteError};
+use super::Trust;
 use super::{lock, Grant, Shared};
 use crate::config::FleetTiming;
 use crate::gate::GateContext;
@@ -41,6 +42,44 @@ const MAX_CHECKS: usize = 16;
 
 /// The longest wait after the store failed.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// How long one read or write of the fleet records may take. A store that
+/// accepts and never answers, or trickles a record byte by byte (which no
+/// read timeout catches), would otherwise hold the driver for ever, even
+/// after the store recovered: this member would stop deciding and
+/// heartbeating. Past it the round fails like any store error (the write
+/// may or may not have happened) and is retried with backoff.
+const IO_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// `io` bounded by [`IO_TIMEOUT`].
+async fn bounded<T>(
+    what: &str,
+    io: impl std::future::Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    tokio::time::timeout(IO_TIMEOUT, io)
+        .await
+        .unwrap_or_else(|_| Err(no_answer(what)))
+}
+
+/// A write bounded by [`IO_TIMEOUT`].
+async fn bounded_write(
+    io: impl std::future::Future<Output = Result<(), WriteError>>,
+) -> Result<(), WriteError> {
+    tokio::time::timeout(IO_TIMEOUT, io)
+        .await
+        .unwrap_or_else(|_| Err(WriteError::Store(no_answer("writing a fleet record"))))
+}
+
+fn no_answer(what: &str) -> StoreError {
+    cairn_store::RemoteError {
+        kind: cairn_store::ErrorKind::Unavailable,
+        store: "the followed store".into(),
+        action: what.into(),
+        detail: format!("no answer in {}s", IO_TIMEOUT.as_secs()),
+        source: None,
+    }
+    .into()
+}
 
 pub(super) struct Driver {
     store: Store,
@@ -56,6 +95,10 @@ pub(super) struct Driver {
     /// Until when the rollout record already read may be decided on (the
     /// last wait's `refresh`); `None`: read it first.
     fresh_until: Option<Time>,
+    /// For checking a newer statement a rollout record claims.
+    trust: Trust,
+    /// The last record version whose unsigned claim was logged.
+    warned: Option<cairn_rollout::Version>,
 }
 
 impl Driver {
@@ -95,6 +138,8 @@ impl Driver {
             checks: Vec::new(),
             failures: 0,
             fresh_until: None,
+            trust: cx.trust,
+            warned: None,
         }
     }
 
@@ -198,7 +243,11 @@ impl Driver {
         self.fresh_until = None;
         let refs = self.refs();
         self.view.new_round();
-        let mut read = io::rollout(refs.as_ref(), &names.rollout).await?;
+        let mut read = bounded(
+            "reading the rollout record",
+            io::rollout(refs.as_ref(), &names.rollout),
+        )
+        .await?;
         // An unreadable version is timed from when it was first read.
         if let (
             RolloutRead::Unreadable { version, since, .. },
@@ -214,14 +263,17 @@ impl Driver {
             }
         }
         self.view.rollout = read;
+        self.check_claim(names);
         if !self.own_known {
-            self.view.own =
-                io::member(refs.as_ref(), &names.own)
-                    .await?
-                    .map(|(version, record)| Versioned {
-                        version,
-                        value: record.unwrap_or_else(|| self.placeholder()),
-                    });
+            self.view.own = bounded(
+                "reading the member record",
+                io::member(refs.as_ref(), &names.own),
+            )
+            .await?
+            .map(|(version, record)| Versioned {
+                version,
+                value: record.unwrap_or_else(|| self.placeholder()),
+            });
             self.own_known = true;
         }
         let mut d = decide(&self.view, Time(now_ms()));
@@ -232,7 +284,8 @@ impl Driver {
                 tracing::error!("the rollout decision keeps asking for reads: {:?}", d.reads);
                 return Ok(Time(now_ms()).plus(self.view.timing.poll));
             }
-            io::read(refs.as_ref(), names, &mut self.view, &d.reads).await?;
+            let reads = io::read(refs.as_ref(), names, &mut self.view, &d.reads);
+            bounded("reading fleet records", reads).await?;
             d = decide(&self.view, Time(now_ms()));
         }
         tracing::debug!(
@@ -254,7 +307,7 @@ impl Driver {
         );
         for w in d.writes {
             let member = matches!(w, cairn_rollout::Write::Member { .. });
-            match io::write(refs.as_ref(), names, &mut self.view, w).await {
+            match bounded_write(io::write(refs.as_ref(), names, &mut self.view, w)).await {
                 Ok(()) => {}
                 Err(WriteError::Conflict) => {
                     if member {
@@ -270,6 +323,35 @@ impl Driver {
             self.fresh_until = Some(*refresh);
         }
         Ok(self.act(d.action).await)
+    }
+
+    /// Checks the statement a rollout record claiming a newer sequence
+    /// than the accepted one carries (`View::verified`); an unsigned claim
+    /// is logged once per record version (the decision replaces it).
+    fn check_claim(&mut self, names: &Names) {
+        self.view.verified = None;
+        let (RolloutRead::Read(r), Some(acc)) = (&self.view.rollout, &self.view.accepted) else {
+            return;
+        };
+        if r.value.sequence <= acc.sequence {
+            return;
+        }
+        let now = time::OffsetDateTime::now_utc();
+        match self.trust.check(&r.value, acc.sequence, now) {
+            Ok(v) => self.view.verified = Some(v),
+            Err(e) => {
+                if self.warned.as_ref() != Some(&r.version) {
+                    tracing::warn!(
+                        "{} claims statement #{} of release {}, but {e}: replacing it with #{}",
+                        names.rollout,
+                        r.value.sequence,
+                        r.value.target,
+                        acc.sequence
+                    );
+                    self.warned = Some(r.version.clone());
+                }
+            }
+        }
     }
 
     /// A round on the rollout record already read, before its `refresh`
@@ -295,7 +377,7 @@ impl Driver {
         }
         let refs = self.refs();
         for w in d.writes {
-            match io::write(refs.as_ref(), names, &mut self.view, w).await {
+            match bounded_write(io::write(refs.as_ref(), names, &mut self.view, w)).await {
                 Ok(()) => {}
                 Err(WriteError::Conflict) => {
                     self.own_known = false;

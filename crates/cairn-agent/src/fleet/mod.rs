@@ -27,6 +27,7 @@
 //! from the release's run specification ([`swap_budget`]).
 
 mod check;
+mod claims;
 mod driver;
 mod io;
 #[cfg(test)]
@@ -41,6 +42,8 @@ use cairn_recipe::RunSpec;
 use cairn_rollout::{Accepted, Plan, Time};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
+
+pub use claims::{Trust, Unbacked};
 
 use crate::config::FleetTiming;
 use crate::gate::{Command, Decision, GateContext, Outcome, UpdateGate, UpdateRequest};
@@ -176,6 +179,7 @@ impl UpdateGate for Fleet {
             version: Some(a.release.version.clone()),
             plan,
             at,
+            statement: String::from_utf8(a.statement_envelope.to_json()).ok(),
         });
         drop(sh);
         self.to_driver.notify_one();

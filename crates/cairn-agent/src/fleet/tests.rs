@@ -112,6 +112,7 @@ fn accepted(release: Digest, sequence: u64) -> Accepted {
         version: Some(sequence.to_string()),
         plan: Plan::default(),
         at: Time(now_ms()),
+        statement: None,
     }
 }
 
@@ -172,6 +173,15 @@ async fn heartbeats_use_the_record_read_until_refresh_and_a_new_statement_reads_
         set: "eu".into(),
         agent: "a1".into(),
         status: status_rx,
+        trust: super::Trust {
+            policy: cairn_trust::ChannelPolicy {
+                service: "svc".into(),
+                channel: "eu".into(),
+                keys: Vec::new(),
+                threshold: 1,
+            },
+            keys: cairn_trust::KeySet::new(),
+        },
     };
     let driver = Driver::new(
         cx,

@@ -57,6 +57,46 @@ fn a_state_directory_others_may_change_is_refused_at_start() {
 }
 
 #[test]
+fn a_state_directory_others_may_swap_out_is_refused_at_start() {
+    let fx = fixture();
+    // Another user may rename what is in `open` (0777, not sticky): the
+    // state directory itself, or a symlink to a safe one.
+    let open = fx.root.join("tests/open-parent-dir");
+    let _ = std::fs::remove_dir_all(&open);
+    std::fs::create_dir_all(open.join("state")).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let safe = fx.root.join("tests/safe-target-dir");
+    let _ = std::fs::remove_dir_all(&safe);
+    std::fs::create_dir_all(&safe).unwrap();
+    let _ = std::fs::remove_file(open.join("link"));
+    std::os::unix::fs::symlink(&safe, open.join("link")).unwrap();
+    for (name, state) in [
+        ("state-open-parent", open.join("state")),
+        ("state-open-link", open.join("link")),
+        ("state-open-new", open.join("not-yet/state")),
+    ] {
+        let options = Options {
+            state_dir: Some(state.clone()),
+            ..Options::default()
+        };
+        let err = refused_at_start(name, options, |t| t.into(), &[]);
+        assert!(
+            err.starts_with(&format!(
+                "error: state directory {} is under {}, which is writable by group or others and not sticky (mode 0777; chmod go-w it)",
+                state.display(),
+                open.display()
+            )),
+            "{err}"
+        );
+        assert!(
+            !state.join("lock").exists(),
+            "{name}: nothing written into it"
+        );
+    }
+    assert!(!open.join("not-yet").exists(), "nothing made under it");
+}
+
+#[test]
 fn a_token_in_an_agent_toml_others_may_read_is_refused_at_start() {
     let config = fixture().root.join("tests/token-readable/agent.toml");
     let options = Options {

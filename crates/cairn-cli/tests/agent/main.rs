@@ -11,6 +11,7 @@
 mod fixture;
 mod harness;
 mod load;
+mod trickle;
 
 mod crash;
 mod faults;
@@ -18,6 +19,7 @@ mod fleet;
 mod fleet_abort;
 mod fleet_gates;
 mod fleet_status;
+mod hostile;
 mod local;
 mod refusals;
 mod swap;

@@ -60,14 +60,24 @@ pub fn decide(view: &View, now: Time) -> Decision {
         value: Arc::new(rec),
     });
     let r = repaired.as_ref().unwrap_or(read);
-    if r.value.sequence > acc.sequence {
+    if r.value.sequence > acc.sequence && backed(view, &r.value) {
         let reason = Reason::NewerRollout(r.value.sequence);
         report::alone(view, now, Action::wait(now.plus(view.timing.poll), reason))
-    } else if r.value.sequence < acc.sequence || r.value.target != acc.release {
+    } else if r.value.sequence != acc.sequence || r.value.target != acc.release {
+        // Older than the accepted statement, or a claim no statement this
+        // agent verified backs: the record is anyone's to write, and an
+        // unsigned claim must not hold (or steer) the set.
         create(view, acc, Some(&r.version), Some(&r.value), now)
     } else {
         follow(view, r, now)
     }
+}
+
+/// Whether the newer statement `rec` claims is one this agent verified
+/// (the statement the record carries, checked against its trusted keys).
+fn backed(view: &View, rec: &RolloutRecord) -> bool {
+    view.verified
+        .is_some_and(|v| v.sequence == rec.sequence && v.release == rec.target)
 }
 
 /// A decision in progress: the record as read, the changes made to it so
@@ -180,6 +190,7 @@ fn create(
     let record = RolloutRecord {
         target: acc.release,
         sequence: acc.sequence,
+        statement: acc.statement.clone(),
         version: acc.version.clone(),
         strategy: acc.plan.clone(),
         phase,

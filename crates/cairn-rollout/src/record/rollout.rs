@@ -41,6 +41,14 @@ pub struct RolloutRecord {
     pub target: Digest,
     /// The sequence number of the channel statement that named it.
     pub sequence: u64,
+    /// That channel statement: its signed envelope as the channel held it
+    /// (JSON text). The record is anyone's to write, so an agent that has
+    /// not accepted a statement this new follows the record only if this
+    /// verifies against its own trusted keys and names `target` and
+    /// `sequence` ([`crate::View::verified`]); otherwise the record is an
+    /// unsigned claim, and it is replaced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub statement: Option<String>,
     /// Its version label, for people.
     #[serde(default)]
     pub version: Option<String>,
@@ -398,6 +406,7 @@ mod tests {
         RolloutRecord {
             target: Digest::of(b"target"),
             sequence: 4,
+            statement: None,
             version: Some("1.2".into()),
             strategy: Plan {
                 max_unavailable: Amount::Percent(10),

@@ -42,6 +42,7 @@ pub fn view(me: &str, plan: Plan) -> View {
         version: Some("2".into()),
         plan,
         at: Time::from_secs(at(-600)),
+        statement: Some("{\"signed\": \"statement 2\"}".into()),
     });
     v.local = Local {
         running: Some(old()),
@@ -58,6 +59,7 @@ pub fn record(plan: Plan, phase: Phase, members: u32) -> RolloutRecord {
     RolloutRecord {
         target: target(),
         sequence: SEQ,
+        statement: Some("{\"signed\": \"statement 2\"}".into()),
         version: Some("2".into()),
         capacity: plan.capacity(members),
         strategy: plan,

@@ -1,9 +1,12 @@
 //! Rollout records a broken or hostile member wrote: times no honest
-//! agent writes must not stop the set's rollouts for good.
+//! agent writes, or a statement sequence no signed statement backs, must
+//! not stop (or steer) the set's rollouts.
 
 use std::time::Duration;
 
-use cairn_rollout::{Amount, Lease, MemberState, Phase, Plan, Position, Strategy, Timing};
+use cairn_rollout::{
+    Action, Amount, Attempt, Lease, MemberState, Phase, Plan, Position, Reason, Strategy, Timing,
+};
 
 use crate::fixtures::*;
 
@@ -144,4 +147,72 @@ fn a_bake_that_ends_in_a_decade_ends_now() {
     let (_, d) = decide_with(reading(steward("host-09", canary), rec), &all);
     let w = rollout_write(&d).expect("the bake ends");
     assert_eq!(w.phase, Phase::Rolling, "{w:?}");
+}
+
+/// The write a decision makes of the rollout record; panics without one.
+fn replaced(d: &cairn_rollout::Decision) -> cairn_rollout::RolloutRecord {
+    rollout_write(d).expect("the record is replaced").clone()
+}
+
+#[test]
+fn a_claimed_sequence_no_verified_statement_backs_is_replaced_at_once() {
+    let mut claim = record(one_at_a_time(), Phase::Rolling, 3);
+    claim.sequence = u64::MAX;
+    claim.statement = None;
+    let d = decide_now(&reading(view("host-a", one_at_a_time()), claim));
+    let rec = replaced(&d);
+    assert_eq!((rec.sequence, rec.target), (SEQ, target()));
+    let carried = view("host-a", one_at_a_time()).accepted.unwrap().statement;
+    assert_eq!(
+        rec.statement, carried,
+        "the new record carries the statement"
+    );
+    assert!(!matches!(
+        d.action,
+        Action::Wait {
+            reason: Reason::NewerRollout(_),
+            ..
+        }
+    ));
+}
+
+#[test]
+fn a_verified_statement_backs_only_the_release_and_sequence_it_names() {
+    let mut claim = record(one_at_a_time(), Phase::Rolling, 3);
+    claim.sequence = SEQ + 1;
+    let other = cairn_digest::Digest::of(b"unsigned release");
+    for verified in [
+        // Signed, but for another release than the record claims.
+        Attempt {
+            release: target(),
+            sequence: SEQ + 1,
+        },
+        // Signed, but an older statement than the one claimed.
+        Attempt {
+            release: other,
+            sequence: SEQ,
+        },
+    ] {
+        let mut c = claim.clone();
+        c.target = other;
+        let mut v = reading(view("host-a", one_at_a_time()), c);
+        v.verified = Some(verified);
+        let rec = replaced(&decide_now(&v));
+        assert_eq!((rec.sequence, rec.target), (SEQ, target()), "{verified:?}");
+    }
+}
+
+#[test]
+fn an_unbacked_claim_keeps_the_slots_it_lists_counted() {
+    // Replacing a record must not let two members swap at once: slots it
+    // lists still count (as draining) until they are surely over.
+    let mut claim = record(one_at_a_time(), Phase::Rolling, 3);
+    claim.sequence = SEQ + 7;
+    claim.slots = vec![slot("host-b", 30)];
+    let rec = replaced(&decide_now(&reading(
+        view("host-a", one_at_a_time()),
+        claim,
+    )));
+    let held: Vec<_> = rec.slots.iter().map(|s| (&s.member[..], s.kind)).collect();
+    assert_eq!(held, [("host-b", cairn_rollout::SlotKind::Draining)]);
 }

@@ -67,7 +67,13 @@ fn agents_that_just_accepted_a_statement_spread_out_creating_its_rollout() {
 fn a_rollout_of_a_statement_not_yet_accepted_is_waited_for_not_replaced() {
     let mut newer = record(Plan::default(), Phase::Rolling, 10);
     newer.sequence = SEQ + 1;
-    let d = decide_now(&reading(view("host-a", Plan::default()), newer));
+    let mut v = reading(view("host-a", Plan::default()), newer.clone());
+    // The statement it carries verified against this agent's keys.
+    v.verified = Some(cairn_rollout::Attempt {
+        release: newer.target,
+        sequence: newer.sequence,
+    });
+    let d = decide_now(&v);
     assert!(rollout_write(&d).is_none());
     assert!(matches!(
         d.action,

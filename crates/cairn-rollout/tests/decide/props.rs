@@ -161,3 +161,40 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 500, ..ProptestConfig::default() })]
+
+    /// Whatever else a record holds, a statement sequence above the
+    /// accepted one that no verified statement backs never makes a member
+    /// wait: the record is replaced by the accepted statement's rollout.
+    #[test]
+    fn an_unbacked_newer_claim_never_holds_a_member(
+        (mut rec, me, on_target, _) in situation(),
+        ahead in 1u64..u64::MAX - SEQ,
+        other_target in any::<bool>(),
+        verified in prop::option::of((any::<bool>(), 0u64..4)),
+    ) {
+        rec.sequence = SEQ + ahead;
+        if other_target {
+            rec.target = cairn_digest::Digest::of(b"an unsigned release");
+        }
+        let mut v = reading(view(&id(me), rec.strategy.clone()), rec.clone());
+        if on_target {
+            v.local.running = Some(target());
+        }
+        // A statement the agent did verify, but not the one claimed.
+        v.verified = verified
+            .map(|(same_release, back)| cairn_rollout::Attempt {
+                release: if same_release { rec.target } else { old() },
+                sequence: if same_release { rec.sequence - 1 - back.min(ahead - 1) } else { rec.sequence },
+            });
+        let d = decide_now(&v);
+        let written = rollout_write(&d);
+        prop_assert!(written.is_some(), "{:?}", d.action);
+        let written = written.unwrap();
+        prop_assert_eq!((written.sequence, written.target), (SEQ, target()));
+        // Replacing grants nothing: slots carried over only drain.
+        prop_assert!(written.slots.iter().all(|s| s.kind == SlotKind::Draining));
+    }
+}
