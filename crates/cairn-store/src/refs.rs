@@ -161,6 +161,24 @@ pub fn check_ref_size(name: &RefName, value: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// The refs that would be directories of `name`: `a` and `a/b` for
+/// `a/b/c`, nearest the root first. Backends refuse a ref while any of
+/// these exists, or while a ref exists below it
+/// ([`StoreError::RefPathTaken`]).
+pub fn parent_names(name: &RefName) -> impl Iterator<Item = RefName> + '_ {
+    let text = name.as_str();
+    text.match_indices('/')
+        .filter_map(move |(i, _)| RefName::new(&text[..i]).ok())
+}
+
+/// The refusal of a write of `name` because ref `other` is in its way.
+pub fn path_taken(name: &RefName, other: &RefName) -> StoreError {
+    StoreError::RefPathTaken {
+        name: name.to_string(),
+        other: other.to_string(),
+    }
+}
+
 /// The conflict error for a compare-and-swap that found `found`.
 pub fn conflict(name: &RefName, expected: Option<&Version>, found: Option<&Version>) -> StoreError {
     let show = |v: Option<&Version>| v.map_or("absent".to_string(), |v| v.0.clone());
