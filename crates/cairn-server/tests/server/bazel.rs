@@ -188,7 +188,6 @@ fn with_output_directory(tree: Option<Digest>, root: Option<Digest>) -> Vec<u8> 
             path: "out/dir".into(),
             tree_digest: tree.map(proto::Digest::from),
             root_directory_digest: root.map(proto::Digest::from),
-            ..Default::default()
         }],
         ..ActionResult::default()
     }
