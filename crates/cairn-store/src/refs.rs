@@ -130,6 +130,23 @@ pub trait RefStore: Send + Sync + fmt::Debug {
     /// Every ref whose name starts with `prefix`, sorted.
     async fn list(&self, prefix: &str) -> Result<Vec<RefName>>;
 
+    /// One page of [`list`](Self::list): at most `limit` of its names,
+    /// those after `after` (all when `None`). The default lists all and
+    /// cuts; the HTTP backend asks the server for the page alone.
+    async fn list_page(
+        &self,
+        prefix: &str,
+        after: Option<&RefName>,
+        limit: usize,
+    ) -> Result<Vec<RefName>> {
+        let all = self.list(prefix).await?;
+        Ok(all
+            .into_iter()
+            .filter(|n| after.is_none_or(|a| n > a))
+            .take(limit)
+            .collect())
+    }
+
     /// Writes `value` if the ref is at `expected` (`None`: must not exist);
     /// returns the new version, or [`StoreError::Conflict`].
     async fn compare_and_swap(
