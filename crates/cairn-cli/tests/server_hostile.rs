@@ -160,3 +160,108 @@ fn an_upload_larger_than_the_free_space_is_refused_before_its_body() {
     assert_eq!(status, "HTTP/1.1 200 OK");
     assert_eq!(body.as_bytes(), kept, "what was stored before is kept");
 }
+
+/// Runs `f` on a thread of its own in a private mount namespace where
+/// `dir` is a fresh tmpfs of `size` (as `mount -o size=`): processes `f`
+/// starts see it, nothing else does, and it is gone with the thread.
+fn on_a_small_tmpfs<T: Send + 'static>(
+    dir: &std::path::Path,
+    size: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    use rustix::mount::{mount, mount_change, MountFlags, MountPropagationFlags};
+    let dir = dir.to_path_buf();
+    let options = std::ffi::CString::new(format!("size={size},mode=0700")).unwrap();
+    std::thread::spawn(move || {
+        // SAFETY: a mount namespace (and, with it, a file-system context)
+        // of this thread's own; nothing here depends on sharing either.
+        unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS) }
+            .expect("a mount namespace of its own (tests run as root)");
+        mount_change(
+            "/",
+            MountPropagationFlags::PRIVATE | MountPropagationFlags::REC,
+        )
+        .unwrap();
+        mount(
+            "tmpfs",
+            &dir,
+            "tmpfs",
+            MountFlags::empty(),
+            options.as_c_str(),
+        )
+        .expect("mounting a tmpfs");
+        f()
+    })
+    .join()
+    .unwrap()
+}
+
+/// The answer to an upload's head sent with `Expect: 100-continue` and no
+/// body: "HTTP/1.1 100 Continue" if the server wants the body.
+fn declare_upload(to: SocketAddr, path: &str, token: &str, size: u64) -> (TcpStream, String) {
+    let mut s = TcpStream::connect(to).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "PUT {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+         Expect: 100-continue\r\nContent-Length: {size}\r\n\r\n"
+    )
+    .unwrap();
+    let mut buf = [0u8; 2048];
+    let n = s.read(&mut buf).unwrap();
+    let answer = String::from_utf8_lossy(&buf[..n]).into_owned();
+    (s, answer)
+}
+
+#[test]
+fn uploads_in_flight_reserve_their_size_until_they_end() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mount = tmp.path().join("small");
+    std::fs::create_dir(&mount).unwrap();
+    on_a_small_tmpfs(&mount.clone(), "300m", move || {
+        let store = mount.join("store");
+        let server = Server::start(&store, &["--idle-timeout", "5s", "--anonymous-read"]);
+        let to = server.addr();
+        let token = support::cli::token(&store, "uploader", &["write"]);
+        // 300 MiB, 256 MiB kept in reserve: room for one 30 MiB upload.
+        let size = 30u64 << 20;
+        let hex = "ab".repeat(32);
+        let (first, answer) = declare_upload(to, &format!("/cas/{hex}"), &token, size);
+        assert!(answer.starts_with("HTTP/1.1 100"), "{answer}");
+        // The first has sent nothing yet; the second would overfill the disk.
+        for path in [format!("/cas/{hex}"), format!("/v1/blobs/{hex}/{size}")] {
+            let (_, answer) = declare_upload(to, &path, &token, size);
+            assert!(answer.starts_with("HTTP/1.1 507"), "{path}: {answer}");
+            assert!(
+                answer.contains("reserved by uploads in progress"),
+                "{answer}"
+            );
+            assert!(answer.contains("nothing stored"), "{answer}");
+        }
+        // The first client goes away: its reservation and file go with it,
+        // and a real upload of the same size is taken whole.
+        drop(first);
+        let blob: Vec<u8> = (0..size as u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        let hex = cairn_digest::Digest::of(&blob).hex();
+        let auth = format!("PUT /cas/{hex} HTTP/1.1\r\nAuthorization: Bearer {token}");
+        let started = std::time::Instant::now();
+        loop {
+            let (status, body) = request(to, &auth, &blob);
+            if status == "HTTP/1.1 200 OK" {
+                break;
+            }
+            assert!(status.starts_with("HTTP/1.1 507"), "{status} {body}");
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "the reservation of a client that went away was kept: {body}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let (status, _) = request(to, &format!("HEAD /cas/{hex} HTTP/1.1"), b"");
+        assert_eq!(status, "HTTP/1.1 200 OK", "the upload was stored");
+        let tmp_files = std::fs::read_dir(store.join("tmp")).unwrap().count();
+        assert_eq!(tmp_files, 0, "the broken-off upload's file is removed");
+    });
+}

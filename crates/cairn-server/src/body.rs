@@ -39,29 +39,76 @@ pub fn upload_error(e: cairn_store::StoreError, broken: &AtomicBool) -> ApiError
 /// refs, other uploads and the rest of the machine.
 pub const SPACE_RESERVE: u64 = 256 << 20;
 
-/// Refuses (507) an upload of `size` bytes that a local store's file
-/// system has no room for, before its body is read: a client declaring a
-/// petabyte would otherwise fill the disk until the write fails, taking
-/// the room every other writer needs with it. Other backends bound
-/// themselves.
-pub fn check_room(store: &cairn_store::Store, size: u64) -> Result<(), ApiError> {
-    let Some(fs) = &store.local else {
-        return Ok(());
-    };
-    let free = match free_bytes(fs.root()) {
-        Ok(free) => free,
-        Err(e) => {
-            tracing::warn!("checking free space under {}: {e}", fs.root().display());
-            return Ok(());
-        }
-    };
-    if size.saturating_add(SPACE_RESERVE) > free {
-        return Err(ApiError::InsufficientStorage(format!(
-            "an upload of {size} bytes does not fit: the store has {free} bytes free \
-             and keeps {SPACE_RESERVE} of them in reserve; nothing stored"
-        )));
+/// The bytes uploads in flight have declared: each reserves its size
+/// until it ends, however it ends, so many uploads each under the free
+/// space cannot together overfill the disk.
+#[derive(Debug, Default)]
+pub struct Room {
+    reserved: Arc<std::sync::Mutex<u64>>,
+}
+
+/// An upload's claim on the free space, given back when dropped: when the
+/// upload is stored, refused, or its client goes away (the handler's
+/// future is dropped with it).
+#[derive(Debug)]
+pub struct Reservation {
+    reserved: Arc<std::sync::Mutex<u64>>,
+    size: u64,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        let mut reserved = self.reserved.lock().expect("not poisoned");
+        *reserved = reserved.saturating_sub(self.size);
     }
-    Ok(())
+}
+
+impl Room {
+    /// Reserves `size` bytes for an upload to a local store, or refuses
+    /// it (507) before its body is read when the file system's free
+    /// space, less what uploads in flight reserved and
+    /// [`SPACE_RESERVE`], has no room for it: a client declaring a
+    /// petabyte, or many declaring a little each, would otherwise fill the
+    /// disk until the writes fail, taking the room every other writer
+    /// needs with them. Other backends bound themselves (`None`).
+    ///
+    /// The reservation is held for the whole upload, while its bytes
+    /// already lower the free space: an upload in flight is counted up to
+    /// twice, which errs on the side of refusing.
+    pub fn reserve(
+        &self,
+        store: &cairn_store::Store,
+        size: u64,
+    ) -> Result<Option<Reservation>, ApiError> {
+        let Some(fs) = &store.local else {
+            return Ok(None);
+        };
+        let free = match free_bytes(fs.root()) {
+            Ok(free) => free,
+            Err(e) => {
+                tracing::warn!("checking free space under {}: {e}", fs.root().display());
+                return Ok(None);
+            }
+        };
+        let mut reserved = self.reserved.lock().expect("not poisoned");
+        let needed = size.saturating_add(SPACE_RESERVE).saturating_add(*reserved);
+        if needed > free {
+            let held = *reserved;
+            tracing::warn!(
+                "refusing an upload of {size} bytes: {free} bytes free, {held} reserved by uploads in flight"
+            );
+            return Err(ApiError::InsufficientStorage(format!(
+                "an upload of {size} bytes does not fit: the store has {free} bytes free, \
+                 {held} of them reserved by uploads in progress, and keeps {SPACE_RESERVE} \
+                 in reserve; nothing stored"
+            )));
+        }
+        *reserved += size;
+        Ok(Some(Reservation {
+            reserved: self.reserved.clone(),
+            size,
+        }))
+    }
 }
 
 /// Bytes an unprivileged writer may still use on the file system of `path`.

@@ -68,6 +68,8 @@ pub(crate) struct AppState {
     pub auth: auth::Auth,
     pub hub: events::EventHub,
     pub metrics: metrics::Metrics,
+    /// Free space reserved by uploads in flight.
+    pub room: body::Room,
     /// Shares store flushes between concurrent uploads.
     pub flushes: durable::GroupFlush,
     /// Becomes `true` when the server starts shutting down, so that
@@ -97,6 +99,7 @@ pub async fn serve(
         hub: events::EventHub::new(ring),
         metrics: metrics::Metrics::default(),
         flushes: durable::GroupFlush::default(),
+        room: body::Room::default(),
         store,
         stopping,
     });

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use tracing::instrument;
 
 use super::parse_digest;
-use crate::body::{blob_response, check_room, read_limited, upload, upload_error};
+use crate::body::{blob_response, read_limited, upload, upload_error};
 use crate::error::ApiError;
 use crate::tokens::Scope;
 
@@ -111,7 +111,7 @@ pub async fn put(
 ) -> Result<StatusCode, ApiError> {
     state.auth.check(&headers, &Scope::Write)?;
     let digest = parse_digest(&hash, &size)?;
-    check_room(&state.store, digest.size())?;
+    let _room = state.room.reserve(&state.store, digest.size())?;
     let (reader, broken) = upload(body);
     state
         .store
@@ -133,6 +133,7 @@ pub async fn batch(
     body: Body,
 ) -> Result<StatusCode, ApiError> {
     state.auth.check(&headers, &Scope::Write)?;
+    let _room = state.room.reserve(&state.store, MAX_BATCH_BODY as u64)?;
     let body = read_limited(body, MAX_BATCH_BODY, "batch upload").await?;
     let local = state.store.local.clone();
     // Hashing (and, for a local store, writing) is CPU and blocking I/O.
