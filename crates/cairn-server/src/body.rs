@@ -14,22 +14,43 @@ use tokio_util::io::{ReaderStream, StreamReader};
 
 use crate::error::ApiError;
 
-/// A request body as a blob stream, and a flag that is set if the client
-/// broke off the upload (so the handler can tell that from a bad digest).
-pub fn upload(body: Body) -> (BlobReader, Arc<AtomicBool>) {
-    let broken = Arc::new(AtomicBool::new(false));
+/// How a request body broke off, if it did.
+#[derive(Debug, Default)]
+pub struct Broken {
+    broken: AtomicBool,
+    stalled: std::sync::OnceLock<Stalled>,
+}
+
+impl Broken {
+    /// Records a body error.
+    fn set(&self, e: &axum::Error) {
+        if let Some(s) = stalled(e) {
+            let _ = self.stalled.set(s);
+        }
+        self.broken.store(true, Ordering::SeqCst);
+    }
+}
+
+/// A request body as a blob stream, and a record that is set if the client
+/// broke off the upload or was cut off (so the handler can tell that from
+/// a bad digest).
+pub fn upload(body: Body) -> (BlobReader, Arc<Broken>) {
+    let broken = Arc::new(Broken::default());
     let flag = broken.clone();
     let stream = body.into_data_stream().map_err(move |e| {
-        flag.store(true, Ordering::SeqCst);
+        flag.set(&e);
         io::Error::other(e)
     });
     (Box::pin(StreamReader::new(stream)), broken)
 }
 
-/// The error for a failed upload, preferring "interrupted" when the body
-/// itself broke off.
-pub fn upload_error(e: cairn_store::StoreError, broken: &AtomicBool) -> ApiError {
-    if broken.load(Ordering::SeqCst) {
+/// The error for a failed upload, preferring "interrupted" (400) when the
+/// body itself broke off and "too slow" (408) when it was cut off.
+pub fn upload_error(e: cairn_store::StoreError, broken: &Broken) -> ApiError {
+    if let Some(s) = broken.stalled.get() {
+        return ApiError::Timeout(s.to_string());
+    }
+    if broken.broken.load(Ordering::SeqCst) {
         return ApiError::BadRequest("upload interrupted; nothing stored".into());
     }
     e.into()
@@ -122,8 +143,10 @@ pub async fn read_limited(body: Body, limit: usize, what: &str) -> Result<Bytes,
     let mut stream = body.into_data_stream();
     let mut out = Vec::new();
     while let Some(chunk) = stream.next().await {
-        let chunk =
-            chunk.map_err(|_| ApiError::BadRequest(format!("{what}: upload interrupted")))?;
+        let chunk = chunk.map_err(|e| match stalled(&e) {
+            Some(s) => ApiError::Timeout(format!("{what}: {s}")),
+            None => ApiError::BadRequest(format!("{what}: upload interrupted")),
+        })?;
         if out.len() + chunk.len() > limit {
             return Err(ApiError::TooLarge(format!(
                 "{what} exceeds the {limit}-byte limit"
@@ -153,24 +176,92 @@ pub fn blob_response(reader: Option<BlobReader>, size: u64) -> Response {
         .into_response()
 }
 
-/// A request body whose pauses are bounded: once no data has come for
-/// `limit`, it fails (the handler sees an interrupted upload and stores
-/// nothing), so a client trickling a body cannot hold a request forever.
+/// Why a request body was cut off by [`IdleBody`].
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum Stalled {
+    /// No byte came for this long.
+    #[error("the upload paused longer than {0:?}; nothing stored")]
+    Paused(std::time::Duration),
+    /// Fewer bytes than the minimum rate came in one window.
+    #[error(
+        "the upload was slower than {rate} bytes/s over {window:?} (got {got} bytes); \
+         nothing stored"
+    )]
+    TooSlow {
+        /// The minimum rate, bytes per second.
+        rate: u64,
+        /// The window it is measured over.
+        window: std::time::Duration,
+        /// What came in the window.
+        got: u64,
+    },
+}
+
+/// The [`Stalled`] in an error's chain, if a body was cut off.
+pub fn stalled(e: &(dyn std::error::Error + 'static)) -> Option<Stalled> {
+    let mut next = Some(e);
+    while let Some(e) = next {
+        if let Some(s) = e.downcast_ref::<Stalled>() {
+            return Some(s.clone());
+        }
+        next = e.source();
+    }
+    None
+}
+
+/// A request body that must keep moving: once no data has come for
+/// `limit`, or fewer than `rate` bytes a second came over a window of
+/// `limit` (the first window is the grace period), it fails with
+/// [`Stalled`] (the handler answers 408 and stores nothing), so a client
+/// trickling a byte now and then cannot hold a request, its temporary
+/// file and its reservation forever. A rate of 0 checks pauses only.
 pub struct IdleBody {
     inner: Body,
     limit: std::time::Duration,
+    rate: u64,
     timer: std::pin::Pin<Box<tokio::time::Sleep>>,
+    window_end: std::pin::Pin<Box<tokio::time::Sleep>>,
+    window_bytes: u64,
 }
 
 impl IdleBody {
-    /// `inner`, failing after `limit` without a frame.
-    pub fn new(inner: Body, limit: std::time::Duration) -> Self {
+    /// `inner`, failing after `limit` without a frame or below `rate`
+    /// bytes a second over a window of `limit`.
+    pub fn new(inner: Body, limit: std::time::Duration, rate: u64) -> Self {
         Self {
             inner,
             limit,
+            rate,
             timer: Box::pin(tokio::time::sleep(limit)),
+            window_end: Box::pin(tokio::time::sleep(limit)),
+            window_bytes: 0,
         }
     }
+
+    /// At the end of a window: fails if it brought too little, else
+    /// starts the next.
+    fn check_window(&mut self) -> Result<(), Stalled> {
+        let now = tokio::time::Instant::now();
+        if now < self.window_end.deadline() {
+            return Ok(());
+        }
+        let needed = (self.rate as f64 * self.limit.as_secs_f64()) as u64;
+        if self.window_bytes < needed {
+            return Err(Stalled::TooSlow {
+                rate: self.rate,
+                window: self.limit,
+                got: self.window_bytes,
+            });
+        }
+        self.window_bytes = 0;
+        self.window_end.as_mut().reset(now + self.limit);
+        Ok(())
+    }
+}
+
+fn fail(s: Stalled) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+    tracing::info!("cutting off a request body: {s}");
+    std::task::Poll::Ready(Some(Err(axum::Error::new(s))))
 }
 
 impl http_body::Body for IdleBody {
@@ -184,19 +275,33 @@ impl http_body::Body for IdleBody {
         use std::future::Future;
         use std::task::Poll;
         let this = &mut *self;
+        if tokio::time::Instant::now() >= this.timer.deadline() {
+            return fail(Stalled::Paused(this.limit));
+        }
+        if let Err(s) = this.check_window() {
+            return fail(s);
+        }
         match std::pin::Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(frame) => {
+                if let Some(Ok(data)) = frame.as_ref().map(|f| f.as_ref().map(|f| f.data_ref())) {
+                    this.window_bytes += data.map_or(0, |d| d.len() as u64);
+                }
                 let deadline = tokio::time::Instant::now() + this.limit;
                 this.timer.as_mut().reset(deadline);
                 Poll::Ready(frame)
             }
-            Poll::Pending => match this.timer.as_mut().poll(cx) {
-                Poll::Ready(()) => Poll::Ready(Some(Err(axum::Error::new(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "the request body paused too long",
-                ))))),
-                Poll::Pending => Poll::Pending,
-            },
+            Poll::Pending => {
+                if this.timer.as_mut().poll(cx).is_ready() {
+                    return fail(Stalled::Paused(this.limit));
+                }
+                // Woken at the window's end to check it.
+                while this.window_end.as_mut().poll(cx).is_ready() {
+                    if let Err(s) = this.check_window() {
+                        return fail(s);
+                    }
+                }
+                Poll::Pending
+            }
         }
     }
 

@@ -41,6 +41,9 @@ pub enum ApiError {
     /// 413: a body larger than the route accepts.
     #[error("{0}")]
     TooLarge(String),
+    /// 408: the request body stalled or crawled and was cut off.
+    #[error("{0}")]
+    Timeout(String),
     /// 507: the store's file system has no room for the upload.
     #[error("{0}")]
     InsufficientStorage(String),
@@ -64,6 +67,7 @@ impl ApiError {
             Self::PreconditionRequired(_) => StatusCode::PRECONDITION_REQUIRED,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
+            Self::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Store(e) => store_status(e),
         }

@@ -104,10 +104,10 @@ pub async fn serve(
         stopping,
     });
     events::spawn_backend_feed(state.clone()).await;
-    let idle = config.limits.idle_timeout;
+    let (idle, rate) = (config.limits.idle_timeout, config.limits.min_rate);
     let router = api::router(state.clone()).layer(axum::middleware::map_request(
         move |req: axum::extract::Request| async move {
-            req.map(|b| axum::body::Body::new(body::IdleBody::new(b, idle)))
+            req.map(|b| axum::body::Body::new(body::IdleBody::new(b, idle, rate)))
         },
     ));
     let shutdown = async move {
