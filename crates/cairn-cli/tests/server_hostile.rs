@@ -265,3 +265,72 @@ fn uploads_in_flight_reserve_their_size_until_they_end() {
         assert_eq!(tmp_files, 0, "the broken-off upload's file is removed");
     });
 }
+
+#[test]
+fn queries_held_in_memory_share_one_budget() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &tmp.path().join("store"),
+        &["--anonymous-read", "--idle-timeout", "20s"],
+    );
+    let to = server.addr();
+    let before = resident(server.child.id());
+    // A missing-blobs query of nearly 16 MiB, its route's limit.
+    let one = format!(r#"{{"hash":"sha256:{}","size":1}}"#, "ab".repeat(32));
+    let count = (16 << 20) / (one.len() + 1) - 16;
+    let body = format!(r#"{{"digests":[{}]}}"#, vec![one; count].join(","));
+    // 48 anonymous clients send all of it but the last byte, and wait.
+    let mut refused = 0;
+    let mut held = Vec::new();
+    for _ in 0..48 {
+        let mut s = TcpStream::connect(to).unwrap();
+        s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        write!(
+            s,
+            "POST /v1/blobs/missing HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .unwrap();
+        let sent = s.write_all(&body.as_bytes()[..body.len() - 1]);
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = s.read(&mut buf) {
+            answer.extend_from_slice(&buf[..n]);
+        }
+        let answer = String::from_utf8_lossy(&answer).into_owned();
+        if answer.starts_with("HTTP/1.1 503") {
+            assert!(answer.contains("retry later"), "{answer}");
+            refused += 1;
+        } else {
+            assert!(sent.is_ok() && answer.is_empty(), "{answer}");
+            held.push(s);
+        }
+    }
+    let grown = resident(server.child.id()).saturating_sub(before);
+    assert!(refused >= 48 - 16, "only {refused} of 48 refused");
+    assert!(grown < 600 << 20, "the server grew by {grown} bytes");
+    let (status, _) = request(to, "GET /healthz HTTP/1.1", b"");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    // Once they are gone, a query is answered again.
+    drop(held);
+    let query = format!(
+        r#"{{"digests":[{}]}}"#,
+        format_args!(r#"{{"hash":"sha256:{}","size":1}}"#, "cd".repeat(32))
+    );
+    let started = std::time::Instant::now();
+    loop {
+        let (status, answer) = request(to, "POST /v1/blobs/missing HTTP/1.1", query.as_bytes());
+        if status == "HTTP/1.1 200 OK" {
+            assert!(answer.contains(&"cd".repeat(32)), "{answer}");
+            break;
+        }
+        assert!(status.starts_with("HTTP/1.1 503"), "{status}");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the budget was not given back"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

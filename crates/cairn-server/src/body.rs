@@ -138,10 +138,86 @@ fn free_bytes(path: &std::path::Path) -> io::Result<u64> {
     Ok(st.f_bavail.saturating_mul(st.f_frsize))
 }
 
-/// Reads a whole body of at most `limit` bytes (413 beyond).
-pub async fn read_limited(body: Body, limit: usize, what: &str) -> Result<Bytes, ApiError> {
+/// Bytes of request bodies held in memory at once, by all requests
+/// together: queries, batches and ref values are read whole before they
+/// are used, and without a shared bound many clients each sending a
+/// 16 MiB query (anonymous readers among them) could make the server hold
+/// gigabytes.
+pub const BUFFER_BUDGET: usize = 256 << 20;
+
+/// The budget's unit (permits are KiB, so a semaphore can count them).
+const UNIT: usize = 1024;
+
+/// Bodies read whole share [`BUFFER_BUDGET`].
+#[derive(Debug)]
+pub struct Buffers(Arc<tokio::sync::Semaphore>);
+
+impl Default for Buffers {
+    fn default() -> Self {
+        Self(Arc::new(tokio::sync::Semaphore::new(BUFFER_BUDGET / UNIT)))
+    }
+}
+
+/// A body read whole, holding its share of the budget while it lives.
+#[derive(Debug)]
+pub struct Buffered {
+    bytes: Bytes,
+    _held: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl std::ops::Deref for Buffered {
+    type Target = Bytes;
+    fn deref(&self) -> &Bytes {
+        &self.bytes
+    }
+}
+
+impl Buffers {
+    /// Grows `held` to cover `total` bytes, or refuses (503) if the
+    /// budget is spent.
+    fn cover(
+        &self,
+        held: &mut Option<tokio::sync::OwnedSemaphorePermit>,
+        total: usize,
+        what: &str,
+    ) -> Result<(), ApiError> {
+        let units = total.div_ceil(UNIT);
+        let have = held.as_ref().map_or(0, |p| p.num_permits());
+        if units <= have {
+            return Ok(());
+        }
+        match self.0.clone().try_acquire_many_owned((units - have) as u32) {
+            Ok(more) => {
+                match held {
+                    Some(p) => p.merge(more),
+                    None => *held = Some(more),
+                }
+                Ok(())
+            }
+            Err(_) => {
+                tracing::warn!(
+                    "refusing {what}: {BUFFER_BUDGET} bytes of request bodies in memory"
+                );
+                Err(ApiError::Busy(format!(
+                    "{what}: the server holds {BUFFER_BUDGET} bytes of other requests' bodies; \
+                     retry later"
+                )))
+            }
+        }
+    }
+}
+
+/// Reads a whole body of at most `limit` bytes (413 beyond), within the
+/// server's shared [`Buffers`] (503 when they are spent).
+pub async fn read_limited(
+    buffers: &Buffers,
+    body: Body,
+    limit: usize,
+    what: &str,
+) -> Result<Buffered, ApiError> {
     let mut stream = body.into_data_stream();
     let mut out = Vec::new();
+    let mut held = None;
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| match stalled(&e) {
             Some(s) => ApiError::Timeout(format!("{what}: {s}")),
@@ -152,9 +228,13 @@ pub async fn read_limited(body: Body, limit: usize, what: &str) -> Result<Bytes,
                 "{what} exceeds the {limit}-byte limit"
             )));
         }
+        buffers.cover(&mut held, out.len() + chunk.len(), what)?;
         out.extend_from_slice(&chunk);
     }
-    Ok(out.into())
+    Ok(Buffered {
+        bytes: out.into(),
+        _held: held,
+    })
 }
 
 /// A blob as a response. The reader verifies as it goes; if the stored

@@ -68,6 +68,8 @@ pub(crate) struct AppState {
     pub auth: auth::Auth,
     pub hub: events::EventHub,
     pub metrics: metrics::Metrics,
+    /// Memory for request bodies read whole, shared by all requests.
+    pub buffers: body::Buffers,
     /// Free space reserved by uploads in flight.
     pub room: body::Room,
     /// Shares store flushes between concurrent uploads.
@@ -100,6 +102,7 @@ pub async fn serve(
         metrics: metrics::Metrics::default(),
         flushes: durable::GroupFlush::default(),
         room: body::Room::default(),
+        buffers: body::Buffers::default(),
         store,
         stopping,
     });

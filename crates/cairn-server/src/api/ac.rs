@@ -140,7 +140,7 @@ pub async fn put(
 ) -> Result<StatusCode, ApiError> {
     state.auth.check(&headers, &Scope::Write)?;
     let name = ac_ref(&hash)?;
-    let value = read_limited(body, MAX_REF_SIZE, "action result").await?;
+    let value = read_limited(&state.buffers, body, MAX_REF_SIZE, "action result").await?;
     check_entry(&state, &hash, &value).await?;
     for _ in 0..OVERWRITE_ATTEMPTS {
         let current = state.store.refs.get(&name).await?.map(|v| v.version);

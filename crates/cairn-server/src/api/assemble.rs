@@ -49,7 +49,7 @@ pub async fn assemble(
     state.auth.check(&headers, &Scope::Write)?;
     let file = parse_digest(&hash, &size)?;
     let _room = state.room.reserve(&state.store, file.size())?;
-    let bytes = read_limited(body, MAX_BODY, "assemble request").await?;
+    let bytes = read_limited(&state.buffers, body, MAX_BODY, "assemble request").await?;
     let request: AssembleRequest = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::BadRequest(format!("malformed assemble request: {e}")))?;
     let chunks = request.chunks;

@@ -54,7 +54,7 @@ pub async fn missing(
     body: Body,
 ) -> Result<Json<Missing>, ApiError> {
     state.auth.check(&headers, &Scope::Read)?;
-    let bytes = read_limited(body, MAX_QUERY, "missing-blobs query").await?;
+    let bytes = read_limited(&state.buffers, body, MAX_QUERY, "missing-blobs query").await?;
     let query: MissingQuery = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::BadRequest(format!("malformed missing-blobs query: {e}")))?;
     let have = state.store.blobs.has_many(&query.digests).await?;
@@ -134,7 +134,7 @@ pub async fn batch(
 ) -> Result<StatusCode, ApiError> {
     state.auth.check(&headers, &Scope::Write)?;
     let _room = state.room.reserve(&state.store, MAX_BATCH_BODY as u64)?;
-    let body = read_limited(body, MAX_BATCH_BODY, "batch upload").await?;
+    let body = read_limited(&state.buffers, body, MAX_BATCH_BODY, "batch upload").await?;
     let local = state.store.local.clone();
     // Hashing (and, for a local store, writing) is CPU and blocking I/O.
     let checked = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {

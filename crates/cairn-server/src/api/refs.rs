@@ -130,7 +130,7 @@ pub async fn put(
     let name = parse_ref_name(&name)?;
     state.auth.check(&headers, &scope_for_ref(&name))?;
     let expected = expectation(&headers, true)?;
-    let value = read_limited(body, MAX_REF_SIZE, &format!("ref {name}")).await?;
+    let value = read_limited(&state.buffers, body, MAX_REF_SIZE, &format!("ref {name}")).await?;
     if let Some(action) = crate::auth::action_cache_hash(&name) {
         super::ac::check_entry(&state, action, &value).await?;
     }
