@@ -291,7 +291,8 @@ pub fn stalled(e: &(dyn std::error::Error + 'static)) -> Option<Stalled> {
 
 /// A request body that must keep moving: once no data has come for
 /// `limit`, or fewer than `rate` bytes a second came over a window of
-/// `limit` (the first window is the grace period), it fails with
+/// `limit` in which it waited for the client (the first window is the
+/// grace period), it fails with
 /// [`Stalled`] (the handler answers 408 and stores nothing), so a client
 /// trickling a byte now and then cannot hold a request, its temporary
 /// file and its reservation forever. A rate of 0 checks pauses only.
@@ -302,6 +303,9 @@ pub struct IdleBody {
     timer: std::pin::Pin<Box<tokio::time::Sleep>>,
     window_end: std::pin::Pin<Box<tokio::time::Sleep>>,
     window_bytes: u64,
+    /// Whether the body waited for the client in this window (a window
+    /// in which the server was too busy to read is not the client's).
+    waited: bool,
 }
 
 impl IdleBody {
@@ -315,6 +319,7 @@ impl IdleBody {
             timer: Box::pin(tokio::time::sleep(limit)),
             window_end: Box::pin(tokio::time::sleep(limit)),
             window_bytes: 0,
+            waited: false,
         }
     }
 
@@ -326,7 +331,7 @@ impl IdleBody {
             return Ok(());
         }
         let needed = (self.rate as f64 * self.limit.as_secs_f64()) as u64;
-        if self.window_bytes < needed {
+        if self.waited && self.window_bytes < needed {
             return Err(Stalled::TooSlow {
                 rate: self.rate,
                 window: self.limit,
@@ -334,6 +339,7 @@ impl IdleBody {
             });
         }
         self.window_bytes = 0;
+        self.waited = false;
         self.window_end.as_mut().reset(now + self.limit);
         Ok(())
     }
@@ -371,6 +377,7 @@ impl http_body::Body for IdleBody {
                 Poll::Ready(frame)
             }
             Poll::Pending => {
+                this.waited = true;
                 if this.timer.as_mut().poll(cx).is_ready() {
                     return fail(Stalled::Paused(this.limit));
                 }
