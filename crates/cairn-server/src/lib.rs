@@ -68,6 +68,8 @@ pub(crate) struct AppState {
     pub auth: auth::Auth,
     pub hub: events::EventHub,
     pub metrics: metrics::Metrics,
+    /// The dashboard's summary, built once for many requests.
+    pub summaries: dashboard::Shared,
     /// Memory for request bodies read whole, shared by all requests.
     pub buffers: body::Buffers,
     /// Free space reserved by uploads in flight.
@@ -103,6 +105,7 @@ pub async fn serve(
         flushes: durable::GroupFlush::default(),
         room: body::Room::default(),
         buffers: body::Buffers::default(),
+        summaries: dashboard::Shared::default(),
         store,
         stopping,
     });
