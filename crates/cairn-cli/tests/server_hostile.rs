@@ -57,12 +57,22 @@ fn made_up_methods_cannot_grow_the_metrics() {
 
 /// The resident memory of process `pid`, in bytes.
 fn resident(pid: u32) -> u64 {
+    memory(pid, "VmRSS:")
+}
+
+/// The most memory process `pid` has held resident, in bytes.
+fn peak(pid: u32) -> u64 {
+    memory(pid, "VmHWM:")
+}
+
+/// A `/proc/PID/status` memory line, in bytes.
+fn memory(pid: u32, line: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let kib: u64 = status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(line))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS");
+        .expect("a memory line");
     kib * 1024
 }
 
@@ -333,4 +343,43 @@ fn queries_held_in_memory_share_one_budget() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+#[test]
+fn a_large_blob_asked_for_under_a_small_size_is_not_read_into_memory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let server = Server::start(&store, &["--anonymous-read"]);
+    let to = server.addr();
+    let token = support::cli::token(&store, "uploader", &["write"]);
+    let blob: Vec<u8> = (0..64u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let hex = cairn_digest::Digest::of(&blob).hex();
+    let put = format!("PUT /cas/{hex} HTTP/1.1\r\nAuthorization: Bearer {token}");
+    assert_eq!(request(to, &put, &blob).0, "HTTP/1.1 200 OK");
+    drop(blob);
+    // The upload itself peaks the memory no higher than this.
+    let before = peak(server.child.id());
+    // Anonymous readers name its hash with a size of 10 bytes, 16 at once:
+    // a small blob's path, which read the whole file before verifying it.
+    let readers: Vec<TcpStream> = (0..16)
+        .map(|_| {
+            let mut s = TcpStream::connect(to).unwrap();
+            write!(s, "GET /v1/blobs/{hex}/10 HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+            s
+        })
+        .collect();
+    for mut s in readers {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut answer = Vec::new();
+        let _ = s.read_to_end(&mut answer);
+        // Never the blob: the bytes read do not hash to what was asked for,
+        // and the connection is cut before anything is sent.
+        assert_eq!(answer, b"", "{}", String::from_utf8_lossy(&answer));
+    }
+    let grown = peak(server.child.id()).saturating_sub(before);
+    assert!(grown < 128 << 20, "the server's peak grew by {grown} bytes");
+    let (status, _) = request(to, "GET /healthz HTTP/1.1", b"");
+    assert_eq!(status, "HTTP/1.1 200 OK");
 }
