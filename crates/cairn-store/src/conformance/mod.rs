@@ -17,7 +17,7 @@ mod refs;
 
 pub use blobs::{assemble, blobs, has_closures, put_many, BLOB_A, BLOB_B};
 pub use forwarding::forwards_blobs;
-pub use refs::{nesting, races, refs, watch};
+pub use refs::{nesting, pages, races, refs, watch};
 
 use crate::Store;
 
@@ -36,6 +36,7 @@ pub async fn all(store: &Store) {
     let refs = store.refs.as_ref();
     refs::refs(refs).await;
     nesting(refs).await;
+    pages(refs).await;
     races(refs).await;
     watch(store.refs.clone()).await;
 }

@@ -156,6 +156,42 @@ pub async fn nesting(store: &dyn RefStore) {
     );
 }
 
+/// Listing page by page ([`RefStore::list_page`]) gives what one list
+/// gives, in order, whatever the page size. Uses refs under `pages/`.
+pub async fn pages(store: &dyn RefStore) {
+    let mut names: Vec<RefName> = ["pages/a", "pages/a-b", "pages/b/c", "pages/b/d", "pages/c"]
+        .into_iter()
+        .map(|n| RefName::new(n).unwrap())
+        .collect();
+    for name in &names {
+        store
+            .compare_and_swap(name, None, b"p".to_vec())
+            .await
+            .unwrap();
+    }
+    names.sort();
+    assert_eq!(store.list("pages/").await.unwrap(), names);
+    for limit in [1, 2, 10] {
+        let mut paged = Vec::new();
+        let mut after: Option<RefName> = None;
+        loop {
+            let page = store
+                .list_page("pages/", after.as_ref(), limit)
+                .await
+                .unwrap();
+            assert!(page.len() <= limit, "{limit}: {page:?}");
+            match page.last() {
+                Some(last) => after = Some(last.clone()),
+                None => break,
+            }
+            paged.extend(page);
+        }
+        assert_eq!(paged, names, "pages of {limit}");
+    }
+    let page = store.list_page("pages/b", None, 10).await.unwrap();
+    assert_eq!(page, names[2..4], "a prefix inside a segment");
+}
+
 /// Writers racing on one ref from the same version: in every round
 /// exactly one wins and every other gets a conflict; racing creates of one
 /// name likewise. Uses refs under `race/`.

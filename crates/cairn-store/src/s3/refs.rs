@@ -166,6 +166,46 @@ impl RefStore for S3Store {
         Ok(names)
     }
 
+    /// A page from S3 itself: the listing starts after `after`
+    /// (`start-after`) and stops once `limit` names are found, so a page
+    /// costs what it returns, not what the bucket holds.
+    async fn list_page(
+        &self,
+        prefix: &str,
+        after: Option<&RefName>,
+        limit: usize,
+    ) -> Result<Vec<RefName>> {
+        let dir = Path::from(match prefix.rsplit_once('/') {
+            Some((dir, _)) => format!("refs/{dir}"),
+            None => "refs".to_string(),
+        });
+        let mut listed = match after {
+            Some(a) => self
+                .objects
+                .list_with_offset(Some(&dir), &Path::from(format!("refs/{a}"))),
+            None => self.objects.list(Some(&dir)),
+        };
+        let mut names = Vec::new();
+        while names.len() < limit {
+            let meta = match listed.try_next().await {
+                Ok(Some(meta)) => meta,
+                Ok(None) => break,
+                Err(e) => {
+                    let action = format!("listing refs under {prefix:?}");
+                    return Err(self.list_error(&action, e).await);
+                }
+            };
+            let name = meta.location.as_ref().strip_prefix("refs/").unwrap_or("");
+            if name.starts_with(prefix) {
+                if let Ok(name) = RefName::new(name) {
+                    names.push(name);
+                }
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
     async fn compare_and_swap(
         &self,
         name: &RefName,
