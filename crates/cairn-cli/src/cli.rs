@@ -733,6 +733,11 @@ pub struct ServerArgs {
     /// read a response.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub idle_timeout: Duration,
+    /// Bytes a second a request body must bring, and a client that holds
+    /// up a response must read, measured over each --idle-timeout; slower
+    /// uploads are refused (408) and slower readers cut off (0: pauses only).
+    #[arg(long, default_value_t = 1024, value_name = "BYTES")]
+    pub min_transfer_rate: u64,
 }
 
 // `cairn server …`

@@ -57,12 +57,22 @@ fn made_up_methods_cannot_grow_the_metrics() {
 
 /// The resident memory of process `pid`, in bytes.
 fn resident(pid: u32) -> u64 {
+    memory(pid, "VmRSS:")
+}
+
+/// The most memory process `pid` has held resident, in bytes.
+fn peak(pid: u32) -> u64 {
+    memory(pid, "VmHWM:")
+}
+
+/// A `/proc/PID/status` memory line, in bytes.
+fn memory(pid: u32, line: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let kib: u64 = status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(line))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS");
+        .expect("a memory line");
     kib * 1024
 }
 
@@ -159,4 +169,217 @@ fn an_upload_larger_than_the_free_space_is_refused_before_its_body() {
     let (status, body) = request(to, &format!("GET /cas/{kept_hex} HTTP/1.1"), b"");
     assert_eq!(status, "HTTP/1.1 200 OK");
     assert_eq!(body.as_bytes(), kept, "what was stored before is kept");
+}
+
+/// Runs `f` on a thread of its own in a private mount namespace where
+/// `dir` is a fresh tmpfs of `size` (as `mount -o size=`): processes `f`
+/// starts see it, nothing else does, and it is gone with the thread.
+fn on_a_small_tmpfs<T: Send + 'static>(
+    dir: &std::path::Path,
+    size: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    use rustix::mount::{mount, mount_change, MountFlags, MountPropagationFlags};
+    let dir = dir.to_path_buf();
+    let options = std::ffi::CString::new(format!("size={size},mode=0700")).unwrap();
+    std::thread::spawn(move || {
+        // SAFETY: a mount namespace (and, with it, a file-system context)
+        // of this thread's own; nothing here depends on sharing either.
+        unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS) }
+            .expect("a mount namespace of its own (tests run as root)");
+        mount_change(
+            "/",
+            MountPropagationFlags::PRIVATE | MountPropagationFlags::REC,
+        )
+        .unwrap();
+        mount(
+            "tmpfs",
+            &dir,
+            "tmpfs",
+            MountFlags::empty(),
+            options.as_c_str(),
+        )
+        .expect("mounting a tmpfs");
+        f()
+    })
+    .join()
+    .unwrap()
+}
+
+/// The answer to an upload's head sent with `Expect: 100-continue` and no
+/// body: "HTTP/1.1 100 Continue" if the server wants the body.
+fn declare_upload(to: SocketAddr, path: &str, token: &str, size: u64) -> (TcpStream, String) {
+    let mut s = TcpStream::connect(to).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "PUT {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+         Expect: 100-continue\r\nContent-Length: {size}\r\n\r\n"
+    )
+    .unwrap();
+    let mut buf = [0u8; 2048];
+    let n = s.read(&mut buf).unwrap();
+    let answer = String::from_utf8_lossy(&buf[..n]).into_owned();
+    (s, answer)
+}
+
+#[test]
+fn uploads_in_flight_reserve_their_size_until_they_end() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mount = tmp.path().join("small");
+    std::fs::create_dir(&mount).unwrap();
+    on_a_small_tmpfs(&mount.clone(), "300m", move || {
+        let store = mount.join("store");
+        let server = Server::start(&store, &["--idle-timeout", "5s", "--anonymous-read"]);
+        let to = server.addr();
+        let token = support::cli::token(&store, "uploader", &["write"]);
+        // 300 MiB, 256 MiB kept in reserve: room for one 30 MiB upload.
+        let size = 30u64 << 20;
+        let hex = "ab".repeat(32);
+        let (first, answer) = declare_upload(to, &format!("/cas/{hex}"), &token, size);
+        assert!(answer.starts_with("HTTP/1.1 100"), "{answer}");
+        // The first has sent nothing yet; the second would overfill the disk.
+        for path in [format!("/cas/{hex}"), format!("/v1/blobs/{hex}/{size}")] {
+            let (_, answer) = declare_upload(to, &path, &token, size);
+            assert!(answer.starts_with("HTTP/1.1 507"), "{path}: {answer}");
+            assert!(
+                answer.contains("reserved by uploads in progress"),
+                "{answer}"
+            );
+            assert!(answer.contains("nothing stored"), "{answer}");
+        }
+        // The first client goes away: its reservation and file go with it,
+        // and a real upload of the same size is taken whole.
+        drop(first);
+        let blob: Vec<u8> = (0..size as u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        let hex = cairn_digest::Digest::of(&blob).hex();
+        let auth = format!("PUT /cas/{hex} HTTP/1.1\r\nAuthorization: Bearer {token}");
+        let started = std::time::Instant::now();
+        loop {
+            let (status, body) = request(to, &auth, &blob);
+            if status == "HTTP/1.1 200 OK" {
+                break;
+            }
+            assert!(status.starts_with("HTTP/1.1 507"), "{status} {body}");
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "the reservation of a client that went away was kept: {body}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let (status, _) = request(to, &format!("HEAD /cas/{hex} HTTP/1.1"), b"");
+        assert_eq!(status, "HTTP/1.1 200 OK", "the upload was stored");
+        let tmp_files = std::fs::read_dir(store.join("tmp")).unwrap().count();
+        assert_eq!(tmp_files, 0, "the broken-off upload's file is removed");
+    });
+}
+
+#[test]
+fn queries_held_in_memory_share_one_budget() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &tmp.path().join("store"),
+        &["--anonymous-read", "--idle-timeout", "20s"],
+    );
+    let to = server.addr();
+    let before = resident(server.child.id());
+    // A missing-blobs query of nearly 16 MiB, its route's limit.
+    let one = format!(r#"{{"hash":"sha256:{}","size":1}}"#, "ab".repeat(32));
+    let count = (16 << 20) / (one.len() + 1) - 16;
+    let body = format!(r#"{{"digests":[{}]}}"#, vec![one; count].join(","));
+    // 48 anonymous clients send all of it but the last byte, and wait.
+    let mut refused = 0;
+    let mut held = Vec::new();
+    for _ in 0..48 {
+        let mut s = TcpStream::connect(to).unwrap();
+        s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        write!(
+            s,
+            "POST /v1/blobs/missing HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .unwrap();
+        let sent = s.write_all(&body.as_bytes()[..body.len() - 1]);
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = s.read(&mut buf) {
+            answer.extend_from_slice(&buf[..n]);
+        }
+        let answer = String::from_utf8_lossy(&answer).into_owned();
+        if answer.starts_with("HTTP/1.1 503") {
+            assert!(answer.contains("retry later"), "{answer}");
+            refused += 1;
+        } else {
+            assert!(sent.is_ok() && answer.is_empty(), "{answer}");
+            held.push(s);
+        }
+    }
+    let grown = resident(server.child.id()).saturating_sub(before);
+    assert!(refused >= 48 - 16, "only {refused} of 48 refused");
+    assert!(grown < 600 << 20, "the server grew by {grown} bytes");
+    let (status, _) = request(to, "GET /healthz HTTP/1.1", b"");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    // Once they are gone, a query is answered again.
+    drop(held);
+    let query = format!(
+        r#"{{"digests":[{}]}}"#,
+        format_args!(r#"{{"hash":"sha256:{}","size":1}}"#, "cd".repeat(32))
+    );
+    let started = std::time::Instant::now();
+    loop {
+        let (status, answer) = request(to, "POST /v1/blobs/missing HTTP/1.1", query.as_bytes());
+        if status == "HTTP/1.1 200 OK" {
+            assert!(answer.contains(&"cd".repeat(32)), "{answer}");
+            break;
+        }
+        assert!(status.starts_with("HTTP/1.1 503"), "{status}");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the budget was not given back"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_large_blob_asked_for_under_a_small_size_is_not_read_into_memory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let server = Server::start(&store, &["--anonymous-read"]);
+    let to = server.addr();
+    let token = support::cli::token(&store, "uploader", &["write"]);
+    let blob: Vec<u8> = (0..64u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let hex = cairn_digest::Digest::of(&blob).hex();
+    let put = format!("PUT /cas/{hex} HTTP/1.1\r\nAuthorization: Bearer {token}");
+    assert_eq!(request(to, &put, &blob).0, "HTTP/1.1 200 OK");
+    drop(blob);
+    // The upload itself peaks the memory no higher than this.
+    let before = peak(server.child.id());
+    // Anonymous readers name its hash with a size of 10 bytes, 16 at once:
+    // a small blob's path, which read the whole file before verifying it.
+    let readers: Vec<TcpStream> = (0..16)
+        .map(|_| {
+            let mut s = TcpStream::connect(to).unwrap();
+            write!(s, "GET /v1/blobs/{hex}/10 HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+            s
+        })
+        .collect();
+    for mut s in readers {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut answer = Vec::new();
+        let _ = s.read_to_end(&mut answer);
+        // Never the blob: the bytes read do not hash to what was asked for,
+        // and the connection is cut before anything is sent.
+        assert_eq!(answer, b"", "{}", String::from_utf8_lossy(&answer));
+    }
+    let grown = peak(server.child.id()).saturating_sub(before);
+    assert!(grown < 128 << 20, "the server's peak grew by {grown} bytes");
+    let (status, _) = request(to, "GET /healthz HTTP/1.1", b"");
+    assert_eq!(status, "HTTP/1.1 200 OK");
 }

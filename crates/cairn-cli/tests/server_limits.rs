@@ -142,7 +142,15 @@ fn slow_and_silent_clients_are_cut_off() {
     let tmp = tempfile::tempdir().unwrap();
     let server = Server::start(
         &tmp.path().join("store"),
-        &["--header-timeout", "2s", "--idle-timeout", "2s"],
+        // Pauses alone here: the minimum rate has a test of its own.
+        &[
+            "--header-timeout",
+            "2s",
+            "--idle-timeout",
+            "2s",
+            "--min-transfer-rate",
+            "0",
+        ],
     );
     let to = server.addr();
     // Slowloris: a header byte every 200 ms, never finishing the head.
@@ -192,9 +200,9 @@ fn slow_and_silent_clients_are_cut_off() {
         "{:?}",
         started.elapsed()
     );
-    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(
-        answer.contains("upload interrupted; nothing stored"),
+        answer.contains("the upload paused longer than 2s; nothing stored"),
         "{answer}"
     );
     let (status, _) = get(to, "/healthz");
@@ -219,4 +227,139 @@ fn a_large_unauthenticated_upload_is_refused_before_its_body() {
     let n = s.read(&mut buf).unwrap();
     let text = String::from_utf8_lossy(&buf[..n]);
     assert!(text.starts_with("HTTP/1.1 401"), "{text}");
+}
+
+/// The sockets process `pid` has open.
+fn sockets_of(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|target| target.to_string_lossy().starts_with("socket:"))
+        .count()
+}
+
+#[test]
+fn an_upload_trickled_below_the_minimum_rate_is_cut_off() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let server = Server::start(
+        &store,
+        &["--idle-timeout", "2s", "--min-transfer-rate", "1000"],
+    );
+    let to = server.addr();
+    let token = support::cli::token(&store, "uploader", &["write"]);
+    let mut upload = connect_from("127.0.0.5", to).unwrap();
+    write!(
+        upload,
+        "PUT /cas/{} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+         Content-Length: 100000\r\n\r\n",
+        "0".repeat(64)
+    )
+    .unwrap();
+    // A byte every 250 ms: never a pause of 2 s, far below 1,000 bytes/s.
+    let started = Instant::now();
+    let mut answer = String::new();
+    while started.elapsed() < Duration::from_secs(20) {
+        if upload.write_all(b"x").is_err() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+        upload.set_nonblocking(true).unwrap();
+        let mut buf = [0u8; 4096];
+        let read = std::io::Read::read(&mut upload, &mut buf);
+        upload.set_nonblocking(false).unwrap();
+        match read {
+            Ok(n) if n > 0 => {
+                answer = String::from_utf8_lossy(&buf[..n]).into_owned();
+                break;
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+            _ => break,
+        }
+    }
+    assert!(
+        answer.starts_with("HTTP/1.1 408"),
+        "still trickling after {:?}: {answer:?}",
+        started.elapsed()
+    );
+    assert!(
+        answer.contains("the upload was slower than 1000 bytes/s over 2s"),
+        "{answer}"
+    );
+    assert!(answer.contains("nothing stored"), "{answer}");
+    let tmp_files = std::fs::read_dir(store.join("tmp")).unwrap().count();
+    assert_eq!(tmp_files, 0, "the upload's temporary file is removed");
+    let (status, _) = get(to, "/healthz");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+}
+
+#[test]
+fn a_download_read_a_trickle_at_a_time_is_cut_off() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let server = Server::start(
+        &store,
+        &[
+            "--idle-timeout",
+            "2s",
+            "--min-transfer-rate",
+            "1000000",
+            "--anonymous-read",
+        ],
+    );
+    let to = server.addr();
+    let token = support::cli::token(&store, "uploader", &["write"]);
+    // 32 MiB that do not compress.
+    let blob: Vec<u8> = (0..32u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let hex = cairn_digest::Digest::of(&blob).hex();
+    let mut s = TcpStream::connect(to).unwrap();
+    write!(
+        s,
+        "PUT /cas/{hex} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+         Connection: close\r\nContent-Length: {}\r\n\r\n",
+        blob.len()
+    )
+    .unwrap();
+    s.write_all(&blob).unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    drop(s);
+    let pid = server.child.id();
+    let before = sockets_of(pid);
+    // Reads 16 KiB every 250 ms (64 KB/s), never stopping 2 s: below the
+    // 1 MB/s the server was told to expect of a client holding it up.
+    let mut slow = TcpStream::connect(to).unwrap();
+    write!(slow, "GET /cas/{hex} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let started = Instant::now();
+    let mut buf = vec![0u8; 16 << 10];
+    let mut taken = 0;
+    let mut let_go = false;
+    while started.elapsed() < Duration::from_secs(20) {
+        match slow.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => taken += n,
+        }
+        // The server's end is closed even while its last bytes still
+        // wait in the kernel's buffers for this reader.
+        if started.elapsed() > Duration::from_secs(1) && sockets_of(pid) <= before {
+            let_go = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert!(
+        let_go,
+        "the server still serves a trickling reader after {:?} ({taken} bytes taken)",
+        started.elapsed()
+    );
+    assert!(
+        taken < blob.len(),
+        "a trickling reader got all {taken} bytes"
+    );
+    let (status, _) = get(to, "/healthz");
+    assert_eq!(status, "HTTP/1.1 200 OK");
 }

@@ -9,7 +9,7 @@
 //! endless body cannot fill the disk. An HTTP server that stops sending
 //! (before its answer's head or in the middle of its body) fails the fetch
 //! after [`FetchLimits::stall_timeout`] instead of holding the build
-//! forever.
+//! forever. Redirects are followed as [`crate::redirect`] allows.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -79,6 +79,16 @@ pub enum FetchError {
         url: String,
         /// How long it was silent.
         after: Duration,
+    },
+    /// The server redirected somewhere a fetch does not follow
+    /// ([`crate::redirect`]).
+    #[error("fetching {url}: {source}")]
+    Redirect {
+        /// The URL.
+        url: String,
+        /// Where it pointed and why it was refused.
+        #[source]
+        source: crate::redirect::RedirectRefused,
     },
     /// The bytes do not have the declared digest.
     #[error("digest mismatch for {url}: expected {expected} got {got:#}")]
@@ -238,19 +248,34 @@ async fn copy_file(sink: &mut Sink<'_>, path: &Path) -> Result<(), FetchError> {
 
 async fn copy_http(sink: &mut Sink<'_>, stall: Duration) -> Result<(), FetchError> {
     let url = sink.url.to_owned();
-    let http_err = |source: reqwest::Error| match source.is_timeout() {
-        true => FetchError::Stalled {
-            url: url.clone(),
-            after: stall,
-        },
-        false => FetchError::Http {
-            url: url.clone(),
-            source,
-        },
+    let http_err = |source: reqwest::Error| {
+        if let Some(refused) = redirect_refusal(&source) {
+            return FetchError::Redirect {
+                url: url.clone(),
+                source: refused,
+            };
+        }
+        match source.is_timeout() {
+            true => FetchError::Stalled {
+                url: url.clone(),
+                after: stall,
+            },
+            false => FetchError::Http {
+                url: url.clone(),
+                source,
+            },
+        }
     };
+    let policy = reqwest::redirect::Policy::custom(|attempt| {
+        match crate::redirect::check(attempt.previous(), attempt.url()) {
+            Ok(()) => attempt.follow(),
+            Err(refused) => attempt.error(refused),
+        }
+    });
     let client = reqwest::Client::builder()
         .connect_timeout(stall)
         .read_timeout(stall)
+        .redirect(policy)
         .build()
         .map_err(http_err)?;
     let mut response = client
@@ -263,6 +288,18 @@ async fn copy_http(sink: &mut Sink<'_>, stall: Duration) -> Result<(), FetchErro
         sink.write(&chunk).await?;
     }
     Ok(())
+}
+
+/// The redirect refusal behind a request's error, if that is what it is.
+fn redirect_refusal(e: &reqwest::Error) -> Option<crate::redirect::RedirectRefused> {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(e) = next {
+        if let Some(r) = e.downcast_ref::<crate::redirect::RedirectRefused>() {
+            return Some(r.clone());
+        }
+        next = e.source();
+    }
+    None
 }
 
 fn persist(url: &str, tmp: TempPath, dest: &Path) -> Result<(), FetchError> {

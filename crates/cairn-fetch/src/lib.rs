@@ -12,6 +12,7 @@
 //! snapshotted into a tree by the build.
 
 mod fetch;
+pub mod redirect;
 mod unpack;
 
 pub use fetch::{fetch, fetch_with, FetchError, FetchLimits};

@@ -16,9 +16,14 @@
 //!   read timeout: it starts when the server waits for a request, so it
 //!   covers a client that never sends a byte, one that sends a byte a
 //!   second, and an idle keep-alive connection); a request body must not
-//!   pause longer than `idle_timeout` (`body::IdleBody`); a response must
-//!   not wait longer than `idle_timeout` for the client to read it
-//!   ([`Stalls`]). Server-sent events keep flowing (they write).
+//!   pause longer than `idle_timeout`, nor bring less than `min_rate`
+//!   bytes a second over a window of `idle_timeout` (`body::IdleBody`); a
+//!   response must not wait longer than `idle_timeout` for the client to
+//!   read it, nor, in a window where the client held it up, be taken at
+//!   less than `min_rate` ([`Stalls`]): a client reading a few bytes now
+//!   and then cannot hold a connection and an open blob forever.
+//!   Server-sent events keep flowing (they write, and a watcher that
+//!   reads them is never holding anything up).
 //!
 //! Connections are HTTP/1.1 (the ALPN the TLS configuration offers);
 //! shutdown stops accepting, lets requests in flight finish and closes
@@ -53,8 +58,11 @@ pub struct ConnectionLimits {
     /// Time for a whole request head, from when the connection waits for one.
     pub header_timeout: Duration,
     /// Longest pause in a request body, and longest wait for the client to
-    /// take a response.
+    /// take a response; also the window `min_rate` is measured over.
     pub idle_timeout: Duration,
+    /// Bytes a second a request body must bring, and a client holding up a
+    /// response must take, over each `idle_timeout` (0: pauses only).
+    pub min_rate: u64,
 }
 
 impl Default for ConnectionLimits {
@@ -64,6 +72,7 @@ impl Default for ConnectionLimits {
             total: 4096,
             header_timeout: Duration::from_secs(15),
             idle_timeout: Duration::from_secs(60),
+            min_rate: 1024,
         }
     }
 }
@@ -218,7 +227,11 @@ impl Connection {
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let io = TokioIo::new(Stalls::new(io, self.limits.idle_timeout));
+        let io = TokioIo::new(Stalls::new(
+            io,
+            self.limits.idle_timeout,
+            self.limits.min_rate,
+        ));
         let service = TowerToHyperService::new(self.router);
         let conn = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
@@ -231,33 +244,81 @@ impl Connection {
 }
 
 /// An I/O stream whose writes fail once they have waited `limit` for the
-/// client to read: a client that stops reading a response lets go of its
+/// client to read, or once a window of `limit` in which the client held
+/// writes up took less than `rate` bytes a second: a client that stops
+/// reading a response, or reads it a trickle at a time, lets go of its
 /// connection. Reads are not timed here (a response stream waits on them).
 struct Stalls<I> {
     io: I,
     limit: Duration,
+    rate: u64,
     stalled: Option<Pin<Box<Sleep>>>,
+    window_end: tokio::time::Instant,
+    window_bytes: u64,
+    held_up: bool,
 }
 
 impl<I> Stalls<I> {
-    fn new(io: I, limit: Duration) -> Self {
+    fn new(io: I, limit: Duration, rate: u64) -> Self {
         Self {
             io,
             limit,
+            rate,
             stalled: None,
+            window_end: tokio::time::Instant::now() + limit,
+            window_bytes: 0,
+            held_up: false,
         }
     }
 
+    /// At a window's end: fails if the client held writes up and took
+    /// too little, else starts the next window.
+    fn check_window(&mut self) -> io::Result<()> {
+        let now = tokio::time::Instant::now();
+        if now < self.window_end {
+            return Ok(());
+        }
+        let needed = (self.rate as f64 * self.limit.as_secs_f64()) as u64;
+        if self.held_up && self.window_bytes < needed {
+            tracing::info!(
+                "cutting off a client that read {} bytes in {:?}, slower than {} bytes/s",
+                self.window_bytes,
+                self.limit,
+                self.rate
+            );
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client read the response too slowly",
+            ));
+        }
+        self.window_end = now + self.limit;
+        self.window_bytes = 0;
+        self.held_up = false;
+        Ok(())
+    }
+
     /// Passes `ready` through, arming the timer while it is pending and
-    /// failing once the timer has run out.
-    fn watch<T>(
+    /// failing once the timer has run out or the window was too slow.
+    fn watch(
         &mut self,
         cx: &mut Context<'_>,
-        ready: Poll<io::Result<T>>,
-    ) -> Poll<io::Result<T>> {
-        if ready.is_ready() {
+        ready: Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
+        if let Err(e) = self.check_window() {
+            return Poll::Ready(Err(e));
+        }
+        if let Poll::Ready(done) = ready {
             self.stalled = None;
-            return ready;
+            if let Ok(n) = done {
+                self.window_bytes += n as u64;
+            }
+            return Poll::Ready(done);
+        }
+        if !self.held_up {
+            // A window is judged from the first hold-up in it on, whole.
+            self.held_up = true;
+            self.window_end = tokio::time::Instant::now() + self.limit;
+            self.window_bytes = 0;
         }
         let limit = self.limit;
         let timer = self
@@ -270,6 +331,15 @@ impl<I> Stalls<I> {
             ))),
             Poll::Pending => Poll::Pending,
         }
+    }
+
+    /// [`watch`](Self::watch) for a flush, which moves no bytes.
+    fn watch_flush(
+        &mut self,
+        cx: &mut Context<'_>,
+        ready: Poll<io::Result<()>>,
+    ) -> Poll<io::Result<()>> {
+        self.watch(cx, ready.map_ok(|()| 0)).map_ok(|_| ())
     }
 }
 
@@ -308,7 +378,7 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Stalls<I> {
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let ready = Pin::new(&mut self.io).poll_flush(cx);
-        self.watch(cx, ready)
+        self.watch_flush(cx, ready)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

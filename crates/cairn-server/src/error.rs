@@ -41,6 +41,13 @@ pub enum ApiError {
     /// 413: a body larger than the route accepts.
     #[error("{0}")]
     TooLarge(String),
+    /// 408: the request body stalled or crawled and was cut off.
+    #[error("{0}")]
+    Timeout(String),
+    /// 503: the server holds as many buffered request bodies as it may;
+    /// the client should retry.
+    #[error("{0}")]
+    Busy(String),
     /// 507: the store's file system has no room for the upload.
     #[error("{0}")]
     InsufficientStorage(String),
@@ -64,6 +71,8 @@ impl ApiError {
             Self::PreconditionRequired(_) => StatusCode::PRECONDITION_REQUIRED,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
+            Self::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
+            Self::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Store(e) => store_status(e),
         }
@@ -97,10 +106,11 @@ fn store_status(e: &StoreError) -> StatusCode {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
+        let busy = matches!(self, Self::Busy(_));
         let message = if status == StatusCode::INTERNAL_SERVER_ERROR {
             tracing::error!(error = %self, "request failed");
             "internal server error; the cause is in the server's log".to_string()
-        } else if status == StatusCode::SERVICE_UNAVAILABLE {
+        } else if status == StatusCode::SERVICE_UNAVAILABLE && !matches!(self, Self::Busy(_)) {
             tracing::warn!(error = %self, "the store is unavailable");
             "the store behind this server is unavailable; try again later".to_string()
         } else {
@@ -108,6 +118,11 @@ impl IntoResponse for ApiError {
             self.to_string()
         };
         let mut response = (status, Json(serde_json::json!({ "error": message }))).into_response();
+        if busy {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, "1".parse().unwrap());
+        }
         if status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()

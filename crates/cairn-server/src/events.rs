@@ -97,6 +97,11 @@ impl EventHub {
         let _ = self.tx.send(event);
     }
 
+    /// The id the next change will get: it moves whenever a ref changes.
+    pub fn latest(&self) -> u64 {
+        self.ring.lock().unwrap().next_id
+    }
+
     /// Subscribes a watcher that last saw `after` (its `Last-Event-ID`).
     pub fn subscribe(&self, after: Option<u64>) -> Subscription {
         let ring = self.ring.lock().unwrap();

@@ -68,6 +68,12 @@ pub(crate) struct AppState {
     pub auth: auth::Auth,
     pub hub: events::EventHub,
     pub metrics: metrics::Metrics,
+    /// The dashboard's summary, built once for many requests.
+    pub summaries: dashboard::Shared,
+    /// Memory for request bodies read whole, shared by all requests.
+    pub buffers: body::Buffers,
+    /// Free space reserved by uploads in flight.
+    pub room: body::Room,
     /// Shares store flushes between concurrent uploads.
     pub flushes: durable::GroupFlush,
     /// Becomes `true` when the server starts shutting down, so that
@@ -97,14 +103,17 @@ pub async fn serve(
         hub: events::EventHub::new(ring),
         metrics: metrics::Metrics::default(),
         flushes: durable::GroupFlush::default(),
+        room: body::Room::default(),
+        buffers: body::Buffers::default(),
+        summaries: dashboard::Shared::default(),
         store,
         stopping,
     });
     events::spawn_backend_feed(state.clone()).await;
-    let idle = config.limits.idle_timeout;
+    let (idle, rate) = (config.limits.idle_timeout, config.limits.min_rate);
     let router = api::router(state.clone()).layer(axum::middleware::map_request(
         move |req: axum::extract::Request| async move {
-            req.map(|b| axum::body::Body::new(body::IdleBody::new(b, idle)))
+            req.map(|b| axum::body::Body::new(body::IdleBody::new(b, idle, rate)))
         },
     ));
     let shutdown = async move {

@@ -101,9 +101,10 @@ pub enum StoreError {
     },
     /// A ref whose name is the directory of another ref, or whose
     /// directory is another ref: a local store keeps refs as files, so
-    /// `a` and `a/b` cannot both exist there (as in Git).
+    /// `a` and `a/b` cannot both exist there (as in Git), and every other
+    /// backend refuses the same, so that any store can be copied to any.
     #[error(
-        "ref {name} cannot be written: ref {other} exists, and a local store cannot hold \
+        "ref {name} cannot be written: ref {other} exists, and a store cannot hold \
          a ref both as a value and as the directory of other refs"
     )]
     RefPathTaken {

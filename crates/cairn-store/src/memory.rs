@@ -15,7 +15,8 @@ use crate::blob::{read_error, BlobReader, BlobStore, VerifyingReader};
 use crate::error::Result;
 use crate::reach::Kind;
 use crate::refs::{
-    check_ref_size, conflict, RefEvent, RefName, RefStore, RefWatch, Version, Versioned,
+    check_ref_size, conflict, parent_names, path_taken, RefEvent, RefName, RefStore, RefWatch,
+    Version, Versioned,
 };
 
 /// Blobs and refs held in memory.
@@ -92,6 +93,18 @@ impl BlobStore for MemoryStore {
     }
 }
 
+/// A ref that `name` would be the directory of, or that would be a
+/// directory of `name`: refused as every backend refuses it.
+fn in_the_way(refs: &BTreeMap<RefName, (u64, Vec<u8>)>, name: &RefName) -> Option<RefName> {
+    if let Some(parent) = parent_names(name).find(|p| refs.contains_key(p)) {
+        return Some(parent);
+    }
+    let below = format!("{name}/");
+    refs.keys()
+        .find(|n| n.as_str().starts_with(&below))
+        .cloned()
+}
+
 #[async_trait]
 impl RefStore for MemoryStore {
     async fn get(&self, name: &RefName) -> Result<Option<Versioned>> {
@@ -128,6 +141,9 @@ impl RefStore for MemoryStore {
             let found = refs.get(name).map(|(v, _)| Version(v.to_string()));
             if found.as_ref() != expected {
                 return Err(conflict(name, expected, found.as_ref()));
+            }
+            if let Some(other) = in_the_way(&refs, name) {
+                return Err(path_taken(name, &other));
             }
             refs.insert(name.clone(), (version, value));
         }

@@ -18,11 +18,21 @@ use futures::StreamExt;
 
 use crate::error::{Result, StoreError};
 
+/// The longest segment of a ref name: a local store keeps a ref as a file
+/// named by its last segment, beside a `.lock` file, and file systems
+/// take names of at most 255 bytes. Every backend refuses the same names,
+/// so a store copies to any other.
+pub const MAX_SEGMENT: usize = 250;
+
+/// How much of a refused name an error shows.
+const SHOWN: usize = 200;
+
 /// The largest value a ref may hold: refs are pointers and records, not data.
 pub const MAX_REF_SIZE: usize = 1 << 20;
 
 /// A validated ref name: `/`-separated segments of `[A-Za-z0-9._-]`, no
-/// empty, `.` or `..` segment, at most 512 bytes, not ending in `.lock`.
+/// empty, `.` or `..` segment, at most 512 bytes and [`MAX_SEGMENT`] a
+/// segment, not ending in `.lock`.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RefName(String);
 
@@ -31,7 +41,10 @@ impl RefName {
     pub fn new(name: impl Into<String>) -> Result<Self> {
         let name = name.into();
         let bad = |reason| StoreError::BadRefName {
-            name: name.clone(),
+            name: match name.char_indices().nth(SHOWN) {
+                Some((cut, _)) => format!("{}… ({} bytes)", &name[..cut], name.len()),
+                None => name.clone(),
+            },
             reason,
         };
         if name.is_empty() || name.len() > 512 {
@@ -40,6 +53,9 @@ impl RefName {
         for segment in name.split('/') {
             if segment.is_empty() || segment == "." || segment == ".." {
                 return Err(bad("has an empty, '.' or '..' segment"));
+            }
+            if segment.len() > MAX_SEGMENT {
+                return Err(bad("a segment may be at most 250 bytes"));
             }
             if !segment
                 .bytes()
@@ -130,6 +146,23 @@ pub trait RefStore: Send + Sync + fmt::Debug {
     /// Every ref whose name starts with `prefix`, sorted.
     async fn list(&self, prefix: &str) -> Result<Vec<RefName>>;
 
+    /// One page of [`list`](Self::list): at most `limit` of its names,
+    /// those after `after` (all when `None`). The default lists all and
+    /// cuts; the HTTP backend asks the server for the page alone.
+    async fn list_page(
+        &self,
+        prefix: &str,
+        after: Option<&RefName>,
+        limit: usize,
+    ) -> Result<Vec<RefName>> {
+        let all = self.list(prefix).await?;
+        Ok(all
+            .into_iter()
+            .filter(|n| after.is_none_or(|a| n > a))
+            .take(limit)
+            .collect())
+    }
+
     /// Writes `value` if the ref is at `expected` (`None`: must not exist);
     /// returns the new version, or [`StoreError::Conflict`].
     async fn compare_and_swap(
@@ -159,6 +192,24 @@ pub fn check_ref_size(name: &RefName, value: &[u8]) -> Result<()> {
         });
     }
     Ok(())
+}
+
+/// The refs that would be directories of `name`: `a` and `a/b` for
+/// `a/b/c`, nearest the root first. Backends refuse a ref while any of
+/// these exists, or while a ref exists below it
+/// ([`StoreError::RefPathTaken`]).
+pub fn parent_names(name: &RefName) -> impl Iterator<Item = RefName> + '_ {
+    let text = name.as_str();
+    text.match_indices('/')
+        .filter_map(move |(i, _)| RefName::new(&text[..i]).ok())
+}
+
+/// The refusal of a write of `name` because ref `other` is in its way.
+pub fn path_taken(name: &RefName, other: &RefName) -> StoreError {
+    StoreError::RefPathTaken {
+        name: name.to_string(),
+        other: other.to_string(),
+    }
 }
 
 /// The conflict error for a compare-and-swap that found `found`.
@@ -252,11 +303,22 @@ mod tests {
             "channels/hello/prod",
             "fleet/x/eu-1/members/host-a",
             "ac/0a",
+            &"s".repeat(MAX_SEGMENT),
         ] {
             assert!(RefName::new(good).is_ok(), "{good}");
         }
         for bad in [
-            "", "/a", "a/", "a//b", "a/../b", ".", "a b", "a\0", "x.lock", "x.lock/y",
+            "",
+            "/a",
+            "a/",
+            "a//b",
+            "a/../b",
+            ".",
+            "a b",
+            "a\0",
+            "x.lock",
+            "x.lock/y",
+            &format!("a/{}", "s".repeat(MAX_SEGMENT + 1)),
         ] {
             assert!(RefName::new(bad).is_err(), "{bad:?}");
         }

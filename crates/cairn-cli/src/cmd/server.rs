@@ -84,6 +84,7 @@ async fn serve(global: &Global, args: ServerArgs) -> Result<i32> {
             total: args.max_connections,
             header_timeout: args.header_timeout,
             idle_timeout: args.idle_timeout,
+            min_rate: args.min_transfer_rate,
         },
     };
     cairn_server::serve(listener, store, config, shutdown_signal())

@@ -32,24 +32,43 @@ fn ac_ref(hash: &str) -> Result<RefName, ApiError> {
 }
 
 /// Refuses (400) an entry for the action `hash` that is not an encoded
-/// `ActionResult` or names a non-empty blob the store lacks; also used for
-/// `ac/<hex>` written through the refs API, which is the same entry.
+/// `ActionResult`, names a non-empty blob the store lacks, or has an
+/// output directory listing a file the store lacks (or too large to
+/// check: [`super::outputs`]); also used for `ac/<hex>` written through
+/// the refs API, which is the same entry.
 pub async fn check_entry(state: &crate::State, hash: &str, value: &[u8]) -> Result<(), ApiError> {
-    let named = named_blobs(value, hash)?;
+    let (result, named) = named_blobs(value, hash)?;
     let digests: Vec<Digest> = named.iter().map(|(_, d)| *d).collect();
     let have = state.store.blobs.has_many(&digests).await?;
-    match named.iter().zip(have).find(|(_, has)| !has) {
-        Some(((what, digest), _)) => Err(ApiError::BadRequest(format!(
+    if let Some(((what, digest), _)) = named.iter().zip(have).find(|(_, has)| !has) {
+        return Err(ApiError::BadRequest(format!(
             "action result for {hash} names {what} {digest}, which the store lacks \
              (upload outputs before their result); nothing stored"
-        ))),
-        None => Ok(()),
+        )));
     }
+    let dirs: Vec<_> = result
+        .output_directories
+        .iter()
+        .map(|d| {
+            let digest = |d: &Option<cairn_tree::proto::Digest>| {
+                d.as_ref().and_then(|d| Digest::try_from(d).ok())
+            };
+            (
+                d.path.clone(),
+                digest(&d.tree_digest),
+                digest(&d.root_directory_digest),
+            )
+        })
+        .collect();
+    super::outputs::check(&state.store, hash, &dirs).await
 }
 
 /// The non-empty blobs an encoded action result names, each with what it
-/// is for; 400 if the bytes are not an `ActionResult`.
-fn named_blobs(value: &[u8], hash: &str) -> Result<Vec<(String, Digest)>, ApiError> {
+/// is for, and the result; 400 if the bytes are not an `ActionResult`.
+fn named_blobs(
+    value: &[u8],
+    hash: &str,
+) -> Result<(ActionResult, Vec<(String, Digest)>), ApiError> {
     let result = ActionResult::decode(value).map_err(|e| {
         ApiError::BadRequest(format!(
             "action result for {hash} is not an encoded ActionResult ({e}); nothing stored"
@@ -87,7 +106,7 @@ fn named_blobs(value: &[u8], hash: &str) -> Result<Vec<(String, Digest)>, ApiErr
             named.push((what, digest));
         }
     }
-    Ok(named)
+    Ok((result, named))
 }
 
 /// `GET /ac/<hex>`
@@ -121,7 +140,7 @@ pub async fn put(
 ) -> Result<StatusCode, ApiError> {
     state.auth.check(&headers, &Scope::Write)?;
     let name = ac_ref(&hash)?;
-    let value = read_limited(body, MAX_REF_SIZE, "action result").await?;
+    let value = read_limited(&state.buffers, body, MAX_REF_SIZE, "action result").await?;
     check_entry(&state, &hash, &value).await?;
     for _ in 0..OVERWRITE_ATTEMPTS {
         let current = state.store.refs.get(&name).await?.map(|v| v.version);

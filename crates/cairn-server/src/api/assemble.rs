@@ -48,8 +48,8 @@ pub async fn assemble(
 ) -> Result<StatusCode, ApiError> {
     state.auth.check(&headers, &Scope::Write)?;
     let file = parse_digest(&hash, &size)?;
-    crate::body::check_room(&state.store, file.size())?;
-    let bytes = read_limited(body, MAX_BODY, "assemble request").await?;
+    let _room = state.room.reserve(&state.store, file.size())?;
+    let bytes = read_limited(&state.buffers, body, MAX_BODY, "assemble request").await?;
     let request: AssembleRequest = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::BadRequest(format!("malformed assemble request: {e}")))?;
     let chunks = request.chunks;

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use tracing::instrument;
 
 use super::parse_digest;
-use crate::body::{blob_response, check_room, read_limited, upload, upload_error};
+use crate::body::{blob_response, read_limited, upload, upload_error};
 use crate::error::ApiError;
 use crate::tokens::Scope;
 
@@ -54,7 +54,7 @@ pub async fn missing(
     body: Body,
 ) -> Result<Json<Missing>, ApiError> {
     state.auth.check(&headers, &Scope::Read)?;
-    let bytes = read_limited(body, MAX_QUERY, "missing-blobs query").await?;
+    let bytes = read_limited(&state.buffers, body, MAX_QUERY, "missing-blobs query").await?;
     let query: MissingQuery = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::BadRequest(format!("malformed missing-blobs query: {e}")))?;
     let have = state.store.blobs.has_many(&query.digests).await?;
@@ -111,7 +111,7 @@ pub async fn put(
 ) -> Result<StatusCode, ApiError> {
     state.auth.check(&headers, &Scope::Write)?;
     let digest = parse_digest(&hash, &size)?;
-    check_room(&state.store, digest.size())?;
+    let _room = state.room.reserve(&state.store, digest.size())?;
     let (reader, broken) = upload(body);
     state
         .store
@@ -133,7 +133,8 @@ pub async fn batch(
     body: Body,
 ) -> Result<StatusCode, ApiError> {
     state.auth.check(&headers, &Scope::Write)?;
-    let body = read_limited(body, MAX_BATCH_BODY, "batch upload").await?;
+    let _room = state.room.reserve(&state.store, MAX_BATCH_BODY as u64)?;
+    let body = read_limited(&state.buffers, body, MAX_BATCH_BODY, "batch upload").await?;
     let local = state.store.local.clone();
     // Hashing (and, for a local store, writing) is CPU and blocking I/O.
     let checked = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {

@@ -17,7 +17,7 @@ use cairn_store::Store;
 use tracing::instrument;
 
 use super::parse_hash;
-use crate::body::{blob_response, check_room, upload, upload_error};
+use crate::body::{blob_response, upload, upload_error};
 use crate::error::ApiError;
 use crate::metrics::Cache;
 use crate::tokens::Scope;
@@ -95,7 +95,7 @@ pub async fn put(
         .and_then(|v| v.parse().ok())
         .ok_or(ApiError::LengthRequired)?;
     let digest = Digest::from_hex(hash, size).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    check_room(&state.store, size)?;
+    let _room = state.room.reserve(&state.store, size)?;
     let (reader, broken) = upload(body);
     state
         .store

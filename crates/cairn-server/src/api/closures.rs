@@ -60,7 +60,7 @@ pub async fn closures(
     body: Body,
 ) -> Result<Json<Complete>, ApiError> {
     state.auth.check(&headers, &Scope::Read)?;
-    let bytes = read_limited(body, MAX_BODY, "closures query").await?;
+    let bytes = read_limited(&state.buffers, body, MAX_BODY, "closures query").await?;
     let query: ClosuresQuery = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::BadRequest(format!("malformed closures query: {e}")))?;
     if query.roots.len() > MAX_ROOTS {

@@ -9,6 +9,7 @@ mod blobs;
 mod cas;
 mod closures;
 mod health;
+mod outputs;
 mod refs;
 mod watch;
 

@@ -1,5 +1,10 @@
 //! cairn's refs API: `GET/PUT/DELETE /v1/refs/<name>` and
-//! `GET /v1/refs?prefix=…`.
+//! `GET /v1/refs?prefix=…&limit=…&after=…`.
+//!
+//! A list is paged: at most `limit` names (default and most
+//! [`MAX_PAGE`]; a larger `limit` is taken as that), sorted, those after
+//! the ref name `after`; the answer is `{"refs": [...], "next": "<name>"}`
+//! with `next` present when more may follow, to be sent back as `after`.
 //!
 //! HTTP's own conditional requests carry the compare-and-swap: a read
 //! returns the version as an `ETag`; a write names the version it expects
@@ -32,10 +37,24 @@ pub struct PrefixQuery {
     prefix: String,
 }
 
-/// The answer to a list.
+/// The most names one list answer holds (as S3's `max-keys`).
+pub const MAX_PAGE: usize = 1000;
+
+/// `?prefix=&limit=&after=` of a list.
+#[derive(Deserialize)]
+pub struct ListQuery {
+    #[serde(default)]
+    prefix: String,
+    limit: Option<usize>,
+    after: Option<String>,
+}
+
+/// The answer to a list: one page, and where the next starts.
 #[derive(Serialize)]
 pub struct RefList {
     refs: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next: Option<String>,
 }
 
 /// What a write expects to find.
@@ -111,7 +130,7 @@ pub async fn put(
     let name = parse_ref_name(&name)?;
     state.auth.check(&headers, &scope_for_ref(&name))?;
     let expected = expectation(&headers, true)?;
-    let value = read_limited(body, MAX_REF_SIZE, &format!("ref {name}")).await?;
+    let value = read_limited(&state.buffers, body, MAX_REF_SIZE, &format!("ref {name}")).await?;
     if let Some(action) = crate::auth::action_cache_hash(&name) {
         super::ac::check_entry(&state, action, &value).await?;
     }
@@ -149,17 +168,35 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `GET /v1/refs?prefix=…`: the names under a prefix, sorted.
+/// `GET /v1/refs?prefix=…&limit=…&after=…`: a page of the names under a
+/// prefix, sorted.
 #[instrument(skip_all, fields(prefix = %query.prefix))]
 pub async fn list(
     State(state): State<crate::State>,
     headers: HeaderMap,
-    Query(query): Query<PrefixQuery>,
+    Query(query): Query<ListQuery>,
 ) -> Result<Json<RefList>, ApiError> {
     let prefix = parse_prefix(&query.prefix)?;
+    let after = query.after.as_deref().map(parse_ref_name).transpose()?;
+    let limit = match query.limit {
+        Some(0) => {
+            return Err(ApiError::BadRequest(
+                "a list's limit must be at least 1".into(),
+            ))
+        }
+        Some(n) => n.min(MAX_PAGE),
+        None => MAX_PAGE,
+    };
     state.auth.check(&headers, &Scope::Read)?;
-    let names = state.store.refs.list(prefix).await?;
+    let mut names = state
+        .store
+        .refs
+        .list_page(prefix, after.as_ref(), limit + 1)
+        .await?;
+    let more = names.len() > limit;
+    names.truncate(limit);
     Ok(Json(RefList {
+        next: more.then(|| names.last().expect("a full page").to_string()),
         refs: names.into_iter().map(|n| n.to_string()).collect(),
     }))
 }

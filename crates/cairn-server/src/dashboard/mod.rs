@@ -23,6 +23,13 @@
 //! token. `X-Content-Type-Options: nosniff` is sent with every response
 //! (`api::router`).
 //!
+//! **Cost.** A summary reads every `channels/`, `releases/` and `fleet/`
+//! ref, so one is built at a time and shared ([`Shared`]): requests that
+//! arrive while it is built wait for it, and it is served again for up to
+//! [`FRESH_FOR`] unless a ref changed meanwhile. Many readers polling the
+//! page (anonymous ones, with `--anonymous-read`) thus cost the store one
+//! summary per change or per [`FRESH_FOR`], not one each.
+//!
 //! **Auth.** Both routes need the `read` scope, like every read. A browser
 //! cannot attach a bearer token to a page load or an `EventSource`, so in
 //! practice the dashboard is for servers run with `--anonymous-read`;
@@ -44,6 +51,48 @@ use tracing::instrument;
 
 use crate::error::ApiError;
 use crate::tokens::Scope;
+
+/// How long a built summary is served again while no ref changes.
+pub const FRESH_FOR: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The summary last built, shared by the requests that want one.
+#[derive(Debug, Default)]
+pub struct Shared {
+    last: tokio::sync::Mutex<Option<Built>>,
+}
+
+#[derive(Debug)]
+struct Built {
+    at: tokio::time::Instant,
+    /// The newest event id when it was built.
+    event: u64,
+    summary: std::sync::Arc<summary::Summary>,
+}
+
+impl Shared {
+    /// The summary: the last one if it is fresh and no ref changed since,
+    /// else a new one (built by one request while the others wait).
+    async fn get(
+        &self,
+        state: &crate::State,
+    ) -> Result<std::sync::Arc<summary::Summary>, ApiError> {
+        let mut last = self.last.lock().await;
+        let event = state.hub.latest();
+        if let Some(b) = last.as_ref() {
+            if b.event == event && b.at.elapsed() < FRESH_FOR {
+                return Ok(b.summary.clone());
+            }
+        }
+        let summary =
+            std::sync::Arc::new(summary::build(&state.store, OffsetDateTime::now_utc()).await?);
+        *last = Some(Built {
+            at: tokio::time::Instant::now(),
+            event,
+            summary: summary.clone(),
+        });
+        Ok(summary)
+    }
+}
 
 /// Told to a browser that may not read.
 const NEEDS_READ: &str = "<!doctype html><meta charset=\"utf-8\"><title>cairn</title>\
@@ -94,7 +143,7 @@ pub async fn page(State(state): State<crate::State>, headers: HeaderMap) -> Resp
         };
         return guarded(status, NEEDS_READ.into());
     }
-    match summary::build(&state.store, OffsetDateTime::now_utc()).await {
+    match state.summaries.get(&state).await {
         Ok(summary) => guarded(StatusCode::OK, html::page(&summary)),
         Err(e) => e.into_response(),
     }
@@ -107,8 +156,8 @@ pub async fn json(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     state.auth.check(&headers, &Scope::Read)?;
-    let summary = summary::build(&state.store, OffsetDateTime::now_utc()).await?;
-    Ok(no_store(Json(summary)))
+    let summary = state.summaries.get(&state).await?;
+    Ok(no_store(Json(&*summary)))
 }
 
 /// A response browsers must not cache: it is always the store's present.

@@ -180,3 +180,118 @@ async fn the_refs_api_cannot_bypass_the_action_cache_checks() {
     let answer = put(&entry, action_result(&[])).await.unwrap();
     assert_eq!(answer.status(), 201);
 }
+
+/// An encoded `ActionResult` with one output directory.
+fn with_output_directory(tree: Option<Digest>, root: Option<Digest>) -> Vec<u8> {
+    ActionResult {
+        output_directories: vec![proto::OutputDirectory {
+            path: "out/dir".into(),
+            tree_digest: tree.map(proto::Digest::from),
+            root_directory_digest: root.map(proto::Digest::from),
+        }],
+        ..ActionResult::default()
+    }
+    .encode_to_vec()
+}
+
+fn file_node(name: &str, d: Digest) -> proto::FileNode {
+    proto::FileNode {
+        name: name.into(),
+        digest: Some(d.into()),
+        is_executable: false,
+    }
+}
+
+#[tokio::test]
+async fn an_output_directory_whose_files_are_missing_is_refused() {
+    let server = TestServer::start().await;
+    let c = http();
+    let put_blob = |bytes: Vec<u8>| {
+        let d = Digest::of(&bytes);
+        let url = format!("{}/cas/{}", server.url, d.hex());
+        let put = c.put(url).bearer_auth(&server.write).body(bytes);
+        async move {
+            assert_eq!(put.send().await.unwrap().status(), 200);
+            d
+        }
+    };
+    let present = put_blob(b"a file that is there".to_vec()).await;
+    let missing = Digest::of(b"a file never uploaded");
+    // A nested directory (root -> sub) whose sub lists the missing file,
+    // as a Tree blob and as Directory blobs; every blob named directly is
+    // in the store.
+    let sub_missing = proto::Directory {
+        files: vec![file_node("gone", missing)],
+        ..Default::default()
+    };
+    let sub_whole = proto::Directory {
+        files: vec![file_node("here", present)],
+        ..Default::default()
+    };
+    let root_of = |sub: &proto::Directory| proto::Directory {
+        files: vec![file_node("top", present)],
+        directories: vec![proto::DirectoryNode {
+            name: "sub".into(),
+            digest: Some(Digest::of(&sub.encode_to_vec()).into()),
+        }],
+        ..Default::default()
+    };
+    let mut blobs = Vec::new();
+    for sub in [&sub_missing, &sub_whole] {
+        let root = root_of(sub);
+        let tree = proto::Tree {
+            root: Some(root.clone()),
+            children: vec![sub.clone()],
+        };
+        put_blob(sub.encode_to_vec()).await;
+        let root = put_blob(root.encode_to_vec()).await;
+        let tree = put_blob(tree.encode_to_vec()).await;
+        blobs.push((tree, root));
+    }
+    let [(bad_tree, bad_root), (good_tree, good_root)] = blobs[..] else {
+        unreachable!()
+    };
+    let ac = format!("{}/ac/{}", server.url, "ef".repeat(32));
+    let good = with_output_directory(Some(good_tree), Some(good_root));
+    let put = c.put(&ac).bearer_auth(&server.write).body(good.clone());
+    assert_eq!(put.send().await.unwrap().status(), 200);
+
+    // A tree of more directories than a check walks: 2 bytes each.
+    let wide = proto::Tree {
+        root: Some(proto::Directory::default()),
+        children: vec![proto::Directory::default(); 100_001],
+    };
+    let big_tree = put_blob(wide.encode_to_vec()).await;
+    let refusals = [
+        (
+            with_output_directory(Some(bad_tree), None),
+            format!("lists file {missing}, which the store lacks"),
+        ),
+        (
+            with_output_directory(None, Some(bad_root)),
+            format!("lists file {missing}, which the store lacks"),
+        ),
+        (
+            with_output_directory(Some(big_tree), None),
+            "holds more than 100000 directories, too many to check".to_string(),
+        ),
+    ];
+    // Through the Bazel path and through the refs API alike.
+    for (body, needle) in refusals {
+        let put = c.put(&ac).bearer_auth(&server.write).body(body.clone());
+        let answer = put.send().await.unwrap();
+        assert_eq!(answer.status(), 400, "{needle}");
+        let message = answer.text().await.unwrap();
+        assert!(message.contains(&needle), "{message}");
+        assert!(message.contains("nothing stored"), "{message}");
+        let url = format!("{}/v1/refs/ac/{}", server.url, "12".repeat(32));
+        let put = c
+            .put(url)
+            .bearer_auth(&server.write)
+            .header("if-none-match", "*");
+        let answer = put.body(body).send().await.unwrap();
+        assert_eq!(answer.status(), 400, "refs API: {needle}");
+    }
+    let got = c.get(&ac).bearer_auth(&server.read).send().await.unwrap();
+    assert_eq!(got.bytes().await.unwrap(), good, "the stored entry is kept");
+}

@@ -225,3 +225,30 @@ async fn a_ref_in_the_way_of_another_is_400_naming_it_and_both_are_kept() {
     let refs: Vec<String> = refs.unwrap().iter().map(|n| n.to_string()).collect();
     assert_eq!(refs, ["team/a", "team/b/c"]);
 }
+
+/// A name a local store cannot hold as a file (a segment past 250 bytes,
+/// 255 with `.lock`) is a 400 naming the rule, not a 500 with a server
+/// path in the log; an error shows at most 200 characters of a name.
+#[tokio::test]
+async fn a_ref_name_segment_too_long_for_a_file_is_400() {
+    let server = TestServer::start().await;
+    let long = format!("flood/{}", "x".repeat(251));
+    let answer = http()
+        .put(format!("{}/v1/refs/{long}", server.url))
+        .bearer_auth(&server.admin)
+        .header("If-None-Match", "*")
+        .body("v")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 400);
+    let text = answer.text().await.unwrap();
+    assert!(
+        text.contains("a segment may be at most 250 bytes"),
+        "{text}"
+    );
+    assert!(text.contains("(257 bytes)") && text.len() < 400, "{text}");
+    let refs = cairn_store::RefStore::list(server.fs.as_ref(), "flood/").await;
+    assert!(refs.unwrap().is_empty());
+    assert_eq!(server.tmp_files(), 0);
+}

@@ -7,6 +7,7 @@ mod assemble;
 mod batch;
 mod bazel;
 mod connect;
+mod dashboard_cost;
 mod faults;
 mod harness;
 mod store;

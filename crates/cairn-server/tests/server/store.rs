@@ -113,3 +113,74 @@ async fn blobs_uploaded_through_the_server_are_in_the_local_store() {
         .unwrap();
     assert_eq!(back, big);
 }
+
+/// `GET /v1/refs` answers a page at a time, and the HTTP backend follows
+/// the pages: listing more refs than one page holds still works end to end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ref_lists_are_paged_and_the_client_follows_the_pages() {
+    let server = TestServer::start().await;
+    // 2,100 refs, more than two pages of 1,000, written to the store itself.
+    let mut names: Vec<RefName> = (0..2100)
+        .map(|i| RefName::new(format!("many/r{i:05}")).unwrap())
+        .collect();
+    for name in &names {
+        cairn_store::RefStore::compare_and_swap(server.fs.as_ref(), name, None, b"v".to_vec())
+            .await
+            .unwrap();
+    }
+    names.sort();
+    let listed = server
+        .client(&server.read)
+        .refs
+        .list("many/")
+        .await
+        .unwrap();
+    assert_eq!(listed, names, "every ref, in order, across pages");
+
+    let c = crate::harness::http();
+    let get = |query: &str| {
+        let url = format!("{}/v1/refs?{query}", server.url);
+        let request = c.get(url).bearer_auth(&server.read).send();
+        async move {
+            let answer = request.await.unwrap();
+            let status = answer.status().as_u16();
+            let text = answer.text().await.unwrap();
+            let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+            (status, json)
+        }
+    };
+    let (status, page) = get("prefix=many/&limit=2").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        page["refs"],
+        serde_json::json!(["many/r00000", "many/r00001"])
+    );
+    assert_eq!(page["next"], "many/r00001");
+    let (status, page) = get("prefix=many/&limit=2&after=many/r00001").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        page["refs"],
+        serde_json::json!(["many/r00002", "many/r00003"])
+    );
+    // No limit, or one past the most: a page of 1,000.
+    for query in ["prefix=many/", "prefix=many/&limit=1000000"] {
+        let (status, page) = get(query).await;
+        assert_eq!(status, 200);
+        assert_eq!(page["refs"].as_array().unwrap().len(), 1000, "{query}");
+        assert_eq!(page["next"], "many/r00999", "{query}");
+    }
+    // The last page says so by having no next.
+    let (status, page) = get("prefix=many/&after=many/r01999").await;
+    assert_eq!(status, 200);
+    assert_eq!(page["refs"].as_array().unwrap().len(), 100);
+    assert!(page.get("next").is_none(), "{page}");
+    for (query, needle) in [
+        ("prefix=many/&limit=0", "limit must be at least 1"),
+        ("prefix=many/&after=../x", "invalid ref name"),
+        ("prefix=many/&limit=x", "limit"),
+    ] {
+        let (status, answer) = get(query).await;
+        assert_eq!(status, 400, "{query}");
+        assert!(answer.to_string().contains(needle), "{query}: {answer}");
+    }
+}

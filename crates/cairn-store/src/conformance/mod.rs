@@ -17,7 +17,7 @@ mod refs;
 
 pub use blobs::{assemble, blobs, has_closures, put_many, BLOB_A, BLOB_B};
 pub use forwarding::forwards_blobs;
-pub use refs::{races, refs, watch};
+pub use refs::{nesting, pages, races, refs, watch};
 
 use crate::Store;
 
@@ -35,6 +35,8 @@ pub async fn all(store: &Store) {
     has_closures(blobs).await;
     let refs = store.refs.as_ref();
     refs::refs(refs).await;
+    nesting(refs).await;
+    pages(refs).await;
     races(refs).await;
     watch(store.refs.clone()).await;
 }

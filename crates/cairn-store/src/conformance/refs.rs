@@ -101,6 +101,97 @@ pub async fn refs(store: &dyn RefStore) {
     assert_ne!(v3, v1, "a re-created ref reused an old version");
 }
 
+/// A ref and a ref below it cannot both exist, on any backend: writing
+/// `nest/a/b` beside `nest/a`, or `nest/a` above `nest/a/b/c`, is refused
+/// as an invalid request naming the ref in the way
+/// ([`StoreError::RefPathTaken`] from a backend itself), and both
+/// refs stay as they were (a local store holds refs as files, as Git
+/// does, and every backend keeps the same rule so a store can be copied
+/// to any other). Uses refs under `nest/`.
+pub async fn nesting(store: &dyn RefStore) {
+    let a = RefName::new("nest/a").unwrap();
+    let va = store
+        .compare_and_swap(&a, None, b"a".to_vec())
+        .await
+        .unwrap();
+    let below = RefName::new("nest/a/b").unwrap();
+    let refused = store.compare_and_swap(&below, None, b"b".to_vec()).await;
+    assert!(
+        refused
+            .as_ref()
+            .is_err_and(|e| e.kind() == ErrorKind::InvalidRequest
+                && e.to_string().contains("ref nest/a exists")),
+        "a ref below an existing one: {refused:?}"
+    );
+    assert!(store.get(&below).await.unwrap().is_none());
+    assert_eq!(store.get(&a).await.unwrap().unwrap().version, va);
+
+    let deep = RefName::new("nest/c/d/e").unwrap();
+    store
+        .compare_and_swap(&deep, None, b"e".to_vec())
+        .await
+        .unwrap();
+    for above in ["nest/c", "nest/c/d"] {
+        let above = RefName::new(above).unwrap();
+        let refused = store.compare_and_swap(&above, None, b"c".to_vec()).await;
+        assert!(
+            refused
+                .as_ref()
+                .is_err_and(|e| e.kind() == ErrorKind::InvalidRequest
+                    && e.to_string().contains("ref nest/c/d/e exists")),
+            "a ref above an existing one: {refused:?}"
+        );
+        assert!(store.get(&above).await.unwrap().is_none());
+    }
+    // A sibling whose name merely starts with the same text is no parent.
+    let sibling = RefName::new("nest/a-b").unwrap();
+    store
+        .compare_and_swap(&sibling, None, b"s".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(
+        store.list("nest/").await.unwrap(),
+        [a, sibling, deep],
+        "the refused writes left nothing"
+    );
+}
+
+/// Listing page by page ([`RefStore::list_page`]) gives what one list
+/// gives, in order, whatever the page size. Uses refs under `pages/`.
+pub async fn pages(store: &dyn RefStore) {
+    let mut names: Vec<RefName> = ["pages/a", "pages/a-b", "pages/b/c", "pages/b/d", "pages/c"]
+        .into_iter()
+        .map(|n| RefName::new(n).unwrap())
+        .collect();
+    for name in &names {
+        store
+            .compare_and_swap(name, None, b"p".to_vec())
+            .await
+            .unwrap();
+    }
+    names.sort();
+    assert_eq!(store.list("pages/").await.unwrap(), names);
+    for limit in [1, 2, 10] {
+        let mut paged = Vec::new();
+        let mut after: Option<RefName> = None;
+        loop {
+            let page = store
+                .list_page("pages/", after.as_ref(), limit)
+                .await
+                .unwrap();
+            assert!(page.len() <= limit, "{limit}: {page:?}");
+            match page.last() {
+                Some(last) => after = Some(last.clone()),
+                None => break,
+            }
+            paged.extend(page);
+        }
+        assert_eq!(paged, names, "pages of {limit}");
+    }
+    let page = store.list_page("pages/b", None, 10).await.unwrap();
+    assert_eq!(page, names[2..4], "a prefix inside a segment");
+}
+
 /// Writers racing on one ref from the same version: in every round
 /// exactly one wins and every other gets a conflict; racing creates of one
 /// name likewise. Uses refs under `race/`.

@@ -383,9 +383,13 @@ fn read_whole(path: &Path, size: u64) -> Result<Option<Vec<u8>>> {
         Err(e) => return Err(StoreError::io("opening", path, e)),
     };
     // One byte of headroom so a blob longer than its digest says is read
-    // in one allocation and caught by verification.
+    // in one allocation and caught by verification; never more, whatever
+    // the file holds: a reader naming a large blob's hash with a small
+    // size would otherwise have the whole file read into memory.
     let mut bytes = Vec::with_capacity(size as usize + 1);
-    f.read_to_end(&mut bytes)
+    (&mut f)
+        .take(size + 1)
+        .read_to_end(&mut bytes)
         .map_err(|e| StoreError::io("reading", path, e))?;
     Ok(Some(bytes))
 }

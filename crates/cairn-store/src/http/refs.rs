@@ -13,10 +13,16 @@ use crate::refs::{
     check_ref_size, IfChanged, RefName, RefStore, RefWatch, Version, Versioned, MAX_REF_SIZE,
 };
 
+/// One page of a list: the names, and where the next page starts.
 #[derive(serde::Deserialize)]
 struct RefList {
     refs: Vec<String>,
+    #[serde(default)]
+    next: Option<String>,
 }
+
+/// Names asked for per page (the server's most).
+const PAGE: usize = 1000;
 
 fn ref_path(name: &RefName) -> String {
     // Ref names are `[A-Za-z0-9._-/]`: nothing to escape.
@@ -46,12 +52,46 @@ impl HttpStore {
         }
     }
 
-    /// Lists refs under `prefix` (also used by the watch after a reset).
+    /// Lists refs under `prefix`, page by page (also used by the watch
+    /// after a reset).
     pub(super) async fn list_refs(&self, prefix: &str) -> Result<Vec<RefName>> {
+        let mut names = Vec::new();
+        let mut after: Option<RefName> = None;
+        let mut bytes = 0;
+        loop {
+            let (page, next) = self.list_one_page(prefix, after.as_ref(), PAGE).await?;
+            bytes += page.iter().map(|n| n.as_str().len()).sum::<usize>();
+            if bytes > super::MAX_ANSWER {
+                let what = format!("listing refs under {prefix:?}");
+                let reason = format!("more than {} bytes of names", super::MAX_ANSWER);
+                return Err(self.malformed(&what, reason));
+            }
+            names.extend(page);
+            match next {
+                Some(next) => after = Some(next),
+                None => return Ok(names),
+            }
+        }
+    }
+
+    /// One page: its names, and the `after` of the next page if there may
+    /// be one. A page that does not move forward (names out of order or
+    /// not after `after`, a `next` before its last name or without names)
+    /// is malformed, and the whole list is bounded like any answer, so a
+    /// server cannot keep a client listing forever.
+    async fn list_one_page(
+        &self,
+        prefix: &str,
+        after: Option<&RefName>,
+        limit: usize,
+    ) -> Result<(Vec<RefName>, Option<RefName>)> {
         let what = format!("listing refs under {prefix:?}");
-        let rb = self
-            .request(Method::GET, "/v1/refs")
-            .query(&[("prefix", prefix)]);
+        let limit = limit.to_string();
+        let mut query = vec![("prefix", prefix), ("limit", &limit)];
+        if let Some(after) = after {
+            query.push(("after", after.as_str()));
+        }
+        let rb = self.request(Method::GET, "/v1/refs").query(&query);
         let response = self.send(rb, &what).await?;
         if !response.status().is_success() {
             return Err(self.failure(&what, response).await);
@@ -59,7 +99,29 @@ impl HttpStore {
         let bytes = self.body_within(response, super::MAX_ANSWER, &what).await?;
         let list: RefList =
             serde_json::from_slice(&bytes).map_err(|e| self.malformed(&what, e.to_string()))?;
-        list.refs.into_iter().map(RefName::new).collect()
+        let names = list
+            .refs
+            .into_iter()
+            .map(RefName::new)
+            .collect::<Result<Vec<_>>>()?;
+        let next = list.next.map(RefName::new).transpose()?;
+        let mut last = after;
+        for name in &names {
+            if last.is_some_and(|l| name <= l) {
+                let reason = format!("a page of refs goes back to {name}");
+                return Err(self.malformed(&what, reason));
+            }
+            last = Some(name);
+        }
+        let stalls = match (&next, names.last()) {
+            (Some(next), Some(last)) => next < last,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        if stalls {
+            return Err(self.malformed(&what, "a page that does not move forward".into()));
+        }
+        Ok((names, next))
     }
 }
 
@@ -109,6 +171,18 @@ impl RefStore for HttpStore {
     #[instrument(skip_all, fields(prefix = %prefix))]
     async fn list(&self, prefix: &str) -> Result<Vec<RefName>> {
         self.list_refs(prefix).await
+    }
+
+    #[instrument(skip_all, fields(prefix = %prefix))]
+    async fn list_page(
+        &self,
+        prefix: &str,
+        after: Option<&RefName>,
+        limit: usize,
+    ) -> Result<Vec<RefName>> {
+        let (mut names, _) = self.list_one_page(prefix, after, limit).await?;
+        names.truncate(limit);
+        Ok(names)
     }
 
     #[instrument(skip_all, fields(name = %name))]

@@ -24,7 +24,8 @@ use object_store::{GetOptions, PutMode, PutOptions, UpdateVersion};
 use super::S3Store;
 use crate::error::{Result, StoreError};
 use crate::refs::{
-    check_ref_size, conflict, IfChanged, RefName, RefStore, Version, Versioned, MAX_REF_SIZE,
+    check_ref_size, conflict, parent_names, path_taken, IfChanged, RefName, RefStore, Version,
+    Versioned, MAX_REF_SIZE,
 };
 
 /// Random bytes before each ref's value (see the module docs).
@@ -76,6 +77,34 @@ impl S3Store {
             Ok(meta) => Ok(Some(self.version_of(name, meta.e_tag)?)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(self.error(format!("looking up ref {name}"), e)),
+        }
+    }
+
+    /// Refuses `name` while a ref is in its way: one that would be its
+    /// directory, or one below it. S3 keeps no directories, so this is
+    /// checked before the write and is not atomic with it: two writers
+    /// racing `a` and `a/b` can both win (the server's refusal of the
+    /// same is exact for a local store only).
+    async fn check_ref_path(&self, name: &RefName) -> Result<()> {
+        for parent in parent_names(name) {
+            if self.etag(&parent).await?.is_some() {
+                return Err(path_taken(name, &parent));
+            }
+        }
+        let below = Path::from(format!("refs/{name}"));
+        let first = self.objects.list(Some(&below)).try_next().await;
+        match first {
+            Ok(None) => Ok(()),
+            Ok(Some(meta)) => {
+                let other = meta.location.as_ref().strip_prefix("refs/").unwrap_or("");
+                let other = RefName::new(other)
+                    .map_err(|_| self.malformed(name, "an object below it is not a ref"))?;
+                Err(path_taken(name, &other))
+            }
+            Err(e) => {
+                let action = format!("listing refs under {name}/");
+                Err(self.list_error(&action, e).await)
+            }
         }
     }
 
@@ -137,6 +166,46 @@ impl RefStore for S3Store {
         Ok(names)
     }
 
+    /// A page from S3 itself: the listing starts after `after`
+    /// (`start-after`) and stops once `limit` names are found, so a page
+    /// costs what it returns, not what the bucket holds.
+    async fn list_page(
+        &self,
+        prefix: &str,
+        after: Option<&RefName>,
+        limit: usize,
+    ) -> Result<Vec<RefName>> {
+        let dir = Path::from(match prefix.rsplit_once('/') {
+            Some((dir, _)) => format!("refs/{dir}"),
+            None => "refs".to_string(),
+        });
+        let mut listed = match after {
+            Some(a) => self
+                .objects
+                .list_with_offset(Some(&dir), &Path::from(format!("refs/{a}"))),
+            None => self.objects.list(Some(&dir)),
+        };
+        let mut names = Vec::new();
+        while names.len() < limit {
+            let meta = match listed.try_next().await {
+                Ok(Some(meta)) => meta,
+                Ok(None) => break,
+                Err(e) => {
+                    let action = format!("listing refs under {prefix:?}");
+                    return Err(self.list_error(&action, e).await);
+                }
+            };
+            let name = meta.location.as_ref().strip_prefix("refs/").unwrap_or("");
+            if name.starts_with(prefix) {
+                if let Ok(name) = RefName::new(name) {
+                    names.push(name);
+                }
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
     async fn compare_and_swap(
         &self,
         name: &RefName,
@@ -144,6 +213,9 @@ impl RefStore for S3Store {
         value: Vec<u8>,
     ) -> Result<Version> {
         check_ref_size(name, &value)?;
+        if expected.is_none() {
+            self.check_ref_path(name).await?;
+        }
         let mut body = vec![0u8; NONCE_LEN];
         getrandom::fill(&mut body).expect("the OS random number generator");
         body.extend_from_slice(&value);
