@@ -10,6 +10,9 @@
 //!   (a directory of 120,000 entries is 8 MiB; nothing bounds it);
 //! * a [`Kind::Leaf`] (a file's content, a chunk) names nothing and is
 //!   never read;
+//! * a [`Kind::OutputTree`] is a REAPI `Tree` message, an action result's
+//!   output directory whole (what a Bazel client uploads): its
+//!   directories are inside it, the files they list are named by digest;
 //! * a [`Kind::Unknown`] blob is one a document names by
 //!   `{"hash": "sha256:…", "size": N}`: it may be a directory, another
 //!   document, a REAPI `Action` or `ActionResult`, or plain data. Up to
@@ -57,6 +60,9 @@ pub enum Kind {
     Tree,
     /// A file's content: nothing to follow.
     Leaf,
+    /// A REAPI `Tree` message (`OutputDirectory.tree_digest`): follow the
+    /// files of every directory it holds.
+    OutputTree,
     /// Named by a document: try every format.
     Unknown,
 }
@@ -71,14 +77,10 @@ impl Kind {
 
     /// Whether reading a blob as `self` finds every edge that reading it as
     /// `other` finds: a leaf is not read at all, and an unknown blob is
-    /// tried as a directory before anything else.
+    /// tried as a directory before anything else. Nothing but an output
+    /// tree is read as one: only an action result names one.
     pub fn covers(self, other: Kind) -> bool {
-        let rank = |k| match k {
-            Kind::Leaf => 0,
-            Kind::Tree => 1,
-            Kind::Unknown => 2,
-        };
-        rank(self) >= rank(other)
+        self == other || other == Kind::Leaf || (self == Kind::Unknown && other == Kind::Tree)
     }
 }
 
@@ -93,6 +95,9 @@ pub async fn blob_edges(blobs: &dyn BlobStore, digest: &Digest, kind: Kind) -> R
     match kind {
         Kind::Leaf => Ok(Vec::new()),
         Kind::Tree => Ok(directory_edges(&blobs.get_bytes(digest).await?).unwrap_or_default()),
+        Kind::OutputTree => {
+            Ok(output_tree_edges(&blobs.get_bytes(digest).await?).unwrap_or_default())
+        }
         Kind::Unknown if digest.size() <= MAX_DOCUMENT => {
             Ok(references_in(&blobs.get_bytes(digest).await?))
         }
@@ -160,11 +165,26 @@ fn directory_edges(bytes: &[u8]) -> Option<Vec<Node>> {
     Some(files.chain(dirs).collect())
 }
 
+/// The files of every directory a REAPI `Tree` message holds. The
+/// directories themselves are inside the message: a client that uploads
+/// a `Tree` need not store them as blobs, so they are not edges.
+fn output_tree_edges(bytes: &[u8]) -> Option<Vec<Node>> {
+    let tree = proto::Tree::decode(bytes).ok()?;
+    let files = tree
+        .root
+        .iter()
+        .chain(&tree.children)
+        .flat_map(|dir| &dir.files)
+        .filter_map(|f| digest_of(&f.digest))
+        .map(|d| (d, Kind::Leaf));
+    Some(files.collect())
+}
+
 fn action_result_edges(r: &ActionResult) -> Vec<Node> {
     let mut out = Vec::new();
     for d in &r.output_directories {
         out.extend(digest_of(&d.root_directory_digest).map(|d| (d, Kind::Tree)));
-        out.extend(digest_of(&d.tree_digest).map(|d| (d, Kind::Leaf)));
+        out.extend(digest_of(&d.tree_digest).map(|d| (d, Kind::OutputTree)));
     }
     for f in &r.output_files {
         out.extend(digest_of(&f.digest).map(|d| (d, Kind::Leaf)));

@@ -404,3 +404,54 @@ async fn dangling_refs_name_what_they_miss() {
     assert_eq!(names, ["pins/nothing", "pins/whole"]);
     assert_eq!(dangling[1].missing, file.into());
 }
+
+/// An action-cache entry as a Bazel client writes it: its output directory
+/// is a REAPI `Tree` message (`tree_digest`, no `root_directory_digest`),
+/// and the files that tree lists are named nowhere else. They are live for
+/// as long as the entry is (they were read as a leaf, and collected).
+#[tokio::test]
+async fn the_files_of_an_action_result_s_output_tree_are_kept() {
+    use cairn_tree::proto::{ActionResult, Directory, FileNode, OutputDirectory, Tree};
+    use prost::Message;
+    let (_dir, fs) = open();
+    let top = fs.put_bytes_sync(b"top-level output\n").unwrap();
+    let nested = fs.put_bytes_sync(b"nested output\n").unwrap();
+    let file = |name: &str, digest: Digest| FileNode {
+        name: name.into(),
+        digest: Some(digest.into()),
+        ..Default::default()
+    };
+    let tree = Tree {
+        root: Some(Directory {
+            files: vec![file("a.txt", top)],
+            ..Default::default()
+        }),
+        children: vec![Directory {
+            files: vec![file("b.txt", nested)],
+            ..Default::default()
+        }],
+    };
+    let tree = fs.put_bytes_sync(&tree.encode_to_vec()).unwrap();
+    let result = ActionResult {
+        output_directories: vec![OutputDirectory {
+            path: "out".into(),
+            tree_digest: Some(tree.into()),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let unrelated = fs.put_bytes_sync(b"named by nothing\n").unwrap();
+    pin(
+        &fs,
+        &format!("ac/{}", "ab".repeat(32)),
+        result.encode_to_vec(),
+    )
+    .await;
+    age_all(&fs);
+    gc(&fs).await;
+    assert_all_present(&fs, &[tree, top, nested]);
+    assert!(
+        !fs.blob_path(&unrelated).exists(),
+        "the control was not collected"
+    );
+}

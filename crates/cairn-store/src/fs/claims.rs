@@ -230,6 +230,7 @@ fn encode(digest: &Digest, kind: Kind) -> [u8; RECORD] {
         Kind::Leaf => 0,
         Kind::Tree => 1,
         Kind::Unknown => 2,
+        Kind::OutputTree => 3,
     };
     r
 }
@@ -241,6 +242,7 @@ fn decode(r: &[u8]) -> Option<Node> {
         0 => Kind::Leaf,
         1 => Kind::Tree,
         2 => Kind::Unknown,
+        3 => Kind::OutputTree,
         _ => return None,
     };
     let digest = cairn_digest::DigestRef { hash, size: None }.with_size(size);
