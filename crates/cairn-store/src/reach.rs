@@ -304,3 +304,52 @@ impl Live {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A walk that read a blob as `a` skips reading it as `b` when `a`
+    /// covers `b`: reading an output tree as anything else would miss its
+    /// files, so nothing but itself covers it.
+    #[test]
+    fn only_an_output_tree_covers_an_output_tree() {
+        use Kind::*;
+        for k in [Leaf, Tree, OutputTree, Unknown] {
+            assert!(k.covers(k) && k.covers(Leaf), "{k:?}");
+        }
+        assert!(Unknown.covers(Tree));
+        for k in [Leaf, Tree, Unknown] {
+            assert!(
+                !k.covers(OutputTree),
+                "{k:?} would hide an output tree's files"
+            );
+        }
+        assert!(!OutputTree.covers(Tree) && !OutputTree.covers(Unknown));
+        assert!(!Leaf.covers(Tree) && !Tree.covers(Unknown));
+    }
+
+    #[test]
+    fn an_output_tree_names_the_files_of_every_directory_it_holds() {
+        use proto::{Directory, FileNode, Tree};
+        let a = Digest::of(b"a");
+        let b = Digest::of(b"b");
+        let file = |d: Digest| FileNode {
+            name: "f".into(),
+            digest: Some(d.into()),
+            ..Default::default()
+        };
+        let tree = Tree {
+            root: Some(Directory {
+                files: vec![file(a)],
+                ..Default::default()
+            }),
+            children: vec![Directory {
+                files: vec![file(b)],
+                ..Default::default()
+            }],
+        };
+        let edges = output_tree_edges(&tree.encode_to_vec()).unwrap();
+        assert_eq!(edges, vec![(a, Kind::Leaf), (b, Kind::Leaf)]);
+    }
+}
