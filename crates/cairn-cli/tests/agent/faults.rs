@@ -15,21 +15,7 @@ const T: Duration = Duration::from_secs(30);
 #[test]
 fn a_store_outage_keeps_the_service_and_the_agent_catches_up() {
     let fx = fixture();
-    let token = cairn(
-        &fx.store,
-        &fx.keys,
-        &fx.root,
-        &[
-            "server",
-            "token",
-            "create",
-            "agent-outage",
-            "--scope",
-            "read",
-            "--scope",
-            &format!("fleet:{SERVICE}"),
-        ],
-    );
+    let token = fx.agent_token("agent-outage");
     let addr = free_port();
     let server = Server::start(&fx.store, addr);
     let options = Options {

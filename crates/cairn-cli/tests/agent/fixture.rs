@@ -122,6 +122,16 @@ fn build() -> Fixture {
 }
 
 impl Fixture {
+    /// A server token named `name` an agent of this service uses: it reads
+    /// the store and writes the service's fleet records.
+    pub fn agent_token(&self, name: &str) -> String {
+        let fleet = format!("fleet:{SERVICE}");
+        let args = [
+            "server", "token", "create", name, "--scope", "read", "--scope", &fleet,
+        ];
+        cairn(&self.store, &self.keys, &self.root, &args)
+    }
+
     /// `cairn promote RELEASE --channel CHANNEL --key KEY [--expires E]`.
     pub fn promote(&self, release: &str, channel: &str, key: &str, expires: Option<&str>) {
         let mut args = vec!["promote", release, "--channel", channel, "--key", key];

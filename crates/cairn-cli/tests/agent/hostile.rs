@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::fixture::{cairn, fixture, SERVICE};
+use crate::fixture::{fixture, SERVICE};
 use crate::fleet::{rollout, wait_rollout, FLEET, T};
 use crate::harness::{eventually, free_port, hex, Options, Server, TestAgent};
 use crate::trickle::Trickle;
@@ -70,21 +70,7 @@ fn a_rollout_record_claiming_an_unsigned_statement_neither_holds_nor_steers_the_
 fn a_service_killed_while_a_fetch_trickles_is_restarted_and_the_fetch_given_up() {
     let fx = fixture();
     let name = "trickle";
-    let token = cairn(
-        &fx.store,
-        &fx.keys,
-        &fx.root,
-        &[
-            "server",
-            "token",
-            "create",
-            "agent-trickle",
-            "--scope",
-            "read",
-            "--scope",
-            &format!("fleet:{SERVICE}"),
-        ],
-    );
+    let token = fx.agent_token("agent-trickle");
     let upstream = free_port();
     let _server = Server::start(&fx.store, upstream);
     let store = Trickle::start(upstream);
@@ -157,21 +143,7 @@ fn mode(path: &std::path::Path) -> u32 {
 fn a_trickled_rollout_record_read_is_given_up_and_the_member_moves_on() {
     let fx = fixture();
     let set = "trickled-record";
-    let token = cairn(
-        &fx.store,
-        &fx.keys,
-        &fx.root,
-        &[
-            "server",
-            "token",
-            "create",
-            "agent-trickled-record",
-            "--scope",
-            "read",
-            "--scope",
-            &format!("fleet:{SERVICE}"),
-        ],
-    );
+    let token = fx.agent_token("agent-trickled-record");
     let upstream = free_port();
     let _server = Server::start(&fx.store, upstream);
     let store = Trickle::start(upstream);
