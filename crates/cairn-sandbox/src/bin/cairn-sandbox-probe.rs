@@ -9,7 +9,9 @@
 //! `i386` makes a 32-bit system call (the process should die of
 //! `SIGSYS`); `keys` reads the keyrings it can reach; `stdout N` tries to
 //! grow, truncate and seek its fd 1 (reporting on fd 2), then writes `N`
-//! bytes to it.
+//! bytes to it; `crash segv|abort` tries to lower its core-dump limit to
+//! 0 (which would start a `core_pattern` pipe handler), prints the limit,
+//! and dies of `SIGSEGV` (a write to an unmapped page) or `SIGABRT`.
 
 use std::ffi::CStr;
 use std::io::Write;
@@ -279,6 +281,50 @@ fn stdout(count: usize) {
     let _ = out.flush();
 }
 
+/// Tries every way to set the core-dump limit to 0, prints the limit it
+/// has, then crashes as `how` says.
+fn crash(how: &str) {
+    const HIGH_BITS: libc::c_long = 1 << 32;
+    let zero = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    let core = libc::RLIMIT_CORE as libc::c_long;
+    let z = &zero as *const libc::rlimit;
+    // SAFETY: valid pointers to a live `rlimit`, or null.
+    unsafe {
+        show(
+            "setrlimit(CORE, 0)",
+            libc::syscall(libc::SYS_setrlimit, core, z),
+        );
+        let high = core | HIGH_BITS;
+        show(
+            "setrlimit(CORE, high bits)",
+            libc::syscall(libc::SYS_setrlimit, high, z),
+        );
+        let none = std::ptr::null::<libc::rlimit>();
+        show(
+            "prlimit64(0, CORE, 0)",
+            libc::syscall(libc::SYS_prlimit64, 0, core, z, none),
+        );
+        let high = libc::syscall(libc::SYS_prlimit64, 0, core | HIGH_BITS, z, none);
+        show("prlimit64(0, CORE high bits, 0)", high);
+        let mut got = zero;
+        let r = libc::syscall(libc::SYS_prlimit64, 0, core, none, &mut got);
+        show("prlimit64(0, CORE, read)", r);
+        println!("core limit: {} {}", got.rlim_cur, got.rlim_max);
+        libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0);
+    }
+    let _ = std::io::stdout().flush();
+    match how {
+        // SAFETY: deliberately not: page 0 is never mapped, the write
+        // faults.
+        "segv" => unsafe { std::ptr::write_volatile(std::ptr::without_provenance_mut::<u8>(8), 1) },
+        _ => std::process::abort(),
+    }
+    std::process::exit(0);
+}
+
 /// What keyrings this process can see.
 fn keys() {
     match std::fs::read_to_string("/proc/keys") {
@@ -293,6 +339,7 @@ fn main() {
         Some("ptrace") => ptrace(),
         Some("i386") => i386(),
         Some("keys") => keys(),
+        Some("crash") => crash(std::env::args().nth(2).as_deref().unwrap_or("abort")),
         Some("stdout") => stdout(
             std::env::args()
                 .nth(2)
@@ -300,7 +347,9 @@ fn main() {
                 .unwrap_or(0),
         ),
         other => {
-            eprintln!("usage: cairn-sandbox-probe syscalls|ptrace|i386|keys (got {other:?})");
+            eprintln!(
+                "usage: cairn-sandbox-probe syscalls|ptrace|i386|keys|stdout|crash (got {other:?})"
+            );
             std::process::exit(2);
         }
     }
