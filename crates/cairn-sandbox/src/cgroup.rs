@@ -145,7 +145,11 @@ impl Cgroup {
                 source,
             };
             if cg._lock.is_none() {
-                let lock = File::open(&dir).map_err(cgroup_err)?;
+                let lock = match File::open(&dir) {
+                    // Removed since it was made or found (`pool.rs`).
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                    opened => opened.map_err(cgroup_err)?,
+                };
                 match rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive)
                 {
                     // An entry removed since it was opened (`pool.rs`):

@@ -353,6 +353,7 @@ pub(crate) fn filesystem(
     root_entries: &[RootEntry],
     sources: &[Source],
     plan: &Plan,
+    staging: &Path,
 ) -> (Vec<Clone>, Vec<Op>) {
     let mut b = Builder {
         clones: vec![],
@@ -386,6 +387,15 @@ pub(crate) fn filesystem(
         );
     }
     system_dirs(&mut b, plan);
+    // Files of the fresh /proc that are the host's (`masks.rs`).
+    for (target, host) in crate::masks::masks(staging) {
+        b.bind(
+            target,
+            &host,
+            true,
+            ATTR_RDONLY | ATTR_NOSUID | ATTR_NODEV | ATTR_NOEXEC,
+        );
+    }
     b.ops.push(Op::MakeDirs {
         dirs: parts(&plan.workdir),
     });

@@ -157,12 +157,12 @@ fn steps_run_normally_while_the_pool_is_swept() {
             sweeps
         });
         let stopping = Stop(&stop);
-        let workers: Vec<_> = (0..3)
+        let workers: Vec<_> = (0..4)
             .map(|_| {
                 s.spawn(|| {
                     let f = Fixture::new();
                     let plan = limited(&f, "echo ok");
-                    for _ in 0..6 {
+                    for _ in 0..8 {
                         let r = f.run(&plan);
                         assert_exit(&r, 0);
                         assert_eq!(r.stdout, "ok\n");

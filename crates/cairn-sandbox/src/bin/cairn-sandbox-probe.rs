@@ -11,7 +11,8 @@
 //! grow, truncate and seek its fd 1 (reporting on fd 2), then writes `N`
 //! bytes to it; `crash segv|abort` tries to lower its core-dump limit to
 //! 0 (which would start a `core_pattern` pipe handler), prints the limit,
-//! and dies of `SIGSEGV` (a write to an unmapped page) or `SIGABRT`.
+//! and dies of `SIGSEGV` (a write to an unmapped page) or `SIGABRT`;
+//! `abstract NAME` connects to the abstract unix socket `NAME`.
 
 use std::ffi::CStr;
 use std::io::Write;
@@ -29,6 +30,7 @@ fn errno_name(e: i32) -> String {
         libc::ESRCH => "ESRCH",
         libc::ENOKEY => "ENOKEY",
         libc::ESPIPE => "ESPIPE",
+        libc::ECONNREFUSED => "ECONNREFUSED",
         _ => "E?",
     };
     format!("{name} ({})", std::io::Error::from_raw_os_error(e))
@@ -325,6 +327,18 @@ fn crash(how: &str) {
     std::process::exit(0);
 }
 
+/// Connects to the abstract unix socket `name` (a listener of the host's
+/// network namespace, if the step shared it).
+fn abstract_socket(name: &str) {
+    use std::os::linux::net::SocketAddrExt;
+    let result = std::os::unix::net::SocketAddr::from_abstract_name(name)
+        .and_then(|a| std::os::unix::net::UnixStream::connect_addr(&a));
+    match result {
+        Ok(_) => println!("connect: ok"),
+        Err(e) => println!("connect: {}", errno_name(e.raw_os_error().unwrap_or(0))),
+    }
+}
+
 /// What keyrings this process can see.
 fn keys() {
     match std::fs::read_to_string("/proc/keys") {
@@ -339,6 +353,7 @@ fn main() {
         Some("ptrace") => ptrace(),
         Some("i386") => i386(),
         Some("keys") => keys(),
+        Some("abstract") => abstract_socket(&std::env::args().nth(2).unwrap_or_default()),
         Some("crash") => crash(std::env::args().nth(2).as_deref().unwrap_or("abort")),
         Some("stdout") => stdout(
             std::env::args()
@@ -348,7 +363,7 @@ fn main() {
         ),
         other => {
             eprintln!(
-                "usage: cairn-sandbox-probe syscalls|ptrace|i386|keys|stdout|crash (got {other:?})"
+                "usage: cairn-sandbox-probe syscalls|ptrace|i386|keys|stdout|crash|abstract (got {other:?})"
             );
             std::process::exit(2);
         }

@@ -6,13 +6,15 @@
 //! By theme: [`caller`] (nothing of the caller reaches a step),
 //! [`privileges`] (system calls, ids, setuid files, emulators), [`limits`]
 //! (what a step may use up, each end named), [`core_dumps`] (a crash
-//! starts nothing on the host).
+//! starts nothing on the host), [`host_view`] (what of the host a step
+//! sees).
 
 #[path = "../common/mod.rs"]
 mod common;
 
 mod caller;
 mod core_dumps;
+mod host_view;
 mod limits;
 mod privileges;
 
