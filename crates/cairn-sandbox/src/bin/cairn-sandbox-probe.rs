@@ -12,7 +12,10 @@
 //! bytes to it; `crash segv|abort` tries to lower its core-dump limit to
 //! 0 (which would start a `core_pattern` pipe handler), prints the limit,
 //! and dies of `SIGSEGV` (a write to an unmapped page) or `SIGABRT`;
-//! `abstract NAME` connects to the abstract unix socket `NAME`.
+//! `abstract NAME` connects to the abstract unix socket `NAME`; `sockets
+//! unix|tcp MIB` queues up to `MIB` MiB in socket buffers nobody reads
+//! (unix socket pairs, or loopback TCP connections) and prints how much
+//! it queued.
 
 use std::ffi::CStr;
 use std::io::Write;
@@ -339,6 +342,66 @@ fn abstract_socket(name: &str) {
     }
 }
 
+/// Queues `mib` MiB in the buffers of socket pairs whose other end never
+/// reads, a pair at a time until a write would block; prints `queued: N`
+/// (MiB) and how it stopped.
+fn sockets(kind: &str, mib: usize) {
+    use std::io::ErrorKind;
+    use std::os::unix::net::UnixStream;
+    let target = mib << 20;
+    let chunk = vec![b'x'; 64 << 10];
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback listener");
+    let addr = listener.local_addr().expect("its address");
+    let mut held: Vec<(Box<dyn Write>, Box<dyn std::any::Any>)> = Vec::new();
+    let mut queued = 0usize;
+    let mut stop = String::from("target reached");
+    'pairs: while queued < target {
+        let pair: std::io::Result<(Box<dyn Write>, Box<dyn std::any::Any>)> = match kind {
+            "unix" => UnixStream::pair().and_then(|(a, b)| {
+                a.set_nonblocking(true)?;
+                Ok((
+                    Box::new(a) as Box<dyn Write>,
+                    Box::new(b) as Box<dyn std::any::Any>,
+                ))
+            }),
+            _ => std::net::TcpStream::connect(addr).and_then(|a| {
+                let (b, _) = listener.accept()?;
+                a.set_nonblocking(true)?;
+                Ok((
+                    Box::new(a) as Box<dyn Write>,
+                    Box::new(b) as Box<dyn std::any::Any>,
+                ))
+            }),
+        };
+        let (mut a, b) = match pair {
+            Ok(p) => p,
+            Err(e) => {
+                stop = format!("pair: {e}");
+                break;
+            }
+        };
+        let before = queued;
+        loop {
+            match a.write(&chunk) {
+                Ok(n) => queued += n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock && queued == before => {
+                    stop = "a new pair took nothing".into();
+                    break 'pairs;
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    stop = format!("write: {e}");
+                    break 'pairs;
+                }
+            }
+        }
+        held.push((a, b));
+    }
+    println!("queued: {}", queued >> 20);
+    println!("pairs: {}", held.len());
+    println!("stopped: {stop}");
+}
+
 /// What keyrings this process can see.
 fn keys() {
     match std::fs::read_to_string("/proc/keys") {
@@ -354,6 +417,13 @@ fn main() {
         Some("i386") => i386(),
         Some("keys") => keys(),
         Some("abstract") => abstract_socket(&std::env::args().nth(2).unwrap_or_default()),
+        Some("sockets") => sockets(
+            &std::env::args().nth(2).unwrap_or_default(),
+            std::env::args()
+                .nth(3)
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0),
+        ),
         Some("crash") => crash(std::env::args().nth(2).as_deref().unwrap_or("abort")),
         Some("stdout") => stdout(
             std::env::args()
@@ -363,7 +433,7 @@ fn main() {
         ),
         other => {
             eprintln!(
-                "usage: cairn-sandbox-probe syscalls|ptrace|i386|keys|stdout|crash|abstract (got {other:?})"
+                "usage: cairn-sandbox-probe syscalls|ptrace|i386|keys|stdout|crash|abstract|sockets (got {other:?})"
             );
             std::process::exit(2);
         }

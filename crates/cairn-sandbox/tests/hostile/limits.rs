@@ -192,3 +192,24 @@ fn a_writable_mount_is_bounded_like_tmp() {
         .collect();
     assert_eq!(names, ["input"]);
 }
+
+/// Socket buffers nobody reads are kernel memory the step holds: a unix
+/// socket pair's are charged to its memory limit, which ends the step,
+/// named. (Loopback TCP buffers are not, on cgroup v1: see the threat
+/// model.)
+#[test]
+fn unix_socket_buffers_count_against_the_memory_limit() {
+    let f = Fixture::new();
+    let mut plan = probe_plan(&f, &["sockets", "unix", "256"]);
+    plan.limits.memory_bytes = Some(64 << 20);
+    plan.limits.open_files = Some(20_000);
+    plan.timeout = Duration::from_secs(60);
+    let r = f.run(&plan);
+    assert_eq!(
+        r.outcome.status,
+        Termination::MemoryExceeded,
+        "{}{}",
+        r.stdout,
+        r.stderr
+    );
+}
