@@ -11,7 +11,7 @@
 //!   well-formed UUID, so tools that parse it still work).
 //! * `/proc/cmdline` is the host kernel's command line, which may carry
 //!   the host's configuration and, on some machines, credentials given at
-//!   boot. The step reads it empty (`/dev/null`).
+//!   boot. The step reads it empty.
 //!
 //! What else a fresh `/proc` shows of the host (its uptime, load, memory,
 //! CPUs, the kernel's version and configuration) is listed, with why it is
@@ -22,45 +22,55 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+/// The boot id every step reads, as a literal (for `concat!`).
+macro_rules! boot_id {
+    () => {
+        "7c5f2e1a-3b9d-4e6c-8a0f-2d4b6e8c0a1e"
+    };
+}
+
 /// The boot id every step reads.
-pub const BOOT_ID: &str = "7c5f2e1a-3b9d-4e6c-8a0f-2d4b6e8c0a1e";
+pub const BOOT_ID: &str = boot_id!();
 
-/// `(file in the sandbox, host file bound over it)`, the second relative
-/// to the staging directory's parent when it is not absolute.
-pub(crate) fn masks(staging: &Path) -> [(&'static Path, PathBuf); 2] {
-    [
-        (
-            Path::new("/proc/sys/kernel/random/boot_id"),
-            boot_id_file(staging),
-        ),
-        (Path::new("/proc/cmdline"), PathBuf::from("/dev/null")),
-    ]
+/// `(file in the sandbox, name of the host file bound over it, its
+/// content)`; the host files live beside the staging directory, under the
+/// same private parent, read-only (mode 0444, and bound read-only).
+const MASKS: [(&str, &str, &str); 2] = [
+    (
+        "/proc/sys/kernel/random/boot_id",
+        "boot_id",
+        concat!(boot_id!(), "\n"),
+    ),
+    ("/proc/cmdline", "cmdline", "\n"),
+];
+
+/// `(file in the sandbox, host file bound over it)`.
+pub(crate) fn masks(staging: &Path) -> impl Iterator<Item = (&'static Path, PathBuf)> + '_ {
+    MASKS
+        .iter()
+        .map(|(target, name, _)| (Path::new(*target), staging.with_file_name(name)))
 }
 
-/// Where the file holding [`BOOT_ID`] lives: beside the staging directory,
-/// under the same private parent.
-fn boot_id_file(staging: &Path) -> PathBuf {
-    staging.with_file_name("boot_id")
-}
-
-/// Writes the file holding [`BOOT_ID`] (mode 0444) unless it holds it
-/// already; whole or not at all, as other processes may read it at once.
-pub(crate) fn write_boot_id(staging: &Path) -> std::io::Result<()> {
-    let path = boot_id_file(staging);
-    let want = format!("{BOOT_ID}\n");
-    if fs::read_to_string(&path).is_ok_and(|s| s == want) {
-        return Ok(());
+/// Writes the host files of [`MASKS`] unless they hold what they should;
+/// each whole or not at all, as other processes may read them at once.
+pub(crate) fn write_files(staging: &Path) -> std::io::Result<()> {
+    for (_, name, content) in MASKS {
+        let path = staging.with_file_name(name);
+        if fs::read_to_string(&path).is_ok_and(|s| s == content) {
+            continue;
+        }
+        let temporary = path.with_extension(std::process::id().to_string());
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o444)
+            .open(&temporary)?;
+        file.write_all(content.as_bytes())?;
+        drop(file);
+        fs::rename(&temporary, &path)?;
     }
-    let temporary = path.with_extension(std::process::id().to_string());
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o444)
-        .open(&temporary)?;
-    file.write_all(want.as_bytes())?;
-    drop(file);
-    fs::rename(&temporary, &path)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -68,17 +78,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_boot_id_is_a_uuid_and_its_file_is_written_once_whole() {
+    fn the_boot_id_is_a_uuid_and_the_files_are_written_once_whole() {
         let parsed: Vec<usize> = BOOT_ID.split('-').map(str::len).collect();
         assert_eq!(parsed, [8, 4, 4, 4, 12]);
         assert!(BOOT_ID.chars().all(|c| c == '-' || c.is_ascii_hexdigit()));
         let tmp = tempfile::tempdir().unwrap();
         let staging = tmp.path().join("root");
-        write_boot_id(&staging).unwrap();
-        write_boot_id(&staging).unwrap();
-        let file = tmp.path().join("boot_id");
-        assert_eq!(fs::read_to_string(&file).unwrap(), format!("{BOOT_ID}\n"));
+        write_files(&staging).unwrap();
+        write_files(&staging).unwrap();
+        let read = |name| fs::read_to_string(tmp.path().join(name)).unwrap();
+        assert_eq!(read("boot_id"), format!("{BOOT_ID}\n"));
+        assert_eq!(read("cmdline"), "\n");
         let names: Vec<_> = fs::read_dir(tmp.path()).unwrap().flatten().collect();
-        assert_eq!(names.len(), 1, "a temporary file is left");
+        assert_eq!(names.len(), 2, "a temporary file is left");
     }
 }

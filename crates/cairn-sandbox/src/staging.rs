@@ -47,8 +47,8 @@ pub(crate) fn dir() -> Result<&'static Path, SandboxError> {
         match make_private_dir(&parent, euid, 0o700)
             .and_then(|()| make_private_dir(&staging, euid, 0o755))
             .and_then(|()| {
-                crate::masks::write_boot_id(&staging).map_err(|source| SandboxError::Scratch {
-                    path: parent.join("boot_id"),
+                crate::masks::write_files(&staging).map_err(|source| SandboxError::Scratch {
+                    path: parent.clone(),
                     source,
                 })
             }) {

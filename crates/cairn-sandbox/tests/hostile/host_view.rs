@@ -33,6 +33,8 @@ fn the_host_s_boot_id_and_kernel_command_line_are_not_shown() {
         first.stderr
     );
     assert!(!first.stdout.contains(host_boot_id.trim()));
+    // Read, not refused: the command line is empty.
+    assert_eq!(first.stderr, "");
     // The same for the next step.
     assert_eq!(f.sh(script).stdout, first.stdout);
 }
