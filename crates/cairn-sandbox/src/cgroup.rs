@@ -27,8 +27,9 @@
 //! its limits set afresh (none is inherited from the step before), and its
 //! counters (OOM kills, refused forks) read against what they were when it
 //! started. The pool grows to the most sandboxes that ever ran at once,
-//! and shrinks back (`pool.rs`): each process, before its first sandbox,
-//! removes the idle entries past the first few. Cgroups named
+//! and shrinks back (`pool.rs`): an entry past the first few is removed
+//! when its sandbox ends, and each process, before its first sandbox,
+//! removes such entries a killed cairn left idle. Cgroups named
 //! `cairn-sandbox-<pid>-<n>`, by earlier versions, are removed once their
 //! process is gone.
 //!
@@ -335,6 +336,16 @@ impl Cgroup {
                 return;
             }
             std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Cgroup {
+    /// An entry past the first few goes with the sandbox that used it, so
+    /// a long-lived process does not keep a burst's entries (`pool.rs`).
+    fn drop(&mut self) {
+        if self._lock.is_some() {
+            crate::pool::remove_if_spare(&self.dirs);
         }
     }
 }

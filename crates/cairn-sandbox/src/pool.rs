@@ -5,10 +5,12 @@
 //! machine, and its entries (a memory, pids and freezer cgroup each) would
 //! stay for good. The pool itself shrinks, rather than `cairn store gc`:
 //! the pool belongs to the machine, not to a store, and a machine that
-//! builds may never collect a store. Once per process, before its first
-//! sandbox, every idle entry numbered [`POOL_KEPT`] or above is removed;
-//! the first [`POOL_KEPT`] stay, so a machine running up to that many
-//! sandboxes at once never pays to make one again (0.2–0.4 ms each).
+//! builds may never collect a store. An entry numbered [`POOL_KEPT`] or
+//! above is removed when the sandbox that used it ends (by that sandbox,
+//! still holding its lock), and once per process, before its first
+//! sandbox, every such entry left idle (by a killed cairn) is; the first
+//! [`POOL_KEPT`] stay, so a machine running up to that many sandboxes at
+//! once never pays to make one again (0.2–0.4 ms each).
 //! [`remove_idle_cgroups`] removes every idle entry, the low ones too.
 //!
 //! An entry is idle when its lock (`flock` on its first directory, the
@@ -120,6 +122,39 @@ fn remove_if_stale(name: &str, path: &Path) {
     }
 }
 
+/// Removes the entry whose directories are `dirs` (the first one locked
+/// by the caller) if it is numbered [`POOL_KEPT`] or above and holds no
+/// process.
+pub(crate) fn remove_if_spare(dirs: &[PathBuf]) {
+    let spare = dirs
+        .first()
+        .and_then(|d| d.file_name())
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_prefix(POOL))
+        .and_then(|n| n.parse::<usize>().ok())
+        .is_some_and(|n| n >= POOL_KEPT);
+    if spare && !dirs.iter().any(|d| holds_a_process(d)) {
+        remove_dirs(dirs);
+    }
+}
+
+/// Whether the cgroup `dir` holds a process (or cannot be read).
+fn holds_a_process(dir: &Path) -> bool {
+    fs::read_to_string(dir.join("cgroup.procs")).map_or(true, |t| !t.trim().is_empty())
+}
+
+/// Removes `dirs`, the locked (first) one last: while it exists, whoever
+/// takes the entry waits for the lock. Whether all went.
+fn remove_dirs(dirs: &[PathBuf]) -> bool {
+    dirs.iter().rev().all(|d| match fs::remove_dir(d) {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::debug!(path = %d.display(), error = %e, "idle cgroup kept");
+            false
+        }
+    })
+}
+
 /// Removes entry `name` if it is idle; whether it did.
 fn remove_if_idle(name: &str) -> bool {
     let dirs: Vec<PathBuf> = CONTROLLERS
@@ -137,21 +172,7 @@ fn remove_if_idle(name: &str) -> bool {
     if free.is_err() || !still_at(&lock, first) {
         return false;
     }
-    let holds_a_process = |d: &PathBuf| {
-        fs::read_to_string(d.join("cgroup.procs")).map_or(true, |t| !t.trim().is_empty())
-    };
-    if dirs.iter().any(holds_a_process) {
-        return false;
-    }
-    // The locked directory last: while it exists, whoever takes the entry
-    // waits for the lock.
-    dirs.iter().rev().all(|d| match fs::remove_dir(d) {
-        Ok(()) => true,
-        Err(e) => {
-            tracing::debug!(path = %d.display(), error = %e, "idle cgroup kept");
-            false
-        }
-    })
+    !dirs.iter().any(|d| holds_a_process(d)) && remove_dirs(&dirs)
 }
 
 /// Whether `dir`, opened as `file`, is still the directory at its path

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use cairn_sandbox::{remove_idle_cgroups, Mount, Plan};
+use cairn_sandbox::{remove_idle_cgroups, Mount, Plan, POOL_KEPT};
 use common::{assert_exit, Fixture};
 
 const CONTROLLERS: [&str; 3] = ["memory", "pids", "freezer"];
@@ -131,6 +131,55 @@ fn idle_entries_are_removed_and_held_or_busy_ones_never_are() {
     });
     assert_exit(&step, 0);
     assert_eq!(step.stdout, "done\n");
+}
+
+/// A step that finds the first [`POOL_KEPT`] entries busy takes one past
+/// them, which goes when its sandbox ends: a burst leaves nothing.
+#[test]
+fn an_entry_past_the_kept_ones_goes_with_its_sandbox() {
+    let _one_at_a_time = SWEEPING.lock().unwrap_or_else(|e| e.into_inner());
+    // Hold the kept entries (those another sandbox holds are busy anyway).
+    let held: Vec<File> = (0..POOL_KEPT)
+        .filter_map(|n| {
+            let first = dirs(&format!("cairn-sandbox-pool-{n}")).remove(0);
+            fs::create_dir_all(&first).unwrap();
+            let lock = File::open(&first).unwrap();
+            // SAFETY: flock on a descriptor this closure owns.
+            let r = unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+            (r == 0).then_some(lock)
+        })
+        .collect();
+    let f = Fixture::new();
+    let gate = f.path("gate");
+    fs::create_dir_all(&gate).unwrap();
+    let mut plan = limited(
+        &f,
+        "while [ ! -e /gate/go ]; do sleep 0.05; done; echo 5.3317 >/dev/null; echo done",
+    );
+    plan.mounts.push(Mount {
+        target: "/gate".into(),
+        source: gate.clone(),
+        writable: false,
+    });
+    plan.timeout = Duration::from_secs(60);
+    let (entry, step) = std::thread::scope(|s| {
+        let running = s.spawn(|| f.run(&plan));
+        let entry = entry_of(wait_for_process("5.3317"));
+        fs::write(gate.join("go"), "").unwrap();
+        (entry, running.join().unwrap())
+    });
+    let n: usize = entry.rsplit('-').next().unwrap().parse().unwrap();
+    assert!(n >= POOL_KEPT, "{entry} is a kept one");
+    assert!(
+        dirs(&entry)[0].exists(),
+        "{entry} went while its step's outcome is held"
+    );
+    assert_exit(&step, 0);
+    drop(step);
+    for d in dirs(&entry) {
+        assert!(!d.exists(), "{} is left", d.display());
+    }
+    drop(held);
 }
 
 /// Sweeps racing steps that take and give back entries: every step still
