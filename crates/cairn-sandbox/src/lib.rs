@@ -115,5 +115,5 @@ pub use filter::refused_calls;
 pub use ids::{FIRST_HOST_ID, HOST_ID_SLOTS};
 pub use masks::BOOT_ID;
 pub use plan::{Emulator, Limits, Mount, Plan, PlanError, RESERVED, SANDBOX_ID};
-pub use pool::{remove_idle_cgroups, Swept, POOL_KEPT};
+pub use pool::{pool_kept, remove_idle_cgroups, Swept};
 pub use services::{Probe, Readiness, Service, MAX_SERVICES};

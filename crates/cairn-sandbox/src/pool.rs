@@ -5,11 +5,11 @@
 //! machine, and its entries (a memory, pids and freezer cgroup each) would
 //! stay for good. The pool itself shrinks, rather than `cairn store gc`:
 //! the pool belongs to the machine, not to a store, and a machine that
-//! builds may never collect a store. An entry numbered [`POOL_KEPT`] or
+//! builds may never collect a store. An entry numbered [`pool_kept`] or
 //! above is removed when the sandbox that used it ends (by that sandbox,
 //! still holding its lock), and once per process, before its first
 //! sandbox, every such entry left idle (by a killed cairn) is; the first
-//! [`POOL_KEPT`] stay, so a machine running up to that many sandboxes at
+//! [`pool_kept`] stay, so a machine running up to that many sandboxes at
 //! once never pays to make one again (0.2–0.4 ms each).
 //! [`remove_idle_cgroups`] removes every idle entry, the low ones too.
 //!
@@ -29,9 +29,16 @@ use std::time::Duration;
 
 use crate::cgroup::{CONTROLLERS, POOL, ROOT};
 
-/// Idle entries numbered below this are kept by the sweep each process
-/// makes before its first sandbox.
-pub const POOL_KEPT: usize = 8;
+/// How many entries the pool keeps (those numbered below it): twice the
+/// CPUs this process may use, and at least 8, so that a build running a
+/// step per CPU never makes an entry again.
+pub fn pool_kept() -> usize {
+    static KEPT: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *KEPT.get_or_init(|| {
+        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+        (2 * cpus).max(8)
+    })
+}
 
 /// Cgroups earlier versions named `cairn-sandbox-<pid>-<n>`.
 const PER_PROCESS: &str = "cairn-sandbox-";
@@ -59,7 +66,7 @@ pub fn remove_idle_cgroups() -> Swept {
 pub(crate) fn sweep_once() {
     static SWEPT: std::sync::Once = std::sync::Once::new();
     SWEPT.call_once(|| {
-        let swept = sweep(POOL_KEPT);
+        let swept = sweep(pool_kept());
         if !swept.removed.is_empty() {
             tracing::debug!(removed = ?swept.removed, "idle sandbox cgroups removed");
         }
@@ -123,7 +130,7 @@ fn remove_if_stale(name: &str, path: &Path) {
 }
 
 /// Removes the entry whose directories are `dirs` (the first one locked
-/// by the caller) if it is numbered [`POOL_KEPT`] or above and holds no
+/// by the caller) if it is numbered [`pool_kept`] or above and holds no
 /// process.
 pub(crate) fn remove_if_spare(dirs: &[PathBuf]) {
     let spare = dirs
@@ -132,7 +139,7 @@ pub(crate) fn remove_if_spare(dirs: &[PathBuf]) {
         .and_then(|n| n.to_str())
         .and_then(|n| n.strip_prefix(POOL))
         .and_then(|n| n.parse::<usize>().ok())
-        .is_some_and(|n| n >= POOL_KEPT);
+        .is_some_and(|n| n >= pool_kept());
     if spare && !dirs.iter().any(|d| holds_a_process(d)) {
         remove_dirs(dirs);
     }

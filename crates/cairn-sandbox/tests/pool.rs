@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use cairn_sandbox::{remove_idle_cgroups, Mount, Plan, POOL_KEPT};
+use cairn_sandbox::{pool_kept, remove_idle_cgroups, Mount, Plan};
 use common::{assert_exit, Fixture};
 
 const CONTROLLERS: [&str; 3] = ["memory", "pids", "freezer"];
@@ -133,13 +133,13 @@ fn idle_entries_are_removed_and_held_or_busy_ones_never_are() {
     assert_eq!(step.stdout, "done\n");
 }
 
-/// A step that finds the first [`POOL_KEPT`] entries busy takes one past
+/// A step that finds the first [`pool_kept`] entries busy takes one past
 /// them, which goes when its sandbox ends: a burst leaves nothing.
 #[test]
 fn an_entry_past_the_kept_ones_goes_with_its_sandbox() {
     let _one_at_a_time = SWEEPING.lock().unwrap_or_else(|e| e.into_inner());
     // Hold the kept entries (those another sandbox holds are busy anyway).
-    let held: Vec<File> = (0..POOL_KEPT)
+    let held: Vec<File> = (0..pool_kept())
         .filter_map(|n| {
             let first = dirs(&format!("cairn-sandbox-pool-{n}")).remove(0);
             fs::create_dir_all(&first).unwrap();
@@ -169,7 +169,7 @@ fn an_entry_past_the_kept_ones_goes_with_its_sandbox() {
         (entry, running.join().unwrap())
     });
     let n: usize = entry.rsplit('-').next().unwrap().parse().unwrap();
-    assert!(n >= POOL_KEPT, "{entry} is a kept one");
+    assert!(n >= pool_kept(), "{entry} is a kept one");
     assert!(
         dirs(&entry)[0].exists(),
         "{entry} went while its step's outcome is held"
