@@ -80,6 +80,16 @@ fn compile(arches: &[ScmpArch]) -> Result<Vec<u8>, Box<dyn std::error::Error>> {
                 let cmp = ScmpArgCompare::new(arg, ScmpCompareOp::MaskedEqual(bits), bits);
                 filter.add_rule_conditional(action, call, &[cmp])?;
             }
+            When::Resource(arg, value, set) => {
+                // The kernel reads the resource as an `unsigned int`: the
+                // upper half of the register must not let a call by.
+                let low = ScmpCompareOp::MaskedEqual(0xFFFF_FFFF);
+                let mut cmps = vec![ScmpArgCompare::new(arg, low, value)];
+                if let Some(set) = set {
+                    cmps.push(ScmpArgCompare::new(set, ScmpCompareOp::NotEqual, 0));
+                }
+                filter.add_rule_conditional(action, call, &cmps)?;
+            }
             When::LowDword(arg, values) => {
                 for value in values {
                     let low = ScmpCompareOp::MaskedEqual(0xFFFF_FFFF);

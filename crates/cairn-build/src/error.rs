@@ -292,6 +292,27 @@ pub struct Ended {
     pub services: Vec<String>,
 }
 
+/// The name of a signal that ends a process, for the ones a step meets.
+fn signal_name(sig: i32) -> Option<&'static str> {
+    Some(match sig {
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGILL => "SIGILL",
+        libc::SIGTRAP => "SIGTRAP",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGINT => "SIGINT",
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGPIPE => "SIGPIPE",
+        libc::SIGXCPU => "SIGXCPU",
+        libc::SIGXFSZ => "SIGXFSZ",
+        _ => return None,
+    })
+}
+
 /// How a step ended, in words, naming the limit that ended it.
 pub fn describe(t: &Termination, limits: &cairn_recipe::Limits, services: &[String]) -> String {
     match t {
@@ -308,7 +329,10 @@ pub fn describe(t: &Termination, limits: &cairn_recipe::Limits, services: &[Stri
             "was killed by signal {} (SIGSYS: a system call of another architecture, which the sandbox refuses)",
             libc::SIGSYS
         ),
-        Termination::Signaled(sig) => format!("was killed by signal {sig}"),
+        Termination::Signaled(sig) => match signal_name(*sig) {
+            Some(name) => format!("was killed by signal {sig} ({name})"),
+            None => format!("was killed by signal {sig}"),
+        },
         Termination::TimedOut => "timed out and was killed".into(),
         Termination::MemoryExceeded => format!(
             "exceeded its memory limit (limits.memory = {}, /tmp and /out included) and was killed",
@@ -348,5 +372,19 @@ pub fn bytes(n: u64) -> String {
         format!("{value} {}", UNITS[unit])
     } else {
         format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_signal_death_names_the_signal() {
+        let limits = cairn_recipe::Limits::default();
+        let died = |sig| describe(&Termination::Signaled(sig), &limits, &[]);
+        assert_eq!(died(libc::SIGSEGV), "was killed by signal 11 (SIGSEGV)");
+        assert_eq!(died(libc::SIGABRT), "was killed by signal 6 (SIGABRT)");
+        assert_eq!(died(64), "was killed by signal 64");
     }
 }

@@ -390,3 +390,18 @@ fn a_writable_mount_cannot_fill_the_host_disk_and_leaves_nothing() {
     assert!(!mounted(), "the killed build's copy is still mounted");
     assert_eq!(left(), 0, "left in TMPDIR");
 }
+
+#[test]
+fn a_crashing_step_is_named_by_its_signal_and_cannot_lower_its_core_limit() {
+    let p = Project::busybox("ulimit -c 0 || echo core-limit-kept >&2; kill -SEGV $$", "");
+    let err = p.build_fails(&[]);
+    assert!(
+        err.contains("step `build` was killed by signal 11 (SIGSEGV)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("| sh: error setting limit: Operation not permitted\n")
+            && err.contains("| core-limit-kept"),
+        "{err}"
+    );
+}

@@ -3,7 +3,7 @@
 //! "machine" with its own local cache (`CAIRN_CACHE`).
 //!
 //! Needs `moto_server` on PATH (`pip install 'moto[server]'`) and, for the
-//! release test, busybox-static (like tests/release.rs).
+//! release test, busybox-static (like tests/release/).
 
 mod support;
 

@@ -6,7 +6,7 @@
 //! copy takes its history and signatures. The real binary throughout.
 //!
 //! Needs busybox-static (the example's root file system), like
-//! tests/release.rs.
+//! tests/release/.
 
 mod support;
 

@@ -26,10 +26,12 @@
 //! cgroup empty (a survivor of a killed cairn is frozen and killed first),
 //! its limits set afresh (none is inherited from the step before), and its
 //! counters (OOM kills, refused forks) read against what they were when it
-//! started. The pool is as large as the most sandboxes that ever ran at
-//! once; `rmdir /sys/fs/cgroup/*/cairn-sandbox-pool-*` removes it.
-//! Cgroups named `cairn-sandbox-<pid>-<n>`, by earlier versions, are
-//! removed once their process is gone.
+//! started. The pool grows to the most sandboxes that ever ran at once,
+//! and shrinks back (`pool.rs`): an entry past the first few is removed
+//! when its sandbox ends, and each process, before its first sandbox,
+//! removes such entries a killed cairn left idle. Cgroups named
+//! `cairn-sandbox-<pid>-<n>`, by earlier versions, are removed once their
+//! process is gone.
 //!
 //! Only cgroup v1 (`/sys/fs/cgroup/memory`, `pids`, `freezer`) is
 //! implemented; on a pure cgroup v2 host a plan with a memory or process
@@ -43,7 +45,7 @@ use std::time::{Duration, Instant};
 use crate::error::SandboxError;
 use crate::plan::Limits;
 
-const ROOT: &str = "/sys/fs/cgroup";
+pub(crate) const ROOT: &str = "/sys/fs/cgroup";
 /// Processes of the sandbox machinery counted by `pids.max` besides the step.
 const HELPER_PROCESSES: u64 = 2;
 
@@ -71,55 +73,12 @@ fn write(path: &Path, value: &str) -> Result<(), SandboxError> {
     })
 }
 
-/// Cgroups earlier versions named `cairn-sandbox-<pid>-<n>`.
-const PREFIX: &str = "cairn-sandbox-";
 /// The pool's cgroups: `cairn-sandbox-pool-<n>`.
-const POOL: &str = "cairn-sandbox-pool-";
+pub(crate) const POOL: &str = "cairn-sandbox-pool-";
 /// Past this many entries all busy, something is wrong (a leak): refuse.
 const POOL_MAX: usize = 4096;
-/// A cgroup of a dead process younger than this is left alone: it may be
-/// another pid namespace's, made an instant ago and not joined yet.
-const STALE_AFTER: Duration = Duration::from_secs(10);
 /// The hierarchies this crate makes cgroups in.
-const CONTROLLERS: [&str; 3] = ["memory", "pids", "freezer"];
-
-/// Removes the per-process cgroups earlier versions made and a killed
-/// cairn left behind (`kill -9` gives it no chance to): those whose
-/// process is gone, older than [`STALE_AFTER`]. One that still holds a process is refused by the
-/// kernel and stays. Once per process, before its first sandbox.
-fn remove_stale() {
-    let me = std::process::id();
-    for controller in CONTROLLERS {
-        let Ok(entries) = fs::read_dir(Path::new(ROOT).join(controller)) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let name = entry.file_name();
-            let Some(owner) = name
-                .to_str()
-                .and_then(|n| n.strip_prefix(PREFIX))
-                .and_then(|n| n.split_once('-'))
-                .and_then(|(pid, _)| pid.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            let old = entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .is_ok_and(|t| t.elapsed().is_ok_and(|age| age >= STALE_AFTER));
-            if owner != me && old && !Path::new(&format!("/proc/{owner}")).exists() {
-                match fs::remove_dir(entry.path()) {
-                    Ok(()) => {
-                        tracing::debug!(path = %entry.path().display(), "removed a stale cgroup")
-                    }
-                    Err(e) => {
-                        tracing::debug!(path = %entry.path().display(), error = %e, "stale cgroup kept")
-                    }
-                }
-            }
-        }
-    }
-}
+pub(crate) const CONTROLLERS: [&str; 3] = ["memory", "pids", "freezer"];
 
 /// Lowest fd number of a `tasks` file: the child keeps these open while it
 /// moves fds 0–3 into place, so they must not be among them.
@@ -135,8 +94,7 @@ impl Cgroup {
     /// the cgroups `limits` need, plus a freezer one if available, and
     /// sets its limits.
     pub(crate) fn create(limits: &Limits) -> Result<Cgroup, SandboxError> {
-        static SWEPT: std::sync::Once = std::sync::Once::new();
-        SWEPT.call_once(remove_stale);
+        crate::pool::sweep_once();
         let required = [
             limits.memory_bytes.is_some(),
             limits.max_processes.is_some(),
@@ -188,9 +146,16 @@ impl Cgroup {
                 source,
             };
             if cg._lock.is_none() {
-                let lock = File::open(&dir).map_err(cgroup_err)?;
+                let lock = match File::open(&dir) {
+                    // Removed since it was made or found (`pool.rs`).
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                    opened => opened.map_err(cgroup_err)?,
+                };
                 match rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive)
                 {
+                    // An entry removed since it was opened (`pool.rs`):
+                    // take another.
+                    Ok(()) if !crate::pool::still_at(&lock, &dir) => return Ok(None),
                     Ok(()) => cg._lock = Some(lock),
                     Err(rustix::io::Errno::WOULDBLOCK) => return Ok(None),
                     Err(e) => return Err(cgroup_err(e.into())),
@@ -371,6 +336,16 @@ impl Cgroup {
                 return;
             }
             std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Cgroup {
+    /// An entry past the first few goes with the sandbox that used it, so
+    /// a long-lived process does not keep a burst's entries (`pool.rs`).
+    fn drop(&mut self) {
+        if self._lock.is_some() {
+            crate::pool::remove_if_spare(&self.dirs);
         }
     }
 }

@@ -172,7 +172,7 @@ pub fn run(
     let staging = crate::staging::dir()?;
     let owner = ids.dedicated.then_some((ids.uid, ids.gid));
     let prepared = prepare::sources(plan, owner)?;
-    let (clones, ops) = script::filesystem(&prepared.root, &prepared.others, plan);
+    let (clones, ops) = script::filesystem(&prepared.root, &prepared.others, plan, staging);
     let mut descriptions: Vec<String> = ops.iter().map(script::Op::describe).collect();
     let clone_names: Vec<String> = clones
         .iter()

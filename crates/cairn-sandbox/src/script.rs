@@ -353,6 +353,7 @@ pub(crate) fn filesystem(
     root_entries: &[RootEntry],
     sources: &[Source],
     plan: &Plan,
+    staging: &Path,
 ) -> (Vec<Clone>, Vec<Op>) {
     let mut b = Builder {
         clones: vec![],
@@ -386,6 +387,15 @@ pub(crate) fn filesystem(
         );
     }
     system_dirs(&mut b, plan);
+    // Files of the fresh /proc that are the host's (`masks.rs`).
+    for (target, host) in crate::masks::masks(staging) {
+        b.bind(
+            target,
+            &host,
+            true,
+            ATTR_RDONLY | ATTR_NOSUID | ATTR_NODEV | ATTR_NOEXEC,
+        );
+    }
     b.ops.push(Op::MakeDirs {
         dirs: parts(&plan.workdir),
     });
@@ -469,8 +479,15 @@ fn system_dirs(b: &mut Builder, plan: &Plan) {
 /// Limits every step gets whatever the plan says, so that nothing of the
 /// caller's own limits reaches it: no core dumps, a bounded locked-memory
 /// and message-queue allowance, no real-time priority.
+///
+/// The core limit is 1 byte, not 0: for a `kernel.core_pattern` that is a
+/// pipe the kernel ignores the limit, except 1, which it keeps to stop a
+/// crashing dump handler from starting another, and answers by dumping
+/// nothing. With 0, every crash in a step would start the host's handler
+/// (`systemd-coredump`, apport) as root. One byte is also too small for a
+/// core file. The filter refuses any change of it (`filter/refused.rs`).
 const FIXED_RLIMITS: [(libc::__rlimit_resource_t, u64); 5] = [
-    (libc::RLIMIT_CORE, 0),
+    (libc::RLIMIT_CORE, 1),
     (libc::RLIMIT_MEMLOCK, 8 << 20),
     (libc::RLIMIT_MSGQUEUE, 800 << 10),
     (libc::RLIMIT_RTPRIO, 0),

@@ -46,7 +46,12 @@ pub(crate) fn dir() -> Result<&'static Path, SandboxError> {
         let staging = parent.join("root");
         match make_private_dir(&parent, euid, 0o700)
             .and_then(|()| make_private_dir(&staging, euid, 0o755))
-        {
+            .and_then(|()| {
+                crate::masks::write_files(&staging).map_err(|source| SandboxError::Scratch {
+                    path: parent.clone(),
+                    source,
+                })
+            }) {
             Ok(()) => return Ok(DIR.get_or_init(|| staging)),
             Err(e) => failed = Some(e),
         }

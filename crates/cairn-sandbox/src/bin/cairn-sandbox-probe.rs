@@ -9,7 +9,13 @@
 //! `i386` makes a 32-bit system call (the process should die of
 //! `SIGSYS`); `keys` reads the keyrings it can reach; `stdout N` tries to
 //! grow, truncate and seek its fd 1 (reporting on fd 2), then writes `N`
-//! bytes to it.
+//! bytes to it; `crash segv|abort` tries to lower its core-dump limit to
+//! 0 (which would start a `core_pattern` pipe handler), prints the limit,
+//! and dies of `SIGSEGV` (a write to an unmapped page) or `SIGABRT`;
+//! `abstract NAME` connects to the abstract unix socket `NAME`; `sockets
+//! unix|tcp MIB` queues up to `MIB` MiB in socket buffers nobody reads
+//! (unix socket pairs, or loopback TCP connections) and prints how much
+//! it queued.
 
 use std::ffi::CStr;
 use std::io::Write;
@@ -27,6 +33,7 @@ fn errno_name(e: i32) -> String {
         libc::ESRCH => "ESRCH",
         libc::ENOKEY => "ENOKEY",
         libc::ESPIPE => "ESPIPE",
+        libc::ECONNREFUSED => "ECONNREFUSED",
         _ => "E?",
     };
     format!("{name} ({})", std::io::Error::from_raw_os_error(e))
@@ -279,6 +286,122 @@ fn stdout(count: usize) {
     let _ = out.flush();
 }
 
+/// Tries every way to set the core-dump limit to 0, prints the limit it
+/// has, then crashes as `how` says.
+fn crash(how: &str) {
+    const HIGH_BITS: libc::c_long = 1 << 32;
+    let zero = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    let core = libc::RLIMIT_CORE as libc::c_long;
+    let z = &zero as *const libc::rlimit;
+    // SAFETY: valid pointers to a live `rlimit`, or null.
+    unsafe {
+        show(
+            "setrlimit(CORE, 0)",
+            libc::syscall(libc::SYS_setrlimit, core, z),
+        );
+        let high = core | HIGH_BITS;
+        show(
+            "setrlimit(CORE, high bits)",
+            libc::syscall(libc::SYS_setrlimit, high, z),
+        );
+        let none = std::ptr::null::<libc::rlimit>();
+        show(
+            "prlimit64(0, CORE, 0)",
+            libc::syscall(libc::SYS_prlimit64, 0, core, z, none),
+        );
+        let high = libc::syscall(libc::SYS_prlimit64, 0, core | HIGH_BITS, z, none);
+        show("prlimit64(0, CORE high bits, 0)", high);
+        let mut got = zero;
+        let r = libc::syscall(libc::SYS_prlimit64, 0, core, none, &mut got);
+        show("prlimit64(0, CORE, read)", r);
+        println!("core limit: {} {}", got.rlim_cur, got.rlim_max);
+        libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0);
+    }
+    let _ = std::io::stdout().flush();
+    match how {
+        // SAFETY: deliberately not: page 0 is never mapped, the write
+        // faults.
+        "segv" => unsafe { std::ptr::write_volatile(std::ptr::without_provenance_mut::<u8>(8), 1) },
+        _ => std::process::abort(),
+    }
+    std::process::exit(0);
+}
+
+/// Connects to the abstract unix socket `name` (a listener of the host's
+/// network namespace, if the step shared it).
+fn abstract_socket(name: &str) {
+    use std::os::linux::net::SocketAddrExt;
+    let result = std::os::unix::net::SocketAddr::from_abstract_name(name)
+        .and_then(|a| std::os::unix::net::UnixStream::connect_addr(&a));
+    match result {
+        Ok(_) => println!("connect: ok"),
+        Err(e) => println!("connect: {}", errno_name(e.raw_os_error().unwrap_or(0))),
+    }
+}
+
+/// Queues `mib` MiB in the buffers of socket pairs whose other end never
+/// reads, a pair at a time until a write would block; prints `queued: N`
+/// (MiB) and how it stopped.
+fn sockets(kind: &str, mib: usize) {
+    use std::io::ErrorKind;
+    use std::os::unix::net::UnixStream;
+    let target = mib << 20;
+    let chunk = vec![b'x'; 64 << 10];
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback listener");
+    let addr = listener.local_addr().expect("its address");
+    let mut held: Vec<(Box<dyn Write>, Box<dyn std::any::Any>)> = Vec::new();
+    let mut queued = 0usize;
+    let mut stop = String::from("target reached");
+    'pairs: while queued < target {
+        let pair: std::io::Result<(Box<dyn Write>, Box<dyn std::any::Any>)> = match kind {
+            "unix" => UnixStream::pair().and_then(|(a, b)| {
+                a.set_nonblocking(true)?;
+                Ok((
+                    Box::new(a) as Box<dyn Write>,
+                    Box::new(b) as Box<dyn std::any::Any>,
+                ))
+            }),
+            _ => std::net::TcpStream::connect(addr).and_then(|a| {
+                let (b, _) = listener.accept()?;
+                a.set_nonblocking(true)?;
+                Ok((
+                    Box::new(a) as Box<dyn Write>,
+                    Box::new(b) as Box<dyn std::any::Any>,
+                ))
+            }),
+        };
+        let (mut a, b) = match pair {
+            Ok(p) => p,
+            Err(e) => {
+                stop = format!("pair: {e}");
+                break;
+            }
+        };
+        let before = queued;
+        loop {
+            match a.write(&chunk) {
+                Ok(n) => queued += n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock && queued == before => {
+                    stop = "a new pair took nothing".into();
+                    break 'pairs;
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    stop = format!("write: {e}");
+                    break 'pairs;
+                }
+            }
+        }
+        held.push((a, b));
+    }
+    println!("queued: {}", queued >> 20);
+    println!("pairs: {}", held.len());
+    println!("stopped: {stop}");
+}
+
 /// What keyrings this process can see.
 fn keys() {
     match std::fs::read_to_string("/proc/keys") {
@@ -293,6 +416,15 @@ fn main() {
         Some("ptrace") => ptrace(),
         Some("i386") => i386(),
         Some("keys") => keys(),
+        Some("abstract") => abstract_socket(&std::env::args().nth(2).unwrap_or_default()),
+        Some("sockets") => sockets(
+            &std::env::args().nth(2).unwrap_or_default(),
+            std::env::args()
+                .nth(3)
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0),
+        ),
+        Some("crash") => crash(std::env::args().nth(2).as_deref().unwrap_or("abort")),
         Some("stdout") => stdout(
             std::env::args()
                 .nth(2)
@@ -300,7 +432,9 @@ fn main() {
                 .unwrap_or(0),
         ),
         other => {
-            eprintln!("usage: cairn-sandbox-probe syscalls|ptrace|i386|keys (got {other:?})");
+            eprintln!(
+                "usage: cairn-sandbox-probe syscalls|ptrace|i386|keys|stdout|crash|abstract|sockets (got {other:?})"
+            );
             std::process::exit(2);
         }
     }

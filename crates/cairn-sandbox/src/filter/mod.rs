@@ -11,7 +11,8 @@
 //! precomputes, for every call number, whether the filter always allows
 //! it; a linear program made that pass cost 0.4 ms a step), and the calls
 //! not on the list never run it at all. Only the few calls with an
-//! argument rule (`clone`, `unshare`, `ioctl`) do.
+//! argument rule (`clone`, `unshare`, `ioctl`, `setrlimit`, `prlimit64`)
+//! do.
 //!
 //! * Refused calls return `EPERM`, except `clone3` and the `io_uring`
 //!   calls, which return `ENOSYS`: glibc falls back from `clone3` to
@@ -23,6 +24,10 @@
 //! * `ioctl(TIOCSTI)` and `ioctl(TIOCLINUX)` (typing into a terminal) are
 //!   refused whatever the file descriptor; the command compared is the
 //!   low 32 bits the kernel uses.
+//! * `setrlimit` and `prlimit64` may not set `RLIMIT_CORE` (reading it
+//!   stays allowed): the step's core limit is 1 byte, the value for which
+//!   the kernel starts no `core_pattern` pipe handler; lowering it to 0
+//!   would start the host's handler (as root) for every crash.
 //! * `ptrace` is allowed: in its own pid namespace a step reaches only its
 //!   own processes (pid 1 is not dumpable, so not traceable), and
 //!   sanitizers, debuggers and `strace` need it. Since Linux 4.8 a tracer
@@ -57,7 +62,7 @@ pub(crate) fn program() -> &'static [libc::sock_filter] {
 
 #[cfg(test)]
 mod tests {
-    use super::refused::{Refusal, When, CLONE_NEWUSER, TERMINAL_IOCTLS};
+    use super::refused::{Refusal, When, CLONE_NEWUSER, RLIMIT_CORE, TERMINAL_IOCTLS};
     use super::*;
 
     #[test]
@@ -88,6 +93,8 @@ mod tests {
             "unshare",
             "clone",
             "clone3",
+            "setrlimit",
+            "prlimit64",
         ] {
             assert!(names.contains(&call), "{call} is not refused");
         }
@@ -104,6 +111,7 @@ mod tests {
             TERMINAL_IOCTLS,
             [libc::TIOCSTI as u64, libc::TIOCLINUX as u64]
         );
+        assert_eq!(RLIMIT_CORE, libc::RLIMIT_CORE as u64);
         assert_eq!((libc::EPERM, libc::ENOSYS), (1, 38), "build.rs's errnos");
         let enosys: Vec<&str> = REFUSED
             .iter()

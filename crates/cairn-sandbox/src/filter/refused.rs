@@ -24,6 +24,10 @@ pub enum When {
     /// When the low 32 bits of argument `.0` equal one of the values (the
     /// bits the kernel reads of an `ioctl` command).
     LowDword(u32, &'static [u64]),
+    /// When the low 32 bits of argument `.0` (the resource the kernel
+    /// reads) equal `.1` and, if `.2` names an argument, that one is not
+    /// zero (a limit to set, not only one to read).
+    Resource(u32, u64, Option<u32>),
 }
 
 /// One refused call.
@@ -42,6 +46,8 @@ pub const CLONE_NEWUSER: u64 = 0x1000_0000;
 /// `TIOCSTI` and `TIOCLINUX` (typing into a terminal), the same on every
 /// architecture cairn builds for (asm-generic's values).
 pub const TERMINAL_IOCTLS: &[u64] = &[0x5412, 0x541C];
+/// `RLIMIT_CORE`, the same on every architecture cairn builds for.
+pub const RLIMIT_CORE: u64 = 4;
 
 const fn always(name: &'static str) -> Refused {
     Refused {
@@ -121,6 +127,12 @@ pub const REFUSED: &[Refused] = &[
     always("process_vm_writev"),
     always("kcmp"),
     always("open_by_handle_at"),
+    // The core-dump limit: the step's is 1 byte, which the kernel takes as
+    // "no dump, not even to a `core_pattern` pipe"; 0 would start the
+    // host's pipe handler (`systemd-coredump`, apport) for every crash.
+    // Neither call may change it (reading it stays allowed).
+    only("setrlimit", When::Resource(0, RLIMIT_CORE, None)),
+    only("prlimit64", When::Resource(1, RLIMIT_CORE, Some(2))),
     // Typing into a terminal.
     only("ioctl", When::LowDword(1, TERMINAL_IOCTLS)),
     // x86 only.
