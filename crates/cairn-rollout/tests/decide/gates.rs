@@ -114,6 +114,10 @@ fn a_holder_whose_swap_would_reach_into_a_window_gives_its_slot_back() {
         from: Time::from_secs(at(90)),
         until: Time::from_secs(at(3600)),
     }];
+    // (The member's own plan's windows hold it too: moved there as well.)
+    if let Some(a) = later.accepted.as_mut() {
+        a.plan.gates = rec.strategy.gates.clone();
+    }
     later = reading(later, rec);
     assert!(matches!(decide_now(&later).action, Action::Update { .. }));
 }
