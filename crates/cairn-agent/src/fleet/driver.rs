@@ -284,7 +284,7 @@ impl Driver {
                 tracing::error!("the rollout decision keeps asking for reads: {:?}", d.reads);
                 return Ok(Time(now_ms()).plus(self.view.timing.poll));
             }
-            let reads = io::read(refs.as_ref(), names, &mut self.view, &d.reads);
+            let reads = io::read(refs.as_ref(), &self.trust, names, &mut self.view, &d.reads);
             bounded("reading fleet records", reads).await?;
             d = decide(&self.view, Time(now_ms()));
         }

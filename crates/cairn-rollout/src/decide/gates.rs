@@ -56,9 +56,10 @@ pub(super) fn check(cx: &mut Cx<'_>, new_wave: bool) -> Gates {
                     service: service.clone(),
                     set: set.clone(),
                 }),
-                Some(fact) if !fact.satisfies(release.as_deref()) => {
-                    waiting.push(gate.to_string());
-                }
+                Some(fact) if !fact.satisfies(release.as_deref()) => match &fact.refused {
+                    Some(why) => waiting.push(format!("{gate} (not believed: {why})")),
+                    None => waiting.push(gate.to_string()),
+                },
                 Some(_) => {}
             },
             _ => {}
