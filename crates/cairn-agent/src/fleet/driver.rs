@@ -390,8 +390,18 @@ impl Driver {
         let Action::Wait { until, reason, .. } = d.action else {
             unreachable!("checked above");
         };
-        lock(&self.shared).reason = Some(reason.to_string());
+        self.set_reason(reason.to_string());
         Ok(Some(until.min(refresh)))
+    }
+
+    /// Records why the member waits; logged when it changes, so that the
+    /// log says why a member does not move (a halt, a gate not believed).
+    fn set_reason(&self, reason: String) {
+        let mut sh = lock(&self.shared);
+        if sh.reason.as_deref() != Some(reason.as_str()) {
+            tracing::info!("rollout: {reason}");
+            sh.reason = Some(reason);
+        }
     }
 
     /// Carries the action out; returns when to decide again at the latest.
@@ -399,7 +409,7 @@ impl Driver {
         let poll = self.view.timing.poll;
         match action {
             Action::Wait { until, reason, .. } => {
-                lock(&self.shared).reason = Some(reason.to_string());
+                self.set_reason(reason.to_string());
                 until
             }
             Action::Fetch { release } => {
