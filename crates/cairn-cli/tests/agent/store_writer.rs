@@ -4,7 +4,8 @@
 //! sequence does not move a member whose plan halts; a `fleet` gate does
 //! not open on a rollout record no trusted key signed; a store sending
 //! one blob just within every `fetch_silence` does not stretch a fetch
-//! past its minimum rate.
+//! past its minimum rate; a check command written into the rollout record
+//! is never run.
 
 use std::time::Duration;
 
@@ -200,4 +201,56 @@ fn a_store_sending_a_blob_within_every_silence_is_given_up_by_its_rate() {
     // Given up, not for good: once the store answers, the retry gets v2.
     store.relent();
     a.wait_serving("2", Duration::from_secs(90));
+}
+
+#[test]
+fn a_check_command_written_into_the_rollout_record_is_never_run() {
+    let fx = fixture();
+    let set = "forged-check";
+    let mut a = TestAgent::new(
+        set,
+        Options {
+            extra: FLEET.to_string(),
+            ..Options::default()
+        },
+    );
+    a.start();
+    fx.promote(&fx.v1, set, "ci", None);
+    a.wait_serving("1", T);
+    let done = wait_rollout(set, "done on v1", |r| {
+        r["sequence"] == 1 && r["phase"] == "done"
+    });
+
+    // The record, rewritten at the accepted sequence: back to its first
+    // wave, with a check gate whose command leaves a file behind. The
+    // agent, its steward, would run it before the wave.
+    let planted = fx.root.join(format!("{set}-planted"));
+    let _ = std::fs::remove_file(&planted);
+    let mut forged = done.clone();
+    forged["phase"] = "rolling".into();
+    forged["cursor"] = Value::Null;
+    forged["steward"] = Value::Null;
+    forged["done"] = 0.into();
+    forged["waves"] = serde_json::json!([]);
+    forged["wave"] = 0.into();
+    forged["strategy"]["gates"] = serde_json::json!([{
+        "check": ["/bin/sh", "-c", format!("touch {}", planted.display())],
+        "timeout": "5s"
+    }]);
+    fx.set_ref(
+        &format!("fleet/{SERVICE}/{set}/rollout"),
+        &forged.to_string(),
+    );
+
+    // The wave goes ahead (its only member is on the target), the command
+    // never having run.
+    let again = wait_rollout(set, "done again, its member passed", |r| {
+        r["phase"] == "done" && !r["cursor"].is_null() && r["done"] == 1
+    });
+    assert!(
+        !planted.exists(),
+        "the record's command ran: {again}\n{}",
+        a.log()
+    );
+    assert_eq!(a.version().as_deref(), Some("1"));
 }

@@ -201,3 +201,59 @@ fn a_freeze_window_the_record_dropped_still_holds_the_member() {
         d.action
     );
 }
+
+#[test]
+fn a_check_command_the_record_names_is_never_run_only_the_members_own() {
+    // The record's plan carries a command; the steward's own plan none.
+    let planted = Gate::Check {
+        command: vec!["/bin/sh".into(), "-c".into(), "echo planted".into()],
+        timeout: Duration::from_secs(5),
+    };
+    let mut rec = record(
+        Plan {
+            gates: vec![planted.clone()],
+            ..one_at_a_time()
+        },
+        Phase::Rolling,
+        3,
+    );
+    rec.steward = Some(Lease {
+        member: "host-09".into(),
+        expires: at(20),
+    });
+    let members: Vec<_> = (0..3)
+        .map(|i| {
+            member(
+                &format!("host-{i:02}"),
+                old(),
+                cairn_rollout::MemberState::Running,
+                5,
+            )
+        })
+        .collect();
+    let mut steward = view("host-09", one_at_a_time());
+    steward.local.running = Some(target());
+    let (_, d) = decide_with(reading(steward.clone(), rec.clone()), &members);
+    assert!(
+        !matches!(d.action, Action::RunCheck { .. }),
+        "{:?}",
+        d.action
+    );
+    let w = rollout_write(&d).expect("the steward grants");
+    assert_eq!(w.slots.len(), 1, "{:?}", w.slots);
+
+    // Its own plan's check is run, whatever the record lists.
+    let own = Gate::Check {
+        command: vec!["bin/ready".into()],
+        timeout: Duration::from_secs(5),
+    };
+    if let Some(a) = steward.accepted.as_mut() {
+        a.plan.gates = vec![own];
+    }
+    let (_, d) = decide_with(reading(steward, rec), &members);
+    assert!(
+        matches!(&d.action, Action::RunCheck { command, .. } if command == &["bin/ready"]),
+        "{:?}",
+        d.action
+    );
+}
