@@ -396,7 +396,10 @@ impl Driver {
 
     /// Records why the member waits; logged when it changes, so that the
     /// log says why a member does not move (a halt, a gate not believed).
+    /// The reason may quote the rollout record (a halt's reason), which
+    /// anyone who may write the store writes: escaped before it is shown.
     fn set_reason(&self, reason: String) {
+        let reason = cairn_escape::text(reason.as_bytes()).into_owned();
         let mut sh = lock(&self.shared);
         if sh.reason.as_deref() != Some(reason.as_str()) {
             tracing::info!("rollout: {reason}");

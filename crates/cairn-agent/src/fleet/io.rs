@@ -109,7 +109,14 @@ pub(super) async fn read(
                 }
             }
             Read::Fleet { service, set } => {
-                let name = RefName::new(cairn_rollout::rollout_ref(service, set))?;
+                // A gate the record's plan names may name no valid set: it
+                // stays closed rather than fail every round of this member.
+                let Ok(name) = RefName::new(cairn_rollout::rollout_ref(service, set)) else {
+                    let why = format!("{service}/{set} is not a deployment set's name");
+                    view.fleets
+                        .insert(format!("{service}/{set}"), FleetFact::refused(why));
+                    continue;
+                };
                 let fact = match rollout(refs, &name).await? {
                     // Anyone who may write the store may write it: its
                     // statement must verify as this agent's own would.
