@@ -254,3 +254,67 @@ fn a_check_command_written_into_the_rollout_record_is_never_run() {
     );
     assert_eq!(a.version().as_deref(), Some("1"));
 }
+
+#[test]
+fn a_record_widening_the_capacity_does_not_make_a_member_swap_beside_another() {
+    let fx = fixture();
+    let set = "forged-capacity";
+    let mut a = TestAgent::new(
+        set,
+        Options {
+            extra: FLEET.to_string(),
+            ..Options::default()
+        },
+    );
+    a.start();
+    fx.promote(&fx.v1, set, "ci", None);
+    a.wait_serving("1", T);
+    // Restarted (its service kept running) with one at a time (the
+    // default) and a check that never passes: no wave of this member's
+    // own making starts.
+    assert_eq!(a.signal_and_wait(libc::SIGUSR2).code(), Some(0));
+    let text = std::fs::read_to_string(&a.config).unwrap();
+    let check = "\n[deploy]\ngates = [{ check = [\"/bin/false\"], timeout = \"5s\" }]\n";
+    std::fs::write(&a.config, format!("{text}{check}")).unwrap();
+    a.start();
+    a.wait_serving("1", T);
+    fx.promote(&fx.v2, set, "ci", None);
+    let held = wait_rollout(set, "#2 held by its check", |r| {
+        r["sequence"] == 2
+            && r["gates"]
+                .as_array()
+                .is_some_and(|g| g.iter().any(|g| g.as_str().unwrap_or("").contains("false")))
+    });
+
+    // The record now lets five update at once, drops the check and holds
+    // a slot for another member besides this one's.
+    let now = held["updated"].as_i64().unwrap();
+    let mut forged = held.clone();
+    forged["strategy"]["max_unavailable"] = 5.into();
+    forged["strategy"]["gates"] = serde_json::json!([]);
+    forged["gates"] = serde_json::json!([]);
+    forged["capacity"] = 5.into();
+    forged["steward"] = Value::Null;
+    forged["slots"] = serde_json::json!([
+        {"member": "a1", "expires": now + 60, "wave": 1},
+        {"member": "ghost", "expires": now + 60, "wave": 1},
+    ]);
+    fx.set_ref(
+        &format!("fleet/{SERVICE}/{set}/rollout"),
+        &forged.to_string(),
+    );
+
+    let read = eventually(T, || {
+        a.log()
+            .contains("the rollout record holds 2 slots; this member's plan allows 1 at once")
+    });
+    assert!(read, "the widened record was never refused:\n{}", a.log());
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(a.version().as_deref(), Some("1"), "{}", a.log());
+    let r = rollout(set).unwrap();
+    let slots = r["slots"].as_array().unwrap();
+    assert!(
+        slots.iter().all(|s| s["member"] != "a1"),
+        "the granted slot was given back: {r}"
+    );
+}
