@@ -277,7 +277,7 @@ impl Scenario {
     /// configuration's override, in a mixed run, for every third member.
     pub fn own_plan(&self, a: usize, plan: &Plan) -> Plan {
         match self.kind {
-            Kind::Mixed if a % 3 == 0 => Plan {
+            Kind::Mixed if a.is_multiple_of(3) => Plan {
                 max_unavailable: Amount::Count(1),
                 ..plan.clone()
             },
