@@ -26,25 +26,41 @@ use cairn_digest::Digest;
 use cairn_store::{FsStore, RefName, Store, StoreError};
 use cairn_transfer::{copy_closure, CopyOptions, Kind, Progress, TransferError};
 
-/// Counts what a fetch moved so far (closures planned, blobs arrived):
-/// unchanged for long, the store has gone silent.
+/// Counts what a fetch moved so far (closures planned, blobs arrived, and
+/// their bytes): unchanged for long, the store has gone silent; growing
+/// too slowly, it trickles.
 #[derive(Debug, Default)]
-pub struct Arrivals(AtomicU64);
+pub struct Arrivals {
+    events: AtomicU64,
+    credit: AtomicU64,
+}
+
+/// What a blob counts for, at least, in a fetch's rate: a request's worth,
+/// so that a release of many small files from a slow store is not taken
+/// for a trickle, while a store sending small blobs slowly still is.
+pub const BLOB_CREDIT: u64 = 4096;
 
 impl Arrivals {
     /// Events so far.
     pub fn count(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
+        self.events.load(Ordering::Relaxed)
+    }
+
+    /// Bytes arrived so far, each blob counting at least [`BLOB_CREDIT`].
+    pub fn credit(&self) -> u64 {
+        self.credit.load(Ordering::Relaxed)
     }
 }
 
 impl Progress for Arrivals {
     fn planned(&self, _total: u64, _missing: u64, _bytes: u64) {
-        self.0.fetch_add(1, Ordering::Relaxed);
+        self.events.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn copied(&self, _digest: &Digest, _size: u64) {
-        self.0.fetch_add(1, Ordering::Relaxed);
+    fn copied(&self, _digest: &Digest, size: u64) {
+        self.events.fetch_add(1, Ordering::Relaxed);
+        self.credit
+            .fetch_add(size.max(BLOB_CREDIT), Ordering::Relaxed);
     }
 }
 

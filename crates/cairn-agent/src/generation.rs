@@ -208,6 +208,7 @@ mod tests {
             sequence: 1,
             artifact: added.digest,
             run: serde_json::Value::Null,
+            served: false,
         };
         assert_eq!(current(&layout), None);
         switch(&layout, &g).unwrap();

@@ -28,6 +28,7 @@
 pub mod agent;
 pub mod config;
 pub mod fetch;
+pub mod fetch_rate;
 pub mod fleet;
 pub mod gate;
 pub mod generation;

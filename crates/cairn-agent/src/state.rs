@@ -125,6 +125,18 @@ pub struct Generation {
     /// The release's run specification (as in the release), so the agent
     /// can restart the service without the store.
     pub run: serde_json::Value,
+    /// Whether it ever served here (became healthy after a swap, or was
+    /// adopted serving). Only such a generation is a rollback's
+    /// destination: one materialized and never run (a newer statement
+    /// came before its turn) is not a release this member ran. Absent in
+    /// the state of agents before it was recorded: those generations were
+    /// then counted as run, as they were.
+    #[serde(default = "ran_before_it_was_recorded")]
+    pub served: bool,
+}
+
+fn ran_before_it_was_recorded() -> bool {
+    true
 }
 
 impl Generation {
@@ -216,6 +228,17 @@ fn io(action: &'static str, path: &Path, source: std::io::Error) -> StateError {
 }
 
 impl AgentState {
+    /// The release a rollback from `serving` returns to: the newest kept
+    /// generation of another release that served here and did not fail.
+    pub fn previous(&self, serving: &Digest) -> Option<Digest> {
+        let failed = |r: &Digest| self.failed.iter().any(|f| &f.release == r);
+        self.generations
+            .iter()
+            .filter(|g| g.served && &g.release != serving && !failed(&g.release))
+            .max_by_key(|g| g.number)
+            .map(|g| g.release)
+    }
+
     /// Reads `state.json` (a missing file is a fresh state).
     pub fn load(layout: &Layout) -> Result<Self, StateError> {
         let path = layout.state_file();
@@ -303,6 +326,7 @@ mod tests {
             sequence: 4,
             artifact: Digest::of(b"a"),
             run: serde_json::json!({"command": ["x"]}),
+            served: true,
         });
         s.failed.push(FailedRelease {
             release: Digest::of(b"bad"),
@@ -324,5 +348,33 @@ mod tests {
         std::fs::write(layout.state_file(), b"{").unwrap();
         let err = AgentState::load(&layout).unwrap_err().to_string();
         assert!(err.contains("state.json is malformed"), "{err}");
+    }
+
+    #[test]
+    fn a_rollback_returns_only_to_a_generation_that_served_here() {
+        let g = |number: u64, name: &[u8], served: bool| Generation {
+            number,
+            release: Digest::of(name),
+            version: number.to_string(),
+            sequence: number,
+            artifact: Digest::of(b"a"),
+            run: serde_json::Value::Null,
+            served,
+        };
+        let mut s = AgentState {
+            generations: vec![g(1, b"v1", true), g(2, b"v2", false), g(3, b"v3", true)],
+            ..AgentState::default()
+        };
+        // v2 was materialized, then v3 came before its turn: never run.
+        assert_eq!(s.previous(&Digest::of(b"v3")), Some(Digest::of(b"v1")));
+        s.generations[1].served = true;
+        assert_eq!(s.previous(&Digest::of(b"v3")), Some(Digest::of(b"v2")));
+        // A generation recorded by an agent before `served` existed ran.
+        let old: Generation = serde_json::from_value(serde_json::json!({
+            "number": 1, "release": Digest::of(b"v1"), "version": "1", "sequence": 1,
+            "artifact": Digest::of(b"a"), "run": null
+        }))
+        .unwrap();
+        assert!(old.served);
     }
 }

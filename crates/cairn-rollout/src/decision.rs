@@ -152,6 +152,9 @@ pub enum Reason {
     RollbackTurn,
     /// A rollback wants this member back but it has no previous release.
     NoPrevious,
+    /// The rollout record allows more than this member's own plan does
+    /// (more slots held, more canaries); it waits for room by its own.
+    Cautious(String),
 }
 
 impl fmt::Display for Reason {
@@ -182,6 +185,7 @@ impl fmt::Display for Reason {
             Reason::RolledBack => f.write_str("the rollout was rolled back"),
             Reason::RollbackTurn => f.write_str("waiting for its turn to roll back"),
             Reason::NoPrevious => f.write_str("no previous release to roll back to"),
+            Reason::Cautious(why) => write!(f, "{why}; waiting for room"),
         }
     }
 }

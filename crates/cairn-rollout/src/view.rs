@@ -139,6 +139,10 @@ pub struct FleetFact {
     pub healthy: bool,
     /// The release all its members run, if they agree.
     pub release: Option<Digest>,
+    /// Why what was read of the set is not believed (its rollout record
+    /// carries no statement this agent's keys verify for its target):
+    /// the gate stays closed, and says why.
+    pub refused: Option<String>,
 }
 
 impl FleetFact {
@@ -149,11 +153,22 @@ impl FleetFact {
             Some(r) => Self {
                 healthy: r.phase == Phase::Done && r.halted.is_none(),
                 release: Some(r.target),
+                refused: None,
             },
             None => Self {
                 healthy: false,
                 release: None,
+                refused: None,
             },
+        }
+    }
+
+    /// A set whose rollout record is not believed, for `why`.
+    pub fn refused(why: String) -> Self {
+        Self {
+            healthy: false,
+            release: None,
+            refused: Some(why),
         }
     }
 
@@ -165,7 +180,7 @@ impl FleetFact {
             let hex = hex.split('/').next().unwrap_or(hex);
             self.release.is_some_and(|r| r.hex() == hex)
         };
-        self.healthy && release.is_none_or(on)
+        self.refused.is_none() && self.healthy && release.is_none_or(on)
     }
 }
 

@@ -134,6 +134,7 @@ impl World {
                     let fact = FleetFact {
                         healthy: ready,
                         release: Some(release(0)),
+                        refused: None,
                     };
                     reads.fleets.push((format!("{service}/{set}"), fact));
                 }

@@ -32,11 +32,15 @@ pub enum Kind {
     Gated,
     /// An operator pauses and resumes mid-rollout, and aborts some runs.
     Operator,
+    /// A good release, rolling; every third member's configuration
+    /// overrides the plan with one at a time (its own capacity is the
+    /// smaller one, the record's the release's): it must complete.
+    Mixed,
 }
 
 impl Kind {
     /// Every kind, for mixed sweeps.
-    pub const ALL: [Kind; 9] = [
+    pub const ALL: [Kind; 10] = [
         Kind::Rolling,
         Kind::Canary,
         Kind::AtOnce,
@@ -46,6 +50,7 @@ impl Kind {
         Kind::Newer,
         Kind::Gated,
         Kind::Operator,
+        Kind::Mixed,
     ];
 
     /// Parses a kind's name.
@@ -66,6 +71,7 @@ impl fmt::Display for Kind {
             Kind::Newer => "newer",
             Kind::Gated => "gated",
             Kind::Operator => "operator",
+            Kind::Mixed => "mixed",
         })
     }
 }
@@ -257,8 +263,26 @@ impl Scenario {
     pub fn must_complete(&self) -> bool {
         matches!(
             self.kind,
-            Kind::Rolling | Kind::Canary | Kind::AtOnce | Kind::Newer | Kind::Gated | Kind::Flaky
+            Kind::Rolling
+                | Kind::Canary
+                | Kind::AtOnce
+                | Kind::Newer
+                | Kind::Gated
+                | Kind::Flaky
+                | Kind::Mixed
         )
+    }
+
+    /// The plan member `a` follows for a statement of `plan`: its
+    /// configuration's override, in a mixed run, for every third member.
+    pub fn own_plan(&self, a: usize, plan: &Plan) -> Plan {
+        match self.kind {
+            Kind::Mixed if a.is_multiple_of(3) => Plan {
+                max_unavailable: Amount::Count(1),
+                ..plan.clone()
+            },
+            _ => plan.clone(),
+        }
     }
 }
 

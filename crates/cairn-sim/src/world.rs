@@ -175,7 +175,11 @@ impl World {
                     fetched: vec![baseline],
                     ..Local::default()
                 };
-                a.view.accepted = Some(accepted(&statement(0, &sc), Time(0)));
+                let first = statement(0, &sc);
+                a.view.accepted = Some(Accepted {
+                    plan: sc.own_plan(i as usize, &first.plan),
+                    ..accepted(&first, Time(0))
+                });
                 a.flaky =
                     u32::from(sc.kind == Kind::Flaky && rng.chance(3.0 / f64::from(sc.agents)));
                 a
@@ -399,7 +403,11 @@ impl World {
             return;
         }
         let now = Time(self.t + ag.skew);
-        ag.view.accepted = Some(accepted(&st, now));
+        let plan = self.sc.own_plan(a, &st.plan);
+        ag.view.accepted = Some(Accepted {
+            plan,
+            ..accepted(&st, now)
+        });
         self.note(Some(a), Ev::Accept(st.sequence));
         if self.agents[a].idle {
             self.round(a);

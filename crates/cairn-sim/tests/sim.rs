@@ -35,7 +35,8 @@ fn sweep(
                 s.spawn(move || {
                     (from..from + n)
                         .map(|seed| {
-                            let k = kind.unwrap_or(Kind::ALL[(seed % 9) as usize]);
+                            let k =
+                                kind.unwrap_or(Kind::ALL[(seed % Kind::ALL.len() as u64) as usize]);
                             run(Scenario::draw(seed, agents, k, unavailable), false)
                         })
                         .collect::<Vec<_>>()
@@ -68,6 +69,26 @@ fn every_kind_of_rollout_keeps_the_invariants_under_faults_with_10_agents() {
 #[test]
 fn every_kind_of_rollout_keeps_the_invariants_under_faults_with_100_agents() {
     sweep(10_000, seeds(90), 100, None, None);
+}
+
+/// Members whose configurations override the plan differently share one
+/// rollout record: each swaps within its own capacity (one at a time for
+/// every third member, ten for the others), none replaces the others'
+/// record, and the rollout completes.
+#[test]
+fn members_with_different_plans_share_one_rollout_and_complete_it() {
+    let s = sweep(
+        30_000,
+        seeds(20),
+        100,
+        Some(Kind::Mixed),
+        Some(Amount::Count(10)),
+    );
+    let most = s.to_json()["max_unavailable"].as_u64().unwrap();
+    assert!(
+        (2..=10).contains(&most),
+        "the others go up to ten at a time, never more: {most}"
+    );
 }
 
 #[test]

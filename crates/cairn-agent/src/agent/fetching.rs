@@ -7,7 +7,9 @@
 //! its health. A fetch during which no blob arrived for `fetch_silence` is
 //! given up with an error naming the release and the silence, and the
 //! caller retries it with backoff (what it fetched so far stays: a retry
-//! resumes). The fetch is a future polled by this loop, not a task of its
+//! resumes). So is a fetch that moved less than `fetch_min_rate` over the
+//! last `fetch_rate_window` (`fetch_rate.rs`): a store sending one blob
+//! per silence cannot stretch a fetch as long as it likes. The fetch is a future polled by this loop, not a task of its
 //! own: dropped (given up, or the agent shutting down), it is cancelled.
 
 use std::time::Duration;
@@ -17,6 +19,7 @@ use tokio::time::Instant;
 
 use super::{at, exited, Agent};
 use crate::fetch::{self, Arrivals, Fetched};
+use crate::fetch_rate::RateGuard;
 
 /// How often a running fetch's progress is looked at, at the most.
 const LOOK: Duration = Duration::from_secs(1);
@@ -46,6 +49,10 @@ impl Agent {
         tokio::pin!(fetching);
         let silence = self.cfg.fetch_silence;
         let (mut count, mut quiet_since) = (arrivals.count(), Instant::now());
+        let mut rate = RateGuard::new(self.cfg.fetch_min_rate, self.cfg.fetch_rate_window);
+        // The fetch's own clock: time spent looking after the service is
+        // not the store's.
+        let (started, mut supervising) = (Instant::now(), Duration::ZERO);
         loop {
             let (restart_due, probe_due) = (self.restart.due, self.probe_due());
             let wake = tokio::select! {
@@ -66,6 +73,11 @@ impl Agent {
                 Wake::Look => {}
             }
             quiet_since += busy.elapsed();
+            supervising += busy.elapsed();
+            let clock = started.elapsed().saturating_sub(supervising);
+            if let Err(slow) = rate.observe(clock, arrivals.credit()) {
+                return Err(format!("fetching release {release}: {slow}; given up"));
+            }
             let now = arrivals.count();
             if now != count {
                 (count, quiet_since) = (now, Instant::now());

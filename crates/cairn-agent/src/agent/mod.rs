@@ -436,15 +436,7 @@ impl Agent {
             Some(r) if r.monitor.healthy() && r.healthy_since.is_some() => Health::Healthy,
             Some(_) => Health::Unhealthy,
         };
-        let failed = |r: &cairn_digest::Digest| self.state.failed.iter().any(|f| &f.release == r);
-        let previous = serving_gen.and_then(|s| {
-            self.state
-                .generations
-                .iter()
-                .filter(|g| g.release != s.release && !failed(&g.release))
-                .max_by_key(|g| g.number)
-                .map(|g| g.release)
-        });
+        let previous = serving_gen.and_then(|s| self.state.previous(&s.release));
         let processes = self
             .state
             .processes

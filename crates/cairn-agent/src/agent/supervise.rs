@@ -61,6 +61,9 @@ impl Agent {
             self.remove_record(&running.process);
             return Err(format!("generation {n} exited at once ({status})"));
         }
+        if let Some(g) = self.state.generations.iter_mut().find(|g| g.number == n) {
+            g.served = true;
+        }
         self.set_role(&running.process, Role::Serving);
         running.healthy_since = Some(Instant::now());
         self.serving = Some(running);

@@ -421,6 +421,7 @@ impl Agent {
             sequence: accepted.statement.statement.sequence,
             artifact,
             run: accepted.release.run.clone(),
+            served: false,
         });
         self.state.save(&self.layout).map_err(|e| e.to_string())?;
         self.timings(|t| t.materialized = now_ms());
@@ -466,6 +467,14 @@ impl Agent {
                 .await;
         }
         self.timings(|t| t.healthy = now_ms());
+        if let Some(g) = self
+            .state
+            .generations
+            .iter_mut()
+            .find(|g| g.number == number)
+        {
+            g.served = true;
+        }
         self.set_role(&new.process, Role::Serving);
         new.healthy_since = Some(Instant::now());
         if let Some(o) = old.take() {

@@ -111,6 +111,13 @@ pub(crate) fn config(src: &Source<'_>, w: AgentWire) -> Result<AgentConfig, Conf
             w.fetch_silence,
             Duration::from_secs(60),
         )?,
+        fetch_min_rate: rate(src, w.fetch_min_rate)?,
+        fetch_rate_window: duration(
+            src,
+            "fetch_rate_window",
+            w.fetch_rate_window,
+            Duration::from_secs(120),
+        )?,
         generations,
         user: non_empty(src, "user", w.user)?,
         group: non_empty(src, "group", w.group)?,
@@ -344,6 +351,25 @@ fn deploy(src: &Source<'_>, v: Spanned<toml::Value>) -> Result<cairn_rollout::Pl
     let span = v.span();
     cairn_rollout::Plan::deserialize(v.into_inner())
         .map_err(|e| src.error(span, "deploy", e.message().trim().to_string()))
+}
+
+/// `fetch_min_rate`: bytes a second, as a size (`"8KiB"`) or a number.
+fn rate(src: &Source<'_>, v: Option<Spanned<toml::Value>>) -> Result<u64, ConfigError> {
+    let Some(v) = v else { return Ok(8 * 1024) };
+    let bytes = match v.get_ref() {
+        toml::Value::Integer(n) => u64::try_from(*n).map_err(|_| "negative".to_string()),
+        toml::Value::String(s) => cairn_recipe::parse_bytes(s),
+        _ => Err("expected a size a second such as \"8KiB\"".to_string()),
+    };
+    match bytes {
+        Ok(0) => Err(src.error(
+            v.span(),
+            "fetch_min_rate",
+            "must be at least 1 byte a second",
+        )),
+        Ok(b) => Ok(b),
+        Err(msg) => Err(src.error(v.span(), "fetch_min_rate", msg)),
+    }
 }
 
 fn logs(src: &Source<'_>, w: Option<LogsWire>) -> Result<LogLimits, ConfigError> {

@@ -10,6 +10,8 @@
 //! state_dir = "/var/lib/cairn/hello" # default: /var/lib/cairn/<service>
 //! poll_interval = "2s"              # when the store cannot push
 //! fetch_silence = "60s"             # a fetch moving no blob that long is retried
+//! fetch_min_rate = "8KiB"           # per second, over every fetch_rate_window,
+//! fetch_rate_window = "2m"          #   each blob counting 4KiB at least; else retried
 //! generations = 3                   # generations kept (at least 2)
 //! user = "hello"                    # run the service as (default: the agent's user)
 //! group = "hello"                   # default: the user's group
@@ -93,6 +95,13 @@ pub struct AgentConfig {
     /// up (and retried with backoff): a store that accepts and never
     /// answers, or trickles, must not hold a fetch for ever.
     pub fetch_silence: Duration,
+    /// The least a fetch must move, in bytes a second (each blob counting
+    /// at least [`crate::fetch::BLOB_CREDIT`]), over every
+    /// [`AgentConfig::fetch_rate_window`]; a slower one is given up and
+    /// retried, so a store cannot stretch a fetch without end.
+    pub fetch_min_rate: u64,
+    /// The window [`AgentConfig::fetch_min_rate`] is measured over.
+    pub fetch_rate_window: Duration,
     /// Generations kept (the current one included).
     pub generations: usize,
     /// The user the service runs as.

@@ -77,6 +77,41 @@ fn defaults_and_relative_paths() {
 }
 
 #[test]
+fn a_fetch_is_bounded_by_a_minimum_rate_over_a_window() {
+    let c = parse(&example()).unwrap();
+    assert_eq!(c.fetch_min_rate, 8 * 1024, "the default");
+    assert_eq!(c.fetch_rate_window, Duration::from_secs(120));
+    let with = |lines: &str| example().replace("poll_interval = \"2s\"", lines);
+    let c = parse(&with(
+        "fetch_min_rate = \"1MiB\"\nfetch_rate_window = \"30s\"",
+    ))
+    .unwrap();
+    assert_eq!(c.fetch_min_rate, 1 << 20);
+    assert_eq!(c.fetch_rate_window, Duration::from_secs(30));
+    assert_eq!(
+        parse(&with("fetch_min_rate = 500")).unwrap().fetch_min_rate,
+        500
+    );
+    for (bad, msg) in [
+        (
+            "fetch_min_rate = 0",
+            ":7:18: `fetch_min_rate`: must be at least 1 byte a second",
+        ),
+        ("fetch_min_rate = \"fast\"", ":7:18: `fetch_min_rate`:"),
+        (
+            "fetch_rate_window = \"0s\"",
+            ":7:21: `fetch_rate_window`: must be longer than 0s",
+        ),
+    ] {
+        let e = parse(&with(bad)).unwrap_err().to_string();
+        assert!(
+            e.starts_with("/etc/cairn/agent.toml") && e.contains(msg),
+            "{bad}: {e}"
+        );
+    }
+}
+
+#[test]
 fn inline_public_keys_count_as_their_ids() {
     let key = cairn_trust::SigningKey::from_seed(&[7; 32]).public_key();
     let line = key.to_line("ops").unwrap();

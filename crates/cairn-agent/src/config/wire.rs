@@ -19,6 +19,8 @@ pub(crate) struct AgentWire {
     pub state_dir: Option<Spanned<String>>,
     pub poll_interval: Option<Spanned<String>>,
     pub fetch_silence: Option<Spanned<String>>,
+    pub fetch_min_rate: Option<Spanned<toml::Value>>,
+    pub fetch_rate_window: Option<Spanned<String>>,
     pub generations: Option<Spanned<u32>>,
     pub user: Option<Spanned<String>>,
     pub group: Option<Spanned<String>>,

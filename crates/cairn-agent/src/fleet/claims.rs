@@ -9,9 +9,15 @@
 //! than what it accepted, and names the record's target and sequence.
 //! Otherwise `cairn_rollout::decide` replaces the record with the
 //! accepted statement's rollout.
+//!
+//! A `fleet` gate reads another set's rollout record the same way
+//! ([`Trust::check_gate`]): its statement must verify against this
+//! agent's own keys and threshold, for the gate's service, and name the
+//! record's target and sequence; otherwise the gate stays closed, with
+//! the reason in the record's `gates`.
 
 use cairn_rollout::{Attempt, RolloutRecord};
-use cairn_trust::{verify_channel, ChannelPolicy, Envelope, KeySet};
+use cairn_trust::{verify_channel, ChannelPolicy, ChannelStatement, Document, Envelope, KeySet};
 use time::OffsetDateTime;
 
 /// This agent's trust, for checking what a record claims.
@@ -60,6 +66,38 @@ impl Trust {
             .map_err(|e| Unbacked::NotAnEnvelope(e.to_string()))?;
         let verified = verify_channel(&envelope, &self.policy, &self.keys, Some(accepted), now)
             .map_err(Unbacked::Refused)?;
+        let (release, sequence) = (verified.statement.release, verified.statement.sequence);
+        if release != rec.target || sequence != rec.sequence {
+            return Err(Unbacked::Other { release, sequence });
+        }
+        Ok(Attempt { release, sequence })
+    }
+
+    /// The statement another set's rollout record `rec` carries (the set
+    /// of service `service` a `fleet` gate waits on), if it verifies
+    /// against this agent's keys and threshold, for `service` (on
+    /// whichever channel it names), and names `rec`'s target and
+    /// sequence.
+    pub fn check_gate(
+        &self,
+        rec: &RolloutRecord,
+        service: &str,
+        now: OffsetDateTime,
+    ) -> Result<Attempt, Unbacked> {
+        let text = rec.statement.as_deref().ok_or(Unbacked::Missing)?;
+        let envelope = Envelope::from_json(text.as_bytes())
+            .map_err(|e| Unbacked::NotAnEnvelope(e.to_string()))?;
+        // The channel it names (unverified yet: verifying checks it is
+        // what was signed).
+        let claimed = ChannelStatement::from_payload(&envelope.payload)
+            .map_err(|e| Unbacked::NotAnEnvelope(e.to_string()))?;
+        let policy = ChannelPolicy {
+            service: service.to_string(),
+            channel: claimed.channel,
+            ..self.policy.clone()
+        };
+        let verified =
+            verify_channel(&envelope, &policy, &self.keys, None, now).map_err(Unbacked::Refused)?;
         let (release, sequence) = (verified.statement.release, verified.statement.sequence);
         if release != rec.target || sequence != rec.sequence {
             return Err(Unbacked::Other { release, sequence });
@@ -161,5 +199,34 @@ mod tests {
             t.check(&good, 5, later),
             Err(Unbacked::Refused(_))
         ));
+    }
+
+    #[test]
+    fn a_gated_sets_record_is_believed_only_with_a_trusted_statement_for_its_service() {
+        // `signed` makes statements of service "svc"; the gate waits on it.
+        let r6 = Digest::of(b"release 6");
+        let t = trust();
+        let good = claim(r6, 6, Some(signed(&trusted(), r6, 6)));
+        let backed = t.check_gate(&good, "svc", now()).unwrap();
+        assert_eq!((backed.release, backed.sequence), (r6, 6));
+        // Any sequence: the gate keeps no mark of another set's channel.
+        assert!(t.check_gate(&good, "svc", now()).is_ok());
+
+        let rogue = SigningKey::from_seed(&[3; 32]);
+        let refusals = [
+            (claim(r6, 6, None), "svc", "no signed statement"),
+            (claim(r6, 6, Some(signed(&rogue, r6, 6))), "svc", "refused"),
+            (
+                claim(r6, 6, Some(signed(&trusted(), Digest::of(b"5"), 6))),
+                "svc",
+                "names release",
+            ),
+            // Signed by a trusted key, but another service's statement.
+            (good.clone(), "db", "refused"),
+        ];
+        for (rec, service, why) in refusals {
+            let e = t.check_gate(&rec, service, now()).unwrap_err();
+            assert!(e.to_string().contains(why), "{e}");
+        }
     }
 }

@@ -284,7 +284,7 @@ impl Driver {
                 tracing::error!("the rollout decision keeps asking for reads: {:?}", d.reads);
                 return Ok(Time(now_ms()).plus(self.view.timing.poll));
             }
-            let reads = io::read(refs.as_ref(), names, &mut self.view, &d.reads);
+            let reads = io::read(refs.as_ref(), &self.trust, names, &mut self.view, &d.reads);
             bounded("reading fleet records", reads).await?;
             d = decide(&self.view, Time(now_ms()));
         }
@@ -390,8 +390,21 @@ impl Driver {
         let Action::Wait { until, reason, .. } = d.action else {
             unreachable!("checked above");
         };
-        lock(&self.shared).reason = Some(reason.to_string());
+        self.set_reason(reason.to_string());
         Ok(Some(until.min(refresh)))
+    }
+
+    /// Records why the member waits; logged when it changes, so that the
+    /// log says why a member does not move (a halt, a gate not believed).
+    /// The reason may quote the rollout record (a halt's reason), which
+    /// anyone who may write the store writes: escaped before it is shown.
+    fn set_reason(&self, reason: String) {
+        let reason = cairn_escape::text(reason.as_bytes()).into_owned();
+        let mut sh = lock(&self.shared);
+        if sh.reason.as_deref() != Some(reason.as_str()) {
+            tracing::info!("rollout: {reason}");
+            sh.reason = Some(reason);
+        }
     }
 
     /// Carries the action out; returns when to decide again at the latest.
@@ -399,7 +412,7 @@ impl Driver {
         let poll = self.view.timing.poll;
         match action {
             Action::Wait { until, reason, .. } => {
-                lock(&self.shared).reason = Some(reason.to_string());
+                self.set_reason(reason.to_string());
                 until
             }
             Action::Fetch { release } => {

@@ -80,6 +80,7 @@ pub(super) async fn member(
 /// Does the reads of one decision into the view.
 pub(super) async fn read(
     refs: &dyn RefStore,
+    trust: &super::Trust,
     names: &Names,
     view: &mut View,
     reads: &[Read],
@@ -108,9 +109,24 @@ pub(super) async fn read(
                 }
             }
             Read::Fleet { service, set } => {
-                let name = RefName::new(cairn_rollout::rollout_ref(service, set))?;
+                // A gate the record's plan names may name no valid set: it
+                // stays closed rather than fail every round of this member.
+                let Ok(name) = RefName::new(cairn_rollout::rollout_ref(service, set)) else {
+                    let why = format!("{service}/{set} is not a deployment set's name");
+                    view.fleets
+                        .insert(format!("{service}/{set}"), FleetFact::refused(why));
+                    continue;
+                };
                 let fact = match rollout(refs, &name).await? {
-                    RolloutRead::Read(r) => FleetFact::from_rollout(Some(&r.value)),
+                    // Anyone who may write the store may write it: its
+                    // statement must verify as this agent's own would.
+                    RolloutRead::Read(r) => {
+                        let now = time::OffsetDateTime::now_utc();
+                        match trust.check_gate(&r.value, service, now) {
+                            Ok(_) => FleetFact::from_rollout(Some(&r.value)),
+                            Err(e) => FleetFact::refused(format!("{name}: {e}")),
+                        }
+                    }
                     _ => FleetFact::from_rollout(None),
                 };
                 view.fleets.insert(format!("{service}/{set}"), fact);

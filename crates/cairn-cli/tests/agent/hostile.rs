@@ -13,7 +13,7 @@ use crate::trickle::Trickle;
 
 /// A release's digest as fleet records write it (hash and size; the size
 /// is that of its blob in the fixture's store).
-fn digest(release: &str) -> Value {
+pub(crate) fn digest(release: &str) -> Value {
     let hex = hex(release);
     let blob = fixture().store.join("blobs").join(&hex[..2]).join(hex);
     json!({"hash": release, "size": std::fs::metadata(blob).unwrap().len()})

@@ -22,4 +22,5 @@ mod fleet_status;
 mod hostile;
 mod local;
 mod refusals;
+mod store_writer;
 mod swap;

@@ -2,7 +2,9 @@
 //! that forwards requests one per connection, except those it is told to
 //! starve (blob reads, a fleet record), which it answers with a header
 //! and then one byte every half second (a store that trickles: no read
-//! timeout ever fires, and the body never ends).
+//! timeout ever fires, and the body never ends), or to pace, which it
+//! forwards each after a delay (a store that sends one blob just within
+//! every silence the client allows).
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -17,6 +19,8 @@ struct Rules {
     starving: AtomicBool,
     prefix: Mutex<String>,
     spared: Mutex<Vec<String>>,
+    /// Starved requests are forwarded after this delay instead.
+    pace: Mutex<Option<Duration>>,
     stop: AtomicBool,
 }
 
@@ -59,6 +63,13 @@ impl Trickle {
         self.rules.starving.store(true, Ordering::Relaxed);
     }
 
+    /// Starts delaying each blob read by `delay` (then forwarding it),
+    /// sparing the blobs named by `spared`.
+    pub fn pace(&self, delay: Duration, spared: &[&str]) {
+        *self.rules.pace.lock().unwrap() = Some(delay);
+        self.starve(spared);
+    }
+
     /// Forwards everything again.
     pub fn relent(&self) {
         self.rules.starving.store(false, Ordering::Relaxed);
@@ -92,7 +103,11 @@ fn serve(mut client: TcpStream, upstream: SocketAddr, rules: &Rules) {
     let text = String::from_utf8_lossy(head).into_owned();
     let path = text.split(' ').nth(1).unwrap_or_default().to_string();
     if starved(&path, rules) {
-        return trickle(client, rules);
+        let pace = *rules.pace.lock().unwrap();
+        match pace {
+            Some(delay) => std::thread::sleep(delay),
+            None => return trickle(client, rules),
+        }
     }
     let Ok(mut up) = TcpStream::connect(upstream) else {
         return;

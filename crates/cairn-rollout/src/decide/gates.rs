@@ -8,10 +8,16 @@
 //! back as a local fact, and a failed check is run again after
 //! [`crate::Timing::check_retry`]. What is waited on is written into the
 //! rollout record (`gates`), so status shows it.
+//!
+//! The record's plan is anyone's to write who may write the store: a
+//! steward runs only the check commands of its **own** plan, never one
+//! the record names (that would run a store writer's command on the
+//! steward's machine), and holds a wave on the freeze and fleet gates of
+//! both plans (a gate dropped from the record still holds).
 
 use std::time::Duration;
 
-use super::Cx;
+use super::{own_plan, Cx};
 use crate::decision::{Action, Read};
 use crate::plan::Gate;
 use crate::plan_wire::rfc3339;
@@ -34,7 +40,14 @@ pub(super) enum Gates {
 /// (`new_wave`).
 pub(super) fn check(cx: &mut Cx<'_>, new_wave: bool) -> Gates {
     let (now, view, t) = (cx.now, cx.view, cx.timing());
-    let gates = cx.rec().strategy.gates.clone();
+    let own = own_plan::plan(cx).gates.clone();
+    let mut gates: Vec<Gate> = cx.rec().strategy.gates.clone();
+    gates.retain(|g| !matches!(g, Gate::Check { .. }));
+    for g in &own {
+        if !matches!(g, Gate::Check { .. }) && !gates.contains(g) {
+            gates.push(g.clone());
+        }
+    }
     // A grant now may be swapping until its lease ends (and the holder's
     // clock may be ahead): it must be over before any window begins.
     let reach = now.plus(Duration::from_secs(cx.rec().lease) + t.margin());
@@ -56,9 +69,10 @@ pub(super) fn check(cx: &mut Cx<'_>, new_wave: bool) -> Gates {
                     service: service.clone(),
                     set: set.clone(),
                 }),
-                Some(fact) if !fact.satisfies(release.as_deref()) => {
-                    waiting.push(gate.to_string());
-                }
+                Some(fact) if !fact.satisfies(release.as_deref()) => match &fact.refused {
+                    Some(why) => waiting.push(format!("{gate} (not believed: {why})")),
+                    None => waiting.push(gate.to_string()),
+                },
                 Some(_) => {}
             },
             _ => {}
@@ -73,10 +87,11 @@ pub(super) fn check(cx: &mut Cx<'_>, new_wave: bool) -> Gates {
     if !new_wave {
         return Gates::Open;
     }
-    checks(cx, &gates)
+    checks(cx, &own)
 }
 
-/// Runs the plan's check commands, last, once nothing else holds the wave.
+/// Runs the check commands of this agent's own plan (`gates`, indexed as
+/// there), last, once nothing else holds the wave.
 fn checks(cx: &mut Cx<'_>, gates: &[Gate]) -> Gates {
     let (now, t) = (cx.now, cx.timing());
     let (sequence, wave) = (cx.rec().sequence, cx.rec().wave + 1);

@@ -12,7 +12,7 @@
 
 use std::time::Duration;
 
-use super::Cx;
+use super::{own_plan, Cx};
 use crate::decision::{Action, Reason};
 use crate::order::position;
 use crate::plan::Order;
@@ -72,7 +72,7 @@ pub(super) fn turn(cx: &mut Cx<'_>) -> Action {
     if let Some(wait) = frozen(cx, reach) {
         return wait;
     }
-    if rec.room(now, t.margin()) == 0 {
+    if own_plan::room(cx) == 0 {
         return Action::wait(now.plus(t.poll), Reason::NoRoom);
     }
     claim(cx, SlotKind::Update)
@@ -87,6 +87,18 @@ fn rollback_turn(cx: &mut Cx<'_>) -> Action {
     if local.running != Some(rec.target) {
         return Action::wait(idle, Reason::RolledBack);
     }
+    if !own_plan::rolls_back(cx) {
+        // A store writer can turn a halt into a rollback; to a member
+        // whose own plan halts, it stays a halt.
+        let why = format!(
+            "the record rolls back ({}); this member's plan halts on failure",
+            rec.halted
+                .as_ref()
+                .map_or("no reason given", |h| h.reason.as_str())
+        );
+        give_back(cx);
+        return Action::wait(idle, Reason::Halted(why));
+    }
     if local.previous.is_none() {
         return Action::wait(idle, Reason::NoPrevious);
     }
@@ -99,7 +111,7 @@ fn rollback_turn(cx: &mut Cx<'_>) -> Action {
     if !passed {
         return Action::wait(now.plus(t.poll * 4), Reason::RollbackTurn);
     }
-    if rec.room(now, t.margin()) == 0 {
+    if own_plan::room(cx) == 0 {
         return Action::wait(now.plus(t.poll), Reason::NoRoom);
     }
     claim(cx, SlotKind::Rollback)
@@ -118,6 +130,12 @@ fn own_slot(cx: &Cx<'_>, kind: SlotKind) -> Option<Slot> {
 /// renewing it (the grant was seen late).
 fn start(cx: &mut Cx<'_>, slot: Slot) -> Action {
     let (now, t) = (cx.now, cx.timing());
+    if let Some(why) = own_plan::exceeded(cx, slot.kind) {
+        // Given back: its turn is taken later, by a claim, when there is
+        // room by this member's count too.
+        give_back(cx);
+        return Action::wait(now.plus(t.poll), Reason::Cautious(why));
+    }
     let mut finish_by = Time::from_secs(slot.expires);
     if now.plus(t.swap_budget) > finish_by {
         let expires = now.plus(Duration::from_secs(cx.rec().lease)).secs();
@@ -138,15 +156,23 @@ fn start(cx: &mut Cx<'_>, slot: Slot) -> Action {
 
 /// A wait, if an update from now until `end` might touch a freeze window
 /// (on any clock within the skew bound).
+/// The record's windows and this member's own plan's alike: a store
+/// writer may drop a window from the record, not from the member's plan.
 fn frozen(cx: &Cx<'_>, end: Time) -> Option<Action> {
-    let (now, t, plan) = (cx.now, cx.timing(), &cx.rec().strategy);
-    let until = plan.frozen_during(now, end, t.max_skew)?;
-    let gates = plan
+    let (now, t) = (cx.now, cx.timing());
+    let (theirs, mine) = (&cx.rec().strategy, own_plan::plan(cx));
+    let until = [theirs, mine]
+        .iter()
+        .filter_map(|p| p.frozen_during(now, end, t.max_skew))
+        .max()?;
+    let mut gates: Vec<String> = theirs
         .gates
         .iter()
+        .chain(&mine.gates)
         .filter(|g| g.freezes(now, end, t.max_skew).is_some())
         .map(ToString::to_string)
         .collect();
+    gates.dedup();
     Some(Action::wait(until, Reason::Gates(gates)))
 }
 
@@ -185,6 +211,21 @@ fn release_own(cx: &mut Cx<'_>) {
         cx.edit()
             .slots
             .retain(|s| s.member != me || s.kind != SlotKind::Update);
+    }
+}
+
+/// Gives back this member's own update or rollback slot (not a draining
+/// one: that is over already, see the steward).
+fn give_back(cx: &mut Cx<'_>) {
+    let me = cx.me();
+    let held = cx
+        .rec()
+        .slot_of(me)
+        .is_some_and(|s| s.kind != SlotKind::Draining);
+    if held {
+        cx.edit()
+            .slots
+            .retain(|s| s.member != me || s.kind == SlotKind::Draining);
     }
 }
 

@@ -15,6 +15,7 @@
 
 mod gates;
 mod member;
+mod own_plan;
 mod plausible;
 mod report;
 mod steward;
@@ -251,8 +252,21 @@ fn follow(view: &View, base: &Versioned<Arc<RolloutRecord>>, now: Time) -> Decis
         steward::Out::Act(action) => return finish(cx, action),
         steward::Out::Nothing => {}
     }
-    // Again: the steward may have granted this agent a slot.
-    let action = member::turn(&mut cx);
+    // Again: the steward may have granted this agent a slot (unless it
+    // just gave one back, which the steward does not grant again: the
+    // reason it gave is the one to report).
+    let gave_back = matches!(
+        &first,
+        Action::Wait {
+            reason: Reason::Cautious(_) | Reason::Gates(_),
+            ..
+        }
+    );
+    let action = if gave_back {
+        first
+    } else {
+        member::turn(&mut cx)
+    };
     if action.is_long() {
         steward::hand_off(&mut cx);
     }

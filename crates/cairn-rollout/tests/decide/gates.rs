@@ -114,6 +114,10 @@ fn a_holder_whose_swap_would_reach_into_a_window_gives_its_slot_back() {
         from: Time::from_secs(at(90)),
         until: Time::from_secs(at(3600)),
     }];
+    // (The member's own plan's windows hold it too: moved there as well.)
+    if let Some(a) = later.accepted.as_mut() {
+        a.plan.gates = rec.strategy.gates.clone();
+    }
     later = reading(later, rec);
     assert!(matches!(decide_now(&later).action, Action::Update { .. }));
 }
@@ -181,17 +185,33 @@ fn a_fleet_gate_waits_for_the_other_set_on_the_named_release() {
         FleetFact {
             healthy: true,
             release: Some(old()),
+            refused: None,
         },
     );
     let w = decide_now(&wrong);
     assert!(rollout_write(&w).unwrap().slots.is_empty());
     assert!(rollout_write(&w).unwrap().gates[0].starts_with("fleet db/eu healthy on sha256:"));
+    // A record not believed keeps the gate closed, and says why.
+    let mut unsigned = v.clone();
+    unsigned.fleets.insert(
+        "db/eu".into(),
+        FleetFact::refused("fleet/db/eu/rollout: it carries no signed statement".into()),
+    );
+    let u = decide_now(&unsigned);
+    let written = rollout_write(&u).unwrap();
+    assert!(written.slots.is_empty());
+    assert!(
+        written.gates[0].contains("not believed: fleet/db/eu/rollout: it carries no signed"),
+        "{:?}",
+        written.gates
+    );
     let mut right = v;
     right.fleets.insert(
         "db/eu".into(),
         FleetFact {
             healthy: true,
             release: Some(want),
+            refused: None,
         },
     );
     assert_eq!(rollout_write(&decide_now(&right)).unwrap().slots.len(), 1);

@@ -8,3 +8,4 @@ mod hostile;
 mod member;
 mod props;
 mod steward;
+mod store_writer;

@@ -298,10 +298,14 @@ fn no_update_starts_once_the_rollout_halted() {
 
 #[test]
 fn a_rollback_returns_updated_members_under_slots() {
-    let mut v = view("host-a", Plan::default());
+    let plan = Plan {
+        on_failure: cairn_rollout::OnFailure::Rollback,
+        ..Plan::default()
+    };
+    let mut v = view("host-a", plan.clone());
     v.local.running = Some(target());
     v.local.previous = Some(old());
-    let mut rec = record(Plan::default(), Phase::RollingBack, 10);
+    let mut rec = record(plan, Phase::RollingBack, 10);
     rec.slots = vec![cairn_rollout::Slot {
         kind: SlotKind::Rollback,
         ..slot("host-a", 90)

@@ -198,3 +198,64 @@ proptest! {
         prop_assert!(written.slots.iter().all(|s| s.kind == SlotKind::Draining));
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    /// The record's plan is anyone's to write: whatever it says (its
+    /// capacity, canary size, on_failure, windows dropped), a member that
+    /// swaps does so within its own plan: the slots held (its own
+    /// included) within its own capacity, no more canaries than its own
+    /// count, a rollback only when its own plan rolls back (and then to
+    /// its own previous release), never inside its own freeze window.
+    #[test]
+    fn a_member_swaps_only_within_its_own_plan_whatever_the_record_says(
+        (rec, me, on_target, beats) in situation(),
+        own in plan(),
+        rolls_back in any::<bool>(),
+    ) {
+        let t = Timing::default();
+        let own = Plan {
+            on_failure: if rolls_back {
+                cairn_rollout::OnFailure::Rollback
+            } else {
+                cairn_rollout::OnFailure::Halt
+            },
+            ..own
+        };
+        let n = beats.len();
+        let members: Vec<_> = (0..n)
+            .map(|i| {
+                let release = if on_target && i == me { target() } else { old() };
+                member(&id(i), release, MemberState::Running, beats[i])
+            })
+            .collect();
+        let mut v = reading(view(&id(me), own.clone()), rec.clone());
+        if on_target {
+            v.local.running = Some(target());
+            v.local.previous = Some(old());
+        }
+        let (_, d) = decide_with(v, &members);
+        let after = rollout_write(&d).unwrap_or(&rec);
+        let finish_by = match d.action {
+            Action::Update { finish_by, .. } => finish_by,
+            Action::RollBack { to, finish_by } => {
+                prop_assert!(rolls_back, "a rollback the member's plan does not make");
+                prop_assert_eq!(to, old());
+                finish_by
+            }
+            _ => return Ok(()),
+        };
+        let cap = own.capacity(after.members).min(after.capacity) as usize;
+        prop_assert!(held(after) <= cap, "{} held, own capacity {}", held(after), cap);
+        if let (Action::Update { .. }, Phase::Canary, Some(count)) =
+            (&d.action, after.phase, own.canary_count(after.members))
+        {
+            let updating = after.slots.iter().filter(|s| s.kind == SlotKind::Update).count();
+            prop_assert!(after.canaries.len() + updating <= count as usize);
+        }
+        if matches!(d.action, Action::Update { .. }) {
+            prop_assert_eq!(own.frozen_during(now(), finish_by, t.max_skew), None);
+        }
+    }
+}
