@@ -12,8 +12,10 @@
 //! snapshotted into a tree by the build.
 
 mod fetch;
+pub mod reach;
 pub mod redirect;
 mod unpack;
 
 pub use fetch::{fetch, fetch_with, FetchError, FetchLimits};
+pub use reach::{AddressRefused, Reach, Refusal};
 pub use unpack::{unpack, unpack_with, UnpackError, UnpackLimits, RATIO_FLOOR};
