@@ -288,9 +288,8 @@ async fn copy_http(sink: &mut Sink<'_>, stall: Duration) -> Result<(), FetchErro
             },
         }
     };
-    let parsed = reqwest::Url::parse(sink.url).map_err(|_| FetchError::UnsupportedUrl {
-        url: url.clone(),
-    })?;
+    let parsed = reqwest::Url::parse(sink.url)
+        .map_err(|_| FetchError::UnsupportedUrl { url: url.clone() })?;
     let client = crate::reach::Reach::new(&parsed)
         .client_builder()
         .connect_timeout(stall)

@@ -170,9 +170,8 @@ impl Resolve for Reach {
         let reach = self.clone();
         let host = name.as_str().to_owned();
         Box::pin(async move {
-            let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await?
-                .collect();
+            let found: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             let admitted = reach.admit(&host, found)?;
             Ok(Box::new(admitted.into_iter()) as Addrs)
         })
@@ -207,7 +206,9 @@ mod tests {
         assert_eq!(mixed.unwrap(), addrs(&["93.184.216.34"]));
         assert!(!reach.origin_internal());
         // Rebound: the same name, now loopback only.
-        let rebound = reach.admit("example.org", addrs(&["127.0.0.1"])).unwrap_err();
+        let rebound = reach
+            .admit("example.org", addrs(&["127.0.0.1"]))
+            .unwrap_err();
         assert_eq!(
             rebound.to_string(),
             "refused to connect to example.org (127.0.0.1): a public origin may not reach \

@@ -147,8 +147,18 @@ mod tests {
                 "{to}"
             );
         }
-        assert!(check(&from, &Url::parse("https://mirror.example.com/x").unwrap(), false).is_ok());
-        assert!(check(&from, &Url::parse("https://93.184.216.34/x").unwrap(), false).is_ok());
+        assert!(check(
+            &from,
+            &Url::parse("https://mirror.example.com/x").unwrap(),
+            false
+        )
+        .is_ok());
+        assert!(check(
+            &from,
+            &Url::parse("https://93.184.216.34/x").unwrap(),
+            false
+        )
+        .is_ok());
     }
 
     #[test]
@@ -156,7 +166,12 @@ mod tests {
         let from = urls(&["http://10.0.0.5/a"]);
         let internal = is_internal(&from[0]);
         assert!(check(&from, &Url::parse("http://127.0.0.1/x").unwrap(), internal).is_ok());
-        assert!(check(&from, &Url::parse("https://example.org/x").unwrap(), internal).is_ok());
+        assert!(check(
+            &from,
+            &Url::parse("https://example.org/x").unwrap(),
+            internal
+        )
+        .is_ok());
         let ftp = check(&from, &Url::parse("ftp://10.0.0.5/x").unwrap(), internal);
         assert!(ftp.is_err_and(|e| e.reason.contains("http and https only")));
         let file = check(&from, &Url::parse("file:///etc/passwd").unwrap(), internal);

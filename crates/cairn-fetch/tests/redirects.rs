@@ -133,7 +133,11 @@ fn a_public_origin_cannot_reach_loopback_through_a_name_that_resolves_there() {
         let url = format!("http://{origin}/start");
         let (got, left) = rt.block_on(fetched(&url));
         assert_refused_address(got, left, &url, "inside.example");
-        assert_eq!(inside_hits.load(Ordering::SeqCst), 0, "loopback never asked");
+        assert_eq!(
+            inside_hits.load(Ordering::SeqCst),
+            0,
+            "loopback never asked"
+        );
     });
 }
 
@@ -154,7 +158,11 @@ fn a_public_origin_whose_name_rebinds_to_loopback_cannot_reach_it() {
         let (got, left) = rt.block_on(fetched(&url));
         assert_refused_address(got, left, &url, "rebind.example");
         assert_eq!(origin_hits.load(Ordering::SeqCst), 1);
-        assert_eq!(inside_hits.load(Ordering::SeqCst), 0, "loopback never asked");
+        assert_eq!(
+            inside_hits.load(Ordering::SeqCst),
+            0,
+            "loopback never asked"
+        );
     });
 }
 
