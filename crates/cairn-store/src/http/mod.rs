@@ -255,7 +255,8 @@ pub fn status_kind(status: StatusCode) -> ErrorKind {
         404 | 410 => ErrorKind::NotFound,
         409 | 412 => ErrorKind::Conflict,
         408 | 429 => ErrorKind::Unavailable,
-        400..=499 => ErrorKind::InvalidRequest,
+        // A redirect, which a cairn server never sends and is not followed.
+        300..=399 | 400..=499 => ErrorKind::InvalidRequest,
         _ => ErrorKind::Unavailable,
     }
 }
