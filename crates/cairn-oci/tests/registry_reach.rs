@@ -60,10 +60,9 @@ fn a_public_registry_cannot_redirect_a_pull_to_loopback() {
             let (registry, _) = serve("203.0.113.1", move |_, _| redirect(&moved));
             let text = refused_manifest(registry);
             let why = if target.contains("inside.example") {
-                format!(
-                    "refused to connect to inside.example (127.0.0.1): a public origin may \
-                     not reach a loopback, private or link-local address"
-                )
+                "refused to connect to inside.example (127.0.0.1): a public origin may \
+                 not reach a loopback, private or link-local address"
+                    .to_owned()
             } else {
                 format!("refused a redirect to {target}: a public origin may not redirect")
             };

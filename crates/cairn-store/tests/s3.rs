@@ -51,8 +51,8 @@ async fn racing_writers_of_a_and_a_slash_b_never_both_win(store: &S3Store) {
     let mut won_both = Vec::new();
     let mut lost_both = 0;
     for round in 0..24 {
-        let upper = RefName::new(&format!("r{round}/a")).unwrap();
-        let lower = RefName::new(&format!("r{round}/a/b")).unwrap();
+        let upper = RefName::new(format!("r{round}/a")).unwrap();
+        let lower = RefName::new(format!("r{round}/a/b")).unwrap();
         let (u, l) = tokio::join!(
             store.compare_and_swap(&upper, None, b"upper".to_vec()),
             store.compare_and_swap(&lower, None, b"lower".to_vec()),

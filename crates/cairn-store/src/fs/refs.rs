@@ -169,7 +169,7 @@ impl RefStore for FsStore {
 
     /// A walk of the ref directories in name order from the cursor on,
     /// which reads only the directories on the way and stops at `limit`
-    /// ([`super::page`]), rather than the whole list cut.
+    /// (`fs/page.rs`), rather than the whole list cut.
     async fn list_page(
         &self,
         prefix: &str,

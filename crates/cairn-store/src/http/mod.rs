@@ -255,8 +255,9 @@ pub fn status_kind(status: StatusCode) -> ErrorKind {
         404 | 410 => ErrorKind::NotFound,
         409 | 412 => ErrorKind::Conflict,
         408 | 429 => ErrorKind::Unavailable,
-        // A redirect, which a cairn server never sends and is not followed.
-        300..=399 | 400..=499 => ErrorKind::InvalidRequest,
+        // 3xx: a redirect, which a cairn server never sends and the
+        // client does not follow.
+        300..=499 => ErrorKind::InvalidRequest,
         _ => ErrorKind::Unavailable,
     }
 }
