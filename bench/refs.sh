@@ -6,7 +6,9 @@
 # client paging a listing asks for again and again):
 #
 #   flat     100,000 refs in one directory (`ac/<hex>`): a page of 100 from
-#            the middle  vs  `ls` (sorted) and `find -type f` of `refs/ac`
+#            the middle  vs  `ls` (sorted) and `find -type f` of `refs/ac`,
+#            and `cairn ref list ac/` (every name read and sorted, which is
+#            what a page cost before it was walked)
 #   nested   100,000 refs as 50 sets x 2,000 members
 #            (`fleet/s<i>/prod/members/m<j>`): a page of 100 from inside
 #            set 25  vs  `find refs/fleet -type f` (what listing them all
@@ -25,7 +27,8 @@
 # (`refs/<name>`: `v<version>` line, then the value), which is what
 # `cairn ref set` leaves, 200,000 times faster. The server is stopped by
 # PID on exit; every step is bounded by `timeout`. Results:
-# bench/results/refs-*.json, summary on stdout.
+# bench/results/refs-*.json (copy them to bench/raw/ to keep them),
+# summary on stdout.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -50,7 +53,7 @@ mkdir -p "$WORK" "$OUT"
 STORE="$WORK/store"
 if [[ ! -f $WORK/made ]]; then
     rm -rf "$STORE"
-    timeout 60 "$CAIRN" --store "$STORE" ref set bench/first "made" >/dev/null
+    timeout 60 "$CAIRN" --store "$STORE" ref set --create bench/first "made" >/dev/null
     log "writing 200,000 refs"
     python3 - "$STORE/refs" <<'PY'
 import hashlib, os, sys
@@ -95,10 +98,12 @@ log "flat: a page of 100 in 100,000"
 hyperfine -N -w 3 -r "$RUNS" --export-json "$OUT/refs-flat-$stamp.json" \
     -n "cairn page (GET /v1/refs, limit 100)" "curl -sf $FLAT -o /dev/null" \
     -n "ls refs/ac" "ls $STORE/refs/ac" \
-    -n "find refs/ac -type f" "find $STORE/refs/ac -type f"
+    -n "find refs/ac -type f" "find $STORE/refs/ac -type f" \
+    -n "cairn ref list ac/ (all 100,000)" "$CAIRN --store $STORE ref list ac/"
 log "nested: a page of 100 inside 50 x 2,000"
 hyperfine -N -w 3 -r "$RUNS" --export-json "$OUT/refs-nested-$stamp.json" \
     -n "cairn page (GET /v1/refs, limit 100)" "curl -sf $NESTED -o /dev/null" \
     -n "find refs/fleet -type f" "find $STORE/refs/fleet -type f" \
-    -n "ls refs/fleet/s25/prod/members" "ls $STORE/refs/fleet/s25/prod/members"
+    -n "ls refs/fleet/s25/prod/members" "ls $STORE/refs/fleet/s25/prod/members" \
+    -n "cairn ref list fleet/ (all 100,000)" "$CAIRN --store $STORE ref list fleet/"
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg); cairn: $CAIRN"
