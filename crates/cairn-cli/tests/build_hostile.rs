@@ -405,3 +405,43 @@ fn a_crashing_step_is_named_by_its_signal_and_cannot_lower_its_core_limit() {
         "{err}"
     );
 }
+
+/// A fetch server at a public-looking address, in a network of the test's
+/// own, redirects the fetch to a name that resolves to loopback: the build
+/// fails naming the URL, the host, its address and why, and the loopback
+/// server is never asked.
+#[test]
+fn a_public_fetch_origin_cannot_reach_loopback_through_a_name() {
+    use cairn_testkit::network::{in_a_network_of_its_own, ok, redirect, serve};
+    use std::sync::atomic::Ordering;
+
+    let p = Project::busybox("true", "");
+    in_a_network_of_its_own("127.0.0.1 inside.example\n", move |_| {
+        let (inside, inside_hits) = serve("127.0.0.1", |_, _| ok(b"vendored\n"));
+        let target = format!("http://inside.example:{}/blob", inside.port());
+        let (origin, _) = serve("203.0.113.1", move |_, _| redirect(&target));
+        let url = format!("http://{origin}/start");
+        let digest = cairn_digest::Digest::of(b"vendored\n");
+        let text = p.recipe().replace(
+            "[steps.build]\nmounts = { \"/\" = \"rootfs\", \"/src\" = \"src\" }",
+            &format!(
+                "[inputs.vendor]\nurl = \"{url}\"\ndigest = \"{digest:#}\"\n\
+                 [steps.build]\nmounts = {{ \"/\" = \"rootfs\", \"/src\" = \"vendor\" }}"
+            ),
+        );
+        p.write("cairn.toml", &text);
+        let err = p.build_fails(&[]);
+        assert!(
+            err.contains(&format!(
+                "fetching {url}: refused to connect to inside.example (127.0.0.1): a public \
+                 origin may not reach a loopback, private or link-local address"
+            )),
+            "{err}"
+        );
+        assert_eq!(
+            inside_hits.load(Ordering::SeqCst),
+            0,
+            "loopback never asked"
+        );
+    });
+}

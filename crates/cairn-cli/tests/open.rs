@@ -119,6 +119,61 @@ fn almost_urls_are_refused_with_the_forms_accepted() {
     assert_eq!(made, ["file"], "an almost-URL was taken for a directory");
 }
 
+/// Credentials written into a store URL are refused by every command,
+/// exit 1, and never shown: not on stdout, not in the error, not in the
+/// logs of `-vv`, whether the URL is `--store`, `CAIRN_STORE` or a copy's
+/// destination, and whether they are the URL's own or its S3 endpoint's.
+#[test]
+fn store_urls_with_credentials_are_refused_without_showing_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::write(dir.join("file"), "x").unwrap();
+    let local = dir.join("local");
+    let local = local.to_str().unwrap();
+    let added = cairn(dir, &["--store", local, "store", "add", "file"]);
+    assert!(added.status.success(), "{added:?}");
+    let digest = String::from_utf8(added.stdout).unwrap();
+    let digest = digest.split_whitespace().next().unwrap().to_owned();
+    let check = |out: &Output, url: &str| {
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert!(
+            !stdout.contains("s3cret") && !stderr.contains("s3cret"),
+            "{url}: {stdout} {stderr}"
+        );
+        let err = refused(out, 1, "carries credentials (user:password@)");
+        assert!(err.contains("***@"), "{url}: {err}");
+    };
+    for url in [
+        "https://alice:s3cret@127.0.0.1:1/x",
+        "http://s3cret@127.0.0.1:1",
+        "s3://AKIAEXAMPLE:s3cret@bucket/prefix",
+        "s3://bucket/prefix?endpoint=http://alice:s3cret@127.0.0.1:1",
+    ] {
+        for command in [
+            &["ref", "list"][..],
+            &["-vv", "store", "add", "file"],
+            &["--json", "ref", "get", "a/b"],
+        ] {
+            let args = [&["--store", url][..], command].concat();
+            check(&cairn(dir, &args), url);
+        }
+        let copy = [
+            "--store", local, "-vv", "store", "copy", &digest, "--to", url,
+        ];
+        check(&cairn(dir, &copy), url);
+        let mut from_env = Command::new(CAIRN);
+        from_env
+            .current_dir(dir)
+            .env("CAIRN_STORE", url)
+            .env("CAIRN_CACHE", dir.join(".cache"))
+            .args(["ref", "list"]);
+        check(&from_env.output().unwrap(), url);
+    }
+}
+
 #[test]
 fn missing_s3_credentials_are_said_plainly() {
     let tmp = tempfile::tempdir().unwrap();

@@ -9,7 +9,8 @@
 //! endless body cannot fill the disk. An HTTP server that stops sending
 //! (before its answer's head or in the middle of its body) fails the fetch
 //! after [`FetchLimits::stall_timeout`] instead of holding the build
-//! forever. Redirects are followed as [`crate::redirect`] allows.
+//! forever. Redirects are followed as [`crate::redirect`] allows, and
+//! connections go only where [`crate::reach`] allows.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -18,6 +19,8 @@ use std::time::Duration;
 use cairn_digest::{Digest, DigestRef, Hasher};
 use tempfile::TempPath;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::reach::Refusal;
 
 /// Why a fetch failed. Nothing is left at the destination in any case.
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +92,16 @@ pub enum FetchError {
         /// Where it pointed and why it was refused.
         #[source]
         source: crate::redirect::RedirectRefused,
+    },
+    /// A host the fetch was sent to resolves only to addresses a public
+    /// origin may not reach ([`crate::reach`]).
+    #[error("fetching {url}: {source}")]
+    Address {
+        /// The URL.
+        url: String,
+        /// The host, its addresses and why they were refused.
+        #[source]
+        source: crate::reach::AddressRefused,
     },
     /// The bytes do not have the declared digest.
     #[error("digest mismatch for {url}: expected {expected} got {got:#}")]
@@ -249,11 +262,20 @@ async fn copy_file(sink: &mut Sink<'_>, path: &Path) -> Result<(), FetchError> {
 async fn copy_http(sink: &mut Sink<'_>, stall: Duration) -> Result<(), FetchError> {
     let url = sink.url.to_owned();
     let http_err = |source: reqwest::Error| {
-        if let Some(refused) = redirect_refusal(&source) {
-            return FetchError::Redirect {
-                url: url.clone(),
-                source: refused,
-            };
+        match crate::reach::Refusal::of(&source) {
+            Some(Refusal::Redirect(source)) => {
+                return FetchError::Redirect {
+                    url: url.clone(),
+                    source,
+                }
+            }
+            Some(Refusal::Address(source)) => {
+                return FetchError::Address {
+                    url: url.clone(),
+                    source,
+                }
+            }
+            None => {}
         }
         match source.is_timeout() {
             true => FetchError::Stalled {
@@ -266,20 +288,16 @@ async fn copy_http(sink: &mut Sink<'_>, stall: Duration) -> Result<(), FetchErro
             },
         }
     };
-    let policy = reqwest::redirect::Policy::custom(|attempt| {
-        match crate::redirect::check(attempt.previous(), attempt.url()) {
-            Ok(()) => attempt.follow(),
-            Err(refused) => attempt.error(refused),
-        }
-    });
-    let client = reqwest::Client::builder()
+    let parsed = reqwest::Url::parse(sink.url)
+        .map_err(|_| FetchError::UnsupportedUrl { url: url.clone() })?;
+    let client = crate::reach::Reach::new(&parsed)
+        .client_builder()
         .connect_timeout(stall)
         .read_timeout(stall)
-        .redirect(policy)
         .build()
         .map_err(http_err)?;
     let mut response = client
-        .get(sink.url)
+        .get(parsed)
         .send()
         .await
         .and_then(reqwest::Response::error_for_status)
@@ -288,18 +306,6 @@ async fn copy_http(sink: &mut Sink<'_>, stall: Duration) -> Result<(), FetchErro
         sink.write(&chunk).await?;
     }
     Ok(())
-}
-
-/// The redirect refusal behind a request's error, if that is what it is.
-fn redirect_refusal(e: &reqwest::Error) -> Option<crate::redirect::RedirectRefused> {
-    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(e) = next {
-        if let Some(r) = e.downcast_ref::<crate::redirect::RedirectRefused>() {
-            return Some(r.clone());
-        }
-        next = e.source();
-    }
-    None
 }
 
 fn persist(url: &str, tmp: TempPath, dest: &Path) -> Result<(), FetchError> {

@@ -15,8 +15,10 @@
 //!   `localhost`. An origin that is itself such a host (a mirror on the
 //!   local network) may redirect within it.
 //!
-//! A host given by name is judged by its name: a public name that
-//! resolves to a private address is not caught here.
+//! A host given by name is judged here by its name alone; what it
+//! resolves to is judged when it is looked up for a connection, by
+//! [`crate::reach`], which also decides whether an origin given by name
+//! is internal.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -36,8 +38,9 @@ pub struct RedirectRefused {
 }
 
 /// Whether the redirect to `next` may be followed after `previous` (the
-/// fetch's own URL first).
-pub fn check(previous: &[Url], next: &Url) -> Result<(), RedirectRefused> {
+/// fetch's own URL first), for an origin that is internal or not
+/// ([`crate::reach::Reach::origin_internal`]).
+pub fn check(previous: &[Url], next: &Url, origin_internal: bool) -> Result<(), RedirectRefused> {
     let refuse = |reason| {
         Err(RedirectRefused {
             to: next.to_string(),
@@ -54,7 +57,6 @@ pub fn check(previous: &[Url], next: &Url) -> Result<(), RedirectRefused> {
     if next.scheme() == "http" && previous.iter().any(|u| u.scheme() == "https") {
         return refuse("a redirect from https may not go back to http");
     }
-    let origin_internal = previous.first().is_some_and(is_internal);
     if !origin_internal && is_internal(next) {
         return refuse(
             "a public origin may not redirect to a loopback, private or link-local address",
@@ -63,19 +65,31 @@ pub fn check(previous: &[Url], next: &Url) -> Result<(), RedirectRefused> {
     Ok(())
 }
 
-/// Whether `url` names the machine itself or its local networks.
-fn is_internal(url: &Url) -> bool {
+/// Whether `url` names the machine itself or its local networks, as
+/// written (an address, or `localhost`).
+pub fn is_internal(url: &Url) -> bool {
     let Some(host) = url.host_str() else {
         return true;
     };
     let host = host.trim_start_matches('[').trim_end_matches(']');
     match host.parse::<IpAddr>() {
-        Ok(IpAddr::V4(ip)) => internal_v4(ip),
-        Ok(IpAddr::V6(ip)) => internal_v6(ip),
-        Err(_) => {
-            let name = host.trim_end_matches('.').to_ascii_lowercase();
-            name == "localhost" || name.ends_with(".localhost")
-        }
+        Ok(ip) => internal_ip(ip),
+        Err(_) => is_local_name(host),
+    }
+}
+
+/// Whether a host name is `localhost` or below it.
+pub fn is_local_name(host: &str) -> bool {
+    let name = host.trim_end_matches('.').to_ascii_lowercase();
+    name == "localhost" || name.ends_with(".localhost")
+}
+
+/// Whether an address is loopback, private, link-local, shared or
+/// unspecified.
+pub fn internal_ip(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(ip) => internal_v4(ip),
+        IpAddr::V6(ip) => internal_v6(ip),
     }
 }
 
@@ -127,36 +141,52 @@ mod tests {
             "https://localhost/x",
             "https://a.localhost./x",
         ] {
-            let refused = check(&from, &Url::parse(to).unwrap());
+            let refused = check(&from, &Url::parse(to).unwrap(), false);
             assert!(
                 refused.is_err_and(|e| e.reason.contains("public origin")),
                 "{to}"
             );
         }
-        assert!(check(&from, &Url::parse("https://mirror.example.com/x").unwrap()).is_ok());
-        assert!(check(&from, &Url::parse("https://93.184.216.34/x").unwrap()).is_ok());
+        assert!(check(
+            &from,
+            &Url::parse("https://mirror.example.com/x").unwrap(),
+            false
+        )
+        .is_ok());
+        assert!(check(
+            &from,
+            &Url::parse("https://93.184.216.34/x").unwrap(),
+            false
+        )
+        .is_ok());
     }
 
     #[test]
     fn internal_origins_may_redirect_anywhere_over_http_s() {
         let from = urls(&["http://10.0.0.5/a"]);
-        assert!(check(&from, &Url::parse("http://127.0.0.1/x").unwrap()).is_ok());
-        assert!(check(&from, &Url::parse("https://example.org/x").unwrap()).is_ok());
-        let ftp = check(&from, &Url::parse("ftp://10.0.0.5/x").unwrap());
+        let internal = is_internal(&from[0]);
+        assert!(check(&from, &Url::parse("http://127.0.0.1/x").unwrap(), internal).is_ok());
+        assert!(check(
+            &from,
+            &Url::parse("https://example.org/x").unwrap(),
+            internal
+        )
+        .is_ok());
+        let ftp = check(&from, &Url::parse("ftp://10.0.0.5/x").unwrap(), internal);
         assert!(ftp.is_err_and(|e| e.reason.contains("http and https only")));
-        let file = check(&from, &Url::parse("file:///etc/passwd").unwrap());
+        let file = check(&from, &Url::parse("file:///etc/passwd").unwrap(), internal);
         assert!(file.is_err());
     }
 
     #[test]
     fn no_downgrade_and_a_bounded_chain() {
         let from = urls(&["http://example.org/a", "https://example.org/b"]);
-        let down = check(&from, &Url::parse("http://example.org/c").unwrap());
+        let down = check(&from, &Url::parse("http://example.org/c").unwrap(), false);
         assert!(down.is_err_and(|e| e.reason.contains("from https")));
         let tenth = urls(&["https://example.org/a"; MAX_REDIRECTS]);
-        assert!(check(&tenth, &Url::parse("https://example.org/z").unwrap()).is_ok());
+        assert!(check(&tenth, &Url::parse("https://example.org/z").unwrap(), false).is_ok());
         let long = urls(&["https://example.org/a"; MAX_REDIRECTS + 1]);
-        let too_many = check(&long, &Url::parse("https://example.org/z").unwrap());
+        let too_many = check(&long, &Url::parse("https://example.org/z").unwrap(), false);
         assert!(too_many.is_err_and(|e| e.reason.contains("more than 10")));
     }
 }

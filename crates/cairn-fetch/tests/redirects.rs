@@ -1,88 +1,23 @@
-//! Which redirects a fetch follows, against real HTTP servers: inside a
-//! network namespace the test makes itself, whose loopback interface also
-//! carries the public-looking addresses 203.0.113.1 and .2 (a
-//! documentation range), so that "a public origin
-//! redirecting to loopback" is tried for real with no traffic leaving the
-//! namespace. Needs root and `ip` (iproute2); fails without them.
+//! Which redirects a fetch follows and where it connects, against real
+//! HTTP servers: inside a network namespace the test makes itself, whose
+//! loopback interface also carries the public-looking addresses
+//! 203.0.113.1 and .2 (a documentation range), with an `/etc/hosts` of its
+//! own, so that "a public origin redirecting to loopback", by address or
+//! by a name that resolves there, is tried for real with no traffic
+//! leaving the namespace (`cairn_testkit::network`). Needs root and `ip`
+//! (iproute2); fails without them.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener};
-use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::thread;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 
 use cairn_digest::Digest;
 use cairn_fetch::{fetch, FetchError};
+use cairn_testkit::network::{in_a_network_of_its_own, ok, redirect, serve};
 
 const BLOB: &[u8] = b"bytes behind a redirect\n";
 
-/// Runs `f` on a thread of its own, in a new network namespace with
-/// loopback up, carrying 203.0.113.1 and 203.0.113.2 too.
-fn in_a_network_of_its_own(f: impl FnOnce() + Send + 'static) {
-    thread::spawn(move || {
-        // SAFETY: a network namespace of this thread's own; the thread
-        // shares nothing that depends on the namespace it had.
-        unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNET) }
-            .expect("a network namespace of its own (tests run as root)");
-        for args in [
-            &["link", "set", "lo", "up"][..],
-            &["addr", "add", "203.0.113.1/32", "dev", "lo"],
-            &["addr", "add", "203.0.113.2/32", "dev", "lo"],
-        ] {
-            let out = Command::new("ip")
-                .args(args)
-                .output()
-                .expect("running ip (iproute2 is required)");
-            assert!(out.status.success(), "ip {args:?}: {out:?}");
-        }
-        f()
-    })
-    .join()
-    .unwrap();
-}
-
-/// A server on `ip` answering every request with `answer(its own address)`;
-/// returns its address and how many requests it got.
-fn serve(
-    ip: &str,
-    answer: impl Fn(SocketAddr, &str) -> String + Send + 'static,
-) -> (SocketAddr, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind((ip, 0)).unwrap();
-    let addr = listener.local_addr().unwrap();
-    let hits = Arc::new(AtomicUsize::new(0));
-    let counted = hits.clone();
-    thread::spawn(move || {
-        for conn in listener.incoming().take(32) {
-            let Ok(mut conn) = conn else { return };
-            let mut request = Vec::new();
-            let mut buf = [0u8; 1024];
-            while !request.ends_with(b"\r\n\r\n") {
-                match conn.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => request.extend_from_slice(&buf[..n]),
-                }
-            }
-            counted.fetch_add(1, Ordering::SeqCst);
-            let text = String::from_utf8_lossy(&request).into_owned();
-            let _ = conn.write_all(answer(addr, &text).as_bytes());
-        }
-    });
-    (addr, hits)
-}
-
 fn blob(_: SocketAddr, _: &str) -> String {
-    format!(
-        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
-        BLOB.len(),
-        String::from_utf8_lossy(BLOB)
-    )
-}
-
-fn redirect(to: &str) -> String {
-    format!(
-        "HTTP/1.1 302 Found\r\nLocation: {to}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    )
+    ok(BLOB)
 }
 
 /// Answers every request with a redirect to `target`.
@@ -110,7 +45,7 @@ fn runtime() -> tokio::runtime::Runtime {
 
 #[test]
 fn a_public_origin_cannot_send_a_fetch_to_loopback_but_may_to_other_public_hosts() {
-    in_a_network_of_its_own(|| {
+    in_a_network_of_its_own("", |_| {
         let rt = runtime();
         let (inside, inside_hits) = serve("127.0.0.1", blob);
         let (public, public_hits) = serve("203.0.113.2", blob);
@@ -151,7 +86,7 @@ fn a_public_origin_cannot_send_a_fetch_to_loopback_but_may_to_other_public_hosts
 
 #[test]
 fn a_loopback_origin_may_redirect_on_loopback_and_chains_are_bounded() {
-    in_a_network_of_its_own(|| {
+    in_a_network_of_its_own("", |_| {
         let rt = runtime();
         let (inside, _) = serve("127.0.0.1", blob);
         let (origin, _) = serve("127.0.0.1", to(format!("http://{inside}/blob")));
@@ -169,5 +104,78 @@ fn a_loopback_origin_may_redirect_on_loopback_and_chains_are_bounded() {
             "the first request and 10 redirects"
         );
         assert_eq!(left, 0);
+    });
+}
+
+/// Asserts `got` is a refusal to connect to `host`, whose only address
+/// is 127.0.0.1, and that nothing was kept.
+fn assert_refused_address(got: Result<Digest, FetchError>, left: usize, url: &str, host: &str) {
+    assert_eq!(left, 0, "nothing is left behind");
+    let err = got.unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, FetchError::Address { .. }), "{text}");
+    assert_eq!(
+        text,
+        format!(
+            "fetching {url}: refused to connect to {host} (127.0.0.1): a public origin may not \
+             reach a loopback, private or link-local address"
+        )
+    );
+}
+
+#[test]
+fn a_public_origin_cannot_reach_loopback_through_a_name_that_resolves_there() {
+    in_a_network_of_its_own("127.0.0.1 inside.example\n", |_| {
+        let rt = runtime();
+        let (inside, inside_hits) = serve("127.0.0.1", blob);
+        let target = format!("http://inside.example:{}/blob", inside.port());
+        let (origin, _) = serve("203.0.113.1", to(target));
+        let url = format!("http://{origin}/start");
+        let (got, left) = rt.block_on(fetched(&url));
+        assert_refused_address(got, left, &url, "inside.example");
+        assert_eq!(
+            inside_hits.load(Ordering::SeqCst),
+            0,
+            "loopback never asked"
+        );
+    });
+}
+
+#[test]
+fn a_public_origin_whose_name_rebinds_to_loopback_cannot_reach_it() {
+    in_a_network_of_its_own("203.0.113.1 rebind.example\n", |hosts| {
+        let rt = runtime();
+        let (inside, inside_hits) = serve("127.0.0.1", blob);
+        // The origin's DNS answers a public address first; once asked, it
+        // answers loopback and sends the fetch back to its own name.
+        let rebound = hosts.clone();
+        let target = format!("http://rebind.example:{}/blob", inside.port());
+        let (origin, origin_hits) = serve("203.0.113.1", move |_, _| {
+            rebound.set("127.0.0.1 rebind.example\n");
+            redirect(&target)
+        });
+        let url = format!("http://rebind.example:{}/start", origin.port());
+        let (got, left) = rt.block_on(fetched(&url));
+        assert_refused_address(got, left, &url, "rebind.example");
+        assert_eq!(origin_hits.load(Ordering::SeqCst), 1);
+        assert_eq!(
+            inside_hits.load(Ordering::SeqCst),
+            0,
+            "loopback never asked"
+        );
+    });
+}
+
+#[test]
+fn a_mirror_named_on_loopback_may_redirect_within_it() {
+    in_a_network_of_its_own("127.0.0.1 mirror.example\n", |_| {
+        let rt = runtime();
+        let (inside, inside_hits) = serve("127.0.0.1", blob);
+        let (mirror, _) = serve("127.0.0.1", to(format!("http://{inside}/blob")));
+        let url = format!("http://mirror.example:{}/start", mirror.port());
+        let (got, left) = rt.block_on(fetched(&url));
+        assert_eq!(got.unwrap(), Digest::of(BLOB));
+        assert_eq!(left, 1);
+        assert_eq!(inside_hits.load(Ordering::SeqCst), 1);
     });
 }

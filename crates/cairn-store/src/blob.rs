@@ -33,8 +33,10 @@ pub trait BlobStore: Send + Sync + fmt::Debug {
     /// For each digest, whether the store holds it (same order as asked).
     async fn has_many(&self, digests: &[Digest]) -> Result<Vec<bool>>;
 
-    /// Streams a blob, or `None` if absent. The stream fails with
-    /// `InvalidData` at its end if the bytes do not match `digest`.
+    /// Streams a blob, or `None` if absent. A blob with `digest`'s hash
+    /// but another size is absent, as for [`has_many`](Self::has_many).
+    /// The stream fails with `InvalidData` at its end if the bytes do not
+    /// match `digest`.
     async fn get(&self, digest: &Digest) -> Result<Option<BlobReader>>;
 
     /// Stores `data` under `digest`, atomically; idempotent. Fails with

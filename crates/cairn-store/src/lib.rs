@@ -48,7 +48,7 @@ pub use error::{ErrorKind, RemoteError, Result, StoreError};
 pub use fs::{io_pool, FsStore};
 pub use memory::MemoryStore;
 pub use refs::{IfChanged, RefEvent, RefName, RefStore, RefWatch, Version, Versioned};
-pub use url::{connect, OpenOptions, StoreUrl};
+pub use url::{connect, redacted, OpenOptions, StoreUrl};
 
 use std::sync::Arc;
 

@@ -7,6 +7,7 @@
 //! command line reads its flags and environment); nothing here reads the
 //! environment.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -20,8 +21,9 @@ const SCHEMES: [&str; 4] = ["file", "s3", "http", "https"];
 const FORMS: &str =
     "use a directory path, file:///absolute/path, s3://bucket/prefix or http(s)://host:port";
 
-/// A parsed store location.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A parsed store location. It never carries credentials ([`StoreUrl::parse`]
+/// refuses them), and its `Debug` hides any a hand-made one has.
+#[derive(Clone, PartialEq, Eq)]
 pub enum StoreUrl {
     /// A local directory (a plain path or `file://`).
     Local(PathBuf),
@@ -31,18 +33,91 @@ pub enum StoreUrl {
     Http(String),
 }
 
+impl std::fmt::Debug for StoreUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Local(path) => f.debug_tuple("Local").field(path).finish(),
+            Self::S3(url) => f.debug_tuple("S3").field(&redacted(url)).finish(),
+            Self::Http(url) => f.debug_tuple("Http").field(&redacted(url)).finish(),
+        }
+    }
+}
+
+/// Why a URL with credentials in it is refused.
+const CREDENTIALS_REFUSED: &str = "carries credentials (user:password@), which would show in \
+    errors, logs and `ps`: give a cairn server's token in a file (--token-file) or \
+    CAIRN_TOKEN, and S3 credentials in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or a \
+    profile or the instance's role)";
+
+/// The byte ranges of the user information (`user:password` before `@`)
+/// of every `scheme://` authority in `url`: the URL's own and any URL
+/// inside it (an S3 URL's `endpoint=` parameter).
+fn userinfo_ranges(url: &str) -> Vec<std::ops::Range<usize>> {
+    let mut ranges = Vec::new();
+    let mut from = 0;
+    while let Some(at) = url[from..].find("://") {
+        let start = from + at + 3;
+        let end = url[start..]
+            .find(['/', '?', '#', '&'])
+            .map_or(url.len(), |i| start + i);
+        if let Some(sign) = url[start..end].rfind('@') {
+            ranges.push(start..start + sign);
+        }
+        from = start;
+    }
+    ranges
+}
+
+/// `url` with the user name and password of every authority in it (its
+/// own and any URL inside it) replaced by `***`: what a message may show.
+pub fn redacted(url: &str) -> Cow<'_, str> {
+    let ranges = userinfo_ranges(url);
+    if ranges.is_empty() {
+        return Cow::Borrowed(url);
+    }
+    let mut out = String::with_capacity(url.len());
+    let mut last = 0;
+    for range in ranges {
+        out.push_str(&url[last..range.start]);
+        out.push_str("***");
+        last = range.end;
+    }
+    out.push_str(&url[last..]);
+    Cow::Owned(out)
+}
+
+/// Refuses a remote store URL with credentials in it (see
+/// [`StoreUrl::parse`]), naming it without them.
+pub fn refuse_credentials(url: &str) -> Result<()> {
+    if userinfo_ranges(url).is_empty() {
+        return Ok(());
+    }
+    Err(StoreError::BadUrl {
+        url: redacted(url).into_owned(),
+        reason: CREDENTIALS_REFUSED.into(),
+    })
+}
+
 impl StoreUrl {
     /// Parses a store URL. Anything without a scheme is a local path, but
     /// what looks like a mistyped URL (`s3:/bucket`, `http:host`,
     /// `s3//bucket`, `foo:/bar`) is refused with the forms accepted, rather
     /// than taken for a directory of that name (write `./s3:x` for one).
+    ///
+    /// A remote URL with credentials in it (`https://user:pass@host`,
+    /// also in an S3 URL's `endpoint=`) is refused, as Nix and Bazel take
+    /// theirs from files and the environment: a URL is shown in errors,
+    /// logs and `ps`. No error shows them ([`redacted`]).
     pub fn parse(url: &str) -> Result<Self> {
         let bad = |reason: String| StoreError::BadUrl {
-            url: url.into(),
+            url: redacted(url).into_owned(),
             reason,
         };
         if url.is_empty() {
             return Err(bad(format!("empty; {FORMS}")));
+        }
+        if url.contains("://") && !url.starts_with("file://") {
+            refuse_credentials(url)?;
         }
         match url.split_once("://") {
             Some(("file", path)) if path.starts_with('/') => Ok(Self::Local(PathBuf::from(path))),
@@ -184,6 +259,30 @@ mod tests {
         assert!(StoreUrl::parse("ftp://x").is_err());
         assert!(StoreUrl::parse("file://rel").is_err());
         assert!(StoreUrl::parse("").is_err());
+    }
+
+    #[test]
+    fn refuses_credentials_without_showing_them() {
+        for url in [
+            "https://alice:s3cret@cache.example/x",
+            "http://s3cret@cache.example:8080",
+            "s3://s3cret:more@bucket/prefix",
+            "s3://bucket/prefix?endpoint=http://alice:s3cret@127.0.0.1:9000",
+            "foo://alice:s3cret@host/x",
+        ] {
+            let err = StoreUrl::parse(url).unwrap_err();
+            let text = err.to_string();
+            assert_eq!(err.kind(), crate::ErrorKind::InvalidRequest, "{url}");
+            assert!(!text.contains("s3cret"), "{url}: {text}");
+            assert!(text.contains("***@"), "{url}: {text}");
+        }
+        assert_eq!(
+            redacted("s3://b/p?endpoint=http://u:p@h:1&region=r"),
+            "s3://b/p?endpoint=http://***@h:1&region=r"
+        );
+        assert_eq!(redacted("https://h/a@b"), "https://h/a@b");
+        let hand_made = StoreUrl::Http("https://alice:s3cret@h".into());
+        assert_eq!(format!("{hand_made:?}"), "Http(\"https://***@h\")");
     }
 
     #[test]

@@ -80,3 +80,23 @@ async fn a_blob_answer_longer_than_its_digest_is_refused_naming_it() {
     let taken = server.body_bytes_taken();
     assert!(taken < 64 << 20, "the client read {taken} bytes of it");
 }
+
+/// A store server that redirects (a cairn server never does) is not
+/// followed: the bearer token and the request go nowhere else, and the
+/// read fails naming the status.
+#[tokio::test]
+async fn a_redirect_is_not_followed_with_the_token() {
+    let (elsewhere, asked) = cairn_testkit::network::serve("127.0.0.1", |_, _| {
+        cairn_testkit::network::ok(b"v1\nstolen")
+    });
+    let head = format!(
+        "HTTP/1.1 307 Temporary Redirect\r\nLocation: http://{elsewhere}/v1/refs/a\r\n\
+         Content-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    let server = serve_one(Answer::filler(Some(&head), 0, Then::Close));
+    let store = HttpStore::new(&server.url, Some("token".into()), &[]).unwrap();
+    let err = store.get(&RefName::new("a").unwrap()).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidRequest, "{err}");
+    assert!(err.to_string().contains("307"), "{err}");
+    assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 0);
+}

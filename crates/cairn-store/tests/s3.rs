@@ -39,6 +39,49 @@ async fn s3_backend() {
     corrupt_object_is_caught_on_read(&moto, &store(&moto, "corrupt").await).await;
     rewriting_a_value_changes_the_version(&store(&moto, "aba").await).await;
     a_huge_ref_object_is_refused_before_it_is_read(&moto, &store(&moto, "huge").await).await;
+    racing_writers_of_a_and_a_slash_b_never_both_win(&store(&moto, "nesting").await).await;
+}
+
+/// Two writers racing to create `a` and `a/b` (each in its own round, 24
+/// rounds): never both win, and the store never keeps both. A loser is
+/// refused as the other ref being in its way. moto serves one request at
+/// a time, so the two writers' requests interleave; before, each checked
+/// before its write and both won.
+async fn racing_writers_of_a_and_a_slash_b_never_both_win(store: &S3Store) {
+    let mut won_both = Vec::new();
+    let mut lost_both = 0;
+    for round in 0..24 {
+        let upper = RefName::new(format!("r{round}/a")).unwrap();
+        let lower = RefName::new(format!("r{round}/a/b")).unwrap();
+        let (u, l) = tokio::join!(
+            store.compare_and_swap(&upper, None, b"upper".to_vec()),
+            store.compare_and_swap(&lower, None, b"lower".to_vec()),
+        );
+        for (outcome, other) in [(&u, &lower), (&l, &upper)] {
+            if let Err(e) = outcome {
+                assert!(
+                    matches!(e, StoreError::RefPathTaken { .. }),
+                    "round {round}: {e}"
+                );
+                assert_eq!(e.kind(), ErrorKind::InvalidRequest, "{e}");
+                assert!(e.to_string().contains(other.as_str()), "{e}");
+            }
+        }
+        match (u.is_ok(), l.is_ok()) {
+            (true, true) => won_both.push(round),
+            (false, false) => lost_both += 1,
+            _ => {}
+        }
+        let kept = store.list(&format!("r{round}/")).await.unwrap();
+        assert!(kept.len() <= 1, "round {round}: both kept: {kept:?}");
+        let winner = [(&u, &upper), (&l, &lower)]
+            .into_iter()
+            .filter(|(o, _)| o.is_ok())
+            .map(|(_, n)| n.clone());
+        assert_eq!(kept, winner.collect::<Vec<_>>(), "round {round}");
+    }
+    assert_eq!(won_both, Vec::<usize>::new(), "rounds both writers won");
+    eprintln!("nesting races: both refused in {lost_both} of 24 rounds");
 }
 
 async fn large_blobs_go_up_in_parts(store: &S3Store) {

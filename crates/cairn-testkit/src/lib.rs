@@ -7,9 +7,14 @@
 //! bytes than any client should take, or silence. It counts the body bytes
 //! the client took, so a test can assert the client stopped reading.
 //!
+//! [`network`] gives a test a network of its own, where public-looking
+//! addresses and names that resolve anywhere are tried for real.
+//!
 //! Only a `[dev-dependencies]` entry, never a dependency of shipped code;
-//! it depends on no cairn crate (only the standard library), so any
-//! crate's tests can use it without a cycle.
+//! it depends on no cairn crate (only the standard library and `rustix`),
+//! so any crate's tests can use it without a cycle.
+
+pub mod network;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};

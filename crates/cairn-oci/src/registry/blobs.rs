@@ -138,8 +138,10 @@ impl Registry {
         Ok(digest.size())
     }
 
+    /// Where the upload goes on: the answer's `Location`, checked as a
+    /// redirect from the registry would be.
     fn location(&self, what: &str, response: &reqwest::Response) -> Result<String, RegistryError> {
-        response
+        let location = response
             .headers()
             .get("Location")
             .and_then(|v| v.to_str().ok())
@@ -149,6 +151,8 @@ impl Registry {
                 what: what.to_owned(),
                 status: response.status(),
                 body: "no Location header".into(),
-            })
+            })?;
+        self.check_followed(what, &location)?;
+        Ok(location)
     }
 }

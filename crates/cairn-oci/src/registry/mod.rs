@@ -10,6 +10,16 @@
 //! Plain HTTP is used only for loopback registries and hosts the caller
 //! allows explicitly ([`RegistryConfig::plain_http`]); everything else is
 //! HTTPS (rustls, as the rest of cairn).
+//!
+//! Where a registry may send the client (redirects, a token realm, an
+//! upload's `Location`) is decided by the same policy as a fetch's
+//! ([`cairn_fetch::Reach`]), the registry being the origin: a public
+//! registry never gets a request onto loopback or the local networks, by
+//! address or by a name resolving there. Answers are bounded: a request
+//! fails after [`CONNECT_TIMEOUT`] without a connection or
+//! [`READ_TIMEOUT`] without a byte, a manifest is read up to
+//! [`MAX_MANIFEST`], a token answer up to [`MAX_TOKEN_ANSWER`] and an
+//! error's body up to [`MAX_ERROR_BODY`].
 
 pub mod auth;
 mod blobs;
@@ -17,6 +27,9 @@ pub mod referrers;
 
 use std::net::IpAddr;
 use std::sync::Mutex;
+use std::time::Duration;
+
+use cairn_fetch::{Reach, Refusal};
 
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, WWW_AUTHENTICATE};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
@@ -42,6 +55,18 @@ pub struct RegistryConfig {
 /// The default chunk size of uploads.
 pub const DEFAULT_CHUNK: u64 = 32 << 20;
 
+/// Longest wait for a connection.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest silence in an answer (before its head or between its bytes).
+pub const READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// The largest manifest or index read (the distribution spec asks
+/// registries to accept at least 4 MiB).
+pub const MAX_MANIFEST: usize = 4 << 20;
+/// The largest token endpoint answer read.
+pub const MAX_TOKEN_ANSWER: usize = 1 << 20;
+/// How much of an error's body is read (of which 300 characters are shown).
+pub const MAX_ERROR_BODY: usize = 64 << 10;
+
 /// Why a registry request failed.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
@@ -55,6 +80,28 @@ pub enum RegistryError {
         /// The underlying error.
         #[source]
         source: reqwest::Error,
+    },
+    /// The registry sent the client where it may not go (a redirect, a
+    /// token realm or an upload location), see [`cairn_fetch::reach`].
+    #[error("{reference}: {what}: {source}")]
+    Refused {
+        /// The repository.
+        reference: String,
+        /// The request.
+        what: String,
+        /// Where it pointed and why it was refused.
+        #[source]
+        source: Refusal,
+    },
+    /// An answer longer than cairn reads for its kind.
+    #[error("{reference}: {what}: the answer is over the {limit}-byte limit")]
+    TooLarge {
+        /// The repository.
+        reference: String,
+        /// The request.
+        what: String,
+        /// The limit.
+        limit: usize,
     },
     /// The registry refused the credentials (or there were none).
     #[error("{reference}: the registry refused authentication ({reason})")]
@@ -113,6 +160,7 @@ fn body_note(body: &str) -> String {
 #[derive(Debug)]
 pub struct Registry {
     http: reqwest::Client,
+    reach: Reach,
     base: String,
     reference: Reference,
     config: RegistryConfig,
@@ -133,12 +181,23 @@ impl Registry {
             "docker.io" => "registry-1.docker.io",
             other => other,
         };
+        let base = format!("{scheme}://{host}");
+        let reach = match reqwest::Url::parse(&base) {
+            Ok(url) => Reach::new(&url),
+            // A registry name that is no URL host fails at its first
+            // request; until then it is judged as public.
+            Err(_) => Reach::new(&reqwest::Url::parse("https://registry.invalid").expect("a URL")),
+        };
         Self {
-            http: reqwest::Client::builder()
+            http: reach
+                .client_builder()
                 .user_agent(concat!("cairn/", env!("CARGO_PKG_VERSION")))
+                .connect_timeout(CONNECT_TIMEOUT)
+                .read_timeout(READ_TIMEOUT)
                 .build()
-                .expect("a default reqwest client builds"),
-            base: format!("{scheme}://{host}"),
+                .expect("a reqwest client with a resolver builds"),
+            reach,
+            base,
             reference: reference.clone(),
             config: config.clone(),
             push,
@@ -166,21 +225,82 @@ impl Registry {
 
     fn http_err(&self, what: &str) -> impl FnOnce(reqwest::Error) -> RegistryError {
         let (reference, what) = (self.name(), what.to_owned());
-        move |source| RegistryError::Http {
-            reference,
-            what,
-            source,
+        move |source| match Refusal::of(&source) {
+            Some(refusal) => RegistryError::Refused {
+                reference,
+                what,
+                source: refusal,
+            },
+            None => RegistryError::Http {
+                reference,
+                what,
+                source,
+            },
         }
     }
 
-    pub(crate) async fn status_err(&self, what: &str, response: Response) -> RegistryError {
+    /// Checks a URL the registry named outside a redirect (a token realm,
+    /// an upload's `Location`) as one redirect hop from the registry.
+    pub(crate) fn check_followed(&self, what: &str, to: &str) -> Result<(), RegistryError> {
+        let refused = |source: Refusal| RegistryError::Refused {
+            reference: self.name(),
+            what: what.to_owned(),
+            source,
+        };
+        let (Ok(from), Ok(to_url)) = (reqwest::Url::parse(&self.base), reqwest::Url::parse(to))
+        else {
+            return Err(refused(Refusal::Redirect(
+                cairn_fetch::redirect::RedirectRefused {
+                    to: to.to_owned(),
+                    reason: "not an absolute http or https URL",
+                },
+            )));
+        };
+        self.reach
+            .check_followed(&from, &to_url)
+            .map_err(|e| refused(e.into()))
+    }
+
+    /// The body of `response`, up to `limit` bytes (else an error).
+    pub(crate) async fn read_limited(
+        &self,
+        what: &str,
+        mut response: Response,
+        limit: usize,
+    ) -> Result<Vec<u8>, RegistryError> {
+        let too_large = || RegistryError::TooLarge {
+            reference: self.name(),
+            what: what.to_owned(),
+            limit,
+        };
+        if response.content_length().is_some_and(|n| n > limit as u64) {
+            return Err(too_large());
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(self.http_err(what))? {
+            if body.len() + chunk.len() > limit {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
+    }
+
+    pub(crate) async fn status_err(&self, what: &str, mut response: Response) -> RegistryError {
         let status = response.status();
-        let body = response.text().await.unwrap_or_default();
+        let mut body = Vec::new();
+        while let Ok(Some(chunk)) = response.chunk().await {
+            let room = MAX_ERROR_BODY - body.len();
+            body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            if body.len() == MAX_ERROR_BODY {
+                break;
+            }
+        }
         RegistryError::Status {
             reference: self.name(),
             what: what.to_owned(),
             status,
-            body: body.chars().take(300).collect(),
+            body: String::from_utf8_lossy(&body).chars().take(300).collect(),
         }
     }
 
@@ -266,11 +386,12 @@ impl Registry {
         if let Some(s) = service {
             query.push(("service", s));
         }
+        let what = format!("token from {realm}");
+        self.check_followed(&what, realm)?;
         let mut request = self.http.get(realm).query(&query);
         if let Some(c) = &self.config.credentials {
             request = request.basic_auth(&c.username, Some(&c.password));
         }
-        let what = format!("token from {realm}");
         let response = request.send().await.map_err(self.http_err(&what))?;
         if !response.status().is_success() {
             return Err(RegistryError::Auth {
@@ -278,7 +399,7 @@ impl Registry {
                 reason: format!("{what}: HTTP {}", response.status()),
             });
         }
-        let body = response.bytes().await.map_err(self.http_err(&what))?;
+        let body = self.read_limited(&what, response, MAX_TOKEN_ANSWER).await?;
         token_from_json(&body).ok_or_else(|| RegistryError::Auth {
             reference: self.name(),
             reason: format!("{what}: no token in the answer"),
@@ -314,8 +435,8 @@ impl Registry {
             return Err(self.status_err(&what, response).await);
         }
         let media_type = content_type(response.headers());
-        let bytes = response.bytes().await.map_err(self.http_err(&what))?;
-        Ok(Some((bytes.to_vec(), media_type)))
+        let bytes = self.read_limited(&what, response, MAX_MANIFEST).await?;
+        Ok(Some((bytes, media_type)))
     }
 
     /// Stores a manifest under `reference` (a tag or its digest); returns

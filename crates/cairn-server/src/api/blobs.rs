@@ -78,8 +78,9 @@ pub async fn get(
     let digest = parse_digest(&hash, &size)?;
     match state.store.blobs.get(&digest).await? {
         Some(reader) => Ok(blob_response(Some(reader), digest.size())),
+        // Also a blob of this hash stored with another size: HEAD's 404.
         None => Err(ApiError::NotFound(format!(
-            "blob {digest} is not in the store"
+            "blob {digest:#} is not in the store (no blob of that hash and size)"
         ))),
     }
 }

@@ -70,6 +70,37 @@ async fn conformance_suite_over_http_over_s3() {
     };
     let store = cairn_store::connect(&url, &options).await.unwrap();
     conformance::all(&store).await;
+    racing_writers_of_a_and_a_slash_b_never_both_get_201(&url, &options.token.unwrap()).await;
+}
+
+/// Two clients racing to create `a` and `a/b` through a server over S3,
+/// 12 rounds: never both 201; a loser is 400 naming the ref in its way,
+/// and the server keeps at most the winner.
+async fn racing_writers_of_a_and_a_slash_b_never_both_get_201(url: &str, token: &str) {
+    let http = reqwest::Client::new();
+    let put = |name: String| {
+        http.put(format!("{url}/v1/refs/{name}"))
+            .bearer_auth(token)
+            .header("If-None-Match", "*")
+            .body(format!("value of {name}"))
+            .send()
+    };
+    for round in 0..12 {
+        let (upper, lower) = (format!("nest{round}/a"), format!("nest{round}/a/b"));
+        let (u, l) = tokio::join!(put(upper.clone()), put(lower.clone()));
+        let (u, l) = (u.unwrap(), l.unwrap());
+        let statuses = (u.status().as_u16(), l.status().as_u16());
+        assert_ne!(statuses, (201, 201), "round {round}: both created");
+        for (answer, other) in [(u, &lower), (l, &upper)] {
+            let status = answer.status().as_u16();
+            let text = answer.text().await.unwrap();
+            match status {
+                201 => {}
+                400 => assert!(text.contains(&format!("ref {other} exists")), "{text}"),
+                _ => panic!("round {round}: {status} {text}"),
+            }
+        }
+    }
 }
 
 #[tokio::test]

@@ -29,6 +29,13 @@ pub async fn blobs(store: &dyn BlobStore) {
     );
     assert_eq!(store.has_many(&[a, b]).await.unwrap(), [true, false]);
     assert_eq!(store.get_bytes(&a).await.unwrap(), BLOB_A);
+    for size in [a.size() - 1, a.size() + 1, 1 << 20] {
+        let other = Digest::from_parts(*a.hash(), size);
+        assert!(
+            store.get(&other).await.unwrap().is_none(),
+            "a stored blob asked for under another size ({size}) is absent"
+        );
+    }
 
     let lie = store
         .put(&b, Box::pin(std::io::Cursor::new(BLOB_A.to_vec())))

@@ -157,12 +157,23 @@ pub async fn nesting(store: &dyn RefStore) {
 }
 
 /// Listing page by page ([`RefStore::list_page`]) gives what one list
-/// gives, in order, whatever the page size. Uses refs under `pages/`.
+/// gives, in order, whatever the page size: names sort as text, so
+/// `b.x` comes before `b/c` and `b0` after `b/e/f`. Uses refs under
+/// `pages/`.
 pub async fn pages(store: &dyn RefStore) {
-    let mut names: Vec<RefName> = ["pages/a", "pages/a-b", "pages/b/c", "pages/b/d", "pages/c"]
-        .into_iter()
-        .map(|n| RefName::new(n).unwrap())
-        .collect();
+    let mut names: Vec<RefName> = [
+        "pages/a",
+        "pages/a-b",
+        "pages/b0",
+        "pages/b/c",
+        "pages/b/e/f",
+        "pages/b.x",
+        "pages/b/d",
+        "pages/c",
+    ]
+    .into_iter()
+    .map(|n| RefName::new(n).unwrap())
+    .collect();
     for name in &names {
         store
             .compare_and_swap(name, None, b"p".to_vec())
@@ -189,7 +200,13 @@ pub async fn pages(store: &dyn RefStore) {
         assert_eq!(paged, names, "pages of {limit}");
     }
     let page = store.list_page("pages/b", None, 10).await.unwrap();
-    assert_eq!(page, names[2..4], "a prefix inside a segment");
+    assert_eq!(page, names[2..7], "a prefix inside a segment");
+    let after = RefName::new("pages/b/d").unwrap();
+    let page = store.list_page("pages/b/", Some(&after), 10).await.unwrap();
+    assert_eq!(page, names[5..6], "a directory's page after a cursor");
+    let after = RefName::new("pages/b/c").unwrap();
+    let page = store.list_page("pages/", Some(&after), 2).await.unwrap();
+    assert_eq!(page, names[4..6], "a page from inside a directory on");
 }
 
 /// Writers racing on one ref from the same version: in every round

@@ -298,11 +298,16 @@ impl BlobStore for FsStore {
                 .map_err(|e| {
                     StoreError::io("reading", self.blob_path(digest), io::Error::other(e))
                 })??;
+            // A file of another length is not this blob (as for `has`).
+            let bytes = bytes.filter(|b| b.len() as u64 == digest.size());
             return Ok(bytes.map(|bytes| {
                 Box::pin(VerifyingReader::new(std::io::Cursor::new(bytes), *digest)) as BlobReader
             }));
         }
-        Ok(self.open_blob(digest)?.map(|f| {
+        let file = self
+            .open_blob(digest)?
+            .filter(|f| f.metadata().is_ok_and(|m| m.len() == digest.size()));
+        Ok(file.map(|f| {
             let file = tokio::fs::File::from_std(f);
             Box::pin(VerifyingReader::new(file, *digest)) as BlobReader
         }))

@@ -32,6 +32,7 @@ mod blobs;
 pub mod claims;
 mod copy;
 mod maintenance;
+mod page;
 mod refs;
 pub mod temp;
 mod watch;

@@ -167,6 +167,23 @@ impl RefStore for FsStore {
         Ok(names)
     }
 
+    /// A walk of the ref directories in name order from the cursor on,
+    /// which reads only the directories on the way and stops at `limit`
+    /// (`fs/page.rs`), rather than the whole list cut.
+    async fn list_page(
+        &self,
+        prefix: &str,
+        after: Option<&RefName>,
+        limit: usize,
+    ) -> Result<Vec<RefName>> {
+        super::page::page(
+            &self.root.join("refs"),
+            prefix,
+            after.map(RefName::as_str),
+            limit,
+        )
+    }
+
     async fn compare_and_swap(
         &self,
         name: &RefName,

@@ -65,6 +65,7 @@ impl HttpStore {
     ///
     /// Nothing is sent yet: [`HttpStore::probe`] checks the server.
     pub fn new(url: &str, token: Option<String>, ca_certs: &[PathBuf]) -> Result<Self> {
+        crate::url::refuse_credentials(url)?;
         let base = url.trim_end_matches('/').to_string();
         // A server that stops answering mid-request (a host cut off the
         // network, a peer that died without a reset) fails the request
@@ -74,7 +75,10 @@ impl HttpStore {
         let mut builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .read_timeout(READ_TIMEOUT)
-            .tcp_keepalive(Duration::from_secs(15));
+            .tcp_keepalive(Duration::from_secs(15))
+            // A cairn server never redirects: one that does is not
+            // followed anywhere with the token and the request's body.
+            .redirect(reqwest::redirect::Policy::none());
         for path in ca_certs {
             for cert in read_ca_certs(&base, path)? {
                 builder = builder.add_root_certificate(cert);
@@ -251,7 +255,9 @@ pub fn status_kind(status: StatusCode) -> ErrorKind {
         404 | 410 => ErrorKind::NotFound,
         409 | 412 => ErrorKind::Conflict,
         408 | 429 => ErrorKind::Unavailable,
-        400..=499 => ErrorKind::InvalidRequest,
+        // 3xx: a redirect, which a cairn server never sends and the
+        // client does not follow.
+        300..=499 => ErrorKind::InvalidRequest,
         _ => ErrorKind::Unavailable,
     }
 }

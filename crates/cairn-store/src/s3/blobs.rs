@@ -150,6 +150,10 @@ impl BlobStore for S3Store {
             Err(object_store::Error::NotFound { .. }) => return Ok(None),
             Err(e) => return Err(self.error(format!("reading blob {digest}"), e)),
         };
+        if got.meta.size != digest.size() {
+            // Another size is another blob (as for `has_many`).
+            return Ok(None);
+        }
         let stream = got.into_stream().map_err(std::io::Error::other);
         let reader = tokio_util::io::StreamReader::new(stream);
         Ok(Some(Box::pin(VerifyingReader::new(reader, *digest))))

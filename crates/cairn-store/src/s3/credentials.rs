@@ -70,7 +70,10 @@ pub async fn check(url: &str, aws: &BTreeMap<String, String>) -> Result<()> {
 /// Asks for an IMDSv2 session token; any HTTP answer means a metadata
 /// service is there (whether it grants a role is the S3 client's to find).
 async fn metadata_answers(endpoint: &str) -> reqwest::Result<()> {
-    let client = reqwest::Client::builder().timeout(METADATA_WAIT).build()?;
+    let client = reqwest::Client::builder()
+        .timeout(METADATA_WAIT)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
     client
         .put(format!(
             "{}/latest/api/token",

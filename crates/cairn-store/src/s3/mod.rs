@@ -54,6 +54,7 @@ pub struct S3Url {
 impl S3Url {
     /// Parses an `s3://` URL.
     pub fn parse(url: &str) -> Result<Self> {
+        crate::url::refuse_credentials(url)?;
         let bad = |reason: &str| StoreError::BadUrl {
             url: url.into(),
             reason: reason.into(),

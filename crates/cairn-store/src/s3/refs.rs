@@ -7,6 +7,18 @@
 //! therefore starts with a 16-byte random nonce ([`NONCE_LEN`]) before the
 //! value, which makes every write's ETag new.
 //!
+//! A ref may not be both a value and the directory of other refs (`a`
+//! beside `a/b`), as in a local store. S3 has conditional writes of one
+//! key but no transaction across keys, so a create checks before its
+//! write (a quick refusal), writes, and checks again after it: a ref in
+//! its way found then means a racing writer of the other name, and the
+//! write is taken back (deleted while still the writer's own) and refused.
+//! Of two racing creates, the later to be written sees the earlier one
+//! (S3 reads its own and others' writes at once), so never both win;
+//! both may lose, and retrying is safe. What remains: until the loser
+//! takes its write back, a reader can list both, and a writer killed
+//! between its write and its check leaves both.
+//!
 //! `delete` is *not* linearizable: S3 has no conditional DELETE on every
 //! server, so it reads the current ETag, compares, then deletes. A write
 //! landing between the two is lost. Callers delete only refs nobody else
@@ -81,10 +93,8 @@ impl S3Store {
     }
 
     /// Refuses `name` while a ref is in its way: one that would be its
-    /// directory, or one below it. S3 keeps no directories, so this is
-    /// checked before the write and is not atomic with it: two writers
-    /// racing `a` and `a/b` can both win (the server's refusal of the
-    /// same is exact for a local store only).
+    /// directory, or one below it. Checked before a create and again
+    /// after it (see the module docs).
     async fn check_ref_path(&self, name: &RefName) -> Result<()> {
         for parent in parent_names(name) {
             if self.etag(&parent).await?.is_some() {
@@ -106,6 +116,23 @@ impl S3Store {
                 Err(self.list_error(&action, e).await)
             }
         }
+    }
+
+    /// The check after creating `name` at `version`: a ref now in its way
+    /// was written by a racing writer, so the create is taken back while
+    /// the ref is still at `version` (another writer may have replaced it
+    /// since: then it is theirs and is kept) and refused.
+    async fn check_after_create(&self, name: &RefName, version: &Version) -> Result<()> {
+        let Err(taken) = self.check_ref_path(name).await else {
+            return Ok(());
+        };
+        if self.etag(name).await?.as_ref() == Some(version) {
+            self.objects
+                .delete(&ref_path(name))
+                .await
+                .map_err(|e| self.error(format!("taking back ref {name}"), e))?;
+        }
+        Err(taken)
     }
 
     /// A ref's version: its ETag without the quotes S3 puts around it, so
@@ -231,6 +258,11 @@ impl RefStore for S3Store {
             .put_opts(&ref_path(name), body.into(), PutOptions::from(mode))
             .await
         {
+            Ok(put) if expected.is_none() => {
+                let version = self.version_of(name, put.e_tag)?;
+                self.check_after_create(name, &version).await?;
+                Ok(version)
+            }
             Ok(put) => self.version_of(name, put.e_tag),
             Err(
                 object_store::Error::AlreadyExists { .. }
