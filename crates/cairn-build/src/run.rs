@@ -26,7 +26,7 @@ use cairn_store::FsStore;
 use cairn_tree::{encode_directory, proto::Directory};
 
 use crate::error::BuildError;
-use crate::logs::{kept_log_path, last_lines, Tail, TAIL_LINES};
+use crate::logs::{kept_log_path, last_lines, LogStream, TAIL_LINES};
 use crate::trees::{materialized, scratch, snapshot_output, HeldTree};
 use crate::Reporter;
 
@@ -109,12 +109,13 @@ pub fn run(
     // step has ended.
     let (plan, _held) = plan(fs, job)?;
     let (stdout, stderr) = open_log(&log_path)?;
-    let tail = Tail::follow(&log_path, &job.name, reporter)?;
+    let step: Arc<str> = job.name.as_str().into();
+    let stdout = LogStream::new(stdout, step.clone(), reporter.clone());
+    let stderr = LogStream::new(stderr, step, reporter);
     let started = SystemTime::now();
     let outcome = cairn_sandbox::run(&plan, stdout, stderr);
     let finished = SystemTime::now();
     ended();
-    tail.finish();
     let outcome = outcome.map_err(|source| BuildError::Sandbox {
         step: job.name.clone(),
         source: Box::new(source),
