@@ -3,7 +3,8 @@
 //! A build plans the requested step into waves ([`Recipe::plan`]),
 //! resolves every input those steps mount (once per builder, concurrently), then runs
 //! wave after wave; the steps of one wave run concurrently (each sandbox on
-//! its own blocking thread). For each step it grafts the mounts into an
+//! its own blocking thread; a step alone in its wave runs on the calling
+//! thread, see [`crate::offload`]). For each step it grafts the mounts into an
 //! input root, compiles the action, asks the action cache, and runs the
 //! step only on a miss (or always, under `check` / `no_cache`). With a
 //! remote cache attached ([`Builder::with_remote`]) a local miss is looked
@@ -24,7 +25,8 @@ use tokio::sync::Semaphore;
 use crate::cache::{self, CachedResult};
 use crate::compare::differences;
 use crate::error::BuildError;
-use crate::inputs::{self, blocking, ResolvedInput};
+use crate::inputs::{self, ResolvedInput};
+use crate::offload::{blocking, Offload};
 use crate::remote::{Published, Remote};
 use crate::run::{self, Job, Ran};
 use crate::{graft, BuildOptions, BuildReport, NoReporter, Reporter, StepReport};
@@ -54,6 +56,26 @@ impl Mode {
     }
 }
 
+/// What may run beside a step of a build.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Beside<'a> {
+    /// Nothing: the step is alone in its wave, and its blocking work runs
+    /// on the calling thread ([`Offload::Here`]).
+    Nothing,
+    /// The other steps of its wave, each sandbox on a thread of its own.
+    Wave,
+    /// Other steps, as many sandboxes at once as `slots` has permits
+    /// (`--jobs`): a step waits for one, and gives it back as soon as its
+    /// sandbox has ended.
+    Slots(&'a Arc<Semaphore>),
+}
+
+impl Beside<'_> {
+    fn offload(self) -> Offload {
+        Offload::alone(matches!(self, Beside::Nothing))
+    }
+}
+
 /// Which action cache answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Origin {
@@ -79,6 +101,11 @@ pub struct Builder {
     /// Path inputs snapshotted that way, kept as walked: a step mounting
     /// one confirms it (checks its file blobs) before it runs.
     unverified: Mutex<BTreeMap<String, Arc<tokio::sync::Mutex<Unconfirmed>>>>,
+    /// Sandboxes whose last processes are still exiting, each on a
+    /// blocking thread: waited for before a build returns, so that none
+    /// outlives the command (a killed teardown would leave its scratch
+    /// mounted until the next sandbox sweeps it).
+    exiting: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl Builder {
@@ -141,6 +168,7 @@ impl Builder {
             inputs: Mutex::new(HashMap::new()),
             trust_inputs: true,
             unverified: Mutex::new(BTreeMap::new()),
+            exiting: Mutex::new(Vec::new()),
         })
     }
 
@@ -238,18 +266,40 @@ impl Builder {
         step: &str,
         mode: impl Fn(&str) -> Mode,
     ) -> Result<BuildReport, BuildError> {
+        let built = self.run_waves(step, mode).await;
+        self.settle().await;
+        built
+    }
+
+    async fn run_waves(
+        &self,
+        step: &str,
+        mode: impl Fn(&str) -> Mode,
+    ) -> Result<BuildReport, BuildError> {
         let waves = self.plan(step)?;
         self.resolve_inputs(&waves).await?;
         let mut outputs = BTreeMap::new();
         let mut steps = Vec::new();
         for wave in &waves {
-            let runs = wave.iter().map(|s| self.step(s, &outputs, mode(s), None));
+            let beside = match wave.len() {
+                1 => Beside::Nothing,
+                _ => Beside::Wave,
+            };
+            let runs = wave.iter().map(|s| self.step(s, &outputs, mode(s), beside));
             for report in try_join_all(runs).await? {
                 outputs.insert(report.name.clone(), report.output);
                 steps.push(report);
             }
         }
         Ok(BuildReport { steps })
+    }
+
+    /// Waits for the sandboxes still exiting.
+    pub(crate) async fn settle(&self) {
+        let exiting = std::mem::take(&mut *self.exiting.lock().expect("exiting lock"));
+        for teardown in exiting {
+            let _ = teardown.await;
+        }
     }
 
     pub(crate) fn step_names(&self) -> Vec<String> {
@@ -293,7 +343,8 @@ impl Builder {
             let needed = self.needed_inputs(waves).into_iter();
             needed.filter(|n| !memo.contains_key(n)).collect()
         };
-        let resolving = missing.iter().map(|name| self.resolve_input(name));
+        let offload = Offload::alone(missing.len() == 1);
+        let resolving = missing.iter().map(|name| self.resolve_input(name, offload));
         for resolved in try_join_all(resolving).await? {
             let mut memo = self.inputs.lock().expect("inputs lock");
             memo.insert(resolved.name.clone(), resolved);
@@ -301,7 +352,11 @@ impl Builder {
         Ok(())
     }
 
-    async fn resolve_input(&self, name: &str) -> Result<ResolvedInput, BuildError> {
+    async fn resolve_input(
+        &self,
+        name: &str,
+        offload: Offload,
+    ) -> Result<ResolvedInput, BuildError> {
         self.reporter.input_started(name);
         let input = &self.recipe.inputs[name];
         if let Some(remote) = &self.remote {
@@ -334,9 +389,10 @@ impl Builder {
         } = input
         {
             if self.trust_inputs {
-                let (resolved, unconfirmed) =
-                    inputs::resolve_unconfirmed(&self.fs, dir, name, path, exclude, *gitignore)
-                        .await?;
+                let (resolved, unconfirmed) = inputs::resolve_unconfirmed(
+                    &self.fs, dir, name, path, exclude, *gitignore, offload,
+                )
+                .await?;
                 let mut unverified = self.unverified.lock().expect("unverified lock");
                 unverified.insert(
                     name.to_owned(),
@@ -353,7 +409,7 @@ impl Builder {
     /// and one the store lost or that changed in place is stored again
     /// from its file. A source file that changed since the first snapshot
     /// fails the build (its action key no longer says what runs).
-    async fn verify_inputs(&self, step: &str) -> Result<(), BuildError> {
+    async fn verify_inputs(&self, step: &str, offload: Offload) -> Result<(), BuildError> {
         let pending: Vec<(String, Arc<tokio::sync::Mutex<Unconfirmed>>)> = {
             let unverified = self.unverified.lock().expect("unverified lock");
             let names: BTreeSet<&str> = self.recipe.steps[step]
@@ -370,7 +426,7 @@ impl Builder {
                 .collect()
         };
         for (name, unconfirmed) in pending {
-            let checked = inputs::confirm(&self.fs, &name, unconfirmed).await?;
+            let checked = inputs::confirm(&self.fs, &name, unconfirmed, offload).await?;
             let first = self.inputs.lock().expect("inputs lock")[name.as_str()].tree;
             if checked != first {
                 return Err(BuildError::BadInput {
@@ -409,12 +465,13 @@ impl Builder {
         name: &str,
         outputs: &BTreeMap<String, Digest>,
         mode: Mode,
-        slots: Option<&Arc<Semaphore>>,
+        beside: Beside<'_>,
     ) -> Result<StepReport, BuildError> {
         self.supported(name)?;
         let mounts = self.mounts(name, outputs);
         let (fs, m) = (self.fs.clone(), mounts.clone());
-        let root = blocking(move || graft::input_root(&fs, &m)).await??;
+        let offload = beside.offload();
+        let root = offload.run(move || graft::input_root(&fs, &m)).await??;
         let compiled = compile_action(&self.recipe, name, root, &mounts)?;
         for bytes in [&compiled.command_bytes, &compiled.action_bytes] {
             self.fs
@@ -450,25 +507,25 @@ impl Builder {
                 Ok(report(hit.output, Some(origin), 0.0))
             }
             (Mode::Check, Some((hit, _))) => {
-                self.verify_inputs(name).await?;
-                let ran = self.check(&job, &hit, slots).await?;
+                self.verify_inputs(name, offload).await?;
+                let ran = self.check(&job, &hit, beside).await?;
                 Ok(report(ran.output, None, ran.duration.as_secs_f64()))
             }
             (Mode::Check, None) => {
-                self.verify_inputs(name).await?;
-                let first = self.execute(&job, slots).await?;
+                self.verify_inputs(name, offload).await?;
+                let first = self.execute(&job, beside).await?;
                 self.record(&action, &first).await?;
                 self.publish(name, &action, &first.output).await;
                 let hit = CachedResult {
                     output: first.output,
                     log: first.log,
                 };
-                let ran = self.check(&job, &hit, slots).await?;
+                let ran = self.check(&job, &hit, beside).await?;
                 Ok(report(ran.output, None, ran.duration.as_secs_f64()))
             }
             (_, _) => {
-                self.verify_inputs(name).await?;
-                let ran = self.execute(&job, slots).await?;
+                self.verify_inputs(name, offload).await?;
+                let ran = self.execute(&job, beside).await?;
                 if mode == Mode::Normal {
                     self.record(&action, &ran).await?;
                     self.publish(name, &action, &ran.output).await;
@@ -547,12 +604,15 @@ impl Builder {
         &self,
         job: &Job,
         expected: &CachedResult,
-        slots: Option<&Arc<Semaphore>>,
+        beside: Beside<'_>,
     ) -> Result<Ran, BuildError> {
-        let ran = self.execute(job, slots).await?;
+        let ran = self.execute(job, beside).await?;
         let fs = self.fs.clone();
         let (a, b) = (expected.output, ran.output);
-        let diffs = blocking(move || differences(&fs, &a, &b)).await??;
+        let diffs = beside
+            .offload()
+            .run(move || differences(&fs, &a, &b))
+            .await??;
         if diffs.is_empty() && a == b {
             return Ok(ran);
         }
@@ -562,26 +622,34 @@ impl Builder {
         })
     }
 
-    /// Runs `job`'s sandbox on a thread of its own. With `slots`, it first
-    /// waits for one and gives it back as soon as the sandbox has ended:
-    /// the slots bound how many sandboxes run at once (`--jobs`), and a
-    /// step storing its output or waiting for the disk does not hold one.
-    async fn execute(&self, job: &Job, slots: Option<&Arc<Semaphore>>) -> Result<Ran, BuildError> {
+    /// Runs `job`'s sandbox: on a thread of its own, or on this one when
+    /// nothing runs beside it. With slots, it first waits for one.
+    async fn execute(&self, job: &Job, beside: Beside<'_>) -> Result<Ran, BuildError> {
         let slot =
-            match slots {
-                Some(s) => Some(s.clone().acquire_owned().await.map_err(|e| {
+            match beside {
+                Beside::Slots(s) => Some(s.clone().acquire_owned().await.map_err(|e| {
                     BuildError::Task(format!("step `{}`: no job slot: {e}", job.name))
                 })?),
-                None => None,
+                _ => None,
             };
         self.reporter.step_started(&job.name);
         let (fs, j, r) = (self.fs.clone(), job.clone(), self.reporter.clone());
-        let (ran, sandbox) = blocking(move || run::run(&fs, &j, r, move || drop(slot))).await??;
-        // The sandbox's last processes finish exiting beside the rest of
-        // the build, on an idle blocking thread.
-        drop(tokio::task::spawn_blocking(move || drop(sandbox)));
+        let offload = beside.offload();
+        let (ran, sandbox) = offload
+            .run(move || run::run(&fs, &j, r, move || drop(slot)))
+            .await??;
         let seconds = ran.duration.as_secs_f64();
         self.reporter.step_finished(&job.name, &ran.output, seconds);
+        // The sandbox's last processes finish exiting meanwhile. Alone, the
+        // step waits for them now: they have had the time its output took
+        // to store. Beside others, they finish on an idle blocking thread.
+        match offload {
+            Offload::Here => drop(sandbox),
+            Offload::Pool => {
+                let exiting = tokio::task::spawn_blocking(move || drop(sandbox));
+                self.exiting.lock().expect("exiting lock").push(exiting);
+            }
+        }
         Ok(ran)
     }
 

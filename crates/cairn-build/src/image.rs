@@ -21,7 +21,8 @@ use cairn_oci::{ImageLocation, Layout, Limits, RegistryConfig};
 use cairn_store::{FsStore, RefName, RefStore, StoreError};
 
 use crate::error::BuildError;
-use crate::inputs::{blocking, local_blob, ResolvedInput};
+use crate::inputs::{local_blob, ResolvedInput};
+use crate::offload::blocking;
 use crate::trees::{scratch, snapshot_temp};
 
 /// The ref remembering the tree of image pin `digest`.

@@ -21,6 +21,7 @@ use cairn_store::{FsStore, RefName, RefStore, StoreError};
 use cairn_tree::{encode_directory, validate_name, DirectoryBuilder};
 
 use crate::error::BuildError;
+use crate::offload::{blocking, Offload};
 use crate::trees::{scratch, snapshot_temp};
 
 /// An input as the build resolved it (what SLSA provenance calls a material).
@@ -97,14 +98,15 @@ pub(crate) async fn resolve_unconfirmed(
     path: &str,
     exclude: &[String],
     gitignore: bool,
+    offload: Offload,
 ) -> Result<(ResolvedInput, Unconfirmed), BuildError> {
     let options = path_options(exclude, gitignore);
     let (fs, path) = (fs.clone(), recipe_dir.join(path));
     let path2 = path.clone();
-    let (added, unconfirmed) =
-        blocking(move || snapshot_unconfirmed(&fs, &path2, &options, &NoProgress))
-            .await?
-            .map_err(|source| snapshot_error(name, source))?;
+    let (added, unconfirmed) = offload
+        .run(move || snapshot_unconfirmed(&fs, &path2, &options, &NoProgress))
+        .await?
+        .map_err(|source| snapshot_error(name, source))?;
     let tree = a_tree(&path, name, added)?;
     let resolved = ResolvedInput {
         name: name.to_owned(),
@@ -121,10 +123,12 @@ pub(crate) async fn confirm(
     fs: &Arc<FsStore>,
     name: &str,
     unconfirmed: Arc<tokio::sync::Mutex<Unconfirmed>>,
+    offload: Offload,
 ) -> Result<Digest, BuildError> {
     let fs = fs.clone();
     let mut unconfirmed = unconfirmed.lock_owned().await;
-    let added = blocking(move || unconfirmed.confirm(&fs))
+    let added = offload
+        .run(move || unconfirmed.confirm(&fs))
         .await?
         .map_err(|source| snapshot_error(name, source))?;
     Ok(added.digest)
@@ -317,13 +321,4 @@ fn one_file_tree(fs: &FsStore, name: &str, url: &str, blob: Digest) -> Result<Di
     })?;
     fs.put_bytes_sync(&encode_directory(&dir))
         .map_err(|e| BuildError::store(format!("input `{name}`: storing its tree"), e))
-}
-
-/// Runs blocking work off the async threads.
-pub(crate) async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, BuildError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| BuildError::Task(e.to_string()))
 }

@@ -43,6 +43,7 @@ pub mod trees;
 
 mod builder;
 mod logs;
+mod offload;
 mod pipeline;
 mod report;
 

@@ -1,27 +1,28 @@
 //! A running step's log: one file both stdout and stderr append to (so
-//! lines interleave as on a terminal), tailed live by a thread that hands
-//! each complete line to the [`Reporter`], and read back at the end for the
-//! tail shown when a step fails. Both are escaped for a terminal
+//! lines interleave as on a terminal), each complete line handed to the
+//! [`Reporter`] as the sandbox copies it there, and read back at the end
+//! for the tail shown when a step fails. Both are escaped for a terminal
 //! (`cairn-escape`): a step's escape sequences never reach the user's
 //! screen raw. The file keeps the raw bytes.
 //!
+//! The lines are shown by the thread that waits for the step and copies
+//! its output anyway (see `cairn-sandbox`'s `streams.rs`): no thread of
+//! its own follows the file, so a step that prints nothing costs nothing
+//! here, and a line is shown the moment it is written.
+//!
 //! What is shown is bounded whatever the step prints: a line longer than
-//! [`MAX_SHOWN_LINE`] is cut (with the count of bytes left out), the live
-//! tail never holds more than that of a line in memory, and the failure's
-//! tail reads only the log's last [`TAIL_WINDOW`] bytes. A step printing a
+//! [`MAX_SHOWN_LINE`] is cut (with the count of bytes left out), a stream
+//! never holds more than that of a line in memory, and the failure's tail
+//! reads only the log's last [`TAIL_WINDOW`] bytes. A step printing a
 //! gigabyte without a newline would otherwise be held whole in `cairn`'s
 //! memory (outside the step's memory limit) and written whole to the
 //! terminal.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
-use std::time::Duration;
 
-use crate::error::BuildError;
 use crate::Reporter;
 
 /// Lines shown when a step fails.
@@ -33,76 +34,55 @@ pub const MAX_SHOWN_LINE: usize = 4096;
 /// Bytes at the end of the log the failure's tail is taken from.
 pub const TAIL_WINDOW: u64 = 64 << 10;
 
-/// A thread following a log file until told to stop.
-pub struct Tail {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+/// One of a step's two streams on its way to the log: the raw bytes go to
+/// the file, and each line, once complete, to the [`Reporter`]. A last
+/// line without a newline is shown when the stream is dropped, at the
+/// step's end.
+pub struct LogStream {
+    file: File,
+    step: Arc<str>,
+    reporter: Arc<dyn Reporter>,
+    line: Line,
 }
 
-impl Tail {
-    /// Follows `path` (already created), reporting lines as `step`.
-    pub fn follow(
-        path: &Path,
-        step: &str,
-        reporter: Arc<dyn Reporter>,
-    ) -> Result<Self, BuildError> {
-        let file = File::open(path).map_err(|e| BuildError::io("opening", path, e))?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let (stop2, step) = (stop.clone(), step.to_owned());
-        let thread = std::thread::spawn(move || follow(file, &stop2, &step, &*reporter));
-        Ok(Self {
-            stop,
-            thread: Some(thread),
-        })
-    }
-
-    /// Reports what is left in the file and stops (at once: the thread is
-    /// woken rather than left to finish its nap).
-    pub fn finish(mut self) {
-        self.stop.store(true, Ordering::Release);
-        if let Some(t) = self.thread.take() {
-            t.thread().unpark();
-            let _ = t.join();
+impl LogStream {
+    /// Appends to `file` (opened for appending), showing lines as `step`.
+    pub fn new(file: File, step: Arc<str>, reporter: Arc<dyn Reporter>) -> Self {
+        Self {
+            file,
+            step,
+            reporter,
+            line: Line::default(),
         }
     }
+
+    fn show(&mut self, mut bytes: &[u8]) {
+        while let Some(end) = bytes.iter().position(|b| *b == b'\n') {
+            self.line.push(&bytes[..=end]);
+            emit(&*self.reporter, &self.step, &std::mem::take(&mut self.line));
+            bytes = &bytes[end + 1..];
+        }
+        self.line.push(bytes);
+    }
 }
 
-impl Drop for Tail {
+impl Write for LogStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let written = self.file.write(buf)?;
+        self.show(&buf[..written]);
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+impl Drop for LogStream {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Release);
-    }
-}
-
-fn follow(file: File, stop: &AtomicBool, step: &str, reporter: &dyn Reporter) {
-    let mut reader = BufReader::new(file);
-    let mut line = Line::default();
-    loop {
-        // Read the flag first: after it is set, one more pass drains the file.
-        let stopping = stop.load(Ordering::Acquire);
-        loop {
-            let buf = match reader.fill_buf() {
-                Ok([]) | Err(_) => break,
-                Ok(buf) => buf,
-            };
-            let (taken, complete) = match buf.iter().position(|b| *b == b'\n') {
-                Some(i) => (i + 1, true),
-                None => (buf.len(), false),
-            };
-            line.push(&buf[..taken]);
-            reader.consume(taken);
-            if complete {
-                emit(reporter, step, &line);
-                line = Line::default();
-            }
+        if !self.line.shown.is_empty() {
+            emit(&*self.reporter, &self.step, &self.line);
         }
-        if stopping {
-            if !line.shown.is_empty() {
-                emit(reporter, step, &line);
-            }
-            return;
-        }
-        // `finish` unparks us; a token left by an early unpark is not lost.
-        std::thread::park_timeout(Duration::from_millis(50));
     }
 }
 
@@ -224,7 +204,15 @@ mod tests {
             }
         }
         let lines = Arc::new(Lines(Default::default()));
-        Tail::follow(&log, "s", lines.clone()).unwrap().finish();
+        let shown_log = dir.path().join("shown");
+        let mut stream =
+            LogStream::new(File::create(&shown_log).unwrap(), "s".into(), lines.clone());
+        // As the sandbox writes: in chunks that split lines anywhere.
+        for chunk in raw.chunks(7000) {
+            stream.write_all(chunk).unwrap();
+        }
+        drop(stream);
+        assert_eq!(std::fs::read(&shown_log).unwrap(), raw);
         let got = lines.0.lock().unwrap().clone();
         let more = 300_000 - MAX_SHOWN_LINE;
         assert_eq!(

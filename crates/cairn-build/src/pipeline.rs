@@ -26,7 +26,7 @@ use cairn_recipe::{MountSource, StepName};
 use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::Semaphore;
 
-use crate::builder::Mode;
+use crate::builder::{Beside, Mode};
 use crate::{BuildError, BuildOptions, Builder, StepReport};
 
 /// What a pipeline run did, step by step.
@@ -94,7 +94,7 @@ impl Builder {
                 pending.remove(&name);
                 let (outs, slots) = (outputs.clone(), &slots);
                 running.push(async move {
-                    let result = self.step(&name, &outs, mode, Some(slots)).await;
+                    let result = self.step(&name, &outs, mode, Beside::Slots(slots)).await;
                     (name, result)
                 });
             }
@@ -112,6 +112,7 @@ impl Builder {
                 }
             }
         }
+        self.settle().await;
         Ok(report)
     }
 

@@ -19,7 +19,7 @@
 //! [`Outcome`] waits for them and gives the cgroups, ids and scratch back
 //! when dropped (`teardown.rs`).
 
-use std::io;
+use std::io::{self, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::io::AsRawFd;
 use std::os::unix::process::CommandExt;
@@ -155,15 +155,15 @@ impl OutputDir {
 
 /// Runs `plan` in a fresh sandbox; blocks until it ends and is torn down.
 ///
-/// What the step writes to its fd 1 and 2 is copied, as it comes, to
-/// `stdout` and `stderr` (a `File`, or a pipe's write end), up to
-/// `limits.log_bytes` in all; the step itself only ever holds pipes (see
+/// What the step writes to its fd 1 and 2 is written, as it comes, to
+/// `stdout` and `stderr` (a `File`, say), up to `limits.log_bytes` in all,
+/// by the calling thread; the step itself only ever holds pipes (see
 /// `streams.rs`). Its stdin is `/dev/null`. The caller's thread must stay
 /// alive meanwhile (it is the parent the sandbox dies with).
 pub fn run(
     plan: &Plan,
-    stdout: impl Into<OwnedFd>,
-    stderr: impl Into<OwnedFd>,
+    stdout: impl Write + 'static,
+    stderr: impl Write + 'static,
 ) -> Result<Outcome, SandboxError> {
     plan.validate()?;
     let mut clock = Phases::start();
@@ -188,7 +188,13 @@ pub fn run(
         ops,
         ids: &ids,
     };
-    let result = spawn_and_wait(spawn, &cgroup, stdout.into(), stderr.into(), &mut clock);
+    let result = spawn_and_wait(
+        spawn,
+        &cgroup,
+        Box::new(stdout),
+        Box::new(stderr),
+        &mut clock,
+    );
     let oom_kills = cgroup.oom_kills();
     let refused_forks = cgroup.refused_forks();
     let copies_full = prepared.scratch.as_ref().is_some_and(|a| a.is_full());
@@ -262,8 +268,8 @@ enum Ended {
 fn spawn_and_wait(
     spawn: Spawn<'_>,
     cgroup: &Cgroup,
-    stdout: OwnedFd,
-    stderr: OwnedFd,
+    stdout: Box<dyn Write>,
+    stderr: Box<dyn Write>,
     clock: &mut Phases,
 ) -> Result<Waited, SandboxError> {
     use rustix::net::{socketpair, AddressFamily, SocketFlags, SocketType};

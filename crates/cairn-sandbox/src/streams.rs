@@ -1,5 +1,5 @@
 //! The step's stdout and stderr: pipes the executor copies into the
-//! caller's files, counting the bytes against `limits.log_bytes`.
+//! caller's writers, counting the bytes against `limits.log_bytes`.
 //!
 //! A step never holds a descriptor of a host file. Handed the caller's log
 //! file itself, it could `fallocate` gigabytes of the host disk at once,
@@ -9,9 +9,10 @@
 //! and the executor stops the step when it has written more than its log
 //! limit (as Nix's `max-log-size`). The copy is done by the thread that
 //! waits for the step anyway (`poll` on the pipes and the pidfd together),
-//! so a step that prints nothing costs two `pipe2` calls.
+//! so a step that prints nothing costs two `pipe2` calls. The writers are
+//! the caller's: a log file, or one that also shows the lines as they come
+//! (the build's), with no thread of its own following the file.
 
-use std::fs::File;
 use std::io::{self, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 
@@ -31,7 +32,7 @@ pub(crate) struct Streams {
 struct Stream {
     /// `None` once the pipe reached end of file (every writer is gone).
     read: Option<OwnedFd>,
-    sink: File,
+    sink: Box<dyn Write>,
 }
 
 /// What a copy found.
@@ -47,8 +48,8 @@ impl Streams {
     /// Pipes for `stdout` and `stderr`; returns them with the write ends
     /// the step gets as its fd 1 and 2.
     pub(crate) fn new(
-        stdout: OwnedFd,
-        stderr: OwnedFd,
+        stdout: Box<dyn Write>,
+        stderr: Box<dyn Write>,
         limit: Option<u64>,
     ) -> io::Result<(Self, [OwnedFd; 2])> {
         let (out_r, out_w) = pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)?;
@@ -57,9 +58,9 @@ impl Streams {
         for w in [&out_w, &err_w] {
             rustix::fs::fcntl_setfl(w, rustix::fs::OFlags::empty())?;
         }
-        let stream = |read, sink: OwnedFd| Stream {
+        let stream = |read, sink| Stream {
             read: Some(read),
-            sink: File::from(sink),
+            sink,
         };
         let streams = Streams {
             streams: [stream(out_r, stdout), stream(err_r, stderr)],

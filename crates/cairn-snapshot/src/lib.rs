@@ -13,6 +13,7 @@
 
 mod error;
 mod fingerprint;
+mod links;
 mod materialize;
 mod snapshot;
 mod stat_cache;

@@ -19,6 +19,7 @@ use rustix::fs::{AtFlags, Mode, OFlags};
 
 use crate::error::SnapshotError;
 use crate::fingerprint::tree_fingerprint;
+use crate::links::{DirLinks, LinkMemory};
 use crate::stat_cache::{
     now_secs, BlobStamp, Entry as CacheEntry, FileStamp, StatCache, TreeRecord,
 };
@@ -70,6 +71,8 @@ pub struct Added {
     pub bytes: u64,
     /// Files whose content had to be read (stat cache misses).
     pub files_read: u64,
+    /// Symlinks whose target had to be read (link memory misses).
+    pub links_read: u64,
 }
 
 /// Snapshots `path` into `store`.
@@ -166,6 +169,9 @@ struct Walked {
     root: PathBuf,
     entries: Vec<Entry>,
     files: Vec<StoredFile>,
+    /// The symlinks found, for the link memory, if any had to be read.
+    links: Option<Vec<DirLinks>>,
+    links_read: usize,
     /// When the snapshot started (ns since the epoch).
     start: i64,
     clock: Instant,
@@ -198,6 +204,7 @@ fn take(
             files: 1,
             bytes: digest.size(),
             files_read: 1,
+            links_read: 0,
         }));
     }
     if !meta.is_dir() {
@@ -215,17 +222,24 @@ fn take(
     };
     // A large stat cache is read while the directory is walked; a small
     // one costs less to read than a thread costs to start.
-    let (entries, cache) =
+    let memory = match options.seen_once {
+        true => LinkMemory::default(),
+        false => LinkMemory::load(&StatCache::links_file(store, &root)),
+    };
+    let (walk, cache) =
         if options.seen_once || StatCache::file_len(store, &root) < LOAD_BESIDE_THE_WALK_FROM {
-            (walk(&root, options)?, load())
+            (walk(&root, options, &memory)?, load())
         } else {
             std::thread::scope(|s| {
                 let cache = s.spawn(load);
-                let entries = walk(&root, options);
+                let walked = walk(&root, options, &memory);
                 let cache = cache.join().expect("loading the stat cache does not panic");
-                entries.map(|e| (e, cache))
+                walked.map(|w| (w, cache))
             })?
         };
+    drop(memory);
+    let (entries, links_read) = (walk.entries, walk.links_read);
+    let links = (links_read > 0 && !options.seen_once).then_some(walk.links);
     tracing::debug!(entries = entries.len(), cached = cache.len(), elapsed = ?clock.elapsed(), "walked");
     let files = store_files(store, &root, &entries, &cache, options, progress)?;
     tracing::debug!(files = files.len(), elapsed = ?clock.elapsed(), "files stored");
@@ -233,6 +247,8 @@ fn take(
         root,
         entries,
         files,
+        links,
+        links_read,
         start,
         clock,
     };
@@ -251,6 +267,8 @@ fn finish(
         root,
         entries,
         files,
+        links,
+        links_read,
         start,
         clock,
     } = walked;
@@ -273,6 +291,7 @@ fn finish(
         files: files.len() as u64,
         bytes: files.iter().map(|f| f.digest.size()).sum(),
         files_read: files.iter().filter(|f| f.was_read).count() as u64,
+        links_read: *links_read as u64,
     };
     // Durable before the stat cache may vouch for them.
     store.sync_written()?;
@@ -287,6 +306,9 @@ fn finish(
             })
             .collect();
         cache.save(store, entries, tree.as_ref());
+    }
+    if let Some(links) = links.take() {
+        crate::links::save(store, &StatCache::links_file(store, root), &links, *start);
     }
     tracing::debug!(elapsed = ?clock.elapsed(), "snapshot done");
     Ok(stats)

@@ -166,6 +166,12 @@ impl StatCache {
         store.cache_dir().join("stat").join(&key[..32])
     }
 
+    /// Where the link memory for `root` is kept in `store`, beside its
+    /// cache (see `links.rs`).
+    pub(crate) fn links_file(store: &FsStore, root: &Path) -> PathBuf {
+        Self::file_for(store, root).with_extension("links")
+    }
+
     /// The size of the cache file for `root` (0 if there is none): how
     /// much [`StatCache::load`] will read.
     pub fn file_len(store: &FsStore, root: &Path) -> u64 {

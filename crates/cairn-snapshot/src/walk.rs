@@ -6,7 +6,8 @@
 //! with `getdents64` relative to already-open directory descriptors, taking
 //! each entry's kind from the directory entry: no `stat`, no absolute path
 //! built per entry, and a symlink's target read there (`readlinkat`
-//! relative to the open directory). With `.gitignore` files, the `ignore`
+//! relative to the open directory) unless the link memory has it
+//! (`links.rs`). With `.gitignore` files, the `ignore`
 //! crate (ripgrep's walker) applies their rules. Both apply the `--exclude`
 //! patterns with gitignore semantics and prune an excluded directory whole.
 
@@ -19,6 +20,7 @@ use rustix::fd::OwnedFd;
 use rustix::fs::{FileType, Mode, OFlags};
 
 use crate::error::SnapshotError;
+use crate::links::{DirLinks, DirStamp, LinkMemory};
 use crate::snapshot::SnapshotOptions;
 
 /// What a walked entry is.
@@ -41,13 +43,30 @@ pub(crate) struct Entry {
     pub kind: Kind,
 }
 
+/// What a walk found.
+#[derive(Default)]
+pub(crate) struct Walk {
+    /// Everything under the root but the root, parents before children.
+    pub entries: Vec<Entry>,
+    /// The symlinks of each directory that has some, for the link memory
+    /// (the walk without `.gitignore` files only).
+    pub links: Vec<DirLinks>,
+    /// How many of their targets were read rather than remembered.
+    pub links_read: usize,
+}
+
 /// Lists everything under `root` but `root` itself, parents before their
-/// children. (A parallel walk measured slower on two cores: the stat cache
-/// is parsed on the other one meanwhile.)
-pub(crate) fn walk(root: &Path, options: &SnapshotOptions) -> Result<Vec<Entry>, SnapshotError> {
+/// children, taking symlinks' targets from `memory` where it has them.
+/// (A parallel walk measured slower on two cores: the stat cache is parsed
+/// on the other one meanwhile.)
+pub(crate) fn walk(
+    root: &Path,
+    options: &SnapshotOptions,
+    memory: &LinkMemory,
+) -> Result<Walk, SnapshotError> {
     let excludes = exclude_matcher(root, &options.exclude)?;
     if !options.gitignore {
-        return walk_directories(root, &excludes);
+        return walk_directories(root, &excludes, memory);
     }
     let walker = ignore::WalkBuilder::new(root)
         .standard_filters(false)
@@ -64,7 +83,10 @@ pub(crate) fn walk(root: &Path, options: &SnapshotOptions) -> Result<Vec<Entry>,
         let item = item.map_err(|e| walk_error(root, e))?;
         entries.extend(classify(root, &item)?);
     }
-    Ok(entries)
+    Ok(Walk {
+        entries,
+        ..Walk::default()
+    })
 }
 
 /// The entry for one walked path; `None` for the root itself.
@@ -148,16 +170,20 @@ const GETDENTS_BUFFER: usize = 32 << 10;
 /// The walk without `.gitignore` files: depth first, each directory read
 /// with `getdents64` and its subdirectories opened relative to it, so only
 /// the directories on the current path are open at once.
-fn walk_directories(root: &Path, excludes: &Gitignore) -> Result<Vec<Entry>, SnapshotError> {
+fn walk_directories(
+    root: &Path,
+    excludes: &Gitignore,
+    memory: &LinkMemory,
+) -> Result<Walk, SnapshotError> {
     struct Frame {
         fd: OwnedFd,
         subdirs: Vec<String>,
         next: usize,
     }
-    let mut entries = Vec::new();
+    let mut walk = Walk::default();
     let mut buf = vec![std::mem::MaybeUninit::<u8>::uninit(); GETDENTS_BUFFER];
     let fd = open_dir(root, None, "")?;
-    let subdirs = read_dir(root, &fd, "", excludes, &mut entries, &mut buf)?;
+    let subdirs = read_dir(root, &fd, "", excludes, memory, &mut walk, &mut buf)?;
     let mut stack = vec![Frame {
         fd,
         subdirs,
@@ -171,14 +197,14 @@ fn walk_directories(root: &Path, excludes: &Gitignore) -> Result<Vec<Entry>, Sna
         top.next += 1;
         let name = rel.rsplit('/').next().expect("a relative path has a name");
         let fd = open_dir(root, Some(&top.fd), name).map_err(|e| with_path(e, root, &rel))?;
-        let subdirs = read_dir(root, &fd, &rel, excludes, &mut entries, &mut buf)?;
+        let subdirs = read_dir(root, &fd, &rel, excludes, memory, &mut walk, &mut buf)?;
         stack.push(Frame {
             fd,
             subdirs,
             next: 0,
         });
     }
-    Ok(entries)
+    Ok(walk)
 }
 
 /// Opens a directory (never through a symlink) relative to `at`, or `root`.
@@ -202,7 +228,7 @@ fn with_path(e: SnapshotError, root: &Path, rel: &str) -> SnapshotError {
     }
 }
 
-/// Appends the entries of the directory `fd` (at `prefix`) to `entries`,
+/// Appends the entries of the directory `fd` (at `prefix`) to `walk`,
 /// excluded ones left out; returns its subdirectories' relative paths.
 /// `fd` is read from its start with `getdents64` into `buf` (no second
 /// descriptor, unlike `readdir`: the directory was just opened).
@@ -211,12 +237,15 @@ fn read_dir(
     fd: &OwnedFd,
     prefix: &str,
     excludes: &Gitignore,
-    entries: &mut Vec<Entry>,
+    memory: &LinkMemory,
+    walk: &mut Walk,
     buf: &mut [std::mem::MaybeUninit<u8>],
 ) -> Result<Vec<String>, SnapshotError> {
     let shown = || root.join(prefix);
     let mut dir = rustix::fs::RawDir::new(fd, buf);
     let mut subdirs = Vec::new();
+    // Taken at the first symlink: a directory without any costs no `fstat`.
+    let mut links: Option<DirectoryLinks> = None;
     while let Some(item) = dir.next() {
         let item = item.map_err(|e| SnapshotError::io("reading", shown(), e.into()))?;
         let Some(name) = entry_name(item.file_name(), root, prefix)? else {
@@ -253,18 +282,70 @@ fn read_dir(
         }
         let kind = match kind {
             Kind::Symlink(None) => {
-                let target = rustix::fs::readlinkat(fd, name, Vec::new())
+                let links = links.get_or_insert_with(|| DirectoryLinks::of(fd, memory));
+                let target = links
+                    .target(fd, name)
                     .map_err(|e| SnapshotError::io("reading link", root.join(&rel), e.into()))?;
-                Kind::Symlink(Some(target.into_bytes()))
+                Kind::Symlink(Some(target))
             }
             kind => kind,
         };
         if is_dir {
             subdirs.push(rel.clone());
         }
-        entries.push(Entry { rel, kind });
+        walk.entries.push(Entry { rel, kind });
+    }
+    if let Some(links) = links {
+        walk.links_read += links.read;
+        walk.links.extend(links.found);
     }
     Ok(subdirs)
+}
+
+/// The symlinks of the directory being read.
+struct DirectoryLinks<'m> {
+    /// What the memory has of it, if it is unchanged.
+    remembered: Option<crate::links::Remembered<'m>>,
+    /// Its stamp and links, for the memory; `None` if it cannot be stamped.
+    found: Option<DirLinks>,
+    read: usize,
+}
+
+impl<'m> DirectoryLinks<'m> {
+    /// Stamps the directory `fd` (before any of its targets is read, so
+    /// the targets are at least as new as the stamp).
+    fn of(fd: &OwnedFd, memory: &'m LinkMemory) -> Self {
+        let stamp = rustix::fs::fstat(fd)
+            .ok()
+            .map(|st| DirStamp::from_stat(&st));
+        Self {
+            remembered: stamp.as_ref().and_then(|s| memory.of(s)),
+            found: stamp.map(|stamp| DirLinks {
+                stamp,
+                links: Vec::new(),
+            }),
+            read: 0,
+        }
+    }
+
+    /// The target of the link `name`: remembered, or read.
+    fn target(&mut self, fd: &OwnedFd, name: &str) -> rustix::io::Result<Vec<u8>> {
+        let remembered = self
+            .remembered
+            .as_mut()
+            .and_then(|r| r.target(name.as_bytes()));
+        let target = match remembered {
+            Some(target) => target,
+            None => {
+                self.read += 1;
+                rustix::fs::readlinkat(fd, name, Vec::new())?.into_bytes()
+            }
+        };
+        if let Some(found) = &mut self.found {
+            found.links.push((name.as_bytes().to_vec(), target.clone()));
+        }
+        Ok(target)
+    }
 }
 
 /// An entry's name as UTF-8; `None` for `.` and `..`.
