@@ -13,6 +13,16 @@
 //! `details` is empty when there are none; `exit_code` is the process's
 //! exit status (2 for a usage error).
 //!
+//! **Untrusted text.** Much of what cairn prints comes from the store, a
+//! record, a release, a recipe, a server's answer or a step, and anyone
+//! who can write those could put escape sequences (a clipboard write, a
+//! screen rewrite) or fake lines on the user's terminal. Each command
+//! escapes such values where it puts them in a line (`cairn_escape::name`
+//! for ids and names, `cairn_escape::text` for free text), and every text
+//! line written here passes `cairn_escape::lines` once more, so a value a
+//! command forgot can at worst add an unambiguous line, never a control
+//! character. `--json` keeps the raw values: JSON escapes them itself.
+//!
 //! **Closed pipes.** `cairn store ls -r | head -2` closes cairn's stdout
 //! early; like other Unix tools cairn then stops without a message, with
 //! the status a shell shows for a command ended by `SIGPIPE` (141).
@@ -34,12 +44,25 @@ pub fn emit<T: serde::Serialize>(json: bool, value: &T, text: impl FnOnce(&T) ->
     } else {
         let text = text(value);
         if !text.is_empty() {
-            stdout_line(&text);
+            stdout_line(&cairn_escape::lines(text.as_bytes()));
         }
     }
 }
 
-/// Writes one line to stdout; a closed stdout ends the process quietly.
+/// An id, name or label from outside (the store, a record, a release, a
+/// server), as shown: escaped and unambiguous (`cairn_escape::name`).
+pub fn name(s: &str) -> String {
+    cairn_escape::name_str(s).into_owned()
+}
+
+/// Free text from outside (an error, a reason), as shown: escaped, tabs
+/// and backslashes kept (`cairn_escape::text`).
+pub fn free(s: &str) -> String {
+    cairn_escape::text(s.as_bytes()).into_owned()
+}
+
+/// Writes one line to stdout as it is (JSON, or text already escaped); a
+/// closed stdout ends the process quietly.
 pub fn stdout_line(text: &str) {
     let mut out = std::io::stdout().lock();
     if let Err(e) = writeln!(out, "{text}").and_then(|()| out.flush()) {
@@ -52,8 +75,10 @@ pub fn stdout_line(text: &str) {
     }
 }
 
-/// Writes one line to stderr, ignoring failure (nowhere to report it).
+/// Writes one line to stderr, ignoring failure (nowhere to report it);
+/// control characters but newlines are escaped (see the module's docs).
 pub fn stderr_line(text: &str) {
+    let text = cairn_escape::lines(text.as_bytes());
     let _ = writeln!(std::io::stderr().lock(), "{text}");
 }
 
@@ -105,7 +130,9 @@ pub fn report(json: bool, message: &str, details: &[String], exit_code: i32) {
             "details": details,
             "exit_code": exit_code,
         });
-        stderr_line(&value.to_string());
+        // JSON as it is: it escapes control characters itself, and an
+        // escape of ours would not be JSON.
+        let _ = writeln!(std::io::stderr().lock(), "{value}");
         return;
     }
     // Errors name paths and quote what came from outside (a step's log
