@@ -21,7 +21,9 @@
 //! for ids and names, `cairn_escape::text` for free text), and every text
 //! line written here passes `cairn_escape::lines` once more, so a value a
 //! command forgot can at worst add an unambiguous line, never a control
-//! character. `--json` keeps the raw values: JSON escapes them itself.
+//! character. `--json` keeps the raw values: JSON escapes the controls
+//! itself, and `cairn_escape::json` the few it leaves raw (DEL, C1, bidi),
+//! as JSON escapes that decode to the same text.
 //!
 //! **Closed pipes.** `cairn store ls -r | head -2` closes cairn's stdout
 //! early; like other Unix tools cairn then stops without a message, with
@@ -40,7 +42,8 @@ pub const BROKEN_PIPE_EXIT: i32 = 141;
 /// Prints a command's result as JSON or as text.
 pub fn emit<T: serde::Serialize>(json: bool, value: &T, text: impl FnOnce(&T) -> String) {
     if json {
-        stdout_line(&serde_json::to_string_pretty(value).expect("results serialize"));
+        let json = serde_json::to_string_pretty(value).expect("results serialize");
+        stdout_line(&cairn_escape::json(&json));
     } else {
         let text = text(value);
         if !text.is_empty() {
@@ -130,9 +133,10 @@ pub fn report(json: bool, message: &str, details: &[String], exit_code: i32) {
             "details": details,
             "exit_code": exit_code,
         });
-        // JSON as it is: it escapes control characters itself, and an
-        // escape of ours would not be JSON.
-        let _ = writeln!(std::io::stderr().lock(), "{value}");
+        // JSON escapes control characters itself (the rest `cairn_escape`
+        // writes as JSON escapes); an escape of ours would not be JSON.
+        let value = value.to_string();
+        let _ = writeln!(std::io::stderr().lock(), "{}", cairn_escape::json(&value));
         return;
     }
     // Errors name paths and quote what came from outside (a step's log

@@ -45,6 +45,26 @@ pub fn name_str(s: &str) -> Cow<'_, str> {
     escape(s.as_bytes(), Mode::Name)
 }
 
+/// JSON text (as `serde_json` writes it) safe for a terminal, decoding to
+/// the same value: JSON escapes C0 controls itself but leaves DEL, the C1
+/// controls and the bidirectional controls raw; they become `\u009b`….
+/// Outside strings JSON has only ASCII punctuation, so only strings change.
+pub fn json(serialized: &str) -> Cow<'_, str> {
+    let raw = |c: char| c != '\n' && c != '\t' && needs_escape(c, Mode::Lines);
+    if !serialized.chars().any(raw) {
+        return Cow::Borrowed(serialized);
+    }
+    let mut out = String::with_capacity(serialized.len() + 16);
+    for c in serialized.chars() {
+        if raw(c) {
+            let _ = write!(out, "\\u{:04x}", c as u32);
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
 /// What is kept as it is besides printable text.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -143,5 +163,21 @@ mod tests {
             "one\\r\\x1b]52;c;aGk=\\x07\ntwo\\xff\n"
         );
         assert_eq!(text(b"a\nb"), "a\\nb");
+    }
+
+    #[test]
+    fn json_keeps_its_value_and_escapes_what_it_left_raw() {
+        assert!(matches!(json("{\"a\": \"\\u001b\"}\n"), Cow::Borrowed(_)));
+        let value = "x\u{9b}2J\u{7f}\u{202e}y\u{1b}";
+        let written = format!("{{\"v\":\"{value}\"}}");
+        let shown = json(&written);
+        assert_eq!(shown, "{\"v\":\"x\\u009b2J\\u007f\\u202ey\\u001b\"}");
+        // Decoded by hand: the escapes stand for the same characters.
+        let decoded = shown
+            .replace("\\u009b", "\u{9b}")
+            .replace("\\u007f", "\u{7f}")
+            .replace("\\u202e", "\u{202e}")
+            .replace("\\u001b", "\u{1b}");
+        assert_eq!(decoded, written);
     }
 }
