@@ -165,6 +165,57 @@ pub fn one_line(e: &anyhow::Error) -> String {
     line.replace('\n', " ")
 }
 
+/// Where log events go: stderr, each event one line whatever its fields
+/// hold. The formatter escapes ESC, BEL, DEL and the C1 controls in the
+/// fields (its own colours are the only raw ESC); this writer escapes the
+/// rest of the C0 controls, a carriage return and a newline before the
+/// event's end among them, so a logged record text cannot rewrite a line
+/// or fake one (an agent logs what other members and the store wrote).
+pub struct LogWriter;
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogWriter {
+    type Writer = LogWriter;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        LogWriter
+    }
+}
+
+impl Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        std::io::stderr().lock().write_all(&log_event(buf))?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+/// One formatted event as written: controls but ESC and tab escaped,
+/// the final newline kept.
+fn log_event(event: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    let (body, end) = match event.strip_suffix(b"\n") {
+        Some(body) => (body, &b"\n"[..]),
+        None => (event, &b""[..]),
+    };
+    let raw = |b: u8| b < 0x20 && b != 0x1b && b != b'\t';
+    if !body.iter().copied().any(raw) {
+        return std::borrow::Cow::Borrowed(event);
+    }
+    let mut out = Vec::with_capacity(event.len() + 8);
+    for &b in body {
+        match b {
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b if raw(b) => out.extend_from_slice(format!("\\x{b:02x}").as_bytes()),
+            b => out.push(b),
+        }
+    }
+    out.extend_from_slice(end);
+    std::borrow::Cow::Owned(out)
+}
+
 /// Whether stderr may carry colours and other ANSI codes: a terminal, and
 /// `NO_COLOR` unset.
 pub fn colours() -> bool {
@@ -211,5 +262,87 @@ impl Progress {
 impl cairn_snapshot::Progress for Progress {
     fn advance(&self, _files: u64, bytes: u64) {
         self.bar.inc(bytes);
+    }
+}
+
+/// A writer that escapes what passes through it line by line: a line is
+/// written once its newline arrives, or, past [`Escaped::MAX_LINE`]
+/// bytes, in pieces (cut before a character split by the cut).
+pub struct Escaped<W: Write> {
+    out: W,
+    line: Vec<u8>,
+}
+
+impl<W: Write> Escaped<W> {
+    /// A line longer than this is written in pieces of this size.
+    const MAX_LINE: usize = 64 * 1024;
+
+    /// Escapes what is written on its way to `out`.
+    pub fn new(out: W) -> Self {
+        Self {
+            out,
+            line: Vec::new(),
+        }
+    }
+
+    /// Writes `len` bytes of the pending line, escaped.
+    fn emit(&mut self, len: usize) -> std::io::Result<()> {
+        let shown = cairn_escape::lines(&self.line[..len]);
+        self.out.write_all(shown.as_bytes())?;
+        self.line.drain(..len);
+        Ok(())
+    }
+
+    /// Writes what is left (a last line without its newline) and flushes.
+    pub fn finish(mut self) -> std::io::Result<()> {
+        self.emit(self.line.len())?;
+        self.out.flush()
+    }
+}
+
+impl<W: Write> Write for Escaped<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.line.extend_from_slice(buf);
+        if let Some(end) = self.line.iter().rposition(|&b| b == b'\n') {
+            self.emit(end + 1)?;
+        }
+        while self.line.len() > Self::MAX_LINE {
+            let cut = match std::str::from_utf8(&self.line[..Self::MAX_LINE]) {
+                // A character split by the cut waits for its other bytes.
+                Err(e) if e.error_len().is_none() => e.valid_up_to().max(1),
+                _ => Self::MAX_LINE,
+            };
+            self.emit(cut)?;
+        }
+        Ok(buf.len())
+    }
+
+    /// A follower flushes at the end of what there is for now: whole
+    /// lines are out already, a partial one is written as it stands.
+    fn flush(&mut self) -> std::io::Result<()> {
+        let whole = match std::str::from_utf8(&self.line) {
+            Err(e) if e.error_len().is_none() => e.valid_up_to(),
+            _ => self.line.len(),
+        };
+        self.emit(whole)?;
+        self.out.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_log_event_stays_one_line_and_keeps_its_colours() {
+        let event = b"\x1b[32m INFO\x1b[0m halted: bad\rok\nFAKE\x0b\tend\n";
+        assert_eq!(
+            &*log_event(event),
+            &b"\x1b[32m INFO\x1b[0m halted: bad\\rok\\nFAKE\\x0b\tend\n"[..]
+        );
+        assert!(matches!(
+            log_event(b"plain\tline\n"),
+            std::borrow::Cow::Borrowed(_)
+        ));
     }
 }

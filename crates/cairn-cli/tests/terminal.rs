@@ -225,6 +225,12 @@ fn a_server_s_error_message_is_shown_escaped() {
         line.contains("x\\x1b]52;c;cm0gLXJmIH4K\\x07\\x1b[2J\\rok"),
         "the server's message shown escaped: {line}"
     );
+    // As JSON the message is the server's, every control a JSON escape.
+    let out = m.run(&["ref", "list", "channels/", "--json"]);
+    assert_safe(&out);
+    let line = support::refused(&out, 1, "500");
+    assert!(line.contains("x\u{1b}]52;c;"), "{line}");
+    assert!(line.contains("LINE\u{9b}1m"), "{line}");
 }
 
 #[test]
