@@ -30,25 +30,8 @@ fn machine(root: &Path) -> Machine {
     Machine::under(root, &root.join("work"))
 }
 
-/// Fails if `bytes` hold a control character a terminal acts on: ESC,
-/// BEL, CR, any C0 but newline and tab, DEL, or a C1 control in UTF-8.
-fn assert_terminal_safe(what: &str, bytes: &[u8]) {
-    let text = String::from_utf8(bytes.to_vec())
-        .unwrap_or_else(|e| panic!("{what} is not UTF-8 ({e}): {bytes:?}"));
-    let raw: Vec<char> = text
-        .chars()
-        .filter(|&c| {
-            (c.is_control() && c != '\n' && c != '\t')
-                || ('\u{80}'..='\u{9f}').contains(&c)
-                || ('\u{202a}'..='\u{202e}').contains(&c)
-        })
-        .collect();
-    assert!(raw.is_empty(), "{what} holds raw {raw:?}: {text}");
-}
-
 fn assert_safe(out: &Output) {
-    assert_terminal_safe("stdout", &out.stdout);
-    assert_terminal_safe("stderr", &out.stderr);
+    support::assert_terminal_safe(out);
 }
 
 /// `cairn ref set NAME VALUE --create`, as any store writer may.
