@@ -263,3 +263,45 @@ fn a_service_s_log_is_shown_escaped_and_kept_raw() {
     );
     assert!(text.contains("bad \\xff\\xfe end"), "{text}");
 }
+
+#[test]
+fn a_log_event_naming_a_path_with_a_newline_stays_one_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = machine(tmp.path());
+    let file = tmp.path().join("greeting");
+    std::fs::write(&file, "hello\n").unwrap();
+    let out = m.run(&["store", "add", file.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let digest = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    // A destination whose name holds a carriage return and a fake line.
+    let to = tmp.path().join("dest\rFAKE\nWARN fake line");
+    let out = m.run(&[
+        "-v",
+        "store",
+        "copy",
+        &digest,
+        "--kind",
+        "blob",
+        "--to",
+        to.to_str().unwrap(),
+    ]);
+    assert_safe(&out);
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let copying: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("copying to"))
+        .collect();
+    assert!(!copying.is_empty(), "the copy is logged at -v: {stderr}");
+    for line in copying {
+        assert!(line.contains("dest\\rFAKE\\nWARN fake line"), "{line}");
+    }
+    assert!(
+        !stderr.lines().any(|l| l.starts_with("WARN fake line")),
+        "{stderr}"
+    );
+}

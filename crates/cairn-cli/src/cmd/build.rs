@@ -220,7 +220,9 @@ impl Live {
         if self.bar.is_hidden() {
             stderr_line(&text);
         } else {
-            self.bar.println(text);
+            // As `stderr_line` does: no control character reaches the
+            // terminal (a step's lines come escaped already).
+            self.bar.println(cairn_escape::lines(text.as_bytes()));
         }
     }
 }
