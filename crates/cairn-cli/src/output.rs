@@ -148,8 +148,10 @@ pub fn report(json: bool, message: &str, details: &[String], exit_code: i32) {
     }
 }
 
-/// The error and its causes on one line, without repeating a cause whose
-/// text its parent already includes.
+/// The error and its causes joined, without repeating a cause whose text
+/// its parent already includes. A newline in it (a name's, or a foreign
+/// error's) is kept: [`report`] shows it as `\n`, so the message stays one
+/// line and a name with a newline is shown as it is.
 pub fn one_line(e: &anyhow::Error) -> String {
     let mut line = String::new();
     for cause in e.chain() {
@@ -162,7 +164,7 @@ pub fn one_line(e: &anyhow::Error) -> String {
         }
         line.push_str(&text);
     }
-    line.replace('\n', " ")
+    line
 }
 
 /// Where log events go: stderr, each event one line whatever its fields

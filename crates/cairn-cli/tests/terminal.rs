@@ -305,3 +305,18 @@ fn a_log_event_naming_a_path_with_a_newline_stays_one_line() {
         "{stderr}"
     );
 }
+
+#[test]
+fn an_error_naming_a_path_with_a_newline_shows_it_escaped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = machine(tmp.path());
+    let missing = tmp.path().join("no\nsuch\rfile");
+    let out = m.run(&["store", "add", missing.to_str().unwrap()]);
+    assert_safe(&out);
+    let line = support::refused(&out, 1, "no\\nsuch\\rfile");
+    assert!(line.starts_with("error: reading "), "{line}");
+    // As JSON the message holds the name as it is.
+    let out = m.run(&["--json", "store", "add", missing.to_str().unwrap()]);
+    assert_safe(&out);
+    support::refused(&out, 1, "no\nsuch\rfile");
+}
