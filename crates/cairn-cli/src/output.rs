@@ -13,6 +13,18 @@
 //! `details` is empty when there are none; `exit_code` is the process's
 //! exit status (2 for a usage error).
 //!
+//! **Untrusted text.** Much of what cairn prints comes from the store, a
+//! record, a release, a recipe, a server's answer or a step, and anyone
+//! who can write those could put escape sequences (a clipboard write, a
+//! screen rewrite) or fake lines on the user's terminal. Each command
+//! escapes such values where it puts them in a line (`cairn_escape::name`
+//! for ids and names, `cairn_escape::text` for free text), and every text
+//! line written here passes `cairn_escape::lines` once more, so a value a
+//! command forgot can at worst add an unambiguous line, never a control
+//! character. `--json` keeps the raw values: JSON escapes the controls
+//! itself, and `cairn_escape::json` the few it leaves raw (DEL, C1, bidi),
+//! as JSON escapes that decode to the same text.
+//!
 //! **Closed pipes.** `cairn store ls -r | head -2` closes cairn's stdout
 //! early; like other Unix tools cairn then stops without a message, with
 //! the status a shell shows for a command ended by `SIGPIPE` (141).
@@ -30,16 +42,30 @@ pub const BROKEN_PIPE_EXIT: i32 = 141;
 /// Prints a command's result as JSON or as text.
 pub fn emit<T: serde::Serialize>(json: bool, value: &T, text: impl FnOnce(&T) -> String) {
     if json {
-        stdout_line(&serde_json::to_string_pretty(value).expect("results serialize"));
+        let json = serde_json::to_string_pretty(value).expect("results serialize");
+        stdout_line(&cairn_escape::json(&json));
     } else {
         let text = text(value);
         if !text.is_empty() {
-            stdout_line(&text);
+            stdout_line(&cairn_escape::lines(text.as_bytes()));
         }
     }
 }
 
-/// Writes one line to stdout; a closed stdout ends the process quietly.
+/// An id, name or label from outside (the store, a record, a release, a
+/// server), as shown: escaped and unambiguous (`cairn_escape::name`).
+pub fn name(s: &str) -> String {
+    cairn_escape::name_str(s).into_owned()
+}
+
+/// Free text from outside (an error, a reason), as shown: escaped, tabs
+/// and backslashes kept (`cairn_escape::text`).
+pub fn free(s: &str) -> String {
+    cairn_escape::text(s.as_bytes()).into_owned()
+}
+
+/// Writes one line to stdout as it is (JSON, or text already escaped); a
+/// closed stdout ends the process quietly.
 pub fn stdout_line(text: &str) {
     let mut out = std::io::stdout().lock();
     if let Err(e) = writeln!(out, "{text}").and_then(|()| out.flush()) {
@@ -52,8 +78,10 @@ pub fn stdout_line(text: &str) {
     }
 }
 
-/// Writes one line to stderr, ignoring failure (nowhere to report it).
+/// Writes one line to stderr, ignoring failure (nowhere to report it);
+/// control characters but newlines are escaped (see the module's docs).
 pub fn stderr_line(text: &str) {
+    let text = cairn_escape::lines(text.as_bytes());
     let _ = writeln!(std::io::stderr().lock(), "{text}");
 }
 
@@ -105,7 +133,10 @@ pub fn report(json: bool, message: &str, details: &[String], exit_code: i32) {
             "details": details,
             "exit_code": exit_code,
         });
-        stderr_line(&value.to_string());
+        // JSON escapes control characters itself (the rest `cairn_escape`
+        // writes as JSON escapes); an escape of ours would not be JSON.
+        let value = value.to_string();
+        let _ = writeln!(std::io::stderr().lock(), "{}", cairn_escape::json(&value));
         return;
     }
     // Errors name paths and quote what came from outside (a step's log
@@ -117,8 +148,10 @@ pub fn report(json: bool, message: &str, details: &[String], exit_code: i32) {
     }
 }
 
-/// The error and its causes on one line, without repeating a cause whose
-/// text its parent already includes.
+/// The error and its causes joined, without repeating a cause whose text
+/// its parent already includes. A newline in it (a name's, or a foreign
+/// error's) is kept: [`report`] shows it as `\n`, so the message stays one
+/// line and a name with a newline is shown as it is.
 pub fn one_line(e: &anyhow::Error) -> String {
     let mut line = String::new();
     for cause in e.chain() {
@@ -131,7 +164,58 @@ pub fn one_line(e: &anyhow::Error) -> String {
         }
         line.push_str(&text);
     }
-    line.replace('\n', " ")
+    line
+}
+
+/// Where log events go: stderr, each event one line whatever its fields
+/// hold. The formatter escapes ESC, BEL, DEL and the C1 controls in the
+/// fields (its own colours are the only raw ESC); this writer escapes the
+/// rest of the C0 controls, a carriage return and a newline before the
+/// event's end among them, so a logged record text cannot rewrite a line
+/// or fake one (an agent logs what other members and the store wrote).
+pub struct LogWriter;
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogWriter {
+    type Writer = LogWriter;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        LogWriter
+    }
+}
+
+impl Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        std::io::stderr().lock().write_all(&log_event(buf))?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+/// One formatted event as written: controls but ESC and tab escaped,
+/// the final newline kept.
+fn log_event(event: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    let (body, end) = match event.strip_suffix(b"\n") {
+        Some(body) => (body, &b"\n"[..]),
+        None => (event, &b""[..]),
+    };
+    let raw = |b: u8| b < 0x20 && b != 0x1b && b != b'\t';
+    if !body.iter().copied().any(raw) {
+        return std::borrow::Cow::Borrowed(event);
+    }
+    let mut out = Vec::with_capacity(event.len() + 8);
+    for &b in body {
+        match b {
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b if raw(b) => out.extend_from_slice(format!("\\x{b:02x}").as_bytes()),
+            b => out.push(b),
+        }
+    }
+    out.extend_from_slice(end);
+    std::borrow::Cow::Owned(out)
 }
 
 /// Whether stderr may carry colours and other ANSI codes: a terminal, and
@@ -180,5 +264,87 @@ impl Progress {
 impl cairn_snapshot::Progress for Progress {
     fn advance(&self, _files: u64, bytes: u64) {
         self.bar.inc(bytes);
+    }
+}
+
+/// A writer that escapes what passes through it line by line: a line is
+/// written once its newline arrives, or, past [`Escaped::MAX_LINE`]
+/// bytes, in pieces (cut before a character split by the cut).
+pub struct Escaped<W: Write> {
+    out: W,
+    line: Vec<u8>,
+}
+
+impl<W: Write> Escaped<W> {
+    /// A line longer than this is written in pieces of this size.
+    const MAX_LINE: usize = 64 * 1024;
+
+    /// Escapes what is written on its way to `out`.
+    pub fn new(out: W) -> Self {
+        Self {
+            out,
+            line: Vec::new(),
+        }
+    }
+
+    /// Writes `len` bytes of the pending line, escaped.
+    fn emit(&mut self, len: usize) -> std::io::Result<()> {
+        let shown = cairn_escape::lines(&self.line[..len]);
+        self.out.write_all(shown.as_bytes())?;
+        self.line.drain(..len);
+        Ok(())
+    }
+
+    /// Writes what is left (a last line without its newline) and flushes.
+    pub fn finish(mut self) -> std::io::Result<()> {
+        self.emit(self.line.len())?;
+        self.out.flush()
+    }
+}
+
+impl<W: Write> Write for Escaped<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.line.extend_from_slice(buf);
+        if let Some(end) = self.line.iter().rposition(|&b| b == b'\n') {
+            self.emit(end + 1)?;
+        }
+        while self.line.len() > Self::MAX_LINE {
+            let cut = match std::str::from_utf8(&self.line[..Self::MAX_LINE]) {
+                // A character split by the cut waits for its other bytes.
+                Err(e) if e.error_len().is_none() => e.valid_up_to().max(1),
+                _ => Self::MAX_LINE,
+            };
+            self.emit(cut)?;
+        }
+        Ok(buf.len())
+    }
+
+    /// A follower flushes at the end of what there is for now: whole
+    /// lines are out already, a partial one is written as it stands.
+    fn flush(&mut self) -> std::io::Result<()> {
+        let whole = match std::str::from_utf8(&self.line) {
+            Err(e) if e.error_len().is_none() => e.valid_up_to(),
+            _ => self.line.len(),
+        };
+        self.emit(whole)?;
+        self.out.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_log_event_stays_one_line_and_keeps_its_colours() {
+        let event = b"\x1b[32m INFO\x1b[0m halted: bad\rok\nFAKE\x0b\tend\n";
+        assert_eq!(
+            &*log_event(event),
+            &b"\x1b[32m INFO\x1b[0m halted: bad\\rok\\nFAKE\\x0b\tend\n"[..]
+        );
+        assert!(matches!(
+            log_event(b"plain\tline\n"),
+            std::borrow::Cow::Borrowed(_)
+        ));
     }
 }

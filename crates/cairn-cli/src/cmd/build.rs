@@ -154,15 +154,21 @@ fn diffoscope(fs: &FsStore, differences: &[Difference]) {
         let (Some(Entry::File(a, _)), Some(Entry::File(b, _))) = (&d.before, &d.after) else {
             continue;
         };
-        let status = std::process::Command::new("diffoscope")
+        let child = std::process::Command::new("diffoscope")
             .arg("--no-progress")
             .arg(fs.blob_path(a))
             .arg(fs.blob_path(b))
-            .stdout(std::process::Stdio::from(std::io::stderr()))
-            .status();
-        if status.is_err() {
+            .stdout(std::process::Stdio::piped())
+            .spawn();
+        let Ok(mut child) = child else {
             return; // not installed
+        };
+        // The files are a step's: their differences are shown escaped.
+        if let Some(mut diff) = child.stdout.take() {
+            let mut shown = crate::output::Escaped::new(std::io::stderr().lock());
+            let _ = std::io::copy(&mut diff, &mut shown).and_then(|_| shown.finish());
         }
+        let _ = child.wait();
     }
 }
 
@@ -214,7 +220,9 @@ impl Live {
         if self.bar.is_hidden() {
             stderr_line(&text);
         } else {
-            self.bar.println(text);
+            // As `stderr_line` does: no control character reaches the
+            // terminal (a step's lines come escaped already).
+            self.bar.println(cairn_escape::lines(text.as_bytes()));
         }
     }
 }

@@ -13,7 +13,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::cli::{ChannelCommand, Global};
-use crate::output::emit;
+use crate::output::{emit, name};
 
 #[derive(Serialize)]
 struct Statement {
@@ -63,13 +63,13 @@ fn text(s: &Statement) -> String {
         .unwrap_or_default();
     format!(
         "{}/{} #{} -> release {}\n  statement {}{issued}\n  expires {}\n  signed by {}",
-        s.service,
-        s.channel,
+        name(&s.service),
+        name(&s.channel),
         s.sequence,
         s.release,
         s.statement,
         s.expires,
-        s.signed_by.join(", ")
+        names(&s.signed_by)
     )
 }
 
@@ -243,7 +243,7 @@ async fn verify(
             "accepted: {service}/{channel} #{} -> release {} ({})",
             o["sequence"],
             o["release"].as_str().unwrap_or(""),
-            o["version"].as_str().unwrap_or("")
+            name(o["version"].as_str().unwrap_or(""))
         )
     });
     Ok(0)
@@ -348,22 +348,31 @@ pub(crate) fn key_names(global: &Global) -> std::collections::HashMap<String, St
         .collect()
 }
 
+/// Store text (key ids, versions) as shown: each escaped, then listed.
+fn names(list: &[String]) -> String {
+    let shown: Vec<String> = list.iter().map(|s| name(s)).collect();
+    shown.join(", ")
+}
+
 fn history_table(rows: &[HistoryRow]) -> String {
     let mut lines = vec![format!(
         "{:<5} {:<20} {:<20} {:<24} RELEASE",
         "SEQ", "ISSUED", "VERSION", "SIGNED BY"
     )];
     for r in rows {
-        let signers: Vec<&str> = r
+        // Key ids and versions are the store's: shown escaped.
+        let signers: Vec<String> = r
             .signed_by
             .iter()
-            .map(|s| s.name.as_deref().unwrap_or(&s.key_id))
+            .map(|s| name(s.name.as_deref().unwrap_or(&s.key_id)))
             .collect();
         lines.push(format!(
             "{:<5} {:<20} {:<20} {:<24} {}",
             format!("#{}", r.sequence),
             r.issued.as_deref().unwrap_or("-"),
-            r.version.as_deref().unwrap_or("(not in the store)"),
+            r.version
+                .as_deref()
+                .map_or_else(|| "(not in the store)".into(), name),
             if signers.is_empty() {
                 "-".to_string()
             } else {
@@ -393,6 +402,6 @@ async fn by_version(store: &Store, service: &str, channel: &str, label: &str) ->
     }
     bail!(
         "no release with version {label:?} in the history of {service}/{channel} (it has: {}); --to takes a version label, a digest or releases/<service>/<hex>",
-        versions.join(", ")
+        names(&versions)
     )
 }

@@ -4,7 +4,7 @@ use anyhow::Result;
 use serde::Serialize;
 
 use crate::cli::{Global, KeyCommand};
-use crate::output::emit;
+use crate::output::{emit, name};
 
 #[derive(Serialize)]
 struct KeyRow {
@@ -38,7 +38,8 @@ pub fn run(global: &Global, cmd: KeyCommand) -> Result<i32> {
             emit(global.json, &rows, |rows| {
                 let line = |r: &KeyRow| {
                     let private = if r.private { " (private)" } else { "" };
-                    format!("{:<20} {}{private}", r.name, r.key_id)
+                    // A key's name may come from a line someone sent.
+                    format!("{:<20} {}{private}", name(&r.name), r.key_id)
                 };
                 rows.iter().map(line).collect::<Vec<_>>().join("\n")
             });
@@ -55,7 +56,7 @@ pub fn run(global: &Global, cmd: KeyCommand) -> Result<i32> {
                 private: false,
             };
             emit(global.json, &row, |r| {
-                format!("imported {} {}", r.name, r.key_id)
+                format!("imported {} {}", crate::output::name(&r.name), r.key_id)
             });
         }
     }

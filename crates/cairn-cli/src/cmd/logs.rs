@@ -1,6 +1,11 @@
 //! `cairn logs SERVICE [-f]`: the service's output on this machine, from
 //! the agent's state directory; and the hidden `cairn log-pump` the agent
 //! starts for each service process.
+//!
+//! A service logs what its clients send it (a request's path, a header),
+//! so its output is shown escaped (`cairn_escape::lines`: control
+//! characters and bytes that are not UTF-8 made visible, lines kept); the
+//! log files keep the raw bytes.
 
 use std::path::PathBuf;
 
@@ -34,12 +39,13 @@ pub async fn run(args: LogsArgs) -> Result<i32> {
     let files = LogFiles::new(dir, &args.service);
     let follow = args.follow;
     tokio::task::spawn_blocking(move || {
-        let mut out = std::io::stdout().lock();
+        let mut out = crate::output::Escaped::new(std::io::stdout().lock());
         if follow {
-            files.follow(&mut out, &|| false)
+            files.follow(&mut out, &|| false)?;
         } else {
-            files.print(&mut out)
+            files.print(&mut out)?;
         }
+        out.finish()
     })
     .await?
     .context("printing the logs")?;

@@ -43,7 +43,11 @@ pub async fn run(global: &Global, cmd: RefCommand) -> Result<i32> {
                 version: v.version.0,
                 value,
             };
-            emit(global.json, &out, |r| r.value.clone());
+            // Whoever may write the store wrote the value: shown escaped
+            // (lines kept, bytes that are not UTF-8 as `\xff`); `--json`
+            // has it as it is.
+            let shown = cairn_escape::lines(&v.value);
+            emit(global.json, &out, |_| shown.into_owned());
         }
         RefCommand::List { prefix } => {
             let names: Vec<String> = store

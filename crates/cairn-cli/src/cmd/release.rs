@@ -31,7 +31,7 @@ use time::OffsetDateTime;
 use super::build::Live;
 use super::Workspace;
 use crate::cli::{Global, ReleaseArgs, ReleaseCommand};
-use crate::output::emit;
+use crate::output::{emit, name};
 
 #[derive(Serialize)]
 struct Released {
@@ -179,7 +179,7 @@ fn step_platform(recipe: &Recipe, step: &str) -> StepPlatform {
 fn pipeline_text(pipeline: &Pipeline) -> String {
     let ran = |p: &StepPlatform| {
         let how = if p.native { "native" } else { "emulated" };
-        format!("{} ({how})", p.name)
+        format!("{} ({how})", name(&p.name))
     };
     let mut text = String::new();
     if pipeline.steps.is_empty() {
@@ -192,8 +192,8 @@ fn pipeline_text(pipeline: &Pipeline) -> String {
     for t in &pipeline.tests {
         text += &format!(
             "\ntest      {} {} action {} on {}",
-            t.step,
-            t.result,
+            name(&t.step),
+            name(&t.result),
             t.action,
             ran(&t.platform)
         );
@@ -201,7 +201,7 @@ fn pipeline_text(pipeline: &Pipeline) -> String {
     for s in &pipeline.steps {
         text += &format!(
             "\nstep      {} action {} on {}",
-            s.step,
+            name(&s.step),
             s.action,
             ran(&s.platform)
         );
@@ -239,8 +239,8 @@ async fn show(global: &Global, ws: &Workspace, text: &str) -> Result<i32> {
     let named: Vec<String> = signers
         .iter()
         .map(|id| match names.get(id) {
-            Some(name) => format!("{name} ({id})"),
-            None => id.clone(),
+            Some(key) => format!("{} ({})", name(key), name(id)),
+            None => name(id),
         })
         .collect();
     let pipeline = recorded(store, r)
@@ -266,11 +266,13 @@ async fn show(global: &Global, ws: &Workspace, text: &str) -> Result<i32> {
             "native": s.platform.native,
         })).collect::<Vec<_>>(),
     });
+    // The release is the store's: a store writer may have put any text
+    // in it (signed or not), so its words are shown escaped.
     emit(global.json, &out, |_| {
         format!(
             "release   {digest}\nservice   {}\nversion   {}\nartifact  {}\naction    {}\nprovenance {}\ncreated   {created}\nrun       {}\nsigned by {}",
-            r.service,
-            r.version,
+            name(&r.service),
+            name(&r.version),
             r.artifact,
             r.action,
             r.provenance,

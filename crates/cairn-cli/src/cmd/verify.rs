@@ -21,7 +21,7 @@ use cairn_transfer::{copy_closure, CopyOptions, Kind, TransferError};
 
 use super::Workspace;
 use crate::cli::{Global, VerifyArgs};
-use crate::output::{emit, Detailed};
+use crate::output::{emit, name, Detailed};
 
 /// Runs `cairn verify`.
 pub async fn run(global: &Global, args: VerifyArgs) -> Result<i32> {
@@ -82,7 +82,9 @@ pub async fn run(global: &Global, args: VerifyArgs) -> Result<i32> {
         emit(global.json, &out, |_| {
             format!(
                 "reproduced: {} ({} {})",
-                release.artifact, release.service, release.version
+                release.artifact,
+                release.service,
+                name(&release.version)
             )
         });
         return Ok(0);

@@ -5,12 +5,14 @@
 //!
 //! By theme: [`lifecycle`] (release, promote, roll back, reproduce, and
 //! channels read as history), [`trust`] (attacks refused with their
-//! reason, accepted sequences, two-key channels).
+//! reason, accepted sequences, two-key channels), [`terminal`] (a
+//! release's words shown escaped).
 
 #[path = "../support/mod.rs"]
 mod support;
 
 mod lifecycle;
+mod terminal;
 mod trust;
 
 use std::ops::Deref;

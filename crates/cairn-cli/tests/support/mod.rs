@@ -55,6 +55,26 @@ pub fn refused(out: &Output, code: i32, needle: &str) -> String {
     last.to_string()
 }
 
+/// Checks that neither stdout nor stderr of `out` holds a character a
+/// terminal acts on: ESC, BEL, CR, any C0 control but newline and tab,
+/// DEL, a C1 control or a bidirectional override (what `cairn_escape`
+/// makes visible); both must be UTF-8.
+pub fn assert_terminal_safe(out: &Output) {
+    for (what, bytes) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {
+        let text = String::from_utf8(bytes.clone())
+            .unwrap_or_else(|e| panic!("{what} is not UTF-8 ({e}): {bytes:?}"));
+        let raw: Vec<char> = text
+            .chars()
+            .filter(|&c| {
+                (c.is_control() && c != '\n' && c != '\t')
+                    || ('\u{202a}'..='\u{202e}').contains(&c)
+                    || ('\u{2066}'..='\u{2069}').contains(&c)
+            })
+            .collect();
+        assert!(raw.is_empty(), "{what} holds raw {raw:?}: {text}");
+    }
+}
+
 /// A running `cairn server` on a free loopback port.
 pub struct Server {
     /// The server process (a test may signal it and wait for its exit).

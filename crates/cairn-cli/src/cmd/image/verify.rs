@@ -16,7 +16,7 @@ use cairn_trust::{verify_attestation, Envelope, TrustPolicy};
 use serde::Serialize;
 
 use crate::cli::Global;
-use crate::output::emit;
+use crate::output::{emit, name};
 
 #[derive(Serialize)]
 struct Accepted {
@@ -94,7 +94,12 @@ pub async fn run(
                     emit(global.json, &out, |o| {
                         format!(
                             "accepted: {} ({}) -> release {} for {}/{}",
-                            o.image, o.manifest, o.release, o.service, o.channel
+                            o.image,
+                            o.manifest,
+                            // The attestation's text: shown escaped.
+                            name(&o.release),
+                            o.service,
+                            o.channel
                         )
                     });
                     return Ok(0);

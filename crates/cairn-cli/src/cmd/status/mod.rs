@@ -23,7 +23,7 @@ struct Report {
 }
 
 use crate::cli::{Global, StatusArgs};
-use crate::output::emit;
+use crate::output::{emit, free, name};
 
 /// A member whose heartbeat is older than this is marked stale (a
 /// heartbeat at the agents' default interval was missed), until it is
@@ -155,10 +155,12 @@ fn table(rows: &[Row]) -> String {
     .map(String::from)
     .to_vec()];
     for row in rows {
+        // Every value here is store text: ids are names, errors text.
+        let (set, agent) = (name(&row.set), name(&row.agent));
         let Some(r) = &row.record else {
             lines.push(vec![
-                row.set.clone(),
-                row.agent.clone(),
+                set,
+                agent,
                 "-".into(),
                 "-".into(),
                 "-".into(),
@@ -166,7 +168,7 @@ fn table(rows: &[Row]) -> String {
                 "-".into(),
                 "-".into(),
                 "-".into(),
-                row.error.clone().unwrap_or_default(),
+                free(row.error.as_deref().unwrap_or_default()),
             ]);
             continue;
         };
@@ -183,16 +185,16 @@ fn table(rows: &[Row]) -> String {
             state = format!("{state} -> {}", short(&t));
         }
         lines.push(vec![
-            row.set.clone(),
-            row.agent.clone(),
-            r.version.clone().unwrap_or_else(|| "-".into()),
+            set,
+            agent,
+            r.version.as_deref().map_or_else(|| "-".into(), name),
             r.release.map_or_else(|| "-".into(), |d| short(&d)),
             r.sequence.map_or_else(|| "-".into(), |s| s.to_string()),
             r.generation.map_or_else(|| "-".into(), |g| g.to_string()),
             state,
             text(&r.health),
             heartbeat,
-            r.last_error.clone().unwrap_or_default(),
+            free(r.last_error.as_deref().unwrap_or_default()),
         ]);
     }
     let widths: Vec<usize> = (0..lines[0].len())

@@ -17,6 +17,8 @@ use cairn_rollout::{
 };
 use serde::Serialize;
 
+use crate::output::{free, name};
+
 /// One set's rollout, as shown.
 #[derive(Serialize)]
 pub struct Story {
@@ -198,12 +200,14 @@ impl Story {
         )
     }
 
-    /// The story as text, one `label value` line each.
+    /// The story as text, one `label value` line each. Everything the
+    /// record and the members' records say is escaped: ids and versions
+    /// as names, the halt's reason and the gates' words as text.
     pub fn text(&self) -> String {
         let mut lines = Vec::new();
         let mut line = |label: &str, value: String| lines.push(format!("{label:<10} {value}"));
-        line("rollout", format!("set {}", self.set));
-        let version = self.version.as_deref().unwrap_or("-");
+        line("rollout", format!("set {}", name(&self.set)));
+        let version = self.version.as_deref().map_or_else(|| "-".into(), name);
         line(
             "target",
             format!(
@@ -215,7 +219,7 @@ impl Story {
         line("strategy", self.strategy.clone());
         line("phase", self.phase.to_string());
         if let Some(h) = &self.halted {
-            line("halted", h.clone());
+            line("halted", free(h));
         }
         line("wave", self.wave.to_string());
         let total =
@@ -237,7 +241,7 @@ impl Story {
             ("away", &self.away),
         ] {
             if !ids.is_empty() {
-                line(label, ids.join(", "));
+                line(label, names(ids));
             }
         }
         for s in &self.slots {
@@ -249,7 +253,7 @@ impl Story {
                 (false, true) => format!("{}s left", s.seconds_left),
                 (false, false) => format!("ended {}s ago", -s.seconds_left),
             };
-            let who = &s.member;
+            let who = name(&s.member);
             let left = match (s.holder, s.expired) {
                 (Holder::Finished, _) => format!("{left}; {who} finished, not released yet"),
                 (Holder::Away, _) => format!("{left}; {who} away"),
@@ -260,24 +264,21 @@ impl Story {
             };
             line(
                 "slot",
-                format!(
-                    "{} ({kind}{wave}) until {} ({left})",
-                    s.member,
-                    rfc3339(s.expires)
-                ),
+                format!("{who} ({kind}{wave}) until {} ({left})", rfc3339(s.expires)),
             );
         }
         if let Some(s) = &self.steward {
             line(
                 "steward",
-                format!("{} until {}", s.member, rfc3339(s.expires)),
+                format!("{} until {}", name(&s.member), rfc3339(s.expires)),
             );
         }
         if let Some(b) = self.bake_until {
             line("baking", format!("until {}", rfc3339(b)));
         }
         if !self.gates.is_empty() {
-            line("waits on", self.gates.join("; "));
+            let gates: Vec<String> = self.gates.iter().map(|g| free(g)).collect();
+            line("waits on", gates.join("; "));
         }
         for w in &self.waves {
             let state = match (w.finished, self.phase.is_forward()) {
@@ -295,6 +296,12 @@ impl Story {
         }
         lines.join("\n")
     }
+}
+
+/// Member ids as shown, escaped.
+fn names(ids: &[String]) -> String {
+    let shown: Vec<String> = ids.iter().map(|id| name(id)).collect();
+    shown.join(", ")
 }
 
 /// Whether a member's record says it swaps.
