@@ -29,6 +29,23 @@ max_skew = "500ms"
 check_retry = "1s"
 "#;
 
+/// One agent of the fleet set `set`, started, serving v1 (promoted to
+/// `set`).
+pub(crate) fn serving_v1(set: &str) -> TestAgent {
+    let fx = fixture();
+    let mut a = TestAgent::new(
+        set,
+        Options {
+            extra: FLEET.to_string(),
+            ..Options::default()
+        },
+    );
+    a.start();
+    fx.promote(&fx.v1, set, "ci", None);
+    a.wait_serving("1", T);
+    a
+}
+
 /// Three agents `m1`..`m3` following channel (and set) `set`, with
 /// `deploy` as their `[deploy]` override (empty: the release's plan).
 pub(crate) fn members(set: &str, deploy: &str) -> Vec<TestAgent> {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::fixture::{fixture, SERVICE};
-use crate::fleet::{rollout, wait_rollout, FLEET, T};
+use crate::fleet::{rollout, serving_v1, wait_rollout, FLEET, T};
 use crate::harness::{eventually, free_port, hex, Options, Server, TestAgent};
 use crate::trickle::Trickle;
 
@@ -23,16 +23,7 @@ pub(crate) fn digest(release: &str) -> Value {
 fn a_rollout_record_claiming_an_unsigned_statement_neither_holds_nor_steers_the_agent() {
     let fx = fixture();
     let set = "unsigned-claim";
-    let mut a = TestAgent::new(
-        set,
-        Options {
-            extra: FLEET.to_string(),
-            ..Options::default()
-        },
-    );
-    a.start();
-    fx.promote(&fx.v1, set, "ci", None);
-    a.wait_serving("1", T);
+    let a = serving_v1(set);
     let first = wait_rollout(set, "the rollout of #1, done", |r| {
         r["sequence"] == 1 && r["phase"] == "done"
     });

@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::fixture::{fixture, SERVICE};
-use crate::fleet::{rollout, status, wait_rollout, FLEET, T};
+use crate::fleet::{rollout, serving_v1, status, wait_rollout, FLEET, T};
 use crate::harness::{eventually, free_port, hex, Options, Server, TestAgent};
 use crate::hostile::digest;
 use crate::trickle::Trickle;
@@ -26,16 +26,7 @@ fn status_text(set: &str) -> String {
 fn a_record_turning_a_halt_into_a_rollback_does_not_move_a_member_whose_plan_halts() {
     let fx = fixture();
     let set = "forged-rollback";
-    let mut a = TestAgent::new(
-        set,
-        Options {
-            extra: FLEET.to_string(),
-            ..Options::default()
-        },
-    );
-    a.start();
-    fx.promote(&fx.v1, set, "ci", None);
-    a.wait_serving("1", T);
+    let a = serving_v1(set);
     fx.promote(&fx.v2, set, "ci", None);
     a.wait_serving("2", T);
     let done = wait_rollout(set, "done on v2", |r| {
@@ -207,16 +198,7 @@ fn a_store_sending_a_blob_within_every_silence_is_given_up_by_its_rate() {
 fn a_check_command_written_into_the_rollout_record_is_never_run() {
     let fx = fixture();
     let set = "forged-check";
-    let mut a = TestAgent::new(
-        set,
-        Options {
-            extra: FLEET.to_string(),
-            ..Options::default()
-        },
-    );
-    a.start();
-    fx.promote(&fx.v1, set, "ci", None);
-    a.wait_serving("1", T);
+    let a = serving_v1(set);
     let done = wait_rollout(set, "done on v1", |r| {
         r["sequence"] == 1 && r["phase"] == "done"
     });
@@ -259,16 +241,7 @@ fn a_check_command_written_into_the_rollout_record_is_never_run() {
 fn a_record_widening_the_capacity_does_not_make_a_member_swap_beside_another() {
     let fx = fixture();
     let set = "forged-capacity";
-    let mut a = TestAgent::new(
-        set,
-        Options {
-            extra: FLEET.to_string(),
-            ..Options::default()
-        },
-    );
-    a.start();
-    fx.promote(&fx.v1, set, "ci", None);
-    a.wait_serving("1", T);
+    let mut a = serving_v1(set);
     // Restarted (its service kept running) with one at a time (the
     // default) and a check that never passes: no wave of this member's
     // own making starts.
