@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 repo=$PWD
 
 if [[ -z ${CAIRN:-} ]]; then
-  echo "== building cairn (the first build compiles every dependency: several minutes)"
+  echo "== building cairn (the first build compiles every dependency and optimizes across them: about 15 minutes on two cores)"
   cargo build --release --locked -p cairn-cli
   CAIRN=$repo/target/release/cairn
 fi
