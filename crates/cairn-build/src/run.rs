@@ -27,7 +27,7 @@ use cairn_tree::{encode_directory, proto::Directory};
 
 use crate::error::BuildError;
 use crate::logs::{kept_log_path, last_lines, LogStream, TAIL_LINES};
-use crate::trees::{materialized, snapshot_output, HeldTree};
+use crate::trees::{materialized, scratch_file, snapshot_output, HeldTree};
 use crate::Reporter;
 
 /// The hostname every step sees.
@@ -334,13 +334,7 @@ struct ScratchLog {
 
 impl ScratchLog {
     fn create(fs: &FsStore) -> Result<Self, BuildError> {
-        let dir = fs.cache_dir().join("build");
-        if let Err(e) = cairn_store::fs::temp::sweep(&dir, true) {
-            tracing::debug!(error = %e, dir = %dir.display(), "leftover logs not swept");
-        }
-        let (path, file) = fs
-            .temp_file_in(&dir)
-            .map_err(|e| BuildError::store("creating a step's log", e))?;
+        let (path, file) = scratch_file(fs, "build")?;
         Ok(Self { path, file })
     }
 

@@ -199,10 +199,24 @@ pub fn snapshot_output(fs: &FsStore, dir: &Path) -> Result<Added, SnapshotError>
 /// builds' scratch directories are ever there, so this costs a short
 /// directory listing.
 pub fn scratch(fs: &FsStore, what: &str) -> Result<TempDir, BuildError> {
+    let dir = swept_scratch_dir(fs, what);
+    fs.temp_dir_in(&dir)
+        .map_err(|e| BuildError::store(format!("creating a scratch directory for {what}"), e))
+}
+
+/// A fresh locked file under `<store>/cache/<what>/` (the caller removes
+/// it), after the same sweep as [`scratch`].
+pub fn scratch_file(fs: &FsStore, what: &str) -> Result<(PathBuf, std::fs::File), BuildError> {
+    let dir = swept_scratch_dir(fs, what);
+    fs.temp_file_in(&dir)
+        .map_err(|e| BuildError::store(format!("creating a scratch file for {what}"), e))
+}
+
+/// `<store>/cache/<what>/`, without what a killed `cairn` left there.
+fn swept_scratch_dir(fs: &FsStore, what: &str) -> PathBuf {
     let dir = fs.cache_dir().join(what);
     if let Err(e) = cairn_store::fs::temp::sweep(&dir, true) {
         tracing::debug!(error = %e, dir = %dir.display(), "leftover scratch not swept");
     }
-    fs.temp_dir_in(&dir)
-        .map_err(|e| BuildError::store(format!("creating a scratch directory for {what}"), e))
+    dir
 }

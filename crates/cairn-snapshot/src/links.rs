@@ -20,12 +20,13 @@
 //! or damaged file is read as no memory rather than as wrong targets.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::ops::Range;
 use std::path::Path;
 
 use cairn_digest::Digest;
 use cairn_store::FsStore;
+
+use crate::stat_cache::{ns, replace_file};
 
 const MAGIC: &[u8; 8] = b"cairnln1";
 /// Bytes of the trailing checksum.
@@ -54,10 +55,6 @@ impl DirStamp {
     fn is_racy(&self, snapshot_start_ns: i64) -> bool {
         self.ctime_ns >= snapshot_start_ns - 1_000_000_000
     }
-}
-
-fn ns(secs: i64, nsecs: i64) -> i64 {
-    secs.saturating_mul(1_000_000_000).saturating_add(nsecs)
 }
 
 /// The links one walk found in one directory, in the order it met them.
@@ -205,17 +202,7 @@ pub(crate) fn save(store: &FsStore, file: &Path, dirs: &[DirLinks], start_ns: i6
     }
     let sum = *Digest::of(&bytes).hash();
     bytes.extend_from_slice(&sum);
-    let written = (|| -> Result<(), Box<dyn std::error::Error>> {
-        let parent = file.parent().expect("cache files have a parent");
-        let (tmp, mut out) = store.temp_file_in(parent)?;
-        let done = out
-            .write_all(&bytes)
-            .and_then(|()| std::fs::rename(&tmp, file));
-        if done.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        Ok(done?)
-    })();
+    let written = replace_file(store, file, &bytes);
     if let Err(e) = written {
         tracing::debug!(path = %file.display(), error = %e, "link memory not saved");
     }

@@ -118,7 +118,7 @@ impl BlobStamp {
     }
 }
 
-fn ns(secs: i64, nsecs: i64) -> i64 {
+pub(crate) fn ns(secs: i64, nsecs: i64) -> i64 {
     secs.saturating_mul(1_000_000_000).saturating_add(nsecs)
 }
 
@@ -341,16 +341,26 @@ impl StatCache {
     }
 
     fn write(&self, store: &FsStore, bytes: &[u8]) -> Result<(), Box<dyn std::error::Error>> {
-        let dir = self.file.parent().expect("cache files have a parent");
-        let (tmp, mut out) = store.temp_file_in(dir)?;
-        let written = out
-            .write_all(bytes)
-            .and_then(|()| std::fs::rename(&tmp, &self.file));
-        if written.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        Ok(written?)
+        replace_file(store, &self.file, bytes)
     }
+}
+
+/// Writes `bytes` to a temporary file beside `file` and renames it over
+/// `file`: a reader sees the old file or the new one, never half of one.
+pub(crate) fn replace_file(
+    store: &FsStore,
+    file: &Path,
+    bytes: &[u8],
+) -> Result<(), Box<dyn std::error::Error>> {
+    let dir = file.parent().expect("cache files have a parent");
+    let (tmp, mut out) = store.temp_file_in(dir)?;
+    let written = out
+        .write_all(bytes)
+        .and_then(|()| std::fs::rename(&tmp, file));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    Ok(written?)
 }
 
 /// Seconds since the epoch, now.
